@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs whatever Coffer's build, app and tests need and is missing, and says
+# what it installs. Idempotent: quick when everything is there.
+# Sourced by scripts/run-app.sh and scripts/test-all.sh.
+set -euo pipefail
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coffer/target}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: the WebKitGTK toolchain for Tauri, Xvfb and the WebKit
+# WebDriver for UI tests, D-Bus + gnome-keyring + keyutils for the OS keyring.
+APT_PACKAGES=(
+  build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
+  libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
+  gnome-keyring keyutils libdbus-1-dev python3
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+command -v node >/dev/null || { echo "node not found: install Node.js 20.19+ first" >&2; exit 1; }
+
+# npm packages (Vite, TypeScript, Vitest, Tauri's JS API and CLI), from the lock file.
+cd "$ROOT"
+stamp="node_modules/.coffer-lock"
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  say "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
+
+# tauri-driver, the WebDriver server for Tauri apps (UI tests only).
+if [ "${COFFER_SETUP_DRIVER:-1}" = 1 ] && ! command -v tauri-driver >/dev/null; then
+  say "installing tauri-driver 2.1.0 (cargo install, ~30 s)"
+  cargo install tauri-driver --version 2.1.0 --locked --quiet
+fi
+
+# The UI bundle that Tauri embeds into the binary.
+if [ ! -f ui/dist/index.html ] || [ -n "$(find ui/src ui/index.html vite.config.ts -newer ui/dist/index.html 2>/dev/null | head -1)" ]; then
+  say "building the UI (vite build)"
+  npx --no-install vite build --logLevel warn
+fi

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test of Coffer:
+# formatting, lints, the frontend type-check and unit tests, the IPC bindings
+# freshness check, all Rust unit and integration tests, and the WebDriver tests
+# of the app under Xvfb. Prints the counts at the end.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+cd "$ROOT"
+log_dir="$(mktemp -d)"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+t0=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "frontend: type-check (tsc) and unit tests (vitest)"
+npx --no-install tsc --noEmit -p ui/tsconfig.json
+npx --no-install vitest run --root ui 2>&1 | tee "$log_dir/vitest.log"
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo test --workspace (unit, integration, WebDriver under Xvfb, keyring under D-Bus)"
+set +e
+# One D-Bus session with an unlocked gnome-keyring for the keyring tests, a
+# session keyring for keyutils, and Xvfb for the WebDriver tests.
+dbus-run-session -- bash -c '
+  eval "$(printf coffer-test | gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null
+  export GNOME_KEYRING_CONTROL
+  exec keyctl session - xvfb-run -a --server-args="-screen 0 1280x800x24" cargo test --workspace --no-fail-fast
+' 2>&1 | tee "$log_dir/cargo.log"
+status=${PIPESTATUS[0]}
+set -e
+
+passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
+failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
+vpassed=$(grep -E '^ +Tests +[0-9]+ passed' "$log_dir/vitest.log" | sed -E 's/^ +Tests +([0-9]+) passed.*/\1/' | head -1)
+step "summary ($(( $(date +%s) - t0 )) s)"
+echo "rust tests: ${passed:-0} passed, ${failed:-0} failed"
+echo "frontend tests: ${vpassed:-0} passed"
+echo "$(( ${passed:-0} + ${vpassed:-0} )) passed, ${failed:-0} failed"
+exit "$status"

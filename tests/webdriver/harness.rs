@@ -1,0 +1,174 @@
+//! The WebDriver harness: one tauri-driver (and its WebKitWebDriver) per test,
+//! on free ports, with the app given its own temporary data directory.
+//!
+//! * The app binary is the one cargo built for this test run
+//!   (`CARGO_BIN_EXE_coffer-desktop`).
+//! * `tauri-driver` is found on PATH, in `~/.cargo/bin`, or at `$TAURI_DRIVER`.
+//! * The tests need a display: the README's test command runs them under
+//!   `xvfb-run`.
+//! * When a test fails, a screenshot is saved to
+//!   `<target>/tmp/webdriver-screenshots/<test>.png` before the app is closed.
+//! * Drivers are stopped with SIGTERM (never SIGKILL, which would orphan
+//!   WebKitWebDriver).
+
+use std::future::Future;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// One running app under WebDriver.
+pub struct Session {
+    pub client: Client,
+    pub data_dir: PathBuf,
+}
+
+impl Session {
+    /// Waits (up to 15 s) for the element with this `data-testid`.
+    pub async fn testid(&self, id: &str) -> Result<Element, fantoccini::error::CmdError> {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(&format!("[data-testid=\"{id}\"]")))
+            .await
+    }
+
+    /// The text of the element with this `data-testid`, once it is non-empty.
+    pub async fn text(&self, id: &str) -> Result<String, fantoccini::error::CmdError> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let t = self.testid(id).await?.text().await?;
+            if !t.trim().is_empty() || Instant::now() > deadline {
+                return Ok(t);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether an element with this `data-testid` is in the page right now.
+    pub async fn exists(&self, id: &str) -> Result<bool, fantoccini::error::CmdError> {
+        Ok(!self
+            .client
+            .find_all(Locator::Css(&format!("[data-testid=\"{id}\"]")))
+            .await?
+            .is_empty())
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn tauri_driver() -> PathBuf {
+    if let Some(p) = std::env::var_os("TAURI_DRIVER") {
+        return p.into();
+    }
+    if let Ok(out) = Command::new("sh").args(["-c", "command -v tauri-driver"]).output() {
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !p.is_empty() {
+            return p.into();
+        }
+    }
+    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tauri-driver")
+}
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SIGTERM lets tauri-driver stop WebKitWebDriver too.
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("webdriver-screenshots")
+}
+
+/// Runs one WebDriver test: starts the app with a fresh data directory, runs
+/// `body`, saves a screenshot if it failed, and stops everything.
+pub async fn run<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    assert!(
+        std::env::var_os("DISPLAY").is_some(),
+        "WebDriver tests need a display: run them under xvfb-run (the README's test command does)"
+    );
+    let data = tempfile::Builder::new().prefix("coffer-wd-").tempdir().unwrap();
+    let port = free_port();
+    let native_port = free_port();
+    let log_path = std::env::temp_dir().join(format!("coffer-wd-{name}-{port}.log"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(tauri_driver())
+        .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+        .env("COFFER_DATA_DIR", data.path())
+        .env("COFFER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("tauri-driver not found: the README's test command installs it (cargo install tauri-driver --locked)");
+    let _driver = Driver(child);
+    wait_for_port(port, &log_path);
+
+    let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
+    let caps = json!({
+        "browserName": "wry",
+        "tauri:options": {
+            "application": app,
+            "args": ["--data-dir", data.path()],
+        }
+    });
+    let client = ClientBuilder::native()
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap_or_else(|e| panic!("could not start a WebDriver session: {e}; driver log: {}", read(&log_path)));
+
+    let session = Session { client: client.clone(), data_dir: data.path().to_path_buf() };
+    let result = body(session).await;
+    if let Err(e) = &result {
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).ok();
+        let shot = dir.join(format!("{name}.png"));
+        if let Ok(png) = client.screenshot().await {
+            std::fs::write(&shot, png).ok();
+        }
+        let _ = client.close().await;
+        panic!("{name} failed: {e}\n  screenshot: {}\n  driver log: {}", shot.display(), log_path.display());
+    }
+    let _ = client.close().await;
+    std::fs::remove_file(&log_path).ok();
+}
+
+fn wait_for_port(port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("tauri-driver did not listen on {port}: {}", read(log));
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}

@@ -1,0 +1,11 @@
+import type { ErrorReport } from "../bindings";
+import { h } from "../dom";
+
+/** Every error shows its code, a plain sentence and the next step. */
+export function errorPanel(e: ErrorReport): HTMLElement {
+  return h("div", { class: "error-panel", role: "alert", testid: "error-panel", "data-error-kind": e.kind },
+    h("p", { class: "error-message", testid: "error-message" }, e.message),
+    h("p", { class: "error-next" }, h("strong", {}, "What to do: "), h("span", { testid: "error-next-step" }, e.next_step)),
+    h("p", { class: "error-code muted" }, "Error code ", h("code", { testid: "error-code" }, e.code)),
+  );
+}
