@@ -1,0 +1,669 @@
+//! The client's fleet-key verification: pinned mode and over-the-air mode,
+//! producing a structured [`VerificationReport`] the app shows, and the small
+//! [`TrustState`] the client persists between sessions.
+//!
+//! Pure: no networking, no clock (the caller passes `now`).
+
+use crate::bundle::{Bundle, BundleError, FleetKeys, KeyFingerprint, NAMESPACE};
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::evidence::{
+    keys_covered_by_evidence, verify_evidence, DeploymentEvidence, EvidenceError,
+};
+use crate::merkle::{leaf_hash, proof_from_b64, verify_consistency, verify_inclusion, MerkleError};
+use crate::note::NoteVerifier;
+use coffer_error::{ErrorKind, UserFacing};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// Validation blobs larger than this are refused before parsing.
+pub const MAX_BLOB_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the vault offered fleet-key epoch {got}, older than epoch {seen} already verified (a replayed bundle)")]
+    EpochRolledBack { seen: u64, got: u64 },
+    #[error("epoch {epoch} was already verified with different fleet keys (the log equivocates)")]
+    EpochEquivocation { epoch: u64 },
+    #[error("the witness log shrank from {seen} to {got} entries (a rolled-back log)")]
+    LogRolledBack { seen: u64, got: u64 },
+    #[error("the witness log is not consistent with the checkpoint remembered from before (a forked log)")]
+    LogForked,
+    #[error("the validation data lacks {0}")]
+    Missing(&'static str),
+    #[error("the validation data is malformed ({0})")]
+    MalformedBlob(String),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+}
+
+impl UserFacing for VerifyError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::FleetNotVerified
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            VerifyError::EpochRolledBack { .. } => "CF-T040",
+            VerifyError::EpochEquivocation { .. } => "CF-T041",
+            VerifyError::LogRolledBack { .. } => "CF-T042",
+            VerifyError::LogForked => "CF-T043",
+            VerifyError::Missing(_) => "CF-T044",
+            VerifyError::MalformedBlob(_) => "CF-T045",
+            VerifyError::Bundle(e) => e.code(),
+            VerifyError::Merkle(e) => e.code(),
+            VerifyError::Checkpoint(e) => e.code(),
+            VerifyError::Evidence(e) => e.code(),
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            VerifyError::Bundle(e) => e.next_step(),
+            VerifyError::Merkle(e) => e.next_step(),
+            VerifyError::Checkpoint(e) => e.next_step(),
+            VerifyError::Evidence(e) => e.next_step(),
+            VerifyError::EpochRolledBack { .. } | VerifyError::LogRolledBack { .. } | VerifyError::LogForked | VerifyError::EpochEquivocation { .. } => {
+                "Do not enter your recovery code. Someone may be showing you an old or forked view of the fleet keys: keep the diagnostics report and contact support.".into()
+            }
+            _ => "Try again later; if it persists, report the code to the vault operator.".into(),
+        }
+    }
+}
+
+/// Codes of this module.
+pub const ERROR_CODES: &[&str] = &[
+    "CF-T040", "CF-T041", "CF-T042", "CF-T043", "CF-T044", "CF-T045",
+];
+
+/// The name of a check, as the verification panel lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckName {
+    Namespace,
+    Digest,
+    Artifact,
+    WitnessSignature,
+    OperatorCountersignature,
+    ValidityWindow,
+    EpochMonotonicity,
+    Checkpoint,
+    Inclusion,
+    Consistency,
+    SessionKey,
+    DeploymentEvidence,
+    // Checks of a deployment evidence document.
+    OperatorSignature,
+    Measurement,
+    VendorAttestation,
+    KeyGeneration,
+    FleetKeys,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+/// One line of the verification panel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct Check {
+    pub name: CheckName,
+    pub status: CheckStatus,
+    /// Why it passed, failed or was skipped, in one plain sentence.
+    pub why: String,
+    /// The error code when it failed.
+    pub code: Option<String>,
+    /// Where a person can look for themselves (log entry, evidence document).
+    pub audit_link: Option<String>,
+}
+
+impl Check {
+    pub fn passed(name: CheckName, why: impl Into<String>, audit_link: Option<String>) -> Self {
+        Check {
+            name,
+            status: CheckStatus::Passed,
+            why: why.into(),
+            code: None,
+            audit_link,
+        }
+    }
+    pub fn failed(name: CheckName, err: &dyn UserFacing, audit_link: Option<String>) -> Self {
+        Check {
+            name,
+            status: CheckStatus::Failed,
+            why: err.message(),
+            code: Some(err.code().to_string()),
+            audit_link,
+        }
+    }
+    pub fn skipped(name: CheckName, why: impl Into<String>) -> Self {
+        Check {
+            name,
+            status: CheckStatus::Skipped,
+            why: why.into(),
+            code: None,
+            audit_link: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationMode {
+    /// The fleet key is configured in the app (WhatsApp style).
+    Pinned,
+    /// Each vault response carries a validation bundle (Messenger style).
+    OverTheAir,
+}
+
+/// What the app's verification panel shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct VerificationReport {
+    pub mode: VerificationMode,
+    /// True when no check failed.
+    pub verified: bool,
+    pub namespace: String,
+    pub fleet_id: Option<String>,
+    #[ts(type = "number | null")]
+    pub epoch: Option<u64>,
+    pub keys: Vec<KeyFingerprint>,
+    /// The pinned witness and operator keys (verifier key strings).
+    pub witness_key: String,
+    pub operator_key: String,
+    #[ts(type = "number | null")]
+    pub log_size: Option<u64>,
+    pub checks: Vec<Check>,
+}
+
+impl VerificationReport {
+    pub fn first_failure(&self) -> Option<&Check> {
+        self.checks.iter().find(|c| c.status == CheckStatus::Failed)
+    }
+    pub fn check(&self, name: CheckName) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// What the client remembers between sessions (store it as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct TrustState {
+    #[ts(type = "number | null")]
+    pub last_epoch: Option<u64>,
+    /// Hex digest of the artifact verified at `last_epoch`.
+    pub last_digest: Option<String>,
+    /// The last verified checkpoint (a signed note, verified again on load).
+    pub last_checkpoint: Option<String>,
+}
+
+/// A consistency proof between two tree sizes, hashes in base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    #[ts(type = "number")]
+    pub from_size: u64,
+    #[ts(type = "number")]
+    pub to_size: u64,
+    pub proof: Vec<String>,
+}
+
+/// The opaque validation blob a vault response carries (JSON bytes):
+/// the bundle, its log position and inclusion proof, the witness checkpoint
+/// and, when the client told the vault the size of its stored checkpoint,
+/// the consistency proof from that size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationBlob {
+    pub bundle: Bundle,
+    #[ts(type = "number")]
+    pub leaf_index: u64,
+    pub inclusion_proof: Vec<String>,
+    /// The signed checkpoint (C2SP tlog-checkpoint as a signed note).
+    pub checkpoint: String,
+    pub consistency: Option<ConsistencyProof>,
+}
+
+impl ValidationBlob {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("plain data serializes")
+    }
+    pub fn from_bytes(b: &[u8]) -> Result<Self, VerifyError> {
+        if b.len() > MAX_BLOB_BYTES {
+            return Err(VerifyError::MalformedBlob("too large".into()));
+        }
+        serde_json::from_slice(b).map_err(|e| VerifyError::MalformedBlob(e.to_string()))
+    }
+}
+
+/// The inputs of one over-the-air verification.
+pub struct OtaInput<'a> {
+    pub blob: &'a ValidationBlob,
+    pub state: &'a TrustState,
+    /// Unix seconds.
+    pub now: u64,
+    /// The OPAQUE server public key the session is about to use, if known.
+    pub session_server_key: Option<&'a [u8]>,
+    /// The deployment evidence document, when the client has one.
+    pub evidence: Option<&'a DeploymentEvidence>,
+}
+
+/// The result of a verification.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub report: VerificationReport,
+    /// The verified fleet keys, when every check passed.
+    pub fleet: Option<FleetKeys>,
+    /// What to persist, when every check passed.
+    pub next_state: Option<TrustState>,
+    /// The first failure as a named error.
+    pub error: Option<VerifyError>,
+}
+
+impl Outcome {
+    /// The verified fleet keys, or the first failure.
+    pub fn into_result(self) -> Result<(FleetKeys, Option<TrustState>), VerifyError> {
+        match (self.error, self.fleet) {
+            (None, Some(f)) => Ok((f, self.next_state)),
+            (Some(e), _) => Err(e),
+            (None, None) => Err(VerifyError::Missing("verified fleet keys")),
+        }
+    }
+}
+
+/// The pinned trust anchors of a client (or an auditor).
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    pub witness: NoteVerifier,
+    pub operator: NoteVerifier,
+    /// When set, deployment evidence is checked against this vendor root.
+    pub vendor_root: Option<NoteVerifier>,
+    /// Base URL of the witness (for audit links), e.g. `http://127.0.0.1:7300`.
+    pub witness_url: Option<String>,
+    /// Where the deployment evidence document is published (audit link).
+    pub evidence_url: Option<String>,
+}
+
+struct Recorder {
+    checks: Vec<Check>,
+    first: Option<VerifyError>,
+}
+
+impl Recorder {
+    fn pass(&mut self, name: CheckName, why: impl Into<String>, link: Option<String>) {
+        self.checks.push(Check::passed(name, why, link));
+    }
+    fn fail(&mut self, name: CheckName, e: VerifyError, link: Option<String>) {
+        self.checks.push(Check::failed(name, &e, link));
+        if self.first.is_none() {
+            self.first = Some(e);
+        }
+    }
+    fn skip(&mut self, name: CheckName, why: impl Into<String>) {
+        self.checks.push(Check::skipped(name, why));
+    }
+    fn record<T>(
+        &mut self,
+        name: CheckName,
+        r: Result<T, VerifyError>,
+        why: impl FnOnce(&T) -> String,
+        link: Option<String>,
+    ) -> Option<T> {
+        match r {
+            Ok(v) => {
+                let w = why(&v);
+                self.pass(name, w, link);
+                Some(v)
+            }
+            Err(e) => {
+                self.fail(name, e, link);
+                None
+            }
+        }
+    }
+}
+
+impl Verifier {
+    pub fn new(witness: NoteVerifier, operator: NoteVerifier) -> Self {
+        Verifier {
+            witness,
+            operator,
+            vendor_root: None,
+            witness_url: None,
+            evidence_url: None,
+        }
+    }
+
+    /// The audit link of log entry `index`.
+    pub fn entry_link(&self, index: u64) -> Option<String> {
+        self.witness_url
+            .as_ref()
+            .map(|u| format!("{}/log/v1/entries/{index}", u.trim_end_matches('/')))
+    }
+
+    fn empty_report(&self, mode: VerificationMode) -> VerificationReport {
+        VerificationReport {
+            mode,
+            verified: false,
+            namespace: NAMESPACE.into(),
+            fleet_id: None,
+            epoch: None,
+            keys: vec![],
+            witness_key: self.witness.to_string(),
+            operator_key: self.operator.to_string(),
+            log_size: None,
+            checks: vec![],
+        }
+    }
+
+    fn session_and_evidence(
+        &self,
+        rec: &mut Recorder,
+        keys: Option<&FleetKeys>,
+        now: u64,
+        session: Option<&[u8]>,
+        evidence: Option<&DeploymentEvidence>,
+    ) {
+        match (keys, session) {
+            (Some(k), Some(pk)) => {
+                rec.record(
+                    CheckName::SessionKey,
+                    k.check_session_key(pk, now).map_err(VerifyError::from),
+                    |fk| format!("the vault's OPAQUE server key is fleet key {}", fk.id),
+                    None,
+                );
+            }
+            (None, Some(_)) => rec.skip(
+                CheckName::SessionKey,
+                "no verified fleet keys to compare with",
+            ),
+            (_, None) => rec.skip(CheckName::SessionKey, "no session key to compare yet"),
+        }
+        let link = self.evidence_url.clone();
+        match (keys, evidence, &self.vendor_root) {
+            (Some(k), Some(doc), Some(vendor)) => {
+                let (_, err) = verify_evidence(doc, vendor, &self.operator, None, link.as_deref());
+                let r = match err {
+                    Some(e) => Err(VerifyError::Evidence(e)),
+                    None => keys_covered_by_evidence(k, doc).map_err(VerifyError::from),
+                };
+                rec.record(
+                    CheckName::DeploymentEvidence,
+                    r,
+                    |_| {
+                        format!(
+                            "deployment evidence for {} verifies and covers every fleet key",
+                            k.fleet_id
+                        )
+                    },
+                    link,
+                );
+            }
+            (_, None, _) => rec.skip(
+                CheckName::DeploymentEvidence,
+                "no deployment evidence document was provided",
+            ),
+            (_, _, None) => rec.skip(
+                CheckName::DeploymentEvidence,
+                "no HSM vendor root is pinned",
+            ),
+            (None, _, _) => rec.skip(
+                CheckName::DeploymentEvidence,
+                "no verified fleet keys to compare with",
+            ),
+        }
+    }
+
+    /// Pinned mode: the fleet keys are configured in the app. Only the
+    /// validity window, the session key and (if given) the deployment
+    /// evidence are checked; the log checks are skipped.
+    pub fn verify_pinned(
+        &self,
+        pinned: &FleetKeys,
+        now: u64,
+        session_server_key: Option<&[u8]>,
+        evidence: Option<&DeploymentEvidence>,
+    ) -> Outcome {
+        let mut report = self.empty_report(VerificationMode::Pinned);
+        let mut rec = Recorder {
+            checks: vec![],
+            first: None,
+        };
+        report.fleet_id = Some(pinned.fleet_id.clone());
+        report.keys = pinned.fingerprints();
+        for n in [
+            CheckName::WitnessSignature,
+            CheckName::OperatorCountersignature,
+            CheckName::EpochMonotonicity,
+            CheckName::Inclusion,
+            CheckName::Consistency,
+        ] {
+            rec.skip(n, "pinned mode: the fleet key is configured in the app");
+        }
+        rec.record(
+            CheckName::ValidityWindow,
+            pinned.check_validity(now).map_err(VerifyError::from),
+            |_| "an OPAQUE server key is within its validity window".into(),
+            None,
+        );
+        self.session_and_evidence(&mut rec, Some(pinned), now, session_server_key, evidence);
+        report.checks = rec.checks;
+        report.verified = rec.first.is_none();
+        Outcome {
+            fleet: report.verified.then(|| pinned.clone()),
+            report,
+            next_state: None,
+            error: rec.first,
+        }
+    }
+
+    /// Over-the-air mode: every check of the bundle, the log and the
+    /// client's remembered state. Runs every check and reports each.
+    pub fn verify_ota(&self, input: &OtaInput<'_>) -> Outcome {
+        let blob = input.blob;
+        let bundle = &blob.bundle;
+        let mut report = self.empty_report(VerificationMode::OverTheAir);
+        report.namespace = bundle.proof.namespace.clone();
+        report.epoch = Some(bundle.proof.epoch);
+        let mut rec = Recorder {
+            checks: vec![],
+            first: None,
+        };
+        let link = self.entry_link(blob.leaf_index);
+
+        rec.record(
+            CheckName::Namespace,
+            bundle.check_namespace().map_err(VerifyError::from),
+            |_| format!("namespace {NAMESPACE}"),
+            None,
+        );
+        rec.record(
+            CheckName::Digest,
+            bundle.check_digest().map_err(VerifyError::from),
+            |_| "the digest is the SHA-256 of the artifact".into(),
+            link.clone(),
+        );
+        let keys = rec.record(
+            CheckName::Artifact,
+            bundle.fleet_keys().map_err(VerifyError::from),
+            |k| format!("fleet {} with {} keys", k.fleet_id, k.keys.len()),
+            link.clone(),
+        );
+        if let Some(k) = &keys {
+            report.fleet_id = Some(k.fleet_id.clone());
+            report.keys = k.fingerprints();
+        }
+        rec.record(
+            CheckName::WitnessSignature,
+            bundle
+                .check_witness_signature(&self.witness)
+                .map_err(VerifyError::from),
+            |_| format!("signed by the pinned witness {}", self.witness.name()),
+            link.clone(),
+        );
+        rec.record(
+            CheckName::OperatorCountersignature,
+            bundle
+                .check_operator_countersignature(&self.operator)
+                .map_err(VerifyError::from),
+            |_| {
+                format!(
+                    "countersigned by the pinned operator {}",
+                    self.operator.name()
+                )
+            },
+            link.clone(),
+        );
+        match &keys {
+            Some(k) => {
+                rec.record(
+                    CheckName::ValidityWindow,
+                    k.check_validity(input.now).map_err(VerifyError::from),
+                    |_| "an OPAQUE server key is within its validity window".into(),
+                    None,
+                );
+            }
+            None => rec.skip(CheckName::ValidityWindow, "the artifact could not be read"),
+        }
+        rec.record(
+            CheckName::EpochMonotonicity,
+            check_epoch(input.state, bundle),
+            |w| w.clone(),
+            None,
+        );
+
+        // The log: checkpoint, inclusion, consistency with what we saw before.
+        let cp = rec.record(
+            CheckName::Checkpoint,
+            Checkpoint::open(&blob.checkpoint, &self.witness).map_err(VerifyError::from),
+            |c| format!("checkpoint of {} at size {}", c.origin, c.size),
+            self.witness_url
+                .as_ref()
+                .map(|u| format!("{}/log/v1/checkpoint", u.trim_end_matches('/'))),
+        );
+        if let Some(cp) = &cp {
+            report.log_size = Some(cp.size);
+            let incl = (|| -> Result<String, VerifyError> {
+                let leaf = leaf_hash(&bundle.proof.log_leaf()?);
+                let proof = proof_from_b64(&blob.inclusion_proof)?;
+                verify_inclusion(blob.leaf_index, cp.size, &leaf, &proof, &cp.root_hash)?;
+                Ok(format!(
+                    "entry {} is in the log of size {}",
+                    blob.leaf_index, cp.size
+                ))
+            })();
+            rec.record(CheckName::Inclusion, incl, |w| w.clone(), link.clone());
+            match check_consistency(input.state, blob, cp, &self.witness) {
+                Ok(Some(w)) => rec.pass(CheckName::Consistency, w, None),
+                Ok(None) => rec.skip(
+                    CheckName::Consistency,
+                    "first contact with this log: its checkpoint is remembered from now on",
+                ),
+                Err(e) => rec.fail(CheckName::Consistency, e, None),
+            }
+        } else {
+            rec.skip(CheckName::Inclusion, "no verified checkpoint");
+            rec.skip(CheckName::Consistency, "no verified checkpoint");
+        }
+        self.session_and_evidence(
+            &mut rec,
+            keys.as_ref(),
+            input.now,
+            input.session_server_key,
+            input.evidence,
+        );
+
+        report.checks = rec.checks;
+        report.verified = rec.first.is_none();
+        let next_state = if report.verified {
+            let keep_old = matches!((&input.state.last_checkpoint, &cp), (Some(_), Some(c)) if input.state.last_checkpoint.as_deref().and_then(|n| Checkpoint::open(n, &self.witness).ok()).is_some_and(|o| o.size > c.size));
+            Some(TrustState {
+                last_epoch: Some(bundle.proof.epoch.max(input.state.last_epoch.unwrap_or(0))),
+                last_digest: if input
+                    .state
+                    .last_epoch
+                    .is_some_and(|e| e > bundle.proof.epoch)
+                {
+                    input.state.last_digest.clone()
+                } else {
+                    Some(bundle.proof.digest.clone())
+                },
+                last_checkpoint: if keep_old {
+                    input.state.last_checkpoint.clone()
+                } else {
+                    Some(blob.checkpoint.clone())
+                },
+            })
+        } else {
+            None
+        };
+        Outcome {
+            fleet: if report.verified { keys } else { None },
+            report,
+            next_state,
+            error: rec.first,
+        }
+    }
+}
+
+fn check_epoch(state: &TrustState, bundle: &Bundle) -> Result<String, VerifyError> {
+    let epoch = bundle.proof.epoch;
+    match state.last_epoch {
+        None => Ok(format!("epoch {epoch} (no earlier epoch remembered)")),
+        Some(seen) if epoch < seen => Err(VerifyError::EpochRolledBack { seen, got: epoch }),
+        Some(seen) if epoch == seen => {
+            if state.last_digest.as_deref() == Some(bundle.proof.digest.as_str()) {
+                Ok(format!("epoch {epoch}, the same fleet keys as before"))
+            } else {
+                Err(VerifyError::EpochEquivocation { epoch })
+            }
+        }
+        Some(seen) => Ok(format!("epoch {epoch} follows epoch {seen}")),
+    }
+}
+
+/// `Ok(None)`: nothing remembered yet. `Ok(Some(why))`: consistent.
+fn check_consistency(
+    state: &TrustState,
+    blob: &ValidationBlob,
+    new: &Checkpoint,
+    witness: &NoteVerifier,
+) -> Result<Option<String>, VerifyError> {
+    let Some(old_note) = &state.last_checkpoint else {
+        return Ok(None);
+    };
+    let old = Checkpoint::open(old_note, witness)?;
+    if new.size < old.size {
+        return Err(VerifyError::LogRolledBack {
+            seen: old.size,
+            got: new.size,
+        });
+    }
+    if new.size == old.size {
+        return if new.root_hash == old.root_hash {
+            Ok(Some(format!("the log is unchanged at size {}", new.size)))
+        } else {
+            Err(VerifyError::LogForked)
+        };
+    }
+    let c = blob.consistency.as_ref().ok_or(VerifyError::Missing(
+        "a consistency proof from the remembered checkpoint",
+    ))?;
+    if c.from_size != old.size || c.to_size != new.size {
+        return Err(VerifyError::Missing(
+            "a consistency proof between the remembered and the new checkpoint",
+        ));
+    }
+    let proof = proof_from_b64(&c.proof)?;
+    verify_consistency(old.size, new.size, &proof, &old.root_hash, &new.root_hash)
+        .map_err(|_| VerifyError::LogForked)?;
+    Ok(Some(format!(
+        "the log of size {} extends the remembered one of size {}",
+        new.size, old.size
+    )))
+}
