@@ -1,0 +1,186 @@
+//! The checkpoints, proofs and bundles this crate produces verify with a
+//! second, independent implementation written from the specs in Python
+//! (`tests/interop/verify.py`, standard library only), and tampered ones are
+//! refused by it.
+
+use coffer_transparency::bundle::{make_bundle, FleetKey, FleetKeys, KeyRole};
+use coffer_transparency::merkle::{
+    consistency_proof, inclusion_proof, leaf_hash, proof_to_b64, root_from_leaf_hashes, Hash,
+};
+use coffer_transparency::{Checkpoint, NoteSigner};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn verifier_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/verify.py")
+}
+
+fn run_python(arg: &Path) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(verifier_script())
+        .arg(arg)
+        .output()
+        .expect("python3 must be installed to run the independent verifier");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn keys(epoch: u64) -> FleetKeys {
+    use base64::Engine;
+    let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+    FleetKeys {
+        fleet_id: "interop-fleet".into(),
+        keys: vec![
+            FleetKey {
+                algorithm: "ristretto255".into(),
+                id: format!("opaque-{epoch}"),
+                not_after: 2_000_000_000,
+                not_before: 1_700_000_000,
+                public_key: b64(epoch as u8),
+                role: KeyRole::OpaqueServer,
+            },
+            FleetKey {
+                algorithm: "ed25519".into(),
+                id: "hsm-1".into(),
+                not_after: 2_000_000_000,
+                not_before: 1_700_000_000,
+                public_key: b64(0xEE),
+                role: KeyRole::HsmIdentity,
+            },
+        ],
+    }
+}
+
+/// Seven epochs in the log, checkpoints at sizes 1, 3, 4, 7 and all proofs between them.
+fn fixtures() -> Value {
+    let witness = NoteSigner::from_seed("witness.interop.example/log", &[5; 32]).unwrap();
+    let operator = NoteSigner::from_seed("operator.interop.example", &[6; 32]).unwrap();
+    let mut bundles = Vec::new();
+    let mut leaves: Vec<Hash> = Vec::new();
+    for epoch in 1..=7u64 {
+        let b = make_bundle(
+            &keys(epoch),
+            epoch,
+            1_800_000_000 + epoch,
+            &witness,
+            &operator,
+        );
+        leaves.push(leaf_hash(&b.proof.log_leaf().unwrap()));
+        bundles.push(serde_json::to_value(&b).unwrap());
+    }
+    let sizes = [1u64, 3, 4, 7];
+    let checkpoints: Vec<String> = sizes
+        .iter()
+        .map(|&n| {
+            let cp = Checkpoint {
+                origin: witness.name().into(),
+                size: n,
+                root_hash: root_from_leaf_hashes(&leaves[..n as usize]),
+                extensions: vec![],
+            };
+            cp.sign(&witness).unwrap()
+        })
+        .collect();
+    let mut inclusion = Vec::new();
+    for (ci, &n) in sizes.iter().enumerate() {
+        for i in 0..n {
+            let p = inclusion_proof(i, &leaves[..n as usize]).unwrap();
+            inclusion.push(
+                json!({"checkpoint": ci, "bundle": i, "index": i, "proof": proof_to_b64(&p)}),
+            );
+        }
+    }
+    let mut consistency = Vec::new();
+    for a in 0..sizes.len() {
+        for b in a..sizes.len() {
+            let p = consistency_proof(sizes[a], &leaves[..sizes[b] as usize]).unwrap();
+            consistency.push(json!({"from": a, "to": b, "proof": proof_to_b64(&p)}));
+        }
+    }
+    json!({
+        "log_key": witness.verifier().to_string(),
+        "operator_key": operator.verifier().to_string(),
+        "checkpoints": checkpoints,
+        "bundles": bundles,
+        "inclusion": inclusion,
+        "consistency": consistency,
+    })
+}
+
+fn write(dir: &Path, name: &str, v: &Value) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn python_verifier_self_test_passes() {
+    let (ok, out) = run_python(Path::new("--self-test"));
+    assert!(ok, "{out}");
+    assert!(out.contains("4 passed, 0 failed"), "{out}");
+}
+
+#[test]
+fn rust_output_verifies_independently_and_tampering_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures();
+    let (ok, out) = run_python(&write(dir.path(), "good.json", &fx));
+    // 4 checkpoints + 7 bundles + (1+3+4+7) inclusions + 10 consistency proofs.
+    assert!(ok && out.contains("36 passed, 0 failed"), "{out}");
+
+    // A checkpoint whose root hash is altered (signature no longer covers it).
+    let mut bad = fx.clone();
+    let cp = bad["checkpoints"][2].as_str().unwrap().to_string();
+    let lines: Vec<&str> = cp.split('\n').collect();
+    let mut root = lines[2].as_bytes().to_vec();
+    root[0] = if root[0] == b'A' { b'B' } else { b'A' };
+    let cp2 = cp.replacen(lines[2], std::str::from_utf8(&root).unwrap(), 1);
+    bad["checkpoints"][2] = json!(cp2);
+    let (ok, out) = run_python(&write(dir.path(), "bad_cp.json", &bad));
+    assert!(!ok && out.contains("FAIL checkpoint 2"), "{out}");
+
+    // An inclusion proof with one hash changed.
+    let mut bad = fx.clone();
+    let h = bad["inclusion"][5]["proof"][0].as_str().unwrap().replacen(
+        |c: char| c.is_ascii_alphanumeric(),
+        "0",
+        1,
+    );
+    bad["inclusion"][5]["proof"][0] = json!(h);
+    let (ok, out) = run_python(&write(dir.path(), "bad_incl.json", &bad));
+    assert!(!ok && out.contains("FAIL inclusion 5"), "{out}");
+
+    // A consistency proof between a tree and a fork of it (another log under the same key).
+    let mut bad = fx.clone();
+    bad["consistency"][1]["proof"][0] = bad["consistency"][1]["proof"][0]
+        .as_str()
+        .map(|s| s.replacen('A', "B", 1).replacen('a', "b", 1))
+        .into();
+    let (ok, out) = run_python(&write(dir.path(), "bad_cons.json", &bad));
+    assert!(!ok && out.contains("FAIL consistency 1"), "{out}");
+
+    // A bundle whose artifact was altered after signing.
+    let mut bad = fx.clone();
+    let art = bad["bundles"][3]["artifact"]
+        .as_str()
+        .unwrap()
+        .replace("interop-fleet", "evil-fleet");
+    bad["bundles"][3]["artifact"] = json!(art);
+    let (ok, out) = run_python(&write(dir.path(), "bad_bundle.json", &bad));
+    assert!(!ok && out.contains("FAIL bundle 3"), "{out}");
+
+    // A bundle whose countersignature is by another key.
+    let mut bad = fx.clone();
+    let other = NoteSigner::from_seed("operator.interop.example", &[7; 32]).unwrap();
+    bad["operator_key"] = json!(other.verifier().to_string());
+    let (ok, out) = run_python(&write(dir.path(), "bad_operator.json", &bad));
+    assert!(
+        !ok && out.contains("operator countersignature does not verify"),
+        "{out}"
+    );
+}

@@ -1,0 +1,612 @@
+//! The client verifier end to end on real signatures and real Merkle trees:
+//! every field mutated is refused with a named error; forked and rolled-back
+//! logs, a wrong witness key, an expired bundle and a replayed epoch are caught.
+
+use base64::Engine;
+use coffer_error::UserFacing;
+use coffer_transparency::bundle::{make_bundle, FleetKey, FleetKeys, KeyRole};
+use coffer_transparency::evidence::{run_ceremony, verify_evidence, CeremonyHsm, SimulatedVendor};
+use coffer_transparency::merkle::{
+    consistency_proof, inclusion_proof, leaf_hash, proof_to_b64, root_from_leaf_hashes, Hash,
+};
+use coffer_transparency::{
+    Bundle, CheckName, CheckStatus, Checkpoint, ConsistencyProof, NoteSigner, OtaInput, TrustState,
+    ValidationBlob, Verifier, VerifyError,
+};
+
+const NOW: u64 = 1_800_000_000;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn fleet(epoch: u64, hsm_pk: [u8; 32]) -> FleetKeys {
+    FleetKeys {
+        fleet_id: "test-fleet".into(),
+        keys: vec![
+            FleetKey {
+                algorithm: "ristretto255".into(),
+                id: format!("opaque-{epoch}"),
+                not_after: NOW + 1000,
+                not_before: NOW - 1000,
+                public_key: b64(&[epoch as u8; 32]),
+                role: KeyRole::OpaqueServer,
+            },
+            FleetKey {
+                algorithm: "ed25519".into(),
+                id: "hsm-1".into(),
+                not_after: NOW + 1000,
+                not_before: NOW - 1000,
+                public_key: b64(&hsm_pk),
+                role: KeyRole::HsmIdentity,
+            },
+        ],
+    }
+}
+
+/// A witness log (in memory) under one key, with one bundle per epoch.
+struct Log {
+    witness: NoteSigner,
+    operator: NoteSigner,
+    bundles: Vec<Bundle>,
+    leaves: Vec<Hash>,
+}
+
+impl Log {
+    fn new(witness_seed: u8) -> Self {
+        Log {
+            witness: NoteSigner::from_seed("witness.test/log", &[witness_seed; 32]).unwrap(),
+            operator: NoteSigner::from_seed("operator.test", &[2; 32]).unwrap(),
+            bundles: vec![],
+            leaves: vec![],
+        }
+    }
+    fn publish(&mut self, keys: &FleetKeys, epoch: u64) {
+        let b = make_bundle(keys, epoch, NOW - 10, &self.witness, &self.operator);
+        self.leaves.push(leaf_hash(&b.proof.log_leaf().unwrap()));
+        self.bundles.push(b);
+    }
+    fn checkpoint(&self, size: usize) -> String {
+        Checkpoint {
+            origin: "witness.test/log".into(),
+            size: size as u64,
+            root_hash: root_from_leaf_hashes(&self.leaves[..size]),
+            extensions: vec![],
+        }
+        .sign(&self.witness)
+        .unwrap()
+    }
+    /// The blob for entry `index` at tree size `size`, with a consistency proof from `from`.
+    fn blob(&self, index: usize, size: usize, from: Option<usize>) -> ValidationBlob {
+        ValidationBlob {
+            bundle: self.bundles[index].clone(),
+            leaf_index: index as u64,
+            inclusion_proof: proof_to_b64(
+                &inclusion_proof(index as u64, &self.leaves[..size]).unwrap(),
+            ),
+            checkpoint: self.checkpoint(size),
+            consistency: from.map(|m| ConsistencyProof {
+                from_size: m as u64,
+                to_size: size as u64,
+                proof: proof_to_b64(&consistency_proof(m as u64, &self.leaves[..size]).unwrap()),
+            }),
+        }
+    }
+    fn verifier(&self) -> Verifier {
+        let mut v = Verifier::new(self.witness.verifier(), self.operator.verifier());
+        v.witness_url = Some("http://127.0.0.1:7300".into());
+        v
+    }
+}
+
+fn log_with(n: u64) -> Log {
+    let mut log = Log::new(1);
+    for e in 1..=n {
+        log.publish(&fleet(e, [0xEE; 32]), e);
+    }
+    log
+}
+
+fn run(v: &Verifier, blob: &ValidationBlob, state: &TrustState) -> coffer_transparency::Outcome {
+    v.verify_ota(&OtaInput {
+        blob,
+        state,
+        now: NOW,
+        session_server_key: None,
+        evidence: None,
+    })
+}
+
+fn failed_code(o: &coffer_transparency::Outcome) -> &'static str {
+    o.error.as_ref().map(|e| e.code()).unwrap_or("none")
+}
+
+#[test]
+fn first_contact_then_next_epoch_with_consistency_proof() {
+    let log = log_with(3);
+    let v = log.verifier();
+    let o = v.verify_ota(&OtaInput {
+        blob: &log.blob(1, 2, None),
+        state: &TrustState::default(),
+        now: NOW,
+        session_server_key: Some(&[2u8; 32]),
+        evidence: None,
+    });
+    assert!(o.report.verified, "{:#?}", o.report);
+    assert_eq!(
+        o.report.check(CheckName::Consistency).unwrap().status,
+        CheckStatus::Skipped
+    );
+    assert_eq!(
+        o.report.check(CheckName::SessionKey).unwrap().status,
+        CheckStatus::Passed
+    );
+    assert_eq!(
+        o.report
+            .check(CheckName::Inclusion)
+            .unwrap()
+            .audit_link
+            .as_deref(),
+        Some("http://127.0.0.1:7300/log/v1/entries/1")
+    );
+    assert_eq!(o.report.fleet_id.as_deref(), Some("test-fleet"));
+    assert_eq!(o.report.keys.len(), 2);
+    let state = o.next_state.clone().unwrap();
+    assert_eq!(state.last_epoch, Some(2));
+    // The state round-trips through JSON as the client persists it.
+    let state: TrustState = serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+
+    let o2 = run(&v, &log.blob(2, 3, Some(2)), &state);
+    assert!(o2.report.verified, "{:#?}", o2.report);
+    assert_eq!(
+        o2.report.check(CheckName::Consistency).unwrap().status,
+        CheckStatus::Passed
+    );
+    let (keys, st) = o2.into_result().unwrap();
+    assert_eq!(keys.keys[0].id, "opaque-3");
+    assert_eq!(st.unwrap().last_epoch, Some(3));
+    // The report is what the app shows: JSON with snake_case statuses.
+    let json = serde_json::to_value(&o.report).unwrap();
+    assert_eq!(json["mode"], "over_the_air");
+    assert_eq!(json["checks"][0]["status"], "passed");
+}
+
+#[test]
+fn every_bundle_field_mutated_is_refused_with_a_named_error() {
+    let log = log_with(2);
+    let v = log.verifier();
+    let good = log.blob(1, 2, None);
+    type Mutation = (&'static str, fn(&mut ValidationBlob), &'static str);
+    let mutations: Vec<Mutation> = vec![
+        (
+            "artifact",
+            |b| b.bundle.artifact = b.bundle.artifact.replace("test-fleet", "evil-fleet"),
+            "CF-T034",
+        ),
+        (
+            "namespace",
+            |b| b.bundle.proof.namespace = "coffer.other.v1".into(),
+            "CF-T032",
+        ),
+        ("epoch", |b| b.bundle.proof.epoch += 1, "CF-T035"),
+        ("timestamp", |b| b.bundle.proof.timestamp += 1, "CF-T035"),
+        (
+            "digest",
+            |b| b.bundle.proof.digest = hex_flip(&b.bundle.proof.digest),
+            "CF-T034",
+        ),
+        (
+            "digest encoding",
+            |b| b.bundle.proof.digest = b.bundle.proof.digest.to_uppercase(),
+            "CF-T033",
+        ),
+        (
+            "witness signature",
+            |b| b.bundle.proof.witness_signature = b64_flip(&b.bundle.proof.witness_signature),
+            "CF-T035",
+        ),
+        (
+            "witness signature encoding",
+            |b| b.bundle.proof.witness_signature = "AAAA".into(),
+            "CF-T033",
+        ),
+        (
+            "countersignature",
+            |b| {
+                b.bundle.proof.operator_countersignature =
+                    b64_flip(&b.bundle.proof.operator_countersignature)
+            },
+            "CF-T036",
+        ),
+        ("leaf index", |b| b.leaf_index = 0, "CF-T001"),
+        ("leaf index out of range", |b| b.leaf_index = 9, "CF-T003"),
+        (
+            "inclusion proof",
+            |b| b.inclusion_proof[0] = b64_flip(&b.inclusion_proof[0]),
+            "CF-T001",
+        ),
+        (
+            "inclusion proof encoding",
+            |b| b.inclusion_proof[0] = "AA==".into(),
+            "CF-T004",
+        ),
+        (
+            "checkpoint root",
+            |b| b.checkpoint = mutate_line(&b.checkpoint, 2, |l| b64_flip(l)),
+            "CF-T013",
+        ),
+        (
+            "checkpoint size",
+            |b| b.checkpoint = mutate_line(&b.checkpoint, 1, |_| "3".into()),
+            "CF-T013",
+        ),
+        (
+            "checkpoint origin",
+            |b| b.checkpoint = mutate_line(&b.checkpoint, 0, |_| "evil.test/log".into()),
+            "CF-T013",
+        ),
+        (
+            "checkpoint signature key id",
+            |b| {
+                b.checkpoint = b.checkpoint.replace(
+                    "\u{2014} witness.test/log ",
+                    "\u{2014} witness.test/log AAAA",
+                )
+            },
+            "CF-T012",
+        ),
+        (
+            "checkpoint signature",
+            |b| b.checkpoint = flip_note_signature(&b.checkpoint),
+            "CF-T013",
+        ),
+        (
+            "checkpoint format",
+            |b| b.checkpoint = b.checkpoint.replace("\n\n", "\n"),
+            "CF-T010",
+        ),
+    ];
+    for (what, m, code) in mutations {
+        let mut b = good.clone();
+        m(&mut b);
+        let o = run(&v, &b, &TrustState::default());
+        assert!(!o.report.verified, "{what} was accepted");
+        assert_eq!(
+            failed_code(&o),
+            code,
+            "{what}: {:#?}",
+            o.report.first_failure()
+        );
+        assert!(o.next_state.is_none() && o.fleet.is_none());
+    }
+}
+
+#[test]
+fn the_artifact_fields_each_matter() {
+    // Changing any artifact field and re-hashing it (an attacker who can also
+    // fix the digest) breaks the witness signature.
+    let log = log_with(1);
+    let v = log.verifier();
+    let good = log.blob(0, 1, None);
+    let keys: FleetKeys = good.bundle.fleet_keys().unwrap();
+    let variants: Vec<Box<dyn Fn(&mut FleetKeys)>> = vec![
+        Box::new(|k| k.fleet_id.push('x')),
+        Box::new(|k| k.keys[0].public_key = b64(&[9; 32])),
+        Box::new(|k| k.keys[0].id.push('x')),
+        Box::new(|k| k.keys[0].not_after += 1),
+        Box::new(|k| k.keys[0].not_before -= 1),
+        Box::new(|k| k.keys[1].role = KeyRole::OpaqueServer),
+        Box::new(|k| {
+            k.keys[1].algorithm = "ristretto255".into();
+            k.keys[1].role = KeyRole::OpaqueServer
+        }),
+    ];
+    for (i, f) in variants.iter().enumerate() {
+        let mut k = keys.clone();
+        f(&mut k);
+        let mut b = good.clone();
+        b.bundle.artifact = k.to_canonical_json();
+        b.bundle.proof.digest = hex::encode(k.digest());
+        let o = run(&v, &b, &TrustState::default());
+        assert!(!o.report.verified, "variant {i}");
+        let code = failed_code(&o);
+        assert!(
+            code == "CF-T035" || code == "CF-T030",
+            "variant {i}: {code}"
+        );
+    }
+}
+
+#[test]
+fn wrong_witness_key_expired_bundle_and_replayed_epoch_are_refused() {
+    let log = log_with(3);
+    // Wrong pinned witness key.
+    let other = NoteSigner::from_seed("witness.test/log", &[99; 32]).unwrap();
+    let v = Verifier::new(other.verifier(), log.operator.verifier());
+    let o = run(&v, &log.blob(0, 1, None), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T035");
+    assert_eq!(
+        o.report
+            .check(CheckName::Checkpoint)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T012")
+    );
+
+    // Expired and not-yet-valid bundles.
+    let v = log.verifier();
+    for now in [NOW + 1000, NOW + 5000, NOW - 2000] {
+        let o = v.verify_ota(&OtaInput {
+            blob: &log.blob(0, 1, None),
+            state: &TrustState::default(),
+            now,
+            session_server_key: None,
+            evidence: None,
+        });
+        assert_eq!(failed_code(&o), "CF-T037", "now={now}");
+    }
+
+    // A replayed older epoch after a newer one was verified.
+    let st = run(&v, &log.blob(2, 3, None), &TrustState::default())
+        .next_state
+        .unwrap();
+    let o = run(&v, &log.blob(1, 3, None), &st);
+    assert!(
+        matches!(
+            o.error,
+            Some(VerifyError::EpochRolledBack { seen: 3, got: 2 })
+        ),
+        "{:?}",
+        o.error
+    );
+    assert_eq!(failed_code(&o), "CF-T040");
+    // The same epoch again is fine; the same epoch with other keys is equivocation.
+    assert!(run(&v, &log.blob(2, 3, None), &st).report.verified);
+    let mut st2 = st.clone();
+    st2.last_digest = Some("00".repeat(32));
+    assert_eq!(
+        failed_code(&run(&v, &log.blob(2, 3, None), &st2)),
+        "CF-T041"
+    );
+}
+
+#[test]
+fn forked_and_rolled_back_logs_are_detected() {
+    let honest = log_with(4);
+    let v = honest.verifier();
+    let st = run(&v, &honest.blob(2, 3, None), &TrustState::default())
+        .next_state
+        .unwrap();
+
+    // A fork: another tree under the same witness key, with different epoch-2 keys.
+    let mut fork = Log::new(1);
+    fork.publish(&fleet(1, [0xEE; 32]), 1);
+    fork.publish(&fleet(42, [0xEE; 32]), 2);
+    fork.publish(&fleet(3, [0xEE; 32]), 3);
+    fork.publish(&fleet(4, [0xEE; 32]), 4);
+    // Same size, different root.
+    let o = run(&v, &fork.blob(2, 3, None), &st);
+    assert_eq!(
+        failed_code(&o),
+        "CF-T043",
+        "{:#?}",
+        o.report.first_failure()
+    );
+    // Larger, with the fork's own (valid for the fork) consistency proof.
+    let o = run(&v, &fork.blob(3, 4, Some(3)), &st);
+    assert!(
+        matches!(o.error, Some(VerifyError::LogForked)),
+        "{:?}",
+        o.error
+    );
+    // The honest continuation passes.
+    assert!(run(&v, &honest.blob(3, 4, Some(3)), &st).report.verified);
+    // Without the consistency proof the client refuses.
+    assert_eq!(
+        failed_code(&run(&v, &honest.blob(3, 4, None), &st)),
+        "CF-T044"
+    );
+    // A consistency proof from the wrong size is refused too.
+    assert_eq!(
+        failed_code(&run(&v, &honest.blob(3, 4, Some(2)), &st)),
+        "CF-T044"
+    );
+
+    // A rolled-back log: a checkpoint smaller than the one remembered.
+    let o = run(
+        &v,
+        &honest.blob(2, 3, None),
+        &run(&v, &honest.blob(3, 4, None), &TrustState::default())
+            .next_state
+            .unwrap(),
+    );
+    assert!(matches!(
+        o.error,
+        Some(VerifyError::EpochRolledBack { .. }) | Some(VerifyError::LogRolledBack { .. })
+    ));
+    let mut st4 = st.clone();
+    st4.last_checkpoint = Some(honest.checkpoint(4));
+    let o = run(&v, &honest.blob(2, 3, None), &st4);
+    assert!(
+        matches!(
+            o.error,
+            Some(VerifyError::LogRolledBack { seen: 4, got: 3 })
+        ),
+        "{:?}",
+        o.error
+    );
+    assert_eq!(failed_code(&o), "CF-T042");
+}
+
+#[test]
+fn session_key_must_be_in_the_verified_fleet() {
+    let log = log_with(1);
+    let v = log.verifier();
+    let o = v.verify_ota(&OtaInput {
+        blob: &log.blob(0, 1, None),
+        state: &TrustState::default(),
+        now: NOW,
+        session_server_key: Some(&[7u8; 32]),
+        evidence: None,
+    });
+    assert_eq!(failed_code(&o), "CF-T038");
+    let o = v.verify_pinned(&fleet(1, [0xEE; 32]), NOW, Some(&[1u8; 32]), None);
+    assert!(o.report.verified);
+    assert_eq!(
+        o.report.check(CheckName::Inclusion).unwrap().status,
+        CheckStatus::Skipped
+    );
+    let o = v.verify_pinned(&fleet(1, [0xEE; 32]), NOW, Some(&[7u8; 32]), None);
+    assert_eq!(failed_code(&o), "CF-T038");
+    let o = v.verify_pinned(&fleet(1, [0xEE; 32]), NOW + 1000, None, None);
+    assert_eq!(failed_code(&o), "CF-T037");
+}
+
+#[test]
+fn deployment_evidence_ceremony_verifies_and_each_part_is_checked() {
+    let vendor = SimulatedVendor::new(NoteSigner::from_seed("vendor.test", &[3; 32]).unwrap());
+    let hsm1 = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
+    let operator = NoteSigner::from_seed("operator.test", &[2; 32]).unwrap();
+    let measurement: Hash = [0xAB; 32];
+    let keys = fleet(1, hsm1.verifier().public_key());
+    let att = vendor.attest("hsm-1", &hsm1.verifier().public_key(), &measurement);
+    let doc = run_ceremony(
+        &keys,
+        &measurement,
+        &[CeremonyHsm {
+            hsm_id: "hsm-1",
+            identity: &hsm1,
+            vendor_attestation: att,
+        }],
+        &vendor.root(),
+        &operator,
+        NOW,
+    );
+    let (rep, err) = verify_evidence(
+        &doc,
+        &vendor.root(),
+        &operator.verifier(),
+        Some(&measurement),
+        Some("https://ops.test/evidence.json"),
+    );
+    assert!(rep.verified && err.is_none(), "{rep:#?}");
+    assert_eq!(rep.hsm_ids, vec!["hsm-1"]);
+    // The document round-trips through JSON.
+    let doc2: coffer_transparency::DeploymentEvidence =
+        serde_json::from_str(&serde_json::to_string(&doc).unwrap()).unwrap();
+    assert_eq!(doc2, doc);
+
+    let code = |d: &coffer_transparency::DeploymentEvidence,
+                vendor_root: &coffer_transparency::NoteVerifier,
+                m: Option<&Hash>| {
+        verify_evidence(d, vendor_root, &operator.verifier(), m, None)
+            .1
+            .map(|e| e.code())
+            .unwrap_or("none")
+    };
+    let other_vendor = NoteSigner::from_seed("vendor.test", &[33; 32])
+        .unwrap()
+        .verifier();
+    assert_eq!(code(&doc, &other_vendor, None), "CF-T052");
+    assert_eq!(code(&doc, &vendor.root(), Some(&[0; 32])), "CF-T054");
+    let mut d = doc.clone();
+    d.body.created_at += 1;
+    assert_eq!(code(&d, &vendor.root(), None), "CF-T051");
+    // Re-signed by the operator (an operator mistake), each inner part is still checked.
+    let resign = |d: &mut coffer_transparency::DeploymentEvidence| {
+        d.operator_signature =
+            b64(&operator.sign(&coffer_transparency::evidence::evidence_message(&d.body)));
+    };
+    let mut d = doc.clone();
+    d.body.hsms[0].keygen_signature = b64(&[0; 64]);
+    resign(&mut d);
+    assert_eq!(code(&d, &vendor.root(), None), "CF-T053");
+    let mut d = doc.clone();
+    d.body.program_measurement = hex::encode([0xAC; 32]);
+    resign(&mut d);
+    assert_eq!(code(&d, &vendor.root(), None), "CF-T052");
+    let mut d = doc.clone();
+    let mut k2 = keys.clone();
+    k2.keys[1].public_key = b64(&[5; 32]);
+    d.body.fleet_keys = k2.to_canonical_json();
+    resign(&mut d);
+    let c = code(&d, &vendor.root(), None);
+    assert!(c == "CF-T053" || c == "CF-T055", "{c}");
+
+    // The over-the-air report includes the evidence check.
+    let mut log = Log::new(1);
+    log.operator = NoteSigner::from_seed("operator.test", &[2; 32]).unwrap();
+    log.publish(&keys, 1);
+    let mut v = log.verifier();
+    v.vendor_root = Some(vendor.root());
+    v.evidence_url = Some("https://ops.test/evidence.json".into());
+    let blob = log.blob(0, 1, None);
+    let o = v.verify_ota(&OtaInput {
+        blob: &blob,
+        state: &TrustState::default(),
+        now: NOW,
+        session_server_key: None,
+        evidence: Some(&doc),
+    });
+    let c = o.report.check(CheckName::DeploymentEvidence).unwrap();
+    assert_eq!(c.status, CheckStatus::Passed, "{c:?}");
+    assert_eq!(
+        c.audit_link.as_deref(),
+        Some("https://ops.test/evidence.json")
+    );
+    // A bundle with keys the evidence does not cover fails that check.
+    let mut log2 = Log::new(1);
+    log2.publish(&fleet(5, hsm1.verifier().public_key()), 1);
+    let o = v.verify_ota(&OtaInput {
+        blob: &log2.blob(0, 1, None),
+        state: &TrustState::default(),
+        now: NOW,
+        session_server_key: None,
+        evidence: Some(&doc),
+    });
+    assert_eq!(failed_code(&o), "CF-T055");
+}
+
+#[test]
+fn blob_round_trips_and_size_is_limited() {
+    let log = log_with(2);
+    let blob = log.blob(1, 2, Some(1));
+    assert_eq!(ValidationBlob::from_bytes(&blob.to_bytes()).unwrap(), blob);
+    assert!(matches!(
+        ValidationBlob::from_bytes(b"{}"),
+        Err(VerifyError::MalformedBlob(_))
+    ));
+    assert!(matches!(
+        ValidationBlob::from_bytes(&vec![b' '; 300 * 1024]),
+        Err(VerifyError::MalformedBlob(_))
+    ));
+}
+
+fn hex_flip(s: &str) -> String {
+    let mut b = s.as_bytes().to_vec();
+    b[0] = if b[0] == b'0' { b'1' } else { b'0' };
+    String::from_utf8(b).unwrap()
+}
+
+fn b64_flip(s: &str) -> String {
+    let mut raw = base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    raw[0] ^= 1;
+    b64(&raw)
+}
+
+fn mutate_line(note: &str, line: usize, f: impl Fn(&str) -> String) -> String {
+    let mut lines: Vec<String> = note.split('\n').map(str::to_string).collect();
+    lines[line] = f(&lines[line]);
+    lines.join("\n")
+}
+
+fn flip_note_signature(note: &str) -> String {
+    let (text, sig_line) = note.trim_end_matches('\n').rsplit_once('\n').unwrap();
+    let (prefix, sig) = sig_line.rsplit_once(' ').unwrap();
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .unwrap();
+    raw[10] ^= 1;
+    format!("{text}\n{prefix} {}\n", b64(&raw))
+}
