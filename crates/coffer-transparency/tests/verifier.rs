@@ -232,7 +232,7 @@ fn every_bundle_field_mutated_is_refused_with_a_named_error() {
         ),
         (
             "checkpoint root",
-            |b| b.checkpoint = mutate_line(&b.checkpoint, 2, |l| b64_flip(l)),
+            |b| b.checkpoint = mutate_line(&b.checkpoint, 2, b64_flip),
             "CF-T013",
         ),
         (
@@ -289,7 +289,8 @@ fn the_artifact_fields_each_matter() {
     let v = log.verifier();
     let good = log.blob(0, 1, None);
     let keys: FleetKeys = good.bundle.fleet_keys().unwrap();
-    let variants: Vec<Box<dyn Fn(&mut FleetKeys)>> = vec![
+    type Variant = Box<dyn Fn(&mut FleetKeys)>;
+    let variants: Vec<Variant> = vec![
         Box::new(|k| k.fleet_id.push('x')),
         Box::new(|k| k.keys[0].public_key = b64(&[9; 32])),
         Box::new(|k| k.keys[0].id.push('x')),
