@@ -11,6 +11,7 @@
 pub mod bindings;
 pub mod error;
 pub mod ipc;
+pub mod keyring;
 pub mod paths;
 
 use std::path::PathBuf;

@@ -1,0 +1,433 @@
+//! The device copy of the backup key K: in the OS keyring, nowhere else.
+//!
+//! Scheduled backups need K without asking the user, so the app keeps one copy
+//! of it in the operating system's keyring under the service
+//! [`SERVICE`] (`app.coffer.desktop`) and the repository id as the account.
+//!
+//! Backends, in order of preference:
+//! 1. the **Secret Service** (GNOME Keyring, KWallet…) over the D-Bus session
+//!    bus — persistent, protected by the user's login;
+//! 2. the **kernel keyutils** keyring (session + persistent keyring) — works on
+//!    headless systems, but is lost at reboot.
+//!
+//! Every operation first checks that a backend really works (write, read back
+//! and delete a throw-away probe entry), so a locked or missing keyring is
+//! never mistaken for "no key stored". When no backend works the error is
+//! [`KeyringError::Unavailable`] (kind [`ErrorKind::KeyringUnavailable`]):
+//! there is **never** a fallback to a file.
+//!
+//! K is hex-encoded only for the duration of the keyring call, in a
+//! [`Zeroizing`] buffer; nothing here logs or formats key bytes.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ::keyring::keyutils::KeyutilsCredential;
+use ::keyring::secret_service::SsCredential;
+use coffer_error::{ErrorKind, UserFacing};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use zeroize::Zeroizing;
+
+/// The keyring service name every entry of Coffer uses.
+pub const SERVICE: &str = "app.coffer.desktop";
+
+/// Every code this module can produce (documented in docs/errors.md).
+pub const ERROR_CODES: &[&str] = &["CF-A010", "CF-A011", "CF-A012", "CF-A013"];
+
+/// Longest accepted account name (a repository id).
+pub const MAX_ACCOUNT_LEN: usize = 128;
+
+/// Where the device copy of K is kept.
+pub trait DeviceKeyStore: Send + Sync {
+    /// Stores K for `account`, replacing any earlier copy.
+    fn store(&self, account: &str, key: &[u8; 32]) -> Result<(), KeyringError>;
+    /// Loads K for `account`; `Ok(None)` when no copy is stored (the keyring
+    /// itself works).
+    fn load(&self, account: &str) -> Result<Option<Zeroizing<[u8; 32]>>, KeyringError>;
+    /// Removes every copy of K for `account`; succeeds when there is none.
+    fn delete(&self, account: &str) -> Result<(), KeyringError>;
+    /// Checks that the keyring can be used right now.
+    fn probe(&self) -> Result<(), KeyringError>;
+}
+
+/// One OS keyring backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyringBackend {
+    /// The freedesktop Secret Service (GNOME Keyring, KWallet) over D-Bus.
+    SecretService,
+    /// The Linux kernel key retention service (keyutils).
+    Keyutils,
+}
+
+impl KeyringBackend {
+    /// A short name for messages and the diagnostics report.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyringBackend::SecretService => "Secret Service",
+            KeyringBackend::Keyutils => "kernel keyutils",
+        }
+    }
+}
+
+impl std::fmt::Display for KeyringBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// Why one backend could not be used (no secret in `detail`: it is the
+/// keyring library's error text, which never carries the stored value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendFailure {
+    pub backend: KeyringBackend,
+    pub detail: String,
+}
+
+fn summarize(attempts: &[BackendFailure]) -> String {
+    if attempts.is_empty() {
+        return "no keyring backend is enabled".into();
+    }
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.backend, a.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Errors of the device key store.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// No backend works: keyring locked, not running, or not reachable.
+    #[error("the OS keyring cannot be used on this computer ({})", summarize(.attempts))]
+    Unavailable { attempts: Vec<BackendFailure> },
+    /// The account (repository id) is empty, too long or has odd characters.
+    #[error("the keyring account {account:?} is not acceptable: {reason}")]
+    InvalidAccount {
+        account: String,
+        reason: &'static str,
+    },
+    /// What is stored under the account is not a 256-bit key.
+    #[error("the device copy of the backup key in the {backend} keyring is damaged")]
+    Damaged { backend: KeyringBackend },
+    /// The backend worked for the probe but failed the real operation.
+    #[error("the {backend} keyring failed while {op} the backup key: {detail}")]
+    Failed {
+        backend: KeyringBackend,
+        op: &'static str,
+        detail: String,
+    },
+}
+
+impl UserFacing for KeyringError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            KeyringError::Unavailable { .. } | KeyringError::Failed { .. } => {
+                ErrorKind::KeyringUnavailable
+            }
+            KeyringError::InvalidAccount { .. } => ErrorKind::InvalidInput,
+            KeyringError::Damaged { .. } => ErrorKind::Internal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            KeyringError::Unavailable { .. } => "CF-A010",
+            KeyringError::InvalidAccount { .. } => "CF-A011",
+            KeyringError::Damaged { .. } => "CF-A012",
+            KeyringError::Failed { .. } => "CF-A013",
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            KeyringError::Unavailable { .. } => "Unlock or start your desktop keyring (GNOME Keyring or another Secret Service; log out and in again if it stays locked). Until then Coffer cannot keep the backup key on this device: enter your recovery code or 64-digit recovery key each time, and scheduled backups wait for you. Your recovery code was not used and is not wrong.".into(),
+            KeyringError::InvalidAccount { .. } => "This is a bug in Coffer: report it with the diagnostics report.".into(),
+            KeyringError::Damaged { .. } => "Open the repository with your recovery code or recovery key: Coffer then stores a fresh copy of the key on this device.".into(),
+            KeyringError::Failed { .. } => "Make sure your desktop keyring is unlocked and try again; if it keeps failing, use your recovery code or recovery key and report the code.".into(),
+        }
+    }
+}
+
+fn validate_account(account: &str) -> Result<(), KeyringError> {
+    let bad = |reason| KeyringError::InvalidAccount {
+        account: account.chars().take(MAX_ACCOUNT_LEN).collect(),
+        reason,
+    };
+    if account.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if account.len() > MAX_ACCOUNT_LEN {
+        return Err(bad("it is longer than 128 characters"));
+    }
+    if !account
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+    {
+        return Err(bad("only letters, digits and - _ . : are allowed"));
+    }
+    Ok(())
+}
+
+/// The OS keyring: Secret Service first, kernel keyutils second (see the
+/// module documentation).
+pub struct OsKeyring {
+    backends: Vec<KeyringBackend>,
+}
+
+impl Default for OsKeyring {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for OsKeyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OsKeyring")
+            .field("backends", &self.backends)
+            .finish()
+    }
+}
+
+static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn entry(backend: KeyringBackend, account: &str) -> ::keyring::Result<::keyring::Entry> {
+    Ok(match backend {
+        KeyringBackend::SecretService => ::keyring::Entry::new_with_credential(Box::new(
+            SsCredential::new_with_target(None, SERVICE, account)?,
+        )),
+        KeyringBackend::Keyutils => ::keyring::Entry::new_with_credential(Box::new(
+            KeyutilsCredential::new_with_target(None, SERVICE, account)?,
+        )),
+    })
+}
+
+fn decode_key(
+    backend: KeyringBackend,
+    stored: &Zeroizing<String>,
+) -> Result<Zeroizing<[u8; 32]>, KeyringError> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(stored.trim().as_bytes(), &mut key[..])
+        .map_err(|_| KeyringError::Damaged { backend })?;
+    Ok(key)
+}
+
+impl OsKeyring {
+    /// Secret Service, then kernel keyutils.
+    pub fn new() -> Self {
+        Self::with_backends(vec![
+            KeyringBackend::SecretService,
+            KeyringBackend::Keyutils,
+        ])
+    }
+
+    /// Uses exactly these backends, in this order (tests, and a setting for
+    /// users who want one backend only). An empty list is always unavailable.
+    pub fn with_backends(backends: Vec<KeyringBackend>) -> Self {
+        Self { backends }
+    }
+
+    pub fn backends(&self) -> &[KeyringBackend] {
+        &self.backends
+    }
+
+    /// Writes, reads back and deletes a throw-away entry in `backend`.
+    pub fn probe_backend(backend: KeyringBackend) -> Result<(), BackendFailure> {
+        let fail = |detail: String| BackendFailure { backend, detail };
+        let n = PROBE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let account = format!("coffer-probe-{}-{n}", std::process::id());
+        let value = format!("probe-{nanos}-{n}");
+        let e = entry(backend, &account).map_err(|e| fail(e.to_string()))?;
+        e.set_password(&value).map_err(|e| fail(e.to_string()))?;
+        let read = e.get_password();
+        let _ = e.delete_credential();
+        match read {
+            Ok(v) if v == value => Ok(()),
+            Ok(_) => Err(fail("the probe entry read back differently".into())),
+            Err(e) => Err(fail(e.to_string())),
+        }
+    }
+
+    /// The backends that work right now, in preference order, and why the
+    /// others do not.
+    fn usable(&self) -> (Vec<KeyringBackend>, Vec<BackendFailure>) {
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for &b in &self.backends {
+            match Self::probe_backend(b) {
+                Ok(()) => ok.push(b),
+                Err(f) => failed.push(f),
+            }
+        }
+        (ok, failed)
+    }
+
+    /// The first backend that works right now (what `store` would use).
+    pub fn active_backend(&self) -> Result<KeyringBackend, KeyringError> {
+        let mut attempts = Vec::new();
+        for &b in &self.backends {
+            match Self::probe_backend(b) {
+                Ok(()) => return Ok(b),
+                Err(f) => attempts.push(f),
+            }
+        }
+        Err(KeyringError::Unavailable { attempts })
+    }
+
+    fn delete_in(backend: KeyringBackend, account: &str) -> Result<(), KeyringError> {
+        let failed = |e: ::keyring::Error| KeyringError::Failed {
+            backend,
+            op: "deleting",
+            detail: e.to_string(),
+        };
+        let e = entry(backend, account).map_err(failed)?;
+        match e.delete_credential() {
+            Ok(()) | Err(::keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
+    }
+}
+
+impl DeviceKeyStore for OsKeyring {
+    fn store(&self, account: &str, key: &[u8; 32]) -> Result<(), KeyringError> {
+        validate_account(account)?;
+        let (usable, attempts) = self.usable();
+        let Some((&backend, others)) = usable.split_first() else {
+            return Err(KeyringError::Unavailable { attempts });
+        };
+        let failed = |op, e: ::keyring::Error| KeyringError::Failed {
+            backend,
+            op,
+            detail: e.to_string(),
+        };
+        let e = entry(backend, account).map_err(|e| failed("storing", e))?;
+        {
+            let encoded = Zeroizing::new(hex::encode(key));
+            e.set_password(&encoded).map_err(|e| failed("storing", e))?;
+        }
+        // Read it back: a keyring that accepts but loses the key must not
+        // leave the user believing the device copy exists.
+        let back = Zeroizing::new(e.get_password().map_err(|e| failed("checking", e))?);
+        let decoded = decode_key(backend, &back)?;
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(&decoded[..], &key[..])) {
+            return Err(KeyringError::Failed {
+                backend,
+                op: "checking",
+                detail: "the keyring returned a different value".into(),
+            });
+        }
+        // An older copy in a less preferred backend would shadow nothing
+        // today but could resurface when this backend is unavailable.
+        for &other in others {
+            Self::delete_in(other, account)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, account: &str) -> Result<Option<Zeroizing<[u8; 32]>>, KeyringError> {
+        validate_account(account)?;
+        let (usable, attempts) = self.usable();
+        if usable.is_empty() {
+            return Err(KeyringError::Unavailable { attempts });
+        }
+        for backend in usable {
+            let e = entry(backend, account).map_err(|e| KeyringError::Failed {
+                backend,
+                op: "reading",
+                detail: e.to_string(),
+            })?;
+            match e.get_password() {
+                Ok(v) => {
+                    let v = Zeroizing::new(v);
+                    return decode_key(backend, &v).map(Some);
+                }
+                Err(::keyring::Error::NoEntry) => continue,
+                Err(::keyring::Error::BadEncoding(mut bytes)) => {
+                    zeroize::Zeroize::zeroize(&mut bytes);
+                    return Err(KeyringError::Damaged { backend });
+                }
+                Err(e) => {
+                    return Err(KeyringError::Failed {
+                        backend,
+                        op: "reading",
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn delete(&self, account: &str) -> Result<(), KeyringError> {
+        validate_account(account)?;
+        let (usable, attempts) = self.usable();
+        if usable.is_empty() {
+            return Err(KeyringError::Unavailable { attempts });
+        }
+        for backend in usable {
+            Self::delete_in(backend, account)?;
+        }
+        Ok(())
+    }
+
+    fn probe(&self) -> Result<(), KeyringError> {
+        self.active_backend().map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_documented() {
+        let md = include_str!("../../../docs/errors.md");
+        let missing = coffer_error::undocumented_codes(ERROR_CODES, md);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+
+    #[test]
+    fn accounts_are_validated_before_any_keyring_call() {
+        let k = OsKeyring::with_backends(vec![]);
+        for bad in ["", "has space", "slash/y", &"x".repeat(129)] {
+            let err = k.store(bad, &[7; 32]).unwrap_err();
+            assert_eq!(err.code(), "CF-A011", "{bad:?}");
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+        assert!(validate_account("repo-0123abcd_ef.9:x").is_ok());
+    }
+
+    #[test]
+    fn no_backend_is_keyring_unavailable_not_a_wrong_code() {
+        let k = OsKeyring::with_backends(vec![]);
+        for err in [
+            k.probe().unwrap_err(),
+            k.store("repo1", &[1; 32]).unwrap_err(),
+            k.load("repo1").unwrap_err(),
+            k.delete("repo1").unwrap_err(),
+        ] {
+            let r = err.report();
+            assert_eq!(r.kind, ErrorKind::KeyringUnavailable);
+            assert_eq!(r.code, "CF-A010");
+            assert!(r.next_step.contains("Unlock or start your desktop keyring"));
+            assert!(r.next_step.contains("recovery code"));
+            assert!(r.next_step.contains("not wrong"));
+        }
+    }
+
+    #[test]
+    fn damaged_entries_are_reported_not_guessed() {
+        let bad = Zeroizing::new("zz".repeat(32));
+        let err = decode_key(KeyringBackend::Keyutils, &bad).unwrap_err();
+        assert_eq!(err.code(), "CF-A012");
+        let short = Zeroizing::new("ab".repeat(31));
+        assert!(decode_key(KeyringBackend::SecretService, &short).is_err());
+        let good = Zeroizing::new(format!("{}\n", "0f".repeat(32)));
+        assert_eq!(
+            *decode_key(KeyringBackend::SecretService, &good).unwrap(),
+            [0x0f; 32]
+        );
+    }
+}
