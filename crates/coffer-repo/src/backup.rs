@@ -1,0 +1,790 @@
+//! Backup: walk the chosen paths, skip unchanged files (size + mtime + ctime +
+//! inode against the parent snapshot), chunk and deduplicate the rest on
+//! worker threads, write packs from one writer thread in batched
+//! transactions, and commit the trees and the snapshot record last.
+
+use crate::error::{RepoError, Result};
+use crate::format::{self, Id, Node, NodeKind, SnapshotRecord};
+use crate::key::SubKeys;
+use crate::progress::{CancelToken, Phase, Progress};
+use crate::store;
+use crate::{Repository, Unlocked};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use ts_rs::TS;
+
+/// FastCDC parameters (bytes).
+pub(crate) const CDC_MIN: usize = 64 * 1024;
+pub(crate) const CDC_AVG: usize = 256 * 1024;
+pub(crate) const CDC_MAX: usize = 1024 * 1024;
+/// Plaintext bytes collected before a pack is compressed and sealed.
+pub(crate) const PACK_TARGET: usize = 4 * 1024 * 1024;
+/// zstd level for packs.
+pub(crate) const ZSTD_LEVEL: i32 = 3;
+/// Files up to this size are read whole; larger ones are streamed.
+const WHOLE_READ_MAX: u64 = 8 * 1024 * 1024;
+/// The writer commits at least this often (bytes of sealed packs).
+const COMMIT_BYTES: usize = 64 * 1024 * 1024;
+const WORKERS: usize = 2;
+
+/// What to back up.
+#[derive(Debug, Clone, Default)]
+pub struct BackupRequest {
+    /// Files or folders to back up (made absolute).
+    pub paths: Vec<PathBuf>,
+    /// gitignore-style patterns (`*.tmp`, `/home/me/cache/`, `node_modules/`).
+    pub excludes: Vec<String>,
+    /// The backup set's name ("" for none); snapshots of one set share parents
+    /// and retention groups.
+    pub set_name: String,
+    /// The parent snapshot (`latest` or an id). `None`: the newest snapshot of
+    /// the same set and paths.
+    pub parent: Option<String>,
+}
+
+/// What a backup did.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SnapshotSummary {
+    pub id: String,
+    pub short_id: String,
+    pub time: String,
+    pub parent: Option<String>,
+    #[ts(type = "number")]
+    pub files: u64,
+    #[ts(type = "number")]
+    pub dirs: u64,
+    #[ts(type = "number")]
+    pub bytes: u64,
+    #[ts(type = "number")]
+    pub files_new: u64,
+    #[ts(type = "number")]
+    pub files_changed: u64,
+    #[ts(type = "number")]
+    pub files_unchanged: u64,
+    /// Bytes actually read from disk (unchanged files are not read).
+    #[ts(type = "number")]
+    pub bytes_read: u64,
+    /// Bytes added to the repository (sealed, compressed).
+    #[ts(type = "number")]
+    pub bytes_added: u64,
+    #[ts(type = "number")]
+    pub chunks_added: u64,
+    #[ts(type = "number")]
+    pub duration_ms: u64,
+    /// Files skipped with the reason (unreadable, special files…).
+    pub warnings: Vec<String>,
+}
+
+enum PNode {
+    Ready(Node),
+    File { node: Node, idx: usize, is_new: bool },
+    Dir { node: Node, children: Vec<PNode> },
+}
+
+struct FileJob {
+    idx: usize,
+    path: PathBuf,
+}
+
+struct FileDone {
+    idx: usize,
+    result: std::result::Result<(Vec<Id>, u64), String>,
+}
+
+pub(crate) struct SealedPack {
+    pub id: i64,
+    pub sealed: Vec<u8>,
+    pub ids: Vec<Id>,
+}
+
+pub(crate) struct PackBuilder {
+    data: Vec<u8>,
+    lens: Vec<u32>,
+    ids: Vec<Id>,
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        PackBuilder {
+            data: Vec::with_capacity(PACK_TARGET + CDC_MAX),
+            lens: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+    pub fn add(&mut self, id: Id, chunk: &[u8]) {
+        self.data.extend_from_slice(chunk);
+        self.lens.push(chunk.len() as u32);
+        self.ids.push(id);
+    }
+    pub fn is_full(&self) -> bool {
+        self.data.len() >= PACK_TARGET
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn finish(&mut self, keys: &SubKeys) -> Result<SealedPack> {
+        let id = i64::from_le_bytes(store::random_bytes()?);
+        let mut plain = format::pack_header(&self.lens);
+        plain.extend_from_slice(&self.data);
+        let sealed = store::seal_pack(keys, id, &plain, ZSTD_LEVEL)?;
+        self.data.clear();
+        self.lens.clear();
+        Ok(SealedPack {
+            id,
+            sealed,
+            ids: std::mem::take(&mut self.ids),
+        })
+    }
+}
+
+/// Normalises a path to an absolute path without `.` and `..`.
+fn normalise(p: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(p).map_err(|e| RepoError::io(p, e))?;
+    let mut out = PathBuf::from("/");
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+enum VEntry {
+    Dir(PathBuf, VDir),
+    Target(PathBuf),
+}
+
+#[derive(Default)]
+struct VDir {
+    children: BTreeMap<Vec<u8>, VEntry>,
+}
+
+pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKind) -> Node {
+    Node {
+        name,
+        kind,
+        mode: md.mode() & 0o7777,
+        uid: md.uid(),
+        gid: md.gid(),
+        mtime_s: md.mtime(),
+        mtime_ns: md.mtime_nsec() as u32,
+        ctime_s: md.ctime(),
+        ctime_ns: md.ctime_nsec() as u32,
+        inode: md.ino(),
+        size: if kind == NodeKind::File { md.size() } else { 0 },
+        content: Vec::new(),
+        subtree: None,
+        target: Vec::new(),
+    }
+}
+
+fn find_child<'a>(parent: Option<&'a [Node]>, name: &[u8]) -> Option<&'a Node> {
+    let p = parent?;
+    p.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &p[i])
+}
+
+struct Walker<'a> {
+    conn: &'a rusqlite::Connection,
+    keys: &'a SubKeys,
+    excludes: ignore::gitignore::Gitignore,
+    jobs: Sender<FileJob>,
+    next_idx: usize,
+    found_files: u64,
+    found_bytes: u64,
+    files_unchanged: u64,
+    warnings: Vec<String>,
+    progress: &'a dyn Progress,
+    cancel: &'a CancelToken,
+}
+
+impl Walker<'_> {
+    fn parent_children(&mut self, parent: Option<&Node>) -> Option<Vec<Node>> {
+        let id = parent.filter(|n| n.kind == NodeKind::Dir)?.subtree?;
+        match store::load_tree(self.conn, self.keys, &id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("parent directory record unreadable: {e}");
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, files: u64, bytes: u64) {
+        self.found_files += files;
+        self.found_bytes += bytes;
+        if self.found_files % 512 == 0 {
+            self.progress.totals(self.found_files, self.found_bytes);
+        }
+    }
+
+    fn emit_vdir(&mut self, vdir: VDir, parent: Option<Vec<Node>>) -> Result<Vec<PNode>> {
+        let mut out = Vec::new();
+        for (name, entry) in vdir.children {
+            let pchild = find_child(parent.as_deref(), &name).cloned();
+            match entry {
+                VEntry::Dir(real, sub) => {
+                    let md = std::fs::symlink_metadata(&real).map_err(|e| RepoError::io(&real, e))?;
+                    let pc = self.parent_children(pchild.as_ref());
+                    let children = self.emit_vdir(sub, pc)?;
+                    out.push(PNode::Dir {
+                        node: node_from_meta(name, &md, NodeKind::Dir),
+                        children,
+                    });
+                }
+                VEntry::Target(path) => {
+                    let md = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
+                    if let Some(n) = self.walk(&path, name, &md, pchild.as_ref())? {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn walk(&mut self, path: &Path, name: Vec<u8>, md: &std::fs::Metadata, parent: Option<&Node>) -> Result<Option<PNode>> {
+        self.cancel.check()?;
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            let mut node = node_from_meta(name, md, NodeKind::Symlink);
+            match std::fs::read_link(path) {
+                Ok(t) => node.target = t.as_os_str().as_bytes().to_vec(),
+                Err(e) => {
+                    self.warnings.push(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+            }
+            return Ok(Some(PNode::Ready(node)));
+        }
+        if ft.is_file() {
+            let mut node = node_from_meta(name, md, NodeKind::File);
+            self.count(1, node.size);
+            if let Some(p) = parent {
+                if p.kind == NodeKind::File
+                    && p.size == node.size
+                    && p.mtime_s == node.mtime_s
+                    && p.mtime_ns == node.mtime_ns
+                    && p.ctime_s == node.ctime_s
+                    && p.ctime_ns == node.ctime_ns
+                    && p.inode == node.inode
+                {
+                    node.content = p.content.clone();
+                    self.files_unchanged += 1;
+                    self.progress.advance(1, node.size);
+                    return Ok(Some(PNode::Ready(node)));
+                }
+            }
+            let idx = self.next_idx;
+            self.next_idx += 1;
+            if self
+                .jobs
+                .send(FileJob {
+                    idx,
+                    path: path.to_path_buf(),
+                })
+                .is_err()
+            {
+                // All workers stopped: the writer failed or we were cancelled.
+                return Err(RepoError::Internal("backup workers stopped".into()));
+            }
+            return Ok(Some(PNode::File {
+                node,
+                idx,
+                is_new: parent.is_none_or(|p| p.kind != NodeKind::File),
+            }));
+        }
+        if ft.is_dir() {
+            let node = node_from_meta(name, md, NodeKind::Dir);
+            let rd = match std::fs::read_dir(path) {
+                Ok(rd) => rd,
+                Err(e) => {
+                    self.warnings.push(format!("{}: {e}", path.display()));
+                    return Ok(None);
+                }
+            };
+            let mut names: Vec<std::ffi::OsString> = Vec::new();
+            for ent in rd {
+                match ent {
+                    Ok(ent) => names.push(ent.file_name()),
+                    Err(e) => self.warnings.push(format!("{}: {e}", path.display())),
+                }
+            }
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            let pc = self.parent_children(parent);
+            let mut children = Vec::with_capacity(names.len());
+            for n in names {
+                let child = path.join(&n);
+                let cmd = match std::fs::symlink_metadata(&child) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        self.warnings.push(format!("{}: {e}", child.display()));
+                        continue;
+                    }
+                };
+                if self.excludes.matched(&child, cmd.is_dir()).is_ignore() {
+                    continue;
+                }
+                let nb = n.as_bytes().to_vec();
+                let pchild = find_child(pc.as_deref(), &nb);
+                if let Some(c) = self.walk(&child, nb, &cmd, pchild)? {
+                    children.push(c);
+                }
+            }
+            return Ok(Some(PNode::Dir { node, children }));
+        }
+        self.warnings.push(format!(
+            "{}: skipped (a device, socket or pipe)",
+            path.display()
+        ));
+        Ok(None)
+    }
+}
+
+/// Reads a file and calls `on_chunk` for each content-defined chunk.
+pub(crate) fn chunk_file(path: &Path, buf: &mut Vec<u8>, mut on_chunk: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
+    let len = f.metadata().map_err(|e| RepoError::io(path, e))?.len();
+    if len <= WHOLE_READ_MAX {
+        buf.clear();
+        f.read_to_end(buf).map_err(|e| RepoError::io(path, e))?;
+        for c in fastcdc::v2020::FastCDC::new(buf, CDC_MIN, CDC_AVG, CDC_MAX) {
+            on_chunk(&buf[c.offset..c.offset + c.length])?;
+        }
+        Ok(buf.len() as u64)
+    } else {
+        let mut total = 0u64;
+        for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
+            let c = c.map_err(|e| RepoError::io(path, std::io::Error::other(e.to_string())))?;
+            total += c.length as u64;
+            on_chunk(&c.data)?;
+        }
+        Ok(total)
+    }
+}
+
+fn worker(
+    keys: SubKeys,
+    jobs: Receiver<FileJob>,
+    done: Sender<FileDone>,
+    packs: Sender<SealedPack>,
+    known: Arc<Mutex<HashSet<Id>>>,
+    cancel: CancelToken,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let mut pb = PackBuilder::new();
+    let mut buf = Vec::new();
+    for job in jobs {
+        cancel.check()?;
+        progress.current_path(&job.path);
+        let mut ids = Vec::new();
+        let r = chunk_file(&job.path, &mut buf, |chunk| {
+            let id = keys.chunk_id(chunk);
+            ids.push(id);
+            let fresh = known
+                .lock()
+                .map_err(|_| RepoError::Internal("chunk set poisoned".into()))?
+                .insert(id);
+            if fresh {
+                pb.add(id, chunk);
+                if pb.is_full() {
+                    let p = pb.finish(&keys)?;
+                    packs.send(p).map_err(|_| RepoError::Internal("writer stopped".into()))?;
+                }
+            }
+            Ok(())
+        });
+        let result = match r {
+            Ok(n) => {
+                progress.advance(1, n);
+                Ok((ids, n))
+            }
+            Err(RepoError::Internal(m)) => return Err(RepoError::Internal(m)),
+            Err(e) => {
+                progress.advance(1, 0);
+                Err(e.to_string())
+            }
+        };
+        if done.send(FileDone { idx: job.idx, result }).is_err() {
+            break;
+        }
+    }
+    cancel.check()?;
+    if !pb.is_empty() {
+        let p = pb.finish(&keys)?;
+        packs.send(p).map_err(|_| RepoError::Internal("writer stopped".into()))?;
+    }
+    Ok(())
+}
+
+/// Writes packs in batched transactions. Returns (bytes, chunks) added.
+pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)> {
+    let conn = store::reopen(path)?;
+    let mut bytes = 0u64;
+    let mut chunks = 0u64;
+    let mut pending = 0usize;
+    let mut last = Instant::now();
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let r = (|| -> Result<()> {
+        for p in rx {
+            {
+                let mut ins_pack = conn.prepare_cached("INSERT INTO packs(id, data) VALUES (?1, ?2)")?;
+                ins_pack.execute(params![p.id, p.sealed])?;
+                let mut ins_chunk =
+                    conn.prepare_cached("INSERT OR IGNORE INTO chunks(id, pack, seq) VALUES (?1, ?2, ?3)")?;
+                for (seq, id) in p.ids.iter().enumerate() {
+                    chunks += ins_chunk.execute(params![id.as_slice(), p.id, seq as i64])? as u64;
+                }
+            }
+            bytes += p.sealed.len() as u64;
+            pending += p.sealed.len();
+            if pending >= COMMIT_BYTES || last.elapsed().as_millis() >= 1500 {
+                conn.execute_batch("COMMIT; BEGIN IMMEDIATE")?;
+                pending = 0;
+                last = Instant::now();
+            }
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok((bytes, chunks))
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+struct Finisher<'a> {
+    keys: &'a SubKeys,
+    conn: &'a rusqlite::Connection,
+    results: Vec<Option<std::result::Result<(Vec<Id>, u64), String>>>,
+    new_trees: Vec<(Id, Vec<u8>)>,
+    seen_trees: HashSet<Id>,
+    warnings: Vec<String>,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+    files_new: u64,
+    files_changed: u64,
+    bytes_read: u64,
+}
+
+impl Finisher<'_> {
+    fn tree(&mut self, nodes: Vec<PNode>, at: &Path) -> Result<Id> {
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            match n {
+                PNode::Ready(node) => {
+                    if node.kind == NodeKind::File {
+                        self.files += 1;
+                        self.bytes += node.size;
+                    }
+                    out.push(node);
+                }
+                PNode::File { mut node, idx, is_new } => match self.results.get_mut(idx).and_then(|r| r.take()) {
+                    Some(Ok((ids, n))) => {
+                        node.content = ids;
+                        node.size = n;
+                        self.files += 1;
+                        self.bytes += n;
+                        self.bytes_read += n;
+                        if is_new {
+                            self.files_new += 1;
+                        } else {
+                            self.files_changed += 1;
+                        }
+                        out.push(node);
+                    }
+                    Some(Err(msg)) => self.warnings.push(msg),
+                    None => return Err(RepoError::Internal("a file result is missing".into())),
+                },
+                PNode::Dir { mut node, children } => {
+                    let sub = at.join(OsStr::from_bytes(&node.name));
+                    node.subtree = Some(self.tree(children, &sub)?);
+                    self.dirs += 1;
+                    out.push(node);
+                }
+            }
+        }
+        let plain = format::encode_tree(&out);
+        let id = self.keys.tree_id(&plain);
+        if self.seen_trees.insert(id) {
+            let exists: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT 1 FROM trees WHERE id = ?1")?
+                .query_row([id.as_slice()], |r| r.get(0))
+                .optional()?;
+            if exists.is_none() {
+                let sealed = store::seal_tree(self.keys, &id, &plain)?;
+                self.new_trees.push((id, sealed));
+            }
+        }
+        Ok(id)
+    }
+}
+
+impl Repository<Unlocked> {
+    /// Backs up `req.paths` as a new snapshot. Unchanged files (same size,
+    /// mtime, ctime and inode as in the parent snapshot) are not read.
+    /// A cancelled or failed backup leaves no snapshot; chunks it already
+    /// stored are reused by the next run.
+    pub fn backup(&self, req: &BackupRequest, progress: &dyn Progress, cancel: &CancelToken) -> Result<SnapshotSummary> {
+        let started = Instant::now();
+        if req.paths.is_empty() {
+            return Err(RepoError::InvalidRequest("no path to back up was given".into()));
+        }
+        // Resolve and de-nest the paths.
+        let mut paths = Vec::new();
+        for p in &req.paths {
+            let n = normalise(p)?;
+            if n == Path::new("/") {
+                return Err(RepoError::InvalidRequest(
+                    "back up the folders under / one by one instead of / itself".into(),
+                ));
+            }
+            if std::fs::symlink_metadata(&n).is_err() {
+                return Err(RepoError::SourceMissing {
+                    path: p.display().to_string(),
+                });
+            }
+            paths.push(n);
+        }
+        paths.sort();
+        paths.dedup();
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            if !kept.iter().any(|k| p.starts_with(k)) {
+                kept.push(p);
+            }
+        }
+        let mut gi = ignore::gitignore::GitignoreBuilder::new("/");
+        for pat in &req.excludes {
+            gi.add_line(None, pat).map_err(|e| RepoError::InvalidPattern {
+                pattern: pat.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        let excludes = gi.build().map_err(|e| RepoError::InvalidPattern {
+            pattern: req.excludes.join(" "),
+            reason: e.to_string(),
+        })?;
+
+        let _lock = store::take_lock(self)?;
+        let keys = self.keys();
+        let path_bytes: Vec<Vec<u8>> = kept.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+
+        // The parent snapshot.
+        let parent: Option<(u64, SnapshotRecord)> = match &req.parent {
+            Some(name) => Some(store::resolve_snapshot(&self.conn, keys, name)?),
+            None => {
+                let (snaps, _) = store::load_snapshots(&self.conn, keys)?;
+                snaps
+                    .into_iter()
+                    .rev()
+                    .find(|(_, s)| s.set_name == req.set_name && s.paths == path_bytes)
+            }
+        };
+
+        // Chunks already stored (also those of killed runs).
+        let mut known = HashSet::new();
+        {
+            let mut stmt = self.conn.prepare("SELECT id FROM chunks")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            for r in rows {
+                if let Ok(id) = <Id>::try_from(r?.as_slice()) {
+                    known.insert(id);
+                }
+            }
+        }
+        let known = Arc::new(Mutex::new(known));
+
+        // Virtual root mirroring the absolute paths.
+        let mut root = VDir::default();
+        for p in &kept {
+            let comps: Vec<&OsStr> = p
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            let mut dir = &mut root;
+            let mut real = PathBuf::from("/");
+            for (i, c) in comps.iter().enumerate() {
+                real.push(c);
+                let key = c.as_bytes().to_vec();
+                if i + 1 == comps.len() {
+                    dir.children.insert(key, VEntry::Target(real.clone()));
+                    break;
+                }
+                let e = dir
+                    .children
+                    .entry(key)
+                    .or_insert_with(|| VEntry::Dir(real.clone(), VDir::default()));
+                dir = match e {
+                    VEntry::Dir(_, d) => d,
+                    VEntry::Target(_) => break,
+                };
+            }
+        }
+
+        progress.phase(Phase::Reading);
+        let (job_tx, job_rx) = bounded::<FileJob>(4096);
+        let (done_tx, done_rx) = unbounded::<FileDone>();
+        let (pack_tx, pack_rx) = bounded::<SealedPack>(4);
+
+        let repo_path = self.path.clone();
+        let conn = &self.conn;
+        let (walk_result, worker_results, writer_result) = std::thread::scope(|s| {
+            let writer_h = s.spawn(|| writer(&repo_path, pack_rx));
+            let mut worker_hs = Vec::new();
+            for _ in 0..WORKERS {
+                let keys = keys.clone();
+                let jobs = job_rx.clone();
+                let done = done_tx.clone();
+                let packs = pack_tx.clone();
+                let known = known.clone();
+                let cancel = cancel.clone();
+                worker_hs.push(s.spawn(move || worker(keys, jobs, done, packs, known, cancel, progress)));
+            }
+            drop(job_rx);
+            drop(done_tx);
+            drop(pack_tx);
+            let mut w = Walker {
+                conn,
+                keys,
+                excludes,
+                jobs: job_tx,
+                next_idx: 0,
+                found_files: 0,
+                found_bytes: 0,
+                files_unchanged: 0,
+                warnings: Vec::new(),
+                progress,
+                cancel,
+            };
+            let parent_root = parent
+                .as_ref()
+                .and_then(|(_, p)| store::load_tree(conn, keys, &p.tree).ok());
+            let walked = w.emit_vdir(root, parent_root);
+            progress.totals(w.found_files, w.found_bytes);
+            let Walker {
+                jobs,
+                next_idx,
+                files_unchanged,
+                warnings,
+                ..
+            } = w;
+            drop(jobs);
+            let worker_results: Vec<Result<()>> = worker_hs
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Internal("a worker panicked".into()))))
+                .collect();
+            let writer_result = writer_h
+                .join()
+                .unwrap_or_else(|_| Err(RepoError::Internal("the writer panicked".into())));
+            (
+                walked.map(|n| (n, next_idx, files_unchanged, warnings)),
+                worker_results,
+                writer_result,
+            )
+        });
+        // Report the most meaningful failure first.
+        let (bytes_packs, chunks_added) = writer_result?;
+        for r in worker_results {
+            r?;
+        }
+        let (nodes, n_jobs, files_unchanged, warnings) = walk_result?;
+        cancel.check()?;
+
+        progress.phase(Phase::Finishing);
+        let mut results: Vec<Option<std::result::Result<(Vec<Id>, u64), String>>> = vec![None; n_jobs];
+        for d in done_rx.try_iter() {
+            if let Some(slot) = results.get_mut(d.idx) {
+                *slot = Some(d.result);
+            }
+        }
+        let mut fin = Finisher {
+            keys,
+            conn: &self.conn,
+            results,
+            new_trees: Vec::new(),
+            seen_trees: HashSet::new(),
+            warnings,
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+            files_new: 0,
+            files_changed: 0,
+            bytes_read: 0,
+        };
+        let root_id = fin.tree(nodes, Path::new("/"))?;
+        let (time_s, time_ns) = crate::timefmt::now();
+        let snap_id = u64::from_le_bytes(store::random_bytes()?);
+        let tree_bytes: u64 = fin.new_trees.iter().map(|(_, d)| d.len() as u64).sum();
+        let rec = SnapshotRecord {
+            time_s,
+            time_ns,
+            hostname: store::host_name(),
+            set_name: req.set_name.clone(),
+            paths: path_bytes,
+            tree: root_id,
+            parent: parent.as_ref().map(|(id, _)| *id),
+            files: fin.files,
+            dirs: fin.dirs,
+            bytes: fin.bytes,
+            files_new: fin.files_new,
+            files_changed: fin.files_changed,
+            files_unchanged,
+            bytes_read: fin.bytes_read,
+            bytes_added: bytes_packs + tree_bytes,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        cancel.check()?;
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO trees(id, data) VALUES (?1, ?2)")?;
+            for (id, data) in &fin.new_trees {
+                ins.execute(params![id.as_slice(), data])?;
+            }
+            tx.execute(
+                "INSERT INTO snapshots(id, data) VALUES (?1, ?2)",
+                params![snap_id as i64, store::seal_snapshot(keys, snap_id, &rec)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(SnapshotSummary {
+            id: store::snap_hex(snap_id),
+            short_id: store::snap_hex(snap_id)[..8].to_string(),
+            time: crate::timefmt::format_utc(time_s),
+            parent: parent.map(|(id, _)| store::snap_hex(id)),
+            files: rec.files,
+            dirs: rec.dirs,
+            bytes: rec.bytes,
+            files_new: rec.files_new,
+            files_changed: rec.files_changed,
+            files_unchanged: rec.files_unchanged,
+            bytes_read: rec.bytes_read,
+            bytes_added: rec.bytes_added,
+            chunks_added,
+            duration_ms: started.elapsed().as_millis() as u64,
+            warnings: fin.warnings,
+        })
+    }
+}

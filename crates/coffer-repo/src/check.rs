@@ -1,0 +1,229 @@
+//! Check: authenticate every record; with `read_data` also decrypt every
+//! pack and re-hash every chunk. Damage is named: which snapshot, which file
+//! or directory. Undamaged files still restore.
+
+use crate::error::Result;
+use crate::format::{Id, Node, NodeKind};
+use crate::progress::{CancelToken, Phase, Progress};
+use crate::store;
+use crate::{Repository, Unlocked};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::Arc;
+use ts_rs::TS;
+
+/// One damaged thing.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct DamagedItem {
+    /// The snapshot it belongs to, if it belongs to one.
+    pub snapshot: Option<String>,
+    /// The file or directory inside the snapshot.
+    pub path: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// The result of `check`.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CheckReport {
+    /// Nothing damaged.
+    pub ok: bool,
+    /// Whether all data was read and verified.
+    pub read_data: bool,
+    #[ts(type = "number")]
+    pub snapshots: u64,
+    #[ts(type = "number")]
+    pub trees: u64,
+    #[ts(type = "number")]
+    pub files: u64,
+    #[ts(type = "number")]
+    pub packs: u64,
+    #[ts(type = "number")]
+    pub chunks: u64,
+    /// Files (and directories) whose data cannot be restored.
+    pub damaged_files: Vec<DamagedItem>,
+    /// Damaged records that belong to no file (snapshot records, the
+    /// database structure, packs no snapshot uses).
+    pub damaged_records: Vec<String>,
+}
+
+type TreeCache = HashMap<Id, std::result::Result<Arc<Vec<Node>>, String>>;
+
+impl Repository<Unlocked> {
+    /// Checks the repository. Without `read_data`: every snapshot and
+    /// directory record is decrypted and authenticated, and every chunk a file
+    /// needs must be indexed in an existing pack. With `read_data`: every
+    /// pack is also decrypted and every chunk re-hashed against its id.
+    pub fn check(&self, read_data: bool, progress: &dyn Progress, cancel: &CancelToken) -> Result<CheckReport> {
+        progress.phase(Phase::Checking);
+        let keys = self.keys();
+        let mut rep = CheckReport {
+            ok: false,
+            read_data,
+            snapshots: 0,
+            trees: 0,
+            files: 0,
+            packs: 0,
+            chunks: 0,
+            damaged_files: Vec::new(),
+            damaged_records: Vec::new(),
+        };
+        match self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<String>>>())
+        {
+            Ok(rows) if rows == ["ok"] => {}
+            Ok(rows) => rep
+                .damaged_records
+                .extend(rows.into_iter().take(20).map(|r| format!("database structure: {r}"))),
+            Err(e) => rep.damaged_records.push(format!("database structure: {e}")),
+        }
+        let index = match store::load_index(&self.conn) {
+            Ok(i) => i,
+            Err(e) => {
+                rep.damaged_records.push(format!("chunk index unreadable: {e}"));
+                HashMap::new()
+            }
+        };
+        rep.chunks = index.len() as u64;
+        let mut pack_ids: Vec<i64> = Vec::new();
+        match self
+            .conn
+            .prepare("SELECT id FROM packs")
+            .and_then(|mut s| s.query_map([], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<i64>>>())
+        {
+            Ok(v) => pack_ids = v,
+            Err(e) => rep.damaged_records.push(format!("pack list unreadable: {e}")),
+        }
+        rep.packs = pack_ids.len() as u64;
+        let pack_set: HashSet<i64> = pack_ids.iter().copied().collect();
+        let mut bad_chunks: HashMap<Id, String> = HashMap::new();
+        for (id, (pack, _)) in &index {
+            if !pack_set.contains(pack) {
+                bad_chunks.insert(*id, format!("pack {pack:016x} is missing"));
+            }
+        }
+        if read_data {
+            let mut by_pack: HashMap<i64, Vec<(Id, usize)>> = HashMap::new();
+            for (id, (pack, seq)) in &index {
+                by_pack.entry(*pack).or_default().push((*id, *seq));
+            }
+            progress.totals(0, pack_ids.len() as u64);
+            for pid in &pack_ids {
+                cancel.check()?;
+                let members = by_pack.remove(pid).unwrap_or_default();
+                match store::read_pack(&self.conn, keys, *pid) {
+                    Ok(p) => {
+                        for (cid, seq) in members {
+                            match p.chunk(seq) {
+                                Some(d) if keys.chunk_id(d) == cid => {}
+                                Some(_) => {
+                                    bad_chunks.insert(cid, format!("pack {pid:016x}: a chunk does not match its id"));
+                                }
+                                None => {
+                                    bad_chunks.insert(cid, format!("pack {pid:016x}: a chunk is missing"));
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let msg = match e {
+                            crate::RepoError::Damaged { detail } => detail,
+                            other => other.to_string(),
+                        };
+                        if members.is_empty() {
+                            rep.damaged_records.push(format!("{msg} (used by no file)"));
+                        }
+                        for (cid, _) in members {
+                            bad_chunks.insert(cid, msg.clone());
+                        }
+                    }
+                }
+                progress.advance(0, 1);
+            }
+        }
+        let (snaps, bad_snaps) = store::load_snapshots(&self.conn, keys)?;
+        for b in bad_snaps {
+            rep.damaged_records.push(format!(
+                "snapshot {} fails authentication and cannot be used",
+                store::snap_hex(b)
+            ));
+        }
+        rep.snapshots = snaps.len() as u64;
+        let mut cache: TreeCache = HashMap::new();
+        for (sid, rec) in &snaps {
+            cancel.check()?;
+            let sid = store::snap_hex(*sid);
+            self.check_tree(rec.tree, Path::new(""), &sid, &index, &bad_chunks, &mut cache, &mut rep)?;
+        }
+        rep.trees = cache.len() as u64;
+        rep.ok = rep.damaged_files.is_empty() && rep.damaged_records.is_empty();
+        Ok(rep)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_tree(
+        &self,
+        tree: Id,
+        at: &Path,
+        sid: &str,
+        index: &HashMap<Id, (i64, usize)>,
+        bad: &HashMap<Id, String>,
+        cache: &mut TreeCache,
+        rep: &mut CheckReport,
+    ) -> Result<()> {
+        let nodes = cache
+            .entry(tree)
+            .or_insert_with(|| {
+                store::load_tree(&self.conn, self.keys(), &tree)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone();
+        let nodes = match nodes {
+            Ok(n) => n,
+            Err(e) => {
+                rep.damaged_files.push(DamagedItem {
+                    snapshot: Some(sid.into()),
+                    path: Some(crate::restore::display_path(at)),
+                    problem: format!("{e}; nothing below this directory can be listed"),
+                });
+                return Ok(());
+            }
+        };
+        for n in nodes.iter() {
+            let p = at.join(OsStr::from_bytes(&n.name));
+            match n.kind {
+                NodeKind::File => {
+                    rep.files += 1;
+                    let problem = n.content.iter().find_map(|c| {
+                        if !index.contains_key(c) {
+                            Some(format!("chunk {} is missing", store::short_hex(c)))
+                        } else {
+                            bad.get(c).cloned()
+                        }
+                    });
+                    if let Some(problem) = problem {
+                        rep.damaged_files.push(DamagedItem {
+                            snapshot: Some(sid.into()),
+                            path: Some(crate::restore::display_path(&p)),
+                            problem,
+                        });
+                    }
+                }
+                NodeKind::Dir => {
+                    if let Some(sub) = n.subtree {
+                        self.check_tree(sub, &p, sid, index, bad, cache, rep)?;
+                    }
+                }
+                NodeKind::Symlink => {}
+            }
+        }
+        Ok(())
+    }
+}
+

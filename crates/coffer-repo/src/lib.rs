@@ -1,0 +1,167 @@
+//! # coffer-repo: the encrypted backup repository
+//!
+//! One portable SQLite file holds a whole repository: encrypted, compressed,
+//! deduplicated chunks of file content, encrypted directory listings (trees)
+//! and encrypted snapshot records. See `docs/repository.md` for the full
+//! design; in short:
+//!
+//! * **Keys.** A random 256-bit master key K ([`MasterKey`]), shown to the user
+//!   once as a 64-hex-digit [`RecoveryKey`] with a checksum group. Subkeys are
+//!   derived with BLAKE3 `derive_key` per purpose: chunk ids (keyed BLAKE3 of
+//!   the plaintext, so ids say nothing about content), tree ids, pack
+//!   encryption, metadata encryption, key check. Every record is sealed with
+//!   AES-256-SIV; the associated data binds the record type and its id.
+//!   A key-check record plus a public key fingerprint tell a wrong key
+//!   ([`RepoError::WrongKey`]) from a damaged repository.
+//! * **Chunks and packs.** File content is cut with FastCDC (min 64 KiB, avg
+//!   256 KiB, max 1 MiB), deduplicated by chunk id, and new chunks are
+//!   collected into packs of ~4 MiB of plaintext, each compressed as one zstd
+//!   stream (so redundancy across small files is used) and sealed as one
+//!   record. The `chunks` table maps chunk id → (pack, position); a chunk read
+//!   back is always re-hashed and compared with its id.
+//! * **Trees and snapshots.** Each directory is one tree record (names as raw
+//!   bytes, kind, mode, owner, mtime, ctime, inode, size, chunk ids / sub-tree
+//!   id / link target), zstd-compressed and sealed, identified by a keyed hash
+//!   so unchanged directories are shared between snapshots. A snapshot record
+//!   names the root tree, the backed-up paths and statistics.
+//! * **Crash safety.** Packs are committed in batched transactions while a
+//!   backup runs; the trees and the snapshot record are committed last, in one
+//!   transaction. A killed run leaves every earlier snapshot intact, and its
+//!   committed chunks are reused by the next run; `prune` removes what no
+//!   snapshot references.
+//! * **Typestate.** [`Repository<Locked>`] can only be unlocked;
+//!   [`Repository<Unlocked>`] can back up, restore, browse, check, forget and
+//!   prune.
+//!
+//! Progress and cancellation go through [`Progress`] and [`CancelToken`].
+#![forbid(unsafe_code)]
+
+mod backup;
+mod browse;
+mod check;
+mod error;
+mod format;
+mod key;
+mod progress;
+mod prune;
+mod restore;
+mod store;
+mod timefmt;
+
+pub use backup::{BackupRequest, SnapshotSummary};
+pub use browse::{DiffChange, DiffEntry, EntryKind, FindMatch, SnapshotInfo, TreeEntry};
+pub use check::{CheckReport, DamagedItem};
+pub use error::{RepoError, Result, ERROR_CODES};
+pub use key::{MasterKey, RecoveryKey};
+pub use progress::{CancelToken, NoProgress, Phase, Progress};
+pub use prune::{ForgetPlan, PruneSummary, RetentionPolicy};
+pub use restore::{PlanItem, RestorePlan, RestoreRequest, RestoreSummary};
+pub use timefmt::format_utc;
+
+use key::SubKeys;
+use std::path::{Path, PathBuf};
+
+/// The current on-disk format version (SQLite `user_version`).
+pub const FORMAT_VERSION: i64 = 1;
+
+/// A repository that is open but not yet unlocked: it can only be unlocked.
+pub struct Locked;
+
+/// An unlocked repository: holds the subkeys.
+pub struct Unlocked {
+    master: MasterKey,
+    keys: SubKeys,
+}
+
+/// An open repository file. See the crate docs.
+pub struct Repository<S> {
+    path: PathBuf,
+    conn: rusqlite::Connection,
+    repo_id: [u8; 16],
+    state: S,
+}
+
+impl<S> std::fmt::Debug for Repository<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Repository<S> {
+    /// The path of the repository file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Repository<Locked> {
+    /// Creates a new repository file at `path` protected by `key`. Fails if
+    /// the file exists.
+    pub fn init(path: &Path, key: &MasterKey) -> Result<Repository<Unlocked>> {
+        store::create(path, key)?;
+        Repository::open(path)?.unlock_with_key(key.clone())
+    }
+
+    /// Opens an existing repository file (nothing is decrypted yet).
+    pub fn open(path: &Path) -> Result<Repository<Locked>> {
+        let (conn, repo_id) = store::open(path)?;
+        Ok(Repository {
+            path: path.to_path_buf(),
+            conn,
+            repo_id,
+            state: Locked,
+        })
+    }
+
+    /// Unlocks with K (from the recovery key, the vault or the keyring).
+    /// A key that does not belong to this repository gives
+    /// [`RepoError::WrongKey`]; a damaged key-check record gives
+    /// [`RepoError::Damaged`].
+    pub fn unlock_with_key(self, key: MasterKey) -> Result<Repository<Unlocked>> {
+        let keys = key.subkeys();
+        store::verify_key(&self.conn, &self.repo_id, &key, &keys)?;
+        Ok(Repository {
+            path: self.path,
+            conn: self.conn,
+            repo_id: self.repo_id,
+            state: Unlocked { master: key, keys },
+        })
+    }
+
+    /// Unlocks with a typed recovery key (parsing checks its checksum first).
+    pub fn unlock_with_recovery_key(self, typed: &str) -> Result<Repository<Unlocked>> {
+        let rk = RecoveryKey::parse(typed)?;
+        self.unlock_with_key(rk.into_master_key())
+    }
+}
+
+impl Repository<Unlocked> {
+    /// The master key (to show the recovery key again or hand it to the vault).
+    pub fn master_key(&self) -> &MasterKey {
+        &self.state.master
+    }
+
+    pub(crate) fn keys(&self) -> &SubKeys {
+        &self.state.keys
+    }
+
+    /// Removes a lock left behind by a crashed process. Only call this when no
+    /// other Coffer process uses the repository.
+    pub fn force_unlock(&self) -> Result<bool> {
+        store::force_unlock(&self.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_error_code_is_documented() {
+        let missing = coffer_error::undocumented_codes(
+            crate::ERROR_CODES,
+            include_str!("../../../docs/errors.md"),
+        );
+        assert!(missing.is_empty(), "undocumented codes: {missing:?}");
+    }
+}
