@@ -12,8 +12,52 @@
 //!   majority it fails closed with [`ReplicationError::NoQuorum`].
 //!
 //! [`LocalReplicator`] is the single-node, in-memory form used by unit tests
-//! of the HSM logic; the fleet implementation lives beside it.
+//! of the HSM logic; the fleet implementation lives beside it:
+//!
+//! * [`FleetSetup::create`] makes the node configs (ids, pairwise link keys,
+//!   sealing keys) of an N-node fleet; [`NodeConfig`] round-trips TOML/JSON.
+//! * [`FleetNode::start`] runs one node (openraft on a sealed SQLite store)
+//!   over a [`Transport`]; `FleetNode` implements [`Replicator`]: `propose`
+//!   works on any running node (followers forward to the leader) and fails
+//!   closed with [`ReplicationError::NoQuorum`] within the propose timeout.
+//! * [`InProcessFleet`] runs N nodes in one process over a [`LocalNetwork`]
+//!   (embedded default, tests: `kill`, `restart`, `isolate`).
+//! * [`http::fleet_router`] / [`http::HttpTransport`]: the same envelopes
+//!   between processes, at `POST /fleet/v1/envelope`.
+//!
+//! Contract additions since the first version (compatible): the modules and
+//! types above, `FleetError`, `ERROR_CODES`, and a `UserFacing` impl for
+//! [`ReplicationError`] (`NoQuorum` is `CF-V901`, kind `vault_unavailable`).
+//! One semantic note: a `NoQuorum` after the leader accepted the command
+//! means "not committed in time"; such a command may still be committed later
+//! if the majority comes back (never twice). For a guess counter that errs on
+//! the safe side (an attempt counted, never evaluated).
 #![forbid(unsafe_code)]
+
+use std::io::Cursor;
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod inprocess;
+pub mod node;
+pub mod secure;
+mod store;
+pub mod transport;
+
+pub use config::{FleetSetup, NodeConfig, NodeId, PeerConfig, RaftTuning, SecretKey};
+pub use error::{FleetError, ERROR_CODES};
+pub use inprocess::InProcessFleet;
+pub use node::FleetNode;
+pub use secure::SecurityCounts;
+pub use transport::{EnvelopeHandler, LocalNetwork, Transport, TransportError};
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the fleet: commands and responses are bytes.
+    pub TypeConfig:
+        D = Vec<u8>,
+        R = Vec<u8>,
+);
 
 use std::future::Future;
 use std::pin::Pin;
@@ -67,7 +111,9 @@ pub struct LocalReplicator<S: StateMachine> {
 
 impl<S: StateMachine> LocalReplicator<S> {
     pub fn new(state: S) -> Self {
-        Self { state: Arc::new(Mutex::new(state)) }
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
     }
 }
 
