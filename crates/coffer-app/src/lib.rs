@@ -13,6 +13,7 @@ pub mod error;
 pub mod ipc;
 pub mod keyring;
 pub mod paths;
+pub mod schedule;
 
 use std::path::PathBuf;
 
