@@ -136,7 +136,8 @@ where
             "args": ["--data-dir", data.path()],
         }
     });
-    let client = ClientBuilder::native()
+    let client = ClientBuilder::rustls()
+        .expect("rustls connector")
         .capabilities(caps.as_object().unwrap().clone())
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
