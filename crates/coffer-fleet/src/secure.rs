@@ -262,6 +262,18 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// The sessions a receiver keeps for one peer, newest last.
+type Sessions = VecDeque<([u8; 32], ReplayWindow)>;
+
+/// A request that passed every check, ready to dispatch.
+#[derive(Debug)]
+pub struct Accepted {
+    pub from: NodeId,
+    pub session: [u8; 32],
+    pub seq: u64,
+    pub body: Vec<u8>,
+}
+
 /// An outbound session with one peer.
 #[derive(Clone, Copy)]
 struct OutSession {
@@ -288,7 +300,7 @@ pub struct SecureChannel {
     transport: Arc<dyn Transport>,
     out: Mutex<HashMap<NodeId, OutSession>>,
     handshake_locks: HashMap<NodeId, tokio::sync::Mutex<()>>,
-    inbound: Mutex<HashMap<NodeId, VecDeque<([u8; 32], ReplayWindow)>>>,
+    inbound: Mutex<HashMap<NodeId, Sessions>>,
     stats: SecurityStats,
 }
 
@@ -369,9 +381,9 @@ impl SecureChannel {
 
     /// Receiving side: checks an incoming envelope. A handshake is answered
     /// at once (`Err(reply)`); a valid request is returned as
-    /// `Ok((from, session, seq, body))` for the caller to dispatch and answer
+    /// `Ok(Accepted)` for the caller to dispatch and answer
     /// with [`SecureChannel::respond`].
-    pub fn accept(&self, bytes: &[u8]) -> Result<(NodeId, [u8; 32], u64, Vec<u8>), Vec<u8>> {
+    pub fn accept(&self, bytes: &[u8]) -> Result<Accepted, Vec<u8>> {
         let e = match self.open(bytes) {
             Ok(e) => e,
             Err(err) => {
@@ -417,7 +429,12 @@ impl SecureChannel {
                 match verdict {
                     Ok(()) => {
                         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                        Ok((e.from, e.session, e.seq, e.body))
+                        Ok(Accepted {
+                            from: e.from,
+                            session: e.session,
+                            seq: e.seq,
+                            body: e.body,
+                        })
                     }
                     Err(err) => {
                         self.stats.count(&err);
@@ -446,7 +463,12 @@ impl SecureChannel {
     {
         match self.accept(bytes) {
             Err(reply) => reply,
-            Ok((from, session, seq, body)) => {
+            Ok(Accepted {
+                from,
+                session,
+                seq,
+                body,
+            }) => {
                 let out = dispatch(from, body).await;
                 self.respond(from, session, seq, out)
             }
@@ -577,7 +599,9 @@ mod tests {
         let (a, b, _) = pair();
         let s = session(&a, &b);
         let req = a.seal(Kind::Request, 2, s, 1, b"vote".to_vec()).unwrap();
-        let (from, _, seq, body) = b.accept(&req).unwrap();
+        let Accepted {
+            from, seq, body, ..
+        } = b.accept(&req).ok().unwrap();
         assert_eq!((from, seq, body.as_slice()), (1, 1, &b"vote"[..]));
         // Replay of the very same bytes.
         assert!(b.accept(&req).is_err());
