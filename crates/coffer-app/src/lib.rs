@@ -14,6 +14,7 @@ pub mod ipc;
 pub mod keyring;
 pub mod paths;
 pub mod schedule;
+pub mod settings;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,250 @@
+//! `settings.json` on a real file system: defaults, round trip, atomic
+//! replacement, damaged and newer files.
+
+use std::path::Path;
+
+use coffer_app::schedule::Schedule;
+use coffer_app::settings::{
+    BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, Settings, SettingsStore,
+    VaultChoice, SCHEMA_VERSION, SETTINGS_FILE,
+};
+use coffer_error::{ErrorKind, UserFacing};
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn sample(dir: &Path) -> Settings {
+    let mut s = Settings {
+        onboarding_completed: true,
+        key_mode: Some(KeyMode::RecoveryCode),
+        vault: VaultChoice::Remote {
+            url: "https://vault.example.org".into(),
+            witness_key: "witness.example+1a2b3c4d+AbCd".into(),
+            operator_key: "operator.example+5e6f7a8b+EfGh".into(),
+        },
+        ..Settings::default()
+    };
+    let id = s
+        .add_backup_set(
+            BackupSetInput {
+                name: "Documents".into(),
+                sources: vec![dir.join("docs")],
+                excludes: vec!["*.tmp".into(), "node_modules".into()],
+                repository: dir.join("elsewhere/coffer.repo"),
+                schedule: Schedule::DailyAt {
+                    hour: 2,
+                    minute: 30,
+                },
+                retention: Retention::default(),
+            },
+            1_700_000_000,
+        )
+        .unwrap();
+    s.record_run(
+        &id,
+        RunRecord {
+            started_at: 1_700_000_100,
+            finished_at: 1_700_000_160,
+            outcome: RunOutcome::Ok,
+            snapshot_id: Some("0123abcd".into()),
+            bytes: 42,
+        },
+    )
+    .unwrap();
+    s
+}
+
+#[test]
+fn a_missing_file_loads_the_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path().join("not-yet"));
+    let s = store.load().unwrap();
+    assert_eq!(s, Settings::default());
+    assert_eq!(s.schema_version, SCHEMA_VERSION);
+    assert!(!s.onboarding_completed);
+    assert_eq!(s.vault, VaultChoice::EmbeddedDemo);
+}
+
+#[test]
+fn save_then_load_round_trips_and_leaves_no_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let store = SettingsStore::new(&data);
+    let s = sample(tmp.path());
+    store.save(&s).unwrap();
+    assert_eq!(store.load().unwrap(), s);
+    assert_eq!(files_in(&data), vec![SETTINGS_FILE.to_string()]);
+
+    // Overwrite with a change: still exactly one file, the new content.
+    let mut s2 = s.clone();
+    s2.remove_backup_set("set-1").unwrap();
+    store.save(&s2).unwrap();
+    assert_eq!(store.load().unwrap(), s2);
+    assert_eq!(files_in(&data), vec![SETTINGS_FILE.to_string()]);
+
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(text.contains("\"schema_version\": 1"), "{text}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "settings are private to the user: {mode:o}"
+        );
+    }
+}
+
+#[test]
+fn invalid_settings_are_not_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let good = sample(tmp.path());
+    store.save(&good).unwrap();
+    let mut bad = good.clone();
+    bad.backup_sets[0].sources = vec!["relative/dir".into()];
+    let e = store.save(&bad).unwrap_err();
+    assert_eq!(e.code(), "CF-A024");
+    assert_eq!(store.load().unwrap(), good, "the old file is intact");
+}
+
+#[test]
+fn a_corrupt_file_is_kept_aside_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let garbage = b"{\"schema_version\": 1, \"backup_sets\": [trunc";
+    std::fs::write(store.path(), garbage).unwrap();
+
+    let e = store.load().unwrap_err();
+    let r = e.report();
+    assert_eq!(r.code, "CF-A021");
+    assert_eq!(r.kind, ErrorKind::Io);
+    assert!(r.next_step.contains("untouched"), "{r:?}");
+    let files = files_in(tmp.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("settings.json.corrupt-"), "{files:?}");
+    assert_eq!(std::fs::read(tmp.path().join(&files[0])).unwrap(), garbage);
+    assert!(r.next_step.contains(&files[0]), "{r:?}");
+
+    // The next load starts from the defaults; a second corrupt file does
+    // not overwrite the first one kept aside.
+    assert_eq!(store.load().unwrap(), Settings::default());
+    std::fs::write(store.path(), b"not json at all").unwrap();
+    assert_eq!(store.load().unwrap_err().code(), "CF-A021");
+    assert_eq!(files_in(tmp.path()).len(), 2);
+}
+
+#[test]
+fn well_formed_json_with_wrong_content_is_also_kept_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    // Right shape, invalid value (a relative source folder).
+    let mut v = serde_json::to_value(sample(tmp.path())).unwrap();
+    v["backup_sets"][0]["sources"][0] = "relative".into();
+    std::fs::write(store.path(), serde_json::to_vec(&v).unwrap()).unwrap();
+    let e = store.load().unwrap_err();
+    assert_eq!(e.code(), "CF-A021");
+    assert!(e.to_string().contains("invalid settings"), "{e}");
+
+    // Wrong shape.
+    std::fs::write(store.path(), br#"{"schema_version": 1, "vault": 7}"#).unwrap();
+    assert_eq!(store.load().unwrap_err().code(), "CF-A021");
+    // No version at all.
+    std::fs::write(store.path(), br#"{"vault": {"mode": "key_only"}}"#).unwrap();
+    assert_eq!(store.load().unwrap_err().code(), "CF-A021");
+    assert_eq!(files_in(tmp.path()).len(), 3);
+}
+
+#[test]
+fn a_file_from_a_newer_coffer_is_left_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let newer = br#"{"schema_version": 99, "something_new": true}"#;
+    std::fs::write(store.path(), newer).unwrap();
+    let e = store.load().unwrap_err();
+    assert_eq!(e.code(), "CF-A022");
+    assert!(e.next_step().contains("Update Coffer"));
+    assert_eq!(std::fs::read(store.path()).unwrap(), newer);
+    assert_eq!(files_in(tmp.path()), vec![SETTINGS_FILE.to_string()]);
+}
+
+#[test]
+fn an_unwritable_data_directory_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let store = SettingsStore::new(file.join("data"));
+    let e = store.save(&Settings::default()).unwrap_err();
+    assert_eq!(e.code(), "CF-A020");
+    assert!(e.next_step().contains("--data-dir"));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_repository_reached_through_a_symlink_into_a_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(docs.join("inner")).unwrap();
+    let link = tmp.path().join("backups-link");
+    std::os::unix::fs::symlink(docs.join("inner"), &link).unwrap();
+    let mut s = Settings::default();
+    let e = s
+        .add_backup_set(
+            BackupSetInput {
+                name: "Docs".into(),
+                sources: vec![docs.clone()],
+                excludes: vec![],
+                repository: link.join("coffer.repo"),
+                schedule: Schedule::Manual,
+                retention: Retention::default(),
+            },
+            0,
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "CF-A025");
+}
+
+#[test]
+fn settings_json_has_no_field_for_a_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = serde_json::to_value(sample(tmp.path())).unwrap();
+    fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    out.push(k.clone());
+                    keys(x, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| keys(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    keys(&v, &mut all);
+    for k in &all {
+        let k = k.to_lowercase();
+        let public_pin = k == "witness_key" || k == "operator_key";
+        assert!(
+            public_pin
+                || !(k.contains("key") && k != "key_mode"
+                    || k.contains("secret")
+                    || k.contains("code") && k != "code"
+                    || k.contains("password")),
+            "suspicious field {k}"
+        );
+    }
+    // The only "code" field is an error code.
+    assert!(all.iter().filter(|k| *k == "code").count() <= 1);
+}
