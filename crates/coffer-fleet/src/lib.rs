@@ -48,7 +48,7 @@ pub mod transport;
 pub use config::{FleetSetup, NodeConfig, NodeId, PeerConfig, RaftTuning, SecretKey};
 pub use error::{FleetError, ERROR_CODES};
 pub use inprocess::InProcessFleet;
-pub use node::FleetNode;
+pub use node::{FleetNode, NodeStatus};
 pub use secure::SecurityCounts;
 pub use transport::{EnvelopeHandler, LocalNetwork, Transport, TransportError};
 

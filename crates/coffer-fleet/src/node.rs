@@ -164,6 +164,24 @@ impl RaftNetwork<TypeConfig> for NetClient {
     }
 }
 
+/// What a node reports about itself (no secrets; fit for a status endpoint
+/// and logs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
+    pub role: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_index: u64,
+    /// Milliseconds since a majority last acknowledged this node as leader
+    /// (only on the leader).
+    pub millis_since_quorum_ack: Option<u64>,
+    pub envelopes_accepted: u64,
+    pub envelopes_rejected: u64,
+}
+
 /// One running node of the fleet.
 pub struct FleetNode {
     id: NodeId,
@@ -284,6 +302,32 @@ impl FleetNode {
     /// `StateMachine::snapshot` of this node's current state (for checks).
     pub fn state_snapshot(&self) -> Vec<u8> {
         self.store.with_machine(|sm| sm.snapshot())
+    }
+
+    /// This node's view of the fleet.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let sec = self.channel.stats();
+        let role = if self.is_stopped() {
+            "stopped".to_string()
+        } else {
+            format!("{:?}", m.state).to_lowercase()
+        };
+        NodeStatus {
+            node_id: self.id,
+            role,
+            leader: if self.is_stopped() {
+                None
+            } else {
+                m.current_leader
+            },
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: self.applied_index(),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            envelopes_accepted: sec.accepted,
+            envelopes_rejected: sec.rejected(),
+        }
     }
 
     /// Counters of envelopes this node refused.

@@ -734,6 +734,37 @@ mod tests {
     }
 
     #[test]
+    fn every_single_byte_mutation_of_a_valid_request_is_refused() {
+        let (a, b, _) = pair();
+        let s = session(&a, &b);
+        let good = a
+            .seal(Kind::Request, 2, s, 1, b"{\"Vote\":1}".to_vec())
+            .unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for pos in 0..good.len() {
+            for _ in 0..8 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut m = good.clone();
+                let flip = (x as u8) | 1;
+                m[pos] ^= flip;
+                assert!(b.accept(&m).is_err(), "mutation at byte {pos} accepted");
+            }
+        }
+        // Truncations and extensions too.
+        for cut in 0..good.len() {
+            assert!(b.accept(&good[..cut]).is_err());
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(b.accept(&longer).is_err());
+        assert_eq!(b.stats().accepted, 0);
+        // The untouched envelope still goes through once.
+        assert!(b.accept(&good).is_ok());
+    }
+
+    #[test]
     fn replay_window_edges() {
         let mut w = ReplayWindow::default();
         assert!(!w.accept(0));

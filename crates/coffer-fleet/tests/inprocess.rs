@@ -36,9 +36,17 @@ async fn five_nodes_commit_through_any_node_and_agree() {
     let state = converged(&f, CONVERGE).await;
     assert_eq!(state.get("a"), Some(&5));
     assert_eq!(state.get("b"), Some(&1));
-    // No envelope was refused in normal operation.
-    for i in 0..5 {
-        assert_eq!(f.node(i).security_counts().rejected(), 0);
+    // No envelope was refused in normal operation; exactly one leader.
+    let statuses: Vec<_> = (0..5).map(|i| f.node(i).status()).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| s.role == "leader").count(),
+        1,
+        "{statuses:?}"
+    );
+    for s in &statuses {
+        assert_eq!(s.envelopes_rejected, 0);
+        assert!(s.envelopes_accepted > 0);
+        assert_eq!(s.applied_index, statuses[0].applied_index);
     }
     f.shutdown().await;
 }
