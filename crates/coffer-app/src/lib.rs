@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bindings;
+pub mod diagnostics;
 pub mod error;
 pub mod ipc;
 pub mod keyring;
