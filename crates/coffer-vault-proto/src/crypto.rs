@@ -41,13 +41,23 @@ fn siv(key: &[u8; 64]) -> Aes256Siv {
 /// Wraps K under the OPAQUE export key, bound to `user`.
 pub fn wrap_key(export_key: &[u8], user: &str, key: &[u8; KEY_LEN]) -> Vec<u8> {
     let k = derive(export_key, b"coffer vault key wrap v1");
-    siv(&k).encrypt([LABEL, user.as_bytes()], key).unwrap_or_default()
+    siv(&k)
+        .encrypt([LABEL, user.as_bytes()], key)
+        .unwrap_or_default()
 }
 
 /// Unwraps K; fails if the export key, user or ciphertext is not the one wrapped.
-pub fn unwrap_key(export_key: &[u8], user: &str, wrapped: &[u8]) -> Result<Zeroizing<[u8; KEY_LEN]>, ProtoError> {
+pub fn unwrap_key(
+    export_key: &[u8],
+    user: &str,
+    wrapped: &[u8],
+) -> Result<Zeroizing<[u8; KEY_LEN]>, ProtoError> {
     let k = derive(export_key, b"coffer vault key wrap v1");
-    let plain = Zeroizing::new(siv(&k).decrypt([LABEL, user.as_bytes()], wrapped).map_err(|_| ProtoError::Unauthentic)?);
+    let plain = Zeroizing::new(
+        siv(&k)
+            .decrypt([LABEL, user.as_bytes()], wrapped)
+            .map_err(|_| ProtoError::Unauthentic)?,
+    );
     if plain.len() != KEY_LEN {
         return Err(ProtoError::Unauthentic);
     }
@@ -59,13 +69,21 @@ pub fn unwrap_key(export_key: &[u8], user: &str, wrapped: &[u8]) -> Result<Zeroi
 /// Seals the wrapped key under the login's session key (HSM side).
 pub fn seal_release(session_key: &[u8], user: &str, wrapped: &[u8]) -> Vec<u8> {
     let k = derive(session_key, b"coffer vault release v1");
-    siv(&k).encrypt([LABEL, user.as_bytes()], wrapped).unwrap_or_default()
+    siv(&k)
+        .encrypt([LABEL, user.as_bytes()], wrapped)
+        .unwrap_or_default()
 }
 
 /// Opens what [`seal_release`] sealed (client side).
-pub fn open_release(session_key: &[u8], user: &str, released: &[u8]) -> Result<Vec<u8>, ProtoError> {
+pub fn open_release(
+    session_key: &[u8],
+    user: &str,
+    released: &[u8],
+) -> Result<Vec<u8>, ProtoError> {
     let k = derive(session_key, b"coffer vault release v1");
-    siv(&k).decrypt([LABEL, user.as_bytes()], released).map_err(|_| ProtoError::Unauthentic)
+    siv(&k)
+        .decrypt([LABEL, user.as_bytes()], released)
+        .map_err(|_| ProtoError::Unauthentic)
 }
 
 /// The session-bound authorisation MAC over `op` and `fields`.

@@ -69,7 +69,12 @@ pub enum Request {
     /// OPAQUE registration upload plus the wrapped backup key, with the
     /// sealed token from `RegisterStarted`. Creates a new record; fails if the
     /// user has a live record (use `Change`).
-    RegisterFinish { user: String, token: Bytes, upload: Bytes, wrapped_key: Bytes },
+    RegisterFinish {
+        user: String,
+        token: Bytes,
+        upload: Bytes,
+        wrapped_key: Bytes,
+    },
     /// OPAQUE login, first message (`CredentialRequest`). Costs one attempt.
     LoginStart { user: String, request: Bytes },
     /// OPAQUE login, last message (`CredentialFinalization`), with the sealed
@@ -80,7 +85,13 @@ pub enum Request {
     LoginAbort { token: Bytes },
     /// Replace the record with a new registration (started with
     /// `RegisterStart`), authorised by a login in the same session.
-    Change { auth: Bytes, token: Bytes, upload: Bytes, wrapped_key: Bytes, mac: Bytes },
+    Change {
+        auth: Bytes,
+        token: Bytes,
+        upload: Bytes,
+        wrapped_key: Bytes,
+        mac: Bytes,
+    },
     /// Delete the record, authorised by a login in the same session.
     Delete { auth: Bytes, mac: Bytes },
 }
@@ -147,7 +158,13 @@ pub struct WireError {
 
 impl WireError {
     pub fn from_report(r: ErrorReport, attempts_remaining: Option<u32>) -> Self {
-        WireError { kind: r.kind, code: r.code, message: r.message, next_step: r.next_step, attempts_remaining }
+        WireError {
+            kind: r.kind,
+            code: r.code,
+            message: r.message,
+            next_step: r.next_step,
+            attempts_remaining,
+        }
     }
     pub fn report(&self) -> ErrorReport {
         ErrorReport {
@@ -163,21 +180,40 @@ impl WireError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Response {
-    Status { status: StatusInfo },
+    Status {
+        status: StatusInfo,
+    },
     /// `RegistrationResponse` and a sealed token binding user and new record.
-    RegisterStarted { response: Bytes, token: Bytes, fleet: FleetInfo },
+    RegisterStarted {
+        response: Bytes,
+        token: Bytes,
+        fleet: FleetInfo,
+    },
     Registered {},
     /// `CredentialResponse`, the sealed login state, and the attempts left
     /// if this attempt fails.
-    LoginStarted { response: Bytes, token: Bytes, attempts_remaining: u32, fleet: FleetInfo },
+    LoginStarted {
+        response: Bytes,
+        token: Bytes,
+        attempts_remaining: u32,
+        fleet: FleetInfo,
+    },
     /// The wrapped key sealed under the session key, and a sealed
     /// authorisation for `Change`/`Delete` in this session.
-    LoginFinished { released: Bytes, auth: Bytes },
+    LoginFinished {
+        released: Bytes,
+        auth: Bytes,
+    },
     /// The failed attempt is recorded.
-    LoginAborted { attempts_remaining: u32, destroyed: bool },
+    LoginAborted {
+        attempts_remaining: u32,
+        destroyed: bool,
+    },
     Changed {},
     Deleted {},
-    Error { error: WireError },
+    Error {
+        error: WireError,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -194,7 +230,11 @@ struct VersionOnly {
 
 fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serialising these types cannot fail (no maps with non-string keys).
-    serde_json::to_vec(&Envelope { v: PROTOCOL_VERSION, msg }).unwrap_or_default()
+    serde_json::to_vec(&Envelope {
+        v: PROTOCOL_VERSION,
+        msg,
+    })
+    .unwrap_or_default()
 }
 
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtoError> {
@@ -218,19 +258,23 @@ fn short(s: &str) -> String {
 /// Checks a user id: 1 to [`MAX_USER_ID_LEN`] bytes, no control characters.
 pub fn check_user_id(user: &str) -> Result<(), ProtoError> {
     if user.is_empty() || user.len() > MAX_USER_ID_LEN {
-        return Err(ProtoError::Malformed(format!("user id must be 1 to {MAX_USER_ID_LEN} bytes")));
+        return Err(ProtoError::Malformed(format!(
+            "user id must be 1 to {MAX_USER_ID_LEN} bytes"
+        )));
     }
     if user.chars().any(char::is_control) {
-        return Err(ProtoError::Malformed("user id contains control characters".into()));
+        return Err(ProtoError::Malformed(
+            "user id contains control characters".into(),
+        ));
     }
     Ok(())
 }
 
 fn check_request(r: &Request) -> Result<(), ProtoError> {
     match r {
-        Request::RegisterStart { user, .. } | Request::RegisterFinish { user, .. } | Request::LoginStart { user, .. } => {
-            check_user_id(user)
-        }
+        Request::RegisterStart { user, .. }
+        | Request::RegisterFinish { user, .. }
+        | Request::LoginStart { user, .. } => check_user_id(user),
         _ => Ok(()),
     }
 }
@@ -245,7 +289,9 @@ fn check_fleet(f: &FleetInfo) -> Result<(), ProtoError> {
 fn check_response(r: &Response) -> Result<(), ProtoError> {
     match r {
         Response::Status { status } => check_fleet(&status.fleet),
-        Response::RegisterStarted { fleet, .. } | Response::LoginStarted { fleet, .. } => check_fleet(fleet),
+        Response::RegisterStarted { fleet, .. } | Response::LoginStarted { fleet, .. } => {
+            check_fleet(fleet)
+        }
         _ => Ok(()),
     }
 }
@@ -283,13 +329,36 @@ mod tests {
         let b = || Bytes(vec![1, 2, 3, 255]);
         vec![
             Request::Status {},
-            Request::RegisterStart { user: "alice".into(), request: b() },
-            Request::RegisterFinish { user: "alice".into(), token: b(), upload: b(), wrapped_key: b() },
-            Request::LoginStart { user: "alice".into(), request: b() },
-            Request::LoginFinish { token: b(), finalization: b() },
+            Request::RegisterStart {
+                user: "alice".into(),
+                request: b(),
+            },
+            Request::RegisterFinish {
+                user: "alice".into(),
+                token: b(),
+                upload: b(),
+                wrapped_key: b(),
+            },
+            Request::LoginStart {
+                user: "alice".into(),
+                request: b(),
+            },
+            Request::LoginFinish {
+                token: b(),
+                finalization: b(),
+            },
             Request::LoginAbort { token: b() },
-            Request::Change { auth: b(), token: b(), upload: b(), wrapped_key: b(), mac: b() },
-            Request::Delete { auth: b(), mac: b() },
+            Request::Change {
+                auth: b(),
+                token: b(),
+                upload: b(),
+                wrapped_key: b(),
+                mac: b(),
+            },
+            Request::Delete {
+                auth: b(),
+                mac: b(),
+            },
         ]
     }
 
@@ -299,7 +368,11 @@ mod tests {
             let bytes = encode_request(&r);
             assert_eq!(decode_request(&bytes).unwrap(), r);
             for cut in 0..bytes.len() {
-                assert!(decode_request(&bytes[..cut]).is_err(), "{} cut at {cut} decoded", r.name());
+                assert!(
+                    decode_request(&bytes[..cut]).is_err(),
+                    "{} cut at {cut} decoded",
+                    r.name()
+                );
             }
         }
     }
@@ -346,7 +419,10 @@ mod tests {
 
     #[test]
     fn the_wire_format_is_as_documented() {
-        let bytes = encode_request(&Request::LoginStart { user: "bob".into(), request: Bytes(vec![0, 1, 2]) });
+        let bytes = encode_request(&Request::LoginStart {
+            user: "bob".into(),
+            request: Bytes(vec![0, 1, 2]),
+        });
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
             r#"{"v":1,"msg":{"type":"login_start","user":"bob","request":"AAEC"}}"#
@@ -361,8 +437,14 @@ mod tests {
             (b"\xff\xfe", "CF-V001"),
             (br#"{"v":1,"msg":{"type":"nope"}}"#, "CF-V001"),
             (br#"{"v":1,"msg":{"type":"status","extra":1}}"#, "CF-V001"),
-            (br#"{"v":1,"msg":{"type":"login_start","user":"a","request":"!!"}}"#, "CF-V001"),
-            (br#"{"v":1,"msg":{"type":"login_start","user":"","request":""}}"#, "CF-V001"),
+            (
+                br#"{"v":1,"msg":{"type":"login_start","user":"a","request":"!!"}}"#,
+                "CF-V001",
+            ),
+            (
+                br#"{"v":1,"msg":{"type":"login_start","user":"","request":""}}"#,
+                "CF-V001",
+            ),
             (br#"{"v":2,"msg":{"type":"status"}}"#, "CF-V003"),
             (br#"{"v":99,"msg":{"type":"whatever"}}"#, "CF-V003"),
         ];
@@ -373,7 +455,10 @@ mod tests {
         let huge = vec![b' '; MAX_MESSAGE_LEN + 1];
         assert_eq!(decode_request(&huge).unwrap_err().code(), "CF-V002");
         let long_user = "x".repeat(MAX_USER_ID_LEN + 1);
-        let r = encode_request(&Request::LoginStart { user: long_user, request: Bytes(vec![]) });
+        let r = encode_request(&Request::LoginStart {
+            user: long_user,
+            request: Bytes(vec![]),
+        });
         assert_eq!(decode_request(&r).unwrap_err().code(), "CF-V001");
     }
 

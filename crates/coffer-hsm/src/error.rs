@@ -1,0 +1,116 @@
+use coffer_error::{ErrorKind, UserFacing};
+use coffer_fleet::ReplicationError;
+
+pub(crate) const CODES: &[&str] = &[
+    "CF-V001", "CF-V010", "CF-V011", "CF-V012", "CF-V013", "CF-V014", "CF-V015", "CF-V016",
+    "CF-V017", "CF-V018",
+];
+
+/// Why the HSM refused or failed a request. Carries no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HsmError {
+    #[error("the request is malformed: {0}")]
+    Malformed(String),
+    #[error("the recovery code is wrong; {attempts_remaining} attempts remain")]
+    WrongCode { attempts_remaining: u32 },
+    #[error(
+        "the vault record no longer exists (destroyed after too many wrong codes, or deleted)"
+    )]
+    Destroyed,
+    #[error("no majority of the HSM fleet is reachable; no guess was evaluated")]
+    Unavailable,
+    #[error("an OPAQUE message is invalid")]
+    BadOpaqueMessage,
+    #[error("the session token is invalid or expired")]
+    BadToken,
+    #[error("this account already has a vault record")]
+    AlreadyRegistered,
+    #[error("the change/delete authorisation is invalid, replayed or stale")]
+    BadAuthorisation,
+    #[error("the HSM failed internally: {0}")]
+    Internal(String),
+    #[error("another login attempt for this account began meanwhile")]
+    StaleAttempt,
+}
+
+impl HsmError {
+    pub(crate) fn from_replication(e: ReplicationError) -> Self {
+        match e {
+            ReplicationError::Corrupt(m) => HsmError::Internal(format!("replicated state: {m}")),
+            ReplicationError::NoQuorum
+            | ReplicationError::ShuttingDown
+            | ReplicationError::Other(_) => HsmError::Unavailable,
+        }
+    }
+
+    /// Attempts remaining, where the error says so.
+    pub fn attempts_remaining(&self) -> Option<u32> {
+        match self {
+            HsmError::WrongCode { attempts_remaining } => Some(*attempts_remaining),
+            HsmError::Destroyed => Some(0),
+            _ => None,
+        }
+    }
+}
+
+impl UserFacing for HsmError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            HsmError::Malformed(_)
+            | HsmError::BadOpaqueMessage
+            | HsmError::BadToken
+            | HsmError::BadAuthorisation
+            | HsmError::StaleAttempt => ErrorKind::InvalidInput,
+            HsmError::WrongCode { .. } => ErrorKind::WrongRecoveryCode,
+            HsmError::Destroyed => ErrorKind::RecordDestroyed,
+            HsmError::Unavailable => ErrorKind::VaultUnavailable,
+            HsmError::AlreadyRegistered => ErrorKind::AlreadyExists,
+            HsmError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            HsmError::Malformed(_) => "CF-V001",
+            HsmError::WrongCode { .. } => "CF-V010",
+            HsmError::Destroyed => "CF-V011",
+            HsmError::Unavailable => "CF-V012",
+            HsmError::BadOpaqueMessage => "CF-V013",
+            HsmError::BadToken => "CF-V014",
+            HsmError::AlreadyRegistered => "CF-V015",
+            HsmError::BadAuthorisation => "CF-V016",
+            HsmError::Internal(_) => "CF-V017",
+            HsmError::StaleAttempt => "CF-V018",
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            HsmError::Malformed(_) | HsmError::BadOpaqueMessage => {
+                "Use an up-to-date Coffer client; report it if it persists.".into()
+            }
+            HsmError::WrongCode { attempts_remaining: 0 } => {
+                "No attempts remain: the record is destroyed. Use the recovery key if you have one."
+                    .into()
+            }
+            HsmError::WrongCode { attempts_remaining: 1 } => {
+                "Only ONE attempt remains: find the recovery kit before trying again; a wrong code destroys the record.".into()
+            }
+            HsmError::WrongCode { .. } => {
+                "Check the recovery kit for the exact code and try again.".into()
+            }
+            HsmError::Destroyed => {
+                "The key cannot come back from the vault; use the 64-digit recovery key if you have one."
+                    .into()
+            }
+            HsmError::Unavailable => {
+                "Try again later; no attempt was spent. Operators: restore a majority of the fleet."
+                    .into()
+            }
+            HsmError::BadToken | HsmError::StaleAttempt => "Start the operation again.".into(),
+            HsmError::AlreadyRegistered => {
+                "Use `coffer vault change` to set a new code (needs the current one).".into()
+            }
+            HsmError::BadAuthorisation => "Recover (log in) again, then retry at once.".into(),
+            HsmError::Internal(_) => "Report it with the vault node logs.".into(),
+        }
+    }
+}

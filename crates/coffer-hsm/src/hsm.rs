@@ -1,0 +1,562 @@
+//! The HSM's request handling: OPAQUE registration and login with the guess
+//! counter committed through the fleet before any evaluation.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use coffer_error::UserFacing;
+use coffer_fleet::Replicator;
+use coffer_vault_proto::{
+    crypto, decode_request, encode_response, Bytes, FleetInfo, Request, Response, StatusInfo,
+    Suite, WireError, KSF_DESCRIPTION,
+};
+use opaque_ke::{
+    CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload,
+    ServerLogin, ServerLoginParameters, ServerRegistration,
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::state::{Cmd, NewRecord, Outcome, RecordId};
+use crate::{HsmError, HsmSecrets, HsmState};
+
+const REG_TOKEN: &str = "coffer-hsm registration token v1";
+const LOGIN_TOKEN: &str = "coffer-hsm login token v1";
+const AUTH_TOKEN: &str = "coffer-hsm authorisation v1";
+/// How long a registration, login or authorisation token stays valid.
+pub const TOKEN_LIFETIME_SECS: u64 = 300;
+
+/// Public facts about the deployment the HSM reports in `status`.
+#[derive(Debug, Clone, Default)]
+pub struct HsmConfig {
+    /// Nodes in the fleet.
+    pub nodes: u32,
+    /// An over-the-air validation bundle to attach to responses (public).
+    pub validation_bundle: Option<Vec<u8>>,
+}
+
+/// One HSM of the fleet. Cheap to share (`Arc`).
+pub struct Hsm {
+    secrets: Arc<HsmSecrets>,
+    replicator: Arc<dyn Replicator>,
+    config: HsmConfig,
+}
+
+impl std::fmt::Debug for Hsm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hsm")
+            .field("fleet_id", &self.secrets.fleet_id())
+            .finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RegToken {
+    user: String,
+    id: RecordId,
+    expires: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LoginToken {
+    user: String,
+    /// `flag (1) || record id (16) || seq (8, big-endian)`; flag 0 (and random
+    /// filler) for the dummy login of an unknown account, so that both kinds
+    /// of token have the same length.
+    attempt: Bytes,
+    state: Bytes,
+    expires: u64,
+}
+
+fn encode_attempt(a: Option<(RecordId, u64)>) -> Bytes {
+    let mut v = vec![0u8; 25];
+    match a {
+        Some((id, seq)) => {
+            v[0] = 1;
+            v[1..17].copy_from_slice(&id);
+            v[17..].copy_from_slice(&seq.to_be_bytes());
+        }
+        None => rand::rngs::OsRng.fill_bytes(&mut v[1..]),
+    }
+    Bytes(v)
+}
+
+fn decode_attempt(b: &Bytes) -> Result<Option<(RecordId, u64)>, HsmError> {
+    let v = &b.0;
+    if v.len() != 25 {
+        return Err(HsmError::BadToken);
+    }
+    if v[0] == 0 {
+        return Ok(None);
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&v[1..17]);
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&v[17..]);
+    Ok(Some((id, u64::from_be_bytes(seq))))
+}
+
+#[derive(Serialize, Deserialize)]
+struct AuthToken {
+    user: String,
+    id: RecordId,
+    seq: u64,
+    session_key: Bytes,
+    expires: u64,
+}
+
+impl Drop for LoginToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.state.0);
+    }
+}
+
+impl Drop for AuthToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.session_key.0);
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The OPAQUE credential identifier: per user **and** per record, so every
+/// record has its own OPRF key.
+fn credential_id(user: &str, id: &RecordId) -> Vec<u8> {
+    let mut v = b"coffer-vault-v1\0".to_vec();
+    v.extend_from_slice(&(user.len() as u32).to_be_bytes());
+    v.extend_from_slice(user.as_bytes());
+    v.extend_from_slice(id);
+    v
+}
+
+impl Hsm {
+    pub fn new(
+        secrets: Arc<HsmSecrets>,
+        replicator: Arc<dyn Replicator>,
+        config: HsmConfig,
+    ) -> Self {
+        Hsm {
+            secrets,
+            replicator,
+            config,
+        }
+    }
+
+    /// The fleet key (OPAQUE server static public key).
+    pub fn server_public_key(&self) -> Vec<u8> {
+        self.secrets.server_public_key()
+    }
+
+    pub fn guess_limit(&self) -> u32 {
+        self.secrets.guess_limit()
+    }
+
+    fn fleet(&self) -> FleetInfo {
+        FleetInfo {
+            fleet_id: self.secrets.fleet_id().to_string(),
+            server_public_key: Bytes(self.server_public_key()),
+            validation_bundle: self.config.validation_bundle.clone().map(Bytes),
+        }
+    }
+
+    /// The boundary: request bytes in, response bytes out. Never panics on
+    /// malformed input.
+    pub async fn handle_bytes(&self, request: &[u8]) -> Vec<u8> {
+        let response = match decode_request(request) {
+            Ok(r) => self.handle(r).await,
+            Err(e) => Response::Error {
+                error: WireError::from_report(e.report(), None),
+            },
+        };
+        encode_response(&response)
+    }
+
+    /// Handles one decoded request.
+    pub async fn handle(&self, request: Request) -> Response {
+        let name = request.name();
+        match self.dispatch(request).await {
+            Ok(r) => {
+                tracing::debug!(request = name, "hsm request served");
+                r
+            }
+            Err(e) => {
+                tracing::info!(request = name, code = e.code(), "hsm request refused");
+                Response::Error {
+                    error: WireError::from_report(e.report(), e.attempts_remaining()),
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, cmd: Cmd) -> Result<Outcome, HsmError> {
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = HsmState::seal_command(&self.secrets, nonce, &cmd);
+        let out = self
+            .replicator
+            .propose(sealed)
+            .await
+            .map_err(HsmError::from_replication)?;
+        match HsmState::open_response(&self.secrets, nonce, &out) {
+            Some(Outcome::Rejected) | None => Err(HsmError::Internal(
+                "a committed command had no valid response".into(),
+            )),
+            Some(o) => Ok(o),
+        }
+    }
+
+    fn seal<T: Serialize>(&self, label: &str, t: &T) -> Bytes {
+        let json = Zeroizing::new(serde_json::to_vec(t).unwrap_or_default());
+        Bytes(self.secrets.sealer().seal(label, &json))
+    }
+
+    fn open<T: for<'de> Deserialize<'de> + Expiring>(
+        &self,
+        label: &str,
+        b: &Bytes,
+        err: HsmError,
+    ) -> Result<T, HsmError> {
+        let json = self.secrets.sealer().open(label, &b.0).ok_or(err.clone())?;
+        let t: T = serde_json::from_slice(&json).map_err(|_| err.clone())?;
+        if t.expires() < now() {
+            return Err(err);
+        }
+        Ok(t)
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Response, HsmError> {
+        let limit = self.guess_limit();
+        match request {
+            Request::Status {} => {
+                let quorum = self.commit(Cmd::Probe).await.is_ok();
+                Ok(Response::Status {
+                    status: StatusInfo {
+                        fleet: self.fleet(),
+                        guess_limit: limit,
+                        nodes: self.config.nodes,
+                        quorum,
+                        simulated_hsm: true,
+                        ksf: KSF_DESCRIPTION.into(),
+                    },
+                })
+            }
+            Request::RegisterStart { user, request } => {
+                let req = RegistrationRequest::<Suite>::deserialize(&request.0)
+                    .map_err(|_| HsmError::BadOpaqueMessage)?;
+                let mut id = [0u8; 16];
+                rand::rngs::OsRng.fill_bytes(&mut id);
+                let start = ServerRegistration::<Suite>::start(
+                    self.secrets.setup(),
+                    req,
+                    &credential_id(&user, &id),
+                )
+                .map_err(|_| HsmError::BadOpaqueMessage)?;
+                let token = self.seal(
+                    REG_TOKEN,
+                    &RegToken {
+                        user,
+                        id,
+                        expires: now() + TOKEN_LIFETIME_SECS,
+                    },
+                );
+                Ok(Response::RegisterStarted {
+                    response: Bytes(start.message.serialize().to_vec()),
+                    token,
+                    fleet: self.fleet(),
+                })
+            }
+            Request::RegisterFinish {
+                user,
+                token,
+                upload,
+                wrapped_key,
+            } => {
+                let t: RegToken = self.open(REG_TOKEN, &token, HsmError::BadToken)?;
+                if t.user != user {
+                    return Err(HsmError::BadToken);
+                }
+                let record = self.new_record(t.id, upload, wrapped_key)?;
+                match self.commit(Cmd::Register { user, record }).await? {
+                    Outcome::Registered => Ok(Response::Registered {}),
+                    Outcome::AlreadyRegistered => Err(HsmError::AlreadyRegistered),
+                    Outcome::IdReused => Err(HsmError::BadToken),
+                    o => Err(unexpected(o)),
+                }
+            }
+            Request::LoginStart { user, request } => {
+                let req = CredentialRequest::<Suite>::deserialize(&request.0)
+                    .map_err(|_| HsmError::BadOpaqueMessage)?;
+                // Count the attempt through a majority BEFORE evaluating anything.
+                let (file, attempt, remaining, cid) = match self
+                    .commit(Cmd::BeginAttempt { user: user.clone() })
+                    .await?
+                {
+                    Outcome::Attempt {
+                        id,
+                        seq,
+                        used,
+                        upload,
+                    } => {
+                        let file =
+                            ServerRegistration::<Suite>::deserialize(&upload.0).map_err(|_| {
+                                HsmError::Internal("a stored password file is malformed".into())
+                            })?;
+                        (
+                            Some(file),
+                            Some((id, seq)),
+                            limit.saturating_sub(used),
+                            credential_id(&user, &id),
+                        )
+                    }
+                    // An unknown account: opaque-ke's dummy response, same shape and flow.
+                    Outcome::Unknown => (
+                        None,
+                        None,
+                        limit.saturating_sub(1),
+                        credential_id(&user, &[0; 16]),
+                    ),
+                    Outcome::Destroyed => return Err(HsmError::Destroyed),
+                    o => return Err(unexpected(o)),
+                };
+                let start = ServerLogin::start(
+                    &mut rand::rngs::OsRng,
+                    self.secrets.setup(),
+                    file,
+                    req,
+                    &cid,
+                    ServerLoginParameters::default(),
+                )
+                .map_err(|_| HsmError::BadOpaqueMessage)?;
+                let token = self.seal(
+                    LOGIN_TOKEN,
+                    &LoginToken {
+                        user,
+                        attempt: encode_attempt(attempt),
+                        state: Bytes(start.state.serialize().to_vec()),
+                        expires: now() + TOKEN_LIFETIME_SECS,
+                    },
+                );
+                Ok(Response::LoginStarted {
+                    response: Bytes(start.message.serialize().to_vec()),
+                    token,
+                    attempts_remaining: remaining,
+                    fleet: self.fleet(),
+                })
+            }
+            Request::LoginFinish {
+                token,
+                finalization,
+            } => {
+                let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
+                let fin = CredentialFinalization::<Suite>::deserialize(&finalization.0)
+                    .map_err(|_| HsmError::BadOpaqueMessage)?;
+                let Some((id, seq)) = decode_attempt(&t.attempt)? else {
+                    return Err(HsmError::WrongCode {
+                        attempts_remaining: limit.saturating_sub(1),
+                    });
+                };
+                let state = ServerLogin::<Suite>::deserialize(&t.state.0)
+                    .map_err(|_| HsmError::BadToken)?;
+                let Ok(done) = state.finish(fin, ServerLoginParameters::default()) else {
+                    return match self
+                        .commit(Cmd::Fail {
+                            user: t.user.clone(),
+                            id,
+                        })
+                        .await?
+                    {
+                        Outcome::Failed {
+                            destroyed: true, ..
+                        } => Err(HsmError::Destroyed),
+                        Outcome::Failed { remaining, .. } => Err(HsmError::WrongCode {
+                            attempts_remaining: remaining,
+                        }),
+                        Outcome::Stale => Err(HsmError::StaleAttempt),
+                        o => Err(unexpected(o)),
+                    };
+                };
+                let session_key = Zeroizing::new(done.session_key.to_vec());
+                match self
+                    .commit(Cmd::Succeed {
+                        user: t.user.clone(),
+                        id,
+                        seq,
+                    })
+                    .await?
+                {
+                    Outcome::Succeeded { wrapped } => {
+                        let released = crypto::seal_release(&session_key, &t.user, &wrapped.0);
+                        let auth = self.seal(
+                            AUTH_TOKEN,
+                            &AuthToken {
+                                user: t.user.clone(),
+                                id,
+                                seq,
+                                session_key: Bytes(session_key.to_vec()),
+                                expires: now() + TOKEN_LIFETIME_SECS,
+                            },
+                        );
+                        Ok(Response::LoginFinished {
+                            released: Bytes(released),
+                            auth,
+                        })
+                    }
+                    Outcome::Stale => Err(HsmError::StaleAttempt),
+                    Outcome::Destroyed => Err(HsmError::Destroyed),
+                    o => Err(unexpected(o)),
+                }
+            }
+            Request::LoginAbort { token } => {
+                let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
+                let Some((id, _)) = decode_attempt(&t.attempt)? else {
+                    return Ok(Response::LoginAborted {
+                        attempts_remaining: limit.saturating_sub(1),
+                        destroyed: false,
+                    });
+                };
+                match self
+                    .commit(Cmd::Fail {
+                        user: t.user.clone(),
+                        id,
+                    })
+                    .await?
+                {
+                    Outcome::Failed {
+                        remaining,
+                        destroyed,
+                    } => Ok(Response::LoginAborted {
+                        attempts_remaining: remaining,
+                        destroyed,
+                    }),
+                    Outcome::Stale => Err(HsmError::StaleAttempt),
+                    o => Err(unexpected(o)),
+                }
+            }
+            Request::Change {
+                auth,
+                token,
+                upload,
+                wrapped_key,
+                mac,
+            } => {
+                let a: AuthToken = self.open(AUTH_TOKEN, &auth, HsmError::BadAuthorisation)?;
+                if !crypto::check_authz_mac(
+                    &a.session_key.0,
+                    "change",
+                    &[&auth.0, &token.0, &upload.0, &wrapped_key.0],
+                    &mac.0,
+                ) {
+                    return Err(HsmError::BadAuthorisation);
+                }
+                let t: RegToken = self.open(REG_TOKEN, &token, HsmError::BadToken)?;
+                if t.user != a.user {
+                    return Err(HsmError::BadToken);
+                }
+                let record = self.new_record(t.id, upload, wrapped_key)?;
+                match self
+                    .commit(Cmd::Replace {
+                        user: a.user.clone(),
+                        id: a.id,
+                        seq: a.seq,
+                        record,
+                    })
+                    .await?
+                {
+                    Outcome::Replaced => Ok(Response::Changed {}),
+                    Outcome::Stale => Err(HsmError::BadAuthorisation),
+                    Outcome::IdReused => Err(HsmError::BadToken),
+                    Outcome::Destroyed => Err(HsmError::Destroyed),
+                    o => Err(unexpected(o)),
+                }
+            }
+            Request::Delete { auth, mac } => {
+                let a: AuthToken = self.open(AUTH_TOKEN, &auth, HsmError::BadAuthorisation)?;
+                if !crypto::check_authz_mac(&a.session_key.0, "delete", &[&auth.0], &mac.0) {
+                    return Err(HsmError::BadAuthorisation);
+                }
+                match self
+                    .commit(Cmd::Delete {
+                        user: a.user.clone(),
+                        id: a.id,
+                        seq: a.seq,
+                    })
+                    .await?
+                {
+                    Outcome::Deleted => Ok(Response::Deleted {}),
+                    Outcome::Stale => Err(HsmError::BadAuthorisation),
+                    Outcome::Destroyed => Err(HsmError::Destroyed),
+                    o => Err(unexpected(o)),
+                }
+            }
+        }
+    }
+
+    fn new_record(
+        &self,
+        id: RecordId,
+        upload: Bytes,
+        wrapped: Bytes,
+    ) -> Result<NewRecord, HsmError> {
+        RegistrationUpload::<Suite>::deserialize(&upload.0)
+            .map_err(|_| HsmError::BadOpaqueMessage)?;
+        if wrapped.0.len() != crypto::WRAPPED_KEY_LEN {
+            return Err(HsmError::Malformed(
+                "the wrapped key has the wrong length".into(),
+            ));
+        }
+        Ok(NewRecord {
+            id,
+            upload,
+            wrapped,
+        })
+    }
+}
+
+trait Expiring {
+    fn expires(&self) -> u64;
+}
+impl Expiring for RegToken {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+impl Expiring for LoginToken {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+impl Expiring for AuthToken {
+    fn expires(&self) -> u64 {
+        self.expires
+    }
+}
+
+fn unexpected(o: Outcome) -> HsmError {
+    HsmError::Internal(format!(
+        "unexpected state-machine outcome {}",
+        outcome_name(&o)
+    ))
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Registered => "registered",
+        Outcome::AlreadyRegistered => "already_registered",
+        Outcome::IdReused => "id_reused",
+        Outcome::Attempt { .. } => "attempt",
+        Outcome::Unknown => "unknown",
+        Outcome::Destroyed => "destroyed",
+        Outcome::Failed { .. } => "failed",
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Stale => "stale",
+        Outcome::Replaced => "replaced",
+        Outcome::Deleted => "deleted",
+        Outcome::Probed => "probed",
+        Outcome::Rejected => "rejected",
+    }
+}

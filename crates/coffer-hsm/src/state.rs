@@ -1,0 +1,558 @@
+//! The replicated state of the HSM fleet: per-user records and guess
+//! counters. Implements [`coffer_fleet::StateMachine`]. Commands and responses
+//! cross the replication layer sealed under the fleet's state-sealing key;
+//! snapshots are sealed too, so nothing of the state is ever at rest or in
+//! transit in the clear.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use coffer_fleet::{ReplicationError, StateMachine};
+use coffer_vault_proto::Bytes;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::HsmSecrets;
+
+const CMD_LABEL: &str = "coffer-hsm command v1";
+const RESP_LABEL: &str = "coffer-hsm response v1";
+const SNAP_LABEL: &str = "coffer-hsm snapshot v1";
+
+pub(crate) type RecordId = [u8; 16];
+
+/// A new record, as registration or change makes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NewRecord {
+    pub id: RecordId,
+    pub upload: Bytes,
+    pub wrapped: Bytes,
+}
+
+/// A state change. Applied deterministically in log order on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Cmd {
+    Register {
+        user: String,
+        record: NewRecord,
+    },
+    /// Count one attempt (before any evaluation).
+    BeginAttempt {
+        user: String,
+    },
+    /// The attempt failed: destroy the record if the limit is reached.
+    Fail {
+        user: String,
+        id: RecordId,
+    },
+    /// The attempt at `seq` succeeded: reset the counter, once.
+    Succeed {
+        user: String,
+        id: RecordId,
+        seq: u64,
+    },
+    /// Replace the record, authorised by the success at `seq`.
+    Replace {
+        user: String,
+        id: RecordId,
+        seq: u64,
+        record: NewRecord,
+    },
+    /// Delete the record, authorised by the success at `seq`.
+    Delete {
+        user: String,
+        id: RecordId,
+        seq: u64,
+    },
+    /// Commits nothing; shows a majority is reachable.
+    Probe,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Outcome {
+    Registered,
+    AlreadyRegistered,
+    IdReused,
+    Attempt {
+        id: RecordId,
+        seq: u64,
+        used: u32,
+        upload: Bytes,
+    },
+    Unknown,
+    Destroyed,
+    Failed {
+        remaining: u32,
+        destroyed: bool,
+    },
+    Succeeded {
+        wrapped: Bytes,
+    },
+    Stale,
+    Replaced,
+    Deleted,
+    Probed,
+    Rejected,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sealed<T> {
+    nonce: [u8; 16],
+    body: T,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Record {
+    id: RecordId,
+    upload: Bytes,
+    wrapped: Bytes,
+    used: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct UserEntry {
+    live: Option<Record>,
+    /// Every record id this user ever had: never reused.
+    ids: Vec<RecordId>,
+    /// Attempt sequence number, bumped by every `BeginAttempt`.
+    seq: u64,
+    /// The sequence number whose success was consumed (if any).
+    consumed: Option<u64>,
+    /// Wrong guesses ever evaluated (counted) against this user's records:
+    /// for audits and tests, never reset.
+    total_attempts: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Data {
+    users: BTreeMap<String, UserEntry>,
+}
+
+/// The HSM's replicated state machine.
+pub struct HsmState {
+    secrets: Arc<HsmSecrets>,
+    data: Data,
+}
+
+impl std::fmt::Debug for HsmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HsmState(<{} users>)", self.data.users.len())
+    }
+}
+
+impl HsmState {
+    pub fn new(secrets: Arc<HsmSecrets>) -> Self {
+        HsmState {
+            secrets,
+            data: Data::default(),
+        }
+    }
+
+    /// Attempts counted (OPRF evaluations allowed) for `user` over all its
+    /// records, ever. For audits and tests.
+    pub fn total_attempts(&self, user: &str) -> u64 {
+        self.data.users.get(user).map_or(0, |u| u.total_attempts)
+    }
+
+    /// Whether `user` has a live record.
+    pub fn has_live_record(&self, user: &str) -> bool {
+        self.data.users.get(user).is_some_and(|u| u.live.is_some())
+    }
+
+    pub(crate) fn seal_command(secrets: &HsmSecrets, nonce: [u8; 16], cmd: &Cmd) -> Vec<u8> {
+        let json =
+            Zeroizing::new(serde_json::to_vec(&Sealed { nonce, body: cmd }).unwrap_or_default());
+        secrets.sealer().seal(CMD_LABEL, &json)
+    }
+
+    pub(crate) fn open_response(
+        secrets: &HsmSecrets,
+        nonce: [u8; 16],
+        bytes: &[u8],
+    ) -> Option<Outcome> {
+        let json = secrets.sealer().open(RESP_LABEL, bytes)?;
+        let s: Sealed<Outcome> = serde_json::from_slice(&json).ok()?;
+        (s.nonce == nonce).then_some(s.body)
+    }
+
+    fn exec(&mut self, cmd: Cmd) -> Outcome {
+        let limit = self.secrets.guess_limit();
+        match cmd {
+            Cmd::Probe => Outcome::Probed,
+            Cmd::Register { user, record } => {
+                let e = self.data.users.entry(user).or_default();
+                match &e.live {
+                    Some(live) if live.id == record.id => Outcome::Registered,
+                    Some(_) => Outcome::AlreadyRegistered,
+                    None if e.ids.contains(&record.id) => Outcome::IdReused,
+                    None => {
+                        e.ids.push(record.id);
+                        e.live = Some(Record {
+                            id: record.id,
+                            upload: record.upload,
+                            wrapped: record.wrapped,
+                            used: 0,
+                        });
+                        e.consumed = None;
+                        Outcome::Registered
+                    }
+                }
+            }
+            Cmd::BeginAttempt { user } => {
+                let Some(e) = self.data.users.get_mut(&user) else {
+                    return Outcome::Unknown;
+                };
+                let Some(live) = e.live.as_mut() else {
+                    return Outcome::Destroyed;
+                };
+                if live.used >= limit {
+                    // The last allowed attempt was spent and never succeeded.
+                    e.live = None;
+                    return Outcome::Destroyed;
+                }
+                live.used += 1;
+                e.seq += 1;
+                e.total_attempts += 1;
+                Outcome::Attempt {
+                    id: live.id,
+                    seq: e.seq,
+                    used: live.used,
+                    upload: live.upload.clone(),
+                }
+            }
+            Cmd::Fail { user, id } => {
+                let Some(e) = self.data.users.get_mut(&user) else {
+                    return Outcome::Stale;
+                };
+                match &e.live {
+                    Some(live) if live.id == id => {
+                        if live.used >= limit {
+                            e.live = None;
+                            Outcome::Failed {
+                                remaining: 0,
+                                destroyed: true,
+                            }
+                        } else {
+                            Outcome::Failed {
+                                remaining: limit - live.used,
+                                destroyed: false,
+                            }
+                        }
+                    }
+                    Some(_) => Outcome::Stale,
+                    None => Outcome::Failed {
+                        remaining: 0,
+                        destroyed: true,
+                    },
+                }
+            }
+            Cmd::Succeed { user, id, seq } => {
+                let Some(e) = self.data.users.get_mut(&user) else {
+                    return Outcome::Stale;
+                };
+                match e.live.as_mut() {
+                    Some(live) if live.id == id && e.seq == seq && e.consumed != Some(seq) => {
+                        live.used = 0;
+                        e.consumed = Some(seq);
+                        Outcome::Succeeded {
+                            wrapped: live.wrapped.clone(),
+                        }
+                    }
+                    Some(_) => Outcome::Stale,
+                    None => Outcome::Destroyed,
+                }
+            }
+            Cmd::Replace {
+                user,
+                id,
+                seq,
+                record,
+            } => {
+                let Some(e) = self.data.users.get_mut(&user) else {
+                    return Outcome::Stale;
+                };
+                let authorised = matches!(&e.live, Some(l) if l.id == id)
+                    && e.seq == seq
+                    && e.consumed == Some(seq);
+                if e.live.is_none() {
+                    Outcome::Destroyed
+                } else if !authorised {
+                    Outcome::Stale
+                } else if e.ids.contains(&record.id) {
+                    Outcome::IdReused
+                } else {
+                    e.ids.push(record.id);
+                    e.live = Some(Record {
+                        id: record.id,
+                        upload: record.upload,
+                        wrapped: record.wrapped,
+                        used: 0,
+                    });
+                    // The authorisation is spent.
+                    e.consumed = None;
+                    Outcome::Replaced
+                }
+            }
+            Cmd::Delete { user, id, seq } => {
+                let Some(e) = self.data.users.get_mut(&user) else {
+                    return Outcome::Stale;
+                };
+                let authorised = matches!(&e.live, Some(l) if l.id == id)
+                    && e.seq == seq
+                    && e.consumed == Some(seq);
+                if e.live.is_none() {
+                    Outcome::Destroyed
+                } else if !authorised {
+                    Outcome::Stale
+                } else {
+                    e.live = None;
+                    e.consumed = None;
+                    Outcome::Deleted
+                }
+            }
+        }
+    }
+}
+
+impl StateMachine for HsmState {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        let sealer = self.secrets.sealer();
+        let Some(json) = sealer.open(CMD_LABEL, command) else {
+            // Forged or damaged: applied as a no-op on every node alike.
+            return Vec::new();
+        };
+        let Ok(Sealed { nonce, body }) = serde_json::from_slice::<Sealed<Cmd>>(&json) else {
+            return Vec::new();
+        };
+        let outcome = self.exec(body);
+        let out = Zeroizing::new(
+            serde_json::to_vec(&Sealed {
+                nonce,
+                body: outcome,
+            })
+            .unwrap_or_default(),
+        );
+        // Deterministic: the same response on every node.
+        self.secrets
+            .sealer()
+            .seal_with_nonce(RESP_LABEL, nonce, &out)
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        let json = Zeroizing::new(serde_json::to_vec(&self.data).unwrap_or_default());
+        self.secrets.sealer().seal(SNAP_LABEL, &json)
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), ReplicationError> {
+        let json = self
+            .secrets
+            .sealer()
+            .open(SNAP_LABEL, snapshot)
+            .ok_or_else(|| {
+                ReplicationError::Corrupt("HSM snapshot failed authentication".into())
+            })?;
+        self.data = serde_json::from_slice(&json)
+            .map_err(|_| ReplicationError::Corrupt("HSM snapshot is malformed".into()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(limit: u32) -> HsmState {
+        HsmState::new(Arc::new(HsmSecrets::generate("t", limit).unwrap()))
+    }
+
+    fn run(s: &mut HsmState, cmd: Cmd) -> Outcome {
+        let secrets = s.secrets.clone();
+        let nonce = [7u8; 16];
+        let out = s.apply(&HsmState::seal_command(&secrets, nonce, &cmd));
+        HsmState::open_response(&secrets, nonce, &out).unwrap()
+    }
+
+    fn rec(id: u8) -> NewRecord {
+        NewRecord {
+            id: [id; 16],
+            upload: Bytes(vec![id]),
+            wrapped: Bytes(vec![id; 48]),
+        }
+    }
+
+    #[test]
+    fn counter_destroys_at_the_limit_and_ids_never_come_back() {
+        let mut s = state(3);
+        let u = || "u".to_string();
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Register {
+                    user: u(),
+                    record: rec(1)
+                }
+            ),
+            Outcome::Registered
+        );
+        for used in 1..=3 {
+            match run(&mut s, Cmd::BeginAttempt { user: u() }) {
+                Outcome::Attempt { used: got, .. } => assert_eq!(got, used),
+                o => panic!("{o:?}"),
+            }
+        }
+        assert_eq!(
+            run(&mut s, Cmd::BeginAttempt { user: u() }),
+            Outcome::Destroyed
+        );
+        assert_eq!(s.total_attempts("u"), 3);
+        // The same record id cannot come back (a replayed registration).
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Register {
+                    user: u(),
+                    record: rec(1)
+                }
+            ),
+            Outcome::IdReused
+        );
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Register {
+                    user: u(),
+                    record: rec(2)
+                }
+            ),
+            Outcome::Registered
+        );
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Register {
+                    user: u(),
+                    record: rec(3)
+                }
+            ),
+            Outcome::AlreadyRegistered
+        );
+    }
+
+    #[test]
+    fn success_resets_once_and_only_for_the_latest_attempt() {
+        let mut s = state(10);
+        let u = || "u".to_string();
+        run(
+            &mut s,
+            Cmd::Register {
+                user: u(),
+                record: rec(1),
+            },
+        );
+        let Outcome::Attempt { seq: s1, .. } = run(&mut s, Cmd::BeginAttempt { user: u() }) else {
+            panic!()
+        };
+        let Outcome::Attempt { seq: s2, used, .. } = run(&mut s, Cmd::BeginAttempt { user: u() })
+        else {
+            panic!()
+        };
+        assert_eq!(used, 2);
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Succeed {
+                    user: u(),
+                    id: [1; 16],
+                    seq: s1
+                }
+            ),
+            Outcome::Stale
+        );
+        assert!(matches!(
+            run(
+                &mut s,
+                Cmd::Succeed {
+                    user: u(),
+                    id: [1; 16],
+                    seq: s2
+                }
+            ),
+            Outcome::Succeeded { .. }
+        ));
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Succeed {
+                    user: u(),
+                    id: [1; 16],
+                    seq: s2
+                }
+            ),
+            Outcome::Stale,
+            "replay"
+        );
+        // Delete needs the consumed success at the current seq.
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Delete {
+                    user: u(),
+                    id: [1; 16],
+                    seq: s1
+                }
+            ),
+            Outcome::Stale
+        );
+        assert_eq!(
+            run(
+                &mut s,
+                Cmd::Delete {
+                    user: u(),
+                    id: [1; 16],
+                    seq: s2
+                }
+            ),
+            Outcome::Deleted
+        );
+        assert_eq!(
+            run(&mut s, Cmd::BeginAttempt { user: u() }),
+            Outcome::Destroyed
+        );
+    }
+
+    #[test]
+    fn forged_commands_are_no_ops_and_snapshots_are_sealed() {
+        let mut s = state(10);
+        run(
+            &mut s,
+            Cmd::Register {
+                user: "u".into(),
+                record: rec(1),
+            },
+        );
+        let other = HsmSecrets::generate("t", 10).unwrap();
+        let forged = HsmState::seal_command(
+            &other,
+            [0; 16],
+            &Cmd::Delete {
+                user: "u".into(),
+                id: [1; 16],
+                seq: 0,
+            },
+        );
+        assert!(s.apply(&forged).is_empty());
+        assert!(s.apply(b"garbage").is_empty());
+        assert!(s.has_live_record("u"));
+        let snap = s.snapshot();
+        assert!(
+            !String::from_utf8_lossy(&snap).contains("users"),
+            "snapshot in the clear"
+        );
+        let mut t = HsmState::new(s.secrets.clone());
+        t.restore(&snap).unwrap();
+        assert!(t.has_live_record("u"));
+        let mut bad = snap.clone();
+        bad[40] ^= 1;
+        assert!(t.restore(&bad).is_err());
+        assert!(state(10).restore(&snap).is_err(), "another fleet's key");
+    }
+}

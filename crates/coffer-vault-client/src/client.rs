@@ -1,0 +1,346 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffer_vault_proto::{
+    check_user_id, crypto, decode_response, encode_request, ksf, Bytes, FleetInfo, Request,
+    Response, StatusInfo, Suite,
+};
+use opaque_ke::errors::ProtocolError;
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers, RegistrationResponse,
+};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::{FleetKeyValidator, HttpTransport, Transport, ValidatedFleet, VaultError};
+
+/// What a successful recovery gives back.
+pub struct Recovered {
+    /// The backup key K.
+    pub key: SecretBox<[u8; 32]>,
+    auth: Bytes,
+    session_key: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Recovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recovered(<redacted>)")
+    }
+}
+
+/// The fleet's status and whether its key validated.
+#[derive(Debug, Clone)]
+pub struct VaultStatus {
+    pub info: StatusInfo,
+    /// `Ok` with the validated fleet, or why validation failed.
+    pub fleet: Result<ValidatedFleet, String>,
+}
+
+/// A vault client over some transport.
+#[derive(Clone)]
+pub struct VaultClient {
+    transport: Arc<dyn Transport>,
+    validator: Arc<dyn FleetKeyValidator>,
+}
+
+impl std::fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VaultClient")
+    }
+}
+
+fn check_code(code: &SecretString) -> Result<(), VaultError> {
+    let c = code.expose_secret();
+    if c.is_empty() || c.len() > 1024 {
+        return Err(VaultError::InvalidInput(
+            "the recovery code must be 1 to 1024 bytes".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_user(user: &str) -> Result<(), VaultError> {
+    check_user_id(user).map_err(|e| VaultError::InvalidInput(e.to_string()))
+}
+
+fn protocol(what: &str) -> VaultError {
+    VaultError::Protocol(what.to_string())
+}
+
+impl VaultClient {
+    pub fn new(transport: Arc<dyn Transport>, validator: Arc<dyn FleetKeyValidator>) -> Self {
+        VaultClient {
+            transport,
+            validator,
+        }
+    }
+
+    /// A client over HTTP to `url` (30 s timeout per request).
+    pub fn http(url: &str, validator: Arc<dyn FleetKeyValidator>) -> Result<Self, VaultError> {
+        let t = HttpTransport::new(url, Duration::from_secs(30))
+            .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+        Ok(Self::new(Arc::new(t), validator))
+    }
+
+    async fn call(&self, req: Request) -> Result<Response, VaultError> {
+        let bytes = self
+            .transport
+            .call(encode_request(&req))
+            .await
+            .map_err(|e| VaultError::Unreachable(e.0))?;
+        match decode_response(&bytes) {
+            Ok(Response::Error { error }) => Err(VaultError::from_wire(error)),
+            Ok(r) => Ok(r),
+            Err(e) => Err(VaultError::Protocol(e.to_string())),
+        }
+    }
+
+    fn validate(&self, fleet: &FleetInfo) -> Result<ValidatedFleet, VaultError> {
+        let v = self
+            .validator
+            .validate(fleet)
+            .map_err(VaultError::FleetNotVerified)?;
+        if !bool::from(v.server_public_key.ct_eq(&fleet.server_public_key.0)) {
+            return Err(VaultError::FleetNotVerified(
+                "the validated key differs from the key presented".into(),
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The fleet's status (says nothing about any account).
+    pub async fn status(&self) -> Result<VaultStatus, VaultError> {
+        match self.call(Request::Status {}).await? {
+            Response::Status { status } => {
+                let fleet = self.validate(&status.fleet).map_err(|e| e.to_string());
+                Ok(VaultStatus {
+                    info: status,
+                    fleet,
+                })
+            }
+            _ => Err(protocol("expected a status")),
+        }
+    }
+
+    /// Registers `code` as the recovery code protecting `key` for `user`.
+    pub async fn register(
+        &self,
+        user: &str,
+        code: &SecretString,
+        key: &SecretBox<[u8; 32]>,
+    ) -> Result<(), VaultError> {
+        check_user(user)?;
+        check_code(code)?;
+        let (token, upload, wrapped) = self.register_upload(user, code, key).await?;
+        match self
+            .call(Request::RegisterFinish {
+                user: user.into(),
+                token,
+                upload,
+                wrapped_key: wrapped,
+            })
+            .await?
+        {
+            Response::Registered {} => Ok(()),
+            _ => Err(protocol("expected registered")),
+        }
+    }
+
+    /// OPAQUE registration up to the upload: returns (token, upload, wrapped K).
+    async fn register_upload(
+        &self,
+        user: &str,
+        code: &SecretString,
+        key: &SecretBox<[u8; 32]>,
+    ) -> Result<(Bytes, Bytes, Bytes), VaultError> {
+        let mut rng = rand::rngs::OsRng;
+        let start =
+            ClientRegistration::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
+                .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
+        let resp = self
+            .call(Request::RegisterStart {
+                user: user.into(),
+                request: Bytes(start.message.serialize().to_vec()),
+            })
+            .await?;
+        let Response::RegisterStarted {
+            response,
+            token,
+            fleet,
+        } = resp
+        else {
+            return Err(protocol("expected registration response"));
+        };
+        let validated = self.validate(&fleet)?;
+        let response = RegistrationResponse::<Suite>::deserialize(&response.0)
+            .map_err(|_| protocol("bad registration response"))?;
+        let ksf = ksf();
+        let finish = start
+            .state
+            .finish(
+                &mut rng,
+                code.expose_secret().as_bytes(),
+                response,
+                ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&ksf)),
+            )
+            .map_err(|_| protocol("the registration response was rejected"))?;
+        // The server key inside the registration must be the validated fleet key.
+        if !bool::from(
+            finish
+                .server_s_pk
+                .serialize()
+                .as_slice()
+                .ct_eq(&validated.server_public_key),
+        ) {
+            return Err(VaultError::FleetNotVerified(
+                "the registration used a key that is not the fleet key".into(),
+            ));
+        }
+        let export_key = Zeroizing::new(finish.export_key.to_vec());
+        let wrapped = crypto::wrap_key(&export_key, user, key.expose_secret());
+        Ok((
+            token,
+            Bytes(finish.message.serialize().to_vec()),
+            Bytes(wrapped),
+        ))
+    }
+
+    /// Recovers the backup key with `code`. A wrong code costs one attempt
+    /// (the error says how many remain).
+    pub async fn recover(&self, user: &str, code: &SecretString) -> Result<Recovered, VaultError> {
+        check_user(user)?;
+        check_code(code)?;
+        let mut rng = rand::rngs::OsRng;
+        let start = ClientLogin::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
+            .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
+        let resp = self
+            .call(Request::LoginStart {
+                user: user.into(),
+                request: Bytes(start.message.serialize().to_vec()),
+            })
+            .await?;
+        let Response::LoginStarted {
+            response,
+            token,
+            attempts_remaining,
+            fleet,
+        } = resp
+        else {
+            return Err(protocol("expected a login response"));
+        };
+        let validated = self.validate(&fleet)?;
+        let response = CredentialResponse::<Suite>::deserialize(&response.0)
+            .map_err(|_| protocol("bad credential response"))?;
+        let ksf = ksf();
+        let finish = start.state.finish(
+            &mut rng,
+            code.expose_secret().as_bytes(),
+            response,
+            ClientLoginFinishParameters::new(None, Identifiers::default(), Some(&ksf)),
+        );
+        let finish = match finish {
+            Ok(f) => f,
+            Err(ProtocolError::InvalidLoginError) => {
+                // Wrong code: report the failure so a last attempt destroys the record now.
+                return match self.call(Request::LoginAbort { token }).await {
+                    Ok(Response::LoginAborted {
+                        destroyed: true, ..
+                    }) => Err(VaultError::Destroyed),
+                    Ok(Response::LoginAborted {
+                        attempts_remaining, ..
+                    }) => Err(VaultError::WrongCode { attempts_remaining }),
+                    Ok(_) => Err(protocol("expected login aborted")),
+                    // The attempt was counted at login start whatever happens here.
+                    Err(VaultError::Unavailable | VaultError::Unreachable(_)) => {
+                        Err(VaultError::WrongCode { attempts_remaining })
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+            Err(_) => return Err(protocol("the credential response was rejected")),
+        };
+        if !bool::from(
+            finish
+                .server_s_pk
+                .serialize()
+                .as_slice()
+                .ct_eq(&validated.server_public_key),
+        ) {
+            return Err(VaultError::FleetNotVerified(
+                "the login used a key that is not the fleet key".into(),
+            ));
+        }
+        let session_key = Zeroizing::new(finish.session_key.to_vec());
+        let export_key = Zeroizing::new(finish.export_key.to_vec());
+        let resp = self
+            .call(Request::LoginFinish {
+                token,
+                finalization: Bytes(finish.message.serialize().to_vec()),
+            })
+            .await?;
+        let Response::LoginFinished { released, auth } = resp else {
+            return Err(protocol("expected login finished"));
+        };
+        let wrapped = Zeroizing::new(
+            crypto::open_release(&session_key, user, &released.0)
+                .map_err(|_| VaultError::ReleaseFailed)?,
+        );
+        let k = crypto::unwrap_key(&export_key, user, &wrapped)
+            .map_err(|_| VaultError::ReleaseFailed)?;
+        Ok(Recovered {
+            key: SecretBox::new(Box::new(*k)),
+            auth,
+            session_key,
+        })
+    }
+
+    /// Changes the recovery code: a login with `old`, then a new registration
+    /// of the same key under `new`, committed atomically (the old record
+    /// stays valid until the new one is committed).
+    pub async fn change(
+        &self,
+        user: &str,
+        old: &SecretString,
+        new: &SecretString,
+    ) -> Result<(), VaultError> {
+        check_code(new)?;
+        let rec = self.recover(user, old).await?;
+        let (token, upload, wrapped) = self.register_upload(user, new, &rec.key).await?;
+        let mac = crypto::authz_mac(
+            &rec.session_key,
+            "change",
+            &[&rec.auth.0, &token.0, &upload.0, &wrapped.0],
+        );
+        match self
+            .call(Request::Change {
+                auth: rec.auth.clone(),
+                token,
+                upload,
+                wrapped_key: wrapped,
+                mac: Bytes(mac),
+            })
+            .await?
+        {
+            Response::Changed {} => Ok(()),
+            _ => Err(protocol("expected changed")),
+        }
+    }
+
+    /// Deletes the record (needs the current code).
+    pub async fn delete(&self, user: &str, code: &SecretString) -> Result<(), VaultError> {
+        let rec = self.recover(user, code).await?;
+        let mac = crypto::authz_mac(&rec.session_key, "delete", &[&rec.auth.0]);
+        match self
+            .call(Request::Delete {
+                auth: rec.auth.clone(),
+                mac: Bytes(mac),
+            })
+            .await?
+        {
+            Response::Deleted {} => Ok(()),
+            _ => Err(protocol("expected deleted")),
+        }
+    }
+}

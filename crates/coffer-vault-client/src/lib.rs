@@ -1,0 +1,42 @@
+//! The Coffer vault client: what the app and the `coffer vault` CLI use to
+//! register a recovery code, recover the backup key, change the code, delete
+//! the record and ask for the fleet's status.
+//!
+//! The client talks to the vault through a [`Transport`] (HTTP with
+//! [`HttpTransport`], or in-process: `coffer-vault` provides one for the
+//! embedded fleet). Before it finishes a registration or trusts a login it
+//! checks the vault's OPAQUE server key against the fleet key a
+//! [`FleetKeyValidator`] validated ([`PinnedFleetKey`] now; an over-the-air
+//! validator can use the `validation_bundle` every response may carry).
+//!
+//! The recovery code and the backup key K never leave this process: the
+//! vault only sees OPAQUE messages and K wrapped under the OPAQUE export key.
+#![forbid(unsafe_code)]
+
+mod client;
+mod error;
+mod transport;
+mod validate;
+
+pub use client::{Recovered, VaultClient, VaultStatus};
+pub use error::VaultError;
+pub use transport::{BoxFuture, HttpTransport, Transport, TransportError};
+pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet};
+
+pub use coffer_vault_proto::{FleetInfo, StatusInfo};
+pub use secrecy::{ExposeSecret, SecretBox, SecretString};
+
+/// Every error code this crate can produce (documented in docs/errors.md).
+pub const ERROR_CODES: &[&str] = error::CODES;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_error_code_is_documented() {
+        let missing = coffer_error::undocumented_codes(
+            super::ERROR_CODES,
+            include_str!("../../../docs/errors.md"),
+        );
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+}

@@ -1,0 +1,81 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use coffer_vault_proto::MAX_MESSAGE_LEN;
+
+/// A boxed future, so that [`Transport`] is object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The request could not be delivered or its answer not received.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Carries encoded requests to a vault and brings back encoded responses.
+pub trait Transport: Send + Sync {
+    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>>;
+}
+
+/// HTTP transport: `POST {base}/v1/vault` with the encoded request as body.
+#[derive(Clone, Debug)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    endpoint: String,
+}
+
+impl HttpTransport {
+    /// `base` is the vault's URL, e.g. `http://127.0.0.1:7400`.
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, TransportError> {
+        let base = base.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(TransportError(format!("not an http(s) URL: {base}")));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5).min(timeout))
+            .build()
+            .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
+        Ok(HttpTransport {
+            client,
+            endpoint: format!("{base}/v1/vault"),
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+        Box::pin(async move {
+            let resp = self
+                .client
+                .post(&self.endpoint)
+                .header("content-type", "application/json")
+                .body(request)
+                .send()
+                .await
+                .map_err(|e| TransportError(describe(&e)))?;
+            if resp
+                .content_length()
+                .is_some_and(|n| n as usize > MAX_MESSAGE_LEN)
+            {
+                return Err(TransportError("the vault's answer is too large".into()));
+            }
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| TransportError(describe(&e)))?;
+            Ok(body.to_vec())
+        })
+    }
+}
+
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        // reqwest's Display never contains request bodies.
+        e.to_string()
+    }
+}
