@@ -417,7 +417,11 @@ fn check_run(r: &RunRecord) -> Result<()> {
 }
 
 impl BackupSetInput {
-    fn validate(&self) -> Result<()> {
+    /// `resolve_symlinks` also compares the paths with symlinks resolved on
+    /// the real file system: done when the user edits a set, not when a saved
+    /// file is loaded (a file system that changed since must not make valid
+    /// settings look corrupt).
+    fn validate(&self, resolve_symlinks: bool) -> Result<()> {
         let name = self.name.trim();
         let bad_name = |reason| SettingsError::InvalidName {
             name: self.name.chars().take(MAX_NAME_LEN).collect(),
@@ -439,9 +443,10 @@ impl BackupSetInput {
             check_absolute("the folder", s)?;
         }
         check_absolute("the repository", &self.repository)?;
-        let repo = resolved(&self.repository);
+        let repo = resolve_symlinks.then(|| resolved(&self.repository));
         for s in &self.sources {
-            if self.repository.starts_with(s) || repo.starts_with(resolved(s)) {
+            let inside_resolved = repo.as_ref().is_some_and(|r| r.starts_with(resolved(s)));
+            if self.repository.starts_with(s) || inside_resolved {
                 return Err(SettingsError::RepositoryInsideSource {
                     repository: self.repository.clone(),
                     folder: s.clone(),
@@ -520,7 +525,7 @@ impl Settings {
         let mut names = std::collections::HashSet::new();
         let mut ids = std::collections::HashSet::new();
         for set in &self.backup_sets {
-            set.input().validate()?;
+            set.input().validate(false)?;
             if !names.insert(normalized_name(&set.name)) {
                 return Err(SettingsError::DuplicateName {
                     name: set.name.clone(),
@@ -571,7 +576,7 @@ impl Settings {
 
     /// Adds a set and returns its id; on error nothing changes.
     pub fn add_backup_set(&mut self, input: BackupSetInput, now: i64) -> Result<String> {
-        input.validate()?;
+        input.validate(true)?;
         self.check_name_free(&input.name, None)?;
         let n = self
             .backup_sets
@@ -596,7 +601,7 @@ impl Settings {
 
     /// Replaces the editable fields of a set; on error nothing changes.
     pub fn update_backup_set(&mut self, id: &str, input: BackupSetInput) -> Result<()> {
-        input.validate()?;
+        input.validate(true)?;
         self.check_name_free(&input.name, Some(id))?;
         let set = self
             .backup_sets

@@ -248,3 +248,35 @@ fn settings_json_has_no_field_for_a_secret() {
     // The only "code" field is an error code.
     assert!(all.iter().filter(|k| *k == "code").count() <= 1);
 }
+
+#[cfg(unix)]
+#[test]
+fn a_file_system_change_after_saving_does_not_make_settings_look_corrupt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(docs.join("inner")).unwrap();
+    let link = tmp.path().join("later-link");
+    let input = BackupSetInput {
+        name: "Docs".into(),
+        sources: vec![docs.clone()],
+        excludes: vec![],
+        repository: link.join("coffer.repo"),
+        schedule: Schedule::Manual,
+        retention: Retention::default(),
+    };
+    let mut s = Settings::default();
+    let id = s.add_backup_set(input.clone(), 0).unwrap();
+    let store = SettingsStore::new(tmp.path().join("data"));
+    store.save(&s).unwrap();
+
+    // Now the repository's folder becomes a symlink into the source.
+    std::os::unix::fs::symlink(docs.join("inner"), &link).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded, s);
+    // Editing the set checks the real file system again.
+    let mut edited = loaded.clone();
+    assert_eq!(
+        edited.update_backup_set(&id, input).unwrap_err().code(),
+        "CF-A025"
+    );
+}
