@@ -85,8 +85,15 @@ pub struct SnapshotSummary {
 
 enum PNode {
     Ready(Node),
-    File { node: Node, idx: usize, is_new: bool },
-    Dir { node: Node, children: Vec<PNode> },
+    File {
+        node: Node,
+        idx: usize,
+        is_new: bool,
+    },
+    Dir {
+        node: Node,
+        children: Vec<PNode>,
+    },
 }
 
 struct FileJob {
@@ -94,9 +101,11 @@ struct FileJob {
     path: PathBuf,
 }
 
+type FileOutcome = std::result::Result<(Vec<Id>, u64), String>;
+
 struct FileDone {
     idx: usize,
-    result: std::result::Result<(Vec<Id>, u64), String>,
+    result: FileOutcome,
 }
 
 pub(crate) struct SealedPack {
@@ -192,7 +201,9 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
 
 fn find_child<'a>(parent: Option<&'a [Node]>, name: &[u8]) -> Option<&'a Node> {
     let p = parent?;
-    p.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &p[i])
+    p.binary_search_by(|n| n.name.as_slice().cmp(name))
+        .ok()
+        .map(|i| &p[i])
 }
 
 struct Walker<'a> {
@@ -235,7 +246,8 @@ impl Walker<'_> {
             let pchild = find_child(parent.as_deref(), &name).cloned();
             match entry {
                 VEntry::Dir(real, sub) => {
-                    let md = std::fs::symlink_metadata(&real).map_err(|e| RepoError::io(&real, e))?;
+                    let md =
+                        std::fs::symlink_metadata(&real).map_err(|e| RepoError::io(&real, e))?;
                     let pc = self.parent_children(pchild.as_ref());
                     let children = self.emit_vdir(sub, pc)?;
                     out.push(PNode::Dir {
@@ -244,7 +256,8 @@ impl Walker<'_> {
                     });
                 }
                 VEntry::Target(path) => {
-                    let md = std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
+                    let md =
+                        std::fs::symlink_metadata(&path).map_err(|e| RepoError::io(&path, e))?;
                     if let Some(n) = self.walk(&path, name, &md, pchild.as_ref())? {
                         out.push(n);
                     }
@@ -254,7 +267,13 @@ impl Walker<'_> {
         Ok(out)
     }
 
-    fn walk(&mut self, path: &Path, name: Vec<u8>, md: &std::fs::Metadata, parent: Option<&Node>) -> Result<Option<PNode>> {
+    fn walk(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        md: &std::fs::Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<PNode>> {
         self.cancel.check()?;
         let ft = md.file_type();
         if ft.is_symlink() {
@@ -353,7 +372,11 @@ impl Walker<'_> {
 }
 
 /// Reads a file and calls `on_chunk` for each content-defined chunk.
-pub(crate) fn chunk_file(path: &Path, buf: &mut Vec<u8>, mut on_chunk: impl FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+pub(crate) fn chunk_file(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
     let len = f.metadata().map_err(|e| RepoError::io(path, e))?.len();
@@ -401,7 +424,9 @@ fn worker(
                 pb.add(id, chunk);
                 if pb.is_full() {
                     let p = pb.finish(&keys)?;
-                    packs.send(p).map_err(|_| RepoError::Internal("writer stopped".into()))?;
+                    packs
+                        .send(p)
+                        .map_err(|_| RepoError::Internal("writer stopped".into()))?;
                 }
             }
             Ok(())
@@ -417,14 +442,22 @@ fn worker(
                 Err(e.to_string())
             }
         };
-        if done.send(FileDone { idx: job.idx, result }).is_err() {
+        if done
+            .send(FileDone {
+                idx: job.idx,
+                result,
+            })
+            .is_err()
+        {
             break;
         }
     }
     cancel.check()?;
     if !pb.is_empty() {
         let p = pb.finish(&keys)?;
-        packs.send(p).map_err(|_| RepoError::Internal("writer stopped".into()))?;
+        packs
+            .send(p)
+            .map_err(|_| RepoError::Internal("writer stopped".into()))?;
     }
     Ok(())
 }
@@ -440,10 +473,12 @@ pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)
     let r = (|| -> Result<()> {
         for p in rx {
             {
-                let mut ins_pack = conn.prepare_cached("INSERT INTO packs(id, data) VALUES (?1, ?2)")?;
+                let mut ins_pack =
+                    conn.prepare_cached("INSERT INTO packs(id, data) VALUES (?1, ?2)")?;
                 ins_pack.execute(params![p.id, p.sealed])?;
-                let mut ins_chunk =
-                    conn.prepare_cached("INSERT OR IGNORE INTO chunks(id, pack, seq) VALUES (?1, ?2, ?3)")?;
+                let mut ins_chunk = conn.prepare_cached(
+                    "INSERT OR IGNORE INTO chunks(id, pack, seq) VALUES (?1, ?2, ?3)",
+                )?;
                 for (seq, id) in p.ids.iter().enumerate() {
                     chunks += ins_chunk.execute(params![id.as_slice(), p.id, seq as i64])? as u64;
                 }
@@ -473,7 +508,7 @@ pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)
 struct Finisher<'a> {
     keys: &'a SubKeys,
     conn: &'a rusqlite::Connection,
-    results: Vec<Option<std::result::Result<(Vec<Id>, u64), String>>>,
+    results: Vec<Option<FileOutcome>>,
     new_trees: Vec<(Id, Vec<u8>)>,
     seen_trees: HashSet<Id>,
     warnings: Vec<String>,
@@ -497,7 +532,11 @@ impl Finisher<'_> {
                     }
                     out.push(node);
                 }
-                PNode::File { mut node, idx, is_new } => match self.results.get_mut(idx).and_then(|r| r.take()) {
+                PNode::File {
+                    mut node,
+                    idx,
+                    is_new,
+                } => match self.results.get_mut(idx).and_then(|r| r.take()) {
                     Some(Ok((ids, n))) => {
                         node.content = ids;
                         node.size = n;
@@ -544,10 +583,17 @@ impl Repository<Unlocked> {
     /// mtime, ctime and inode as in the parent snapshot) are not read.
     /// A cancelled or failed backup leaves no snapshot; chunks it already
     /// stored are reused by the next run.
-    pub fn backup(&self, req: &BackupRequest, progress: &dyn Progress, cancel: &CancelToken) -> Result<SnapshotSummary> {
+    pub fn backup(
+        &self,
+        req: &BackupRequest,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<SnapshotSummary> {
         let started = Instant::now();
         if req.paths.is_empty() {
-            return Err(RepoError::InvalidRequest("no path to back up was given".into()));
+            return Err(RepoError::InvalidRequest(
+                "no path to back up was given".into(),
+            ));
         }
         // Resolve and de-nest the paths.
         let mut paths = Vec::new();
@@ -575,10 +621,11 @@ impl Repository<Unlocked> {
         }
         let mut gi = ignore::gitignore::GitignoreBuilder::new("/");
         for pat in &req.excludes {
-            gi.add_line(None, pat).map_err(|e| RepoError::InvalidPattern {
-                pattern: pat.clone(),
-                reason: e.to_string(),
-            })?;
+            gi.add_line(None, pat)
+                .map_err(|e| RepoError::InvalidPattern {
+                    pattern: pat.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         let excludes = gi.build().map_err(|e| RepoError::InvalidPattern {
             pattern: req.excludes.join(" "),
@@ -587,7 +634,10 @@ impl Repository<Unlocked> {
 
         let _lock = store::take_lock(self)?;
         let keys = self.keys();
-        let path_bytes: Vec<Vec<u8>> = kept.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect();
+        let path_bytes: Vec<Vec<u8>> = kept
+            .iter()
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .collect();
 
         // The parent snapshot.
         let parent: Option<(u64, SnapshotRecord)> = match &req.parent {
@@ -661,7 +711,9 @@ impl Repository<Unlocked> {
                 let packs = pack_tx.clone();
                 let known = known.clone();
                 let cancel = cancel.clone();
-                worker_hs.push(s.spawn(move || worker(keys, jobs, done, packs, known, cancel, progress)));
+                worker_hs.push(
+                    s.spawn(move || worker(keys, jobs, done, packs, known, cancel, progress)),
+                );
             }
             drop(job_rx);
             drop(done_tx);
@@ -694,7 +746,10 @@ impl Repository<Unlocked> {
             drop(jobs);
             let worker_results: Vec<Result<()>> = worker_hs
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Internal("a worker panicked".into()))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(RepoError::Internal("a worker panicked".into())))
+                })
                 .collect();
             let writer_result = writer_h
                 .join()
@@ -714,7 +769,7 @@ impl Repository<Unlocked> {
         cancel.check()?;
 
         progress.phase(Phase::Finishing);
-        let mut results: Vec<Option<std::result::Result<(Vec<Id>, u64), String>>> = vec![None; n_jobs];
+        let mut results: Vec<Option<FileOutcome>> = vec![None; n_jobs];
         for d in done_rx.try_iter() {
             if let Some(slot) = results.get_mut(d.idx) {
                 *slot = Some(d.result);
@@ -759,7 +814,8 @@ impl Repository<Unlocked> {
         cancel.check()?;
         let tx = self.conn.unchecked_transaction()?;
         {
-            let mut ins = tx.prepare_cached("INSERT OR IGNORE INTO trees(id, data) VALUES (?1, ?2)")?;
+            let mut ins =
+                tx.prepare_cached("INSERT OR IGNORE INTO trees(id, data) VALUES (?1, ?2)")?;
             for (id, data) in &fin.new_trees {
                 ins.execute(params![id.as_slice(), data])?;
             }
@@ -786,5 +842,66 @@ impl Repository<Unlocked> {
             duration_ms: started.elapsed().as_millis() as u64,
             warnings: fin.warnings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        blake3::Hasher::new_keyed(&key)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    fn chunks_of(data: &[u8]) -> Vec<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, data).unwrap();
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        chunk_file(&p, &mut buf, |c| {
+            out.push(c.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+        /// Chunks cover the input exactly, in order, within the size bounds.
+        #[test]
+        fn chunks_cover_the_input_within_bounds(seed in any::<u64>(), len in 0usize..3_000_000) {
+            let data = bytes(seed, len);
+            let chunks = chunks_of(&data);
+            prop_assert_eq!(chunks.concat(), data);
+            for (i, c) in chunks.iter().enumerate() {
+                prop_assert!(c.len() <= CDC_MAX);
+                if i + 1 < chunks.len() {
+                    prop_assert!(c.len() >= CDC_MIN);
+                }
+            }
+        }
+
+        /// Content-defined: inserting bytes near the start leaves most later
+        /// chunks unchanged (so they deduplicate).
+        #[test]
+        fn an_insertion_changes_only_nearby_chunks(seed in any::<u64>(), at in 0usize..100_000, ins in 1usize..5000) {
+            let data = bytes(seed, 2_500_000);
+            let mut edited = data[..at].to_vec();
+            edited.extend(bytes(seed ^ 1, ins));
+            edited.extend_from_slice(&data[at..]);
+            let a: HashSet<Vec<u8>> = chunks_of(&data).into_iter().collect();
+            let b = chunks_of(&edited);
+            let shared = b.iter().filter(|c| a.contains(*c)).count();
+            prop_assert!(b.len() - shared <= 2, "{} of {} chunks changed", b.len() - shared, b.len());
+        }
     }
 }

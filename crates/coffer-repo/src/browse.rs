@@ -105,7 +105,11 @@ pub(crate) fn info(id: u64, r: &crate::format::SnapshotRecord) -> SnapshotInfo {
         unix_time: r.time_s,
         hostname: r.hostname.clone(),
         set_name: r.set_name.clone(),
-        paths: r.paths.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect(),
+        paths: r
+            .paths
+            .iter()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .collect(),
         parent: r.parent.map(store::snap_hex),
         files: r.files,
         dirs: r.dirs,
@@ -121,7 +125,8 @@ fn entry(path: &Path, n: &Node) -> TreeEntry {
         size: n.size,
         mode: n.mode,
         mtime: crate::timefmt::format_utc(n.mtime_s),
-        target: (n.kind == NodeKind::Symlink).then(|| String::from_utf8_lossy(&n.target).into_owned()),
+        target: (n.kind == NodeKind::Symlink)
+            .then(|| String::from_utf8_lossy(&n.target).into_owned()),
     }
 }
 
@@ -248,7 +253,13 @@ impl Repository<Unlocked> {
         Ok(out)
     }
 
-    fn diff_trees(&self, a: Option<Id>, b: Option<Id>, at: &Path, out: &mut Vec<DiffEntry>) -> Result<()> {
+    fn diff_trees(
+        &self,
+        a: Option<Id>,
+        b: Option<Id>,
+        at: &Path,
+        out: &mut Vec<DiffEntry>,
+    ) -> Result<()> {
         if a == b {
             return Ok(());
         }
@@ -301,7 +312,9 @@ impl Repository<Unlocked> {
                             path: crate::restore::display_path(&p),
                             change: DiffChange::Modified,
                         });
-                    } else if (x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns) != (y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns) {
+                    } else if (x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns)
+                        != (y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns)
+                    {
                         out.push(DiffEntry {
                             path: crate::restore::display_path(&p),
                             change: DiffChange::Metadata,
@@ -315,7 +328,13 @@ impl Repository<Unlocked> {
         Ok(())
     }
 
-    fn diff_side(&self, n: &Node, p: &Path, change: DiffChange, out: &mut Vec<DiffEntry>) -> Result<()> {
+    fn diff_side(
+        &self,
+        n: &Node,
+        p: &Path,
+        change: DiffChange,
+        out: &mut Vec<DiffEntry>,
+    ) -> Result<()> {
         out.push(DiffEntry {
             path: crate::restore::display_path(p),
             change,

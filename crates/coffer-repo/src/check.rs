@@ -57,7 +57,12 @@ impl Repository<Unlocked> {
     /// directory record is decrypted and authenticated, and every chunk a file
     /// needs must be indexed in an existing pack. With `read_data`: every
     /// pack is also decrypted and every chunk re-hashed against its id.
-    pub fn check(&self, read_data: bool, progress: &dyn Progress, cancel: &CancelToken) -> Result<CheckReport> {
+    pub fn check(
+        &self,
+        read_data: bool,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<CheckReport> {
         progress.phase(Phase::Checking);
         let keys = self.keys();
         let mut rep = CheckReport {
@@ -71,33 +76,36 @@ impl Repository<Unlocked> {
             damaged_files: Vec::new(),
             damaged_records: Vec::new(),
         };
-        match self
-            .conn
-            .prepare("PRAGMA quick_check")
-            .and_then(|mut s| s.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<String>>>())
-        {
+        match self.conn.prepare("PRAGMA quick_check").and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        }) {
             Ok(rows) if rows == ["ok"] => {}
-            Ok(rows) => rep
-                .damaged_records
-                .extend(rows.into_iter().take(20).map(|r| format!("database structure: {r}"))),
+            Ok(rows) => rep.damaged_records.extend(
+                rows.into_iter()
+                    .take(20)
+                    .map(|r| format!("database structure: {r}")),
+            ),
             Err(e) => rep.damaged_records.push(format!("database structure: {e}")),
         }
         let index = match store::load_index(&self.conn) {
             Ok(i) => i,
             Err(e) => {
-                rep.damaged_records.push(format!("chunk index unreadable: {e}"));
+                rep.damaged_records
+                    .push(format!("chunk index unreadable: {e}"));
                 HashMap::new()
             }
         };
         rep.chunks = index.len() as u64;
         let mut pack_ids: Vec<i64> = Vec::new();
-        match self
-            .conn
-            .prepare("SELECT id FROM packs")
-            .and_then(|mut s| s.query_map([], |r| r.get::<_, i64>(0))?.collect::<rusqlite::Result<Vec<i64>>>())
-        {
+        match self.conn.prepare("SELECT id FROM packs").and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+        }) {
             Ok(v) => pack_ids = v,
-            Err(e) => rep.damaged_records.push(format!("pack list unreadable: {e}")),
+            Err(e) => rep
+                .damaged_records
+                .push(format!("pack list unreadable: {e}")),
         }
         rep.packs = pack_ids.len() as u64;
         let pack_set: HashSet<i64> = pack_ids.iter().copied().collect();
@@ -122,10 +130,16 @@ impl Repository<Unlocked> {
                             match p.chunk(seq) {
                                 Some(d) if keys.chunk_id(d) == cid => {}
                                 Some(_) => {
-                                    bad_chunks.insert(cid, format!("pack {pid:016x}: a chunk does not match its id"));
+                                    bad_chunks.insert(
+                                        cid,
+                                        format!("pack {pid:016x}: a chunk does not match its id"),
+                                    );
                                 }
                                 None => {
-                                    bad_chunks.insert(cid, format!("pack {pid:016x}: a chunk is missing"));
+                                    bad_chunks.insert(
+                                        cid,
+                                        format!("pack {pid:016x}: a chunk is missing"),
+                                    );
                                 }
                             }
                         }
@@ -158,7 +172,15 @@ impl Repository<Unlocked> {
         for (sid, rec) in &snaps {
             cancel.check()?;
             let sid = store::snap_hex(*sid);
-            self.check_tree(rec.tree, Path::new(""), &sid, &index, &bad_chunks, &mut cache, &mut rep)?;
+            self.check_tree(
+                rec.tree,
+                Path::new(""),
+                &sid,
+                &index,
+                &bad_chunks,
+                &mut cache,
+                &mut rep,
+            )?;
         }
         rep.trees = cache.len() as u64;
         rep.ok = rep.damaged_files.is_empty() && rep.damaged_records.is_empty();
@@ -226,4 +248,3 @@ impl Repository<Unlocked> {
         Ok(())
     }
 }
-

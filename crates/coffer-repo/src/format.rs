@@ -394,7 +394,10 @@ mod tests {
         let mut p = pack_header(&[3, 0, 2]);
         let h = p.len();
         p.extend_from_slice(b"abcde");
-        assert_eq!(pack_chunks(&p).unwrap(), vec![(h, 3), (h + 3, 0), (h + 3, 2)]);
+        assert_eq!(
+            pack_chunks(&p).unwrap(),
+            vec![(h, 3), (h + 3, 0), (h + 3, 2)]
+        );
         assert!(pack_chunks(&p[..p.len() - 1]).is_err());
     }
 }

@@ -210,7 +210,11 @@ impl RecoveryKey {
                 continue;
             }
             let lc = ch.to_ascii_lowercase();
-            let v = if lc.is_ascii() { hex_value(lc as u8) } else { None };
+            let v = if lc.is_ascii() {
+                hex_value(lc as u8)
+            } else {
+                None
+            };
             let Some(v) = v else {
                 return Err(RepoError::KeyFormat {
                     reason: format!(
@@ -336,7 +340,10 @@ mod tests {
     fn seal_binds_associated_data() {
         let k = MasterKey::from_bytes([1; 32]).subkeys();
         let c = seal(&k.meta_seal, &[b"tree", b"id1"], b"hello");
-        assert_eq!(open(&k.meta_seal, &[b"tree", b"id1"], &c).unwrap(), b"hello");
+        assert_eq!(
+            open(&k.meta_seal, &[b"tree", b"id1"], &c).unwrap(),
+            b"hello"
+        );
         assert!(open(&k.meta_seal, &[b"tree", b"id2"], &c).is_none());
         assert!(open(&k.data_seal, &[b"tree", b"id1"], &c).is_none());
         assert_ne!(k.chunk_id(b"x"), k.tree_id(b"x"));

@@ -64,7 +64,13 @@ pub struct PruneSummary {
 fn buckets(t: i64) -> [i64; 5] {
     let days = t.div_euclid(86_400);
     let (y, m, _) = civil_from_days(days);
-    [t.div_euclid(3600), days, (days + 3).div_euclid(7), y * 12 + m as i64, y]
+    [
+        t.div_euclid(3600),
+        days,
+        (days + 3).div_euclid(7),
+        y * 12 + m as i64,
+        y,
+    ]
 }
 
 /// Indices (into newest-first `times`) of the snapshots the policy keeps.
@@ -75,7 +81,13 @@ pub(crate) fn apply_policy(p: &RetentionPolicy, times_newest_first: &[i64]) -> V
             *k = true;
         }
     }
-    let limits = [p.keep_hourly, p.keep_daily, p.keep_weekly, p.keep_monthly, p.keep_yearly];
+    let limits = [
+        p.keep_hourly,
+        p.keep_daily,
+        p.keep_weekly,
+        p.keep_monthly,
+        p.keep_yearly,
+    ];
     for (rule, &limit) in limits.iter().enumerate() {
         let mut kept = 0u32;
         let mut last: Option<i64> = None;
@@ -100,7 +112,8 @@ fn file_size(p: &std::path::Path) -> u64 {
         s.push("-wal");
         std::path::PathBuf::from(s)
     };
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+        + std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
 }
 
 impl Repository<Unlocked> {
@@ -112,11 +125,19 @@ impl Repository<Unlocked> {
                 "no --keep-… rule was given; that would remove every snapshot".into(),
             ));
         }
-        let _lock = if dry_run { None } else { Some(store::take_lock(self)?) };
+        let _lock = if dry_run {
+            None
+        } else {
+            Some(store::take_lock(self)?)
+        };
         let (snaps, _) = store::load_snapshots(&self.conn, self.keys())?;
-        let mut groups: HashMap<(String, Vec<Vec<u8>>), Vec<(u64, crate::format::SnapshotRecord)>> = HashMap::new();
+        type Group = Vec<(u64, crate::format::SnapshotRecord)>;
+        let mut groups: HashMap<(String, Vec<Vec<u8>>), Group> = HashMap::new();
         for (id, r) in snaps {
-            groups.entry((r.set_name.clone(), r.paths.clone())).or_default().push((id, r));
+            groups
+                .entry((r.set_name.clone(), r.paths.clone()))
+                .or_default()
+                .push((id, r));
         }
         let mut plan = ForgetPlan {
             keep: Vec::new(),
@@ -160,7 +181,10 @@ impl Repository<Unlocked> {
         let (snaps, bad) = store::load_snapshots(&self.conn, keys)?;
         if !bad.is_empty() {
             return Err(RepoError::Damaged {
-                detail: format!("{} snapshot record(s) fail authentication; prune refuses to run", bad.len()),
+                detail: format!(
+                    "{} snapshot record(s) fail authentication; prune refuses to run",
+                    bad.len()
+                ),
             });
         }
         let mut trees: HashSet<Id> = HashSet::new();
@@ -194,7 +218,9 @@ impl Repository<Unlocked> {
                 .query_map([], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             for t in all_trees {
-                let keep = <Id>::try_from(t.as_slice()).map(|i| trees.contains(&i)).unwrap_or(false);
+                let keep = <Id>::try_from(t.as_slice())
+                    .map(|i| trees.contains(&i))
+                    .unwrap_or(false);
                 if !keep {
                     s.trees_deleted += tx.execute("DELETE FROM trees WHERE id = ?1", [t])? as u64;
                 }
@@ -235,7 +261,10 @@ impl Repository<Unlocked> {
                 new_packs.push(builder.finish(keys)?);
             }
             for p in new_packs {
-                tx.execute("INSERT INTO packs(id, data) VALUES (?1, ?2)", params![p.id, p.sealed])?;
+                tx.execute(
+                    "INSERT INTO packs(id, data) VALUES (?1, ?2)",
+                    params![p.id, p.sealed],
+                )?;
                 for (seq, id) in p.ids.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO chunks(id, pack, seq) VALUES (?1, ?2, ?3)",
@@ -245,10 +274,15 @@ impl Repository<Unlocked> {
                 s.packs_written += 1;
             }
             // Packs that lost their index rows (should not happen) are garbage too.
-            s.packs_deleted += tx.execute("DELETE FROM packs WHERE id NOT IN (SELECT DISTINCT pack FROM chunks)", [])? as u64;
+            s.packs_deleted += tx.execute(
+                "DELETE FROM packs WHERE id NOT IN (SELECT DISTINCT pack FROM chunks)",
+                [],
+            )? as u64;
         }
         tx.commit()?;
-        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?;
+        self.conn.execute_batch(
+            "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; PRAGMA wal_checkpoint(TRUNCATE);",
+        )?;
         s.bytes_after = file_size(&self.path);
         Ok(s)
     }
@@ -262,7 +296,13 @@ mod tests {
     fn policy_keeps_last_and_one_per_day() {
         let day = 86_400;
         // newest first: two today, one yesterday, two three days ago
-        let t = [10 * day + 500, 10 * day + 100, 9 * day + 50, 7 * day + 900, 7 * day + 1];
+        let t = [
+            10 * day + 500,
+            10 * day + 100,
+            9 * day + 50,
+            7 * day + 900,
+            7 * day + 1,
+        ];
         let p = RetentionPolicy {
             keep_last: 1,
             ..Default::default()

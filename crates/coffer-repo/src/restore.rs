@@ -90,6 +90,8 @@ pub struct RestoreSummary {
     pub duration_ms: u64,
 }
 
+type WorkerOut = Result<Vec<(usize, std::result::Result<(), String>)>>;
+
 struct Item {
     rel: PathBuf,
     node: Node,
@@ -223,13 +225,28 @@ impl Repository<Unlocked> {
 
     /// Restores (or with `dry_run`, only checks that it could). Files whose
     /// data is damaged are named in `damaged`; all others are restored.
-    pub fn restore(&self, req: &RestoreRequest, progress: &dyn Progress, cancel: &CancelToken) -> Result<RestoreSummary> {
+    pub fn restore(
+        &self,
+        req: &RestoreRequest,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+    ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let (plan, items) = self.plan_inner(req)?;
         if plan.conflicts > 0 && !req.overwrite {
-            let first: Vec<&str> = plan.items.iter().filter(|i| i.exists).take(3).map(|i| i.target.as_str()).collect();
+            let first: Vec<&str> = plan
+                .items
+                .iter()
+                .filter(|i| i.exists)
+                .take(3)
+                .map(|i| i.target.as_str())
+                .collect();
             return Err(RepoError::AlreadyExists {
-                what: format!("{} item(s) at the target, e.g. {}", plan.conflicts, first.join(", ")),
+                what: format!(
+                    "{} item(s) at the target, e.g. {}",
+                    plan.conflicts,
+                    first.join(", ")
+                ),
             });
         }
         let mut summary = RestoreSummary {
@@ -259,7 +276,8 @@ impl Repository<Unlocked> {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dst.is_dir() => {
                         // Make sure we can write into it until its mode is set.
-                        let _ = std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700));
+                        let _ =
+                            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && req.overwrite => {
                         std::fs::remove_file(&dst).map_err(|e| RepoError::io(&dst, e))?;
@@ -292,36 +310,50 @@ impl Repository<Unlocked> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let keys = self.keys();
         let repo_path = self.path.clone();
-        let results: Vec<Result<Vec<(usize, std::result::Result<(), String>)>>> = std::thread::scope(|s| {
+        let results: Vec<WorkerOut> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)
                 .map(|_| {
-                    s.spawn(|| -> Result<Vec<(usize, std::result::Result<(), String>)>> {
-                        let conn = store::reopen(&repo_path)?;
-                        let mut out = Vec::new();
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(&i) = files.get(k) else { break };
-                            cancel.check()?;
-                            let it = &items[i];
-                            let dst = req.target.join(&it.rel);
-                            progress.current_path(&dst);
-                            let r = write_file(&conn, keys, &index, &cache, &dst, &it.node, req.overwrite);
-                            match r {
-                                Ok(()) => out.push((i, Ok(()))),
-                                Err(RepoError::Damaged { detail }) => {
-                                    let _ = std::fs::remove_file(&dst);
-                                    out.push((i, Err(detail)));
+                    s.spawn(
+                        || -> Result<Vec<(usize, std::result::Result<(), String>)>> {
+                            let conn = store::reopen(&repo_path)?;
+                            let mut out = Vec::new();
+                            loop {
+                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(&i) = files.get(k) else { break };
+                                cancel.check()?;
+                                let it = &items[i];
+                                let dst = req.target.join(&it.rel);
+                                progress.current_path(&dst);
+                                let r = write_file(
+                                    &conn,
+                                    keys,
+                                    &index,
+                                    &cache,
+                                    &dst,
+                                    &it.node,
+                                    req.overwrite,
+                                );
+                                match r {
+                                    Ok(()) => out.push((i, Ok(()))),
+                                    Err(RepoError::Damaged { detail }) => {
+                                        let _ = std::fs::remove_file(&dst);
+                                        out.push((i, Err(detail)));
+                                    }
+                                    Err(e) => return Err(e),
                                 }
-                                Err(e) => return Err(e),
+                                progress.advance(1, it.node.size);
                             }
-                            progress.advance(1, it.node.size);
-                        }
-                        Ok(out)
-                    })
+                            Ok(out)
+                        },
+                    )
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(RepoError::Internal("a restore worker panicked".into()))))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RepoError::Internal("a restore worker panicked".into()))
+                    })
+                })
                 .collect()
         });
         let mut done: HashMap<usize, std::result::Result<(), String>> = HashMap::new();
@@ -333,11 +365,15 @@ impl Repository<Unlocked> {
         for &i in &files {
             let it = &items[i];
             match done.get(&i) {
-                Some(Ok(())) => apply_meta(&req.target.join(&it.rel), &it.node, &mut summary.warnings),
+                Some(Ok(())) => {
+                    apply_meta(&req.target.join(&it.rel), &it.node, &mut summary.warnings)
+                }
                 Some(Err(detail)) => {
                     summary.files -= 1;
                     summary.bytes -= it.node.size;
-                    summary.damaged.push(format!("{} ({detail})", display_path(&it.rel)));
+                    summary
+                        .damaged
+                        .push(format!("{} ({detail})", display_path(&it.rel)));
                 }
                 None => return Err(RepoError::Internal("a file was not restored".into())),
             }
@@ -388,7 +424,8 @@ fn write_file(
             hole = true;
         } else {
             if hole {
-                f.seek(SeekFrom::Start(pos)).map_err(|e| RepoError::io(dst, e))?;
+                f.seek(SeekFrom::Start(pos))
+                    .map_err(|e| RepoError::io(dst, e))?;
                 hole = false;
             }
             f.write_all(data).map_err(|e| RepoError::io(dst, e))?;

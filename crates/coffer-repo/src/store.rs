@@ -78,7 +78,10 @@ pub(crate) fn create(path: &Path, key: &MasterKey) -> Result<()> {
         ("key_check", check),
         ("chunker", b"fastcdc-2020 65536/262144/1048576".to_vec()),
     ] {
-        tx.execute("INSERT INTO meta(key, value) VALUES (?1, ?2)", params![k, v])?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )?;
     }
     tx.commit()?;
     Ok(())
@@ -125,7 +128,9 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, [u8; 16])> {
     if n < 16 || &head[..16] != b"SQLite format 3\0" {
         return Err(not_repo());
     }
-    if n < 100 || i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]])) != APPLICATION_ID {
+    if n < 100
+        || i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]])) != APPLICATION_ID
+    {
         return Err(not_repo());
     }
     let page_size = match u16::from_be_bytes([head[16], head[17]]) {
@@ -157,7 +162,9 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, [u8; 16])> {
         migrate(&conn, version)?;
     }
     let repo_id: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'repo_id'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'repo_id'", [], |r| {
+            r.get(0)
+        })
         .optional()
         .map_err(|e| damaged_or(e.into()))?;
     let repo_id = repo_id.ok_or_else(|| RepoError::Damaged {
@@ -183,7 +190,12 @@ fn damaged_or(e: RepoError) -> RepoError {
     }
 }
 
-pub(crate) fn verify_key(conn: &Connection, repo_id: &[u8; 16], key: &MasterKey, keys: &SubKeys) -> Result<()> {
+pub(crate) fn verify_key(
+    conn: &Connection,
+    repo_id: &[u8; 16],
+    key: &MasterKey,
+    keys: &SubKeys,
+) -> Result<()> {
     let get = |k: &str| -> Result<Vec<u8>> {
         conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
             .optional()
@@ -197,7 +209,11 @@ pub(crate) fn verify_key(conn: &Connection, repo_id: &[u8; 16], key: &MasterKey,
         return Err(RepoError::WrongKey);
     }
     let check = get("key_check")?;
-    match key::open(&keys.check_seal, &[b"key-check".as_slice(), repo_id], &check) {
+    match key::open(
+        &keys.check_seal,
+        &[b"key-check".as_slice(), repo_id],
+        &check,
+    ) {
         Some(p) if p == KEY_CHECK_PLAINTEXT => Ok(()),
         _ => Err(RepoError::Damaged {
             detail: "the key-check record fails authentication".into(),
@@ -227,7 +243,10 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Ok(c) = Connection::open(&self.path) {
             let _ = c.busy_timeout(std::time::Duration::from_secs(10));
-            let _ = c.execute("DELETE FROM lock WHERE pid = ?1", [std::process::id() as i64]);
+            let _ = c.execute(
+                "DELETE FROM lock WHERE pid = ?1",
+                [std::process::id() as i64],
+            );
         }
     }
 }
@@ -242,7 +261,9 @@ pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
     let pid = std::process::id() as i64;
     let tx = repo.conn.unchecked_transaction()?;
     let existing: Option<(Vec<u8>, i64)> = tx
-        .query_row("SELECT holder, pid FROM lock WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row("SELECT holder, pid FROM lock WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     if let Some((h, p)) = existing {
         let same_host = bool::from(h.as_slice().ct_eq(holder));
@@ -280,13 +301,16 @@ pub(crate) fn snapshot_ad(id: u64) -> [u8; 8] {
 }
 
 pub(crate) fn seal_tree(keys: &SubKeys, id: &Id, plain: &[u8]) -> Result<Vec<u8>> {
-    let z = zstd::bulk::compress(plain, 3).map_err(|e| RepoError::Internal(format!("zstd: {e}")))?;
+    let z =
+        zstd::bulk::compress(plain, 3).map_err(|e| RepoError::Internal(format!("zstd: {e}")))?;
     Ok(key::seal(&keys.meta_seal, &[b"tree".as_slice(), id], &z))
 }
 
 pub(crate) fn open_tree_record(keys: &SubKeys, id: &Id, sealed: &[u8]) -> Result<Vec<Node>> {
-    let z = key::open(&keys.meta_seal, &[b"tree".as_slice(), id], sealed).ok_or_else(|| RepoError::Damaged {
-        detail: format!("directory record {} fails authentication", short_hex(id)),
+    let z = key::open(&keys.meta_seal, &[b"tree".as_slice(), id], sealed).ok_or_else(|| {
+        RepoError::Damaged {
+            detail: format!("directory record {} fails authentication", short_hex(id)),
+        }
     })?;
     let plain = zstd::stream::decode_all(z.as_slice()).map_err(|_| RepoError::Damaged {
         detail: format!("directory record {} cannot be decompressed", short_hex(id)),
@@ -322,16 +346,24 @@ pub(crate) fn seal_snapshot(keys: &SubKeys, id: u64, rec: &SnapshotRecord) -> Ve
     )
 }
 
+pub(crate) type Snapshots = (Vec<(u64, SnapshotRecord)>, Vec<u64>);
+
 /// All snapshots that decrypt, plus the ids of those that do not.
-pub(crate) fn load_snapshots(conn: &Connection, keys: &SubKeys) -> Result<(Vec<(u64, SnapshotRecord)>, Vec<u64>)> {
+pub(crate) fn load_snapshots(conn: &Connection, keys: &SubKeys) -> Result<Snapshots> {
     let mut stmt = conn.prepare("SELECT id, data FROM snapshots")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+    })?;
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for row in rows {
         let (id, data) = row?;
-        match key::open(&keys.meta_seal, &[b"snapshot".as_slice(), &snapshot_ad(id)], &data)
-            .and_then(|p| format::decode_snapshot(&p).ok())
+        match key::open(
+            &keys.meta_seal,
+            &[b"snapshot".as_slice(), &snapshot_ad(id)],
+            &data,
+        )
+        .and_then(|p| format::decode_snapshot(&p).ok())
         {
             Some(rec) => good.push((id, rec)),
             None => bad.push(id),
@@ -347,16 +379,26 @@ pub(crate) fn snap_hex(id: u64) -> String {
 }
 
 /// Resolves `latest` or a hex prefix.
-pub(crate) fn resolve_snapshot(conn: &Connection, keys: &SubKeys, name: &str) -> Result<(u64, SnapshotRecord)> {
+pub(crate) fn resolve_snapshot(
+    conn: &Connection,
+    keys: &SubKeys,
+    name: &str,
+) -> Result<(u64, SnapshotRecord)> {
     let (snaps, _) = load_snapshots(conn, keys)?;
     if name == "latest" {
-        return snaps.last().cloned().ok_or_else(|| RepoError::SnapshotNotFound(name.into()));
+        return snaps
+            .last()
+            .cloned()
+            .ok_or_else(|| RepoError::SnapshotNotFound(name.into()));
     }
     let lower = name.to_ascii_lowercase();
     if lower.is_empty() || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(RepoError::SnapshotNotFound(name.into()));
     }
-    let mut found: Vec<_> = snaps.into_iter().filter(|(id, _)| snap_hex(*id).starts_with(&lower)).collect();
+    let mut found: Vec<_> = snaps
+        .into_iter()
+        .filter(|(id, _)| snap_hex(*id).starts_with(&lower))
+        .collect();
     match found.len() {
         0 => Err(RepoError::SnapshotNotFound(name.into())),
         1 => Ok(found.remove(0)),
@@ -372,8 +414,13 @@ pub(crate) fn pack_ad(id: i64) -> [u8; 8] {
 
 /// Compresses and seals a pack's plaintext.
 pub(crate) fn seal_pack(keys: &SubKeys, id: i64, plain: &[u8], level: i32) -> Result<Vec<u8>> {
-    let z = zstd::bulk::compress(plain, level).map_err(|e| RepoError::Internal(format!("zstd: {e}")))?;
-    Ok(key::seal(&keys.data_seal, &[b"pack".as_slice(), &pack_ad(id)], &z))
+    let z = zstd::bulk::compress(plain, level)
+        .map_err(|e| RepoError::Internal(format!("zstd: {e}")))?;
+    Ok(key::seal(
+        &keys.data_seal,
+        &[b"pack".as_slice(), &pack_ad(id)],
+        &z,
+    ))
 }
 
 /// A decoded pack: plaintext and each chunk's (offset, len).
@@ -394,7 +441,8 @@ pub(crate) fn open_pack(keys: &SubKeys, id: i64, sealed: &[u8]) -> Result<Decode
     };
     let z = key::open(&keys.data_seal, &[b"pack".as_slice(), &pack_ad(id)], sealed)
         .ok_or_else(|| damaged("fails authentication"))?;
-    let plain = zstd::stream::decode_all(z.as_slice()).map_err(|_| damaged("cannot be decompressed"))?;
+    let plain =
+        zstd::stream::decode_all(z.as_slice()).map_err(|_| damaged("cannot be decompressed"))?;
     let chunks = format::pack_chunks(&plain).map_err(|_| damaged("has a malformed header"))?;
     Ok(DecodedPack { plain, chunks })
 }
@@ -414,7 +462,13 @@ pub(crate) fn read_pack(conn: &Connection, keys: &SubKeys, id: i64) -> Result<De
 pub(crate) fn load_index(conn: &Connection) -> Result<HashMap<Id, (i64, usize)>> {
     let mut stmt = conn.prepare("SELECT id, pack, seq FROM chunks")?;
     let mut map = HashMap::new();
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
     for row in rows {
         let (id, pack, seq) = row?;
         if let Ok(id) = <Id>::try_from(id.as_slice()) {
@@ -442,7 +496,10 @@ impl PackCache {
 
     pub fn get(&self, conn: &Connection, keys: &SubKeys, id: i64) -> Result<Arc<DecodedPack>> {
         let slot = {
-            let mut g = self.slots.lock().map_err(|_| RepoError::Internal("pack cache poisoned".into()))?;
+            let mut g = self
+                .slots
+                .lock()
+                .map_err(|_| RepoError::Internal("pack cache poisoned".into()))?;
             let (map, order) = &mut *g;
             if let Some(s) = map.get(&id) {
                 s.clone()
@@ -458,7 +515,11 @@ impl PackCache {
                 s
             }
         };
-        let r = slot.get_or_init(|| read_pack(conn, keys, id).map(Arc::new).map_err(|e| e.to_string()));
+        let r = slot.get_or_init(|| {
+            read_pack(conn, keys, id)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
         r.clone().map_err(|detail| RepoError::Damaged { detail })
     }
 }
