@@ -15,7 +15,6 @@ use ts_rs::TS;
 /// the UI switches on this, never on the message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]
-
 pub enum ErrorKind {
     /// The input (a path, a pattern, a flag, a typed key) is not acceptable.
     InvalidInput,
@@ -55,7 +54,6 @@ pub enum ErrorKind {
 
 /// One error as a person sees it. Never contains secret material.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
-
 pub struct ErrorReport {
     pub kind: ErrorKind,
     /// Stable code, documented in docs/errors.md (e.g. `CF-R003`).
@@ -68,7 +66,11 @@ pub struct ErrorReport {
 
 impl std::fmt::Display for ErrorReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "error {}: {}\n  next step: {}", self.code, self.message, self.next_step)
+        write!(
+            f,
+            "error {}: {}\n  next step: {}",
+            self.code, self.message, self.next_step
+        )
     }
 }
 
@@ -160,6 +162,9 @@ mod tests {
     #[test]
     fn undocumented_codes_are_found() {
         let md = "| `CF-R001` | wrong key |";
-        assert_eq!(undocumented_codes(&["CF-R001", "CF-R002"], md), vec!["CF-R002"]);
+        assert_eq!(
+            undocumented_codes(&["CF-R001", "CF-R002"], md),
+            vec!["CF-R002"]
+        );
     }
 }
