@@ -580,11 +580,11 @@ fn a_damaged_directory_record_is_named() {
     let sub_listing = repo.list_tree("latest", Some(&src.join("sub"))).unwrap();
     assert_eq!(sub_listing.len(), 2);
     drop(repo);
-    // The smallest tree record is the listing of `sub` (one file).
+    // The largest tree record is the listing of `src` (nine entries).
     let blob: Vec<u8> = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row(
-            "SELECT data FROM trees ORDER BY length(data) LIMIT 1",
+            "SELECT data FROM trees ORDER BY length(data) DESC LIMIT 1",
             [],
             |r| r.get(0),
         )
