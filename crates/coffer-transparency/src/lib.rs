@@ -6,7 +6,8 @@
 //! * [`bundle`]: the fleet-key bundle (artifact + witness-signed,
 //!   operator-countersigned proof) and its byte-exact encodings;
 //! * [`evidence`]: deployment evidence from the fleet ceremony;
-//! * [`verify`]: the client's verifier and its structured report.
+//! * [`verify`]: the client's verifier and its structured report;
+//! * [`diff`]: fleet-key differences between epochs, for audits.
 //!
 //! Pure library: no networking, no clock. Encodings: `docs/protocol.md`,
 //! section "Fleet-key validation".
@@ -14,6 +15,7 @@
 
 pub mod bundle;
 pub mod checkpoint;
+pub mod diff;
 pub mod evidence;
 pub mod merkle;
 pub mod note;
@@ -21,6 +23,7 @@ pub mod verify;
 
 pub use bundle::{Bundle, BundleError, FleetKey, FleetKeys, KeyRole, Proof, NAMESPACE};
 pub use checkpoint::{Checkpoint, CheckpointError};
+pub use diff::{diff_keys, ChangeKind, KeyChange};
 pub use evidence::{verify_evidence, DeploymentEvidence, EvidenceError, EvidenceReport};
 pub use merkle::{Hash, MerkleError};
 pub use note::{NoteError, NoteSigner, NoteVerifier};
