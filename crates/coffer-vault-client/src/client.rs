@@ -77,9 +77,11 @@ impl VaultClient {
         }
     }
 
-    /// A client over HTTP to `url` (30 s timeout per request).
+    /// A client over HTTP to `url`, or to several nodes' URLs separated by
+    /// commas (30 s timeout per request).
     pub fn http(url: &str, validator: Arc<dyn FleetKeyValidator>) -> Result<Self, VaultError> {
-        let t = HttpTransport::new(url, Duration::from_secs(30))
+        let urls: Vec<String> = url.split(',').map(str::to_string).collect();
+        let t = HttpTransport::with_urls(&urls, Duration::from_secs(30))
             .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
         Ok(Self::new(Arc::new(t), validator))
     }

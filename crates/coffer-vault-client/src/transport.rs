@@ -18,18 +18,34 @@ pub trait Transport: Send + Sync {
 }
 
 /// HTTP transport: `POST {base}/v1/vault` with the encoded request as body.
+/// With several base URLs (the nodes of one fleet) a request whose
+/// connection fails is sent to the next node; a request that may have been
+/// delivered is never re-sent.
 #[derive(Clone, Debug)]
 pub struct HttpTransport {
     client: reqwest::Client,
-    endpoint: String,
+    endpoints: Vec<String>,
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl HttpTransport {
     /// `base` is the vault's URL, e.g. `http://127.0.0.1:7400`.
     pub fn new(base: &str, timeout: Duration) -> Result<Self, TransportError> {
-        let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(TransportError(format!("not an http(s) URL: {base}")));
+        Self::with_urls(&[base.to_string()], timeout)
+    }
+
+    /// A transport over several nodes of one fleet (failover on connection errors).
+    pub fn with_urls(bases: &[String], timeout: Duration) -> Result<Self, TransportError> {
+        if bases.is_empty() {
+            return Err(TransportError("no vault URL".into()));
+        }
+        let mut endpoints = Vec::new();
+        for base in bases {
+            let base = base.trim().trim_end_matches('/');
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(TransportError(format!("not an http(s) URL: {base}")));
+            }
+            endpoints.push(format!("{base}/v1/vault"));
         }
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -38,7 +54,8 @@ impl HttpTransport {
             .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpTransport {
             client,
-            endpoint: format!("{base}/v1/vault"),
+            endpoints,
+            next: Default::default(),
         })
     }
 }
@@ -46,14 +63,28 @@ impl HttpTransport {
 impl Transport for HttpTransport {
     fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
         Box::pin(async move {
-            let resp = self
-                .client
-                .post(&self.endpoint)
-                .header("content-type", "application/json")
-                .body(request)
-                .send()
-                .await
-                .map_err(|e| TransportError(describe(&e)))?;
+            let n = self.endpoints.len();
+            let first = self.next.load(std::sync::atomic::Ordering::Relaxed);
+            let mut k = 0;
+            let resp = loop {
+                let i = (first + k) % n;
+                let sent = self
+                    .client
+                    .post(&self.endpoints[i])
+                    .header("content-type", "application/json")
+                    .body(request.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) => {
+                        self.next.store(i, std::sync::atomic::Ordering::Relaxed);
+                        break r;
+                    }
+                    // Never delivered: safe to try the next node.
+                    Err(e) if e.is_connect() && k + 1 < n => k += 1,
+                    Err(e) => return Err(TransportError(describe(&e))),
+                }
+            };
             if resp
                 .content_length()
                 .is_some_and(|n| n as usize > MAX_MESSAGE_LEN)

@@ -1,0 +1,47 @@
+use coffer_error::{ErrorKind, UserFacing};
+
+pub(crate) const CODES: &[&str] = &["CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017"];
+
+/// Why the vault server could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("the request body is larger than the vault accepts")]
+    TooLarge,
+    #[error("the vault did not answer in time")]
+    Timeout,
+    #[error("vault config problem: {0}")]
+    Config(String),
+    #[error("vault I/O problem: {0}")]
+    Io(String),
+    #[error("the HSM could not start: {0}")]
+    Hsm(String),
+}
+
+impl UserFacing for ServerError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ServerError::TooLarge | ServerError::Config(_) => ErrorKind::InvalidInput,
+            ServerError::Timeout => ErrorKind::VaultUnavailable,
+            ServerError::Io(_) => ErrorKind::Io,
+            ServerError::Hsm(_) => ErrorKind::Internal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            ServerError::TooLarge => "CF-V050",
+            ServerError::Timeout => "CF-V051",
+            ServerError::Config(_) => "CF-V052",
+            ServerError::Io(_) => "CF-V053",
+            ServerError::Hsm(_) => "CF-V017",
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            ServerError::TooLarge => "Use an up-to-date client.".into(),
+            ServerError::Timeout => "Try again later; operators: check the fleet's health.".into(),
+            ServerError::Config(_) => "Check the --config path; re-run `coffer-vault fleet create` if the files are damaged.".into(),
+            ServerError::Io(_) => "Free the port or pick another, and check the data directory's permissions.".into(),
+            ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The Coffer vault server.
+//!
+//! * [`api::router`]: the HTTP API for clients (`POST /v1/vault`, one
+//!   encoded vault request per body, one response back), with a body-size
+//!   limit, a per-request timeout, JSON errors and structured logs that carry
+//!   no secret and no user id.
+//! * [`node`]: `fleet create` (configs and keys for N nodes) and the node
+//!   runner (`coffer-vault node --config FILE`): one simulated HSM with its
+//!   fleet replica behind one HTTP port that serves both the client API and
+//!   the fleet's authenticated envelopes.
+//! * [`embedded`]: a whole fleet (5 nodes by default) in this process, on a
+//!   data directory, for the app's local demo fleet.
+//!
+//! The HSMs are a **software simulation**: their internal keys live in the
+//! node config files (mode 0600), standing in for an HSM's key store.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod embedded;
+mod error;
+pub mod node;
+
+pub use error::ServerError;
+
+/// Every error code this crate can produce (documented in docs/errors.md).
+pub const ERROR_CODES: &[&str] = error::CODES;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_error_code_is_documented() {
+        let missing = coffer_error::undocumented_codes(
+            super::ERROR_CODES,
+            include_str!("../../../docs/errors.md"),
+        );
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+}

@@ -1,0 +1,196 @@
+//! `coffer-vault`: the vault's fleet ceremony and node runner.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffer_error::UserFacing;
+use coffer_fleet::RaftTuning;
+use coffer_vault::node::{fleet_create, run_node, CreateOptions};
+use coffer_vault::ServerError;
+
+/// The Coffer vault: a fleet of simulated HSMs behind an HTTP API.
+#[derive(Parser)]
+#[command(name = "coffer-vault", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The fleet ceremony.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
+    /// Runs one node (one simulated HSM) from its config file.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Runs a whole fleet in this process on a data directory and serves its API.
+    Embedded {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: String,
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Writes keys and configs for N nodes (node-<id>.toml, fleet-public.json).
+    Create {
+        #[arg(long, default_value_t = 5)]
+        nodes: usize,
+        /// Output directory (must not already hold a fleet).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "coffer-fleet")]
+        fleet_id: String,
+        /// Consecutive wrong guesses that destroy a record.
+        #[arg(long, default_value_t = 10)]
+        guess_limit: u32,
+        /// Host the nodes listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// First port: node i listens on base_port + i - 1.
+        #[arg(long, default_value_t = 7401)]
+        base_port: u16,
+        /// Explicit ports, comma-separated (overrides --base-port).
+        #[arg(long, value_delimiter = ',')]
+        ports: Vec<u16>,
+        /// Raft timings for nodes on one computer (short timeouts).
+        #[arg(long)]
+        local_timings: bool,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn fail(e: ServerError) -> ExitCode {
+    eprintln!("{}", e.report());
+    ExitCode::from(2)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    match cli.command {
+        Command::Fleet {
+            command:
+                FleetCommand::Create {
+                    nodes,
+                    out,
+                    fleet_id,
+                    guess_limit,
+                    host,
+                    base_port,
+                    ports,
+                    local_timings,
+                },
+        } => {
+            let ports: Vec<u16> = if ports.is_empty() {
+                (0..nodes as u16)
+                    .map(|i| base_port.saturating_add(i))
+                    .collect()
+            } else {
+                ports
+            };
+            let opts = CreateOptions {
+                nodes,
+                fleet_id,
+                guess_limit,
+                addrs: ports.iter().map(|p| format!("{host}:{p}")).collect(),
+                tuning: if local_timings {
+                    RaftTuning::local()
+                } else {
+                    RaftTuning::default()
+                },
+            };
+            match fleet_create(&out, &opts) {
+                Ok(public) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&public).unwrap_or_default()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Command::Node { config } => match run_node(&config).await {
+            Ok(node) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {
+                        tracing::info!("stopping");
+                        node.shutdown().await;
+                    }
+                    _ = wait_term() => {
+                        tracing::info!("stopping");
+                        node.shutdown().await;
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Embedded {
+            data_dir,
+            listen,
+            nodes,
+        } => {
+            let v = match coffer_vault::embedded::start_with(
+                &data_dir,
+                nodes,
+                coffer_hsm::DEFAULT_GUESS_LIMIT,
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            match v.serve(&listen).await {
+                Ok((addr, task)) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({"url": format!("http://{addr}"), "fleet_key": hex::encode(v.fleet_key()), "simulated_hsm": true})
+                    );
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = wait_term() => {}
+                        _ = task => {}
+                    }
+                    v.shutdown().await;
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+async fn wait_term() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
+}

@@ -1,0 +1,242 @@
+//! The fleet ceremony (`fleet create`) and one node process (`node --config`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use coffer_fleet::http::{fleet_router, HttpTransport, NodeSlot};
+use coffer_fleet::{FleetNode, FleetSetup, NodeConfig, RaftTuning, Replicator, Transport};
+use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState, Sealer};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::api::{self, HsmSlot};
+use crate::ServerError;
+
+/// One node's config file (TOML). It holds the simulated HSM's internal keys:
+/// written mode 0600, never logged.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    /// The node's data directory (relative paths are relative to the file).
+    pub data_dir: String,
+    /// The fleet's HSM secrets (OPAQUE setup, state-sealing key, guess limit)
+    /// sealed under this node's sealing key, base64.
+    pub hsm_secrets: String,
+    /// The replication config (ids, link keys, sealing key, peers, timings).
+    pub fleet: NodeConfig,
+}
+
+/// What `fleet create` publishes: no secrets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FleetPublic {
+    pub fleet_id: String,
+    /// The OPAQUE server public key, hex: what clients pin.
+    pub fleet_key: String,
+    pub guess_limit: u32,
+    /// The nodes' client URLs, in node-id order.
+    pub urls: Vec<String>,
+    pub simulated_hsm: bool,
+}
+
+/// Options of the ceremony.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub nodes: usize,
+    pub fleet_id: String,
+    pub guess_limit: u32,
+    /// `host:port` per node (its client API and fleet endpoint).
+    pub addrs: Vec<String>,
+    pub tuning: RaftTuning,
+}
+
+fn device_sealer(c: &NodeConfig) -> Sealer {
+    let mut k = [0u8; 64];
+    k.copy_from_slice(c.sealing_key.expose());
+    Sealer::new(k.into())
+}
+
+/// Runs the (simulated) ceremony: writes `node-<id>.toml` per node and
+/// `fleet-public.json` into `out`. Fails if `out` already holds a fleet.
+pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, ServerError> {
+    if opts.addrs.len() != opts.nodes {
+        return Err(ServerError::Config(format!(
+            "{} addresses for {} nodes",
+            opts.addrs.len(),
+            opts.nodes
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| ServerError::Io(format!("{}: {e}", out.display())))?;
+    if out.join("fleet-public.json").exists() {
+        return Err(ServerError::Config(format!(
+            "{} already holds a fleet",
+            out.display()
+        )));
+    }
+    let secrets = HsmSecrets::generate(&opts.fleet_id, opts.guess_limit)
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let mut configs = FleetSetup::create(opts.nodes, &opts.fleet_id, opts.tuning.clone())
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    for c in &mut configs {
+        for (i, a) in opts.addrs.iter().enumerate() {
+            c.set_addr(i as u64 + 1, a);
+        }
+    }
+    for c in configs {
+        let sealed = secrets.seal_under(&device_sealer(&c));
+        let file = NodeFile {
+            data_dir: format!("node-{}", c.node_id),
+            hsm_secrets: base64::engine::general_purpose::STANDARD.encode(sealed),
+            fleet: c,
+        };
+        let text =
+            Zeroizing::new(toml::to_string(&file).map_err(|e| ServerError::Config(e.to_string()))?);
+        let header = "# coffer-vault node config. It holds this simulated HSM's internal keys: keep it private (0600).\n";
+        write_private(
+            &out.join(format!("node-{}.toml", file.fleet.node_id)),
+            Zeroizing::new(format!("{header}{}", *text)).as_bytes(),
+        )?;
+    }
+    let public = FleetPublic {
+        fleet_id: opts.fleet_id.clone(),
+        fleet_key: hex::encode(secrets.server_public_key()),
+        guess_limit: opts.guess_limit,
+        urls: opts.addrs.iter().map(|a| format!("http://{a}")).collect(),
+        simulated_hsm: true,
+    };
+    let json =
+        serde_json::to_string_pretty(&public).map_err(|e| ServerError::Config(e.to_string()))?;
+    std::fs::write(out.join("fleet-public.json"), json)
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    Ok(public)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| ServerError::Io(e.to_string()))
+}
+
+/// A node config file, parsed and opened.
+pub struct LoadedNode {
+    pub config: NodeConfig,
+    pub data_dir: PathBuf,
+    pub secrets: Arc<HsmSecrets>,
+}
+
+/// Reads and opens a node config file.
+pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?,
+    );
+    let file: NodeFile = toml::from_str(&text)
+        .map_err(|e| ServerError::Config(format!("{}: {}", path.display(), e.message())))?;
+    file.fleet
+        .validate()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(file.hsm_secrets.trim())
+        .map_err(|_| ServerError::Config("hsm_secrets is not base64".into()))?;
+    let secrets = HsmSecrets::open_under(&device_sealer(&file.fleet), &sealed)
+        .map_err(|e| ServerError::Hsm(e.to_string()))?;
+    if secrets.fleet_id() != file.fleet.fleet_id {
+        return Err(ServerError::Config(
+            "the HSM secrets belong to another fleet".into(),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let dd = Path::new(&file.data_dir);
+    let data_dir = if dd.is_absolute() {
+        dd.to_path_buf()
+    } else {
+        base.join(dd)
+    };
+    Ok(LoadedNode {
+        config: file.fleet.clone(),
+        data_dir,
+        secrets: Arc::new(secrets),
+    })
+}
+
+/// A running node: HTTP server (client API + fleet envelopes) and fleet replica.
+pub struct RunningNode {
+    pub addr: SocketAddr,
+    pub node: Arc<FleetNode>,
+    pub hsm: Arc<Hsm>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Waits until the HTTP server stops (it normally runs until killed).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+
+    pub async fn shutdown(self) {
+        self.server.abort();
+        self.node.shutdown().await;
+    }
+}
+
+/// Starts the node described by `path`.
+pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
+    let loaded = load_node(path)?;
+    let nodes = loaded.config.members().len() as u32;
+    let listener = tokio::net::TcpListener::bind(&loaded.config.addr)
+        .await
+        .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", loaded.config.addr)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    let fleet_slot = NodeSlot::default();
+    let hsm_slot: HsmSlot = Default::default();
+    let app = api::router(hsm_slot.clone()).merge(fleet_router(fleet_slot.clone()));
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("http server stopped: {e}");
+        }
+    });
+    std::fs::create_dir_all(&loaded.data_dir)
+        .map_err(|e| ServerError::Io(format!("{}: {e}", loaded.data_dir.display())))?;
+    let transport: Arc<dyn Transport> =
+        Arc::new(HttpTransport::new(&loaded.config).map_err(|e| ServerError::Hsm(e.to_string()))?);
+    let node = FleetNode::start(
+        loaded.config.clone(),
+        &loaded.data_dir,
+        Box::new(HsmState::new(loaded.secrets.clone())),
+        transport,
+    )
+    .await
+    .map_err(|e| ServerError::Hsm(e.to_string()))?;
+    *fleet_slot.write().await = Some(node.clone());
+    let replicator: Arc<dyn Replicator> = node.clone();
+    let hsm = Arc::new(Hsm::new(
+        loaded.secrets.clone(),
+        replicator,
+        HsmConfig {
+            nodes,
+            validation_bundle: None,
+        },
+    ));
+    *hsm_slot.write().await = Some(hsm.clone());
+    tracing::info!(node = loaded.config.node_id, fleet = %loaded.config.fleet_id, %addr, "vault node serving");
+    Ok(RunningNode {
+        addr,
+        node,
+        hsm,
+        server,
+    })
+}
