@@ -672,6 +672,33 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Ids of the sets whose scheduled run is due at `now`, most overdue
+    /// first (what the app's timer starts while it is open).
+    pub fn due_sets(&self, now: i64, utc_offset_secs: i32) -> Vec<String> {
+        let mut due: Vec<(i64, &str)> = self
+            .backup_sets
+            .iter()
+            .filter_map(|set| {
+                let t = self.next_due(&set.id, now, utc_offset_secs)?;
+                (t <= now).then_some((t, set.id.as_str()))
+            })
+            .collect();
+        due.sort();
+        due.into_iter().map(|(_, id)| id.to_string()).collect()
+    }
+
+    /// Ids of the sets whose last good backup is older than their schedule
+    /// allows (the warning on the home screen and in the tray).
+    pub fn stale_sets(&self, now: i64) -> Vec<String> {
+        self.backup_sets
+            .iter()
+            .filter(|set| self.freshness(&set.id, now).is_some_and(|f| f.is_stale()))
+            .map(|set| set.id.clone())
+            .collect()
+    }
+}
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Reads and writes `settings.json` in one data directory.
@@ -962,6 +989,44 @@ mod tests {
             snapshot_id: snap.map(Into::into),
             bytes: 1234,
         }
+    }
+
+    #[test]
+    fn due_and_stale_sets_follow_the_schedules() {
+        let mut s = Settings::default();
+        let mut i = input("Hourly");
+        i.schedule = Schedule::EveryHours { hours: 1 };
+        let hourly = s.add_backup_set(i, 0).unwrap();
+        let mut i = input("Manual");
+        i.schedule = Schedule::Manual;
+        let manual = s.add_backup_set(i, 0).unwrap();
+        let mut i = input("Daily");
+        i.schedule = Schedule::DailyAt { hour: 3, minute: 0 };
+        let daily = s.add_backup_set(i, 0).unwrap();
+        // Never run: both scheduled sets are due, the manual one never.
+        assert_eq!(s.due_sets(100, 0), vec![hourly.clone(), daily.clone()]);
+        assert!(s.stale_sets(100).is_empty());
+
+        let ok = |start| RunRecord {
+            started_at: start,
+            finished_at: start + 10,
+            outcome: RunOutcome::Ok,
+            snapshot_id: None,
+            bytes: 1,
+        };
+        s.record_run(&hourly, ok(1000)).unwrap();
+        s.record_run(&daily, ok(1000)).unwrap();
+        s.record_run(&manual, ok(1000)).unwrap();
+        assert!(s.due_sets(1000 + 3599, 0).is_empty());
+        assert_eq!(s.due_sets(1000 + 3600, 0), vec![hourly.clone()]);
+        // 03:00 UTC on day 0 is 10800: the daily one is due then, and it is
+        // the more overdue of the two afterwards.
+        assert_eq!(s.due_sets(10_800, 0), vec![hourly.clone(), daily.clone()]);
+        assert_eq!(s.due_sets(90_000, 0)[0], hourly);
+        // Stale: hourly after 2 h, daily after 30 h; manual never.
+        assert_eq!(s.stale_sets(1010 + 7200), Vec::<String>::new());
+        assert_eq!(s.stale_sets(1011 + 7200), vec![hourly.clone()]);
+        assert_eq!(s.stale_sets(1011 + 30 * 3600), vec![hourly, daily]);
     }
 
     #[test]

@@ -280,3 +280,36 @@ fn a_file_system_change_after_saving_does_not_make_settings_look_corrupt() {
         "CF-A025"
     );
 }
+
+#[test]
+fn concurrent_saves_never_expose_a_half_written_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let versions: Vec<Settings> = (0..4)
+        .map(|n| {
+            let mut s = sample(tmp.path());
+            s.backup_sets[0].name = format!("Documents {n} {}", "x".repeat(n * 20));
+            s
+        })
+        .collect();
+    store.save(&versions[0]).unwrap();
+    std::thread::scope(|scope| {
+        for v in &versions {
+            let store = store.clone();
+            scope.spawn(move || {
+                for _ in 0..15 {
+                    store.save(v).unwrap();
+                }
+            });
+        }
+        let reader = store.clone();
+        let versions = &versions;
+        scope.spawn(move || {
+            for _ in 0..60 {
+                let got = reader.load().expect("a reader always sees a whole file");
+                assert!(versions.contains(&got));
+            }
+        });
+    });
+    assert_eq!(files_in(tmp.path()), vec![SETTINGS_FILE.to_string()]);
+}
