@@ -1,0 +1,371 @@
+//! `coffer audit`: check a fleet for yourself.
+//!
+//! * `coffer audit evidence FILE --vendor-root KEY --operator-root KEY`:
+//!   verify a deployment evidence document;
+//! * `coffer audit namespace --witness URL --witness-key KEY --operator-key KEY`:
+//!   walk every epoch the witness logged, verify each (signatures, digest,
+//!   inclusion, consistency, epoch order) and print the fleet-key changes
+//!   from epoch to epoch.
+//!
+//! Keys are verifier key strings (`name+keyid+base64`) or files holding one.
+//! `--json` prints one JSON document. Steps for people: `docs/audit.md`.
+
+use crate::{Cli, Failure};
+use clap::{Args, Subcommand};
+use coffer_error::{ErrorKind, ErrorReport, UserFacing};
+use coffer_transparency::{verify_evidence, CheckStatus, DeploymentEvidence, Verifier, NAMESPACE};
+use coffer_witness::audit::{audit_namespace, render_text, NamespaceAudit};
+use coffer_witness::client::WitnessClient;
+use coffer_witness::keys::read_verifier;
+use coffer_witness::WitnessError;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub what: AuditCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify a deployment evidence document (HSM attestations, key-generation proofs, operator signature).
+    Evidence {
+        /// The evidence JSON document.
+        file: PathBuf,
+        /// The HSM vendor root key (simulated vendor in this project), string or file.
+        #[arg(long)]
+        vendor_root: String,
+        /// The operator root key, string or file.
+        #[arg(long)]
+        operator_root: String,
+        /// The expected SHA-256 (hex) of the HSM program, if you built it yourself.
+        #[arg(long)]
+        measurement: Option<String>,
+    },
+    /// Walk a namespace's epochs on the witness, verify each and diff the fleet keys.
+    Namespace {
+        /// The witness base URL, e.g. https://witness.example.
+        #[arg(long)]
+        witness: String,
+        /// The pinned witness key, string or file.
+        #[arg(long)]
+        witness_key: String,
+        /// The pinned operator root key, string or file.
+        #[arg(long)]
+        operator_key: String,
+        #[arg(long, default_value = NAMESPACE)]
+        namespace: String,
+    },
+}
+
+fn failed(code: &str, message: String, next_step: &str) -> Failure {
+    Failure::Error(ErrorReport {
+        kind: ErrorKind::FleetNotVerified,
+        code: code.into(),
+        message,
+        next_step: next_step.into(),
+    })
+}
+
+pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
+    match &args.what {
+        AuditCommand::Evidence {
+            file,
+            vendor_root,
+            operator_root,
+            measurement,
+        } => {
+            let vendor = read_verifier(vendor_root)?;
+            let operator = read_verifier(operator_root)?;
+            let m = match measurement {
+                Some(h) => Some(
+                    coffer_transparency::bundle::parse_digest(&h.to_ascii_lowercase()).map_err(
+                        |_| WitnessError::BadRequest("--measurement must be 64 hex digits".into()),
+                    )?,
+                ),
+                None => None,
+            };
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", file.display())))?;
+            let doc: DeploymentEvidence = serde_json::from_str(&text)
+                .map_err(|e| coffer_transparency::EvidenceError::Malformed(e.to_string()))?;
+            let link = file.display().to_string();
+            let (report, err) = verify_evidence(&doc, &vendor, &operator, m.as_ref(), Some(&link));
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "deployment evidence for fleet {} ({})",
+                    report.fleet_id,
+                    file.display()
+                );
+                println!("HSM program measurement {}", report.program_measurement);
+                for c in &report.checks {
+                    println!("  {:<8} {:?}: {}", status(c.status), c.name, c.why);
+                }
+                println!(
+                    "{}",
+                    if report.verified {
+                        "evidence VERIFIED"
+                    } else {
+                        "evidence NOT VERIFIED"
+                    }
+                );
+            }
+            match err {
+                None => Ok(()),
+                Some(e) => Err(e.into()),
+            }
+        }
+        AuditCommand::Namespace {
+            witness,
+            witness_key,
+            operator_key,
+            namespace,
+        } => {
+            let mut verifier =
+                Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
+            verifier.witness_url = Some(witness.trim_end_matches('/').to_string());
+            let client = WitnessClient::new(witness)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| WitnessError::Unreachable(e.to_string()))?;
+            let audit = rt.block_on(audit_namespace(&client, &verifier, namespace))?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&audit).unwrap_or_default()
+                );
+            } else {
+                print!("{}", render_text(&audit));
+            }
+            outcome(&audit)
+        }
+    }
+}
+
+fn status(s: CheckStatus) -> &'static str {
+    match s {
+        CheckStatus::Passed => "passed",
+        CheckStatus::Failed => "FAILED",
+        CheckStatus::Skipped => "skipped",
+    }
+}
+
+/// Exit status: success only when every epoch verified.
+fn outcome(a: &NamespaceAudit) -> Result<(), Failure> {
+    if a.verified {
+        return Ok(());
+    }
+    let next = "Do not trust this fleet's keys; keep this output and report it to the operator and the witness.";
+    for e in &a.epochs {
+        if let Some(c) = e.report.first_failure() {
+            return Err(failed(
+                c.code.as_deref().unwrap_or("CF-T067"),
+                format!("epoch {}: {}", e.epoch, c.why),
+                next,
+            ));
+        }
+    }
+    let why = a
+        .problems
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "the namespace could not be verified".into());
+    Err(failed(
+        WitnessError::BadResponse(String::new()).code(),
+        why,
+        next,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use coffer_transparency::bundle::{b64, FleetKey, FleetKeys, KeyRole};
+    use coffer_transparency::NoteSigner;
+
+    fn keys(b: u8) -> FleetKeys {
+        FleetKeys {
+            fleet_id: "cli-fleet".into(),
+            keys: vec![FleetKey {
+                algorithm: "ristretto255".into(),
+                id: "opaque-1".into(),
+                not_after: 4_000_000_000,
+                not_before: 1,
+                public_key: b64(&[b; 32]),
+                role: KeyRole::OpaqueServer,
+            }],
+        }
+    }
+
+    /// A real witness on loopback (in-process server, real HTTP), two epochs.
+    fn witness() -> (
+        String,
+        NoteSigner,
+        NoteSigner,
+        tempfile::TempDir,
+        std::thread::JoinHandle<()>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let w = NoteSigner::from_seed("witness.cli.test/log", &[1; 32]).unwrap();
+        let op = NoteSigner::from_seed("operator.cli.test", &[2; 32]).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let store = coffer_witness::store::Store::open(
+            &dir.path().join("w.db"),
+            NoteSigner::from_seed("witness.cli.test/log", &[1; 32]).unwrap(),
+            op.verifier(),
+            &url,
+        )
+        .unwrap();
+        let h = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(l, coffer_witness::server::router(store))
+                    .await
+                    .unwrap();
+            });
+        });
+        (url, w, op, dir, h)
+    }
+
+    #[test]
+    fn audit_namespace_walks_epochs_and_refuses_a_wrong_key() {
+        let (url, w, op, _dir, _h) = witness();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = WitnessClient::new(&url).unwrap();
+        rt.block_on(async {
+            client.publish(&op, NAMESPACE, 1, &keys(1)).await.unwrap();
+            client.publish(&op, NAMESPACE, 2, &keys(2)).await.unwrap();
+        });
+        let (wk, ok) = (w.verifier().to_string(), op.verifier().to_string());
+        let cli = Cli::try_parse_from([
+            "coffer",
+            "audit",
+            "namespace",
+            "--witness",
+            &url,
+            "--witness-key",
+            &wk,
+            "--operator-key",
+            &ok,
+            "--json",
+        ])
+        .unwrap();
+        let crate::Commands::Audit(args) = &cli.command else {
+            panic!("not an audit command")
+        };
+        assert!(run(&cli, args).is_ok());
+
+        let wrong = NoteSigner::from_seed("witness.cli.test/log", &[9; 32])
+            .unwrap()
+            .verifier()
+            .to_string();
+        let cli = Cli::try_parse_from([
+            "coffer",
+            "audit",
+            "namespace",
+            "--witness",
+            &url,
+            "--witness-key",
+            &wrong,
+            "--operator-key",
+            &ok,
+        ])
+        .unwrap();
+        let crate::Commands::Audit(args) = &cli.command else {
+            panic!("not an audit command")
+        };
+        match run(&cli, args) {
+            Err(Failure::Error(r)) => {
+                assert_eq!(r.kind, ErrorKind::FleetNotVerified);
+                assert_eq!(r.code, "CF-T035", "{r:?}");
+            }
+            _ => panic!("a wrong witness key was accepted"),
+        }
+    }
+
+    #[test]
+    fn audit_evidence_verifies_and_refuses_a_wrong_operator_root() {
+        use coffer_transparency::evidence::{run_ceremony, CeremonyHsm, SimulatedVendor};
+        let dir = tempfile::tempdir().unwrap();
+        let vendor =
+            SimulatedVendor::new(NoteSigner::from_seed("vendor.cli.test", &[3; 32]).unwrap());
+        let hsm = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
+        let op = NoteSigner::from_seed("operator.cli.test", &[2; 32]).unwrap();
+        let mut k = keys(1);
+        k.keys.push(FleetKey {
+            algorithm: "ed25519".into(),
+            id: "hsm-1".into(),
+            not_after: 4_000_000_000,
+            not_before: 1,
+            public_key: b64(&hsm.verifier().public_key()),
+            role: KeyRole::HsmIdentity,
+        });
+        let m = [7u8; 32];
+        let att = vendor.attest("hsm-1", &hsm.verifier().public_key(), &m);
+        let doc = run_ceremony(
+            &k,
+            &m,
+            &[CeremonyHsm {
+                hsm_id: "hsm-1",
+                identity: &hsm,
+                vendor_attestation: att,
+            }],
+            &vendor.root(),
+            &op,
+            5,
+        );
+        let f = dir.path().join("evidence.json");
+        std::fs::write(&f, serde_json::to_string(&doc).unwrap()).unwrap();
+        let vr = vendor.root().to_string();
+        let orr = op.verifier().to_string();
+        let mh = hex::encode(m);
+        let parse = |operator: &str| {
+            Cli::try_parse_from([
+                "coffer",
+                "audit",
+                "evidence",
+                f.to_str().unwrap(),
+                "--vendor-root",
+                &vr,
+                "--operator-root",
+                operator,
+                "--measurement",
+                &mh,
+            ])
+            .unwrap()
+        };
+        let cli = parse(&orr);
+        let crate::Commands::Audit(args) = &cli.command else {
+            panic!()
+        };
+        assert!(run(&cli, args).is_ok());
+        let other = NoteSigner::from_seed("operator.cli.test", &[8; 32])
+            .unwrap()
+            .verifier()
+            .to_string();
+        let cli = parse(&other);
+        let crate::Commands::Audit(args) = &cli.command else {
+            panic!()
+        };
+        match run(&cli, args) {
+            Err(Failure::Error(r)) => assert_eq!(r.code, "CF-T051"),
+            _ => panic!("a wrong operator root was accepted"),
+        }
+    }
+}
