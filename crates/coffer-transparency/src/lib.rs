@@ -7,7 +7,8 @@
 //!   operator-countersigned proof) and its byte-exact encodings;
 //! * [`evidence`]: deployment evidence from the fleet ceremony;
 //! * [`verify`]: the client's verifier and its structured report;
-//! * [`diff`]: fleet-key differences between epochs, for audits.
+//! * [`diff`]: fleet-key differences between epochs, for audits;
+//! * [`ota`]: a stateful over-the-air validator for the vault client.
 //!
 //! Pure library: no networking, no clock. Encodings: `docs/protocol.md`,
 //! section "Fleet-key validation".
@@ -19,6 +20,7 @@ pub mod diff;
 pub mod evidence;
 pub mod merkle;
 pub mod note;
+pub mod ota;
 pub mod verify;
 
 pub use bundle::{Bundle, BundleError, FleetKey, FleetKeys, KeyRole, Proof, NAMESPACE};
@@ -27,6 +29,7 @@ pub use diff::{diff_keys, ChangeKind, KeyChange};
 pub use evidence::{verify_evidence, DeploymentEvidence, EvidenceError, EvidenceReport};
 pub use merkle::{Hash, MerkleError};
 pub use note::{NoteError, NoteSigner, NoteVerifier};
+pub use ota::OtaValidator;
 pub use verify::{
     Check, CheckName, CheckStatus, ConsistencyProof, OtaInput, Outcome, TrustState, ValidationBlob,
     VerificationMode, VerificationReport, Verifier, VerifyError,

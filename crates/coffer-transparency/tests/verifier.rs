@@ -611,3 +611,61 @@ fn flip_note_signature(note: &str) -> String {
     raw[10] ^= 1;
     format!("{text}\n{prefix} {}\n", b64(&raw))
 }
+
+#[test]
+fn ota_validator_moves_its_state_forward_only_on_success() {
+    let log = log_with(3);
+    let ota = coffer_transparency::OtaValidator::new(log.verifier(), TrustState::default(), None);
+    assert_eq!(ota.known_size(), None);
+    let keys = ota
+        .validate(&log.blob(0, 1, None).to_bytes(), &[1u8; 32], NOW)
+        .unwrap();
+    assert_eq!(keys.keys[0].id, "opaque-1");
+    assert_eq!(ota.known_size(), Some(1));
+    // The wrong session key: refused, state unchanged, report kept.
+    let e = ota
+        .validate(&log.blob(1, 2, Some(1)).to_bytes(), &[9u8; 32], NOW)
+        .unwrap_err();
+    assert_eq!(e.code(), "CF-T038");
+    assert_eq!(ota.known_size(), Some(1));
+    assert!(!ota.last_report().unwrap().verified);
+    // Moving on needs the consistency proof from the remembered size.
+    assert_eq!(
+        ota.validate(&log.blob(2, 3, None).to_bytes(), &[3u8; 32], NOW)
+            .unwrap_err()
+            .code(),
+        "CF-T044"
+    );
+    ota.validate(&log.blob(2, 3, Some(1)).to_bytes(), &[3u8; 32], NOW)
+        .unwrap();
+    assert_eq!(ota.state().last_epoch, Some(3));
+    // Replaying epoch 1 afterwards is refused.
+    assert_eq!(
+        ota.validate(&log.blob(0, 3, Some(3)).to_bytes(), &[1u8; 32], NOW)
+            .unwrap_err()
+            .code(),
+        "CF-T040"
+    );
+    assert!(ota.validate(b"not json", &[1u8; 32], NOW).is_err());
+}
+
+#[test]
+fn a_realistic_blob_fits_the_vault_response_limit() {
+    // One OPAQUE key and five HSM identity keys, entry 700 of a 1000-entry log.
+    let mut keys = fleet(1, [0xEE; 32]);
+    for i in 2..=5 {
+        let mut k = keys.keys[1].clone();
+        k.id = format!("hsm-{i}");
+        keys.keys.push(k);
+    }
+    let mut log = Log::new(1);
+    for e in 1..=1000u64 {
+        log.publish(&keys, e);
+    }
+    let blob = log.blob(700, 1000, Some(600));
+    let len = blob.to_bytes().len();
+    let b64_len = len.div_ceil(3) * 4;
+    eprintln!("validation blob: {len} bytes of JSON, {b64_len} as base64");
+    // coffer-vault-proto's MAX_BUNDLE_LEN is 8 KiB (counted on the raw bytes).
+    assert!(len < 8 * 1024, "{len}");
+}
