@@ -202,7 +202,13 @@ impl Hsm {
             .propose(sealed)
             .await
             .map_err(HsmError::from_replication)?;
-        match HsmState::open_response(&self.secrets, nonce, &out) {
+        let outcome = HsmState::open_response(&self.secrets, nonce, &out);
+        tracing::debug!(
+            command = cmd_name(&cmd),
+            outcome = outcome.as_ref().map_or("unopenable", outcome_name),
+            "committed"
+        );
+        match outcome {
             Some(Outcome::Rejected) | None => Err(HsmError::Internal(
                 "a committed command had no valid response".into(),
             )),
@@ -541,6 +547,18 @@ fn unexpected(o: Outcome) -> HsmError {
         "unexpected state-machine outcome {}",
         outcome_name(&o)
     ))
+}
+
+fn cmd_name(c: &Cmd) -> &'static str {
+    match c {
+        Cmd::Register { .. } => "register",
+        Cmd::BeginAttempt { .. } => "begin_attempt",
+        Cmd::Fail { .. } => "fail",
+        Cmd::Succeed { .. } => "succeed",
+        Cmd::Replace { .. } => "replace",
+        Cmd::Delete { .. } => "delete",
+        Cmd::Probe => "probe",
+    }
 }
 
 fn outcome_name(o: &Outcome) -> &'static str {
