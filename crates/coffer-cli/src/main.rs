@@ -84,14 +84,29 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind as K;
-            if matches!(e.kind(), K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand) {
+            if matches!(
+                e.kind(),
+                K::DisplayHelp | K::DisplayVersion | K::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
                 let _ = e.print();
-                std::process::exit(if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_USAGE } else { 0 });
+                std::process::exit(if e.kind() == K::DisplayHelpOnMissingArgumentOrSubcommand {
+                    EXIT_USAGE
+                } else {
+                    0
+                });
             }
             if json_requested {
                 let msg = e.to_string();
-                let first = msg.lines().next().unwrap_or("invalid usage").trim_start_matches("error: ");
-                print_error(true, &CliError::Usage(first.to_string()).report());
+                let text: Vec<&str> = msg
+                    .lines()
+                    .map(|l| l.trim().trim_start_matches("error: "))
+                    .filter(|l| {
+                        !l.is_empty()
+                            && !l.starts_with("Usage:")
+                            && !l.starts_with("For more information")
+                    })
+                    .collect();
+                print_error(true, &CliError::Usage(text.join(" ")).report());
             } else {
                 let _ = e.print();
             }
@@ -134,7 +149,10 @@ mod tests {
 
     #[test]
     fn latest_and_globals_parse_anywhere() {
-        let c = Cli::try_parse_from(["coffer", "restore", "latest", "--target", "/tmp/x", "-r", "/r", "--json"]).unwrap();
+        let c = Cli::try_parse_from([
+            "coffer", "restore", "latest", "--target", "/tmp/x", "-r", "/r", "--json",
+        ])
+        .unwrap();
         assert!(c.json);
         assert_eq!(c.repo.as_deref(), Some(std::path::Path::new("/r")));
         // the key is never an argument

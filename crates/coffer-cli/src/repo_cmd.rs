@@ -38,7 +38,10 @@ pub enum RepoCommand {
     /// List the snapshots.
     Snapshots,
     /// List the files of a snapshot (`latest` is the newest), below PATH.
-    Ls { snapshot: String, path: Option<PathBuf> },
+    Ls {
+        snapshot: String,
+        path: Option<PathBuf>,
+    },
     /// Find files and folders by name (glob; with a `/`, by full path) in all snapshots.
     Find { pattern: String },
     /// Show what changed between two snapshots.
@@ -111,7 +114,10 @@ pub struct KeepArgs {
 type Res = Result<(), Failure>;
 
 fn print_json<T: Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
+    );
 }
 
 fn repo_path(cli: &Cli) -> Result<&Path, CliError> {
@@ -202,14 +208,19 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             } else {
                 println!("created repository {}", repo.path().display());
                 println!();
-                println!("Your recovery key. Write it down and keep it safe: it is shown only now,");
+                println!(
+                    "Your recovery key. Write it down and keep it safe: it is shown only now,"
+                );
                 println!("and without it (or the vault) nobody can restore this backup.");
                 println!();
                 print!("{}", show_recovery_key(&key));
                 println!();
                 if wrote_key_file {
                     if let Some(kf) = &cli.key_file {
-                        println!("The key was also written to {} (readable only by you).", kf.display());
+                        println!(
+                            "The key was also written to {} (readable only by you).",
+                            kf.display()
+                        );
                     }
                 }
             }
@@ -440,7 +451,11 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                     rep.files,
                     rep.packs,
                     rep.chunks,
-                    if rep.read_data { " (all data read)" } else { "" }
+                    if rep.read_data {
+                        " (all data read)"
+                    } else {
+                        ""
+                    }
                 );
                 for r in &rep.damaged_records {
                     println!("DAMAGED: {r}");
@@ -521,7 +536,9 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             }
             Ok(())
         }
-        RepoCommand::Key { cmd: KeyCommand::Show } => {
+        RepoCommand::Key {
+            cmd: KeyCommand::Show,
+        } => {
             let repo = open(cli)?;
             if json {
                 print_json(&serde_json::json!({

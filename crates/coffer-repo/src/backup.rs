@@ -45,8 +45,8 @@ pub struct BackupRequest {
     /// The backup set's name ("" for none); snapshots of one set share parents
     /// and retention groups.
     pub set_name: String,
-    /// The parent snapshot (`latest` or an id). `None`: the newest snapshot of
-    /// the same set and paths.
+    /// The parent snapshot (an id, or `latest`: the newest snapshot if there is
+    /// one). `None`: the newest snapshot of the same set and paths.
     pub parent: Option<String>,
 }
 
@@ -641,6 +641,8 @@ impl Repository<Unlocked> {
 
         // The parent snapshot.
         let parent: Option<(u64, SnapshotRecord)> = match &req.parent {
+            // `latest` as a parent means "the newest, if there is one".
+            Some(name) if name == "latest" => store::load_snapshots(&self.conn, keys)?.0.pop(),
             Some(name) => Some(store::resolve_snapshot(&self.conn, keys, name)?),
             None => {
                 let (snaps, _) = store::load_snapshots(&self.conn, keys)?;
