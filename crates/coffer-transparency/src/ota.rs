@@ -78,10 +78,7 @@ impl OtaValidator {
         server_public_key: &[u8],
         now: u64,
     ) -> Result<FleetKeys, VerifyError> {
-        let blob = match ValidationBlob::from_bytes(blob) {
-            Ok(b) => b,
-            Err(e) => return Err(e),
-        };
+        let blob = ValidationBlob::from_bytes(blob)?;
         let mut st = self.lock_state();
         let outcome = self.verifier.verify_ota(&OtaInput {
             blob: &blob,
