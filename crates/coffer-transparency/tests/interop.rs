@@ -184,3 +184,27 @@ fn rust_output_verifies_independently_and_tampering_is_caught() {
         "{out}"
     );
 }
+
+#[test]
+fn golden_files_verify_independently() {
+    // The golden checkpoint and bundle (testdata/) are signed by keys made
+    // from the seeds 0x42 (witness) and 0x43 (operator).
+    let witness = NoteSigner::from_seed("witness.coffer.example/log", &[0x42; 32]).unwrap();
+    let operator = NoteSigner::from_seed("operator.coffer.example", &[0x43; 32]).unwrap();
+    let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let cp = std::fs::read_to_string(td.join("checkpoint.golden")).unwrap();
+    let bundle: Value =
+        serde_json::from_str(&std::fs::read_to_string(td.join("bundle.golden.json")).unwrap())
+            .unwrap();
+    let fx = json!({
+        "log_key": witness.verifier().to_string(),
+        "operator_key": operator.verifier().to_string(),
+        "checkpoints": [cp],
+        "bundles": [bundle],
+        "inclusion": [],
+        "consistency": [],
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = run_python(&write(dir.path(), "golden.json", &fx));
+    assert!(ok && out.contains("2 passed, 0 failed"), "{out}");
+}

@@ -180,9 +180,7 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
             use std::io::Write;
             let _ = std::io::stdout().flush();
             axum::serve(listener, coffer_witness::server::router(store))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
+                .with_graceful_shutdown(shutdown_signal())
                 .await
                 .map_err(|e| WitnessError::Storage(e.to_string()))
         }
@@ -299,6 +297,27 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
             Ok(())
         }
     }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("witness stopping");
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), WitnessError> {
