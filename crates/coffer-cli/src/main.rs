@@ -6,6 +6,7 @@
 //! (`vault_cmd`) and `audit` (`audit_cmd`) are added the same way.
 #![forbid(unsafe_code)]
 
+mod audit_cmd;
 mod error;
 mod output;
 mod progress;
@@ -53,6 +54,8 @@ pub struct Cli {
 pub enum Commands {
     #[command(flatten)]
     Repo(repo_cmd::RepoCommand),
+    /// Check a fleet yourself: deployment evidence, and every epoch the witness logged.
+    Audit(audit_cmd::AuditArgs),
 }
 
 /// How a command ended when it did not simply succeed.
@@ -116,6 +119,7 @@ fn main() {
     let json = cli.json;
     let result = match &cli.command {
         Commands::Repo(cmd) => repo_cmd::run(&cli, cmd),
+        Commands::Audit(args) => audit_cmd::run(&cli, args),
     };
     match result {
         Ok(()) => {}
