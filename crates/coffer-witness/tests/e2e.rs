@@ -368,6 +368,36 @@ async fn witness_process_end_to_end() {
     let c = o3.report.check(CheckName::Consistency).unwrap();
     assert_eq!(c.code.as_deref(), Some("CF-T042"), "{c:?}");
     assert_eq!(o3.error.unwrap().code(), "CF-T040");
+
+    // A forked witness: the same key over another history (its data copied
+    // before epoch 2, then a different epoch 2 published there).
+    let mut forked_keys = fk.clone();
+    forked_keys.keys[0].public_key = b64(&[0x77; 32]);
+    old_client
+        .publish(&operator, NAMESPACE, 2, &forked_keys)
+        .await
+        .unwrap();
+    let forked = old_client.validation(NAMESPACE, 2, Some(2)).await.unwrap();
+    let o4 = verifier.verify_ota(&OtaInput {
+        blob: &forked,
+        state: &state2,
+        now,
+        session_server_key: None,
+        evidence: None,
+    });
+    assert!(
+        matches!(o4.error, Some(VerifyError::EpochEquivocation { epoch: 2 })),
+        "{:?}",
+        o4.error
+    );
+    assert_eq!(
+        o4.report
+            .check(CheckName::Consistency)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T043")
+    );
     drop(server);
     eprintln!("e2e (after the first start) took {:?}", t0.elapsed());
 }
