@@ -2,7 +2,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use coffer_vault_proto::MAX_MESSAGE_LEN;
+use coffer_vault_proto::MAX_RESPONSE_LEN;
 
 /// A boxed future, so that [`Transport`] is object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -87,15 +87,24 @@ impl Transport for HttpTransport {
             };
             if resp
                 .content_length()
-                .is_some_and(|n| n as usize > MAX_MESSAGE_LEN)
+                .is_some_and(|n| n as usize > MAX_RESPONSE_LEN)
             {
                 return Err(TransportError("the vault's answer is too large".into()));
             }
-            let body = resp
-                .bytes()
+            // Read at most MAX_RESPONSE_LEN (+1 to notice more), whatever the headers say.
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
                 .await
-                .map_err(|e| TransportError(describe(&e)))?;
-            Ok(body.to_vec())
+                .map_err(|e| TransportError(describe(&e)))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_RESPONSE_LEN {
+                    return Err(TransportError("the vault's answer is too large".into()));
+                }
+            }
+            Ok(body)
         })
     }
 }

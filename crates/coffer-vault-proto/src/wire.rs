@@ -12,12 +12,15 @@ use crate::ProtoError;
 
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
-/// The largest encoded message (request or response) accepted, in bytes.
+/// The largest encoded request accepted, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+/// The largest encoded response accepted, in bytes (room for a validation
+/// bundle of [`MAX_BUNDLE_LEN`] in base64).
+pub const MAX_RESPONSE_LEN: usize = 384 * 1024;
 /// The longest user id, in bytes.
 pub const MAX_USER_ID_LEN: usize = 128;
 /// The largest validation bundle a response may carry, in bytes.
-pub const MAX_BUNDLE_LEN: usize = 8 * 1024;
+pub const MAX_BUNDLE_LEN: usize = 256 * 1024;
 
 /// A byte string, base64 on the wire.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -237,8 +240,8 @@ fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, ProtoError> {
-    if bytes.len() > MAX_MESSAGE_LEN {
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, ProtoError> {
+    if bytes.len() > max {
         return Err(ProtoError::TooLarge(bytes.len()));
     }
     match serde_json::from_slice::<Envelope<T>>(bytes) {
@@ -303,7 +306,7 @@ pub fn encode_request(r: &Request) -> Vec<u8> {
 
 /// Decodes untrusted bytes as a request. Never panics.
 pub fn decode_request(bytes: &[u8]) -> Result<Request, ProtoError> {
-    let r: Request = decode(bytes)?;
+    let r: Request = decode(bytes, MAX_MESSAGE_LEN)?;
     check_request(&r)?;
     Ok(r)
 }
@@ -315,7 +318,7 @@ pub fn encode_response(r: &Response) -> Vec<u8> {
 
 /// Decodes untrusted bytes as a response. Never panics.
 pub fn decode_response(bytes: &[u8]) -> Result<Response, ProtoError> {
-    let r: Response = decode(bytes)?;
+    let r: Response = decode(bytes, MAX_RESPONSE_LEN)?;
     check_response(&r)?;
     Ok(r)
 }
