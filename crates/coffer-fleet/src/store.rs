@@ -38,6 +38,16 @@ fn io_err(what: &str, e: impl std::fmt::Display) -> SErr {
     StorageIOError::write(AnyError::error(format!("{what}: {e}"))).into()
 }
 
+/// Runs a blocking disk write (an fsync) without stalling the other tasks of
+/// a multi-threaded runtime (heartbeats of the other in-process nodes).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Seals values at rest under the node's key, bound to their place.
 struct Sealer {
     key: SecretKey<64>,
@@ -194,13 +204,15 @@ impl Store {
             .sealer
             .seal(name, 0, value)
             .map_err(|e| io_err("seal", e))?;
-        let conn = self.inner.conn.lock().expect("conn lock");
-        conn.execute(
-            "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
-            params![name, sealed],
-        )
-        .map_err(|e| io_err("write meta", e))?;
-        Ok(())
+        blocking(|| {
+            let conn = self.inner.conn.lock().expect("conn lock");
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
+                params![name, sealed],
+            )
+            .map_err(|e| io_err("write meta", e))?;
+            Ok(())
+        })
     }
 
     fn get_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, SErr> {
@@ -382,19 +394,21 @@ impl RaftStorage<TypeConfig> for Store {
                 .map_err(|e| io_err("seal", e))?;
             sealed.push((e.log_id.index as i64, s));
         }
-        let mut conn = self.inner.conn.lock().expect("conn lock");
-        let tx = conn.transaction().map_err(|e| io_err("append", e))?;
-        {
-            let mut st = tx
-                .prepare_cached("INSERT OR REPLACE INTO log(idx, entry) VALUES(?1, ?2)")
-                .map_err(|e| io_err("append", e))?;
-            for (idx, s) in &sealed {
-                st.execute(params![idx, s])
+        blocking(|| {
+            let mut conn = self.inner.conn.lock().expect("conn lock");
+            let tx = conn.transaction().map_err(|e| io_err("append", e))?;
+            {
+                let mut st = tx
+                    .prepare_cached("INSERT OR REPLACE INTO log(idx, entry) VALUES(?1, ?2)")
                     .map_err(|e| io_err("append", e))?;
+                for (idx, s) in &sealed {
+                    st.execute(params![idx, s])
+                        .map_err(|e| io_err("append", e))?;
+                }
             }
-        }
-        tx.commit().map_err(|e| io_err("append", e))?;
-        Ok(())
+            tx.commit().map_err(|e| io_err("append", e))?;
+            Ok(())
+        })
     }
 
     async fn delete_conflict_logs_since(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
