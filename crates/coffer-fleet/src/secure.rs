@@ -208,7 +208,15 @@ impl SecurityStats {
             accepted: g(&self.accepted),
         }
     }
-    fn count(&self, e: &EnvelopeError) {
+    fn count(&self, me: NodeId, claimed_from: NodeId, e: &EnvelopeError) {
+        // Only ids and the reason are logged: never keys, MACs or bodies. An
+        // unknown session is routine after a restart; the rest is hostile or
+        // broken and worth an operator's attention.
+        if *e == EnvelopeError::UnknownSession {
+            tracing::debug!(node = me, claimed_from, reason = %e, "refused an envelope");
+        } else {
+            tracing::warn!(node = me, claimed_from, reason = %e, "refused an envelope");
+        }
         let c = match e {
             EnvelopeError::Malformed | EnvelopeError::UnexpectedKind => &self.malformed,
             EnvelopeError::Forged => &self.forged,
@@ -387,8 +395,8 @@ impl SecureChannel {
         let e = match self.open(bytes) {
             Ok(e) => e,
             Err(err) => {
-                self.stats.count(&err);
                 let from = Envelope::decode(bytes).map(|e| e.from).unwrap_or(0);
+                self.stats.count(self.me, from, &err);
                 return Err(self.reject(from, &err));
             }
         };
@@ -437,13 +445,14 @@ impl SecureChannel {
                         })
                     }
                     Err(err) => {
-                        self.stats.count(&err);
+                        self.stats.count(self.me, e.from, &err);
                         Err(self.reject(e.from, &err))
                     }
                 }
             }
             _ => {
-                self.stats.count(&EnvelopeError::UnexpectedKind);
+                self.stats
+                    .count(self.me, e.from, &EnvelopeError::UnexpectedKind);
                 Err(self.reject(e.from, &EnvelopeError::UnexpectedKind))
             }
         }
