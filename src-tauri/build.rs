@@ -1,7 +1,35 @@
 // Every command the UI may call is listed here, so Tauri generates an
 // `allow-<command>` permission for each and the capability in
 // src-tauri/capabilities/ grants exactly those (nothing is allowed by default).
-const COMMANDS: &[&str] = &["app_status"];
+const COMMANDS: &[&str] = &[
+    "app_status",
+    "app_overview",
+    "create_key_repository",
+    "confirm_recovery_key",
+    "complete_onboarding",
+    "unlock_with_recovery_key",
+    "rehearse_recovery_key",
+    "lock_app",
+    "forget_device_key",
+    "list_sets",
+    "save_set",
+    "delete_set",
+    "run_backup",
+    "cancel_job",
+    "job_status",
+    "list_snapshots",
+    "list_tree",
+    "find_files",
+    "plan_restore",
+    "run_restore",
+    "run_check",
+    "apply_retention",
+    "diagnostics",
+    "error_catalog",
+    "lookup_error",
+    "recovery_guide",
+    "open_link",
+];
 
 fn main() {
     tauri_build::try_build(

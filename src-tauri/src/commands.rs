@@ -1,12 +1,190 @@
 //! The Tauri commands: each is one call into `coffer_app::App`.
 //! Their names and types are listed in crates/coffer-app/src/bindings.rs.
+//! Work that touches the repository runs on a blocking thread (`blocking`);
+//! long operations are jobs that report through `coffer://job` events.
 
-use std::sync::Arc;
-
-use coffer_app::{ipc::AppStatus, App};
+use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
+use coffer_app::ipc::*;
+use coffer_app::jobs::JobEvent;
+use coffer_app::settings::{BackupSetInput, Retention};
+use coffer_app::App;
+use coffer_error::ErrorReport;
 use tauri::State;
 
-#[tauri::command]
-pub fn app_status(app: State<'_, Arc<App>>) -> AppStatus {
+type R<T> = Result<T, ErrorReport>;
+
+/// Runs `f` on the blocking thread pool so the window stays responsive.
+async fn blocking<T: Send + 'static>(app: &App, f: impl FnOnce(App) -> T + Send + 'static) -> T {
+    let app = app.clone();
+    tauri::async_runtime::spawn_blocking(move || f(app))
+        .await
+        .expect("a blocking command panicked")
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn app_status(app: State<'_, App>) -> AppStatus {
     app.status()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn app_overview(app: State<'_, App>) -> R<AppOverview> {
+    Ok(blocking(&app, |a| a.overview()).await)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn create_key_repository(app: State<'_, App>, path: String) -> R<NewRecoveryKey> {
+    blocking(&app, move |a| a.create_key_repository(&path)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn confirm_recovery_key(
+    app: State<'_, App>,
+    group: u32,
+    typed: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| a.confirm_recovery_key(group, &typed)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn complete_onboarding(app: State<'_, App>, first_set: BackupSetInput) -> R<SetView> {
+    blocking(&app, move |a| a.complete_onboarding(first_set)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn unlock_with_recovery_key(
+    app: State<'_, App>,
+    repository: String,
+    recovery_key: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| {
+        a.unlock_with_recovery_key(&repository, &recovery_key)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn rehearse_recovery_key(app: State<'_, App>, recovery_key: String) -> R<u64> {
+    blocking(&app, move |a| a.rehearse_recovery_key(&recovery_key)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn lock_app(app: State<'_, App>) {
+    app.lock()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn forget_device_key(app: State<'_, App>) -> R<()> {
+    blocking(&app, |a| a.forget_device_key()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn list_sets(app: State<'_, App>) -> Vec<SetView> {
+    app.list_sets()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_set(
+    app: State<'_, App>,
+    id: Option<String>,
+    input: BackupSetInput,
+) -> R<SetView> {
+    blocking(&app, move |a| a.save_set(id.as_deref(), input)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn delete_set(app: State<'_, App>, id: String) -> R<()> {
+    blocking(&app, move |a| a.delete_set(&id)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn run_backup(app: State<'_, App>, set_id: String) -> R<u64> {
+    blocking(&app, move |a| a.run_backup(&set_id)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn cancel_job(app: State<'_, App>, job_id: u64) -> R<()> {
+    app.cancel_job(job_id)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn job_status(app: State<'_, App>, job_id: u64) -> R<JobEvent> {
+    app.job_status(job_id)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_snapshots(app: State<'_, App>) -> R<Vec<SnapshotInfo>> {
+    blocking(&app, |a| a.list_snapshots()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn list_tree(
+    app: State<'_, App>,
+    snapshot: String,
+    path: Option<String>,
+) -> R<Vec<TreeEntry>> {
+    blocking(&app, move |a| a.list_tree(&snapshot, path.as_deref())).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn find_files(app: State<'_, App>, pattern: String) -> R<Vec<FindMatch>> {
+    blocking(&app, move |a| a.find_files(&pattern)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn plan_restore(
+    app: State<'_, App>,
+    snapshot: String,
+    include: Vec<String>,
+    target: String,
+) -> R<RestorePlan> {
+    blocking(&app, move |a| a.plan_restore(&snapshot, include, &target)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn run_restore(
+    app: State<'_, App>,
+    snapshot: String,
+    include: Vec<String>,
+    target: String,
+) -> R<u64> {
+    blocking(&app, move |a| a.run_restore(&snapshot, include, &target)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn run_check(app: State<'_, App>) -> R<u64> {
+    blocking(&app, |a| a.run_check()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn apply_retention(
+    app: State<'_, App>,
+    retention: Retention,
+    dry_run: bool,
+) -> R<RetentionResult> {
+    blocking(&app, move |a| a.apply_retention(retention, dry_run)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn diagnostics(app: State<'_, App>, save: bool) -> R<DiagnosticsText> {
+    blocking(&app, move |a| a.diagnostics(save)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn error_catalog() -> Vec<ErrorCatalogEntry> {
+    coffer_app::support::error_catalog()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn lookup_error(code: String) -> R<ErrorCatalogEntry> {
+    coffer_app::support::lookup_error(&code)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn recovery_guide(app: State<'_, App>) -> R<Vec<GuideStep>> {
+    Ok(blocking(&app, |a| a.recovery_guide()).await)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn open_link(app: State<'_, App>, url: String) -> R<()> {
+    app.open_link(&url)
 }

@@ -1,37 +1,101 @@
 //! Coffer desktop: a thin Tauri shell over `coffer-app`.
 //!
 //! Every command in [`commands`] is one call into the domain crates; nothing
-//! here holds logic worth testing on its own.
+//! here holds logic worth testing on its own. Job progress reaches the window
+//! as `coffer://job` events; desktop notifications go through `notify-send`.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use coffer_app::jobs::{EventSink, JobEvent, JOB_EVENT};
+use coffer_app::keyring::{DeviceKeyStore, OsKeyring};
 use coffer_app::App;
+use tauri::{Emitter, Manager};
+
+/// Forwards job events to the window.
+struct WindowSink(tauri::AppHandle);
+
+impl EventSink for WindowSink {
+    fn job_event(&self, event: &JobEvent) {
+        if let Err(e) = self.0.emit(JOB_EVENT, event) {
+            tracing::warn!(error = %e, "a job event could not reach the window");
+        }
+    }
+    fn notify(&self, title: &str, body: &str) {
+        coffer_app::support::desktop_notification(title, body);
+    }
+}
 
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
 
-    let data_dir = coffer_app::paths::resolve_data_dir(std::env::args_os().skip(1), |k| std::env::var_os(k));
-    let app = match App::open(data_dir) {
-        Ok(app) => Arc::new(app),
-        Err(e) => {
-            let r = coffer_error::UserFacing::report(&e);
-            eprintln!("{r}");
-            std::process::exit(2);
-        }
-    };
-    tracing::info!(data_dir = %app.data_dir().display(), "starting Coffer");
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let data_dir = coffer_app::paths::resolve_data_dir(args.clone(), |k| std::env::var_os(k));
+    // `--no-keyring` (or COFFER_KEYRING=off): behave as on a computer without
+    // a usable keyring: the key is asked for instead of stored.
+    let no_keyring = args.iter().any(|a| a == "--no-keyring")
+        || std::env::var("COFFER_KEYRING").is_ok_and(|v| v == "off");
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        let err = coffer_app::AppError::DataDir {
+            path: data_dir,
+            source: e,
+        };
+        eprintln!("{}", coffer_error::UserFacing::report(&err));
+        std::process::exit(2);
+    }
+    tracing::info!(data_dir = %data_dir.display(), "starting Coffer");
 
     tauri::Builder::default()
-        .manage(app)
-        .invoke_handler(tauri::generate_handler![commands::app_status])
+        .setup(move |tauri_app| {
+            let keystore: Arc<dyn DeviceKeyStore> = if no_keyring {
+                Arc::new(OsKeyring::with_backends(vec![]))
+            } else {
+                Arc::new(OsKeyring::new())
+            };
+            let sink = Arc::new(WindowSink(tauri_app.handle().clone()));
+            let app = App::with_parts(data_dir.clone(), keystore, sink)?;
+            app.start_scheduler(Duration::from_secs(60));
+            tauri_app.manage(app);
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_status,
+            commands::app_overview,
+            commands::create_key_repository,
+            commands::confirm_recovery_key,
+            commands::complete_onboarding,
+            commands::unlock_with_recovery_key,
+            commands::rehearse_recovery_key,
+            commands::lock_app,
+            commands::forget_device_key,
+            commands::list_sets,
+            commands::save_set,
+            commands::delete_set,
+            commands::run_backup,
+            commands::cancel_job,
+            commands::job_status,
+            commands::list_snapshots,
+            commands::list_tree,
+            commands::find_files,
+            commands::plan_restore,
+            commands::run_restore,
+            commands::run_check,
+            commands::apply_retention,
+            commands::diagnostics,
+            commands::error_catalog,
+            commands::lookup_error,
+            commands::recovery_guide,
+            commands::open_link,
+        ])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {
             eprintln!("error CF-A000: the window could not be started: {e}\n  next step: check that a display is available (DISPLAY / WAYLAND_DISPLAY) and that WebKitGTK 4.1 is installed.");

@@ -62,14 +62,21 @@ impl Session {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tauri_driver() -> PathBuf {
     if let Some(p) = std::env::var_os("TAURI_DRIVER") {
         return p.into();
     }
-    if let Ok(out) = Command::new("sh").args(["-c", "command -v tauri-driver"]).output() {
+    if let Ok(out) = Command::new("sh")
+        .args(["-c", "command -v tauri-driver"])
+        .output()
+    {
         let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if !p.is_empty() {
             return p.into();
@@ -83,7 +90,9 @@ struct Driver(Child);
 impl Drop for Driver {
     fn drop(&mut self) {
         // SIGTERM lets tauri-driver stop WebKitWebDriver too.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -111,7 +120,10 @@ where
         std::env::var_os("DISPLAY").is_some(),
         "WebDriver tests need a display: run them under xvfb-run (the README's test command does)"
     );
-    let data = tempfile::Builder::new().prefix("coffer-wd-").tempdir().unwrap();
+    let data = tempfile::Builder::new()
+        .prefix("coffer-wd-")
+        .tempdir()
+        .unwrap();
     let port = free_port();
     let native_port = free_port();
     let log_path = std::env::temp_dir().join(format!("coffer-wd-{name}-{port}.log"));
@@ -141,9 +153,17 @@ where
         .capabilities(caps.as_object().unwrap().clone())
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
-        .unwrap_or_else(|e| panic!("could not start a WebDriver session: {e}; driver log: {}", read(&log_path)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "could not start a WebDriver session: {e}; driver log: {}",
+                read(&log_path)
+            )
+        });
 
-    let session = Session { client: client.clone(), data_dir: data.path().to_path_buf() };
+    let session = Session {
+        client: client.clone(),
+        data_dir: data.path().to_path_buf(),
+    };
     let result = body(session).await;
     if let Err(e) = &result {
         let dir = screenshot_dir();
@@ -153,7 +173,11 @@ where
             std::fs::write(&shot, png).ok();
         }
         let _ = client.close().await;
-        panic!("{name} failed: {e}\n  screenshot: {}\n  driver log: {}", shot.display(), log_path.display());
+        panic!(
+            "{name} failed: {e}\n  screenshot: {}\n  driver log: {}",
+            shot.display(),
+            log_path.display()
+        );
     }
     let _ = client.close().await;
     std::fs::remove_file(&log_path).ok();

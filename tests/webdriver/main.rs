@@ -12,8 +12,15 @@ async fn smoke_home_screen_round_trip() {
     run("smoke_home_screen_round_trip", |s| async move {
         s.testid("home-screen").await?;
         let dir = s.text("home-data-dir").await?;
-        assert_eq!(dir, s.data_dir.display().to_string(), "the app must use the per-test data directory");
-        assert!(!s.exists("home-status-loading").await?, "the loading text must be gone");
+        assert_eq!(
+            dir,
+            s.data_dir.display().to_string(),
+            "the app must use the per-test data directory"
+        );
+        assert!(
+            !s.exists("home-status-loading").await?,
+            "the loading text must be gone"
+        );
         let vault = s.text("home-vault-label").await?;
         assert!(vault.contains("demo"), "{vault}");
         assert!(s.testid("demo-fleet-badge").await?.is_displayed().await?);

@@ -27,7 +27,298 @@ export type VaultSummary = { mode: VaultMode, label: string,
  */
 simulated_hsm: boolean, };
 
+export type KeyringStatus = { available: boolean, 
+/**
+ * "Secret Service" or "kernel keyutils" when available.
+ */
+backend: string | null, 
+/**
+ * Why not, when unavailable (kind `keyring_unavailable`).
+ */
+error: ErrorReport | null, };
+
+export type AppOverview = { status: AppStatus, onboarded: boolean, key_mode: KeyMode | null, 
+/**
+ * The repository the Snapshots screen works on.
+ */
+repository: string | null, 
+/**
+ * Whether K for that repository is available (memory or keyring).
+ */
+unlocked: boolean, keyring: KeyringStatus, 
+/**
+ * A problem loading settings.json (it was kept aside), if any.
+ */
+settings_error: ErrorReport | null, running_jobs: Array<JobEvent>, stale_sets: number, };
+
+export type KeyMode = "recovery_code" | "recovery_key";
+
+export type NewRecoveryKey = { repository: string, 
+/**
+ * 17 groups of 4 hex digits (the last is the checksum).
+ */
+groups: Array<string>, 
+/**
+ * Which group (1-based) the user must type back to confirm.
+ */
+confirm_group: number, };
+
+export type KeyInstalled = { repository: string, 
+/**
+ * K is in the OS keyring now.
+ */
+keyring_saved: boolean, 
+/**
+ * Why not (the app still works; it asks for the key after a restart).
+ */
+keyring_error: ErrorReport | null, snapshots: number, };
+
+export type SetView = { set: BackupSet, freshness: Freshness, stale: boolean, 
+/**
+ * "Last good backup 2 hours ago (scheduled daily at 12:00)."
+ */
+sentence: string, schedule_text: string, last: RunRecord | null, next_due: number | null, running_job: number | null, };
+
+export type BackupSet = { 
+/**
+ * Stable id (`set-1`, `set-2`, …), never reused while the set exists.
+ */
+id: string, name: string, sources: Array<string>, excludes: Array<string>, repository: string, schedule: Schedule, retention: Retention, 
+/**
+ * Unix seconds.
+ */
+created_at: number, };
+
+export type BackupSetInput = { name: string, 
+/**
+ * Absolute folders to back up.
+ */
+sources: Array<string>, 
+/**
+ * Exclude patterns (glob syntax of the repository crate).
+ */
+excludes: Array<string>, 
+/**
+ * Absolute path of the repository file.
+ */
+repository: string, schedule: Schedule, retention: Retention, };
+
+export type Schedule = { "kind": "manual" } | { "kind": "every_hours", hours: number, } | { "kind": "daily_at", hour: number, minute: number, };
+
+export type Retention = { keep_last: number, keep_hourly: number, keep_daily: number, keep_weekly: number, keep_monthly: number, keep_yearly: number, };
+
+export type Freshness = { "state": "manual", age_secs: number | null, } | { "state": "not_yet" } | { "state": "fresh", age_secs: number, } | { "state": "stale", 
+/**
+ * `None` when there never was a good backup.
+ */
+age_secs: number | null, allowed_secs: number, };
+
+export type RunRecord = { 
+/**
+ * Unix seconds.
+ */
+started_at: number, finished_at: number, outcome: RunOutcome, snapshot_id: string | null, 
+/**
+ * Bytes read from the source folders.
+ */
+bytes: number, };
+
+export type RunOutcome = { "status": "ok" } | { "status": "failed", code: string, } | { "status": "cancelled" };
+
+export type JobEvent = { job_id: number, kind: JobKind, 
+/**
+ * The backup set this job runs for, if any.
+ */
+set_id: string | null, state: JobState, phase: Phase | null, files_done: number, files_total: number, bytes_done: number, bytes_total: number, elapsed_ms: number, 
+/**
+ * Bytes per second since the job started.
+ */
+throughput_bps: number, 
+/**
+ * Estimated seconds left (when it can be estimated).
+ */
+eta_secs: number | null, 
+/**
+ * The file being worked on (display only).
+ */
+current_path: string | null, outcome: JobOutcome | null, error: ErrorReport | null, };
+
+export type JobKind = "backup" | "restore" | "check";
+
+export type JobState = "running" | "done" | "failed" | "cancelled";
+
+export type JobOutcome = { "type": "backup", summary: SnapshotSummary, } | { "type": "restore", summary: RestoreSummary, } | { "type": "check", report: CheckReport, };
+
+export type Phase = "scanning" | "reading" | "writing" | "restoring" | "checking" | "pruning" | "finishing";
+
+export type SnapshotSummary = { id: string, short_id: string, time: string, parent: string | null, files: number, dirs: number, bytes: number, files_new: number, files_changed: number, files_unchanged: number, 
+/**
+ * Bytes actually read from disk (unchanged files are not read).
+ */
+bytes_read: number, 
+/**
+ * Bytes added to the repository (sealed, compressed).
+ */
+bytes_added: number, chunks_added: number, duration_ms: number, 
+/**
+ * Files skipped with the reason (unreadable, special files…).
+ */
+warnings: Array<string>, };
+
+export type RestoreSummary = { snapshot: string, target: string, files: number, dirs: number, symlinks: number, bytes: number, 
+/**
+ * Files that could not be restored because their data is damaged
+ * (snapshot paths); everything else was restored.
+ */
+damaged: Array<string>, 
+/**
+ * Metadata that could not be applied, and similar non-fatal problems.
+ */
+warnings: Array<string>, duration_ms: number, };
+
+export type CheckReport = { 
+/**
+ * Nothing damaged.
+ */
+ok: boolean, 
+/**
+ * Whether all data was read and verified.
+ */
+read_data: boolean, snapshots: number, trees: number, files: number, packs: number, chunks: number, 
+/**
+ * Files (and directories) whose data cannot be restored.
+ */
+damaged_files: Array<DamagedItem>, 
+/**
+ * Damaged records that belong to no file (snapshot records, the
+ * database structure, packs no snapshot uses).
+ */
+damaged_records: Array<string>, };
+
+export type DamagedItem = { 
+/**
+ * The snapshot it belongs to, if it belongs to one.
+ */
+snapshot: string | null, 
+/**
+ * The file or directory inside the snapshot.
+ */
+path: string | null, 
+/**
+ * What is wrong.
+ */
+problem: string, };
+
+export type SnapshotInfo = { id: string, short_id: string, 
+/**
+ * UTC, RFC 3339.
+ */
+time: string, unix_time: number, hostname: string, set_name: string, paths: Array<string>, parent: string | null, files: number, dirs: number, bytes: number, bytes_added: number, };
+
+export type TreeEntry = { 
+/**
+ * Absolute path inside the snapshot (non-UTF-8 bytes shown as U+FFFD).
+ */
+path: string, kind: EntryKind, size: number, mode: number, 
+/**
+ * UTC, RFC 3339.
+ */
+mtime: string, 
+/**
+ * Symlinks: the target.
+ */
+target: string | null, };
+
+export type EntryKind = "file" | "dir" | "symlink";
+
+export type FindMatch = { snapshot: string, snapshot_time: string, 
+/**
+ * Absolute path inside the snapshot (non-UTF-8 bytes shown as U+FFFD).
+ */
+path: string, kind: EntryKind, size: number, mode: number, 
+/**
+ * UTC, RFC 3339.
+ */
+mtime: string, 
+/**
+ * Symlinks: the target.
+ */
+target: string | null, };
+
+export type RestorePlan = { snapshot: string, target: string, files: number, dirs: number, symlinks: number, bytes: number, 
+/**
+ * How many items already exist at the target.
+ */
+conflicts: number, items: Array<PlanItem>, };
+
+export type PlanItem = { 
+/**
+ * The path inside the snapshot.
+ */
+path: string, 
+/**
+ * Where it would be written.
+ */
+target: string, kind: EntryKind, size: number, 
+/**
+ * Something already exists there (and would be replaced with `overwrite`).
+ */
+exists: boolean, };
+
+export type ForgetPlan = { keep: Array<SnapshotInfo>, remove: Array<SnapshotInfo>, 
+/**
+ * False for a dry run.
+ */
+applied: boolean, };
+
+export type PruneSummary = { packs_deleted: number, packs_repacked: number, packs_written: number, chunks_deleted: number, trees_deleted: number, bytes_before: number, bytes_after: number, };
+
+export type RetentionResult = { plan: ForgetPlan, prune: PruneSummary | null, };
+
+export type ErrorCatalogEntry = { code: string, kind: string, meaning: string, what_to_do: string, };
+
+export type GuideStep = { id: string, title: string, detail: string, 
+/**
+ * The app knows this step is done.
+ */
+done: boolean, };
+
+export type DiagnosticsText = { text: string, 
+/**
+ * Where it was saved, when saved.
+ */
+saved_to: string | null, };
+
+/** The event name of job progress events. */
+export const JOB_EVENT = "coffer://job";
+
 /** Every Tauri command: its arguments and its result. */
 export interface Commands {
   app_status: { args: Record<string, never>; result: AppStatus };
+  app_overview: { args: Record<string, never>; result: AppOverview };
+  create_key_repository: { args: { path: string }; result: NewRecoveryKey };
+  confirm_recovery_key: { args: { group: number; typed: string }; result: KeyInstalled };
+  complete_onboarding: { args: { first_set: BackupSetInput }; result: SetView };
+  unlock_with_recovery_key: { args: { repository: string; recovery_key: string }; result: KeyInstalled };
+  rehearse_recovery_key: { args: { recovery_key: string }; result: number };
+  lock_app: { args: Record<string, never>; result: null };
+  forget_device_key: { args: Record<string, never>; result: null };
+  list_sets: { args: Record<string, never>; result: Array<SetView> };
+  save_set: { args: { id: string | null; input: BackupSetInput }; result: SetView };
+  delete_set: { args: { id: string }; result: null };
+  run_backup: { args: { set_id: string }; result: number };
+  cancel_job: { args: { job_id: number }; result: null };
+  job_status: { args: { job_id: number }; result: JobEvent };
+  list_snapshots: { args: Record<string, never>; result: Array<SnapshotInfo> };
+  list_tree: { args: { snapshot: string; path: string | null }; result: Array<TreeEntry> };
+  find_files: { args: { pattern: string }; result: Array<FindMatch> };
+  plan_restore: { args: { snapshot: string; include: string[]; target: string }; result: RestorePlan };
+  run_restore: { args: { snapshot: string; include: string[]; target: string }; result: number };
+  run_check: { args: Record<string, never>; result: number };
+  apply_retention: { args: { retention: Retention; dry_run: boolean }; result: RetentionResult };
+  diagnostics: { args: { save: boolean }; result: DiagnosticsText };
+  error_catalog: { args: Record<string, never>; result: Array<ErrorCatalogEntry> };
+  lookup_error: { args: { code: string }; result: ErrorCatalogEntry };
+  recovery_guide: { args: Record<string, never>; result: Array<GuideStep> };
+  open_link: { args: { url: string }; result: null };
 }

@@ -6,7 +6,14 @@
 use ts_rs::{Config, TS};
 
 use crate::ipc::*;
+use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
+use crate::schedule::{Freshness, Schedule};
+use crate::settings::{BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord};
 use coffer_error::{ErrorKind, ErrorReport};
+use coffer_repo::{
+    CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
+    RestorePlan, RestoreSummary, SnapshotInfo, SnapshotSummary, TreeEntry,
+};
 
 /// One Tauri command: its name, the TS type of its arguments object, and the
 /// TS type of its result.
@@ -16,14 +23,154 @@ pub struct CommandSig {
     pub result: fn(&Config) -> String,
 }
 
-/// Every command the shell registers (src-tauri/src/main.rs). A test checks
-/// that the shell and this table agree.
+/// Every command the shell registers (src-tauri/src/commands.rs). A test
+/// checks that the shell and this table agree.
 pub fn commands() -> Vec<CommandSig> {
-    vec![CommandSig {
-        name: "app_status",
-        args: "Record<string, never>",
-        result: AppStatus::name,
-    }]
+    fn none(_: &Config) -> String {
+        "null".into()
+    }
+    fn number(_: &Config) -> String {
+        "number".into()
+    }
+    const NO_ARGS: &str = "Record<string, never>";
+    const RESTORE_ARGS: &str = "{ snapshot: string; include: string[]; target: string }";
+    vec![
+        CommandSig {
+            name: "app_status",
+            args: NO_ARGS,
+            result: AppStatus::name,
+        },
+        CommandSig {
+            name: "app_overview",
+            args: NO_ARGS,
+            result: AppOverview::name,
+        },
+        CommandSig {
+            name: "create_key_repository",
+            args: "{ path: string }",
+            result: NewRecoveryKey::name,
+        },
+        CommandSig {
+            name: "confirm_recovery_key",
+            args: "{ group: number; typed: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
+            name: "complete_onboarding",
+            args: "{ first_set: BackupSetInput }",
+            result: SetView::name,
+        },
+        CommandSig {
+            name: "unlock_with_recovery_key",
+            args: "{ repository: string; recovery_key: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
+            name: "rehearse_recovery_key",
+            args: "{ recovery_key: string }",
+            result: number,
+        },
+        CommandSig {
+            name: "lock_app",
+            args: NO_ARGS,
+            result: none,
+        },
+        CommandSig {
+            name: "forget_device_key",
+            args: NO_ARGS,
+            result: none,
+        },
+        CommandSig {
+            name: "list_sets",
+            args: NO_ARGS,
+            result: |c| format!("Array<{}>", SetView::name(c)),
+        },
+        CommandSig {
+            name: "save_set",
+            args: "{ id: string | null; input: BackupSetInput }",
+            result: SetView::name,
+        },
+        CommandSig {
+            name: "delete_set",
+            args: "{ id: string }",
+            result: none,
+        },
+        CommandSig {
+            name: "run_backup",
+            args: "{ set_id: string }",
+            result: number,
+        },
+        CommandSig {
+            name: "cancel_job",
+            args: "{ job_id: number }",
+            result: none,
+        },
+        CommandSig {
+            name: "job_status",
+            args: "{ job_id: number }",
+            result: JobEvent::name,
+        },
+        CommandSig {
+            name: "list_snapshots",
+            args: NO_ARGS,
+            result: |c| format!("Array<{}>", SnapshotInfo::name(c)),
+        },
+        CommandSig {
+            name: "list_tree",
+            args: "{ snapshot: string; path: string | null }",
+            result: |c| format!("Array<{}>", TreeEntry::name(c)),
+        },
+        CommandSig {
+            name: "find_files",
+            args: "{ pattern: string }",
+            result: |c| format!("Array<{}>", FindMatch::name(c)),
+        },
+        CommandSig {
+            name: "plan_restore",
+            args: RESTORE_ARGS,
+            result: RestorePlan::name,
+        },
+        CommandSig {
+            name: "run_restore",
+            args: RESTORE_ARGS,
+            result: number,
+        },
+        CommandSig {
+            name: "run_check",
+            args: NO_ARGS,
+            result: number,
+        },
+        CommandSig {
+            name: "apply_retention",
+            args: "{ retention: Retention; dry_run: boolean }",
+            result: RetentionResult::name,
+        },
+        CommandSig {
+            name: "diagnostics",
+            args: "{ save: boolean }",
+            result: DiagnosticsText::name,
+        },
+        CommandSig {
+            name: "error_catalog",
+            args: NO_ARGS,
+            result: |c| format!("Array<{}>", ErrorCatalogEntry::name(c)),
+        },
+        CommandSig {
+            name: "lookup_error",
+            args: "{ code: string }",
+            result: ErrorCatalogEntry::name,
+        },
+        CommandSig {
+            name: "recovery_guide",
+            args: NO_ARGS,
+            result: |c| format!("Array<{}>", GuideStep::name(c)),
+        },
+        CommandSig {
+            name: "open_link",
+            args: "{ url: string }",
+            result: none,
+        },
+    ]
 }
 
 fn decl<T: TS>(cfg: &Config) -> String {
@@ -39,6 +186,40 @@ pub fn render() -> String {
         decl::<AppStatus>(&cfg),
         decl::<VaultMode>(&cfg),
         decl::<VaultSummary>(&cfg),
+        decl::<KeyringStatus>(&cfg),
+        decl::<AppOverview>(&cfg),
+        decl::<KeyMode>(&cfg),
+        decl::<NewRecoveryKey>(&cfg),
+        decl::<KeyInstalled>(&cfg),
+        decl::<SetView>(&cfg),
+        decl::<BackupSet>(&cfg),
+        decl::<BackupSetInput>(&cfg),
+        decl::<Schedule>(&cfg),
+        decl::<Retention>(&cfg),
+        decl::<Freshness>(&cfg),
+        decl::<RunRecord>(&cfg),
+        decl::<RunOutcome>(&cfg),
+        decl::<JobEvent>(&cfg),
+        decl::<JobKind>(&cfg),
+        decl::<JobState>(&cfg),
+        decl::<JobOutcome>(&cfg),
+        decl::<Phase>(&cfg),
+        decl::<SnapshotSummary>(&cfg),
+        decl::<RestoreSummary>(&cfg),
+        decl::<CheckReport>(&cfg),
+        decl::<DamagedItem>(&cfg),
+        decl::<SnapshotInfo>(&cfg),
+        decl::<TreeEntry>(&cfg),
+        decl::<EntryKind>(&cfg),
+        decl::<FindMatch>(&cfg),
+        decl::<RestorePlan>(&cfg),
+        decl::<PlanItem>(&cfg),
+        decl::<ForgetPlan>(&cfg),
+        decl::<PruneSummary>(&cfg),
+        decl::<RetentionResult>(&cfg),
+        decl::<ErrorCatalogEntry>(&cfg),
+        decl::<GuideStep>(&cfg),
+        decl::<DiagnosticsText>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\
@@ -48,9 +229,20 @@ pub fn render() -> String {
         out.push_str(&d);
         out.push_str("\n\n");
     }
-    out.push_str("/** Every Tauri command: its arguments and its result. */\nexport interface Commands {\n");
+    out.push_str(&format!(
+        "/** The event name of job progress events. */\nexport const JOB_EVENT = {:?};\n\n",
+        crate::jobs::JOB_EVENT
+    ));
+    out.push_str(
+        "/** Every Tauri command: its arguments and its result. */\nexport interface Commands {\n",
+    );
     for c in commands() {
-        out.push_str(&format!("  {}: {{ args: {}; result: {} }};\n", c.name, c.args, (c.result)(&cfg)));
+        out.push_str(&format!(
+            "  {}: {{ args: {}; result: {} }};\n",
+            c.name,
+            c.args,
+            (c.result)(&cfg)
+        ));
     }
     out.push_str("}\n");
     out
@@ -83,12 +275,40 @@ mod tests {
         let main = std::fs::read_to_string(repo_root().join("src-tauri/src/commands.rs")).unwrap();
         for c in super::commands() {
             assert!(
-                main.contains(&format!("pub fn {}(", c.name)) || main.contains(&format!("pub async fn {}(", c.name)),
+                main.contains(&format!("pub fn {}(", c.name))
+                    || main.contains(&format!("pub async fn {}(", c.name)),
                 "src-tauri/src/commands.rs lacks command {}",
                 c.name
             );
         }
-        let registered = main.matches("#[tauri::command]").count();
-        assert_eq!(registered, super::commands().len(), "commands.rs and bindings.rs disagree");
+        let registered = main.matches("#[tauri::command").count();
+        assert_eq!(
+            registered,
+            super::commands().len(),
+            "commands.rs and bindings.rs disagree"
+        );
+        let build = std::fs::read_to_string(repo_root().join("src-tauri/build.rs")).unwrap();
+        let caps =
+            std::fs::read_to_string(repo_root().join("src-tauri/capabilities/main.json")).unwrap();
+        let shell = std::fs::read_to_string(repo_root().join("src-tauri/src/main.rs")).unwrap();
+        for c in super::commands() {
+            assert!(
+                build.contains(&format!("\"{}\"", c.name)),
+                "build.rs COMMANDS lacks {}",
+                c.name
+            );
+            let perm = format!("\"allow-{}\"", c.name.replace('_', "-"));
+            assert!(caps.contains(&perm), "capabilities/main.json lacks {perm}");
+            assert!(
+                shell.contains(&format!("commands::{},", c.name)),
+                "main.rs does not register {}",
+                c.name
+            );
+        }
+        assert_eq!(
+            caps.matches("\"allow-").count(),
+            super::commands().len(),
+            "the capability grants extra commands"
+        );
     }
 }

@@ -2,10 +2,15 @@
 
 use std::path::PathBuf;
 
-use coffer_error::{ErrorKind, UserFacing};
+use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 
-/// Every code this crate can produce (documented in docs/errors.md).
-pub const ERROR_CODES: &[&str] = &["CF-A001"];
+/// Every code this crate can produce (documented in docs/errors.md): this
+/// module's, and those of the keyring, settings, schedule and diagnostics
+/// modules.
+pub const ERROR_CODES: &[&str] = &[
+    "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
+    "CF-A057", "CF-A058", "CF-A059", "CF-A060", "CF-A061",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -15,34 +20,112 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no backup repository is set up on this computer yet")]
+    NoRepository,
+    #[error("the backup key for this repository is not on this device yet")]
+    KeyNeeded,
+    #[error("group {group} does not match the recovery key shown")]
+    ConfirmMismatch { group: usize },
+    #[error("there is no new recovery key waiting for confirmation")]
+    NothingToConfirm,
+    #[error("there is no job {id}")]
+    JobNotFound { id: u64 },
+    #[error("a backup of this set is already running")]
+    AlreadyRunning,
+    #[error("{what} must be an absolute path (starting with /), not {given:?}")]
+    NotAbsolute { what: &'static str, given: String },
+    #[error("no error code {0:?} is known to this version of Coffer")]
+    UnknownCode(String),
+    #[error("no backup set {0:?} exists")]
+    SetNotFound(String),
+    #[error("an operation stopped unexpectedly")]
+    JobPanicked,
+    #[error("only web links (https:// or http://) can be opened, not {0:?}")]
+    NotAWebLink(String),
+    #[error("the link could not be opened: {0}")]
+    OpenFailed(String),
+}
+
+impl AppError {
+    /// The report the UI shows.
+    pub fn report_now(&self) -> ErrorReport {
+        self.report()
+    }
 }
 
 impl UserFacing for AppError {
     fn kind(&self) -> ErrorKind {
+        use AppError::*;
         match self {
-            AppError::DataDir { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            DataDir { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 ErrorKind::PermissionDenied
             }
-            AppError::DataDir { .. } => ErrorKind::Io,
+            DataDir { .. } => ErrorKind::Io,
+            NoRepository | KeyNeeded | JobNotFound { .. } | UnknownCode(_) | SetNotFound(_) => {
+                ErrorKind::NotFound
+            }
+            ConfirmMismatch { .. } | NothingToConfirm | NotAbsolute { .. } | NotAWebLink(_) => {
+                ErrorKind::InvalidInput
+            }
+            AlreadyRunning => ErrorKind::RepositoryBusy,
+            JobPanicked => ErrorKind::Internal,
+            OpenFailed(_) => ErrorKind::Io,
         }
     }
     fn code(&self) -> &'static str {
+        use AppError::*;
         match self {
-            AppError::DataDir { .. } => "CF-A001",
+            DataDir { .. } => "CF-A001",
+            NoRepository => "CF-A050",
+            KeyNeeded => "CF-A051",
+            ConfirmMismatch { .. } => "CF-A052",
+            NothingToConfirm => "CF-A053",
+            JobNotFound { .. } => "CF-A054",
+            AlreadyRunning => "CF-A055",
+            NotAbsolute { .. } => "CF-A056",
+            UnknownCode(_) => "CF-A057",
+            SetNotFound(_) => "CF-A058",
+            JobPanicked => "CF-A059",
+            NotAWebLink(_) => "CF-A060",
+            OpenFailed(_) => "CF-A061",
         }
     }
     fn next_step(&self) -> String {
+        use AppError::*;
         match self {
-            AppError::DataDir { .. } => "Choose a writable folder with --data-dir DIR (or COFFER_DATA_DIR), or fix the permissions of this one.".into(),
+            DataDir { .. } => "Choose a writable folder with --data-dir DIR (or COFFER_DATA_DIR), or fix the permissions of this one.".into(),
+            NoRepository => "Finish the first-run setup, or open your existing repository in the Recovery wizard.".into(),
+            KeyNeeded => "Open the Recovery wizard and enter your 64-digit recovery key; Coffer then keeps the key in your OS keyring (if it is available).".into(),
+            ConfirmMismatch { .. } => "Look at the recovery key you wrote down and type the requested group again (4 characters, 0-9 and a-f).".into(),
+            NothingToConfirm => "Start the first-run setup again from the beginning.".into(),
+            JobNotFound { .. } => "The operation already ended; refresh the screen.".into(),
+            AlreadyRunning => "Wait for the running backup to finish, or cancel it first.".into(),
+            NotAbsolute { .. } => "Type the full path, starting with / (for example /home/me/Documents).".into(),
+            UnknownCode(_) => "Check the code (it looks like CF-R001) and type it exactly as shown.".into(),
+            SetNotFound(_) => "Refresh the Backups screen; the set may have been deleted.".into(),
+            JobPanicked => "This is a bug in Coffer: copy the diagnostics report from Support and report it. Nothing was lost; you can run the operation again.".into(),
+            NotAWebLink(_) => "This is a bug in Coffer: report it with the diagnostics report.".into(),
+            OpenFailed(_) => "Copy the link and open it in your web browser yourself.".into(),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn every_code_is_documented() {
         let md = include_str!("../../../docs/errors.md");
-        assert!(coffer_error::undocumented_codes(super::ERROR_CODES, md).is_empty());
+        let missing = coffer_error::undocumented_codes(super::ERROR_CODES, md);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+
+    #[test]
+    fn keyring_unavailable_is_never_a_wrong_key() {
+        let e = AppError::KeyNeeded.report();
+        assert_ne!(e.kind, ErrorKind::WrongRecoveryKey);
+        assert_ne!(e.kind, ErrorKind::WrongRecoveryCode);
+        assert_ne!(e.kind, ErrorKind::KeyringUnavailable);
     }
 }

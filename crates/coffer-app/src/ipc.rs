@@ -31,3 +31,113 @@ pub struct VaultSummary {
     /// Always true in this build: the HSMs are a software simulation.
     pub simulated_hsm: bool,
 }
+
+/// Whether the device copy of K can be kept in the OS keyring.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct KeyringStatus {
+    pub available: bool,
+    /// "Secret Service" or "kernel keyutils" when available.
+    pub backend: Option<String>,
+    /// Why not, when unavailable (kind `keyring_unavailable`).
+    pub error: Option<coffer_error::ErrorReport>,
+}
+
+/// Everything the shell needs at start and after each flow.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct AppOverview {
+    pub status: AppStatus,
+    pub onboarded: bool,
+    pub key_mode: Option<crate::settings::KeyMode>,
+    /// The repository the Snapshots screen works on.
+    pub repository: Option<String>,
+    /// Whether K for that repository is available (memory or keyring).
+    pub unlocked: bool,
+    pub keyring: KeyringStatus,
+    /// A problem loading settings.json (it was kept aside), if any.
+    pub settings_error: Option<coffer_error::ErrorReport>,
+    pub running_jobs: Vec<crate::jobs::JobEvent>,
+    #[ts(type = "number")]
+    pub stale_sets: u32,
+}
+
+/// A new recovery key, shown once during first run.
+#[derive(Clone, Serialize, TS)]
+pub struct NewRecoveryKey {
+    pub repository: String,
+    /// 17 groups of 4 hex digits (the last is the checksum).
+    pub groups: Vec<String>,
+    /// Which group (1-based) the user must type back to confirm.
+    #[ts(type = "number")]
+    pub confirm_group: u32,
+}
+
+impl std::fmt::Debug for NewRecoveryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewRecoveryKey")
+            .field("repository", &self.repository)
+            .field("groups", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The result of putting K on this device (after first run or recovery).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct KeyInstalled {
+    pub repository: String,
+    /// K is in the OS keyring now.
+    pub keyring_saved: bool,
+    /// Why not (the app still works; it asks for the key after a restart).
+    pub keyring_error: Option<coffer_error::ErrorReport>,
+    #[ts(type = "number")]
+    pub snapshots: u64,
+}
+
+/// A backup set with what the Backups and Home screens show about it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SetView {
+    pub set: crate::settings::BackupSet,
+    pub freshness: crate::schedule::Freshness,
+    pub stale: bool,
+    /// "Last good backup 2 hours ago (scheduled daily at 12:00)."
+    pub sentence: String,
+    pub schedule_text: String,
+    pub last: Option<crate::settings::RunRecord>,
+    #[ts(type = "number | null")]
+    pub next_due: Option<i64>,
+    #[ts(type = "number | null")]
+    pub running_job: Option<u64>,
+}
+
+/// The result of applying a retention policy (and pruning).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct RetentionResult {
+    pub plan: coffer_repo::ForgetPlan,
+    pub prune: Option<coffer_repo::PruneSummary>,
+}
+
+/// One row of docs/errors.md, for support staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ErrorCatalogEntry {
+    pub code: String,
+    pub kind: String,
+    pub meaning: String,
+    pub what_to_do: String,
+}
+
+/// One step of the recovery guide.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct GuideStep {
+    pub id: String,
+    pub title: String,
+    pub detail: String,
+    /// The app knows this step is done.
+    pub done: bool,
+}
+
+/// The diagnostics report: plain text without secrets.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct DiagnosticsText {
+    pub text: String,
+    /// Where it was saved, when saved.
+    pub saved_to: Option<String>,
+}

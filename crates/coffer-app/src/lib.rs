@@ -8,76 +8,41 @@
 //! coffer-app` rewrites it).
 #![forbid(unsafe_code)]
 
+mod app;
 pub mod bindings;
 pub mod diagnostics;
 pub mod error;
 pub mod ipc;
+pub mod jobs;
 pub mod keyring;
 pub mod paths;
 pub mod schedule;
 pub mod settings;
+pub mod support;
 
-use std::path::PathBuf;
-
+pub use app::{keyring_account, App};
+/// The repository crate, re-exported for the shell (its result types cross IPC).
+pub use coffer_repo;
 pub use error::{AppError, ERROR_CODES};
-use ipc::AppStatus;
 
-/// The application state shared by all commands.
-pub struct App {
-    data_dir: PathBuf,
-}
-
-impl App {
-    /// Opens (creating if needed) the app's data directory.
-    pub fn open(data_dir: PathBuf) -> Result<Self, AppError> {
-        std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
-        Ok(Self { data_dir })
-    }
-
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.data_dir
-    }
-
-    /// What the home screen shows.
-    pub fn status(&self) -> AppStatus {
-        AppStatus {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            data_dir: self.data_dir.display().to_string(),
-            vault: ipc::VaultSummary {
-                mode: ipc::VaultMode::EmbeddedDemo,
-                label: "Local demo fleet (5 simulated HSMs on this computer)".into(),
-                simulated_hsm: true,
-            },
-        }
-    }
+/// Every error code the app crate can produce, across its modules.
+pub fn all_error_codes() -> Vec<&'static str> {
+    [
+        error::ERROR_CODES,
+        keyring::ERROR_CODES,
+        settings::ERROR_CODES,
+        schedule::ERROR_CODES,
+        diagnostics::ERROR_CODES,
+    ]
+    .concat()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn open_creates_the_data_dir_and_reports_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("nested").join("data");
-        let app = App::open(dir.clone()).unwrap();
-        assert!(dir.is_dir());
-        let st = app.status();
-        assert_eq!(st.data_dir, dir.display().to_string());
-        assert!(st.vault.simulated_hsm);
-    }
-
-    #[test]
-    fn open_fails_clearly_when_the_data_dir_cannot_be_made() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("a-file");
-        std::fs::write(&file, b"x").unwrap();
-        let err = App::open(file.join("sub")).err().expect("must fail");
-        let report = coffer_error::UserFacing::report(&err);
-        assert_eq!(report.code, "CF-A001");
-        assert!(report.next_step.contains("--data-dir"), "{report:?}");
+    fn every_code_of_every_module_is_documented() {
+        let md = include_str!("../../../docs/errors.md");
+        let missing = coffer_error::undocumented_codes(&super::all_error_codes(), md);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
     }
 }

@@ -1,0 +1,923 @@
+//! [`App`]: the state shared by all Tauri commands and every flow behind them
+//! (first run in key mode, backup sets, backup/restore/check jobs, browsing,
+//! retention, key-mode recovery, support).
+//!
+//! Secrets: K lives in memory (in [`MasterKey`], zeroized on drop) and in the
+//! OS keyring, nowhere else. The recovery key is shown once during first run
+//! and never stored; settings.json has no field for any secret.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use coffer_error::{ErrorKind, ErrorReport, UserFacing};
+use coffer_repo::{
+    BackupRequest, FindMatch, MasterKey, RecoveryKey, Repository, RestorePlan, RestoreRequest,
+    RetentionPolicy, SnapshotInfo, TreeEntry, Unlocked,
+};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::error::AppError;
+use crate::ipc::*;
+use crate::jobs::{EventSink, JobEvent, JobKind, JobOutcome, JobState, Jobs};
+use crate::keyring::{DeviceKeyStore, OsKeyring};
+use crate::settings::{
+    BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, Settings, SettingsStore, VaultChoice,
+};
+
+type R<T> = Result<T, ErrorReport>;
+
+fn rep<E: UserFacing>(e: E) -> ErrorReport {
+    e.report()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The keyring account of a repository: a hash of its absolute path (the
+/// repository id is not readable before unlocking, and a path is no secret).
+pub fn keyring_account(repo: &Path) -> String {
+    let h = Sha256::digest(repo.as_os_str().as_encoded_bytes());
+    format!("repo-{}", hex::encode(&h[..16]))
+}
+
+fn absolute(what: &'static str, given: &str) -> R<PathBuf> {
+    let p = PathBuf::from(given.trim());
+    if !p.is_absolute() {
+        return Err(AppError::NotAbsolute {
+            what,
+            given: given.trim().to_string(),
+        }
+        .report_now());
+    }
+    Ok(p)
+}
+
+/// A recovery key made during first run, waiting for the user to confirm it.
+struct Pending {
+    repo: PathBuf,
+    key: MasterKey,
+    confirm_group: usize,
+}
+
+struct State {
+    settings: Settings,
+    settings_error: Option<ErrorReport>,
+    /// K of each unlocked repository, in memory only.
+    keys: HashMap<PathBuf, MasterKey>,
+    /// The repository the Snapshots screen works on.
+    current: Option<PathBuf>,
+    pending: Option<Pending>,
+    /// Backup set id -> running job id.
+    running: HashMap<String, u64>,
+    recent_errors: crate::diagnostics::RecentErrors,
+    /// For the recovery guide.
+    browsed: bool,
+    restored: bool,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    store: SettingsStore,
+    keystore: Arc<dyn DeviceKeyStore>,
+    jobs: Jobs,
+    sink: Arc<dyn EventSink>,
+    state: Mutex<State>,
+}
+
+/// The application state shared by all commands. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+impl App {
+    /// Opens (creating if needed) the app's data directory, with the OS
+    /// keyring and no event sink.
+    pub fn open(data_dir: PathBuf) -> Result<Self, AppError> {
+        Self::with_parts(
+            data_dir,
+            Arc::new(OsKeyring::new()),
+            Arc::new(crate::jobs::NoEvents),
+        )
+    }
+
+    /// Opens the app with an explicit device key store and event sink.
+    pub fn with_parts(
+        data_dir: PathBuf,
+        keystore: Arc<dyn DeviceKeyStore>,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Self, AppError> {
+        std::fs::create_dir_all(&data_dir).map_err(|source| AppError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let store = SettingsStore::new(&data_dir);
+        let (settings, settings_error) = match store.load() {
+            Ok(s) => (s, None),
+            Err(e) => (Settings::default(), Some(e.report())),
+        };
+        let current = settings.backup_sets.first().map(|s| s.repository.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                data_dir,
+                store,
+                keystore,
+                jobs: Jobs::new(sink.clone()),
+                sink,
+                state: Mutex::new(State {
+                    settings,
+                    settings_error,
+                    keys: HashMap::new(),
+                    current,
+                    pending: None,
+                    running: HashMap::new(),
+                    recent_errors: crate::diagnostics::RecentErrors::new(),
+                    browsed: false,
+                    restored: false,
+                }),
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers the code of an error for the diagnostics report.
+    fn track<T>(&self, r: R<T>) -> R<T> {
+        if let Err(e) = &r {
+            self.state().recent_errors.record(now_secs(), e);
+        }
+        r
+    }
+
+    fn save_settings(&self, st: &State) -> R<()> {
+        self.inner.store.save(&st.settings).map_err(rep)
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// What the home screen shows.
+    pub fn status(&self) -> AppStatus {
+        let st = self.state();
+        let vault = match &st.settings.vault {
+            VaultChoice::KeyOnly => VaultSummary {
+                mode: VaultMode::KeyOnly,
+                label: "No vault: key mode (64-digit recovery key)".into(),
+                simulated_hsm: false,
+            },
+            VaultChoice::Remote { url, .. } => VaultSummary {
+                mode: VaultMode::Remote,
+                label: format!("Remote vault at {url}"),
+                simulated_hsm: true,
+            },
+            VaultChoice::EmbeddedDemo => VaultSummary {
+                mode: VaultMode::EmbeddedDemo,
+                label: "Local demo fleet (5 simulated HSMs on this computer)".into(),
+                simulated_hsm: true,
+            },
+        };
+        AppStatus {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            data_dir: self.inner.data_dir.display().to_string(),
+            vault,
+        }
+    }
+
+    /// Whether the keyring works right now.
+    pub fn keyring_status(&self) -> KeyringStatus {
+        match self.inner.keystore.probe() {
+            Ok(()) => KeyringStatus {
+                available: true,
+                backend: None,
+                error: None,
+            },
+            Err(e) => KeyringStatus {
+                available: false,
+                backend: None,
+                error: Some(e.report()),
+            },
+        }
+    }
+
+    /// Everything the UI needs to decide which screen to show.
+    pub fn overview(&self) -> AppOverview {
+        let status = self.status();
+        let keyring = self.keyring_status();
+        let now = now_secs();
+        let (onboarded, key_mode, repository, settings_error, stale_sets) = {
+            let st = self.state();
+            let stale = st
+                .settings
+                .backup_sets
+                .iter()
+                .filter(|s| {
+                    st.settings
+                        .freshness(&s.id, now)
+                        .is_some_and(|f| f.is_stale())
+                })
+                .count() as u32;
+            (
+                st.settings.onboarding_completed,
+                st.settings.key_mode,
+                st.current.clone(),
+                st.settings_error.clone(),
+                stale,
+            )
+        };
+        let unlocked = repository
+            .as_deref()
+            .is_some_and(|r| self.key_for(r).is_ok());
+        AppOverview {
+            status,
+            onboarded,
+            key_mode,
+            repository: repository.map(|p| p.display().to_string()),
+            unlocked,
+            keyring,
+            settings_error,
+            running_jobs: self.inner.jobs.running(),
+            stale_sets,
+        }
+    }
+
+    // ------------------------------------------------------------- the key
+
+    /// K for a repository: from memory, else from the OS keyring (checked
+    /// against the repository), else [`AppError::KeyNeeded`] — or the
+    /// keyring's own error when the keyring cannot be used.
+    fn key_for(&self, repo: &Path) -> R<MasterKey> {
+        if let Some(k) = self.state().keys.get(repo) {
+            return Ok(k.clone());
+        }
+        match self.inner.keystore.load(&keyring_account(repo)) {
+            Ok(Some(bytes)) => {
+                let key = MasterKey::from_bytes(*bytes);
+                match Repository::open(repo).and_then(|r| r.unlock_with_key(key.clone())) {
+                    Ok(_) => {
+                        self.state().keys.insert(repo.to_path_buf(), key.clone());
+                        Ok(key)
+                    }
+                    Err(e) if e.kind() == ErrorKind::WrongRecoveryKey => {
+                        Err(AppError::KeyNeeded.report_now())
+                    }
+                    Err(e) => Err(e.report()),
+                }
+            }
+            Ok(None) => Err(AppError::KeyNeeded.report_now()),
+            Err(e) => Err(e.report()),
+        }
+    }
+
+    fn open_unlocked(&self, repo: &Path) -> R<Repository<Unlocked>> {
+        let key = self.key_for(repo)?;
+        Repository::open(repo)
+            .and_then(|r| r.unlock_with_key(key))
+            .map_err(rep)
+    }
+
+    fn current_repo(&self) -> R<PathBuf> {
+        self.state()
+            .current
+            .clone()
+            .ok_or_else(|| AppError::NoRepository.report_now())
+    }
+
+    /// Puts K on this device: memory, and the OS keyring when it works.
+    fn install_key(&self, repo: &Path, key: MasterKey) -> (bool, Option<ErrorReport>) {
+        let saved = self
+            .inner
+            .keystore
+            .store(&keyring_account(repo), key.expose_bytes());
+        let mut st = self.state();
+        st.keys.insert(repo.to_path_buf(), key);
+        st.current = Some(repo.to_path_buf());
+        match saved {
+            Ok(()) => (true, None),
+            Err(e) => {
+                tracing::warn!(
+                    code = e.code(),
+                    "the device copy of the key could not be stored"
+                );
+                (false, Some(e.report()))
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ first run
+
+    /// First run, key mode, step 1: creates a repository at `path` with a new
+    /// K and returns its recovery key to show once.
+    pub fn create_key_repository(&self, path: &str) -> R<NewRecoveryKey> {
+        self.track((|| {
+            let repo = absolute("the repository file", path)?;
+            if let Some(parent) = repo.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| rep(coffer_repo::RepoError::io(parent, e)))?;
+            }
+            let key = MasterKey::generate().map_err(rep)?;
+            Repository::init(&repo, &key).map_err(rep)?;
+            let display = key.recovery_key().to_display_string();
+            let groups: Vec<String> = display.split('-').map(str::to_string).collect();
+            // Any of the 16 key groups (not the checksum), picked at random.
+            let r = std::hash::BuildHasher::hash_one(
+                &std::collections::hash_map::RandomState::new(),
+                now_secs(),
+            );
+            let confirm_group = (r % 16) as usize + 1;
+            self.state().pending = Some(Pending {
+                repo: repo.clone(),
+                key,
+                confirm_group,
+            });
+            tracing::info!(repository = %repo.display(), "new key-mode repository created");
+            Ok(NewRecoveryKey {
+                repository: repo.display().to_string(),
+                groups,
+                confirm_group: confirm_group as u32,
+            })
+        })())
+    }
+
+    /// First run, step 2: the user typed group `group` back; on a match K
+    /// goes to the OS keyring (when it works).
+    pub fn confirm_recovery_key(&self, group: u32, typed: &str) -> R<KeyInstalled> {
+        self.track((|| {
+            let (repo, key) = {
+                let st = self.state();
+                let p = st
+                    .pending
+                    .as_ref()
+                    .ok_or_else(|| AppError::NothingToConfirm.report_now())?;
+                let display = p.key.recovery_key().to_display_string();
+                let want = display
+                    .split('-')
+                    .nth(p.confirm_group - 1)
+                    .unwrap_or_default()
+                    .to_string();
+                let want = Zeroizing::new(want);
+                let typed = Zeroizing::new(typed.trim().to_ascii_lowercase());
+                let ok = group as usize == p.confirm_group
+                    && bool::from(want.as_bytes().ct_eq(typed.as_bytes()));
+                if !ok {
+                    return Err(AppError::ConfirmMismatch {
+                        group: p.confirm_group,
+                    }
+                    .report_now());
+                }
+                (p.repo.clone(), p.key.clone())
+            };
+            self.state().pending = None;
+            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
+            Ok(KeyInstalled {
+                repository: repo.display().to_string(),
+                keyring_saved,
+                keyring_error,
+                snapshots: 0,
+            })
+        })())
+    }
+
+    /// First run, step 3: the first backup set; first run is then complete.
+    pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
+        self.track((|| {
+            let id = {
+                let mut st = self.state();
+                let mut next = st.settings.clone();
+                let id = next.add_backup_set(first_set, now_secs()).map_err(rep)?;
+                next.onboarding_completed = true;
+                next.key_mode = Some(KeyMode::RecoveryKey);
+                next.vault = VaultChoice::KeyOnly;
+                self.inner.store.save(&next).map_err(rep)?;
+                st.settings = next;
+                st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
+                id
+            };
+            self.set_view(&id)
+        })())
+    }
+
+    // ------------------------------------------------------------- recovery
+
+    /// Key-mode recovery (new device, or keyring unavailable): the typed
+    /// recovery key is checked (checksum first, before the repository is
+    /// touched), then opens the repository at `repository`.
+    pub fn unlock_with_recovery_key(
+        &self,
+        repository: &str,
+        recovery_key: &str,
+    ) -> R<KeyInstalled> {
+        self.track((|| {
+            let repo = absolute("the repository file", repository)?;
+            let rk = RecoveryKey::parse(recovery_key).map_err(rep)?;
+            let key = rk.into_master_key();
+            let unlocked = Repository::open(&repo)
+                .map_err(rep)?
+                .unlock_with_key(key.clone())
+                .map_err(rep)?;
+            let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
+            drop(unlocked);
+            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
+            {
+                let mut st = self.state();
+                if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
+                    st.settings.key_mode = Some(KeyMode::RecoveryKey);
+                    st.settings.vault = VaultChoice::KeyOnly;
+                    // Not fatal: the repository is open for this session.
+                    if let Err(e) = self.save_settings(&st) {
+                        tracing::warn!(code = %e.code, "settings not saved after recovery");
+                    }
+                }
+            }
+            Ok(KeyInstalled {
+                repository: repo.display().to_string(),
+                keyring_saved,
+                keyring_error,
+                snapshots,
+            })
+        })())
+    }
+
+    /// Recovery rehearsal: does this recovery key open the current
+    /// repository? Changes nothing.
+    pub fn rehearse_recovery_key(&self, recovery_key: &str) -> R<u64> {
+        self.track((|| {
+            let repo = self.current_repo()?;
+            let rk = RecoveryKey::parse(recovery_key).map_err(rep)?;
+            let r = Repository::open(&repo)
+                .map_err(rep)?
+                .unlock_with_key(rk.into_master_key())
+                .map_err(rep)?;
+            Ok(r.snapshots().map_err(rep)?.len() as u64)
+        })())
+    }
+
+    /// Forgets K in memory (the keyring copy stays): the app asks again.
+    pub fn lock(&self) {
+        self.state().keys.clear();
+    }
+
+    /// Removes the device copy of K of the current repository from the
+    /// keyring and from memory.
+    pub fn forget_device_key(&self) -> R<()> {
+        self.track((|| {
+            let repo = self.current_repo()?;
+            self.inner
+                .keystore
+                .delete(&keyring_account(&repo))
+                .map_err(rep)?;
+            self.state().keys.remove(&repo);
+            Ok(())
+        })())
+    }
+
+    // ----------------------------------------------------------- backup sets
+
+    fn set_view(&self, id: &str) -> R<SetView> {
+        let st = self.state();
+        Self::view_of(&st, id, now_secs())
+    }
+
+    fn view_of(st: &State, id: &str, now: i64) -> R<SetView> {
+        let set = st
+            .settings
+            .backup_set(id)
+            .ok_or_else(|| AppError::SetNotFound(id.to_string()).report_now())?
+            .clone();
+        let freshness = st
+            .settings
+            .freshness(id, now)
+            .unwrap_or(crate::schedule::Freshness::NotYet);
+        let offset = crate::schedule::local_utc_offset_secs(now);
+        Ok(SetView {
+            stale: freshness.is_stale(),
+            sentence: crate::schedule::freshness_sentence(&set.schedule, &freshness),
+            schedule_text: set.schedule.describe(),
+            last: st.settings.runs.get(id).and_then(|h| h.last.clone()),
+            next_due: st.settings.next_due(id, now, offset),
+            running_job: st.running.get(id).copied(),
+            freshness,
+            set,
+        })
+    }
+
+    /// Every backup set with its freshness.
+    pub fn list_sets(&self) -> Vec<SetView> {
+        let st = self.state();
+        let now = now_secs();
+        st.settings
+            .backup_sets
+            .iter()
+            .filter_map(|s| Self::view_of(&st, &s.id, now).ok())
+            .collect()
+    }
+
+    /// Creates (`id` = None) or edits a backup set.
+    pub fn save_set(&self, id: Option<&str>, input: BackupSetInput) -> R<SetView> {
+        self.track((|| {
+            let id = {
+                let mut st = self.state();
+                let mut next = st.settings.clone();
+                let id = match id {
+                    Some(id) => {
+                        next.update_backup_set(id, input).map_err(rep)?;
+                        id.to_string()
+                    }
+                    None => next.add_backup_set(input, now_secs()).map_err(rep)?,
+                };
+                self.inner.store.save(&next).map_err(rep)?;
+                st.settings = next;
+                if st.current.is_none() {
+                    st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
+                }
+                id
+            };
+            self.set_view(&id)
+        })())
+    }
+
+    /// Deletes a backup set (its snapshots stay in the repository).
+    pub fn delete_set(&self, id: &str) -> R<()> {
+        self.track((|| {
+            let mut st = self.state();
+            let mut next = st.settings.clone();
+            next.remove_backup_set(id).map_err(rep)?;
+            self.inner.store.save(&next).map_err(rep)?;
+            st.settings = next;
+            Ok(())
+        })())
+    }
+
+    // ------------------------------------------------------------------ jobs
+
+    /// Starts a backup of a set now; returns the job id.
+    pub fn run_backup(&self, set_id: &str) -> R<u64> {
+        self.track((|| {
+            let set = {
+                let st = self.state();
+                if st.running.contains_key(set_id) {
+                    return Err(AppError::AlreadyRunning.report_now());
+                }
+                st.settings
+                    .backup_set(set_id)
+                    .ok_or_else(|| AppError::SetNotFound(set_id.to_string()).report_now())?
+                    .clone()
+            };
+            let key = self.key_for(&set.repository)?;
+            let req = BackupRequest {
+                paths: set.sources.clone(),
+                excludes: set.excludes.clone(),
+                set_name: set.name.clone(),
+                parent: None,
+            };
+            let repo_path = set.repository.clone();
+            let started_at = now_secs();
+            let app = self.clone();
+            let sid = set.id.clone();
+            let name = set.name.clone();
+            let mut st = self.state();
+            let job = self.inner.jobs.start(
+                JobKind::Backup,
+                Some(set.id.clone()),
+                Box::new(move |p, cancel| {
+                    let repo = Repository::open(&repo_path)
+                        .and_then(|r| r.unlock_with_key(key))
+                        .map_err(rep)?;
+                    let summary = repo.backup(&req, p, cancel).map_err(rep)?;
+                    Ok(JobOutcome::Backup { summary })
+                }),
+                Box::new(move |ev| app.backup_finished(&sid, &name, started_at, ev)),
+            );
+            st.running.insert(set.id.clone(), job);
+            Ok(job)
+        })())
+    }
+
+    fn backup_finished(&self, set_id: &str, name: &str, started_at: i64, ev: &JobEvent) {
+        let (outcome, snapshot_id, bytes) = match (&ev.state, &ev.outcome) {
+            (JobState::Done, Some(JobOutcome::Backup { summary })) => {
+                (RunOutcome::Ok, Some(summary.id.clone()), summary.bytes_read)
+            }
+            (JobState::Cancelled, _) => (RunOutcome::Cancelled, None, ev.bytes_done),
+            _ => (
+                RunOutcome::Failed {
+                    code: ev
+                        .error
+                        .as_ref()
+                        .map(|e| e.code.clone())
+                        .unwrap_or_else(|| "CF-A059".into()),
+                },
+                None,
+                ev.bytes_done,
+            ),
+        };
+        let record = RunRecord {
+            started_at,
+            finished_at: now_secs().max(started_at),
+            outcome,
+            snapshot_id,
+            bytes,
+        };
+        {
+            let mut st = self.state();
+            st.running.remove(set_id);
+            if let Some(e) = &ev.error {
+                st.recent_errors.record(now_secs(), e);
+            }
+            let mut next = st.settings.clone();
+            if next.record_run(set_id, record).is_ok() {
+                match self.inner.store.save(&next) {
+                    Ok(()) => st.settings = next,
+                    Err(e) => tracing::warn!(code = e.code(), "could not record the run"),
+                }
+            }
+        }
+        let (title, body) = match ev.state {
+            JobState::Done => (
+                "Backup finished".to_string(),
+                format!("{name}: backed up {} files.", ev.files_done),
+            ),
+            JobState::Cancelled => (
+                "Backup cancelled".to_string(),
+                format!("{name}: nothing was lost."),
+            ),
+            _ => (
+                "Backup failed".to_string(),
+                format!(
+                    "{name}: error {}.",
+                    ev.error
+                        .as_ref()
+                        .map(|e| e.code.as_str())
+                        .unwrap_or("CF-A059")
+                ),
+            ),
+        };
+        self.inner.sink.notify(&title, &body);
+    }
+
+    /// Cancels a running job.
+    pub fn cancel_job(&self, job_id: u64) -> R<()> {
+        self.track(self.inner.jobs.cancel(job_id))
+    }
+
+    /// The latest state of a job.
+    pub fn job_status(&self, job_id: u64) -> R<JobEvent> {
+        self.inner.jobs.status(job_id)
+    }
+
+    /// Restores chosen paths of a snapshot into a folder, as a job.
+    pub fn run_restore(&self, snapshot: &str, include: Vec<String>, target: &str) -> R<u64> {
+        self.track((|| {
+            let repo_path = self.current_repo()?;
+            let key = self.key_for(&repo_path)?;
+            let req = self.restore_request(snapshot, include, target, false)?;
+            let app = self.clone();
+            Ok(self.inner.jobs.start(
+                JobKind::Restore,
+                None,
+                Box::new(move |p, cancel| {
+                    let repo = Repository::open(&repo_path)
+                        .and_then(|r| r.unlock_with_key(key))
+                        .map_err(rep)?;
+                    let summary = repo.restore(&req, p, cancel).map_err(rep)?;
+                    Ok(JobOutcome::Restore { summary })
+                }),
+                Box::new(move |ev| {
+                    if ev.state == JobState::Done {
+                        app.state().restored = true;
+                        app.inner.sink.notify(
+                            "Restore finished",
+                            &format!("{} files restored.", ev.files_done),
+                        );
+                    }
+                }),
+            ))
+        })())
+    }
+
+    /// Checks the current repository (every chunk read and authenticated).
+    pub fn run_check(&self) -> R<u64> {
+        self.track((|| {
+            let repo_path = self.current_repo()?;
+            let key = self.key_for(&repo_path)?;
+            Ok(self.inner.jobs.start(
+                JobKind::Check,
+                None,
+                Box::new(move |p, cancel| {
+                    let repo = Repository::open(&repo_path)
+                        .and_then(|r| r.unlock_with_key(key))
+                        .map_err(rep)?;
+                    let report = repo.check(true, p, cancel).map_err(rep)?;
+                    Ok(JobOutcome::Check { report })
+                }),
+                Box::new(|_| {}),
+            ))
+        })())
+    }
+
+    // ------------------------------------------------------------- browsing
+
+    /// Snapshots of the current repository, newest first.
+    pub fn list_snapshots(&self) -> R<Vec<SnapshotInfo>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let mut v = repo.snapshots().map_err(rep)?;
+            v.reverse();
+            self.state().browsed = true;
+            Ok(v)
+        })())
+    }
+
+    /// One directory level of a snapshot (`path` None: the top).
+    pub fn list_tree(&self, snapshot: &str, path: Option<&str>) -> R<Vec<TreeEntry>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            repo.list_tree(snapshot, path.filter(|p| !p.is_empty()).map(Path::new))
+                .map_err(rep)
+        })())
+    }
+
+    /// Files whose name matches a glob pattern, in every snapshot.
+    pub fn find_files(&self, pattern: &str) -> R<Vec<FindMatch>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let mut v = repo.find(pattern.trim()).map_err(rep)?;
+            v.truncate(500);
+            Ok(v)
+        })())
+    }
+
+    fn restore_request(
+        &self,
+        snapshot: &str,
+        include: Vec<String>,
+        target: &str,
+        dry_run: bool,
+    ) -> R<RestoreRequest> {
+        Ok(RestoreRequest {
+            snapshot: snapshot.to_string(),
+            include: include
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            target: absolute("the restore folder", target)?,
+            overwrite: false,
+            dry_run,
+        })
+    }
+
+    /// The preview of a restore: what would be written where.
+    pub fn plan_restore(
+        &self,
+        snapshot: &str,
+        include: Vec<String>,
+        target: &str,
+    ) -> R<RestorePlan> {
+        self.track((|| {
+            let req = self.restore_request(snapshot, include, target, true)?;
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            repo.plan_restore(&req).map_err(rep)
+        })())
+    }
+
+    /// Applies a retention policy to the current repository (dry run: only
+    /// the plan) and prunes what no snapshot uses any more.
+    pub fn apply_retention(&self, retention: Retention, dry_run: bool) -> R<RetentionResult> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let policy = RetentionPolicy {
+                keep_last: retention.keep_last,
+                keep_hourly: retention.keep_hourly,
+                keep_daily: retention.keep_daily,
+                keep_weekly: retention.keep_weekly,
+                keep_monthly: retention.keep_monthly,
+                keep_yearly: retention.keep_yearly,
+            };
+            let plan = repo.forget(&policy, dry_run).map_err(rep)?;
+            let prune = if dry_run {
+                None
+            } else {
+                Some(repo.prune().map_err(rep)?)
+            };
+            Ok(RetentionResult { plan, prune })
+        })())
+    }
+
+    // --------------------------------------------------------------- support
+
+    /// The diagnostics report (no secrets); `save` also writes it into the
+    /// data directory.
+    pub fn diagnostics(&self, save: bool) -> R<DiagnosticsText> {
+        let (settings, recent) = {
+            let st = self.state();
+            (st.settings.clone(), st.recent_errors.clone())
+        };
+        let report =
+            crate::diagnostics::DiagnosticsReport::build(crate::diagnostics::DiagnosticsInput {
+                data_dir: &self.inner.data_dir,
+                settings: &settings,
+                keyring: crate::diagnostics::KeyringStatus::of_store(self.inner.keystore.as_ref()),
+                recent_errors: &recent,
+                os: crate::diagnostics::OsInfo::current(),
+                now: now_secs(),
+            });
+        let text = report.render_text();
+        let saved_to = if save {
+            let p = self
+                .inner
+                .data_dir
+                .join(format!("coffer-diagnostics-{}.txt", now_secs()));
+            std::fs::write(&p, &text).map_err(|e| rep(coffer_repo::RepoError::io(&p, e)))?;
+            Some(p.display().to_string())
+        } else {
+            None
+        };
+        Ok(DiagnosticsText { text, saved_to })
+    }
+
+    /// The recovery guide with the steps this app knows are done.
+    pub fn recovery_guide(&self) -> Vec<GuideStep> {
+        let (repo, browsed, restored, mode) = {
+            let st = self.state();
+            (
+                st.current.clone(),
+                st.browsed,
+                st.restored,
+                st.settings.key_mode,
+            )
+        };
+        let repo_ok = repo.as_deref().is_some_and(Path::is_file);
+        let unlocked = repo
+            .as_deref()
+            .is_some_and(|r| self.state().keys.contains_key(r));
+        let in_keyring = repo
+            .as_deref()
+            .is_some_and(|r| matches!(self.inner.keystore.load(&keyring_account(r)), Ok(Some(_))));
+        crate::support::guide(mode, repo_ok, unlocked, browsed, restored, in_keyring)
+    }
+
+    /// Opens an audit link in the system browser (http and https only).
+    pub fn open_link(&self, url: &str) -> R<()> {
+        self.track(crate::support::open_link(url))
+    }
+
+    // ------------------------------------------------------------- schedule
+
+    /// Starts the scheduler thread: every `period`, each set that is due
+    /// (and whose key is on this device) is backed up.
+    pub fn start_scheduler(&self, period: Duration) {
+        let app = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("coffer-scheduler".into())
+            .spawn(move || loop {
+                std::thread::sleep(period);
+                app.run_due_sets();
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the scheduler could not start");
+        }
+    }
+
+    /// Starts every set that is due now; returns the job ids.
+    pub fn run_due_sets(&self) -> Vec<u64> {
+        let now = now_secs();
+        let due: Vec<String> = {
+            let st = self.state();
+            st.settings
+                .backup_sets
+                .iter()
+                .filter(|s| !st.running.contains_key(&s.id))
+                .filter(|s| {
+                    st.settings
+                        .next_due(&s.id, now, crate::schedule::local_utc_offset_secs(now))
+                        .is_some_and(|t| t <= now)
+                })
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        let mut jobs = Vec::new();
+        for id in due {
+            match self.run_backup(&id) {
+                Ok(j) => jobs.push(j),
+                Err(e) => tracing::info!(set = %id, code = %e.code, "scheduled backup not started"),
+            }
+        }
+        jobs
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,410 @@
+//! Flow tests of [`App`] against real repositories in temporary folders and
+//! the real OS keyring code (with no backend, so "keyring unavailable" is
+//! exercised, or kernel keyutils where it works).
+
+use super::*;
+use crate::jobs::EventSink;
+use crate::keyring::KeyringBackend;
+use crate::schedule::Schedule;
+use std::time::Instant;
+
+#[derive(Default)]
+struct Collect {
+    events: Mutex<Vec<JobEvent>>,
+    notes: Mutex<Vec<String>>,
+}
+impl EventSink for Collect {
+    fn job_event(&self, event: &JobEvent) {
+        self.events.lock().unwrap().push(event.clone());
+    }
+    fn notify(&self, title: &str, _body: &str) {
+        self.notes.lock().unwrap().push(title.to_string());
+    }
+}
+
+fn no_keyring() -> Arc<dyn DeviceKeyStore> {
+    Arc::new(OsKeyring::with_backends(vec![]))
+}
+
+fn app(dir: &Path, sink: Arc<Collect>) -> App {
+    App::with_parts(dir.to_path_buf(), no_keyring(), sink).unwrap()
+}
+
+fn wait(app: &App, job: u64) -> JobEvent {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = app.job_status(job).unwrap();
+        if ev.state != JobState::Running {
+            // The done callback runs right after the final event.
+            std::thread::sleep(Duration::from_millis(20));
+            return ev;
+        }
+        assert!(Instant::now() < deadline, "job {job} did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn set_input(name: &str, src: &Path, repo: &Path) -> BackupSetInput {
+    BackupSetInput {
+        name: name.into(),
+        sources: vec![src.to_path_buf()],
+        excludes: vec!["*.tmp".into()],
+        repository: repo.to_path_buf(),
+        schedule: Schedule::Manual,
+        retention: Retention::default(),
+    }
+}
+
+/// First run in key mode: returns (app, recovery key as typed, repo path).
+fn onboard(tmp: &Path, sink: Arc<Collect>) -> (App, String, PathBuf, PathBuf) {
+    let data = tmp.join("data");
+    let src = tmp.join("src");
+    std::fs::create_dir_all(src.join("docs")).unwrap();
+    std::fs::write(src.join("docs/letter.txt"), b"dear reader").unwrap();
+    std::fs::write(src.join("notes.md"), b"# notes").unwrap();
+    std::fs::write(src.join("skip.tmp"), b"junk").unwrap();
+    let repo = tmp.join("dest/coffer.db");
+    let a = app(&data, sink);
+    let o = a.overview();
+    assert!(!o.onboarded);
+    assert!(!o.keyring.available);
+    let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
+    assert_eq!(new.groups.len(), 17);
+    assert!((1..=16).contains(&new.confirm_group));
+    let g = new.confirm_group as usize;
+    let wrong = if new.groups[g - 1] == "0000" {
+        "1111"
+    } else {
+        "0000"
+    };
+    let e = a
+        .confirm_recovery_key(new.confirm_group, wrong)
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A052");
+    let installed = a
+        .confirm_recovery_key(new.confirm_group, &new.groups[g - 1].to_uppercase())
+        .unwrap();
+    // No keyring backend: the distinct error, and the app still works.
+    assert!(!installed.keyring_saved);
+    assert_eq!(
+        installed.keyring_error.unwrap().kind,
+        ErrorKind::KeyringUnavailable
+    );
+    assert_eq!(
+        a.confirm_recovery_key(1, "abcd").unwrap_err().code,
+        "CF-A053"
+    );
+    let v = a
+        .complete_onboarding(set_input("Documents", &src, &repo))
+        .unwrap();
+    assert_eq!(v.set.id, "set-1");
+    let o = a.overview();
+    assert!(o.onboarded && o.unlocked);
+    assert_eq!(o.key_mode, Some(KeyMode::RecoveryKey));
+    (a, new.groups.join("-"), repo, src)
+}
+
+#[test]
+fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Collect::default());
+    let (a, key, repo, src) = onboard(tmp.path(), sink.clone());
+
+    let job = a.run_backup("set-1").unwrap();
+    let ev = wait(&a, job);
+    assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
+    let Some(JobOutcome::Backup { summary }) = &ev.outcome else {
+        panic!("no summary")
+    };
+    assert_eq!(summary.files, 2, "skip.tmp is excluded");
+    assert_eq!(sink.notes.lock().unwrap().as_slice(), ["Backup finished"]);
+    let sets = a.list_sets();
+    assert_eq!(sets[0].last.as_ref().unwrap().outcome, RunOutcome::Ok);
+    assert!(sets[0].running_job.is_none());
+    assert!(sink
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|e| e.state == JobState::Done && e.job_id == job));
+
+    let snaps = a.list_snapshots().unwrap();
+    assert_eq!(snaps.len(), 1);
+    let top = a.list_tree(&snaps[0].id, None).unwrap();
+    assert!(!top.is_empty());
+    let found = a.find_files("letter.txt").unwrap();
+    assert_eq!(found.len(), 1);
+    let letter = found[0].entry.path.clone();
+
+    let out = tmp.path().join("restored");
+    let plan = a
+        .plan_restore(&snaps[0].id, vec![letter.clone()], out.to_str().unwrap())
+        .unwrap();
+    assert_eq!(plan.files, 1);
+    assert!(
+        !out.join(letter.trim_start_matches('/')).exists(),
+        "a preview writes nothing"
+    );
+    let ev = wait(
+        &a,
+        a.run_restore(&snaps[0].id, vec![letter.clone()], out.to_str().unwrap())
+            .unwrap(),
+    );
+    assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
+    assert_eq!(
+        std::fs::read(out.join(letter.trim_start_matches('/'))).unwrap(),
+        b"dear reader"
+    );
+    assert!(a
+        .recovery_guide()
+        .iter()
+        .all(|s| s.done || s.id == "device"));
+
+    let ev = wait(&a, a.run_check().unwrap());
+    let Some(JobOutcome::Check { report }) = &ev.outcome else {
+        panic!("{:?}", ev.error)
+    };
+    assert!(report.ok);
+
+    // A fresh data directory on a "new device": nothing from the old one.
+    let b = app(&tmp.path().join("data2"), Arc::new(Collect::default()));
+    assert_eq!(b.list_snapshots().unwrap_err().code, "CF-A050");
+    // A typo is caught by the checksum before the repository is touched.
+    let mut typo = key.clone().into_bytes();
+    typo[5] = if typo[5] == b'0' { b'1' } else { b'0' };
+    let e = b
+        .unlock_with_recovery_key("/nonexistent/repo.db", std::str::from_utf8(&typo).unwrap())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-R002", "{e:?}");
+    assert!(e.message.contains("group 2"), "{e:?}");
+    // A valid key of another repository is a wrong key, not a typo.
+    let other = MasterKey::generate()
+        .unwrap()
+        .recovery_key()
+        .to_display_string();
+    let e = b
+        .unlock_with_recovery_key(repo.to_str().unwrap(), &other)
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::WrongRecoveryKey);
+    let k = b
+        .unlock_with_recovery_key(repo.to_str().unwrap(), &key.replace('-', " "))
+        .unwrap();
+    assert_eq!(k.snapshots, 1);
+    let out2 = tmp.path().join("restored2");
+    let ev = wait(
+        &b,
+        b.run_restore("latest", vec![], out2.to_str().unwrap())
+            .unwrap(),
+    );
+    assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
+    let restored = out2.join(src.strip_prefix("/").unwrap());
+    assert_eq!(
+        std::fs::read(restored.join("notes.md")).unwrap(),
+        b"# notes"
+    );
+    assert!(!restored.join("skip.tmp").exists());
+    assert_eq!(b.rehearse_recovery_key(&key).unwrap(), 1);
+
+    // Nothing any app wrote holds the recovery key or K in any encoding.
+    let rk = RecoveryKey::parse(&key).unwrap();
+    let k_bytes = *rk.master_key().expose_bytes();
+    let needles = secret_encodings(&key, &k_bytes);
+    for root in [
+        tmp.path().join("data"),
+        tmp.path().join("data2"),
+        repo.parent().unwrap().to_path_buf(),
+    ] {
+        scan_for_secrets(&root, &needles);
+    }
+    let diag = b.diagnostics(true).unwrap();
+    for n in &needles {
+        assert!(!contains(diag.text.as_bytes(), n));
+    }
+}
+
+fn secret_encodings(key: &str, k: &[u8; 32]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let b64 = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::STANDARD_NO_PAD,
+        base64::engine::general_purpose::URL_SAFE,
+        base64::engine::general_purpose::URL_SAFE_NO_PAD,
+    ];
+    let mut v = vec![
+        key.as_bytes().to_vec(),
+        key.replace('-', "").into_bytes(),
+        key.to_uppercase().into_bytes(),
+        k.to_vec(),
+        hex::encode(k).into_bytes(),
+        hex::encode_upper(k).into_bytes(),
+    ];
+    v.extend(b64.iter().map(|e| e.encode(k).into_bytes()));
+    v
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn scan_for_secrets(root: &Path, needles: &[Vec<u8>]) {
+    let mut stack = vec![root.to_path_buf()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if p.is_file() {
+            files += 1;
+            let data = std::fs::read(&p).unwrap();
+            for n in needles {
+                assert!(!contains(&data, n), "{} holds a secret", p.display());
+            }
+        }
+    }
+    assert!(files > 0, "nothing was scanned under {}", root.display());
+}
+
+#[test]
+fn cancelling_a_backup_leaves_no_snapshot_and_records_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = Arc::new(Collect::default());
+    let (a, _key, _repo, src) = onboard(tmp.path(), sink.clone());
+    // 48 MiB of incompressible-ish data so there is time to cancel.
+    let mut big = vec![0u8; 48 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for c in big.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.copy_from_slice(&x.to_le_bytes()[..c.len()]);
+    }
+    std::fs::write(src.join("big.bin"), &big).unwrap();
+    let job = a.run_backup("set-1").unwrap();
+    assert_eq!(a.run_backup("set-1").unwrap_err().code, "CF-A055");
+    a.cancel_job(job).unwrap();
+    let ev = wait(&a, job);
+    assert_eq!(ev.state, JobState::Cancelled, "{:?}", ev.error);
+    assert!(a.list_snapshots().unwrap().is_empty());
+    assert_eq!(
+        a.list_sets()[0].last.as_ref().unwrap().outcome,
+        RunOutcome::Cancelled
+    );
+    assert!(
+        a.diagnostics(false).unwrap().text.contains("CF-R014")
+            || ev.error.as_ref().unwrap().code == "CF-R014"
+    );
+}
+
+#[test]
+fn retention_keeps_the_newest_and_prunes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _key, _repo, src) = onboard(tmp.path(), Arc::new(Collect::default()));
+    for i in 0..3 {
+        std::fs::write(src.join("notes.md"), format!("version {i}")).unwrap();
+        let ev = wait(&a, a.run_backup("set-1").unwrap());
+        assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
+    }
+    let keep_one = Retention {
+        keep_last: 1,
+        keep_hourly: 0,
+        keep_daily: 0,
+        keep_weekly: 0,
+        keep_monthly: 0,
+        keep_yearly: 0,
+    };
+    let dry = a.apply_retention(keep_one, true).unwrap();
+    assert_eq!((dry.plan.keep.len(), dry.plan.remove.len()), (1, 2));
+    assert!(dry.prune.is_none());
+    assert_eq!(a.list_snapshots().unwrap().len(), 3);
+    let done = a.apply_retention(keep_one, false).unwrap();
+    assert!(done.plan.applied && done.prune.is_some());
+    assert_eq!(a.list_snapshots().unwrap().len(), 1);
+}
+
+#[test]
+fn sets_are_saved_edited_deleted_and_due_ones_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _key, repo, src) = onboard(tmp.path(), Arc::new(Collect::default()));
+    let mut input = set_input("Hourly", &src, &repo);
+    input.schedule = Schedule::EveryHours { hours: 1 };
+    let v = a.save_set(None, input.clone()).unwrap();
+    assert_eq!(v.schedule_text, "every hour");
+    assert!(!v.stale);
+    input.name = "Documents".into();
+    assert_eq!(
+        a.save_set(Some(&v.set.id), input.clone()).unwrap_err().kind,
+        ErrorKind::AlreadyExists
+    );
+    input.name = "Every hour".into();
+    assert_eq!(
+        a.save_set(Some(&v.set.id), input).unwrap().set.name,
+        "Every hour"
+    );
+    // Never run + scheduled: due now; the manual set is not.
+    let jobs = a.run_due_sets();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(wait(&a, jobs[0]).state, JobState::Done);
+    assert!(a.run_due_sets().is_empty(), "it ran; next due in an hour");
+    a.delete_set(&v.set.id).unwrap();
+    assert_eq!(a.list_sets().len(), 1);
+    assert_eq!(
+        a.delete_set(&v.set.id).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    // Settings survive a restart; K (in memory only) does not.
+    let b = app(&tmp.path().join("data"), Arc::new(Collect::default()));
+    let o = b.overview();
+    assert!(o.onboarded);
+    assert!(!o.unlocked);
+    assert_eq!(
+        b.run_backup("set-1").unwrap_err().kind,
+        ErrorKind::KeyringUnavailable
+    );
+}
+
+#[test]
+fn the_device_copy_goes_to_the_kernel_keyring_when_it_works() {
+    let ks = OsKeyring::with_backends(vec![KeyringBackend::Keyutils]);
+    if let Err(e) = ks.probe() {
+        // No session keyring here: the unavailable path is tested above.
+        assert_eq!(e.kind(), ErrorKind::KeyringUnavailable);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let repo = tmp.path().join("r.db");
+    let a = App::with_parts(data.clone(), Arc::new(ks), Arc::new(Collect::default())).unwrap();
+    let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let g = new.groups[new.confirm_group as usize - 1].clone();
+    let k = a.confirm_recovery_key(new.confirm_group, &g).unwrap();
+    assert!(k.keyring_saved, "{:?}", k.keyring_error);
+    // A second app instance finds K in the keyring.
+    let b = App::with_parts(
+        data,
+        Arc::new(OsKeyring::with_backends(vec![KeyringBackend::Keyutils])),
+        Arc::new(Collect::default()),
+    )
+    .unwrap();
+    assert!(b.key_for(&repo).is_ok());
+    a.forget_device_key().unwrap();
+    b.lock();
+    assert_eq!(b.key_for(&repo).unwrap_err().code, "CF-A051");
+}
+
+#[test]
+fn paths_must_be_absolute_and_data_dir_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = app(tmp.path(), Arc::new(Collect::default()));
+    assert_eq!(
+        a.create_key_repository("relative/r.db").unwrap_err().code,
+        "CF-A056"
+    );
+    assert_eq!(a.status().data_dir, tmp.path().display().to_string());
+    let file = tmp.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = App::open(file.join("sub")).err().expect("must fail");
+    let report = err.report();
+    assert_eq!(report.code, "CF-A001");
+    assert!(report.next_step.contains("--data-dir"), "{report:?}");
+}
