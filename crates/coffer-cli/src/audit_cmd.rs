@@ -55,6 +55,11 @@ pub enum AuditCommand {
         operator_key: String,
         #[arg(long, default_value = NAMESPACE)]
         namespace: String,
+        /// A file remembering the last verified checkpoint between audits:
+        /// read (if it exists) to demand a consistency proof from it, and
+        /// updated when the audit passes.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -125,6 +130,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             witness_key,
             operator_key,
             namespace,
+            state,
         } => {
             let mut verifier =
                 Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
@@ -134,7 +140,23 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
                 .enable_all()
                 .build()
                 .map_err(|e| WitnessError::Unreachable(e.to_string()))?;
-            let audit = rt.block_on(audit_namespace(&client, &verifier, namespace))?;
+            let remembered = match state {
+                Some(p) if p.exists() => Some(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?,
+                ),
+                _ => None,
+            };
+            let audit = rt.block_on(audit_namespace(
+                &client,
+                &verifier,
+                namespace,
+                remembered.as_deref(),
+            ))?;
+            if let (Some(p), true, Some(cp)) = (state, audit.verified, &audit.checkpoint) {
+                std::fs::write(p, cp)
+                    .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?;
+            }
             if cli.json {
                 println!(
                     "{}",
@@ -253,23 +275,36 @@ mod tests {
             client.publish(&op, NAMESPACE, 2, &keys(2)).await.unwrap();
         });
         let (wk, ok) = (w.verifier().to_string(), op.verifier().to_string());
-        let cli = Cli::try_parse_from([
-            "coffer",
-            "audit",
-            "namespace",
-            "--witness",
-            &url,
-            "--witness-key",
-            &wk,
-            "--operator-key",
-            &ok,
-            "--json",
-        ])
-        .unwrap();
-        let crate::Commands::Audit(args) = &cli.command else {
-            panic!("not an audit command")
-        };
-        assert!(run(&cli, args).is_ok());
+        let state_dir = tempfile::tempdir().unwrap();
+        let state = state_dir.path().join("witness.checkpoint");
+        let st = state.to_str().unwrap().to_string();
+        // Twice: the second run demands consistency with the remembered checkpoint.
+        for _ in 0..2 {
+            let cli = Cli::try_parse_from([
+                "coffer",
+                "audit",
+                "namespace",
+                "--witness",
+                &url,
+                "--witness-key",
+                &wk,
+                "--operator-key",
+                &ok,
+                "--json",
+                "--state",
+                &st,
+            ])
+            .unwrap();
+            let crate::Commands::Audit(args) = &cli.command else {
+                panic!("not an audit command")
+            };
+            assert!(run(&cli, args).is_ok());
+            let remembered = std::fs::read_to_string(&state).unwrap();
+            assert!(
+                remembered.starts_with("witness.cli.test/log\n2\n"),
+                "{remembered}"
+            );
+        }
 
         let wrong = NoteSigner::from_seed("witness.cli.test/log", &[9; 32])
             .unwrap()

@@ -39,21 +39,35 @@ pub struct NamespaceAudit {
     pub epochs: Vec<EpochAudit>,
     /// Problems outside any one epoch (e.g. an epoch not yet countersigned).
     pub problems: Vec<String>,
+    /// The last verified checkpoint: keep it and pass it to the next audit,
+    /// which then also proves the log only grew in between.
+    pub checkpoint: Option<String>,
 }
 
 /// Walks every epoch of `namespace` in order. Each epoch's validation blob
-/// is fetched with a consistency proof from the checkpoint seen at the
-/// previous epoch, so the walk also checks that the log only grew.
+/// is fetched with a consistency proof from the checkpoint seen before (the
+/// `remembered` one from an earlier audit, if given), so the walk also checks
+/// that the log only grew.
 pub async fn audit_namespace(
     client: &WitnessClient,
     verifier: &Verifier,
     namespace: &str,
+    remembered: Option<&str>,
 ) -> Result<NamespaceAudit, WitnessError> {
     let epochs = client.epochs(namespace).await?;
-    let mut state = TrustState::default();
+    let mut state = TrustState {
+        last_checkpoint: remembered.map(str::to_string),
+        ..TrustState::default()
+    };
+    let mut problems = Vec::new();
+    if let Some(n) = remembered {
+        if let Err(e) = Checkpoint::open(n, &verifier.witness) {
+            problems.push(format!("the remembered checkpoint does not verify: {e}"));
+            state.last_checkpoint = None;
+        }
+    }
     let mut prev: Option<FleetKeys> = None;
     let mut out = Vec::new();
-    let mut problems = Vec::new();
     let mut log_size = 0;
     let mut last_epoch = 0;
     for e in epochs {
@@ -122,6 +136,11 @@ pub async fn audit_namespace(
     if out.is_empty() {
         problems.push(format!("no countersigned epoch in {namespace}"));
     }
+    let checkpoint = if verified {
+        state.last_checkpoint
+    } else {
+        remembered.map(str::to_string)
+    };
     Ok(NamespaceAudit {
         witness_url: client.base_url().into(),
         namespace: namespace.into(),
@@ -129,6 +148,7 @@ pub async fn audit_namespace(
         verified,
         epochs: out,
         problems,
+        checkpoint,
     })
 }
 

@@ -325,9 +325,14 @@ async fn witness_process_end_to_end() {
     );
 
     // The audit walk: both epochs verify, and the diff names the rotated key.
-    let audit = coffer_witness::audit::audit_namespace(&client, &verifier, NAMESPACE)
-        .await
-        .unwrap();
+    let audit = coffer_witness::audit::audit_namespace(
+        &client,
+        &verifier,
+        NAMESPACE,
+        state1.last_checkpoint.as_deref(),
+    )
+    .await
+    .unwrap();
     assert!(
         audit.verified,
         "{}",
@@ -338,6 +343,7 @@ async fn witness_process_end_to_end() {
     assert_eq!(audit.epochs[1].changes.len(), 1);
     assert_eq!(audit.epochs[1].changes[0].id, "opaque-1");
     assert!(coffer_witness::audit::render_text(&audit).contains("namespace VERIFIED"));
+    let remembered = audit.checkpoint.clone().unwrap();
 
     // Restart: the log is intact and checks itself.
     drop(server);
@@ -378,6 +384,22 @@ async fn witness_process_end_to_end() {
         .await
         .unwrap();
     let forked = old_client.validation(NAMESPACE, 2, Some(2)).await.unwrap();
+    // An auditor who remembers the honest checkpoint catches the fork too.
+    let fork_audit = coffer_witness::audit::audit_namespace(
+        &old_client,
+        &verifier,
+        NAMESPACE,
+        Some(&remembered),
+    )
+    .await
+    .unwrap();
+    assert!(!fork_audit.verified);
+    let first_fail = fork_audit.epochs[0].report.first_failure().unwrap();
+    assert_eq!(
+        first_fail.code.as_deref(),
+        Some("CF-T043"),
+        "{first_fail:?}"
+    );
     let o4 = verifier.verify_ota(&OtaInput {
         blob: &forked,
         state: &state2,
