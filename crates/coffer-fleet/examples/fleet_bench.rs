@@ -32,6 +32,15 @@ impl StateMachine for Counters {
     }
 }
 
+/// CPU time (user + system) this process has used so far, from /proc.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // USER_HZ = 100 on Linux
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -94,6 +103,17 @@ async fn main() {
         }
         let tput = (per * conc) as f64 / t.elapsed().as_secs_f64();
         rows.push((n, tput, pct(&lat, 0.5), pct(&lat, 0.99)));
+        // Idle cost (heartbeats only), e.g. for the app's embedded fleet.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Some(c0) = cpu_time() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Some(c1) = cpu_time() {
+                println!(
+                    "{n} nodes idle: {:.1} % of one core",
+                    (c1 - c0).as_secs_f64() / 5.0 * 100.0
+                );
+            }
+        }
         f.shutdown().await;
     }
     let (_, t1, p50_1, p99_1) = rows[0];
