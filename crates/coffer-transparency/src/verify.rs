@@ -667,3 +667,33 @@ fn check_consistency(
         new.size, old.size
     )))
 }
+
+#[cfg(test)]
+mod ts_tests {
+    use super::*;
+    use ts_rs::TS;
+
+    #[test]
+    fn the_report_has_a_typescript_shape_the_app_can_use() {
+        let cfg = ts_rs::Config::default();
+        let d = VerificationReport::decl(&cfg);
+        for field in [
+            "mode",
+            "verified",
+            "fleet_id",
+            "epoch: number | null",
+            "keys",
+            "checks",
+            "log_size",
+        ] {
+            assert!(d.contains(field), "{field} missing in {d}");
+        }
+        let c = Check::decl(&cfg);
+        assert!(c.contains("audit_link: string | null"), "{c}");
+        let s = CheckStatus::decl(&cfg);
+        assert!(
+            s.contains("\"passed\"") && s.contains("\"failed\"") && s.contains("\"skipped\""),
+            "{s}"
+        );
+    }
+}
