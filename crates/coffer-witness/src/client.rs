@@ -172,6 +172,24 @@ impl WitnessClient {
         .await
     }
 
+    /// The validation blob of the namespace's latest countersigned epoch
+    /// (what a vault attaches to its responses).
+    pub async fn latest_validation(
+        &self,
+        namespace: &str,
+        known_size: Option<u64>,
+    ) -> Result<ValidationBlob, WitnessError> {
+        let epochs = self.epochs(namespace).await?;
+        let latest = epochs
+            .iter()
+            .rev()
+            .find(|e| e.countersigned)
+            .ok_or_else(|| {
+                WitnessError::NotFound(format!("a countersigned epoch of {namespace}"))
+            })?;
+        self.validation(namespace, latest.epoch, known_size).await
+    }
+
     pub async fn submit(&self, req: &SubmitRequest) -> Result<SubmitResponse, WitnessError> {
         self.post_json("/v1/submit", req).await
     }

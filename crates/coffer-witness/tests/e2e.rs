@@ -251,6 +251,13 @@ async fn witness_process_end_to_end() {
         CheckStatus::Passed
     );
     let state2 = o2.next_state.unwrap();
+    assert_eq!(
+        client
+            .latest_validation(NAMESPACE, Some(known))
+            .await
+            .unwrap(),
+        blob2
+    );
 
     // Refusals: a different digest for a signed epoch; a wrong operator key; an older epoch.
     let operator = coffer_witness::keys::read_signer(Path::new(&p("operator.key"))).unwrap();
