@@ -11,6 +11,7 @@ mod error;
 mod output;
 mod progress;
 mod repo_cmd;
+mod vault_cmd;
 
 use clap::{Parser, Subcommand};
 use coffer_error::{ErrorReport, UserFacing};
@@ -56,6 +57,8 @@ pub enum Commands {
     Repo(repo_cmd::RepoCommand),
     /// Check a fleet yourself: deployment evidence, and every epoch the witness logged.
     Audit(audit_cmd::AuditArgs),
+    /// Register, recover, change or delete the vault record of a backup key; fleet status.
+    Vault(vault_cmd::VaultArgs),
 }
 
 /// How a command ended when it did not simply succeed.
@@ -120,6 +123,7 @@ fn main() {
     let result = match &cli.command {
         Commands::Repo(cmd) => repo_cmd::run(&cli, cmd),
         Commands::Audit(args) => audit_cmd::run(&cli, args),
+        Commands::Vault(args) => vault_cmd::run(&cli, args),
     };
     match result {
         Ok(()) => {}

@@ -43,6 +43,8 @@ pub struct VaultStatus {
 pub struct VaultClient {
     transport: Arc<dyn Transport>,
     validator: Arc<dyn FleetKeyValidator>,
+    /// The fleet validated by the first preflight (no session before it).
+    preflight: Arc<std::sync::Mutex<Option<ValidatedFleet>>>,
 }
 
 impl std::fmt::Debug for VaultClient {
@@ -74,7 +76,26 @@ impl VaultClient {
         VaultClient {
             transport,
             validator,
+            preflight: Default::default(),
         }
+    }
+
+    /// Validates the fleet (from `status`) before the first session of this
+    /// client, so that nothing about an account, not even its id, goes to a
+    /// vault whose key does not validate.
+    async fn ensure_validated(&self) -> Result<(), VaultError> {
+        if self.preflight.lock().map(|g| g.is_some()).unwrap_or(false) {
+            return Ok(());
+        }
+        let fleet = match self.call(Request::Status {}).await? {
+            Response::Status { status } => status.fleet,
+            _ => return Err(protocol("expected a status")),
+        };
+        let v = self.validate(&fleet)?;
+        if let Ok(mut g) = self.preflight.lock() {
+            *g = Some(v);
+        }
+        Ok(())
     }
 
     /// A client over HTTP to `url`, or to several nodes' URLs separated by
@@ -135,6 +156,7 @@ impl VaultClient {
     ) -> Result<(), VaultError> {
         check_user(user)?;
         check_code(code)?;
+        self.ensure_validated().await?;
         let (token, upload, wrapped) = self.register_upload(user, code, key).await?;
         match self
             .call(Request::RegisterFinish {
@@ -214,6 +236,7 @@ impl VaultClient {
     pub async fn recover(&self, user: &str, code: &SecretString) -> Result<Recovered, VaultError> {
         check_user(user)?;
         check_code(code)?;
+        self.ensure_validated().await?;
         let mut rng = rand::rngs::OsRng;
         let start = ClientLogin::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
             .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;

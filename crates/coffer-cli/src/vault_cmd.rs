@@ -1,0 +1,650 @@
+//! `coffer vault`: the vault without the GUI, for support staff and scripts.
+//!
+//! * `coffer vault register --vault URL --fleet-key HEX --user ID --key-file KIT`
+//!   registers the backup key K (read from a recovery-key file, the
+//!   64-digit form) under a recovery code;
+//! * `coffer vault recover … --out FILE` writes K back as a recovery-key file
+//!   (usable with `coffer --key-file FILE restore …`);
+//! * `coffer vault change …`, `coffer vault delete … --yes`, `coffer vault status …`.
+//!
+//! The recovery code is read from `--code-file FILE`, from the first line of
+//! standard input with `--code-stdin` (for `change`: old code on the first
+//! line, new code on the second), or from a prompt without echo. It is never
+//! an argument (it would show in `ps` and shell history). `--vault` takes
+//! one URL or several (comma-separated, one per fleet node: the client fails
+//! over). `--fleet-key` pins the fleet key (64 hex digits, or a file holding
+//! them): no session starts with a vault that presents another key.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use coffer_error::{ErrorKind, UserFacing};
+use coffer_repo::{MasterKey, RecoveryKey};
+use coffer_vault_client::{ExposeSecret, PinnedFleetKey, SecretBox, SecretString, VaultClient};
+use zeroize::Zeroizing;
+
+use crate::{Cli, Failure};
+
+/// Codes of this module (documented in docs/errors.md, vault section).
+#[cfg(test)]
+const VAULT_CMD_ERROR_CODES: &[&str] = &["CF-V060", "CF-V061", "CF-V062", "CF-V063", "CF-V064"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultCmdError {
+    #[error("the recovery code could not be read: {0}")]
+    NoCode(String),
+    #[error("the backup key could not be read: {0}")]
+    BadKey(String),
+    #[error("refusing to delete the vault record without --yes")]
+    NotConfirmed,
+    #[error("{0}")]
+    NoVault(String),
+    #[error("the recovered key could not be written: {0}")]
+    Output(String),
+}
+
+impl UserFacing for VaultCmdError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            VaultCmdError::Output(_) => ErrorKind::Io,
+            _ => ErrorKind::InvalidInput,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            VaultCmdError::NoCode(_) => "CF-V060",
+            VaultCmdError::BadKey(_) => "CF-V061",
+            VaultCmdError::NotConfirmed => "CF-V062",
+            VaultCmdError::NoVault(_) => "CF-V063",
+            VaultCmdError::Output(_) => "CF-V064",
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            VaultCmdError::NoCode(_) => "Pass --code-file FILE, pipe the code with --code-stdin, or run in a terminal.".into(),
+            VaultCmdError::BadKey(_) => "Give --key-file with the 64-digit recovery key of the repository.".into(),
+            VaultCmdError::NotConfirmed => "Deleting destroys the only vault copy of the key: add --yes if you mean it.".into(),
+            VaultCmdError::NoVault(_) => "Pass --vault URL and --fleet-key HEX (or set COFFER_VAULT_URL and COFFER_FLEET_KEY).".into(),
+            VaultCmdError::Output(_) => "Choose an --out path in a folder you may write to (the file must not exist yet).".into(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct VaultArgs {
+    #[command(subcommand)]
+    pub what: VaultCommand,
+}
+
+/// Where the vault is and which fleet key it must present.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The vault URL, or several nodes' URLs separated by commas.
+    #[arg(long, env = "COFFER_VAULT_URL")]
+    pub vault: Option<String>,
+    /// The pinned fleet key: 64 hex digits, or a file holding them.
+    #[arg(long, env = "COFFER_FLEET_KEY")]
+    pub fleet_key: Option<String>,
+}
+
+/// Where the recovery code comes from (default: a prompt).
+#[derive(Args, Debug, Clone)]
+pub struct CodeSource {
+    /// Read the recovery code from this file (first line).
+    #[arg(long, conflicts_with = "code_stdin")]
+    pub code_file: Option<PathBuf>,
+    /// Read the recovery code from the first line of standard input.
+    #[arg(long)]
+    pub code_stdin: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Register the backup key (from --key-file) under a recovery code.
+    Register {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        code: CodeSource,
+    },
+    /// Recover the backup key with the recovery code (one attempt).
+    Recover {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        code: CodeSource,
+        /// Write the key here as a recovery-key file (must not exist; `-` for stdout).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Change the recovery code (needs the current one).
+    Change {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        code: CodeSource,
+        /// Read the new code from this file (with --code-stdin: the second line).
+        #[arg(long)]
+        new_code_file: Option<PathBuf>,
+    },
+    /// Delete the vault record (needs the current code and --yes).
+    Delete {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        code: CodeSource,
+        #[arg(long)]
+        yes: bool,
+    },
+    /// The fleet's status: id, key, guess limit, nodes, quorum.
+    Status {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn parse_fleet_key(s: &str) -> Result<PinnedFleetKey, VaultCmdError> {
+    let text = if Path::new(s).is_file() {
+        std::fs::read_to_string(s).map_err(|e| {
+            VaultCmdError::NoVault(format!("cannot read the fleet key file {s}: {e}"))
+        })?
+    } else {
+        s.to_string()
+    };
+    PinnedFleetKey::from_hex(text.trim())
+        .map_err(|e| VaultCmdError::NoVault(format!("bad --fleet-key: {e}")))
+}
+
+fn client(t: &Target, need_key: bool) -> Result<(VaultClient, bool), VaultCmdError> {
+    let url = t
+        .vault
+        .as_deref()
+        .ok_or_else(|| VaultCmdError::NoVault("no vault URL was given".into()))?;
+    let (validator, pinned): (Arc<dyn coffer_vault_client::FleetKeyValidator>, bool) = match &t
+        .fleet_key
+    {
+        Some(k) => (Arc::new(parse_fleet_key(k)?), true),
+        None if need_key => return Err(VaultCmdError::NoVault("no fleet key was given".into())),
+        // Status without a pinned key: every key fails validation, which status reports.
+        None => (Arc::new(PinnedFleetKey::new(Vec::new())), false),
+    };
+    let c = VaultClient::http(url, validator).map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
+    Ok((c, pinned))
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("").trim_end_matches('\r')
+}
+
+fn code_from_file(p: &Path) -> Result<SecretString, VaultCmdError> {
+    let s = Zeroizing::new(
+        std::fs::read_to_string(p)
+            .map_err(|e| VaultCmdError::NoCode(format!("{}: {e}", p.display())))?,
+    );
+    nonempty(first_line(&s))
+}
+
+fn nonempty(s: &str) -> Result<SecretString, VaultCmdError> {
+    if s.is_empty() {
+        return Err(VaultCmdError::NoCode("the code is empty".into()));
+    }
+    Ok(SecretString::from(s.to_string()))
+}
+
+fn stdin_lines(n: usize) -> Result<Vec<SecretString>, VaultCmdError> {
+    let mut out = Vec::new();
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    for _ in 0..n {
+        let mut line = Zeroizing::new(String::new());
+        lock.read_line(&mut line)
+            .map_err(|e| VaultCmdError::NoCode(e.to_string()))?;
+        out.push(nonempty(line.trim_end_matches(['\n', '\r']))?);
+    }
+    Ok(out)
+}
+
+fn prompt(label: &str) -> Result<SecretString, VaultCmdError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(VaultCmdError::NoCode("no terminal to ask on".into()));
+    }
+    let typed = Zeroizing::new(
+        rpassword::prompt_password(label).map_err(|e| VaultCmdError::NoCode(e.to_string()))?,
+    );
+    nonempty(&typed)
+}
+
+fn read_code(src: &CodeSource, label: &str) -> Result<SecretString, VaultCmdError> {
+    if let Some(p) = &src.code_file {
+        return code_from_file(p);
+    }
+    if src.code_stdin {
+        return stdin_lines(1).map(|mut v| v.remove(0));
+    }
+    prompt(label)
+}
+
+fn new_code(src: &CodeSource, confirm: bool) -> Result<SecretString, VaultCmdError> {
+    let a = prompt("new recovery code: ")?;
+    if confirm {
+        let b = prompt("new recovery code again: ")?;
+        if a.expose_secret() != b.expose_secret() {
+            return Err(VaultCmdError::NoCode("the two entries differ".into()));
+        }
+    }
+    let _ = src;
+    Ok(a)
+}
+
+fn backup_key(cli: &Cli) -> Result<SecretBox<[u8; 32]>, VaultCmdError> {
+    let p = cli
+        .key_file
+        .as_ref()
+        .ok_or_else(|| VaultCmdError::BadKey("no --key-file was given".into()))?;
+    let s = Zeroizing::new(
+        std::fs::read_to_string(p)
+            .map_err(|e| VaultCmdError::BadKey(format!("{}: {e}", p.display())))?,
+    );
+    let k = RecoveryKey::parse(s.trim())
+        .map_err(|e| VaultCmdError::BadKey(e.to_string()))?
+        .into_master_key();
+    Ok(SecretBox::new(Box::new(*k.expose_bytes())))
+}
+
+fn write_key(out: &Path, key: &SecretBox<[u8; 32]>) -> Result<(), VaultCmdError> {
+    let text = MasterKey::from_bytes(*key.expose_secret())
+        .recovery_key()
+        .to_display_string();
+    if out == Path::new("-") {
+        println!("{}", *text);
+        return Ok(());
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(out)
+        .map_err(|e| VaultCmdError::Output(format!("{}: {e}", out.display())))?;
+    f.write_all(format!("{}\n", *text).as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| VaultCmdError::Output(e.to_string()))
+}
+
+fn say(cli: &Cli, json: serde_json::Value, text: String) {
+    if cli.json {
+        println!("{json}");
+    } else {
+        println!("{text}");
+    }
+}
+
+pub fn run(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| VaultCmdError::NoVault(format!("cannot start the runtime: {e}")))?;
+    rt.block_on(run_async(cli, args))
+}
+
+async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
+    match &args.what {
+        VaultCommand::Register { target, user, code } => {
+            let (c, _) = client(target, true)?;
+            let key = backup_key(cli)?;
+            let code = if code.code_file.is_none() && !code.code_stdin {
+                new_code(code, true)?
+            } else {
+                read_code(code, "recovery code: ")?
+            };
+            c.register(user, &code, &key).await?;
+            say(
+                cli,
+                serde_json::json!({"registered": user}),
+                format!("registered the backup key of {user} in the vault"),
+            );
+        }
+        VaultCommand::Recover {
+            target,
+            user,
+            code,
+            out,
+        } => {
+            let (c, _) = client(target, true)?;
+            let code = read_code(code, "recovery code: ")?;
+            let r = c.recover(user, &code).await?;
+            write_key(out, &r.key)?;
+            if out != Path::new("-") {
+                say(
+                    cli,
+                    serde_json::json!({"recovered": user, "key_file": out}),
+                    format!(
+                        "recovered the backup key of {user}; recovery-key file written to {}",
+                        out.display()
+                    ),
+                );
+            }
+        }
+        VaultCommand::Change {
+            target,
+            user,
+            code,
+            new_code_file,
+        } => {
+            let (c, _) = client(target, true)?;
+            let (old, new) = if code.code_stdin && new_code_file.is_none() {
+                let mut v = stdin_lines(2)?;
+                let new = v.remove(1);
+                (v.remove(0), new)
+            } else {
+                let old = read_code(code, "current recovery code: ")?;
+                let new = match new_code_file {
+                    Some(p) => code_from_file(p)?,
+                    None => new_code(code, true)?,
+                };
+                (old, new)
+            };
+            c.change(user, &old, &new).await?;
+            say(
+                cli,
+                serde_json::json!({"changed": user}),
+                format!("changed the recovery code of {user}"),
+            );
+        }
+        VaultCommand::Delete {
+            target,
+            user,
+            code,
+            yes,
+        } => {
+            if !yes {
+                return Err(VaultCmdError::NotConfirmed.into());
+            }
+            let (c, _) = client(target, true)?;
+            let code = read_code(code, "recovery code: ")?;
+            c.delete(user, &code).await?;
+            say(
+                cli,
+                serde_json::json!({"deleted": user}),
+                format!("deleted the vault record of {user}"),
+            );
+        }
+        VaultCommand::Status { target } => {
+            let (c, pinned) = client(target, false)?;
+            let s = c.status().await?;
+            let i = &s.info;
+            let key_hex: String = i
+                .fleet
+                .server_public_key
+                .0
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let verified = pinned && s.fleet.is_ok();
+            say(
+                cli,
+                serde_json::json!({
+                    "fleet_id": i.fleet.fleet_id,
+                    "fleet_key": key_hex,
+                    "fleet_key_verified": verified,
+                    "guess_limit": i.guess_limit,
+                    "nodes": i.nodes,
+                    "quorum": i.quorum,
+                    "simulated_hsm": i.simulated_hsm,
+                    "ksf": i.ksf,
+                }),
+                format!(
+                    "fleet {} ({} nodes{}; simulated HSMs)\nfleet key {} ({})\nguess limit {}\nkey stretching {}",
+                    i.fleet.fleet_id,
+                    i.nodes,
+                    if i.quorum { ", majority up" } else { ", NO MAJORITY: unavailable" },
+                    key_hex,
+                    if verified { "matches the pinned key" } else if pinned { "DOES NOT match the pinned key" } else { "not checked: no --fleet-key" },
+                    i.guess_limit,
+                    i.ksf
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Commands;
+    use clap::Parser;
+
+    #[test]
+    fn vault_command_codes_are_documented() {
+        let md = include_str!("../../../docs/errors.md");
+        let missing = coffer_error::undocumented_codes(super::VAULT_CMD_ERROR_CODES, md);
+        assert!(missing.is_empty(), "undocumented: {missing:?}");
+    }
+
+    /// Runs `coffer ARGS…` in-process; returns the error code, if any.
+    fn coffer(args: &[&str]) -> Option<String> {
+        let cli = Cli::try_parse_from(std::iter::once("coffer").chain(args.iter().copied()))
+            .expect("parses");
+        let Commands::Vault(a) = &cli.command else {
+            panic!("not a vault command")
+        };
+        match run(&cli, a) {
+            Ok(()) => None,
+            Err(Failure::Error(r)) | Err(Failure::Damage(r)) => Some(r.code),
+        }
+    }
+
+    #[test]
+    fn register_recover_change_delete_and_status_against_a_loopback_vault() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let v = rt
+            .block_on(coffer_vault::embedded::start_with(
+                &dir.path().join("vault"),
+                3,
+                10,
+            ))
+            .unwrap();
+        let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
+        let url = format!("http://{addr}");
+        let fleet_key = hex::encode(v.fleet_key());
+        let p = |name: &str| dir.path().join(name).display().to_string();
+        let master = MasterKey::generate().unwrap();
+        std::fs::write(
+            p("kit"),
+            master.recovery_key().to_display_string().as_bytes(),
+        )
+        .unwrap();
+        std::fs::write(p("code1"), "first code\n").unwrap();
+        std::fs::write(p("code2"), "second code\n").unwrap();
+        std::fs::write(p("wrong"), "not the code\n").unwrap();
+        let t = ["--vault", url.as_str(), "--fleet-key", fleet_key.as_str()];
+        let cmd = |verb: &str, rest: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = vec!["vault".into(), verb.into()];
+            v.extend(t.iter().map(|s| s.to_string()));
+            v.extend(rest.iter().map(|s| s.to_string()));
+            v
+        };
+        let run_cmd = |a: Vec<String>| coffer(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let with_key = |mut a: Vec<String>| {
+            a.splice(0..0, ["--key-file".to_string(), p("kit")]);
+            a
+        };
+
+        assert_eq!(run_cmd(cmd("status", &[])), None);
+        assert_eq!(
+            run_cmd(with_key(cmd(
+                "register",
+                &["--user", "sam", "--code-file", &p("code1")]
+            ))),
+            None
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "recover",
+                &[
+                    "--user",
+                    "sam",
+                    "--code-file",
+                    &p("code1"),
+                    "--out",
+                    &p("out1")
+                ]
+            )),
+            None
+        );
+        let back = RecoveryKey::parse(std::fs::read_to_string(p("out1")).unwrap().trim())
+            .unwrap()
+            .into_master_key();
+        assert_eq!(
+            back.expose_bytes(),
+            master.expose_bytes(),
+            "the recovered file is the repository's recovery key"
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "recover",
+                &[
+                    "--user",
+                    "sam",
+                    "--code-file",
+                    &p("wrong"),
+                    "--out",
+                    &p("out2")
+                ]
+            ))
+            .as_deref(),
+            Some("CF-V010")
+        );
+        assert!(
+            !Path::new(&p("out2")).exists(),
+            "nothing written on a wrong code"
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "change",
+                &[
+                    "--user",
+                    "sam",
+                    "--code-file",
+                    &p("code1"),
+                    "--new-code-file",
+                    &p("code2")
+                ]
+            )),
+            None
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "recover",
+                &[
+                    "--user",
+                    "sam",
+                    "--code-file",
+                    &p("code2"),
+                    "--out",
+                    &p("out3")
+                ]
+            )),
+            None
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "delete",
+                &["--user", "sam", "--code-file", &p("code2")]
+            ))
+            .as_deref(),
+            Some("CF-V062")
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "delete",
+                &["--user", "sam", "--code-file", &p("code2"), "--yes"]
+            )),
+            None
+        );
+        assert_eq!(
+            run_cmd(cmd(
+                "recover",
+                &[
+                    "--user",
+                    "sam",
+                    "--code-file",
+                    &p("code2"),
+                    "--out",
+                    &p("out4")
+                ]
+            ))
+            .as_deref(),
+            Some("CF-V011")
+        );
+        // No fleet key, or another fleet's key: refused before any session.
+        assert_eq!(
+            coffer(&[
+                "vault",
+                "recover",
+                "--vault",
+                &url,
+                "--user",
+                "sam",
+                "--code-file",
+                &p("code2"),
+                "--out",
+                &p("o5")
+            ])
+            .as_deref(),
+            Some("CF-V063")
+        );
+        let other = "ab".repeat(32);
+        assert_eq!(
+            coffer(&[
+                "vault",
+                "recover",
+                "--vault",
+                &url,
+                "--fleet-key",
+                &other,
+                "--user",
+                "sam",
+                "--code-file",
+                &p("code2"),
+                "--out",
+                &p("o6")
+            ])
+            .as_deref(),
+            Some("CF-V031")
+        );
+        // An unreachable vault is its own kind.
+        let dead = format!(
+            "http://127.0.0.1:{}",
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        );
+        assert_eq!(
+            coffer(&["vault", "status", "--vault", &dead]).as_deref(),
+            Some("CF-V030")
+        );
+        rt.block_on(v.shutdown());
+    }
+}
