@@ -365,9 +365,8 @@ impl Repository<Unlocked> {
         for &i in &files {
             let it = &items[i];
             match done.get(&i) {
-                Some(Ok(())) => {
-                    apply_meta(&req.target.join(&it.rel), &it.node, &mut summary.warnings)
-                }
+                // Metadata was applied by the worker.
+                Some(Ok(())) => {}
                 Some(Err(detail)) => {
                     summary.files -= 1;
                     summary.bytes -= it.node.size;
@@ -433,7 +432,25 @@ fn write_file(
         pos += data.len() as u64;
     }
     f.set_len(pos).map_err(|e| RepoError::io(dst, e))?;
+    // Metadata through the open handle (no path lookups): owner when
+    // permitted, then mode, then times.
+    let _ = std::os::unix::fs::fchown(&f, Some(node.uid), Some(node.gid));
+    f.set_permissions(std::fs::Permissions::from_mode(node.mode))
+        .map_err(|e| RepoError::io(dst, e))?;
+    let t = system_time(node.mtime_s, node.mtime_ns);
+    f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
+        .map_err(|e| RepoError::io(dst, e))?;
     Ok(())
+}
+
+fn system_time(s: i64, ns: u32) -> std::time::SystemTime {
+    let base = std::time::UNIX_EPOCH;
+    if s >= 0 {
+        base + std::time::Duration::new(s as u64, ns)
+    } else {
+        base - std::time::Duration::from_secs(s.unsigned_abs())
+            + std::time::Duration::from_nanos(ns as u64)
+    }
 }
 
 /// Owner (when permitted), mode, then times.
