@@ -63,6 +63,7 @@ fn main() {
             };
             let sink = Arc::new(WindowSink(tauri_app.handle().clone()));
             let app = App::with_parts(data_dir.clone(), keystore, sink)?;
+                        app.probe_keyring_in_background();
             app.start_scheduler(Duration::from_secs(60));
             tauri_app.manage(app);
             Ok(())

@@ -51,6 +51,81 @@ impl Session {
         }
     }
 
+    /// Clicks the element with this `data-testid`.
+    pub async fn click(&self, id: &str) -> Result<(), fantoccini::error::CmdError> {
+        self.testid(id).await?.click().await
+    }
+
+    /// Replaces the value of the input with this `data-testid`.
+    pub async fn type_in(&self, id: &str, text: &str) -> Result<(), fantoccini::error::CmdError> {
+        let e = self.testid(id).await?;
+        e.clear().await?;
+        e.send_keys(text).await
+    }
+
+    /// Shows a screen through the sidebar.
+    pub async fn go(&self, screen: &str) -> Result<(), fantoccini::error::CmdError> {
+        self.click(&format!("nav-{screen}")).await?;
+        self.testid(&format!("{screen}-screen")).await.map(|_| ())
+    }
+
+    /// Every element with this `data-testid`.
+    pub async fn all(&self, id: &str) -> Result<Vec<Element>, fantoccini::error::CmdError> {
+        self.client
+            .find_all(Locator::Css(&format!("[data-testid=\"{id}\"]")))
+            .await
+    }
+
+    /// Waits (up to `secs`) until attribute `attr` of the element is `want`.
+    pub async fn wait_attr(&self, id: &str, attr: &str, want: &str, secs: u64) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut last = None;
+        while Instant::now() < deadline {
+            if let Ok(Some(e)) = self
+                .client
+                .find_all(Locator::Css(&format!("[data-testid=\"{id}\"]")))
+                .await
+                .map(|v| v.into_iter().next())
+            {
+                last = e.attr(attr).await?;
+                if last.as_deref() == Some(want) {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("{id}[{attr}] is {last:?}, not {want:?}").into())
+    }
+
+    /// Waits (up to 20 s) until the element's text contains `needle`.
+    pub async fn wait_text(
+        &self,
+        id: &str,
+        needle: &str,
+    ) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Some(e) = self.all(id).await?.into_iter().next() {
+                last = e.text().await?;
+                if last.contains(needle) {
+                    return Ok(last);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("{id} never contained {needle:?}; last text: {last:?}").into())
+    }
+
+    /// Saves a screenshot for the docs when `COFFER_SCREENSHOT_DIR` is set.
+    pub async fn shot(&self, name: &str) -> TestResult {
+        if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
+            let png = self.client.screenshot().await?;
+            std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)?;
+        }
+        Ok(())
+    }
+
     /// Whether an element with this `data-testid` is in the page right now.
     pub async fn exists(&self, id: &str) -> Result<bool, fantoccini::error::CmdError> {
         Ok(!self
@@ -116,6 +191,16 @@ where
     F: FnOnce(Session) -> Fut,
     Fut: Future<Output = TestResult>,
 {
+    run_with(name, &[], body).await
+}
+
+/// Like [`run`], with extra arguments for the app (e.g. `--no-keyring`) and
+/// an optional data directory to reuse (a second app on the same data).
+pub async fn run_with<F, Fut>(name: &str, extra_args: &[&str], body: F)
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
     assert!(
         std::env::var_os("DISPLAY").is_some(),
         "WebDriver tests need a display: run them under xvfb-run (the README's test command does)"
@@ -141,11 +226,13 @@ where
     wait_for_port(port, &log_path);
 
     let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
+    let mut args = vec![json!("--data-dir"), json!(data.path())];
+    args.extend(extra_args.iter().map(|a| json!(a)));
     let caps = json!({
         "browserName": "wry",
         "tauri:options": {
             "application": app,
-            "args": ["--data-dir", data.path()],
+            "args": args,
         }
     });
     let client = ClientBuilder::rustls()

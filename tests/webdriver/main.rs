@@ -1,16 +1,121 @@
 //! WebDriver tests of the desktop app (tauri-driver + WebKitWebDriver, under
 //! Xvfb). See docs/ui-testing.md for how to run and write them.
+//!
+//! Every flow runs for real: a real repository file, real backups and
+//! restores on disk. The app is started with `--no-keyring`, so the tests are
+//! deterministic whatever keyring the machine has, and they check that
+//! "keyring unavailable" is its own error and the app keeps working.
 
 mod harness;
 
-use harness::{run, TestResult};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-/// The app starts, the home screen shows, and a round trip through the
-/// `app_status` command replaces "Checking…" with this run's data directory.
+use harness::{run, run_with, Session, TestResult};
+
+const NO_KEYRING: &[&str] = &["--no-keyring"];
+
+/// A folder to back up: a letter, notes, a file to exclude, and (with
+/// `bulk_mib` > 0) that many MiB of incompressible files so a backup takes
+/// long enough to be cancelled.
+fn make_source(dir: &Path, bulk_mib: usize) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(src.join("docs")).unwrap();
+    std::fs::write(src.join("docs/letter.txt"), b"dear reader").unwrap();
+    std::fs::write(src.join("notes.md"), b"# notes").unwrap();
+    std::fs::write(src.join("scratch.tmp"), b"junk").unwrap();
+    if bulk_mib > 0 {
+        std::fs::create_dir_all(src.join("bulk")).unwrap();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut buf = vec![0u8; 1 << 20];
+        for i in 0..bulk_mib {
+            for c in buf.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                c.copy_from_slice(&x.to_le_bytes());
+            }
+            std::fs::write(src.join(format!("bulk/part-{i:04}.bin")), &buf).unwrap();
+        }
+    }
+    src
+}
+
+/// First run in key mode through the UI; returns the recovery key as shown.
+async fn onboard(
+    s: &Session,
+    repo: &Path,
+    src: &Path,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    s.testid("onboarding-screen").await?;
+    s.shot("onboarding-choose").await?;
+    s.click("onboard-mode-key").await?;
+    s.type_in("onboard-repo-path", repo.to_str().unwrap())
+        .await?;
+    s.click("onboard-create").await?;
+    s.testid("onboard-recovery-key").await?;
+    let mut groups = Vec::new();
+    for i in 1..=17 {
+        groups.push(s.text(&format!("onboard-key-group-{i}")).await?);
+    }
+    assert!(groups.iter().all(|g| g.len() == 4), "{groups:?}");
+    s.shot("onboarding-recovery-key").await?;
+    let input = s.testid("onboard-confirm-input").await?;
+    let n: usize = input.attr("data-group").await?.unwrap().parse()?;
+    // A wrong group is refused with its own code.
+    let wrong = if groups[n - 1] == "0000" {
+        "1111"
+    } else {
+        "0000"
+    };
+    s.type_in("onboard-confirm-input", wrong).await?;
+    s.click("onboard-confirm").await?;
+    assert_eq!(s.text("error-code").await?, "CF-A052");
+    s.type_in("onboard-confirm-input", &groups[n - 1]).await?;
+    s.click("onboard-confirm").await?;
+    // No keyring: its own error and next step; the app continues.
+    s.wait_attr("onboard-keyring-result", "data-saved", "false", 15)
+        .await?;
+    let panel = s.testid("error-panel").await?;
+    assert_eq!(
+        panel.attr("data-error-kind").await?.as_deref(),
+        Some("keyring_unavailable")
+    );
+    assert_eq!(s.text("error-code").await?, "CF-A010");
+    assert!(s.text("error-next-step").await?.contains("keyring"));
+    s.type_in("set-name", "Documents").await?;
+    s.type_in("set-sources", src.to_str().unwrap()).await?;
+    s.type_in("set-excludes", "*.tmp").await?;
+    assert_eq!(
+        s.testid("set-repository")
+            .await?
+            .prop("value")
+            .await?
+            .as_deref(),
+        repo.to_str()
+    );
+    s.testid("set-schedule-kind")
+        .await?
+        .select_by_value("manual")
+        .await?;
+    s.shot("onboarding-first-set").await?;
+    s.click("onboard-finish").await?;
+    s.testid("home-screen").await?;
+    Ok(groups.join("-"))
+}
+
+/// Runs "Back up now" for set-1 and waits for the job to end.
+async fn back_up(s: &Session, want: &str) -> TestResult {
+    s.go("backups").await?;
+    s.click("set-run-set-1").await?;
+    s.wait_attr("job-progress", "data-state", want, 60).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn smoke_home_screen_round_trip() {
     run("smoke_home_screen_round_trip", |s| async move {
-        s.testid("home-screen").await?;
+        s.go("home").await?;
         let dir = s.text("home-data-dir").await?;
         assert_eq!(
             dir,
@@ -26,5 +131,352 @@ async fn smoke_home_screen_round_trip() {
         assert!(s.testid("demo-fleet-badge").await?.is_displayed().await?);
         TestResult::Ok(())
     })
+    .await;
+}
+
+/// First run in key mode, then a backup with live progress and the
+/// snapshot in the list.
+#[tokio::test(flavor = "multi_thread")]
+async fn first_run_key_mode_then_backup_with_progress() {
+    run_with(
+        "first_run_key_mode_then_backup_with_progress",
+        NO_KEYRING,
+        |s| async move {
+            let src = make_source(&s.data_dir, 8);
+            let repo = s.data_dir.join("backups/coffer.db");
+            onboard(&s, &repo, &src).await?;
+            assert!(repo.is_file());
+            assert!(
+                !s.testid("nav-item-onboarding")
+                    .await?
+                    .is_displayed()
+                    .await?,
+                "set-up is hidden once done"
+            );
+            s.wait_text("home-set-sentence-set-1", "No backup yet")
+                .await?;
+            s.shot("home").await?;
+            back_up(&s, "done").await?;
+            let summary = s.text("job-summary").await?;
+            assert!(
+                summary.contains("10 files"),
+                "letter, notes and 8 bulk files, not the .tmp: {summary}"
+            );
+            assert_eq!(s.text("job-files").await?, "10 of 10");
+            assert!(s.text("job-bytes").await?.contains("MB"));
+            assert!(s.text("job-throughput").await?.ends_with("/s"));
+            s.wait_text("set-last-set-1", "ok").await?;
+            s.shot("backups").await?;
+            s.go("snapshots").await?;
+            s.testid("snapshot-row").await?;
+            assert_eq!(s.all("snapshot-row").await?.len(), 1);
+            assert_eq!(s.text("snapshot-files").await?, "10");
+            TestResult::Ok(())
+        },
+    )
+    .await;
+}
+
+/// Browse the tree, search, choose one file, preview, restore, check.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_chosen_files_with_preview_and_check() {
+    run_with(
+        "restore_chosen_files_with_preview_and_check",
+        NO_KEYRING,
+        |s| async move {
+            let src = make_source(&s.data_dir, 0);
+            let repo = s.data_dir.join("coffer.db");
+            onboard(&s, &repo, &src).await?;
+            back_up(&s, "done").await?;
+            s.go("snapshots").await?;
+            // The newest snapshot opens by itself; walk down one folder and up.
+            s.testid("tree-entry").await?;
+            s.click("tree-open").await?;
+            s.testid("tree-up").await?;
+            s.click("tree-up").await?;
+            s.type_in("search-input", "letter.txt").await?;
+            s.click("search-run").await?;
+            let hit = s.testid("search-select").await?;
+            let path = hit.attr("data-path").await?.unwrap();
+            assert!(path.ends_with("/docs/letter.txt"), "{path}");
+            hit.click().await?;
+            s.wait_text("restore-selection", "1 chosen").await?;
+            let out = s.data_dir.join("restored");
+            s.type_in("restore-target", out.to_str().unwrap()).await?;
+            s.click("restore-preview").await?;
+            let summary = s.wait_text("restore-plan-summary", "1 files").await?;
+            assert!(summary.contains(out.to_str().unwrap()), "{summary}");
+            s.wait_text("restore-plan", "letter.txt").await?;
+            let restored = out.join(path.trim_start_matches('/'));
+            assert!(!restored.exists(), "a preview writes nothing");
+            s.shot("snapshots").await?;
+            s.click("restore-run").await?;
+            s.wait_text("restore-done", "Restored 1 files").await?;
+            assert_eq!(std::fs::read(&restored)?, b"dear reader");
+            assert!(
+                !out.join(src.strip_prefix("/")?).join("notes.md").exists(),
+                "only the chosen file"
+            );
+            s.click("check-run").await?;
+            s.wait_attr("check-summary", "data-ok", "true", 30).await?;
+            // Retention preview with "keep last 1" keeps the only snapshot.
+            s.click("retention-preview").await?;
+            s.wait_text("retention-summary", "Would keep 1").await?;
+            TestResult::Ok(())
+        },
+    )
+    .await;
+}
+
+/// Cancel a running backup: it ends as cancelled and leaves no snapshot.
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_a_running_backup() {
+    run_with("cancel_a_running_backup", NO_KEYRING, |s| async move {
+        let src = make_source(&s.data_dir, 400);
+        let repo = s.data_dir.join("coffer.db");
+        onboard(&s, &repo, &src).await?;
+        s.go("backups").await?;
+        s.click("set-run-set-1").await?;
+        s.wait_attr("job-progress", "data-state", "running", 20)
+            .await?;
+        s.click("job-cancel").await?;
+        s.wait_attr("job-progress", "data-state", "cancelled", 60)
+            .await?;
+        assert_eq!(s.text("error-code").await?, "CF-R014");
+        s.wait_text("set-last-set-1", "cancelled").await?;
+        s.go("snapshots").await?;
+        s.testid("snapshots-empty").await?;
+        TestResult::Ok(())
+    })
+    .await;
+}
+
+/// Makes a repository with one snapshot outside the UI (the "old computer"),
+/// returning its recovery key.
+fn old_computer(dir: &Path) -> (PathBuf, String, PathBuf) {
+    let src = make_source(dir, 0);
+    let repo = dir.join("usb/coffer.db");
+    let app = coffer_app::App::with_parts(
+        dir.join("old-data"),
+        Arc::new(coffer_app::keyring::OsKeyring::with_backends(vec![])),
+        Arc::new(coffer_app::jobs::NoEvents),
+    )
+    .unwrap();
+    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let g = k.groups[k.confirm_group as usize - 1].clone();
+    app.confirm_recovery_key(k.confirm_group, &g).unwrap();
+    let mut set = coffer_app::settings::BackupSetInput {
+        name: "Documents".into(),
+        sources: vec![src.clone()],
+        excludes: vec!["*.tmp".into()],
+        repository: repo.clone(),
+        schedule: coffer_app::schedule::Schedule::Manual,
+        retention: coffer_app::settings::Retention::default(),
+    };
+    set.retention.keep_last = 3;
+    app.complete_onboarding(set).unwrap();
+    let job = app.run_backup("set-1").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.job_status(job).unwrap().state == coffer_app::jobs::JobState::Running {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (repo, k.groups.join("-"), src)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `roots` is searched for the recovery key and K (raw, hex,
+/// base64); none may hold them.
+fn assert_no_secrets(roots: &[&Path], key: &str) {
+    let digits: String = key.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    let k = hex_decode(&digits[..64]);
+    let b64 = |bytes: &[u8], alphabet: &[u8; 64]| -> Vec<u8> {
+        let mut out = Vec::new();
+        for c in bytes.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..=c.len() {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize]);
+            }
+        }
+        out
+    };
+    let std_alpha = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let url_alpha = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let needles: Vec<Vec<u8>> = vec![
+        key.as_bytes().to_vec(),
+        digits.as_bytes().to_vec(),
+        digits.as_bytes()[..64].to_vec(),
+        digits[..64].to_uppercase().into_bytes(),
+        k.clone(),
+        b64(&k, std_alpha),
+        b64(&k, url_alpha),
+    ];
+    let mut scanned = 0;
+    for root in roots {
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(p) = stack.pop() {
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            } else if meta.is_file() {
+                scanned += 1;
+                let data = std::fs::read(&p).unwrap();
+                for n in &needles {
+                    assert!(
+                        !contains(&data, n),
+                        "{} holds the recovery key or K",
+                        p.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(scanned >= 3, "only {scanned} files scanned");
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Recovery on a fresh data directory: a typo caught by the checksum, a
+/// wrong key told apart, then the right key, browse and restore; afterwards
+/// no file anyone wrote holds the recovery key or K.
+#[tokio::test(flavor = "multi_thread")]
+async fn recovery_on_a_fresh_data_dir_with_typo_and_wrong_key() {
+    let old = tempfile::tempdir().unwrap();
+    let (repo, key, src) = old_computer(old.path());
+    let old_root = old.path().to_path_buf();
+    run_with(
+        "recovery_on_a_fresh_data_dir_with_typo_and_wrong_key",
+        NO_KEYRING,
+        |s| async move {
+            s.testid("onboarding-screen").await?;
+            s.click("onboard-go-recovery").await?;
+            s.testid("recovery-screen").await?;
+            s.type_in("recovery-repo-path", repo.to_str().unwrap())
+                .await?;
+            // One changed digit in group 3.
+            let mut typo = key.clone().into_bytes();
+            typo[11] = if typo[11] == b'a' { b'b' } else { b'a' };
+            s.type_in("recovery-key-input", std::str::from_utf8(&typo)?)
+                .await?;
+            s.click("recovery-unlock").await?;
+            assert_eq!(s.text("error-code").await?, "CF-R002");
+            assert!(s.text("error-message").await?.contains("group 3"));
+            s.shot("recovery-typo").await?;
+            // A valid key of another repository: a wrong key, not a typo.
+            let other = coffer_app::coffer_repo::MasterKey::from_bytes([7; 32])
+                .recovery_key()
+                .to_display_string()
+                .to_string();
+            s.type_in("recovery-key-input", &other).await?;
+            s.click("recovery-unlock").await?;
+            s.wait_attr("error-panel", "data-error-kind", "wrong_recovery_key", 15)
+                .await?;
+            assert_eq!(s.text("error-code").await?, "CF-R001");
+            s.type_in("recovery-key-input", &key.to_uppercase().replace('-', " "))
+                .await?;
+            s.click("recovery-unlock").await?;
+            s.wait_text("recovery-ok", "1 snapshot found").await?;
+            assert!(s.text("recovery-keyring").await?.contains("CF-A010"));
+            assert_eq!(
+                s.testid("recovery-key-input")
+                    .await?
+                    .prop("value")
+                    .await?
+                    .as_deref(),
+                Some("")
+            );
+            s.click("recovery-go-snapshots").await?;
+            s.testid("snapshot-row").await?;
+            let out = s.data_dir.join("restored");
+            s.type_in("restore-target", out.to_str().unwrap()).await?;
+            s.click("restore-run").await?;
+            s.wait_text("restore-done", "Restored 2 files").await?;
+            let back = out.join(src.strip_prefix("/")?);
+            assert_eq!(std::fs::read(back.join("docs/letter.txt"))?, b"dear reader");
+            assert!(!back.join("scratch.tmp").exists());
+            s.go("support").await?;
+            s.wait_attr("guide-step-restore", "data-done", "true", 15)
+                .await?;
+            s.shot("support").await?;
+            assert_no_secrets(&[&s.data_dir, &old_root], &key);
+            TestResult::Ok(())
+        },
+    )
+    .await;
+}
+
+/// Support: an error shows code, sentence and next step and links to the
+/// catalog; the diagnostics report names recent error codes and holds no
+/// secret, also when saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn support_view_codes_and_diagnostics_without_secrets() {
+    run_with(
+        "support_view_codes_and_diagnostics_without_secrets",
+        NO_KEYRING,
+        |s| async move {
+            let src = make_source(&s.data_dir, 0);
+            let repo = s.data_dir.join("coffer.db");
+            let key = onboard(&s, &repo, &src).await?;
+            s.go("recovery").await?;
+            s.type_in("recovery-repo-path", "not/absolute.db").await?;
+            s.type_in("recovery-key-input", &key).await?;
+            s.click("recovery-unlock").await?;
+            assert_eq!(s.text("error-code").await?, "CF-A056");
+            assert!(s.text("error-next-step").await?.contains("full path"));
+            s.click("error-support-link").await?;
+            s.testid("support-screen").await?;
+            s.wait_text("support-kind", "invalid_input").await?;
+            assert_eq!(
+                s.testid("support-code-input")
+                    .await?
+                    .prop("value")
+                    .await?
+                    .as_deref(),
+                Some("CF-A056")
+            );
+            s.type_in("support-code-input", "cf-a010").await?;
+            s.click("support-lookup").await?;
+            s.wait_text("support-kind", "keyring_unavailable").await?;
+            assert!(!s.text("support-what-to-do").await?.is_empty());
+            s.type_in("support-code-input", "CF-Q999").await?;
+            s.click("support-lookup").await?;
+            assert_eq!(s.text("error-code").await?, "CF-A057");
+            s.click("support-refresh").await?;
+            let report = s.wait_text("support-diagnostics", "CF-A056").await?;
+            assert!(
+                report.contains("no recovery code, recovery key or backup key"),
+                "{report}"
+            );
+            let digits: String = key.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+            assert!(!report.contains(&key) && !report.to_lowercase().contains(&digits[..64]));
+            s.click("support-save").await?;
+            let saved = s.text("support-saved-path").await?;
+            assert!(Path::new(&saved).starts_with(&s.data_dir));
+            assert_eq!(
+                s.testid("guide-step-key")
+                    .await?
+                    .attr("data-done")
+                    .await?
+                    .as_deref(),
+                Some("true")
+            );
+            assert_no_secrets(&[&s.data_dir], &key);
+            TestResult::Ok(())
+        },
+    )
     .await;
 }

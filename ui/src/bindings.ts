@@ -27,7 +27,11 @@ export type VaultSummary = { mode: VaultMode, label: string,
  */
 simulated_hsm: boolean, };
 
-export type KeyringStatus = { available: boolean, 
+export type KeyringStatus = { 
+/**
+ * False also while the first probe is still running (`error` is then null).
+ */
+available: boolean, 
 /**
  * "Secret Service" or "kernel keyutils" when available.
  */

@@ -90,6 +90,8 @@ struct Inner {
     jobs: Jobs,
     sink: Arc<dyn EventSink>,
     state: Mutex<State>,
+    /// The last keyring probe (probing can be slow: D-Bus activation).
+    keyring: Mutex<Option<KeyringStatus>>,
 }
 
 /// The application state shared by all commands. Cheap to clone.
@@ -143,6 +145,7 @@ impl App {
                     browsed: false,
                     restored: false,
                 }),
+                keyring: Mutex::new(None),
             }),
         })
     }
@@ -196,8 +199,36 @@ impl App {
         }
     }
 
-    /// Whether the keyring works right now.
+    /// Probes the keyring on a background thread, so a slow keyring never
+    /// delays the window; until it answers the status reads "checking".
+    pub fn probe_keyring_in_background(&self) {
+        let app = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("coffer-keyring-probe".into())
+            .spawn(move || {
+                app.keyring_status();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "could not start the keyring probe");
+        }
+    }
+
+    fn cached_keyring(&self) -> Option<KeyringStatus> {
+        self.inner
+            .keyring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Probes the keyring now (and remembers the answer).
     pub fn keyring_status(&self) -> KeyringStatus {
+        let s = self.probe_keyring();
+        *self.inner.keyring.lock().unwrap_or_else(|p| p.into_inner()) = Some(s.clone());
+        s
+    }
+
+    fn probe_keyring(&self) -> KeyringStatus {
         match self.inner.keystore.probe() {
             Ok(()) => KeyringStatus {
                 available: true,
@@ -215,7 +246,7 @@ impl App {
     /// Everything the UI needs to decide which screen to show.
     pub fn overview(&self) -> AppOverview {
         let status = self.status();
-        let keyring = self.keyring_status();
+        let keyring = self.cached_keyring();
         let now = now_secs();
         let (onboarded, key_mode, repository, settings_error, stale_sets) = {
             let st = self.state();
@@ -237,9 +268,15 @@ impl App {
                 stale,
             )
         };
-        let unlocked = repository
-            .as_deref()
-            .is_some_and(|r| self.key_for(r).is_ok());
+        let unlocked = repository.as_deref().is_some_and(|r| {
+            self.state().keys.contains_key(r)
+                || (keyring.as_ref().is_some_and(|k| k.available) && self.key_for(r).is_ok())
+        });
+        let keyring = keyring.unwrap_or(KeyringStatus {
+            available: false,
+            backend: None,
+            error: None,
+        });
         AppOverview {
             status,
             onboarded,
@@ -261,6 +298,10 @@ impl App {
     fn key_for(&self, repo: &Path) -> R<MasterKey> {
         if let Some(k) = self.state().keys.get(repo) {
             return Ok(k.clone());
+        }
+        if let Some(KeyringStatus { error: Some(e), .. }) = self.cached_keyring() {
+            // Known to be unavailable: its own error, without waiting again.
+            return Err(e);
         }
         match self.inner.keystore.load(&keyring_account(repo)) {
             Ok(Some(bytes)) => {
@@ -684,6 +725,7 @@ impl App {
             let key = self.key_for(&repo_path)?;
             let req = self.restore_request(snapshot, include, target, false)?;
             let app = self.clone();
+            let app2 = self.clone();
             Ok(self.inner.jobs.start(
                 JobKind::Restore,
                 None,
@@ -692,11 +734,12 @@ impl App {
                         .and_then(|r| r.unlock_with_key(key))
                         .map_err(rep)?;
                     let summary = repo.restore(&req, p, cancel).map_err(rep)?;
+                    // Before the final event, so the guide is current when the UI hears of it.
+                    app2.state().restored = true;
                     Ok(JobOutcome::Restore { summary })
                 }),
                 Box::new(move |ev| {
                     if ev.state == JobState::Done {
-                        app.state().restored = true;
                         app.inner.sink.notify(
                             "Restore finished",
                             &format!("{} files restored.", ev.files_done),

@@ -35,6 +35,7 @@ pub struct VaultSummary {
 /// Whether the device copy of K can be kept in the OS keyring.
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct KeyringStatus {
+    /// False also while the first probe is still running (`error` is then null).
     pub available: bool,
     /// "Secret Service" or "kernel keyutils" when available.
     pub backend: Option<String>,

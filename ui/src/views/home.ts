@@ -1,42 +1,79 @@
 import { call } from "../api";
-import type { AppStatus, ErrorReport } from "../bindings";
+import type { AppOverview, SetView } from "../bindings";
 import { h } from "../dom";
-import { errorPanel } from "./error";
+import { showError } from "../ui";
 
-/** The home screen: what this installation is and where it keeps its data. */
+/** The home screen: this installation, the backup sets and their freshness. */
 export function homeView(): HTMLElement {
   const status = h("div", { class: "card", testid: "home-status", "aria-busy": "true" },
     h("p", { class: "muted", testid: "home-status-loading" }, "Checking this installation…"));
+  const banner = h("div", { testid: "home-banner" });
+  const sets = h("div", { class: "card", testid: "home-sets" }, h("h2", {}, "Backups"));
   const view = h("section", { class: "view", testid: "home-screen", "aria-labelledby": "home-title" },
     h("header", { class: "view-head" },
       h("h1", { id: "home-title" }, "Welcome to Coffer"),
       h("p", { class: "lede" },
         "Encrypted, deduplicated backups in one portable file. Only you can open them: with your recovery code through the vault, or with your 64-digit recovery key."),
     ),
+    banner,
     status,
+    sets,
   );
-  void load(status);
+  void load(status, banner, sets);
   return view;
 }
 
-async function load(card: HTMLElement): Promise<void> {
+async function load(card: HTMLElement, banner: HTMLElement, sets: HTMLElement): Promise<void> {
   try {
-    const st = await call("app_status", {});
-    renderStatus(card, st);
+    const ov = await call("app_overview", {});
+    renderStatus(card, ov);
+    renderBanner(banner, ov);
+    renderSets(sets, await call("list_sets", {}));
   } catch (e) {
-    card.replaceChildren(errorPanel(e as ErrorReport));
+    showError(card, e);
   } finally {
     card.setAttribute("aria-busy", "false");
   }
 }
 
-function renderStatus(card: HTMLElement, st: AppStatus): void {
+function renderBanner(banner: HTMLElement, ov: AppOverview): void {
+  if (ov.onboarded && ov.repository && !ov.unlocked) {
+    banner.append(h("div", { class: "note", testid: "home-unlock-needed" },
+      "The backup key is not on this device right now, so backups cannot run. ",
+      h("a", { href: "#recovery" }, "Enter your recovery key"), "."));
+  }
+  if (ov.stale_sets > 0) {
+    banner.append(h("div", { class: "warning", role: "alert", testid: "home-stale-warning" },
+      `${ov.stale_sets} backup set${ov.stale_sets > 1 ? "s are" : " is"} older than the schedule allows. `,
+      h("a", { href: "#backups" }, "Open Backups"), "."));
+  }
+  if (ov.settings_error) {
+    banner.append(h("div", { class: "warning", testid: "home-settings-error" }, ov.settings_error.message, " ", ov.settings_error.next_step));
+  }
+}
+
+function renderSets(el: HTMLElement, sets: SetView[]): void {
+  if (sets.length === 0) {
+    el.append(h("p", { class: "muted", testid: "home-no-sets" }, "No backup set yet. ", h("a", { href: "#backups" }, "Create one"), "."));
+    return;
+  }
+  el.append(h("ul", { class: "set-summary" }, ...sets.map((s) =>
+    h("li", { testid: `home-set-${s.set.id}`, class: s.stale ? "stale" : undefined },
+      h("strong", {}, s.set.name), " — ", h("span", { testid: `home-set-sentence-${s.set.id}` }, s.sentence)))));
+}
+
+function renderStatus(card: HTMLElement, ov: AppOverview): void {
+  const st = ov.status;
   const badge = document.getElementById("demo-badge");
   if (badge) badge.hidden = !st.vault.simulated_hsm;
   const children: Node[] = [
     h("h2", {}, "This installation"),
     h("dl", { class: "facts" },
       h("dt", {}, "Vault"), h("dd", { testid: "home-vault-label" }, st.vault.label),
+      h("dt", {}, "Backup file"), h("dd", { testid: "home-repository", class: "mono" }, ov.repository ?? "none yet"),
+      h("dt", {}, "Key on this device"), h("dd", { testid: "home-keyring" },
+                ov.keyring.available ? "OS keyring available"
+          : ov.keyring.error ? `OS keyring unavailable (${ov.keyring.error.code}): the key is asked for` : "checking the OS keyring…"),
       h("dt", {}, "Data folder"), h("dd", { testid: "home-data-dir", class: "mono" }, st.data_dir),
       h("dt", {}, "Version"), h("dd", { testid: "home-version" }, st.version),
     ),

@@ -68,6 +68,9 @@ fn onboard(tmp: &Path, sink: Arc<Collect>) -> (App, String, PathBuf, PathBuf) {
     let o = a.overview();
     assert!(!o.onboarded);
     assert!(!o.keyring.available);
+    assert!(o.keyring.error.is_none(), "not probed yet");
+    assert_eq!(a.keyring_status().error.unwrap().code, "CF-A010");
+    assert_eq!(a.overview().keyring.error.unwrap().code, "CF-A010");
     let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
     assert_eq!(new.groups.len(), 17);
     assert!((1..=16).contains(&new.confirm_group));

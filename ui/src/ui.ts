@@ -1,0 +1,174 @@
+// Shared building blocks of the views: labelled fields, buttons, cards, the
+// job progress panel and the job event bus. Every control has a label and a
+// data-testid; nothing here sets HTML from data.
+import { listen } from "@tauri-apps/api/event";
+import { call } from "./api";
+import { JOB_EVENT } from "./bindings";
+import type { ErrorReport, JobEvent } from "./bindings";
+import { h } from "./dom";
+import { formatBytes, formatDuration } from "./format";
+import { errorPanel } from "./views/error";
+
+let uid = 0;
+/** A labelled input (or textarea / select) with its own id. */
+export function field(
+  label: string,
+  testid: string,
+  opts: { value?: string; placeholder?: string; multiline?: boolean; type?: string; help?: string; autocomplete?: string } = {},
+): { row: HTMLElement; input: HTMLInputElement | HTMLTextAreaElement } {
+  const id = `f${++uid}`;
+  const input = opts.multiline
+    ? h("textarea", { id, testid, rows: 3, placeholder: opts.placeholder, spellcheck: "false" })
+    : h("input", {
+        id,
+        testid,
+        type: opts.type ?? "text",
+        placeholder: opts.placeholder,
+        spellcheck: "false",
+        autocomplete: opts.autocomplete ?? "off",
+      });
+  input.value = opts.value ?? "";
+  const helpId = opts.help ? `${id}-help` : undefined;
+  if (helpId) input.setAttribute("aria-describedby", helpId);
+  const row = h("div", { class: "field" },
+    h("label", { for: id }, label),
+    input,
+    opts.help ? h("p", { class: "help muted", id: helpId }, opts.help) : null,
+  );
+  return { row, input };
+}
+
+/** A labelled select. */
+export function select(label: string, testid: string, options: [string, string][], value: string): { row: HTMLElement; input: HTMLSelectElement } {
+  const id = `f${++uid}`;
+  const input = h("select", { id, testid }, ...options.map(([v, t]) => h("option", { value: v }, t)));
+  input.value = value;
+  return { row: h("div", { class: "field" }, h("label", { for: id }, label), input), input };
+}
+
+/** A labelled checkbox. */
+export function checkbox(label: string, testid: string, attrs: Record<string, string> = {}): { row: HTMLElement; input: HTMLInputElement } {
+  const id = `f${++uid}`;
+  const input = h("input", { id, testid, type: "checkbox", ...attrs });
+  return { row: h("span", { class: "check" }, input, h("label", { for: id }, label)), input };
+}
+
+export function button(text: string, testid: string, onClick: (ev: Event) => void, cls = ""): HTMLButtonElement {
+  return h("button", { type: "button", testid, class: cls || undefined, onclick: onClick }, text);
+}
+
+export function card(title: string, ...children: (Node | null | false | undefined)[]): HTMLElement {
+  return h("section", { class: "card" }, h("h2", {}, title), ...children.filter((c): c is Node => !!c));
+}
+
+export function viewHead(id: string, title: string, lede: string): HTMLElement {
+  return h("header", { class: "view-head" }, h("h1", { id }, title), h("p", { class: "lede" }, lede));
+}
+
+/** Shows an error (code, sentence, next step) in `slot`; a missing key adds a link to the recovery wizard. */
+export function showError(slot: HTMLElement, e: unknown): void {
+  const r = e as ErrorReport;
+  const panel = errorPanel(r);
+  if (r.kind === "keyring_unavailable" || r.code === "CF-A051") {
+    panel.append(h("p", {}, h("a", { href: "#recovery", testid: "error-unlock-link" }, "Enter your recovery key in the Recovery wizard")));
+  }
+  slot.replaceChildren(panel);
+}
+
+/** Runs `work` with `btn` disabled and errors shown in `slot`. */
+export async function guarded<T>(btn: HTMLButtonElement | null, slot: HTMLElement, work: () => Promise<T>): Promise<T | undefined> {
+  if (btn) btn.disabled = true;
+  slot.replaceChildren();
+  try {
+    return await work();
+  } catch (e) {
+    showError(slot, e);
+    return undefined;
+  } finally {
+    if (btn) btn.disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------ job bus
+
+const subscribers = new Set<(e: JobEvent) => void>();
+let listening: Promise<unknown> | null = null;
+
+export function startJobEvents(): void {
+  listening ??= listen<JobEvent>(JOB_EVENT, (ev) => {
+    for (const f of subscribers) f(ev.payload);
+  }).catch(() => undefined);
+}
+
+/** Follows one job until it ends: events, with polling as a fallback. */
+export function followJob(jobId: number, onUpdate: (e: JobEvent) => void): Promise<JobEvent> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = (e: JobEvent) => {
+      if (done) return;
+      onUpdate(e);
+      if (e.state !== "running") {
+        done = true;
+        subscribers.delete(handler);
+        clearInterval(timer);
+        resolve(e);
+      }
+    };
+    const handler = (e: JobEvent) => {
+      if (e.job_id === jobId) finish(e);
+    };
+    subscribers.add(handler);
+    const timer = setInterval(() => {
+      call("job_status", { job_id: jobId }).then(finish).catch(() => undefined);
+    }, 500);
+  });
+}
+
+/** The progress panel of a job: files, bytes, throughput, ETA and Cancel. */
+export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: number) => Promise<JobEvent> } {
+  const bar = h("progress", { testid: `${prefix}-bar`, max: 1, value: 0, "aria-label": "Progress" });
+  const state = h("span", { testid: `${prefix}-state`, class: "badge" }, "");
+  const phase = h("span", { testid: `${prefix}-phase`, class: "muted" }, "");
+  const files = h("dd", { testid: `${prefix}-files` }, "—");
+  const bytes = h("dd", { testid: `${prefix}-bytes` }, "—");
+  const speed = h("dd", { testid: `${prefix}-throughput` }, "—");
+  const eta = h("dd", { testid: `${prefix}-eta` }, "—");
+  const result = h("div", { testid: `${prefix}-result`, "aria-live": "polite" });
+  let current = 0;
+  const cancel = button("Cancel", `${prefix}-cancel`, () => {
+    if (current) void call("cancel_job", { job_id: current }).catch((e) => showError(result, e));
+  }, "secondary");
+  const el = h("div", { class: "job", testid: `${prefix}-progress`, hidden: true },
+    h("div", { class: "job-head" }, state, phase),
+    bar,
+    h("dl", { class: "facts compact" },
+      h("dt", {}, "Files"), files,
+      h("dt", {}, "Data"), bytes,
+      h("dt", {}, "Speed"), speed,
+      h("dt", {}, "Time left"), eta),
+    h("div", { class: "actions" }, cancel),
+    result,
+  );
+  const update = (e: JobEvent) => {
+    state.textContent = e.state;
+    state.dataset.state = e.state;
+    el.dataset.state = e.state;
+    phase.textContent = e.phase ? `· ${e.phase}` : "";
+    files.textContent = e.files_total ? `${e.files_done} of ${e.files_total}` : `${e.files_done}`;
+    bytes.textContent = e.bytes_total ? `${formatBytes(e.bytes_done)} of ${formatBytes(e.bytes_total)}` : formatBytes(e.bytes_done);
+    speed.textContent = `${formatBytes(e.throughput_bps)}/s`;
+    eta.textContent = e.eta_secs === null ? "—" : formatDuration(e.eta_secs);
+    bar.max = Math.max(1, e.bytes_total);
+    bar.value = e.state === "done" ? bar.max : e.bytes_done;
+    cancel.disabled = e.state !== "running";
+    if (e.error) showError(result, e.error);
+  };
+  const track = (jobId: number) => {
+    current = jobId;
+    el.hidden = false;
+    result.replaceChildren();
+    cancel.disabled = false;
+    return followJob(jobId, update);
+  };
+  return { el, track };
+}

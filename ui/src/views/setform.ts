@@ -1,0 +1,95 @@
+// The backup set form (first run and the Backups screen).
+import type { BackupSet, BackupSetInput, Retention, Schedule } from "../bindings";
+import { h } from "../dom";
+import { field, select } from "../ui";
+
+export const RETENTION_FIELDS: [keyof Retention, string][] = [
+  ["keep_last", "Keep the last"],
+  ["keep_hourly", "Hourly"],
+  ["keep_daily", "Daily"],
+  ["keep_weekly", "Weekly"],
+  ["keep_monthly", "Monthly"],
+  ["keep_yearly", "Yearly"],
+];
+
+export const DEFAULT_RETENTION: Retention = {
+  keep_last: 10, keep_hourly: 24, keep_daily: 7, keep_weekly: 4, keep_monthly: 12, keep_yearly: 3,
+};
+
+/** Retention inputs; `prefix` makes their test ids unique per form. */
+export function retentionInputs(prefix: string, r: Retention): { el: HTMLElement; read: () => Retention } {
+  const inputs = RETENTION_FIELDS.map(([k, label]) => {
+    const f = field(label, `${prefix}-${k.replace("_", "-")}`, { type: "number", value: String(r[k]) });
+    f.input.setAttribute("min", "0");
+    return [k, f] as const;
+  });
+  return {
+    el: h("fieldset", { class: "grid-6" }, h("legend", {}, "Snapshots to keep (0 turns a rule off)"), ...inputs.map(([, f]) => f.row)),
+    read: () => {
+      const out = { ...r };
+      for (const [k, f] of inputs) out[k] = Math.max(0, Math.floor(Number(f.input.value) || 0));
+      return out;
+    },
+  };
+}
+
+function lines(s: string): string[] {
+  return s.split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
+}
+
+/** The form; `read()` returns what the user typed as a BackupSetInput. */
+export function setForm(existing: BackupSet | null, defaults: { repository?: string; name?: string } = {}): { el: HTMLElement; read: () => BackupSetInput } {
+  const name = field("Name", "set-name", { value: existing?.name ?? defaults.name ?? "Documents" });
+  const sources = field("Folders to back up (one per line)", "set-sources", {
+    multiline: true,
+    value: existing?.sources.join("\n") ?? "",
+    placeholder: "/home/me/Documents",
+    help: "Type full paths starting with /.",
+  });
+  const excludes = field("Exclude patterns (one per line)", "set-excludes", {
+    multiline: true,
+    value: existing?.excludes.join("\n") ?? "*.tmp\n.cache/",
+    help: "gitignore syntax, for example *.tmp or node_modules/.",
+  });
+  const repository = field("Repository file", "set-repository", {
+    value: existing?.repository ?? defaults.repository ?? "",
+    placeholder: "/media/backup/coffer.db",
+  });
+  const sched = existing?.schedule ?? ({ kind: "daily_at", hour: 12, minute: 0 } as Schedule);
+  const kind = select("Schedule", "set-schedule-kind", [
+    ["manual", "Only when I press Back up now"],
+    ["every_hours", "Every N hours"],
+    ["daily_at", "Daily at a time"],
+  ], sched.kind);
+  const value = field("Hours, or time of day (HH:MM)", "set-schedule-value", {
+    value: sched.kind === "every_hours" ? String(sched.hours) : sched.kind === "daily_at" ? `${String(sched.hour).padStart(2, "0")}:${String(sched.minute).padStart(2, "0")}` : "",
+  });
+  const syncValue = () => {
+    value.row.hidden = kind.input.value === "manual";
+  };
+  kind.input.addEventListener("change", syncValue);
+  syncValue();
+  const retention = retentionInputs("set", existing?.retention ?? DEFAULT_RETENTION);
+  const el = h("div", { class: "form", testid: "set-form" },
+    name.row, sources.row, excludes.row, repository.row,
+    h("div", { class: "grid-2" }, kind.row, value.row),
+    retention.el);
+  const read = (): BackupSetInput => {
+    let schedule: Schedule;
+    const v = value.input.value.trim();
+    if (kind.input.value === "every_hours") schedule = { kind: "every_hours", hours: Math.floor(Number(v) || 0) };
+    else if (kind.input.value === "daily_at") {
+      const [hh, mm] = v.split(":");
+      schedule = { kind: "daily_at", hour: Number(hh) || 0, minute: Number(mm) || 0 };
+    } else schedule = { kind: "manual" };
+    return {
+      name: name.input.value,
+      sources: lines(sources.input.value),
+      excludes: lines(excludes.input.value),
+      repository: repository.input.value.trim(),
+      schedule,
+      retention: retention.read(),
+    };
+  };
+  return { el, read };
+}

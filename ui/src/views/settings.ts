@@ -1,0 +1,52 @@
+// Settings: vault, data directory, the key on this device, and a recovery
+// rehearsal that checks a typed recovery key without changing anything.
+import { call } from "../api";
+import { h } from "../dom";
+import { button, card, field, guarded, showError, viewHead } from "../ui";
+
+export function settingsView(): HTMLElement {
+  const facts = h("dl", { class: "facts", testid: "settings-facts" });
+  const rehearse = field("Your recovery key", "rehearse-key-input", { multiline: true, help: "Nothing is changed; Coffer only checks that this key opens your backup file." });
+  const rehearseOut = h("div", { testid: "rehearse-result", "aria-live": "polite" });
+  const rehearseBtn = button("Rehearse recovery", "rehearse-run", () => {
+    void guarded(rehearseBtn, rehearseOut, async () => {
+      const n = await call("rehearse_recovery_key", { recovery_key: rehearse.input.value });
+      rehearse.input.value = "";
+      rehearseOut.replaceChildren(h("p", { class: "ok", testid: "rehearse-ok" }, `This key opens your backup file (${n} snapshots). Keep it safe.`));
+    });
+  });
+  const keyOut = h("div", { testid: "settings-key-result" });
+  const lock = button("Forget the key until I enter it again", "settings-lock", () => {
+    void guarded(lock, keyOut, async () => {
+      await call("lock_app", {});
+      keyOut.replaceChildren(h("p", { class: "ok" }, "The key was removed from memory. The keyring copy (if any) stays."));
+    });
+  }, "secondary");
+  const forget = button("Remove the key from this computer's keyring", "settings-forget-key", () => {
+    if (!window.confirm("Remove the backup key from this computer? Scheduled backups stop until you enter your recovery key again.")) return;
+    void guarded(forget, keyOut, async () => {
+      await call("forget_device_key", {});
+      keyOut.replaceChildren(h("p", { class: "ok" }, "The key was removed from this computer."));
+    });
+  }, "secondary");
+  const view = h("section", { class: "view", testid: "settings-screen", "aria-labelledby": "settings-title" },
+    viewHead("settings-title", "Settings", "Where Coffer keeps its data, which vault it uses, and the key on this computer."),
+    card("This installation", facts,
+      h("p", { class: "muted" }, "To use another data folder, start Coffer with --data-dir FOLDER (or set COFFER_DATA_DIR).")),
+    card("Vault",
+      h("p", { testid: "settings-vault" }, "…"),
+      h("p", { class: "note", testid: "settings-vault-unavailable" },
+        "Choosing a remote vault by URL with pinned witness and operator keys, changing the recovery code and deleting the vault record need the vault client, which is not part of this build yet.")),
+    card("Rehearse recovery", rehearse.row, h("div", { class: "actions" }, rehearseBtn), rehearseOut),
+    card("The key on this computer", h("div", { class: "actions" }, lock, forget), keyOut),
+  );
+  void call("app_overview", {}).then((ov) => {
+    facts.replaceChildren(
+      h("dt", {}, "Data folder"), h("dd", { class: "mono", testid: "settings-data-dir" }, ov.status.data_dir),
+      h("dt", {}, "Backup file"), h("dd", { class: "mono" }, ov.repository ?? "none yet"),
+      h("dt", {}, "OS keyring"), h("dd", { testid: "settings-keyring" }, ov.keyring.available ? "available" : ov.keyring.error ? `unavailable (${ov.keyring.error.code})` : "still checking…"));
+    const v = view.querySelector('[data-testid="settings-vault"]');
+    if (v) v.textContent = ov.status.vault.label;
+  }).catch((e) => showError(facts, e));
+  return view;
+}

@@ -1,0 +1,186 @@
+// Snapshots: list, browse a tree, search, restore chosen files to a chosen
+// folder after a preview, check the repository, retention and prune.
+import { call } from "../api";
+import type { RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
+import { h } from "../dom";
+import { formatBytes } from "../format";
+import { button, card, checkbox, field, guarded, jobPanel, showError, viewHead } from "../ui";
+import { DEFAULT_RETENTION, retentionInputs } from "./setform";
+
+export function snapshotsView(): HTMLElement {
+  let snapshot: string | null = null;
+  const selected = new Set<string>();
+
+  const list = h("div", { testid: "snapshots-list", "aria-busy": "true" });
+  const treeHead = h("p", { class: "mono", testid: "tree-path" }, "");
+  const tree = h("ul", { class: "tree", testid: "tree" });
+  const treeSlot = h("div", {});
+  const selection = h("p", { testid: "restore-selection", class: "muted" }, "Nothing chosen: the whole snapshot is restored.");
+  const target = field("Restore into this folder", "restore-target", { placeholder: "/home/me/Restored", help: "Paths from the snapshot are recreated inside it. Existing files are never overwritten." });
+  const planEl = h("div", { testid: "restore-plan" });
+  const restoreSlot = h("div", {});
+  const restoreJob = jobPanel("restore-job");
+  const checkJob = jobPanel("check-job");
+  const checkSlot = h("div", { testid: "check-result" });
+  const search = field("Find files by name (glob, e.g. *.pdf)", "search-input", {});
+  const results = h("ul", { class: "tree", testid: "search-results" });
+  const retention = retentionInputs("retention", DEFAULT_RETENTION);
+  const retentionOut = h("div", { testid: "retention-result" });
+
+  const updateSelection = () => {
+    selection.textContent = selected.size === 0
+      ? "Nothing chosen: the whole snapshot is restored."
+      : `${selected.size} chosen: ${[...selected].join(", ")}`;
+    planEl.replaceChildren();
+  };
+
+  const toggle = (path: string, on: boolean) => {
+    if (on) selected.add(path);
+    else selected.delete(path);
+    updateSelection();
+  };
+
+  const entryRow = (e: TreeEntry, snap: string, testPrefix: string): HTMLElement => {
+    const cb = checkbox(e.path, `${testPrefix}-select`, { "data-path": e.path });
+    cb.input.checked = selected.has(e.path) && snap === snapshot;
+    cb.input.addEventListener("change", () => {
+      if (snap !== snapshot) {
+        snapshot = snap;
+        selected.clear();
+      }
+      toggle(e.path, cb.input.checked);
+    });
+    return h("li", { testid: `${testPrefix}-entry`, "data-path": e.path, "data-kind": e.kind },
+      cb.row,
+      h("span", { class: "muted" }, e.kind === "dir" ? " folder" : e.kind === "symlink" ? ` → ${e.target ?? ""}` : ` ${formatBytes(e.size)}`),
+      e.kind === "dir" && testPrefix === "tree" ? button("Open", "tree-open", () => void openDir(e.path), "secondary small") : null);
+  };
+
+  const openDir = async (path: string | null) => {
+    if (!snapshot) return;
+    treeHead.textContent = `${snapshot.slice(0, 8)}: ${path ?? "/"}`;
+    try {
+      const entries = await call("list_tree", { snapshot, path });
+      const snap = snapshot;
+      tree.replaceChildren(
+        ...(path ? [h("li", {}, button("Up", "tree-up", () => void openDir(parentOf(path)), "secondary small"))] : []),
+        ...entries.map((e) => entryRow(e, snap, "tree")));
+      treeSlot.replaceChildren();
+    } catch (e) {
+      showError(treeSlot, e);
+    }
+  };
+
+  const open = (s: SnapshotInfo) => {
+    if (snapshot !== s.id) selected.clear();
+    snapshot = s.id;
+    updateSelection();
+    for (const r of list.querySelectorAll("tr[data-snapshot]")) r.classList.toggle("current", r.getAttribute("data-snapshot") === s.id);
+    void openDir(null);
+  };
+
+  const refresh = async () => {
+    try {
+      const snaps = await call("list_snapshots", {});
+      if (snaps.length === 0) {
+        list.replaceChildren(h("p", { class: "muted", testid: "snapshots-empty" }, "No snapshot yet. Run a backup first."));
+        return;
+      }
+      list.replaceChildren(h("table", { class: "table" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Time"), h("th", {}, "Set"), h("th", {}, "Files"), h("th", {}, "Size"), h("th", {}, "Id"), h("th", {}, ""))),
+        h("tbody", {}, ...snaps.map((s) => h("tr", { testid: "snapshot-row", "data-snapshot": s.id },
+          h("td", {}, new Date(s.unix_time * 1000).toLocaleString()),
+          h("td", {}, s.set_name || "—"),
+          h("td", { testid: "snapshot-files" }, String(s.files)),
+          h("td", {}, formatBytes(s.bytes)),
+          h("td", { class: "mono" }, s.short_id),
+          h("td", {}, button("Browse", "snapshot-open", () => open(s), "secondary small")))))));
+      if (!snapshot) open(snaps[0]);
+    } catch (e) {
+      showError(list, e);
+    } finally {
+      list.setAttribute("aria-busy", "false");
+    }
+  };
+
+  const runSearch = (btn: HTMLButtonElement) => {
+    void guarded(btn, results, async () => {
+      const hits = await call("find_files", { pattern: search.input.value });
+      results.replaceChildren(...(hits.length === 0
+        ? [h("li", { class: "muted", testid: "search-none" }, "No file matches.")]
+        : hits.map((m) => entryRow(m, m.snapshot, "search"))));
+    });
+  };
+  const searchBtn = button("Search", "search-run", () => runSearch(searchBtn));
+  search.input.addEventListener("keydown", (ev) => {
+    if ((ev as KeyboardEvent).key === "Enter") runSearch(searchBtn);
+  });
+
+  const renderPlan = (p: RestorePlan) => {
+    planEl.replaceChildren(
+      h("p", { testid: "restore-plan-summary" },
+        `${p.files} files, ${p.dirs} folders, ${formatBytes(p.bytes)} into ${p.target}`,
+        p.conflicts > 0 ? ` — ${p.conflicts} already exist and will be skipped with an error` : ""),
+      h("ul", { class: "plan mono" }, ...p.items.slice(0, 200).map((i) =>
+        h("li", { testid: "restore-plan-item", class: i.exists ? "exists" : undefined }, `${i.path} → ${i.target}`))));
+  };
+  const previewBtn = button("Preview", "restore-preview", () => {
+    void guarded(previewBtn, restoreSlot, async () => {
+      if (!snapshot) throw { kind: "invalid_input", code: "CF-A050", message: "Choose a snapshot first.", next_step: "Press Browse next to a snapshot." };
+      renderPlan(await call("plan_restore", { snapshot, include: [...selected], target: target.input.value }));
+    });
+  });
+  const restoreBtn = button("Restore", "restore-run", () => {
+    void guarded(restoreBtn, restoreSlot, async () => {
+      if (!snapshot) return;
+      const id = await call("run_restore", { snapshot, include: [...selected], target: target.input.value });
+      const end = await restoreJob.track(id);
+      if (end.state === "done" && end.outcome?.type === "restore") {
+        const s = end.outcome.summary;
+        restoreSlot.replaceChildren(h("p", { class: "ok", testid: "restore-done" }, `Restored ${s.files} files (${formatBytes(s.bytes)}) into ${s.target}.`));
+      }
+    });
+  });
+  const checkBtn = button("Check the backup file", "check-run", () => {
+    void guarded(checkBtn, checkSlot, async () => {
+      const end = await checkJob.track(await call("run_check", {}));
+      if (end.state === "done" && end.outcome?.type === "check") {
+        const r = end.outcome.report;
+        checkSlot.replaceChildren(h("p", { class: r.ok ? "ok" : "warning", testid: "check-summary", "data-ok": String(r.ok) },
+          r.ok ? `All ${r.snapshots} snapshots, ${r.files} files and ${r.chunks} chunks are intact.`
+            : `Damage found: ${r.damaged_files.length} files and ${r.damaged_records.length} records.`));
+      }
+    });
+  });
+  const retentionRun = (dry: boolean, btn: HTMLButtonElement) => {
+    if (!dry && !window.confirm("Remove the snapshots the rules do not keep, and free their space?")) return;
+    void guarded(btn, retentionOut, async () => {
+      const r = await call("apply_retention", { retention: retention.read(), dry_run: dry });
+      retentionOut.replaceChildren(h("p", { testid: "retention-summary" },
+        `${dry ? "Would keep" : "Kept"} ${r.plan.keep.length} and ${dry ? "would remove" : "removed"} ${r.plan.remove.length} snapshots.`,
+        r.prune ? ` Freed ${formatBytes(Math.max(0, r.prune.bytes_before - r.prune.bytes_after))}.` : ""));
+      if (!dry) await refresh();
+    });
+  };
+  const retPreview = button("Preview", "retention-preview", () => retentionRun(true, retPreview), "secondary");
+  const retApply = button("Apply and prune", "retention-apply", () => retentionRun(false, retApply));
+
+  const view = h("section", { class: "view wide", testid: "snapshots-screen", "aria-labelledby": "snapshots-title" },
+    viewHead("snapshots-title", "Snapshots", "Every backup is a snapshot. Browse or search, choose files, preview where they will go, then restore."),
+    card("Snapshots", list),
+    h("div", { class: "grid-2 top" },
+      card("Browse", treeHead, tree, treeSlot),
+      card("Search", search.row, h("div", { class: "actions" }, searchBtn), results)),
+    card("Restore", selection, target.row, h("div", { class: "actions" }, previewBtn, restoreBtn), planEl, restoreJob.el, restoreSlot),
+    card("Check", h("p", { class: "muted" }, "Reads and authenticates every piece of every snapshot; names anything damaged."),
+      h("div", { class: "actions" }, checkBtn), checkJob.el, checkSlot),
+    card("Retention", retention.el, h("div", { class: "actions" }, retPreview, retApply), retentionOut),
+  );
+  void refresh();
+  return view;
+}
+
+function parentOf(p: string): string | null {
+  const i = p.replace(/\/+$/, "").lastIndexOf("/");
+  return i <= 0 ? null : p.slice(0, i);
+}
