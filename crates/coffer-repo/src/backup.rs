@@ -36,7 +36,8 @@ const COMMIT_BYTES: usize = 64 * 1024 * 1024;
 const WORKERS: usize = 2;
 
 /// What to back up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, TS)]
+#[serde(default)]
 pub struct BackupRequest {
     /// Files or folders to back up (made absolute).
     pub paths: Vec<PathBuf>,

@@ -20,7 +20,8 @@ use std::time::Instant;
 use ts_rs::TS;
 
 /// What to restore, and where.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, TS)]
+#[serde(default)]
 pub struct RestoreRequest {
     /// A snapshot id (or a unique prefix), or `latest`.
     pub snapshot: String,
