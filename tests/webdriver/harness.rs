@@ -120,6 +120,8 @@ impl Session {
     /// Saves a screenshot for the docs when `COFFER_SCREENSHOT_DIR` is set.
     pub async fn shot(&self, name: &str) -> TestResult {
         if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
+            // Let WebKit paint the screen that was just shown.
+            tokio::time::sleep(Duration::from_millis(400)).await;
             let png = self.client.screenshot().await?;
             std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)?;
         }

@@ -171,6 +171,13 @@ async fn first_run_key_mode_then_backup_with_progress() {
             s.testid("snapshot-row").await?;
             assert_eq!(s.all("snapshot-row").await?.len(), 1);
             assert_eq!(s.text("snapshot-files").await?, "10");
+            // The smallest supported window still shows the screen.
+            s.client.set_window_size(800, 600).await?;
+            s.go("home").await?;
+            s.shot("home-800x600").await?;
+            s.go("backups").await?;
+            s.shot("backups-800x600").await?;
+            assert!(s.testid("set-run-set-1").await?.is_displayed().await?);
             TestResult::Ok(())
         },
     )
@@ -474,6 +481,31 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
                     .as_deref(),
                 Some("true")
             );
+            // Settings: the data folder, and a recovery rehearsal with the key.
+            s.go("settings").await?;
+            assert_eq!(
+                s.text("settings-data-dir").await?,
+                s.data_dir.display().to_string()
+            );
+            s.type_in("rehearse-key-input", &key).await?;
+            s.click("rehearse-run").await?;
+            s.wait_text("rehearse-ok", "opens your backup file").await?;
+            s.shot("settings").await?;
+            // Verification: every check listed, none claimed as passed.
+            s.go("verification").await?;
+            for id in [
+                "witness-signature",
+                "operator-countersignature",
+                "inclusion",
+                "consistency",
+                "validity",
+                "deployment-evidence",
+            ] {
+                let c = s.testid(&format!("verification-check-{id}")).await?;
+                assert_eq!(c.attr("data-status").await?.as_deref(), Some("not_run"));
+            }
+            s.wait_text("verification-mode", "no vault").await?;
+            s.shot("verification").await?;
             assert_no_secrets(&[&s.data_dir], &key);
             TestResult::Ok(())
         },

@@ -270,6 +270,60 @@ mod tests {
         );
     }
 
+    /// Literal test ids in the UI sources: `testid: "x"` and the second
+    /// argument of `button`/`field`/`select`/`checkbox` (ids built from
+    /// templates are documented by hand).
+    fn ui_testids() -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![repo_root().join("ui/src")];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            if p.extension().is_none_or(|e| e != "ts") || p.to_string_lossy().ends_with(".test.ts")
+            {
+                continue;
+            }
+            let src = std::fs::read_to_string(&p).unwrap();
+            let take = |rest: &str| rest.split('"').next().unwrap_or("").to_string();
+            for part in src.split("testid: \"").skip(1) {
+                out.push(take(part));
+            }
+            for f in ["button(", "field(", "select(", "checkbox("] {
+                for part in src.split(f).skip(1) {
+                    // The label is a string or template; the id follows it.
+                    if let Some(i) = part.find("\", \"").or_else(|| part.find("`, \"")) {
+                        if i < 200 {
+                            out.push(take(&part[i + 4..]));
+                        }
+                    }
+                }
+            }
+        }
+        out.retain(|id| {
+            id.starts_with(|c: char| c.is_ascii_lowercase())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn every_ui_testid_is_documented() {
+        let doc = std::fs::read_to_string(repo_root().join("docs/ui-testing.md")).unwrap();
+        let ids = ui_testids();
+        assert!(ids.len() > 60, "the scan found only {} ids", ids.len());
+        let missing: Vec<_> = ids
+            .iter()
+            .filter(|id| !doc.contains(&format!("`{id}`")))
+            .collect();
+        assert!(missing.is_empty(), "docs/ui-testing.md lacks {missing:?}");
+    }
+
     #[test]
     fn the_shell_registers_exactly_these_commands() {
         let main = std::fs::read_to_string(repo_root().join("src-tauri/src/commands.rs")).unwrap();
