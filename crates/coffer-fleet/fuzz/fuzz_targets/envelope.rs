@@ -12,7 +12,11 @@ use libfuzzer_sys::fuzz_target;
 
 fn config() -> &'static NodeConfig {
     static C: OnceLock<NodeConfig> = OnceLock::new();
-    C.get_or_init(|| FleetSetup::create(3, "fuzz", RaftTuning::local()).unwrap().remove(1))
+    C.get_or_init(|| {
+        FleetSetup::create(3, "fuzz", RaftTuning::local())
+            .unwrap()
+            .remove(1)
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
