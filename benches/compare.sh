@@ -87,16 +87,20 @@ size_tar=$(stat -c %s "$WORK/tar.zst.enc")
 
 echo "restores ($PAIRS alternating rounds) ..." >&2
 rr_restic=(); rr_borg=(); rr_cp=(); rc_all=()
+# Restored trees are moved aside, not deleted between steps: deleting 50k
+# files can take minutes on this disk and would disturb the next step.
+trash=0
+aside() { trash=$((trash + 1)); mv "$WORK/out" "$WORK/trash.$trash"; sync; }
 for k in $(seq 1 "$PAIRS"); do
-  rm -rf "$WORK/out"; sync
-  tc=$(t "$COFFER_BIN" restore -q latest --target "$WORK/out"); rm -rf "$WORK/out"; sync
-  tr=$(t restic restore latest --target "$WORK/out"); rm -rf "$WORK/out"; sync
+  tc=$(t "$COFFER_BIN" restore -q latest --target "$WORK/out"); aside
+  tr=$(t restic restore latest --target "$WORK/out"); aside
   mkdir -p "$WORK/out"
-  tb=$(t bash -c "cd '$WORK/out' && borg extract ::s$n"); rm -rf "$WORK/out"; sync
-  tp=$(t cp -a "$SRC" "$WORK/out"); rm -rf "$WORK/out"; sync
+  tb=$(t bash -c "cd '$WORK/out' && borg extract ::s$n"); aside
+  tp=$(t cp -a "$SRC" "$WORK/out"); aside
   rc_all+=("$tc"); rr_restic+=("$(ratio "$tr" "$tc")"); rr_borg+=("$(ratio "$tb" "$tc")"); rr_cp+=("$(ratio "$tp" "$tc")")
   printf 'restore round %d: coffer %.2fs restic %.2fs borg %.2fs cp -a %.2fs\n' "$k" "$tc" "$tr" "$tb" "$tp" >&2
 done
+rm -rf "$WORK"/trash.* &
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Check that coffer restores bit-exact.

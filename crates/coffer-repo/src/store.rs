@@ -239,8 +239,21 @@ pub(crate) struct LockGuard {
     path: std::path::PathBuf,
 }
 
+/// Repositories this process holds the lock of (a lock row with our own pid
+/// is stale only if we do not hold it: the pid of a dead process was reused).
+static HELD: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+fn held_here(path: &Path) -> bool {
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    HELD.lock().map(|h| h.contains(&canon)).unwrap_or(true)
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        let canon = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        if let Ok(mut h) = HELD.lock() {
+            h.retain(|p| p != &canon);
+        }
         if let Ok(c) = Connection::open(&self.path) {
             let _ = c.busy_timeout(std::time::Duration::from_secs(10));
             let _ = c.execute(
@@ -267,7 +280,7 @@ pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
         .optional()?;
     if let Some((h, p)) = existing {
         let same_host = bool::from(h.as_slice().ct_eq(holder));
-        let stale = same_host && (!process_alive(p) || p == pid);
+        let stale = same_host && (!process_alive(p) || (p == pid && !held_here(&repo.path)));
         if !stale {
             return Err(RepoError::Busy {
                 holder: if same_host {
@@ -285,6 +298,10 @@ pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
         params![holder, pid, crate::timefmt::now().0],
     )?;
     tx.commit()?;
+    let canon = std::fs::canonicalize(&repo.path).unwrap_or_else(|_| repo.path.clone());
+    if let Ok(mut h) = HELD.lock() {
+        h.push(canon);
+    }
     Ok(LockGuard {
         path: repo.path.clone(),
     })

@@ -805,3 +805,56 @@ mod props {
         }
     }
 }
+
+#[test]
+fn two_writers_in_one_process_are_kept_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..30u64 {
+        fs::write(src.join(format!("f{i}")), text(i, 300_000)).unwrap();
+    }
+    let (repo, key) = new_repo(tmp.path());
+    let second = Repository::open(repo.path())
+        .unwrap()
+        .unlock_with_key(key)
+        .unwrap();
+    // A repository handle is Send, not Sync: an app shares it behind a Mutex.
+    let second = std::sync::Mutex::new(second);
+    // While one handle backs up, the other cannot prune.
+    struct PruneDuring<'a>(
+        &'a std::sync::Mutex<Repository<Unlocked>>,
+        std::sync::Mutex<Option<String>>,
+    );
+    impl Progress for PruneDuring<'_> {
+        fn advance(&self, _f: u64, _b: u64) {
+            let mut g = self.1.lock().unwrap();
+            if g.is_none() {
+                *g = Some(match self.0.lock().unwrap().prune() {
+                    Ok(_) => "pruned".into(),
+                    Err(e) => e.code().to_string(),
+                });
+            }
+        }
+    }
+    let p = PruneDuring(&second, std::sync::Mutex::new(None));
+    repo.backup(
+        &BackupRequest {
+            paths: vec![src.clone()],
+            ..Default::default()
+        },
+        &p,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(p.1.lock().unwrap().as_deref(), Some("CF-R007"));
+    // Afterwards the lock is free again.
+    let second = second.into_inner().unwrap();
+    second.prune().unwrap();
+    assert!(
+        second
+            .check(true, &NoProgress, &CancelToken::new())
+            .unwrap()
+            .ok
+    );
+}
