@@ -184,6 +184,14 @@ impl Fleet {
         panic!("fleet not ready: {}", self.logs());
     }
 
+    fn all_logs(&self) -> String {
+        let procs = self.procs.lock().unwrap();
+        procs
+            .iter()
+            .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+            .collect()
+    }
+
     fn logs(&self) -> String {
         let procs = self.procs.lock().unwrap();
         procs
@@ -283,6 +291,19 @@ async fn five_node_processes_survive_two_failures_fail_closed_at_three_and_resta
             .expose_secret(),
         &[1; 32]
     );
+    // The structured logs carry no code, no key and no account id.
+    let logs = f.all_logs();
+    assert!(logs.contains("\"vault request\""), "logs are written");
+    for secret in [
+        "alice's code",
+        "bob's code",
+        "alice",
+        "bob",
+        &"01".repeat(16),
+        &"02".repeat(16),
+    ] {
+        assert!(!logs.contains(secret), "a node log contains {secret:?}");
+    }
 }
 
 /// xorshift64*: a small deterministic PRNG so a failing schedule can be replayed.

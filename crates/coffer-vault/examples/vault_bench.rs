@@ -1,0 +1,278 @@
+//! Server-side vault benchmark: registrations/s, recoveries/s and p50/p99
+//! latency for fleets of 1, 3 and 5 nodes on loopback, as ratios to 1 node.
+//!
+//! `cargo run --release -p coffer-vault --example vault_bench [OPS] [CONCURRENCY]`
+//!
+//! Each node is a full node as `coffer-vault node` runs it (HTTP API and
+//! fleet envelopes over loopback HTTP, openraft on SQLite with
+//! synchronous=FULL), all in this process. To measure the **server** side,
+//! the benchmark's client runs OPAQUE with the identity key-stretching
+//! function: the server's work and messages are exactly the same (the KSF
+//! runs only on the client), so the client's Argon2id is excluded. The
+//! product's client never does this; the suite is in this example only.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coffer_fleet::RaftTuning;
+use coffer_vault::node::{fleet_create, run_node, CreateOptions};
+use coffer_vault_proto::{crypto, decode_response, encode_request, Bytes, Request, Response};
+use opaque_ke::ciphersuite::CipherSuite;
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, RegistrationResponse,
+};
+
+struct BenchSuite;
+impl CipherSuite for BenchSuite {
+    type OprfCs = opaque_ke::Ristretto255;
+    type KeyExchange = opaque_ke::TripleDh<opaque_ke::Ristretto255, sha2::Sha512>;
+    type Ksf = opaque_ke::ksf::Identity;
+}
+
+struct Http {
+    client: reqwest::Client,
+    urls: Vec<String>,
+}
+
+impl Http {
+    async fn call(&self, i: usize, req: Request) -> Response {
+        let url = &self.urls[i % self.urls.len()];
+        let body = self
+            .client
+            .post(format!("{url}/v1/vault"))
+            .body(encode_request(&req))
+            .send()
+            .await
+            .expect("send")
+            .bytes()
+            .await
+            .expect("body");
+        decode_response(&body).expect("decode")
+    }
+}
+
+async fn register(h: &Http, i: usize, user: &str) -> Duration {
+    let t = Instant::now();
+    let pw = user.as_bytes();
+    let s = ClientRegistration::<BenchSuite>::start(&mut rand::rngs::OsRng, pw).unwrap();
+    let Response::RegisterStarted {
+        response, token, ..
+    } = h
+        .call(
+            i,
+            Request::RegisterStart {
+                user: user.into(),
+                request: Bytes(s.message.serialize().to_vec()),
+            },
+        )
+        .await
+    else {
+        panic!("register start")
+    };
+    let f = s
+        .state
+        .finish(
+            &mut rand::rngs::OsRng,
+            pw,
+            RegistrationResponse::deserialize(&response.0).unwrap(),
+            ClientRegistrationFinishParameters::default(),
+        )
+        .unwrap();
+    let wrapped = crypto::wrap_key(&f.export_key, user, &[7; 32]);
+    let r = h
+        .call(
+            i,
+            Request::RegisterFinish {
+                user: user.into(),
+                token,
+                upload: Bytes(f.message.serialize().to_vec()),
+                wrapped_key: Bytes(wrapped),
+            },
+        )
+        .await;
+    assert!(matches!(r, Response::Registered {}), "{r:?}");
+    t.elapsed()
+}
+
+async fn recover(h: &Http, i: usize, user: &str) -> Duration {
+    let t = Instant::now();
+    let pw = user.as_bytes();
+    let s = ClientLogin::<BenchSuite>::start(&mut rand::rngs::OsRng, pw).unwrap();
+    let Response::LoginStarted {
+        response, token, ..
+    } = h
+        .call(
+            i,
+            Request::LoginStart {
+                user: user.into(),
+                request: Bytes(s.message.serialize().to_vec()),
+            },
+        )
+        .await
+    else {
+        panic!("login start")
+    };
+    let f = s
+        .state
+        .finish(
+            &mut rand::rngs::OsRng,
+            pw,
+            CredentialResponse::deserialize(&response.0).unwrap(),
+            ClientLoginFinishParameters::default(),
+        )
+        .unwrap();
+    let r = h
+        .call(
+            i,
+            Request::LoginFinish {
+                token,
+                finalization: Bytes(f.message.serialize().to_vec()),
+            },
+        )
+        .await;
+    let Response::LoginFinished { released, .. } = r else {
+        panic!("login finish {r:?}")
+    };
+    let wrapped = crypto::open_release(&f.session_key, user, &released.0).unwrap();
+    assert_eq!(
+        *crypto::unwrap_key(&f.export_key, user, &wrapped).unwrap(),
+        [7; 32]
+    );
+    t.elapsed()
+}
+
+struct Stats {
+    per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut lat: Vec<Duration>, wall: Duration) -> Stats {
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
+    Stats {
+        per_sec: lat.len() as f64 / wall.as_secs_f64(),
+        p50: q(0.5),
+        p99: q(0.99),
+    }
+}
+
+async fn phase<F, Fut>(ops: usize, conc: usize, f: F) -> Stats
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Duration> + Send,
+{
+    let f = Arc::new(f);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let f = f.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= ops {
+                    return lat;
+                }
+                lat.push(f(i).await);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    stats(all, start.elapsed())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let ops: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(300);
+    let conc: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
+    println!("{ops} operations per phase, {conc} in flight, server side (client KSF excluded)");
+    let mut results = Vec::new();
+    for n in [1usize, 3, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let ports: Vec<u16> = (0..n)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            })
+            .collect();
+        let opts = CreateOptions {
+            nodes: n,
+            fleet_id: format!("bench-{n}"),
+            guess_limit: 10,
+            addrs: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            tuning: RaftTuning::local(),
+        };
+        let public = fleet_create(dir.path(), &opts).unwrap();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            nodes.push(
+                run_node(&dir.path().join(format!("node-{i}.toml")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let h = Arc::new(Http {
+            client: reqwest::Client::new(),
+            urls: public.urls.clone(),
+        });
+        // Wait for a leader: status until quorum.
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Response::Status { status } = h.call(0, Request::Status {}).await {
+                if status.quorum {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let hr = h.clone();
+        let reg = phase(ops, conc, move |i| {
+            let h = hr.clone();
+            async move { register(&h, i, &format!("user-{i}")).await }
+        })
+        .await;
+        let hl = h.clone();
+        let rec = phase(ops, conc, move |i| {
+            let h = hl.clone();
+            async move { recover(&h, i, &format!("user-{i}")).await }
+        })
+        .await;
+        println!(
+            "{n} node(s): register {:.1}/s p50 {:.1} ms p99 {:.1} ms | recover {:.1}/s p50 {:.1} ms p99 {:.1} ms",
+            reg.per_sec,
+            reg.p50.as_secs_f64() * 1e3,
+            reg.p99.as_secs_f64() * 1e3,
+            rec.per_sec,
+            rec.p50.as_secs_f64() * 1e3,
+            rec.p99.as_secs_f64() * 1e3
+        );
+        results.push((n, reg, rec));
+        for node in nodes {
+            node.shutdown().await;
+        }
+    }
+    let (_, r1, l1) = &results[0];
+    println!("\nratios to the 1-node fleet (throughput; latency p50/p99):");
+    for (n, r, l) in &results {
+        println!(
+            "{n} node(s): register {:.2}x ({:.2}x / {:.2}x) | recover {:.2}x ({:.2}x / {:.2}x)",
+            r.per_sec / r1.per_sec,
+            r.p50.as_secs_f64() / r1.p50.as_secs_f64(),
+            r.p99.as_secs_f64() / r1.p99.as_secs_f64(),
+            l.per_sec / l1.per_sec,
+            l.p50.as_secs_f64() / l1.p50.as_secs_f64(),
+            l.p99.as_secs_f64() / l1.p99.as_secs_f64()
+        );
+    }
+}
