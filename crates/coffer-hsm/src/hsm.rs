@@ -320,10 +320,10 @@ impl Hsm {
                         )
                     }
                     // An unknown account: opaque-ke's dummy response, same shape and flow.
-                    Outcome::Unknown => (
+                    Outcome::Ghost { used } => (
                         None,
                         None,
-                        limit.saturating_sub(1),
+                        limit.saturating_sub(used),
                         credential_id(&user, &[0; 16]),
                     ),
                     Outcome::Destroyed => return Err(HsmError::Destroyed),
@@ -362,9 +362,21 @@ impl Hsm {
                 let fin = CredentialFinalization::<Suite>::deserialize(&finalization.0)
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
                 let Some((id, seq)) = decode_attempt(&t.attempt)? else {
-                    return Err(HsmError::WrongCode {
-                        attempts_remaining: limit.saturating_sub(1),
-                    });
+                    // A dummy login cannot succeed: count it as failed, as a real one.
+                    return match self
+                        .commit(Cmd::GhostFail {
+                            user: t.user.clone(),
+                        })
+                        .await?
+                    {
+                        Outcome::Failed {
+                            destroyed: true, ..
+                        } => Err(HsmError::Destroyed),
+                        Outcome::Failed { remaining, .. } => Err(HsmError::WrongCode {
+                            attempts_remaining: remaining,
+                        }),
+                        o => Err(unexpected(o)),
+                    };
                 };
                 let state = ServerLogin::<Suite>::deserialize(&t.state.0)
                     .map_err(|_| HsmError::BadToken)?;
@@ -419,19 +431,16 @@ impl Hsm {
             }
             Request::LoginAbort { token } => {
                 let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
-                let Some((id, _)) = decode_attempt(&t.attempt)? else {
-                    return Ok(Response::LoginAborted {
-                        attempts_remaining: limit.saturating_sub(1),
-                        destroyed: false,
-                    });
-                };
-                match self
-                    .commit(Cmd::Fail {
+                let cmd = match decode_attempt(&t.attempt)? {
+                    Some((id, _)) => Cmd::Fail {
                         user: t.user.clone(),
                         id,
-                    })
-                    .await?
-                {
+                    },
+                    None => Cmd::GhostFail {
+                        user: t.user.clone(),
+                    },
+                };
+                match self.commit(cmd).await? {
                     Outcome::Failed {
                         remaining,
                         destroyed,
@@ -558,6 +567,7 @@ fn cmd_name(c: &Cmd) -> &'static str {
         Cmd::Replace { .. } => "replace",
         Cmd::Delete { .. } => "delete",
         Cmd::Probe => "probe",
+        Cmd::GhostFail { .. } => "ghost_fail",
     }
 }
 
@@ -567,7 +577,7 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::AlreadyRegistered => "already_registered",
         Outcome::IdReused => "id_reused",
         Outcome::Attempt { .. } => "attempt",
-        Outcome::Unknown => "unknown",
+        Outcome::Ghost { .. } => "ghost",
         Outcome::Destroyed => "destroyed",
         Outcome::Failed { .. } => "failed",
         Outcome::Succeeded { .. } => "succeeded",

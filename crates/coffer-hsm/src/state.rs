@@ -65,6 +65,10 @@ pub(crate) enum Cmd {
     },
     /// Commits nothing; shows a majority is reachable.
     Probe,
+    /// A failed dummy login of an unknown account (see `ghosts`).
+    GhostFail {
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +82,10 @@ pub(crate) enum Outcome {
         used: u32,
         upload: Bytes,
     },
-    Unknown,
+    /// An unknown account; `used` is its fake counter.
+    Ghost {
+        used: u32,
+    },
     Destroyed,
     Failed {
         remaining: u32,
@@ -125,7 +132,15 @@ struct UserEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Data {
     users: BTreeMap<String, UserEntry>,
+    /// Fake counters of unknown accounts that were tried, so that their
+    /// dummy answers count down (and end "destroyed") like a real record's.
+    /// At most [`GHOST_CAP`] entries; the smallest id goes first when full.
+    #[serde(default)]
+    ghosts: BTreeMap<String, u32>,
 }
+
+/// How many unknown accounts' fake counters are kept.
+pub(crate) const GHOST_CAP: usize = 100_000;
 
 /// The HSM's replicated state machine.
 pub struct HsmState {
@@ -174,11 +189,38 @@ impl HsmState {
         (s.nonce == nonce).then_some(s.body)
     }
 
+    fn ghost_attempt(&mut self, user: String, limit: u32) -> Outcome {
+        if !self.data.ghosts.contains_key(&user) && self.data.ghosts.len() >= GHOST_CAP {
+            self.data.ghosts.pop_first();
+        }
+        let g = self.data.ghosts.entry(user).or_insert(0);
+        if *g >= limit {
+            return Outcome::Destroyed;
+        }
+        *g += 1;
+        Outcome::Ghost { used: *g }
+    }
+
     fn exec(&mut self, cmd: Cmd) -> Outcome {
         let limit = self.secrets.guess_limit();
         match cmd {
             Cmd::Probe => Outcome::Probed,
+            Cmd::GhostFail { user } => match self.data.ghosts.get(&user) {
+                Some(&g) if g >= limit => Outcome::Failed {
+                    remaining: 0,
+                    destroyed: true,
+                },
+                Some(&g) => Outcome::Failed {
+                    remaining: limit - g,
+                    destroyed: false,
+                },
+                None => Outcome::Failed {
+                    remaining: limit.saturating_sub(1),
+                    destroyed: false,
+                },
+            },
             Cmd::Register { user, record } => {
+                self.data.ghosts.remove(&user);
                 let e = self.data.users.entry(user).or_default();
                 match &e.live {
                     Some(live) if live.id == record.id => Outcome::Registered,
@@ -199,7 +241,7 @@ impl HsmState {
             }
             Cmd::BeginAttempt { user } => {
                 let Some(e) = self.data.users.get_mut(&user) else {
-                    return Outcome::Unknown;
+                    return self.ghost_attempt(user, limit);
                 };
                 let Some(live) = e.live.as_mut() else {
                     return Outcome::Destroyed;

@@ -281,7 +281,7 @@ async fn unknown_accounts_get_a_response_of_the_same_shape() {
         }
     );
     // Compare the two LoginStarted responses field by field (lengths).
-    let log = f.rec.log.lock().unwrap();
+    let log: Vec<(Vec<u8>, Vec<u8>)> = f.rec.log.lock().unwrap().clone();
     let started: Vec<_> = log
         .iter()
         .filter_map(|(_, a)| match decode_response(a).unwrap() {
@@ -303,6 +303,52 @@ async fn unknown_accounts_get_a_response_of_the_same_shape() {
     );
     assert_eq!(a.1, b.1, "same token size");
     assert_eq!(a.3, b.3, "same encoded response size");
+    // Both count down alike, and both end destroyed at the limit.
+    for expected in (1..9).rev() {
+        let u = f
+            .client
+            .recover("nemo", &code("anything"))
+            .await
+            .unwrap_err();
+        let r = f.client.recover("dave", &code("wrong")).await.unwrap_err();
+        assert_eq!(
+            u,
+            VaultError::WrongCode {
+                attempts_remaining: expected
+            }
+        );
+        assert_eq!(u, r);
+    }
+    assert_eq!(
+        f.client
+            .recover("nemo", &code("anything"))
+            .await
+            .unwrap_err(),
+        VaultError::Destroyed
+    );
+    assert_eq!(
+        f.client.recover("dave", &code("wrong")).await.unwrap_err(),
+        VaultError::Destroyed
+    );
+    assert_eq!(
+        f.client
+            .recover("nemo", &code("anything"))
+            .await
+            .unwrap_err(),
+        VaultError::Destroyed
+    );
+    // Registering the unknown account makes a real record with a fresh counter.
+    f.client
+        .register("nemo", &code("now real"), &key(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.client.recover("nemo", &code("wrong")).await.unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 9
+        }
+    );
+    assert!(f.client.recover("nemo", &code("now real")).await.is_ok());
 }
 
 #[tokio::test]

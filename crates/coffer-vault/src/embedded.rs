@@ -98,9 +98,21 @@ fn write_secrets(
         .collect();
     let json = serde_json::to_vec(&sealed).map_err(|e| ServerError::Config(e.to_string()))?;
     let tmp = dir.join(format!("{SECRETS_FILE}.tmp"));
-    std::fs::write(&tmp, json)
-        .and_then(|_| std::fs::rename(&tmp, dir.join(SECRETS_FILE)))
-        .map_err(|e| ServerError::Io(e.to_string()))
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(SECRETS_FILE))
+    };
+    write().map_err(|e| ServerError::Io(e.to_string()))
 }
 
 fn read_secrets(dir: &Path, configs: &[NodeConfig]) -> Result<Option<HsmSecrets>, ServerError> {

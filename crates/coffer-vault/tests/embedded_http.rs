@@ -37,6 +37,15 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     let url = format!("http://{addr}");
     let client = VaultClient::http(&url, Arc::new(PinnedFleetKey::new(v.fleet_key()))).unwrap();
 
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("hsm-secrets.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the sealed HSM secrets are private");
+    }
     let st = client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
     assert_eq!((st.info.nodes, st.info.guess_limit), (5, 10));
