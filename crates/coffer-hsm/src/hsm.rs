@@ -41,6 +41,8 @@ pub struct Hsm {
     secrets: Arc<HsmSecrets>,
     replicator: Arc<dyn Replicator>,
     config: HsmConfig,
+    /// The current over-the-air validation bundle (public; set by the host).
+    bundle: std::sync::RwLock<Option<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -143,6 +145,7 @@ impl Hsm {
         Hsm {
             secrets,
             replicator,
+            bundle: std::sync::RwLock::new(config.validation_bundle.clone()),
             config,
         }
     }
@@ -150,6 +153,24 @@ impl Hsm {
     /// The fleet key (OPAQUE server static public key).
     pub fn server_public_key(&self) -> Vec<u8> {
         self.secrets.server_public_key()
+    }
+
+    /// Replaces the validation bundle attached to every `fleet` in responses
+    /// (public data relayed by the host, e.g. a new epoch's bundle from the
+    /// witness; `None` removes it). Bundles over `MAX_BUNDLE_LEN` are refused.
+    pub fn set_validation_bundle(&self, bundle: Option<Vec<u8>>) -> Result<(), HsmError> {
+        if bundle
+            .as_ref()
+            .is_some_and(|b| b.len() > coffer_vault_proto::MAX_BUNDLE_LEN)
+        {
+            return Err(HsmError::Malformed(
+                "the validation bundle is too large".into(),
+            ));
+        }
+        if let Ok(mut g) = self.bundle.write() {
+            *g = bundle;
+        }
+        Ok(())
     }
 
     pub fn guess_limit(&self) -> u32 {
@@ -160,7 +181,7 @@ impl Hsm {
         FleetInfo {
             fleet_id: self.secrets.fleet_id().to_string(),
             server_public_key: Bytes(self.server_public_key()),
-            validation_bundle: self.config.validation_bundle.clone().map(Bytes),
+            validation_bundle: self.bundle.read().ok().and_then(|b| b.clone()).map(Bytes),
         }
     }
 

@@ -616,3 +616,58 @@ async fn malformed_requests_get_errors_never_panics() {
     // Still serving.
     f.client.recover("jo", &code("right")).await.unwrap();
 }
+
+/// A validator that insists on a bundle (stands in for the over-the-air mode).
+struct NeedsBundle(Vec<u8>);
+
+impl coffer_vault_client::FleetKeyValidator for NeedsBundle {
+    fn validate(
+        &self,
+        fleet: &coffer_vault_proto::FleetInfo,
+    ) -> Result<coffer_vault_client::ValidatedFleet, String> {
+        match &fleet.validation_bundle {
+            Some(b) if b.0 == self.0 => Ok(coffer_vault_client::ValidatedFleet {
+                fleet_id: fleet.fleet_id.clone(),
+                server_public_key: fleet.server_public_key.0.clone(),
+            }),
+            _ => Err("no valid bundle".into()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_validation_hook_sees_the_bundle_the_host_relays() {
+    let f = fixture(10);
+    let strict = VaultClient::new(f.rec.clone(), Arc::new(NeedsBundle(b"epoch-7".to_vec())));
+    let e = strict
+        .register("kim", &code("c"), &key(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.report().kind, coffer_error::ErrorKind::FleetNotVerified);
+    assert!(
+        f.rec
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(q, _)| !String::from_utf8_lossy(q).contains("kim")),
+        "no account id reached an unverified vault"
+    );
+    f.hsm
+        .set_validation_bundle(Some(b"epoch-7".to_vec()))
+        .unwrap();
+    strict.register("kim", &code("c"), &key(1)).await.unwrap();
+    assert_eq!(
+        strict
+            .recover("kim", &code("c"))
+            .await
+            .unwrap()
+            .key
+            .expose_secret(),
+        &[1; 32]
+    );
+    assert!(f
+        .hsm
+        .set_validation_bundle(Some(vec![0; coffer_vault_proto::MAX_BUNDLE_LEN + 1]))
+        .is_err());
+}
