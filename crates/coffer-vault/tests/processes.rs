@@ -466,17 +466,20 @@ async fn the_guess_limit_and_acknowledged_registrations_hold_under_random_kills(
     }
     f.wait_ready().await;
     for v in &mut victims {
-        let mut extra = 0;
+        let (mut evaluated, mut hiccups) = (0, 0);
         while !v.destroyed {
             let r = c.recover(&v.name, &code("still wrong")).await;
-            assert!(
-                !matches!(r, Err(VaultError::Unavailable | VaultError::Unreachable(_))),
-                "healed fleet unavailable"
-            );
+            if matches!(r, Err(VaultError::Unavailable | VaultError::Unreachable(_))) {
+                // A leader change right after healing: allowed, but bounded.
+                hiccups += 1;
+                assert!(hiccups <= 5, "the healed fleet stays unavailable");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
             v.observe(r);
-            extra += 1;
+            evaluated += 1;
             assert!(
-                extra <= 10,
+                evaluated <= 10,
                 "{} survives more than 10 wrong guesses",
                 v.name
             );
