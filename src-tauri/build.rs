@@ -29,6 +29,13 @@ const COMMANDS: &[&str] = &[
     "lookup_error",
     "recovery_guide",
     "open_link",
+    "code_strength",
+    "vault_info",
+    "create_vault_repository",
+    "unlock_with_recovery_code",
+    "rehearse_recovery_code",
+    "change_recovery_code",
+    "delete_vault_record",
 ];
 
 fn main() {

@@ -7,6 +7,7 @@ use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
 use coffer_app::settings::{BackupSetInput, Retention};
+use coffer_app::vault::{CodeStrength, VaultInfo};
 use coffer_app::App;
 use coffer_error::ErrorReport;
 use tauri::State;
@@ -187,4 +188,65 @@ pub async fn recovery_guide(app: State<'_, App>) -> R<Vec<GuideStep>> {
 #[tauri::command(rename_all = "snake_case")]
 pub fn open_link(app: State<'_, App>, url: String) -> R<()> {
     app.open_link(&url)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn code_strength(app: State<'_, App>, code: String) -> CodeStrength {
+    app.code_strength(&code)
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn vault_info(app: State<'_, App>) -> R<VaultInfo> {
+    blocking(&app, |a| a.vault_info()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn create_vault_repository(
+    app: State<'_, App>,
+    path: String,
+    account: String,
+    code: String,
+    confirm: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| {
+        a.create_vault_repository(&path, &account, code, confirm)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn unlock_with_recovery_code(
+    app: State<'_, App>,
+    repository: String,
+    account: String,
+    code: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| {
+        a.unlock_with_recovery_code(&repository, &account, code)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn rehearse_recovery_code(app: State<'_, App>, account: String, code: String) -> R<u64> {
+    blocking(&app, move |a| a.rehearse_recovery_code(&account, code)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn change_recovery_code(
+    app: State<'_, App>,
+    account: String,
+    old: String,
+    new: String,
+    confirm: String,
+) -> R<()> {
+    blocking(&app, move |a| {
+        a.change_recovery_code(&account, old, new, confirm)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn delete_vault_record(app: State<'_, App>, account: String, code: String) -> R<()> {
+    blocking(&app, move |a| a.delete_vault_record(&account, code)).await
 }

@@ -44,6 +44,19 @@ fn main() {
     // a usable keyring: the key is asked for instead of stored.
     let no_keyring = args.iter().any(|a| a == "--no-keyring")
         || std::env::var("COFFER_KEYRING").is_ok_and(|v| v == "off");
+    // `--vault-dir DIR` (or COFFER_VAULT_DIR): where the local demo fleet
+    // keeps its state (default DATA_DIR/vault); a second installation pointed
+    // at the same folder plays "a new computer, same vault".
+    let vault_dir = args
+        .iter()
+        .position(|a| a == "--vault-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("COFFER_VAULT_DIR")
+                .filter(|v| !v.is_empty())
+                .map(Into::into)
+        });
     if let Err(e) = std::fs::create_dir_all(&data_dir) {
         let err = coffer_app::AppError::DataDir {
             path: data_dir,
@@ -63,6 +76,9 @@ fn main() {
             };
             let sink = Arc::new(WindowSink(tauri_app.handle().clone()));
             let app = App::with_parts(data_dir.clone(), keystore, sink)?;
+            if let Some(dir) = vault_dir.clone() {
+                app.set_vault_dir(dir);
+            }
                         app.probe_keyring_in_background();
             app.start_scheduler(Duration::from_secs(60));
             tauri_app.manage(app);
@@ -96,6 +112,13 @@ fn main() {
             commands::lookup_error,
             commands::recovery_guide,
             commands::open_link,
+            commands::code_strength,
+            commands::vault_info,
+            commands::create_vault_repository,
+            commands::unlock_with_recovery_code,
+            commands::rehearse_recovery_code,
+            commands::change_recovery_code,
+            commands::delete_vault_record,
         ])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {

@@ -39,11 +39,16 @@ impl Session {
             .await
     }
 
-    /// The text of the element with this `data-testid`, once it is non-empty.
+    /// The text of the element with this `data-testid`, once it is
+    /// non-empty (an element replaced while being read is looked up again).
     pub async fn text(&self, id: &str) -> Result<String, fantoccini::error::CmdError> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let t = self.testid(id).await?.text().await?;
+            let t = match self.testid(id).await?.text().await {
+                Ok(t) => t,
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => String::new(),
+            };
             if !t.trim().is_empty() || Instant::now() > deadline {
                 return Ok(t);
             }
@@ -87,7 +92,8 @@ impl Session {
                 .await
                 .map(|v| v.into_iter().next())
             {
-                last = e.attr(attr).await?;
+                // A replaced (stale) element is looked up again.
+                last = e.attr(attr).await.unwrap_or(None);
                 if last.as_deref() == Some(want) {
                     return Ok(());
                 }
@@ -107,7 +113,7 @@ impl Session {
         let mut last = String::new();
         while Instant::now() < deadline {
             if let Some(e) = self.all(id).await?.into_iter().next() {
-                last = e.text().await?;
+                last = e.text().await.unwrap_or_default();
                 if last.contains(needle) {
                     return Ok(last);
                 }
@@ -211,22 +217,6 @@ where
         .prefix("coffer-wd-")
         .tempdir()
         .unwrap();
-    let port = free_port();
-    let native_port = free_port();
-    let log_path = std::env::temp_dir().join(format!("coffer-wd-{name}-{port}.log"));
-    let log = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(tauri_driver())
-        .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
-        .env("COFFER_DATA_DIR", data.path())
-        .env("COFFER_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("tauri-driver not found: the README's test command installs it (cargo install tauri-driver --locked)");
-    let _driver = Driver(child);
-    wait_for_port(port, &log_path);
-
     let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
     let mut args = vec![json!("--data-dir"), json!(data.path())];
     args.extend(extra_args.iter().map(|a| json!(a)));
@@ -237,17 +227,43 @@ where
             "args": args,
         }
     });
-    let client = ClientBuilder::rustls()
-        .expect("rustls connector")
-        .capabilities(caps.as_object().unwrap().clone())
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
+    // A free port can be taken by a parallel test between our check and the
+    // driver's bind: then start again on other ports (at most 3 times).
+    let mut attempt = 0;
+    let (_driver, client, log_path) = loop {
+        attempt += 1;
+        let port = free_port();
+        let native_port = free_port();
+        let log_path = std::env::temp_dir().join(format!("coffer-wd-{name}-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(tauri_driver())
+            .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
+            .env("COFFER_DATA_DIR", data.path())
+            .env("COFFER_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tauri-driver not found: the README's test command installs it (cargo install tauri-driver --locked)");
+        let driver = Driver(child);
+        wait_for_port(port, &log_path);
+        match ClientBuilder::rustls()
+            .expect("rustls connector")
+            .capabilities(caps.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
+            Ok(client) => break (driver, client, log_path),
+            Err(e) if attempt < 3 => {
+                eprintln!("{name}: WebDriver session did not start ({e}); retrying on other ports");
+                drop(driver);
+            }
+            Err(e) => panic!(
                 "could not start a WebDriver session: {e}; driver log: {}",
                 read(&log_path)
-            )
-        });
+            ),
+        }
+    };
 
     let session = Session {
         client: client.clone(),

@@ -293,6 +293,29 @@ export type DiagnosticsText = { text: string,
  */
 saved_to: string | null, };
 
+export type CodeStrength = { 
+/**
+ * Estimated bits of entropy (an estimate: length × log2 of the
+ * character classes used, reduced for repeated characters).
+ */
+bits: number, 
+/**
+ * "too weak", "fair" or "strong".
+ */
+label: string, acceptable: boolean, };
+
+export type VaultInfo = { fleet_id: string, 
+/**
+ * SHA-256 of the fleet's OPAQUE server key (first 16 bytes, hex).
+ */
+key_fingerprint: string, validation_mode: string, validated: boolean, nodes: number, guess_limit: number, quorum: boolean, simulated_hsm: boolean, ksf: string, checks: Array<CheckView>, };
+
+export type CheckView = { id: string, label: string, 
+/**
+ * `passed`, `failed`, `not_applicable` or `not_run`.
+ */
+status: string, detail: string, };
+
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
 
@@ -325,4 +348,11 @@ export interface Commands {
   lookup_error: { args: { code: string }; result: ErrorCatalogEntry };
   recovery_guide: { args: Record<string, never>; result: Array<GuideStep> };
   open_link: { args: { url: string }; result: null };
+  code_strength: { args: { code: string }; result: CodeStrength };
+  vault_info: { args: Record<string, never>; result: VaultInfo };
+  create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
+  unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
+  rehearse_recovery_code: { args: { account: string; code: string }; result: number };
+  change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
+  delete_vault_record: { args: { account: string; code: string }; result: null };
 }

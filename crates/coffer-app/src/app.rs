@@ -16,6 +16,7 @@ use coffer_repo::{
     BackupRequest, FindMatch, MasterKey, RecoveryKey, Repository, RestorePlan, RestoreRequest,
     RetentionPolicy, SnapshotInfo, TreeEntry, Unlocked,
 };
+use coffer_vault_client::SecretString;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -75,6 +76,8 @@ struct State {
     /// The repository the Snapshots screen works on.
     current: Option<PathBuf>,
     pending: Option<Pending>,
+    /// The recovery method chosen during this first run.
+    mode_chosen: Option<KeyMode>,
     /// Backup set id -> running job id.
     running: HashMap<String, u64>,
     recent_errors: crate::diagnostics::RecentErrors,
@@ -92,6 +95,7 @@ struct Inner {
     state: Mutex<State>,
     /// The last keyring probe (probing can be slow: D-Bus activation).
     keyring: Mutex<Option<KeyringStatus>>,
+    vault: crate::vault::Vault,
 }
 
 /// The application state shared by all commands. Cheap to clone.
@@ -127,6 +131,7 @@ impl App {
             Err(e) => (Settings::default(), Some(e.report())),
         };
         let current = settings.backup_sets.first().map(|s| s.repository.clone());
+        let vault = crate::vault::Vault::new(crate::vault::default_dir(&data_dir));
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir,
@@ -140,12 +145,14 @@ impl App {
                     keys: HashMap::new(),
                     current,
                     pending: None,
+                    mode_chosen: None,
                     running: HashMap::new(),
                     recent_errors: crate::diagnostics::RecentErrors::new(),
                     browsed: false,
                     restored: false,
                 }),
                 keyring: Mutex::new(None),
+                vault,
             }),
         })
     }
@@ -421,6 +428,7 @@ impl App {
                 (p.repo.clone(), p.key.clone())
             };
             self.state().pending = None;
+            self.state().mode_chosen = Some(KeyMode::RecoveryKey);
             let (keyring_saved, keyring_error) = self.install_key(&repo, key);
             Ok(KeyInstalled {
                 repository: repo.display().to_string(),
@@ -431,6 +439,180 @@ impl App {
         })())
     }
 
+    // ------------------------------------------------------------ vault mode
+
+    /// Uses another folder for the embedded demo fleet (before first use).
+    pub fn set_vault_dir(&self, dir: PathBuf) {
+        self.inner.vault.set_dir(dir);
+    }
+
+    /// Stops the embedded fleet (its state stays on disk).
+    pub fn shutdown_vault(&self) {
+        self.inner.vault.shutdown();
+    }
+
+    /// The strength estimate of a recovery code (live feedback).
+    pub fn code_strength(&self, code: &str) -> crate::vault::CodeStrength {
+        crate::vault::code_strength(code)
+    }
+
+    /// The vault fleet and what was verified about it.
+    pub fn vault_info(&self) -> R<crate::vault::VaultInfo> {
+        self.track(self.inner.vault.info())
+    }
+
+    fn check_new_code(code: &str, confirm: &str) -> R<()> {
+        if !bool::from(code.as_bytes().ct_eq(confirm.as_bytes())) {
+            return Err(AppError::CodesDiffer.report_now());
+        }
+        let s = crate::vault::code_strength(code);
+        if !s.acceptable {
+            return Err(AppError::WeakCode { bits: s.bits }.report_now());
+        }
+        Ok(())
+    }
+
+    fn account(account: &str) -> R<String> {
+        let a = account.trim();
+        if a.is_empty() {
+            return Err(AppError::NoAccount.report_now());
+        }
+        Ok(a.to_string())
+    }
+
+    /// First run, vault mode: verifies the fleet, then creates a repository
+    /// with a new K and registers `code` as its recovery code in the vault.
+    pub fn create_vault_repository(
+        &self,
+        path: &str,
+        account: &str,
+        code: String,
+        confirm: String,
+    ) -> R<KeyInstalled> {
+        let code = Zeroizing::new(code);
+        let confirm = Zeroizing::new(confirm);
+        self.track((|| {
+            let repo = absolute("the repository file", path)?;
+            let account = Self::account(account)?;
+            Self::check_new_code(&code, &confirm)?;
+            // The fleet is verified before the code is used.
+            self.inner.vault.verify()?;
+            if let Some(parent) = repo.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| rep(coffer_repo::RepoError::io(parent, e)))?;
+            }
+            let key = MasterKey::generate().map_err(rep)?;
+            Repository::init(&repo, &key).map_err(rep)?;
+            if let Err(e) =
+                self.inner
+                    .vault
+                    .register(&account, SecretString::from(code.to_string()), &key)
+            {
+                // Nothing protects the new file's key: remove it.
+                let _ = std::fs::remove_file(&repo);
+                return Err(e);
+            }
+            self.state().mode_chosen = Some(KeyMode::RecoveryCode);
+            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
+            tracing::info!(repository = %repo.display(), "new vault-mode repository created");
+            Ok(KeyInstalled {
+                repository: repo.display().to_string(),
+                keyring_saved,
+                keyring_error,
+                snapshots: 0,
+            })
+        })())
+    }
+
+    /// Vault-mode recovery: the fleet is verified, the code recovers K from
+    /// the vault (a wrong code costs one attempt; the error says how many
+    /// remain), and K opens the repository.
+    pub fn unlock_with_recovery_code(
+        &self,
+        repository: &str,
+        account: &str,
+        code: String,
+    ) -> R<KeyInstalled> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let repo = absolute("the repository file", repository)?;
+            let account = Self::account(account)?;
+            let locked = Repository::open(&repo).map_err(rep)?;
+            self.inner.vault.verify()?;
+            let key = self.inner.vault.recover(&account, code)?;
+            let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
+            let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
+            drop(unlocked);
+            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
+            {
+                let mut st = self.state();
+                if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
+                    st.settings.key_mode = Some(KeyMode::RecoveryCode);
+                    st.settings.vault = VaultChoice::EmbeddedDemo;
+                    if let Err(e) = self.save_settings(&st) {
+                        tracing::warn!(code = %e.code, "settings not saved after recovery");
+                    }
+                }
+            }
+            Ok(KeyInstalled {
+                repository: repo.display().to_string(),
+                keyring_saved,
+                keyring_error,
+                snapshots,
+            })
+        })())
+    }
+
+    /// Recovery rehearsal in vault mode: the code recovers K and K opens the
+    /// current repository. Nothing changes (a wrong code does cost an attempt).
+    pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<u64> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let repo = self.current_repo()?;
+            let account = Self::account(account)?;
+            self.inner.vault.verify()?;
+            let key = self.inner.vault.recover(&account, code)?;
+            let r = Repository::open(&repo)
+                .map_err(rep)?
+                .unlock_with_key(key)
+                .map_err(rep)?;
+            Ok(r.snapshots().map_err(rep)?.len() as u64)
+        })())
+    }
+
+    /// Changes the recovery code (the old code stays valid until the new
+    /// record is committed).
+    pub fn change_recovery_code(
+        &self,
+        account: &str,
+        old: String,
+        new: String,
+        confirm: String,
+    ) -> R<()> {
+        let old = SecretString::from(old);
+        let new = Zeroizing::new(new);
+        let confirm = Zeroizing::new(confirm);
+        self.track((|| {
+            let account = Self::account(account)?;
+            Self::check_new_code(&new, &confirm)?;
+            self.inner.vault.verify()?;
+            self.inner
+                .vault
+                .change(&account, old, SecretString::from(new.to_string()))
+        })())
+    }
+
+    /// Deletes the vault record (needs the current code). The backups stay
+    /// readable with K on this device; write down a recovery key first.
+    pub fn delete_vault_record(&self, account: &str, code: String) -> R<()> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let account = Self::account(account)?;
+            self.inner.vault.verify()?;
+            self.inner.vault.delete(&account, code)
+        })())
+    }
+
     /// First run, step 3: the first backup set; first run is then complete.
     pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
         self.track((|| {
@@ -438,9 +620,13 @@ impl App {
                 let mut st = self.state();
                 let mut next = st.settings.clone();
                 let id = next.add_backup_set(first_set, now_secs()).map_err(rep)?;
+                let mode = st.mode_chosen.unwrap_or(KeyMode::RecoveryKey);
                 next.onboarding_completed = true;
-                next.key_mode = Some(KeyMode::RecoveryKey);
-                next.vault = VaultChoice::KeyOnly;
+                next.key_mode = Some(mode);
+                next.vault = match mode {
+                    KeyMode::RecoveryKey => VaultChoice::KeyOnly,
+                    KeyMode::RecoveryCode => VaultChoice::EmbeddedDemo,
+                };
                 self.inner.store.save(&next).map_err(rep)?;
                 st.settings = next;
                 st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());

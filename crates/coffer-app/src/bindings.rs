@@ -9,6 +9,7 @@ use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
 use crate::settings::{BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord};
+use crate::vault::{CheckView, CodeStrength, VaultInfo};
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::{
     CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
@@ -170,6 +171,41 @@ pub fn commands() -> Vec<CommandSig> {
             args: "{ url: string }",
             result: none,
         },
+        CommandSig {
+            name: "code_strength",
+            args: "{ code: string }",
+            result: CodeStrength::name,
+        },
+        CommandSig {
+            name: "vault_info",
+            args: NO_ARGS,
+            result: VaultInfo::name,
+        },
+        CommandSig {
+            name: "create_vault_repository",
+            args: "{ path: string; account: string; code: string; confirm: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
+            name: "unlock_with_recovery_code",
+            args: "{ repository: string; account: string; code: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
+            name: "rehearse_recovery_code",
+            args: "{ account: string; code: string }",
+            result: number,
+        },
+        CommandSig {
+            name: "change_recovery_code",
+            args: "{ account: string; old: string; new: string; confirm: string }",
+            result: none,
+        },
+        CommandSig {
+            name: "delete_vault_record",
+            args: "{ account: string; code: string }",
+            result: none,
+        },
     ]
 }
 
@@ -220,6 +256,9 @@ pub fn render() -> String {
         decl::<ErrorCatalogEntry>(&cfg),
         decl::<GuideStep>(&cfg),
         decl::<DiagnosticsText>(&cfg),
+        decl::<CodeStrength>(&cfg),
+        decl::<VaultInfo>(&cfg),
+        decl::<CheckView>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\

@@ -9,7 +9,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 /// modules.
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
-    "CF-A057", "CF-A058", "CF-A059", "CF-A060", "CF-A061",
+    "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,16 @@ pub enum AppError {
     NotAWebLink(String),
     #[error("the link could not be opened: {0}")]
     OpenFailed(String),
+    #[error("the local vault could not be started: {0}")]
+    VaultStart(String),
+    #[error("the vault's fleet key could not be verified, so your recovery code was not used")]
+    FleetNotVerified,
+    #[error("the two recovery codes are not the same")]
+    CodesDiffer,
+    #[error("this recovery code is too weak (an estimated {bits} bits; at least 45 bits and 10 characters are needed)")]
+    WeakCode { bits: u32 },
+    #[error("an account name is needed (for example your e-mail address)")]
+    NoAccount,
 }
 
 impl AppError {
@@ -70,6 +80,9 @@ impl UserFacing for AppError {
             AlreadyRunning => ErrorKind::RepositoryBusy,
             JobPanicked => ErrorKind::Internal,
             OpenFailed(_) => ErrorKind::Io,
+            VaultStart(_) => ErrorKind::VaultUnavailable,
+            FleetNotVerified => ErrorKind::FleetNotVerified,
+            CodesDiffer | WeakCode { .. } | NoAccount => ErrorKind::InvalidInput,
         }
     }
     fn code(&self) -> &'static str {
@@ -88,6 +101,11 @@ impl UserFacing for AppError {
             JobPanicked => "CF-A059",
             NotAWebLink(_) => "CF-A060",
             OpenFailed(_) => "CF-A061",
+            VaultStart(_) => "CF-A062",
+            FleetNotVerified => "CF-A063",
+            CodesDiffer => "CF-A064",
+            WeakCode { .. } => "CF-A065",
+            NoAccount => "CF-A066",
         }
     }
     fn next_step(&self) -> String {
@@ -106,6 +124,11 @@ impl UserFacing for AppError {
             JobPanicked => "This is a bug in Coffer: copy the diagnostics report from Support and report it. Nothing was lost; you can run the operation again.".into(),
             NotAWebLink(_) => "This is a bug in Coffer: report it with the diagnostics report.".into(),
             OpenFailed(_) => "Copy the link and open it in your web browser yourself.".into(),
+            VaultStart(_) => "Check that the vault folder (DATA_DIR/vault or --vault-dir) is writable and not used by another Coffer, then try again.".into(),
+            FleetNotVerified => "Do not continue: open the Verification panel to see which check failed, and contact support.".into(),
+            CodesDiffer => "Type the same recovery code in both fields.".into(),
+            WeakCode { .. } => "Use a longer code: four or five unrelated words, or 12+ characters mixing letters, digits and symbols.".into(),
+            NoAccount => "Type the account name you used when you set up the vault.".into(),
         }
     }
 }

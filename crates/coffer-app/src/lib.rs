@@ -19,6 +19,7 @@ pub mod paths;
 pub mod schedule;
 pub mod settings;
 pub mod support;
+pub mod vault;
 
 pub use app::{keyring_account, App};
 /// The repository crate, re-exported for the shell (its result types cross IPC).

@@ -4,7 +4,7 @@
 import { call } from "../api";
 import type { AppOverview, KeyInstalled, NewRecoveryKey } from "../bindings";
 import { h } from "../dom";
-import { button, card, field, guarded, viewHead } from "../ui";
+import { button, card, field, guarded, showError, viewHead } from "../ui";
 import { errorPanel } from "./error";
 import { setForm } from "./setform";
 
@@ -29,9 +29,9 @@ function stepMode(body: HTMLElement, ov: AppOverview | null, done: () => void): 
       h("div", { class: "card choice" },
         h("h2", {}, "Recovery code (vault)"),
         h("p", {}, "You choose a recovery code; the HSM vault protects your key and allows only a few wrong guesses."),
-        h("p", { class: "note", testid: "onboard-vault-unavailable" },
-          "The vault client is not part of this build yet, so vault mode cannot be chosen. Use a recovery key for now."),
-        h("button", { type: "button", testid: "onboard-mode-vault", disabled: true }, "Use a recovery code"))),
+        h("p", { class: "note", testid: "onboard-vault-demo" },
+          "This build uses a local demo fleet: 5 simulated HSMs running inside Coffer on this computer. It shows how the vault works; it is not hardware."),
+        button("Use a recovery code", "onboard-mode-vault", () => stepVault(body, ov, done)))),
   );
   body.append(h("p", { class: "muted" }, "Already have a backup file from another computer? ",
     h("a", { href: "#recovery", testid: "onboard-go-recovery" }, "Open it in the Recovery wizard.")));
@@ -53,6 +53,65 @@ function stepRepo(body: HTMLElement, ov: AppOverview | null, done: () => void): 
   });
   body.replaceChildren(card("1 · The backup file", path.row, h("div", { class: "actions" }, create), slot));
   path.input.focus();
+}
+
+/** Vault mode: verify the fleet, choose the recovery code (with a strength
+ * estimate and confirmation), create the backup file and register. */
+function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void): void {
+  body.dataset.step = "vault";
+  const home = ov?.status.data_dir ?? "";
+  const fleet = h("div", { testid: "onboard-fleet", "data-verified": "pending" }, h("p", { class: "muted" }, "Verifying the vault fleet…"));
+  const path = field("Where to keep the backup file", "onboard-repo-path", { value: home ? `${home}/coffer.db` : "" });
+  const account = field("Account name (for example your e-mail address)", "onboard-account", { autocomplete: "username" });
+  const code = field("Recovery code", "onboard-code", { type: "password", autocomplete: "new-password",
+    help: "Four or five unrelated words are strong and easy to remember. Only a few wrong guesses are allowed." });
+  const confirm = field("Type the recovery code again", "onboard-code-confirm", { type: "password", autocomplete: "new-password" });
+  const meter = h("meter", { testid: "onboard-code-meter", min: 0, max: 100, low: 45, high: 70, optimum: 90, value: 0, "aria-label": "Estimated strength" });
+  const strength = h("p", { testid: "onboard-code-strength", "aria-live": "polite", class: "muted" }, "Strength: type a code");
+  code.input.addEventListener("input", () => {
+    void call("code_strength", { code: code.input.value }).then((s) => {
+      meter.value = Math.min(100, s.bits);
+      strength.textContent = `Strength (an estimate): ${s.label}, about ${s.bits} bits`;
+      strength.dataset.acceptable = String(s.acceptable);
+    });
+  });
+  const slot = h("div", {});
+  const create = button("Create and register", "onboard-create-vault", () => {
+    void guarded(create, slot, async () => {
+      const r = await call("create_vault_repository", {
+        path: path.input.value, account: account.input.value, code: code.input.value, confirm: confirm.input.value,
+      });
+      const acct = account.input.value;
+      code.input.value = "";
+      confirm.input.value = "";
+      stepKit(body, r, acct, done);
+    });
+  });
+  body.replaceChildren(card("1 · The vault", fleet),
+    card("2 · Your recovery code", path.row, account.row, code.row, h("div", { class: "strength" }, meter, strength), confirm.row,
+      h("div", { class: "actions" }, create), slot));
+  void call("vault_info", {}).then((v) => {
+    fleet.dataset.verified = String(v.validated);
+    fleet.replaceChildren(h("dl", { class: "facts" },
+      h("dt", {}, "Fleet"), h("dd", { testid: "onboard-fleet-id", class: "mono" }, v.fleet_id),
+      h("dt", {}, "Key fingerprint"), h("dd", { class: "mono" }, v.key_fingerprint),
+      h("dt", {}, "Verified"), h("dd", {}, v.validated ? `yes (${v.validation_mode})` : "NO — do not continue"),
+      h("dt", {}, "Wrong guesses allowed"), h("dd", {}, String(v.guess_limit))));
+  }).catch((e) => showError(fleet, e));
+}
+
+/** Vault mode: the recovery kit (what to keep; the code itself is not shown). */
+function stepKit(body: HTMLElement, r: KeyInstalled, account: string, done: () => void): void {
+  body.dataset.step = "kit";
+  const next = button("Continue", "onboard-kit-continue", () => stepFirstSet(body, { repository: r.repository, groups: [], confirm_group: 0 }, r, done));
+  body.replaceChildren(card("3 · Your recovery kit",
+    h("div", { class: "kit", testid: "onboard-kit" },
+      h("p", {}, "To open your backups on a new computer you need:"),
+      h("ol", {},
+        h("li", {}, "the backup file: ", h("span", { class: "mono" }, r.repository)),
+        h("li", {}, "your account name: ", h("span", { class: "mono", testid: "onboard-kit-account" }, account)),
+        h("li", {}, "your recovery code (it is not printed here: write it down separately and keep it safe)."))),
+    h("div", { class: "actions" }, button("Print recovery kit", "onboard-print-kit", () => window.print(), "secondary"), next)));
 }
 
 function stepShowKey(body: HTMLElement, k: NewRecoveryKey, done: () => void): void {

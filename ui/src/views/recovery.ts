@@ -1,6 +1,7 @@
 // The recovery wizard on a new device: pick the repository file, (vault mode:
 // verify the fleet), enter the recovery key, then browse and restore.
 import { call } from "../api";
+import type { ErrorReport } from "../bindings";
 import { h } from "../dom";
 import { button, card, field, guarded, viewHead } from "../ui";
 import { errorPanel } from "./error";
@@ -33,8 +34,62 @@ export function recoveryView(): HTMLElement {
   return h("section", { class: "view", testid: "recovery-screen", "aria-labelledby": "recovery-title" },
     viewHead("recovery-title", "Recovery wizard", "Open your backups on a new computer: you need only the backup file and your recovery key."),
     card("Key mode: recovery key", repo.row, key.row, h("div", { class: "actions" }, unlock), slot),
-    card("Vault mode: recovery code",
-      h("p", { class: "note", testid: "recovery-vault-unavailable" },
-        "Recovery with a recovery code through the vault (verify the fleet, enter the code, see the attempts remaining) needs the vault client, which is not part of this build yet.")),
+    vaultCard(repo.input, slot),
   );
+}
+
+/** "N attempts remain" from a wrong-code error (CF-V010). */
+export function attemptsLeft(message: string): number | null {
+  const m = /(\d+) attempts? remain/.exec(message);
+  return m ? Number(m[1]) : null;
+}
+
+function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement, slot: HTMLElement): HTMLElement {
+  const fleet = h("div", { testid: "recovery-fleet", "data-verified": "pending" });
+  const verify = button("Verify the vault fleet", "recovery-verify-fleet", () => {
+    void guarded(verify, fleet, async () => {
+      const v = await call("vault_info", {});
+      fleet.dataset.verified = String(v.validated);
+      fleet.replaceChildren(h("p", { class: v.validated ? "ok" : "warning" },
+        v.validated ? `Fleet ${v.fleet_id} verified (${v.validation_mode}); ${v.guess_limit} wrong guesses destroy a record.` : "The fleet could not be verified: do not enter your code."));
+    });
+  }, "secondary");
+  const account = field("Account name", "recovery-account", { autocomplete: "username" });
+  const code = field("Recovery code", "recovery-code-input", { type: "password", autocomplete: "current-password" });
+  const attempts = h("div", { testid: "recovery-attempts", "aria-live": "assertive" });
+  const ack = h("input", { type: "checkbox", id: "recovery-last-ack", testid: "recovery-last-attempt-ack" });
+  const ackRow = h("p", { class: "warning", testid: "recovery-last-attempt-warning", hidden: true },
+    "This is your LAST attempt: one more wrong code destroys the vault record for good, and the backups can then only be opened with a recovery key. Find your recovery kit first. ",
+    ack, h("label", { for: "recovery-last-ack" }, "I have checked my recovery kit"));
+  const unlock = button("Open with my recovery code", "recovery-code-unlock", () => {
+    if (!ackRow.hidden && !ack.checked) {
+      ack.focus();
+      return;
+    }
+    void guarded(unlock, slot, async () => {
+      try {
+        const r = await call("unlock_with_recovery_code", { repository: repoInput.value, account: account.input.value, code: code.input.value });
+        code.input.value = "";
+        attempts.replaceChildren();
+        ackRow.hidden = true;
+        slot.replaceChildren(
+          h("p", { class: "ok", testid: "recovery-ok" }, `The backup file is open: ${r.snapshots} snapshot${r.snapshots === 1 ? "" : "s"} found.`),
+          h("div", { testid: "recovery-keyring" }, r.keyring_saved ? "The backup key is now kept in your OS keyring." : "The key could not be kept on this computer.",
+            r.keyring_error ? errorPanel(r.keyring_error) : null),
+          h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "Browse and restore files")));
+      } catch (e) {
+        const left = attemptsLeft((e as ErrorReport).message ?? "");
+        if (left !== null) {
+          attempts.dataset.remaining = String(left);
+          attempts.replaceChildren(h("p", { class: left <= 1 ? "warning" : "note" }, `${left} attempt${left === 1 ? "" : "s"} remaining.`));
+          ackRow.hidden = left !== 1;
+          ack.checked = false;
+        }
+        throw e;
+      }
+    });
+  });
+  return card("Vault mode: recovery code",
+    h("p", { class: "muted" }, "Uses the backup file path above. The fleet is verified before your code is used; every wrong code costs one attempt."),
+    h("div", { class: "actions" }, verify), fleet, account.row, code.row, attempts, ackRow, h("div", { class: "actions" }, unlock));
 }

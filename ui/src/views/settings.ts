@@ -36,7 +36,8 @@ export function settingsView(): HTMLElement {
     card("Vault",
       h("p", { testid: "settings-vault" }, "…"),
       h("p", { class: "note", testid: "settings-vault-unavailable" },
-        "Choosing a remote vault by URL with pinned witness and operator keys, changing the recovery code and deleting the vault record need the vault client, which is not part of this build yet.")),
+        "This build uses the local demo fleet (simulated HSMs; its state is in DATA_DIR/vault or --vault-dir). Pointing Coffer at a remote fleet by URL with pinned witness and operator keys is not offered in this build.")),
+    vaultCards(),
     card("Rehearse recovery", rehearse.row, h("div", { class: "actions" }, rehearseBtn), rehearseOut),
     card("The key on this computer", h("div", { class: "actions" }, lock, forget), keyOut),
   );
@@ -49,4 +50,44 @@ export function settingsView(): HTMLElement {
     if (v) v.textContent = ov.status.vault.label;
   }).catch((e) => showError(facts, e));
   return view;
+}
+
+/** Vault mode: change the recovery code, rehearse with it, delete the record. */
+function vaultCards(): HTMLElement {
+  const pw = (label: string, id: string) => field(label, id, { type: "password", autocomplete: "off" });
+  const acct = field("Account name", "vault-account", { autocomplete: "username" });
+  const old = pw("Current recovery code", "change-old-code");
+  const nw = pw("New recovery code", "change-new-code");
+  const conf = pw("New recovery code again", "change-confirm-code");
+  const out = h("div", { testid: "vault-result", "aria-live": "polite" });
+  const clear = () => { for (const f of [old, nw, conf, rc, dc]) f.input.value = ""; };
+  const change = button("Change the recovery code", "change-code-run", () => {
+    void guarded(change, out, async () => {
+      await call("change_recovery_code", { account: acct.input.value, old: old.input.value, new: nw.input.value, confirm: conf.input.value });
+      clear();
+      out.replaceChildren(h("p", { class: "ok", testid: "change-code-ok" }, "The recovery code was changed. The old code no longer works."));
+    });
+  });
+  const rc = pw("Recovery code", "rehearse-code-input");
+  const rehearse = button("Rehearse with the code", "rehearse-code-run", () => {
+    void guarded(rehearse, out, async () => {
+      const n = await call("rehearse_recovery_code", { account: acct.input.value, code: rc.input.value });
+      clear();
+      out.replaceChildren(h("p", { class: "ok", testid: "rehearse-code-ok" }, `Your code recovers the key, and it opens your backup file (${n} snapshots).`));
+    });
+  }, "secondary");
+  const dc = pw("Recovery code", "delete-record-code");
+  const del = button("Delete the vault record", "delete-record-run", () => {
+    if (!window.confirm("Delete your vault record? Afterwards the recovery code cannot recover your backups; keep this computer's key or a recovery key.")) return;
+    void guarded(del, out, async () => {
+      await call("delete_vault_record", { account: acct.input.value, code: dc.input.value });
+      clear();
+      out.replaceChildren(h("p", { class: "ok", testid: "delete-record-ok" }, "The vault record was deleted."));
+    });
+  }, "secondary");
+  return card("Recovery code (vault mode)", acct.row,
+    h("fieldset", {}, h("legend", {}, "Change the code (the old code stays valid until the new one is stored)"), old.row, nw.row, conf.row, h("div", { class: "actions" }, change)),
+    h("fieldset", {}, h("legend", {}, "Rehearse recovery (a wrong code costs one attempt)"), rc.row, h("div", { class: "actions" }, rehearse)),
+    h("fieldset", {}, h("legend", {}, "Delete the vault record"), dc.row, h("div", { class: "actions" }, del)),
+    out);
 }

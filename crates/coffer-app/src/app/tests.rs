@@ -34,9 +34,8 @@ fn wait(app: &App, job: u64) -> JobEvent {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ev = app.job_status(job).unwrap();
-        if ev.state != JobState::Running {
-            // The done callback runs right after the final event.
-            std::thread::sleep(Duration::from_millis(20));
+        // The done callback (run records) runs right after the final event.
+        if ev.state != JobState::Running && !app.state().running.values().any(|j| *j == job) {
             return ev;
         }
         assert!(Instant::now() < deadline, "job {job} did not finish");
@@ -120,6 +119,10 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
         panic!("no summary")
     };
     assert_eq!(summary.files, 2, "skip.tmp is excluded");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sink.notes.lock().unwrap().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(sink.notes.lock().unwrap().as_slice(), ["Backup finished"]);
     let sets = a.list_sets();
     assert_eq!(sets[0].last.as_ref().unwrap().outcome, RunOutcome::Ok);
@@ -410,4 +413,119 @@ fn paths_must_be_absolute_and_data_dir_errors_are_clear() {
     let report = err.report();
     assert_eq!(report.code, "CF-A001");
     assert!(report.next_step.contains("--data-dir"), "{report:?}");
+}
+
+#[test]
+fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fleet = tmp.path().join("fleet");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let (acct, code, new_code) = (
+        "ann@example.org",
+        "correct horse battery staple",
+        "violet tangerine orbit 42",
+    );
+
+    let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
+    a.set_vault_dir(fleet.clone());
+    assert_eq!(
+        a.create_vault_repository(r, acct, code.into(), "other".into())
+            .unwrap_err()
+            .code,
+        "CF-A064"
+    );
+    assert_eq!(
+        a.create_vault_repository(r, acct, "short".into(), "short".into())
+            .unwrap_err()
+            .code,
+        "CF-A065"
+    );
+    assert_eq!(
+        a.create_vault_repository(r, " ", code.into(), code.into())
+            .unwrap_err()
+            .code,
+        "CF-A066"
+    );
+    assert!(!repo.exists(), "nothing is created before the checks pass");
+    let info = a.vault_info().unwrap();
+    assert!(info.validated && info.simulated_hsm, "{info:?}");
+    assert_eq!((info.nodes, info.guess_limit), (5, 10));
+    assert_eq!(info.checks[0].status, "passed");
+    assert_eq!(info.key_fingerprint.len(), 32);
+    let k = a
+        .create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap();
+    assert!(!k.keyring_saved);
+    a.complete_onboarding(set_input("Docs", &src, &repo))
+        .unwrap();
+    assert_eq!(a.overview().key_mode, Some(KeyMode::RecoveryCode));
+    assert_eq!(
+        wait(&a, a.run_backup("set-1").unwrap()).state,
+        JobState::Done
+    );
+    a.shutdown_vault();
+
+    // A new computer: fresh data directory, same vault.
+    let b = app(&tmp.path().join("data2"), Arc::new(Collect::default()));
+    b.set_vault_dir(fleet.clone());
+    let e = b
+        .unlock_with_recovery_code(r, acct, "not my code at all".into())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-V010", "{e:?}");
+    assert_eq!(e.kind, ErrorKind::WrongRecoveryCode);
+    assert!(e.message.contains("9 attempts remain"), "{e:?}");
+    let ok = b.unlock_with_recovery_code(r, acct, code.into()).unwrap();
+    assert_eq!(ok.snapshots, 1);
+    let out = tmp.path().join("out");
+    assert_eq!(
+        wait(
+            &b,
+            b.run_restore("latest", vec![], out.to_str().unwrap())
+                .unwrap()
+        )
+        .state,
+        JobState::Done
+    );
+    assert_eq!(
+        std::fs::read(out.join(src.strip_prefix("/").unwrap()).join("a.txt")).unwrap(),
+        b"alpha"
+    );
+
+    assert_eq!(
+        b.change_recovery_code(acct, code.into(), new_code.into(), "x".into())
+            .unwrap_err()
+            .code,
+        "CF-A064"
+    );
+    b.change_recovery_code(acct, code.into(), new_code.into(), new_code.into())
+        .unwrap();
+    assert_eq!(
+        b.rehearse_recovery_code(acct, code.into())
+            .unwrap_err()
+            .code,
+        "CF-V010"
+    );
+    assert_eq!(b.rehearse_recovery_code(acct, new_code.into()).unwrap(), 1);
+    b.delete_vault_record(acct, new_code.into()).unwrap();
+    assert!(b.rehearse_recovery_code(acct, new_code.into()).is_err());
+    b.shutdown_vault();
+
+    // Neither code nor K is in any file anyone wrote (the vault keeps only
+    // the OPAQUE record and K wrapped under the export key).
+    let rk = b.key_for(&repo).unwrap();
+    let mut needles = secret_encodings(&rk.recovery_key().to_display_string(), rk.expose_bytes());
+    needles.push(code.as_bytes().to_vec());
+    needles.push(new_code.as_bytes().to_vec());
+    for root in [
+        tmp.path().join("data1"),
+        tmp.path().join("data2"),
+        tmp.path().join("usb"),
+        fleet,
+    ] {
+        scan_for_secrets(&root, &needles);
+    }
 }

@@ -1,0 +1,366 @@
+//! Vault mode: the recovery code protects K through the HSM vault.
+//!
+//! The app's vault is the embedded demo fleet (`coffer_vault::embedded`),
+//! started on first use in the vault directory (`DATA_DIR/vault`, or
+//! `--vault-dir`), with the client pinned to that fleet's key. Vault calls
+//! run on this module's own Tokio runtime, so the (synchronous) app methods
+//! can wait for them from any thread.
+//!
+//! The recovery code lives only in [`SecretString`]s for the duration of a
+//! call; K leaves the client only wrapped under the OPAQUE export key.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use coffer_error::{ErrorReport, UserFacing};
+use coffer_repo::MasterKey;
+use coffer_vault::embedded::EmbeddedVault;
+use coffer_vault_client::{ExposeSecret, SecretBox, SecretString, VaultClient};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ts_rs::TS;
+
+use crate::error::AppError;
+
+/// The shortest recovery code accepted.
+pub const MIN_CODE_CHARS: usize = 10;
+/// The estimated strength a recovery code needs.
+pub const MIN_CODE_BITS: u32 = 45;
+
+/// An estimate of a recovery code's strength (shown while typing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct CodeStrength {
+    /// Estimated bits of entropy (an estimate: length × log2 of the
+    /// character classes used, reduced for repeated characters).
+    pub bits: u32,
+    /// "too weak", "fair" or "strong".
+    pub label: String,
+    pub acceptable: bool,
+}
+
+/// Estimates a recovery code's strength. The same formula runs in the UI
+/// (`ui/src/strength.ts`) for live feedback; this one decides.
+pub fn code_strength(code: &str) -> CodeStrength {
+    let chars: Vec<char> = code.chars().collect();
+    let mut pool = 0u32;
+    if chars.iter().any(|c| c.is_ascii_lowercase()) {
+        pool += 26;
+    }
+    if chars.iter().any(|c| c.is_ascii_uppercase()) {
+        pool += 26;
+    }
+    if chars.iter().any(|c| c.is_ascii_digit()) {
+        pool += 10;
+    }
+    if chars
+        .iter()
+        .any(|c| c.is_ascii() && !c.is_ascii_alphanumeric())
+    {
+        pool += 33;
+    }
+    if chars.iter().any(|c| !c.is_ascii()) {
+        pool += 100;
+    }
+    let mut distinct = chars.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    // Repeats count half: "aaaaaaaaaa" is not 47 bits.
+    let effective = distinct.len() as f64 + (chars.len() - distinct.len()) as f64 / 2.0;
+    let bits = if pool == 0 {
+        0
+    } else {
+        (effective * f64::from(pool).log2()).floor() as u32
+    };
+    let acceptable = chars.len() >= MIN_CODE_CHARS && bits >= MIN_CODE_BITS;
+    let label = if !acceptable {
+        "too weak"
+    } else if bits < 70 {
+        "fair"
+    } else {
+        "strong"
+    };
+    CodeStrength {
+        bits,
+        label: label.into(),
+        acceptable,
+    }
+}
+
+/// One check of the verification panel.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CheckView {
+    pub id: String,
+    pub label: String,
+    /// `passed`, `failed`, `not_applicable` or `not_run`.
+    pub status: String,
+    pub detail: String,
+}
+
+/// What the verification panel shows about the vault fleet.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct VaultInfo {
+    pub fleet_id: String,
+    /// SHA-256 of the fleet's OPAQUE server key (first 16 bytes, hex).
+    pub key_fingerprint: String,
+    pub validation_mode: String,
+    pub validated: bool,
+    pub nodes: u32,
+    pub guess_limit: u32,
+    pub quorum: bool,
+    pub simulated_hsm: bool,
+    pub ksf: String,
+    pub checks: Vec<CheckView>,
+}
+
+struct Running {
+    vault: EmbeddedVault,
+    client: VaultClient,
+}
+
+/// The vault connection of the app (started on first use).
+pub struct Vault {
+    dir: Mutex<PathBuf>,
+    rt: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
+    running: Mutex<Option<Arc<Running>>>,
+}
+
+fn rep<E: UserFacing>(e: E) -> ErrorReport {
+    e.report()
+}
+
+fn fingerprint(key: &[u8]) -> String {
+    hex::encode(&Sha256::digest(key)[..16])
+}
+
+impl Vault {
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir: Mutex::new(dir),
+            rt: Mutex::new(None),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Where the embedded fleet keeps its state (before it is started).
+    pub fn set_dir(&self, dir: PathBuf) {
+        *self.dir.lock().unwrap_or_else(|p| p.into_inner()) = dir;
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn runtime(&self) -> Result<Arc<tokio::runtime::Runtime>, ErrorReport> {
+        let mut g = self.rt.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rt) = &*g {
+            return Ok(rt.clone());
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("coffer-vault")
+            .enable_all()
+            .build()
+            .map_err(|e| AppError::VaultStart(e.to_string()).report_now())?;
+        let rt = Arc::new(rt);
+        *g = Some(rt.clone());
+        Ok(rt)
+    }
+
+    /// Runs `fut` on the vault runtime and waits for it (safe from any
+    /// thread that is not itself a runtime worker).
+    fn wait<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, ErrorReport> {
+        let rt = self.runtime()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| AppError::VaultStart("the vault task stopped".into()).report_now())
+    }
+
+    fn running(&self) -> Result<Arc<Running>, ErrorReport> {
+        let mut g = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = &*g {
+            return Ok(r.clone());
+        }
+        let dir = self.dir();
+        let vault = self
+            .wait(async move { coffer_vault::embedded::start(&dir).await })?
+            .map_err(rep)?;
+        let client = vault.client();
+        let r = Arc::new(Running { vault, client });
+        *g = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Stops the embedded fleet (its state stays on disk).
+    pub fn shutdown(&self) {
+        let r = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(r) = r {
+            let _ = self.wait(async move { r.vault.shutdown().await });
+        }
+    }
+
+    /// The fleet's status and what was verified about it.
+    pub fn info(&self) -> Result<VaultInfo, ErrorReport> {
+        let r = self.running()?;
+        let client = r.client.clone();
+        let st = self
+            .wait(async move { client.status().await })?
+            .map_err(rep)?;
+        let (validated, detail) = match &st.fleet {
+            Ok(v) => (
+                true,
+                format!(
+                    "the fleet key matches the pinned key of fleet {}",
+                    v.fleet_id
+                ),
+            ),
+            Err(e) => (false, e.clone()),
+        };
+        let na = "Not applicable: the local demo fleet's key is pinned in the app (pinned mode); over-the-air validation bundles come with a remote fleet and its witness.";
+        let mut checks = vec![CheckView {
+            id: "pinned-key".into(),
+            label: "Fleet key matches the pinned key".into(),
+            status: if validated { "passed" } else { "failed" }.into(),
+            detail,
+        }];
+        for (id, label) in [
+            (
+                "witness-signature",
+                "Witness signature over the fleet-key bundle",
+            ),
+            (
+                "operator-countersignature",
+                "Operator countersignature over the witness signature",
+            ),
+            (
+                "inclusion",
+                "Inclusion of the bundle in the witness's audit log",
+            ),
+            (
+                "consistency",
+                "Consistency with the last checkpoint this app saw",
+            ),
+            ("validity", "Validity window of the fleet keys"),
+            (
+                "deployment-evidence",
+                "Deployment evidence (HSM attestation, program measurement)",
+            ),
+        ] {
+            checks.push(CheckView {
+                id: id.into(),
+                label: label.into(),
+                status: "not_applicable".into(),
+                detail: na.into(),
+            });
+        }
+        Ok(VaultInfo {
+            fleet_id: st.info.fleet.fleet_id.clone(),
+            key_fingerprint: fingerprint(&st.info.fleet.server_public_key.0),
+            validation_mode: "pinned key (local demo fleet)".into(),
+            validated,
+            nodes: st.info.nodes,
+            guess_limit: st.info.guess_limit,
+            quorum: st.info.quorum,
+            simulated_hsm: st.info.simulated_hsm,
+            ksf: st.info.ksf.clone(),
+            checks,
+        })
+    }
+
+    /// The fleet must validate before a recovery code is used.
+    pub fn verify(&self) -> Result<VaultInfo, ErrorReport> {
+        let info = self.info()?;
+        if !info.validated {
+            return Err(AppError::FleetNotVerified.report_now());
+        }
+        Ok(info)
+    }
+
+    /// Registers `code` as the recovery code protecting `key` for `account`.
+    pub fn register(
+        &self,
+        account: &str,
+        code: SecretString,
+        key: &MasterKey,
+    ) -> Result<(), ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        let k: SecretBox<[u8; 32]> = SecretBox::new(Box::new(*key.expose_bytes()));
+        self.wait(async move { client.register(&account, &code, &k).await })?
+            .map_err(rep)
+    }
+
+    /// Recovers K with `code` (a wrong code costs one attempt).
+    pub fn recover(&self, account: &str, code: SecretString) -> Result<MasterKey, ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        let r = self
+            .wait(async move { client.recover(&account, &code).await })?
+            .map_err(rep)?;
+        Ok(MasterKey::from_bytes(*r.key.expose_secret()))
+    }
+
+    /// Changes the recovery code (the old one stays valid until the new one
+    /// is committed).
+    pub fn change(
+        &self,
+        account: &str,
+        old: SecretString,
+        new: SecretString,
+    ) -> Result<(), ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        self.wait(async move { client.change(&account, &old, &new).await })?
+            .map_err(rep)
+    }
+
+    /// Deletes the vault record (needs the current code).
+    pub fn delete(&self, account: &str, code: SecretString) -> Result<(), ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        self.wait(async move { client.delete(&account, &code).await })?
+            .map_err(rep)
+    }
+}
+
+impl Drop for Vault {
+    fn drop(&mut self) {
+        self.shutdown();
+        if let Some(rt) = self.rt.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if let Ok(rt) = Arc::try_unwrap(rt) {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+/// Where the vault keeps its state by default.
+pub fn default_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("vault")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strength_is_an_estimate_that_refuses_short_and_repetitive_codes() {
+        assert!(!code_strength("").acceptable);
+        assert!(!code_strength("password").acceptable, "too short");
+        assert!(!code_strength("aaaaaaaaaaaaaaaa").acceptable, "repeats");
+        let s = code_strength("correct horse battery staple");
+        assert!(s.acceptable && s.label == "strong", "{s:?}");
+        let f = code_strength("Tr0ub4dor&3x");
+        assert!(f.acceptable, "{f:?}");
+        assert_eq!(code_strength("abcdefghij").bits, 47);
+    }
+}
