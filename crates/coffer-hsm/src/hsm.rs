@@ -443,6 +443,7 @@ impl Hsm {
                         Ok(Response::LoginFinished {
                             released: Bytes(released),
                             auth,
+                            attempts_remaining: limit,
                         })
                     }
                     Outcome::Stale => Err(HsmError::StaleAttempt),

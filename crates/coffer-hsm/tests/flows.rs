@@ -134,6 +134,17 @@ async fn register_recover_change_delete_round_trip() {
         .await
         .unwrap();
     assert_eq!(r.key.expose_secret(), &[7; 32]);
+    let last = f.rec.log.lock().unwrap().last().unwrap().1.clone();
+    assert!(
+        matches!(
+            decode_response(&last).unwrap(),
+            Response::LoginFinished {
+                attempts_remaining: 10,
+                ..
+            }
+        ),
+        "a success says the full limit is available again"
+    );
     // Registering again is refused: only a change may replace a record.
     let e = f
         .client

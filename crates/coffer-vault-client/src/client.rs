@@ -305,7 +305,7 @@ impl VaultClient {
                 finalization: Bytes(finish.message.serialize().to_vec()),
             })
             .await?;
-        let Response::LoginFinished { released, auth } = resp else {
+        let Response::LoginFinished { released, auth, .. } = resp else {
             return Err(protocol("expected login finished"));
         };
         let wrapped = Zeroizing::new(

@@ -201,11 +201,13 @@ pub enum Response {
         attempts_remaining: u32,
         fleet: FleetInfo,
     },
-    /// The wrapped key sealed under the session key, and a sealed
-    /// authorisation for `Change`/`Delete` in this session.
+    /// The wrapped key sealed under the session key, a sealed authorisation
+    /// for `Change`/`Delete` in this session, and the attempts left (the
+    /// counter was reset: the full limit).
     LoginFinished {
         released: Bytes,
         auth: Bytes,
+        attempts_remaining: u32,
     },
     /// The failed attempt is recorded.
     LoginAborted {
