@@ -209,6 +209,17 @@ where
     F: FnOnce(Session) -> Fut,
     Fut: Future<Output = TestResult>,
 {
+    run_prepared(name, extra_args, |_| {}, body).await
+}
+
+/// Like [`run_with`], calling `prepare` on the fresh data directory before
+/// the app starts (to give it settings, for example).
+pub async fn run_prepared<P, F, Fut>(name: &str, extra_args: &[&str], prepare: P, body: F)
+where
+    P: FnOnce(&Path),
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
     assert!(
         std::env::var_os("DISPLAY").is_some(),
         "WebDriver tests need a display: run them under xvfb-run (the README's test command does)"
@@ -217,6 +228,7 @@ where
         .prefix("coffer-wd-")
         .tempdir()
         .unwrap();
+    prepare(data.path());
     let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
     let mut args = vec![json!("--data-dir"), json!(data.path())];
     args.extend(extra_args.iter().map(|a| json!(a)));

@@ -662,3 +662,55 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     })
     .await;
 }
+
+/// A set whose last good backup is older than its schedule allows shows a
+/// visible warning on Home and Backups.
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_backup_warning() {
+    use coffer_app::settings::{BackupSetInput, Retention, SettingsStore};
+    let prepare = |dir: &Path| {
+        let store = SettingsStore::new(dir);
+        let mut st = store.load().unwrap();
+        let three_days_ago = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 3 * 86_400;
+        st.add_backup_set(
+            BackupSetInput {
+                name: "Photos".into(),
+                sources: vec![dir.join("photos")],
+                excludes: vec![],
+                repository: dir.join("repo/coffer.db"),
+                schedule: coffer_app::schedule::Schedule::EveryHours { hours: 6 },
+                retention: Retention::default(),
+            },
+            three_days_ago,
+        )
+        .unwrap();
+        st.onboarding_completed = true;
+        st.key_mode = Some(coffer_app::settings::KeyMode::RecoveryKey);
+        st.vault = coffer_app::settings::VaultChoice::KeyOnly;
+        store.save(&st).unwrap();
+    };
+    harness::run_prepared(
+        "stale_backup_warning",
+        NO_KEYRING,
+        prepare,
+        |s| async move {
+            s.go("home").await?;
+            s.wait_text("home-stale-warning", "1 backup set is older")
+                .await?;
+        assert!(s.text("home-set-sentence-set-1").await?.starts_with("Warning"));
+        s.shot("home-stale").await?;
+            s.go("backups").await?;
+            let w = s.text("set-stale-set-1").await?;
+            assert!(
+                w.contains("never been backed up successfully") && w.contains("every 6 hours"),
+                "{w}"
+            );
+            TestResult::Ok(())
+        },
+    )
+    .await;
+}
