@@ -7,11 +7,11 @@ import { button, card, field, guarded, viewHead } from "../ui";
 import { errorPanel } from "./error";
 
 export function recoveryView(): HTMLElement {
-  const repo = field("1 · The backup file", "recovery-repo-path", {
+  const repo = field("The backup file", "recovery-repo-path", {
     placeholder: "/media/usb/coffer.db",
     help: "Type the full path of the backup file (copy it from the old disk or sync folder first).",
   });
-  const key = field("2 · Your 64-digit recovery key", "recovery-key-input", {
+  const key = field("Your 64-digit recovery key", "recovery-key-input", {
     multiline: true,
     placeholder: "0f3a-91c2-…  (17 groups of 4 characters)",
     help: "Spaces, dashes and upper case do not matter. A typo is caught by the checksum before anything is tried.",
@@ -33,8 +33,9 @@ export function recoveryView(): HTMLElement {
   });
   return h("section", { class: "view", testid: "recovery-screen", "aria-labelledby": "recovery-title" },
     viewHead("recovery-title", "Recovery wizard", "Open your backups on a new computer: you need only the backup file and your recovery key."),
-    card("Key mode: recovery key", repo.row, key.row, h("div", { class: "actions" }, unlock), slot),
-    vaultCard(repo.input, slot),
+    card("1 · The backup file", repo.row),
+    card("2 · With a recovery key", key.row, h("div", { class: "actions" }, unlock), slot),
+    vaultCard(repo.input),
   );
 }
 
@@ -44,7 +45,8 @@ export function attemptsLeft(message: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement, slot: HTMLElement): HTMLElement {
+function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLElement {
+  const slot = h("div", { testid: "recovery-code-result", "aria-live": "polite" });
   const fleet = h("div", { testid: "recovery-fleet", "data-verified": "pending" });
   const verify = button("Verify the vault fleet", "recovery-verify-fleet", () => {
     void guarded(verify, fleet, async () => {
@@ -89,7 +91,7 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement, slot: HTML
       }
     });
   });
-  return card("Vault mode: recovery code",
-    h("p", { class: "muted" }, "Uses the backup file path above. The fleet is verified before your code is used; every wrong code costs one attempt."),
-    h("div", { class: "actions" }, verify), fleet, account.row, code.row, attempts, ackRow, h("div", { class: "actions" }, unlock));
+  return card("2 · Or with a recovery code (vault)",
+    h("p", { class: "muted" }, "The fleet is verified before your code is used; every wrong code costs one attempt."),
+    h("div", { class: "actions" }, verify), fleet, account.row, code.row, attempts, ackRow, h("div", { class: "actions" }, unlock), slot);
 }
