@@ -112,6 +112,7 @@ pub(crate) fn display_path(rel: &Path) -> String {
 }
 
 const ZERO: [u8; 4096] = [0u8; 4096];
+const RESTORE_THREADS: usize = 4;
 fn is_zero(b: &[u8]) -> bool {
     b.chunks(ZERO.len()).all(|c| c == &ZERO[..c.len()])
 }
@@ -312,7 +313,9 @@ impl Repository<Unlocked> {
         let keys = self.keys();
         let repo_path = self.path.clone();
         let results: Vec<WorkerOut> = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..2)
+            // More writers than cores: creating a file mostly waits on the
+            // file system (directory locks, journal), not on the CPU.
+            let hs: Vec<_> = (0..RESTORE_THREADS)
                 .map(|_| {
                     s.spawn(
                         || -> Result<Vec<(usize, std::result::Result<(), String>)>> {
@@ -432,7 +435,10 @@ fn write_file(
         }
         pos += data.len() as u64;
     }
-    f.set_len(pos).map_err(|e| RepoError::io(dst, e))?;
+    if hole {
+        // A hole at the end: give the file its full length.
+        f.set_len(pos).map_err(|e| RepoError::io(dst, e))?;
+    }
     // Metadata through the open handle (no path lookups): owner when
     // permitted, then mode, then times.
     let _ = std::os::unix::fs::fchown(&f, Some(node.uid), Some(node.gid));
