@@ -21,6 +21,9 @@ run() {
 if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
   echo "[run] no D-Bus session: starting one with gnome-keyring"
   export -f run
-  exec dbus-run-session -- bash -c 'eval "$(printf "%s" "${COFFER_KEYRING_PASSWORD:-coffer}" | gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null; export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK; run "$@"' bash "$app" "$@"
+  # Its own keyring folder, so the password below always matches it.
+  export COFFER_KEYRING_HOME="${COFFER_KEYRING_HOME:-$HOME/.local/share/coffer-keyring}"
+  mkdir -p "$COFFER_KEYRING_HOME"
+  exec dbus-run-session -- bash -c 'eval "$(printf "%s" "${COFFER_KEYRING_PASSWORD:-coffer}" | XDG_DATA_HOME="$COFFER_KEYRING_HOME" gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null; export GNOME_KEYRING_CONTROL SSH_AUTH_SOCK; run "$@"' bash "$app" "$@"
 fi
 run "$app" "$@"

@@ -24,8 +24,12 @@ step "cargo test --workspace (unit, integration, WebDriver under Xvfb, keyring u
 set +e
 # One D-Bus session with an unlocked gnome-keyring for the keyring tests, a
 # session keyring for keyutils, and Xvfb for the WebDriver tests.
+# The keyring daemon keeps its files in a fresh directory, so a keyring left
+# by another run (with another password) can never be the locked default.
+keyring_home="$(mktemp -d)"
+export keyring_home
 dbus-run-session -- bash -c '
-  eval "$(printf coffer-test | gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null
+  eval "$(printf coffer-test | XDG_DATA_HOME="$keyring_home" gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null
   export GNOME_KEYRING_CONTROL
   exec keyctl session - xvfb-run -a --server-args="-screen 0 1280x800x24" cargo test --workspace --no-fail-fast
 ' 2>&1 | tee "$log_dir/cargo.log"
