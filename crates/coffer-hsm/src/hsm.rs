@@ -259,7 +259,7 @@ impl Hsm {
     async fn dispatch(&self, request: Request) -> Result<Response, HsmError> {
         let limit = self.guess_limit();
         match request {
-            Request::Status {} => {
+            Request::Status { .. } => {
                 let quorum = self.commit(Cmd::Probe).await.is_ok();
                 Ok(Response::Status {
                     status: StatusInfo {

@@ -3,6 +3,7 @@ use coffer_vault_proto::WireError;
 
 pub(crate) const CODES: &[&str] = &[
     "CF-V010", "CF-V011", "CF-V012", "CF-V030", "CF-V031", "CF-V032", "CF-V033", "CF-V034",
+    "CF-V070",
 ];
 
 /// What can go wrong for a vault client. Never carries a secret.
@@ -32,6 +33,9 @@ pub enum VaultError {
     /// The released key did not open.
     #[error("the key released by the vault could not be opened")]
     ReleaseFailed,
+    /// The over-the-air trust state file cannot be read or written.
+    #[error("the fleet-key trust state file cannot be used: {0}")]
+    TrustState(String),
     /// Any other error the vault reported (its code and text are kept).
     #[error("{}", .0.message)]
     Vault(WireError),
@@ -60,6 +64,7 @@ impl UserFacing for VaultError {
             VaultError::FleetNotVerified(_) => ErrorKind::FleetNotVerified,
             VaultError::Protocol(_) | VaultError::InvalidInput(_) => ErrorKind::InvalidInput,
             VaultError::ReleaseFailed => ErrorKind::Internal,
+            VaultError::TrustState(_) => ErrorKind::Io,
             VaultError::Vault(w) => w.kind,
         }
     }
@@ -73,6 +78,7 @@ impl UserFacing for VaultError {
             VaultError::Protocol(_) | VaultError::Vault(_) => "CF-V032",
             VaultError::InvalidInput(_) => "CF-V033",
             VaultError::ReleaseFailed => "CF-V034",
+            VaultError::TrustState(_) => "CF-V070",
         }
     }
     fn next_step(&self) -> String {
@@ -91,6 +97,7 @@ impl UserFacing for VaultError {
             VaultError::Protocol(_) => "Check the vault URL and update Coffer; report it if it persists.".into(),
             VaultError::InvalidInput(_) => "Enter a non-empty recovery code and a user id of at most 128 bytes.".into(),
             VaultError::ReleaseFailed => "Report it; retrying is safe.".into(),
+            VaultError::TrustState(_) => "Check the --trust-state path and its permissions; if the file is damaged, move it aside (the next check starts over from first contact) and tell support.".into(),
             VaultError::Vault(w) => w.next_step.clone(),
         }
     }

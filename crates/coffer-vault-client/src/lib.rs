@@ -15,14 +15,17 @@
 
 mod client;
 mod error;
+pub mod ota;
 mod transport;
 mod validate;
 
 pub use client::{Recovered, VaultClient, VaultStatus};
 pub use error::VaultError;
+pub use ota::OtaFleetKeyValidator;
 pub use transport::{BoxFuture, HttpTransport, Transport, TransportError};
 pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet};
 
+pub use coffer_transparency;
 pub use coffer_vault_proto::{FleetInfo, StatusInfo};
 pub use secrecy::{ExposeSecret, SecretBox, SecretString};
 

@@ -13,6 +13,13 @@ pub struct ValidatedFleet {
 /// every response that starts a session, before any secret-dependent step.
 pub trait FleetKeyValidator: Send + Sync {
     fn validate(&self, fleet: &FleetInfo) -> Result<ValidatedFleet, String>;
+
+    /// The size of the witness checkpoint this validator remembers, sent in
+    /// `status` so the host relays a consistency proof from it (over-the-air
+    /// mode). `None` by default (pinned mode remembers no log).
+    fn known_log_size(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Pinned mode: the fleet key is configured (WhatsApp style).

@@ -66,7 +66,14 @@ impl<'de> Deserialize<'de> for Bytes {
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// Fleet status: keys, guess limit, health. Says nothing about any user.
-    Status {},
+    /// `known_log_size` is the size of the witness checkpoint the client
+    /// remembers (over-the-air validation): the host relays a validation
+    /// blob with a consistency proof from that size. Absent = none remembered
+    /// (older clients never send it).
+    Status {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known_log_size: Option<u64>,
+    },
     /// OPAQUE registration, first message (`RegistrationRequest`).
     RegisterStart { user: String, request: Bytes },
     /// OPAQUE registration upload plus the wrapped backup key, with the
@@ -103,7 +110,7 @@ impl Request {
     /// The request's name, for logs (no contents).
     pub fn name(&self) -> &'static str {
         match self {
-            Request::Status {} => "status",
+            Request::Status { .. } => "status",
             Request::RegisterStart { .. } => "register_start",
             Request::RegisterFinish { .. } => "register_finish",
             Request::LoginStart { .. } => "login_start",
@@ -333,7 +340,12 @@ mod tests {
     fn all_requests() -> Vec<Request> {
         let b = || Bytes(vec![1, 2, 3, 255]);
         vec![
-            Request::Status {},
+            Request::Status {
+                known_log_size: None,
+            },
+            Request::Status {
+                known_log_size: Some(7),
+            },
             Request::RegisterStart {
                 user: "alice".into(),
                 request: b(),
@@ -465,6 +477,43 @@ mod tests {
             request: Bytes(vec![]),
         });
         assert_eq!(decode_request(&r).unwrap_err().code(), "CF-V001");
+    }
+
+    #[test]
+    fn status_carries_the_known_log_size_compatibly() {
+        // An older client's status (no field) still decodes, as "none remembered".
+        assert_eq!(
+            decode_request(br#"{"v":1,"msg":{"type":"status"}}"#).unwrap(),
+            Request::Status {
+                known_log_size: None
+            }
+        );
+        // None is not written at all, so older servers accept it.
+        assert_eq!(
+            encode_request(&Request::Status {
+                known_log_size: None
+            }),
+            br#"{"v":1,"msg":{"type":"status"}}"#.to_vec()
+        );
+        let b = encode_request(&Request::Status {
+            known_log_size: Some(3),
+        });
+        assert_eq!(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"v":1,"msg":{"type":"status","known_log_size":3}}"#
+        );
+        assert_eq!(
+            decode_request(&b).unwrap(),
+            Request::Status {
+                known_log_size: Some(3)
+            }
+        );
+        for bad in [
+            &br#"{"v":1,"msg":{"type":"status","known_log_size":-1}}"#[..],
+            br#"{"v":1,"msg":{"type":"status","known_log_size":"3"}}"#,
+        ] {
+            assert_eq!(decode_request(bad).unwrap_err().code(), "CF-V001");
+        }
     }
 
     #[test]

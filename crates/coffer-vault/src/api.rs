@@ -14,6 +14,7 @@ use coffer_hsm::Hsm;
 use coffer_vault_proto::{decode_request, encode_response, Response, WireError, MAX_MESSAGE_LEN};
 use tokio::sync::RwLock;
 
+use crate::relay::BundleSource;
 use crate::ServerError;
 
 /// Path of the client endpoint.
@@ -24,8 +25,21 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Where the API finds the HSM (empty while the node is still starting).
 pub type HsmSlot = Arc<RwLock<Option<Arc<Hsm>>>>;
 
+/// The handlers' state: the HSM and, optionally, where the host gets the
+/// validation blob it relays (see [`crate::relay`]).
+#[derive(Clone)]
+pub struct ApiState {
+    pub hsm: HsmSlot,
+    pub source: Option<Arc<dyn BundleSource>>,
+}
+
 /// The client API over an HSM slot: `POST /v1/vault`, `GET /v1/health`.
 pub fn router(hsm: HsmSlot) -> Router {
+    router_with(hsm, None)
+}
+
+/// [`router`] that relays validation blobs from `source` in `status` answers.
+pub fn router_with(hsm: HsmSlot, source: Option<Arc<dyn BundleSource>>) -> Router {
     Router::new()
         .route(VAULT_PATH, post(vault))
         .route("/v1/health", get(health))
@@ -34,7 +48,7 @@ pub fn router(hsm: HsmSlot) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT + Duration::from_secs(2),
         ))
-        .with_state(hsm)
+        .with_state(ApiState { hsm, source })
 }
 
 /// A router over a ready HSM.
@@ -42,8 +56,8 @@ pub fn router_for(hsm: Arc<Hsm>) -> Router {
     router(Arc::new(RwLock::new(Some(hsm))))
 }
 
-async fn health(State(slot): State<HsmSlot>) -> StatusCode {
-    if slot.read().await.is_some() {
+async fn health(State(st): State<ApiState>) -> StatusCode {
+    if st.hsm.read().await.is_some() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -81,7 +95,7 @@ fn server_error(e: ServerError) -> Response {
 }
 
 async fn vault(
-    State(slot): State<HsmSlot>,
+    State(st): State<ApiState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> HttpResponse {
     let started = Instant::now();
@@ -109,7 +123,7 @@ async fn vault(
             return answer(&resp);
         }
     };
-    let Some(hsm) = slot.read().await.clone() else {
+    let Some(hsm) = st.hsm.read().await.clone() else {
         return answer(&server_error(ServerError::Timeout));
     };
     let (name, resp) = match decode_request(&body) {
@@ -121,7 +135,8 @@ async fn vault(
         ),
         Ok(req) => {
             let name = req.name();
-            match tokio::time::timeout(REQUEST_TIMEOUT, hsm.handle(req)).await {
+            let handled = crate::relay::handle(&hsm, st.source.as_deref(), req);
+            match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
                 Ok(r) => (name, r),
                 Err(_) => (name, server_error(ServerError::Timeout)),
             }

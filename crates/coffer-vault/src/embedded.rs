@@ -1,10 +1,19 @@
 //! The embedded default: a whole fleet in this process, on one data
 //! directory, for the app's local demo fleet ("clearly labelled": its status
 //! says `simulated_hsm` and its fleet id starts with `local-`).
+//!
+//! It runs its own witness too (the witness's HTTP API on a loopback port,
+//! its own key and SQLite log under `witness/`), with **demo** operator and
+//! HSM-vendor root keys generated on first start (`demo-operator-root.key`,
+//! `demo-vendor-root.key`, mode 0600). On first start the deployment
+//! ceremony runs (see [`crate::ceremony`]), `deployment-evidence.json` is
+//! written and the fleet keys are published as epoch 1. Status answers carry
+//! the witness's validation blob, so clients can validate over the air
+//! ([`EmbeddedVault::ota_client`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,9 +22,25 @@ use base64::Engine as _;
 use coffer_fleet::inprocess::FLEET_FILE;
 use coffer_fleet::{BoxFuture, InProcessFleet, NodeConfig, ReplicationError, Replicator};
 use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState, Sealer, DEFAULT_GUESS_LIMIT};
-use coffer_vault_client::{PinnedFleetKey, Transport, TransportError, VaultClient};
+use coffer_transparency::evidence::SimulatedVendor;
+use coffer_transparency::{
+    DeploymentEvidence, FleetKeys, NoteSigner, NoteVerifier, VerificationReport, Verifier,
+};
+use coffer_vault_client::{
+    OtaFleetKeyValidator, PinnedFleetKey, Transport, TransportError, VaultClient, VaultError,
+};
 
-use crate::ServerError;
+use crate::relay::{BundleSource, RelayTransport, WitnessSource};
+use crate::{ceremony, ServerError};
+
+/// The witness's directory under the data dir.
+pub const WITNESS_DIR: &str = "witness";
+/// The demo operator root key (0600), generated on first start.
+pub const DEMO_OPERATOR_KEY: &str = "demo-operator-root.key";
+/// The demo (simulated) HSM-vendor root key (0600), generated on first start.
+pub const DEMO_VENDOR_KEY: &str = "demo-vendor-root.key";
+/// Where the deployment evidence is served on the witness's port.
+pub const EVIDENCE_PATH: &str = "/deployment-evidence.json";
 
 /// Nodes in the embedded fleet.
 pub const EMBEDDED_NODES: usize = 5;
@@ -64,6 +89,57 @@ impl Transport for LocalTransport {
 pub struct EmbeddedVault {
     fleet: Arc<InProcessFleet>,
     hsm: Arc<Hsm>,
+    witness: EmbeddedWitness,
+    source: Arc<dyn BundleSource>,
+}
+
+/// The embedded demo witness and the demo root keys.
+struct EmbeddedWitness {
+    url: String,
+    key: NoteVerifier,
+    operator: NoteSigner,
+    vendor_root: NoteVerifier,
+    evidence: DeploymentEvidence,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A ready over-the-air client of the embedded fleet and what the
+/// verification panel shows beside its report.
+pub struct OtaClient {
+    pub client: VaultClient,
+    pub validator: Arc<OtaFleetKeyValidator>,
+    /// Audit link of the deployment evidence document.
+    pub evidence_url: String,
+    /// The witness's base URL (log entries are at `/log/v1/entries/N`).
+    pub witness_url: String,
+}
+
+impl std::fmt::Debug for OtaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtaClient")
+            .field("witness_url", &self.witness_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OtaClient {
+    /// Asks the fleet's status (over-the-air validation of the relayed
+    /// bundle) and returns the report, whether or not it verified.
+    pub async fn verify(&self) -> Result<VerificationReport, VaultError> {
+        let st = self.client.status().await?;
+        match (self.validator.last_report(), st.fleet) {
+            (Some(r), _) => Ok(r),
+            (None, Err(e)) => Err(VaultError::FleetNotVerified(e)),
+            (None, Ok(_)) => Err(VaultError::FleetNotVerified(
+                "no verification report".into(),
+            )),
+        }
+    }
+
+    /// The report of the last validation.
+    pub fn last_report(&self) -> Option<VerificationReport> {
+        self.validator.last_report()
+    }
 }
 
 fn sealer_of(c: &NodeConfig) -> Sealer {
@@ -203,8 +279,100 @@ pub async fn start_with(
     let _ = fleet
         .wait_for_leader(std::time::Duration::from_secs(5))
         .await;
-    tracing::info!(nodes, "embedded vault fleet started (simulated HSMs)");
-    Ok(EmbeddedVault { fleet, hsm })
+    let fleet_id = read_configs(data_dir)?
+        .and_then(|cs| cs.first().map(|c| c.fleet_id.clone()))
+        .unwrap_or_else(|| "local".into());
+    let witness = start_witness(data_dir, &fleet_id, &hsm, nodes).await?;
+    let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&witness.url)?);
+    tracing::info!(nodes, witness = %witness.url, "embedded vault fleet started (simulated HSMs, demo witness)");
+    Ok(EmbeddedVault {
+        fleet,
+        hsm,
+        witness,
+        source,
+    })
+}
+
+async fn start_witness(
+    data_dir: &Path,
+    fleet_id: &str,
+    hsm: &Hsm,
+    nodes: usize,
+) -> Result<EmbeddedWitness, ServerError> {
+    let wdir = data_dir.join(WITNESS_DIR);
+    std::fs::create_dir_all(&wdir)
+        .map_err(|e| ServerError::Io(format!("{}: {e}", wdir.display())))?;
+    let witness = ceremony::load_or_create_key(&wdir.join("witness.key"), "coffer-demo-witness")?;
+    let operator =
+        ceremony::load_or_create_key(&data_dir.join(DEMO_OPERATOR_KEY), "coffer-demo-operator")?;
+    let vendor = SimulatedVendor::new(ceremony::load_or_create_key(
+        &data_dir.join(DEMO_VENDOR_KEY),
+        "coffer-demo-hsm-vendor",
+    )?);
+    let ev_path = data_dir.join(ceremony::EVIDENCE_FILE);
+    let evidence = if ev_path.exists() {
+        ceremony::read_evidence(&ev_path)?
+    } else {
+        let c = ceremony::run(
+            fleet_id,
+            &hsm.server_public_key(),
+            nodes,
+            &vendor,
+            &operator,
+            coffer_witness::unix_now(),
+            ceremony::DEFAULT_VALID_DAYS,
+        )?;
+        ceremony::write(&c, data_dir, &data_dir.join("hsm-identities"))?;
+        c.evidence
+    };
+    let keys = evidence
+        .fleet_keys()
+        .map_err(|e| ServerError::Config(format!("{}: {e}", ev_path.display())))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| ServerError::Io(format!("witness: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Io(e.to_string()))?;
+    let url = format!("http://{addr}");
+    let key = witness.verifier();
+    let store = coffer_witness::store::Store::open(
+        &wdir.join("log.db"),
+        witness,
+        operator.verifier(),
+        &url,
+    )
+    .map_err(|e| ServerError::Witness(e.to_string()))?;
+    let ev_json = Arc::new(
+        serde_json::to_string_pretty(&evidence).map_err(|e| ServerError::Config(e.to_string()))?,
+    );
+    let evidence_route = axum::Router::new().route(
+        EVIDENCE_PATH,
+        axum::routing::get(move || {
+            let j = ev_json.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    (*j).clone(),
+                )
+            }
+        }),
+    );
+    let app = coffer_witness::server::router(store).merge(evidence_route);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    if let Some(link) = ceremony::publish_first(&url, &operator, &keys).await? {
+        tracing::info!(entry = %link, "demo fleet keys published as epoch 1");
+    }
+    Ok(EmbeddedWitness {
+        url,
+        key,
+        operator,
+        vendor_root: vendor.root(),
+        evidence,
+        task,
+    })
 }
 
 impl EmbeddedVault {
@@ -220,6 +388,82 @@ impl EmbeddedVault {
     /// The in-process fleet (to kill and restart nodes in tests and demos).
     pub fn fleet(&self) -> &Arc<InProcessFleet> {
         &self.fleet
+    }
+
+    /// The embedded witness's base URL (loopback).
+    pub fn witness_url(&self) -> &str {
+        &self.witness.url
+    }
+
+    /// The demo witness key to pin (a verifier key string).
+    pub fn witness_key(&self) -> NoteVerifier {
+        self.witness.key.clone()
+    }
+
+    /// The demo operator root key to pin.
+    pub fn operator_key(&self) -> NoteVerifier {
+        self.witness.operator.verifier()
+    }
+
+    /// The demo (simulated) HSM-vendor root key.
+    pub fn vendor_root(&self) -> NoteVerifier {
+        self.witness.vendor_root.clone()
+    }
+
+    /// The deployment evidence of this fleet.
+    pub fn evidence(&self) -> &DeploymentEvidence {
+        &self.witness.evidence
+    }
+
+    /// The audit link of the deployment evidence document.
+    pub fn evidence_url(&self) -> String {
+        format!("{}{EVIDENCE_PATH}", self.witness.url)
+    }
+
+    /// The verifier an over-the-air client of this fleet uses: the demo
+    /// witness, operator and vendor roots pinned, with audit links.
+    pub fn verifier(&self) -> Verifier {
+        let mut v = Verifier::new(self.witness_key(), self.operator_key());
+        v.vendor_root = Some(self.vendor_root());
+        v.witness_url = Some(self.witness.url.clone());
+        v.evidence_url = Some(self.evidence_url());
+        v
+    }
+
+    /// Where the host gets the blobs it relays.
+    pub fn bundle_source(&self) -> Arc<dyn BundleSource> {
+        self.source.clone()
+    }
+
+    /// The in-process transport through the host's relay.
+    pub fn relay_transport(&self) -> RelayTransport {
+        RelayTransport {
+            hsm: self.hsm.clone(),
+            source: Some(self.source.clone()),
+        }
+    }
+
+    /// A ready over-the-air client: it validates the relayed bundle against
+    /// the pinned demo witness and operator keys (and the deployment
+    /// evidence), remembering its trust state in `trust_state` (JSON, 0600).
+    pub fn ota_client(&self, trust_state: Option<PathBuf>) -> Result<OtaClient, VaultError> {
+        let validator = Arc::new(OtaFleetKeyValidator::new(
+            self.verifier(),
+            trust_state,
+            Some(self.witness.evidence.clone()),
+        )?);
+        Ok(OtaClient {
+            client: VaultClient::new(Arc::new(self.relay_transport()), validator.clone()),
+            validator,
+            evidence_url: self.evidence_url(),
+            witness_url: self.witness.url.clone(),
+        })
+    }
+
+    /// Publishes `keys` as `epoch` through the embedded witness with the demo
+    /// operator key (a key rotation or renewal). Returns the audit link.
+    pub async fn publish_epoch(&self, epoch: u64, keys: &FleetKeys) -> Result<String, ServerError> {
+        ceremony::publish(&self.witness.url, &self.witness.operator, epoch, keys).await
     }
 
     /// An in-process client pinned to this fleet's key.
@@ -241,7 +485,10 @@ impl EmbeddedVault {
         let local = listener
             .local_addr()
             .map_err(|e| ServerError::Io(e.to_string()))?;
-        let app = crate::api::router_for(self.hsm.clone());
+        let app = crate::api::router_with(
+            Arc::new(tokio::sync::RwLock::new(Some(self.hsm.clone()))),
+            Some(self.source.clone()),
+        );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -250,6 +497,7 @@ impl EmbeddedVault {
 
     /// Stops every node.
     pub async fn shutdown(&self) {
+        self.witness.task.abort();
         self.fleet.shutdown().await;
     }
 }

@@ -1,6 +1,6 @@
 use coffer_error::{ErrorKind, UserFacing};
 
-pub(crate) const CODES: &[&str] = &["CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017"];
+pub(crate) const CODES: &[&str] = &["CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071"];
 
 /// Why the vault server could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +15,8 @@ pub enum ServerError {
     Io(String),
     #[error("the HSM could not start: {0}")]
     Hsm(String),
+    #[error("the witness refused the fleet keys or could not be reached: {0}")]
+    Witness(String),
 }
 
 impl UserFacing for ServerError {
@@ -24,6 +26,7 @@ impl UserFacing for ServerError {
             ServerError::Timeout => ErrorKind::VaultUnavailable,
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Hsm(_) => ErrorKind::Internal,
+            ServerError::Witness(_) => ErrorKind::VaultUnreachable,
         }
     }
     fn code(&self) -> &'static str {
@@ -33,6 +36,7 @@ impl UserFacing for ServerError {
             ServerError::Config(_) => "CF-V052",
             ServerError::Io(_) => "CF-V053",
             ServerError::Hsm(_) => "CF-V017",
+            ServerError::Witness(_) => "CF-V071",
         }
     }
     fn next_step(&self) -> String {
@@ -42,6 +46,7 @@ impl UserFacing for ServerError {
             ServerError::Config(_) => "Check the --config path; re-run `coffer-vault fleet create` if the files are damaged.".into(),
             ServerError::Io(_) => "Free the port or pick another, and check the data directory's permissions.".into(),
             ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
+            ServerError::Witness(_) => "Check the witness URL and that it was initialised with this operator root key; publishing can be retried with `coffer-witness publish`.".into(),
         }
     }
 }

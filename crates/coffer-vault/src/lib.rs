@@ -9,16 +9,24 @@
 //!   fleet replica behind one HTTP port that serves both the client API and
 //!   the fleet's authenticated envelopes.
 //! * [`embedded`]: a whole fleet (5 nodes by default) in this process, on a
-//!   data directory, for the app's local demo fleet.
+//!   data directory, for the app's local demo fleet, with its own witness
+//!   (clearly labelled demo operator and vendor root keys).
+//! * [`ceremony`]: the deployment ceremony (HSM identities attested by a
+//!   simulated vendor root, key-generation proofs, operator-signed
+//!   deployment evidence) and the first bundle's publication.
+//! * [`relay`]: the host relays the witness's validation blob in `status`
+//!   answers, with a consistency proof from the client's `known_log_size`.
 //!
 //! The HSMs are a **software simulation**: their internal keys live in the
 //! node config files (mode 0600), standing in for an HSM's key store.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod ceremony;
 pub mod embedded;
 mod error;
 pub mod node;
+pub mod relay;
 
 pub use error::ServerError;
 
