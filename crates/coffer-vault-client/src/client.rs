@@ -87,9 +87,12 @@ impl VaultClient {
         if self.preflight.lock().map(|g| g.is_some()).unwrap_or(false) {
             return Ok(());
         }
-        let fleet = match self.call(Request::Status {
+        let fleet = match self
+            .call(Request::Status {
                 known_log_size: self.validator.known_log_size(),
-            }).await? {
+            })
+            .await?
+        {
             Response::Status { status } => status.fleet,
             _ => return Err(protocol("expected a status")),
         };
@@ -137,9 +140,12 @@ impl VaultClient {
 
     /// The fleet's status (says nothing about any account).
     pub async fn status(&self) -> Result<VaultStatus, VaultError> {
-        match self.call(Request::Status {
+        match self
+            .call(Request::Status {
                 known_log_size: self.validator.known_log_size(),
-            }).await? {
+            })
+            .await?
+        {
             Response::Status { status } => {
                 let fleet = self.validate(&status.fleet).map_err(|e| e.to_string());
                 Ok(VaultStatus {

@@ -139,7 +139,8 @@ impl FleetKeyValidator for OtaFleetKeyValidator {
             None => {
                 let g = self.verified.lock().unwrap_or_else(|p| p.into_inner());
                 let keys = g.as_ref().ok_or_else(|| {
-                    "the vault sent no validation bundle; over-the-air mode requires one".to_string()
+                    "the vault sent no validation bundle; over-the-air mode requires one"
+                        .to_string()
                 })?;
                 keys.check_session_key(spk, now)
                     .map_err(|e| format!("{} {}", e.code(), e))?;

@@ -229,7 +229,15 @@ async fn main() {
         // Wait for a leader: status until quorum.
         let end = Instant::now() + Duration::from_secs(10);
         while Instant::now() < end {
-            if let Response::Status { status } = h.call(0, Request::Status { known_log_size: None }).await {
+            if let Response::Status { status } = h
+                .call(
+                    0,
+                    Request::Status {
+                        known_log_size: None,
+                    },
+                )
+                .await
+            {
                 if status.quorum {
                     break;
                 }

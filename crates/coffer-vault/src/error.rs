@@ -1,6 +1,8 @@
 use coffer_error::{ErrorKind, UserFacing};
 
-pub(crate) const CODES: &[&str] = &["CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071"];
+pub(crate) const CODES: &[&str] = &[
+    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071",
+];
 
 /// Why the vault server could not start or serve.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use coffer_hsm::Hsm;
 use coffer_transparency::NAMESPACE;
@@ -28,12 +27,12 @@ pub trait BundleSource: Send + Sync {
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
 }
 
-/// Fetches blobs from a witness over HTTP, caching each `known_size`'s answer
-/// for a short time (so a burst of clients costs one witness request).
+/// Fetches blobs from a witness over HTTP. Each `known_size`'s blob is
+/// cached and reused while the witness's checkpoint keeps its size (one
+/// small request instead of two), so a new epoch is relayed at once.
 pub struct WitnessSource {
     client: WitnessClient,
-    ttl: Duration,
-    cache: Mutex<HashMap<Option<u64>, (Instant, Vec<u8>)>>,
+    cache: Mutex<HashMap<Option<u64>, (u64, Vec<u8>)>>,
 }
 
 impl std::fmt::Debug for WitnessSource {
@@ -42,33 +41,43 @@ impl std::fmt::Debug for WitnessSource {
     }
 }
 
-/// Cached answers are reused for this long by default.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(1);
 const MAX_CACHED: usize = 256;
+
+/// The tree size of a checkpoint note (its second line). Not verified: the
+/// host only uses it to decide whether a cached blob is current; clients
+/// verify everything.
+fn checkpoint_size(note: &str) -> Option<u64> {
+    note.lines().nth(1)?.trim().parse().ok()
+}
 
 impl WitnessSource {
     pub fn new(witness_url: &str) -> Result<Self, crate::ServerError> {
         Ok(WitnessSource {
             client: WitnessClient::new(witness_url)
                 .map_err(|e| crate::ServerError::Config(e.to_string()))?,
-            ttl: DEFAULT_CACHE_TTL,
             cache: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The same with another cache lifetime (zero: never cache).
-    pub fn with_ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
+    /// The witness's base URL.
+    pub fn url(&self) -> &str {
+        self.client.base_url()
     }
 }
 
 impl BundleSource for WitnessSource {
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
         Box::pin(async move {
-            if let Ok(c) = self.cache.lock() {
-                if let Some((at, b)) = c.get(&known_size) {
-                    if at.elapsed() < self.ttl {
+            let size = self
+                .client
+                .checkpoint()
+                .await
+                .ok()
+                .as_deref()
+                .and_then(checkpoint_size);
+            if let (Some(size), Ok(c)) = (size, self.cache.lock()) {
+                if let Some((s, b)) = c.get(&known_size) {
+                    if *s == size {
                         return Ok(b.clone());
                     }
                 }
@@ -77,15 +86,16 @@ impl BundleSource for WitnessSource {
                 .client
                 .latest_validation(NAMESPACE, known_size)
                 .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            if let Ok(mut c) = self.cache.lock() {
+                .map_err(|e| e.to_string())?;
+            let blob_size = checkpoint_size(&blob.checkpoint);
+            let bytes = blob.to_bytes();
+            if let (Some(s), Ok(mut c)) = (blob_size, self.cache.lock()) {
                 if c.len() >= MAX_CACHED {
                     c.clear();
                 }
-                c.insert(known_size, (Instant::now(), blob.clone()));
+                c.insert(known_size, (s, bytes.clone()));
             }
-            Ok(blob)
+            Ok(bytes)
         })
     }
 }
