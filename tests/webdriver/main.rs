@@ -701,8 +701,11 @@ async fn stale_backup_warning() {
             s.go("home").await?;
             s.wait_text("home-stale-warning", "1 backup set is older")
                 .await?;
-        assert!(s.text("home-set-sentence-set-1").await?.starts_with("Warning"));
-        s.shot("home-stale").await?;
+            assert!(s
+                .text("home-set-sentence-set-1")
+                .await?
+                .starts_with("Warning"));
+            s.shot("home-stale").await?;
             s.go("backups").await?;
             let w = s.text("set-stale-set-1").await?;
             assert!(
