@@ -212,6 +212,9 @@ async fn main() {
             guess_limit: 10,
             addrs: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
             tuning: RaftTuning::local(),
+            witness_url: None,
+            operator_key: None,
+            vendor_key: None,
         };
         let public = fleet_create(dir.path(), &opts).unwrap();
         let mut nodes = Vec::new();

@@ -67,6 +67,16 @@ enum FleetCommand {
         /// Raft timings for nodes on one computer (short timeouts).
         #[arg(long)]
         local_timings: bool,
+        /// The witness: epoch 1 is published there and the nodes relay its
+        /// validation blobs (over-the-air fleet-key validation).
+        #[arg(long)]
+        witness: Option<String>,
+        /// The operator root key file (default: make `operator-root.key` in --out).
+        #[arg(long)]
+        operator_key: Option<PathBuf>,
+        /// The simulated HSM-vendor root key file (default: make `simulated-vendor-root.key` in --out).
+        #[arg(long)]
+        vendor_key: Option<PathBuf>,
     },
 }
 
@@ -101,6 +111,9 @@ async fn main() -> ExitCode {
                     base_port,
                     ports,
                     local_timings,
+                    witness,
+                    operator_key,
+                    vendor_key,
                 },
         } => {
             let ports: Vec<u16> = if ports.is_empty() {
@@ -120,6 +133,9 @@ async fn main() -> ExitCode {
                 } else {
                     RaftTuning::default()
                 },
+                witness_url: witness.clone(),
+                operator_key,
+                vendor_key,
             };
             match fleet_create(&out, &opts) {
                 Ok(public) => {
@@ -127,6 +143,19 @@ async fn main() -> ExitCode {
                         "{}",
                         serde_json::to_string_pretty(&public).unwrap_or_default()
                     );
+                    eprintln!(
+                        "deployment evidence: {}",
+                        out.join(coffer_vault::ceremony::EVIDENCE_FILE).display()
+                    );
+                    if let Some(url) = witness {
+                        match coffer_vault::node::publish_first_epoch(&out, &opts, &url).await {
+                            Ok(Some(link)) => eprintln!("published epoch 1: {link}"),
+                            Ok(None) => {
+                                eprintln!("the witness already has an epoch; nothing published")
+                            }
+                            Err(e) => return fail(e),
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e),
@@ -167,7 +196,17 @@ async fn main() -> ExitCode {
                 Ok((addr, task)) => {
                     println!(
                         "{}",
-                        serde_json::json!({"url": format!("http://{addr}"), "fleet_key": hex::encode(v.fleet_key()), "simulated_hsm": true})
+                        serde_json::json!({
+                            "url": format!("http://{addr}"),
+                            "fleet_key": hex::encode(v.fleet_key()),
+                            "simulated_hsm": true,
+                            "witness_url": v.witness_url(),
+                            "witness_key": v.witness_key().to_string(),
+                            "operator_key": v.operator_key().to_string(),
+                            "vendor_root": v.vendor_root().to_string(),
+                            "evidence_url": v.evidence_url(),
+                            "demo_keys": true,
+                        })
                     );
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}

@@ -26,6 +26,10 @@ pub struct NodeFile {
     pub hsm_secrets: String,
     /// The replication config (ids, link keys, sealing key, peers, timings).
     pub fleet: NodeConfig,
+    /// The witness whose validation blob this node relays in `status`
+    /// answers (over-the-air fleet-key validation); none: no blob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_url: Option<String>,
 }
 
 /// What `fleet create` publishes: no secrets.
@@ -49,6 +53,52 @@ pub struct CreateOptions {
     /// `host:port` per node (its client API and fleet endpoint).
     pub addrs: Vec<String>,
     pub tuning: RaftTuning,
+    /// The witness the nodes relay validation blobs from (written into each
+    /// node file); the caller publishes epoch 1 there ([`publish_first_epoch`]).
+    pub witness_url: Option<String>,
+    /// The operator root key file; none: `operator-root.key` is made in the
+    /// output directory (a test/demo root, not an offline key).
+    pub operator_key: Option<PathBuf>,
+    /// The simulated HSM-vendor root key file; none: `simulated-vendor-root.key`
+    /// is made in the output directory.
+    pub vendor_key: Option<PathBuf>,
+}
+
+/// The operator root made by `fleet create` when none is given.
+pub const DEFAULT_OPERATOR_KEY: &str = "operator-root.key";
+/// The simulated vendor root made by `fleet create` when none is given.
+pub const DEFAULT_VENDOR_KEY: &str = "simulated-vendor-root.key";
+
+/// The operator root key of `opts` (made in `out` if none was given).
+pub fn operator_signer(
+    out: &Path,
+    opts: &CreateOptions,
+) -> Result<coffer_transparency::NoteSigner, ServerError> {
+    match &opts.operator_key {
+        Some(p) => {
+            coffer_witness::keys::read_signer(p).map_err(|e| ServerError::Config(e.to_string()))
+        }
+        None => crate::ceremony::load_or_create_key(
+            &out.join(DEFAULT_OPERATOR_KEY),
+            "coffer-operator-root",
+        ),
+    }
+}
+
+/// Publishes the fleet keys `fleet create` wrote in `out` as epoch 1 through
+/// `witness_url` (nothing if the witness already has an epoch). Returns the
+/// entry's audit link.
+pub async fn publish_first_epoch(
+    out: &Path,
+    opts: &CreateOptions,
+    witness_url: &str,
+) -> Result<Option<String>, ServerError> {
+    let operator = operator_signer(out, opts)?;
+    let ev = crate::ceremony::read_evidence(&out.join(crate::ceremony::EVIDENCE_FILE))?;
+    let keys = ev
+        .fleet_keys()
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    crate::ceremony::publish_first(witness_url, &operator, &keys).await
 }
 
 fn device_sealer(c: &NodeConfig) -> Sealer {
@@ -57,8 +107,10 @@ fn device_sealer(c: &NodeConfig) -> Sealer {
     Sealer::new(k.into())
 }
 
-/// Runs the (simulated) ceremony: writes `node-<id>.toml` per node and
-/// `fleet-public.json` into `out`. Fails if `out` already holds a fleet.
+/// Runs the (simulated) ceremony: writes `node-<id>.toml` per node,
+/// `fleet-public.json`, `deployment-evidence.json` and `fleet-keys.json`
+/// (public), and the HSM identity keys under `hsm-identities/` (0600) into
+/// `out`. Fails if `out` already holds a fleet.
 pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, ServerError> {
     if opts.addrs.len() != opts.nodes {
         return Err(ServerError::Config(format!(
@@ -83,12 +135,35 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
             c.set_addr(i as u64 + 1, a);
         }
     }
+    // The deployment ceremony: HSM identities attested by the vendor root,
+    // key-generation proofs over the fleet keys, operator-signed evidence.
+    let operator = operator_signer(out, opts)?;
+    let vendor = coffer_transparency::evidence::SimulatedVendor::new(match &opts.vendor_key {
+        Some(p) => {
+            coffer_witness::keys::read_signer(p).map_err(|e| ServerError::Config(e.to_string()))?
+        }
+        None => crate::ceremony::load_or_create_key(
+            &out.join(DEFAULT_VENDOR_KEY),
+            "coffer-simulated-hsm-vendor",
+        )?,
+    });
+    let ceremony = crate::ceremony::run(
+        &opts.fleet_id,
+        &secrets.server_public_key(),
+        opts.nodes,
+        &vendor,
+        &operator,
+        coffer_witness::unix_now(),
+        crate::ceremony::DEFAULT_VALID_DAYS,
+    )?;
+    crate::ceremony::write(&ceremony, out, &out.join("hsm-identities"))?;
     for c in configs {
         let sealed = secrets.seal_under(&device_sealer(&c));
         let file = NodeFile {
             data_dir: format!("node-{}", c.node_id),
             hsm_secrets: base64::engine::general_purpose::STANDARD.encode(sealed),
             fleet: c,
+            witness_url: opts.witness_url.clone(),
         };
         let text =
             Zeroizing::new(toml::to_string(&file).map_err(|e| ServerError::Config(e.to_string()))?);
@@ -132,6 +207,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
 /// A node config file, parsed and opened.
 pub struct LoadedNode {
     pub config: NodeConfig,
+    pub witness_url: Option<String>,
     pub data_dir: PathBuf,
     pub secrets: Arc<HsmSecrets>,
 }
@@ -165,6 +241,7 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
         base.join(dd)
     };
     Ok(LoadedNode {
+        witness_url: file.witness_url.clone(),
         config: file.fleet.clone(),
         data_dir,
         secrets: Arc::new(secrets),
@@ -203,7 +280,11 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
         .map_err(|e| ServerError::Io(e.to_string()))?;
     let fleet_slot = NodeSlot::default();
     let hsm_slot: HsmSlot = Default::default();
-    let app = api::router(hsm_slot.clone()).merge(fleet_router(fleet_slot.clone()));
+    let source: Option<Arc<dyn crate::relay::BundleSource>> = match &loaded.witness_url {
+        Some(u) => Some(Arc::new(crate::relay::WitnessSource::new(u)?)),
+        None => None,
+    };
+    let app = api::router_with(hsm_slot.clone(), source).merge(fleet_router(fleet_slot.clone()));
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("http server stopped: {e}");

@@ -32,8 +32,11 @@ pub trait BundleSource: Send + Sync {
 /// small request instead of two), so a new epoch is relayed at once.
 pub struct WitnessSource {
     client: WitnessClient,
-    cache: Mutex<HashMap<Option<u64>, (u64, Vec<u8>)>>,
+    cache: Mutex<BlobCache>,
 }
+
+/// known_size → (the blob's log size, the blob).
+type BlobCache = HashMap<Option<u64>, (u64, Vec<u8>)>;
 
 impl std::fmt::Debug for WitnessSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
