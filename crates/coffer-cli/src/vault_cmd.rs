@@ -14,6 +14,11 @@
 //! one URL or several (comma-separated, one per fleet node: the client fails
 //! over). `--fleet-key` pins the fleet key (64 hex digits, or a file holding
 //! them): no session starts with a vault that presents another key.
+//! `--witness-key KEY --operator-key KEY [--trust-state FILE]` selects
+//! over-the-air validation instead: the vault must relay a witness-signed,
+//! operator-countersigned bundle with log proofs, checked against those
+//! pinned keys (and the remembered checkpoint in `--trust-state`) before any
+//! account id is sent. With both, both must pass.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -22,7 +27,11 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use coffer_error::{ErrorKind, UserFacing};
 use coffer_repo::{MasterKey, RecoveryKey};
-use coffer_vault_client::{ExposeSecret, PinnedFleetKey, SecretBox, SecretString, VaultClient};
+use coffer_transparency::{CheckStatus, NoteVerifier, Verifier};
+use coffer_vault_client::{
+    ExposeSecret, FleetInfo, FleetKeyValidator, OtaFleetKeyValidator, PinnedFleetKey, SecretBox,
+    SecretString, ValidatedFleet, VaultClient,
+};
 use zeroize::Zeroizing;
 
 use crate::{Cli, Failure};
@@ -87,6 +96,53 @@ pub struct Target {
     /// The pinned fleet key: 64 hex digits, or a file holding them.
     #[arg(long, env = "COFFER_FLEET_KEY")]
     pub fleet_key: Option<String>,
+    /// Over-the-air mode: the pinned witness key (verifier key string, or a file holding it).
+    #[arg(long, env = "COFFER_WITNESS_KEY", requires = "operator_key")]
+    pub witness_key: Option<String>,
+    /// Over-the-air mode: the pinned operator root key (verifier key string, or a file).
+    #[arg(long, env = "COFFER_OPERATOR_KEY", requires = "witness_key")]
+    pub operator_key: Option<String>,
+    /// Over-the-air mode: where the last verified epoch and witness checkpoint
+    /// are remembered (JSON, 0600, no secrets); without it every run is a first contact.
+    #[arg(long, env = "COFFER_TRUST_STATE", requires = "witness_key")]
+    pub trust_state: Option<PathBuf>,
+    /// Over-the-air mode: the witness's base URL, for audit links in the report.
+    #[arg(long, requires = "witness_key")]
+    pub witness_url: Option<String>,
+}
+
+/// Both validators must accept (pinned key and over-the-air bundle).
+struct Both(PinnedFleetKey, Arc<OtaFleetKeyValidator>);
+
+impl FleetKeyValidator for Both {
+    fn validate(&self, fleet: &FleetInfo) -> Result<ValidatedFleet, String> {
+        self.0.validate(fleet)?;
+        self.1.validate(fleet)
+    }
+    fn known_log_size(&self) -> Option<u64> {
+        self.1.known_log_size()
+    }
+}
+
+fn parse_verifier(flag: &str, s: &str) -> Result<NoteVerifier, VaultCmdError> {
+    coffer_witness::keys::read_verifier(s)
+        .map_err(|e| VaultCmdError::NoVault(format!("bad {flag}: {e}")))
+}
+
+fn ota_validator(t: &Target) -> Result<Option<Arc<OtaFleetKeyValidator>>, Failure> {
+    let (Some(w), Some(o)) = (&t.witness_key, &t.operator_key) else {
+        return Ok(None);
+    };
+    let mut v = Verifier::new(
+        parse_verifier("--witness-key", w)?,
+        parse_verifier("--operator-key", o)?,
+    );
+    v.witness_url = t.witness_url.clone();
+    Ok(Some(Arc::new(OtaFleetKeyValidator::new(
+        v,
+        t.trust_state.clone(),
+        None,
+    )?)))
 }
 
 /// Where the recovery code comes from (default: a prompt).
@@ -165,21 +221,31 @@ fn parse_fleet_key(s: &str) -> Result<PinnedFleetKey, VaultCmdError> {
         .map_err(|e| VaultCmdError::NoVault(format!("bad --fleet-key: {e}")))
 }
 
-fn client(t: &Target, need_key: bool) -> Result<(VaultClient, bool), VaultCmdError> {
+/// The client, whether a fleet key is pinned (either mode), and the
+/// over-the-air validator (for its report), if that mode was chosen.
+type Client = (VaultClient, bool, Option<Arc<OtaFleetKeyValidator>>);
+
+fn client(t: &Target, need_key: bool) -> Result<Client, Failure> {
     let url = t
         .vault
         .as_deref()
         .ok_or_else(|| VaultCmdError::NoVault("no vault URL was given".into()))?;
-    let (validator, pinned): (Arc<dyn coffer_vault_client::FleetKeyValidator>, bool) = match &t
-        .fleet_key
-    {
-        Some(k) => (Arc::new(parse_fleet_key(k)?), true),
-        None if need_key => return Err(VaultCmdError::NoVault("no fleet key was given".into())),
+    let ota = ota_validator(t)?;
+    let (validator, pinned): (Arc<dyn FleetKeyValidator>, bool) = match (&t.fleet_key, &ota) {
+        (Some(k), Some(o)) => (Arc::new(Both(parse_fleet_key(k)?, o.clone())), true),
+        (Some(k), None) => (Arc::new(parse_fleet_key(k)?), true),
+        (None, Some(o)) => (o.clone(), true),
+        (None, None) if need_key => {
+            return Err(VaultCmdError::NoVault(
+                "no fleet key (or witness and operator keys) was given".into(),
+            )
+            .into())
+        }
         // Status without a pinned key: every key fails validation, which status reports.
-        None => (Arc::new(PinnedFleetKey::new(Vec::new())), false),
+        (None, None) => (Arc::new(PinnedFleetKey::new(Vec::new())), false),
     };
     let c = VaultClient::http(url, validator).map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
-    Ok((c, pinned))
+    Ok((c, pinned, ota))
 }
 
 fn first_line(s: &str) -> &str {
@@ -303,7 +369,7 @@ pub fn run(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
 async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
     match &args.what {
         VaultCommand::Register { target, user, code } => {
-            let (c, _) = client(target, true)?;
+            let (c, _, _) = client(target, true)?;
             let key = backup_key(cli)?;
             let code = if code.code_file.is_none() && !code.code_stdin {
                 new_code(code, true)?
@@ -323,7 +389,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
             code,
             out,
         } => {
-            let (c, _) = client(target, true)?;
+            let (c, _, _) = client(target, true)?;
             let code = read_code(code, "recovery code: ")?;
             let r = c.recover(user, &code).await?;
             write_key(out, &r.key)?;
@@ -344,7 +410,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
             code,
             new_code_file,
         } => {
-            let (c, _) = client(target, true)?;
+            let (c, _, _) = client(target, true)?;
             let (old, new) = if code.code_stdin && new_code_file.is_none() {
                 let mut v = stdin_lines(2)?;
                 let new = v.remove(1);
@@ -373,7 +439,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
             if !yes {
                 return Err(VaultCmdError::NotConfirmed.into());
             }
-            let (c, _) = client(target, true)?;
+            let (c, _, _) = client(target, true)?;
             let code = read_code(code, "recovery code: ")?;
             c.delete(user, &code).await?;
             say(
@@ -383,8 +449,9 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
             );
         }
         VaultCommand::Status { target } => {
-            let (c, pinned) = client(target, false)?;
+            let (c, pinned, ota) = client(target, false)?;
             let s = c.status().await?;
+            let report = ota.as_ref().and_then(|o| o.last_report());
             let i = &s.info;
             let key_hex: String = i
                 .fleet
@@ -405,21 +472,55 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
                     "quorum": i.quorum,
                     "simulated_hsm": i.simulated_hsm,
                     "ksf": i.ksf,
+                    "fleet_key_error": s.fleet.as_ref().err(),
+                    "verification": report,
                 }),
                 format!(
-                    "fleet {} ({} nodes{}; simulated HSMs)\nfleet key {} ({})\nguess limit {}\nkey stretching {}",
+                    "fleet {} ({} nodes{}; simulated HSMs)\nfleet key {} ({})\nguess limit {}\nkey stretching {}{}",
                     i.fleet.fleet_id,
                     i.nodes,
                     if i.quorum { ", majority up" } else { ", NO MAJORITY: unavailable" },
                     key_hex,
-                    if verified { "matches the pinned key" } else if pinned { "DOES NOT match the pinned key" } else { "not checked: no --fleet-key" },
+                    if verified {
+                        if ota.is_some() { "verified over the air" } else { "matches the pinned key" }
+                    } else if pinned {
+                        "NOT VERIFIED"
+                    } else {
+                        "not checked: no --fleet-key or --witness-key"
+                    },
                     i.guess_limit,
-                    i.ksf
+                    i.ksf,
+                    report.as_ref().map(report_text).unwrap_or_default(),
                 ),
             );
         }
     }
     Ok(())
+}
+
+fn report_text(r: &coffer_transparency::VerificationReport) -> String {
+    let mut out = format!(
+        "\nover-the-air verification: {} (epoch {}, log size {})",
+        if r.verified {
+            "VERIFIED"
+        } else {
+            "NOT VERIFIED"
+        },
+        r.epoch.map(|e| e.to_string()).unwrap_or("-".into()),
+        r.log_size.map(|e| e.to_string()).unwrap_or("-".into()),
+    );
+    for c in &r.checks {
+        let mark = match c.status {
+            CheckStatus::Passed => "ok  ",
+            CheckStatus::Failed => "FAIL",
+            CheckStatus::Skipped => "skip",
+        };
+        out.push_str(&format!("\n  {mark} {:?}: {}", c.name, c.why));
+        if let Some(l) = &c.audit_link {
+            out.push_str(&format!(" <{l}>"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
