@@ -142,6 +142,100 @@ impl OtaClient {
     }
 }
 
+/// One row of a verification panel, in the app's vocabulary: `id` (stable,
+/// for `data-testid`s), `label`, `status` (`passed`, `failed`,
+/// `not_applicable`), `detail` (the reason, then the audit link if any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PanelRow {
+    pub id: String,
+    pub label: String,
+    pub status: String,
+    pub detail: String,
+    pub audit_link: Option<String>,
+}
+
+/// The panel rows of an over-the-air report, the app's seven checks first
+/// (`pinned-key` is the session-key check: the vault's OPAQUE key is a key of
+/// the verified artifact), then the other checks of the report.
+pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
+    use coffer_transparency::{CheckName as N, CheckStatus as S};
+    let known: [(N, &str, &str); 12] = [
+        (
+            N::SessionKey,
+            "pinned-key",
+            "The vault's key is a key of the verified fleet",
+        ),
+        (
+            N::WitnessSignature,
+            "witness-signature",
+            "Witness signature over the fleet-key bundle",
+        ),
+        (
+            N::OperatorCountersignature,
+            "operator-countersignature",
+            "Operator countersignature over the witness signature",
+        ),
+        (
+            N::Inclusion,
+            "inclusion",
+            "Inclusion of the bundle in the witness's audit log",
+        ),
+        (
+            N::Consistency,
+            "consistency",
+            "Consistency with the last checkpoint this app saw",
+        ),
+        (
+            N::ValidityWindow,
+            "validity",
+            "Validity window of the fleet keys",
+        ),
+        (
+            N::DeploymentEvidence,
+            "deployment-evidence",
+            "Deployment evidence (HSM attestation, program measurement)",
+        ),
+        (
+            N::Namespace,
+            "namespace",
+            "Namespace of the fleet-key bundle",
+        ),
+        (N::Digest, "digest", "Digest of the fleet-key artifact"),
+        (N::Artifact, "artifact", "Fleet-key artifact well formed"),
+        (
+            N::EpochMonotonicity,
+            "epoch",
+            "Epoch not older than the last one seen",
+        ),
+        (N::Checkpoint, "checkpoint", "Witness checkpoint signature"),
+    ];
+    known
+        .iter()
+        .filter_map(|(name, id, label)| {
+            let c = r.check(*name)?;
+            let status = match c.status {
+                S::Passed => "passed",
+                S::Failed => "failed",
+                S::Skipped => "not_applicable",
+            };
+            let mut detail = c.why.clone();
+            if let Some(code) = &c.code {
+                detail = format!("{code}: {detail}");
+            }
+            if let Some(l) = &c.audit_link {
+                detail.push_str(&format!(" (audit link: {l})"));
+            }
+            Some(PanelRow {
+                id: (*id).into(),
+                label: (*label).into(),
+                status: status.into(),
+                detail,
+                audit_link: c.audit_link.clone(),
+            })
+        })
+        .collect()
+}
+
 fn sealer_of(c: &NodeConfig) -> Sealer {
     let mut k = [0u8; 64];
     k.copy_from_slice(c.sealing_key.expose());

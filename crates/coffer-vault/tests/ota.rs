@@ -243,6 +243,28 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     }
     let st: TrustState = serde_json::from_slice(&std::fs::read(&trust).unwrap()).unwrap();
     assert_eq!(st.last_epoch, Some(1));
+    // The app's panel rows: its seven checks first, then the others.
+    let rows = embedded::panel_rows(&r);
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        &ids[..7],
+        [
+            "pinned-key",
+            "witness-signature",
+            "operator-countersignature",
+            "inclusion",
+            "consistency",
+            "validity",
+            "deployment-evidence"
+        ]
+    );
+    assert_eq!(rows.len(), 12);
+    assert_eq!(rows[4].status, "not_applicable");
+    assert!(rows
+        .iter()
+        .filter(|r| r.id != "consistency")
+        .all(|r| r.status == "passed"));
+    assert!(rows[1].detail.contains(&entry_link), "{}", rows[1].detail);
 
     // --- Register and recover with over-the-air validation: every check passes.
     let key = SecretBox::new(Box::new([7u8; 32]));
