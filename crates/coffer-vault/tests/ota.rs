@@ -485,6 +485,49 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     );
     fork_task.abort();
 
+    // --- The witness cannot be reached: no blob, refused.
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
+    let (c, seen) = tapped(
+        relay(&v, Some(Arc::new(WitnessSource::new(&dead).unwrap()))),
+        validator(&v, Some(state_copy("t7.json"))),
+        None,
+    );
+    refused(
+        c.recover(USER, &code("correct horse")).await.unwrap_err(),
+        "CF-V031",
+    );
+    assert_nothing_about_the_account(&seen);
+
+    // --- Inside OPAQUE: the status verifies, then the host swaps the key in
+    // login_started. The client stops before finishing the login (nothing
+    // derived from the code is sent; the attempt was counted, as any
+    // login_start is).
+    let (c, seen) = tapped(
+        relay(&v, Some(v.bundle_source())),
+        validator(&v, Some(state_copy("t8.json"))),
+        Some(Box::new(|resp: Vec<u8>| {
+            let mut j: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+            if j["msg"]["type"] == "login_started" {
+                j["msg"]["fleet"]["server_public_key"] = serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode([0x42u8; 32]),
+                );
+            }
+            serde_json::to_vec(&j).unwrap()
+        })),
+    );
+    refused(
+        c.recover(USER, &code("correct horse")).await.unwrap_err(),
+        "CF-T038",
+    );
+    assert_eq!(types_seen(&seen), vec!["status", "login_start"]);
+
     // --- After all that, the honest path still works from the good state.
     let ota = v.ota_client(Some(state_copy("t6.json"))).unwrap();
     let rec = ota
