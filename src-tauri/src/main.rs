@@ -38,6 +38,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
 
+    // WebKitGTK's accelerated compositing costs ~75 MiB in the web process
+    // (GL, software-rendered without a GPU) and this UI has no animation
+    // that needs it (docs/performance.md, "App"). A value set by the user wins.
+    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
+        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    }
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let data_dir = coffer_app::paths::resolve_data_dir(args.clone(), |k| std::env::var_os(k));
     // `--no-keyring` (or COFFER_KEYRING=off): behave as on a computer without
