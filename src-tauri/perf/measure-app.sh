@@ -8,10 +8,10 @@ set -euo pipefail
 bin="$1"; runs="${2:-5}"
 export DISPLAY="${DISPLAY:-:97}"
 if ! xdpyinfo >/dev/null 2>&1; then Xvfb "$DISPLAY" -screen 0 1280x800x24 >/dev/null 2>&1 & xvfb=$!; sleep 1; fi
-tree_rss_kb() { # RSS of a process and all its descendants, in KiB
+tree_kb() { # $2 (Rss or Pss) of a process and all its descendants, in KiB
   local total=0 p
   for p in $1 $(pgrep -P "$1" || true) $(for c in $(pgrep -P "$1" || true); do pgrep -P "$c" || true; done); do
-    total=$(( total + $(awk '/^VmRSS/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0) ))
+    total=$(( total + $(awk -v k="$2:" '$1 == k {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0) ))
   done
   echo "$total"
 }
@@ -25,9 +25,11 @@ for i in $(seq 1 "$runs"); do
   done
   t1=$(date +%s%N)
   sleep 10
-  main_kb=$(awk '/^VmRSS/ {print $2}' /proc/"$pid"/status)
-  all_kb=$(tree_rss_kb "$pid")
-  echo "run $i: start to UI ready $(( (t1 - t0) / 1000000 )) ms; idle RSS app $(( main_kb / 1024 )) MiB, app + WebKit processes $(( all_kb / 1024 )) MiB"
+  rss=$(awk '$1 == "Rss:" {print $2}' /proc/"$pid"/smaps_rollup)
+  pss=$(awk '$1 == "Pss:" {print $2}' /proc/"$pid"/smaps_rollup)
+  anon=$(awk '$1 == "Anonymous:" {print $2}' /proc/"$pid"/smaps_rollup)
+  all_pss=$(tree_kb "$pid" Pss)
+  echo "run $i: start to UI ready $(( (t1 - t0) / 1000000 )) ms; idle app process RSS $(( rss / 1024 )) MiB (PSS $(( pss / 1024 )), private heap $(( anon / 1024 ))); app + WebKit processes PSS $(( all_pss / 1024 )) MiB"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$dir"
 done
