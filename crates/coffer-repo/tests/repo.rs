@@ -490,16 +490,20 @@ fn corruption_is_named_and_everything_else_restores() {
     let path = repo.path().to_path_buf();
     backup(&repo, &[&src]);
     drop(repo); // closes the last connection: the WAL is folded into the file
-                // Pick one pack and flip bytes in the middle of its ciphertext on disk.
+
+    // Pick the largest pack (which pack holds the small file depends on
+    // worker timing) and flip bytes in the middle of its ciphertext.
     let (pack_id, blob) = {
         let c = rusqlite::Connection::open(&path).unwrap();
         let n: i64 = c
             .query_row("SELECT count(*) FROM packs", [], |r| r.get(0))
             .unwrap();
         assert!(n >= 2, "want several packs, got {n}");
-        c.query_row("SELECT id, data FROM packs ORDER BY id LIMIT 1", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })
+        c.query_row(
+            "SELECT id, data FROM packs ORDER BY length(data) DESC, id LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+        )
         .unwrap()
     };
     let mut raw = fs::read(&path).unwrap();
