@@ -503,13 +503,6 @@ mod tests {
     use crate::settings::{BackupSetInput, Retention, RunRecord};
 
     #[test]
-    fn every_code_is_documented() {
-        let md = include_str!("../../../docs/errors.md");
-        let missing = coffer_error::undocumented_codes(ERROR_CODES, md);
-        assert!(missing.is_empty(), "undocumented: {missing:?}");
-    }
-
-    #[test]
     fn os_release_is_parsed_with_quotes_and_comments() {
         let text = "# comment\nNAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID='12'\nbroken line\n";
         let (p, id, v) = parse_os_release(text);

@@ -382,13 +382,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_is_documented() {
-        let md = include_str!("../../../docs/errors.md");
-        let missing = coffer_error::undocumented_codes(ERROR_CODES, md);
-        assert!(missing.is_empty(), "undocumented: {missing:?}");
-    }
-
-    #[test]
     fn accounts_are_validated_before_any_keyring_call() {
         let k = OsKeyring::with_backends(vec![]);
         for bad in ["", "has space", "slash/y", &"x".repeat(129)] {
