@@ -14,11 +14,12 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the WebKitGTK toolchain for Tauri, Xvfb and the WebKit
-# WebDriver for UI tests, D-Bus + gnome-keyring + keyutils for the OS keyring.
+# WebDriver for UI tests, D-Bus + gnome-keyring + keyutils for the OS keyring,
+# notify-send for desktop notifications.
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
-  gnome-keyring keyutils libdbus-1-dev python3
+  gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -6,6 +6,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod tray;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,8 +86,9 @@ fn main() {
             if let Some(dir) = vault_dir.clone() {
                 app.set_vault_dir(dir);
             }
-                        app.probe_keyring_in_background();
+            app.probe_keyring_in_background();
             app.start_scheduler(Duration::from_secs(60));
+            tray::install(tauri_app, app.clone())?;
             tauri_app.manage(app);
             Ok(())
         })

@@ -1164,5 +1164,7 @@ impl App {
     }
 }
 
+mod tray;
+
 #[cfg(test)]
 mod tests;
