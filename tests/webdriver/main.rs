@@ -617,7 +617,7 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
         s.wait_attr(
             "verification-check-witness-signature",
             "data-status",
-            "not_applicable",
+            "passed",
             15,
         )
         .await?;

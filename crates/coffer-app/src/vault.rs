@@ -2,7 +2,11 @@
 //!
 //! The app's vault is the embedded demo fleet (`coffer_vault::embedded`),
 //! started on first use in the vault directory (`DATA_DIR/vault`, or
-//! `--vault-dir`), with the client pinned to that fleet's key. Vault calls
+//! `--vault-dir`), with its demo witness. The client validates the fleet
+//! over the air (witness-signed, operator-countersigned bundle, log
+//! inclusion and consistency with the checkpoint remembered in
+//! `VAULT_DIR/trust-state.json`, deployment evidence) before any session;
+//! the verification panel shows that report. Vault calls
 //! run on this module's own Tokio runtime, so the (synchronous) app methods
 //! can wait for them from any thread.
 //!
@@ -115,6 +119,7 @@ pub struct VaultInfo {
 struct Running {
     vault: EmbeddedVault,
     client: VaultClient,
+    ota: coffer_vault::embedded::OtaClient,
 }
 
 /// The vault connection of the app (started on first use).
@@ -190,8 +195,11 @@ impl Vault {
         let vault = self
             .wait(async move { coffer_vault::embedded::start(&dir).await })?
             .map_err(rep)?;
-        let client = vault.client();
-        let r = Arc::new(Running { vault, client });
+        let ota = vault
+            .ota_client(Some(self.dir().join("trust-state.json")))
+            .map_err(rep)?;
+        let client = ota.client.clone();
+        let r = Arc::new(Running { vault, client, ota });
         *g = Some(r.clone());
         Ok(r)
     }
@@ -215,57 +223,36 @@ impl Vault {
         let st = self
             .wait(async move { client.status().await })?
             .map_err(rep)?;
-        let (validated, detail) = match &st.fleet {
-            Ok(v) => (
-                true,
-                format!(
-                    "the fleet key matches the pinned key of fleet {}",
-                    v.fleet_id
-                ),
-            ),
-            Err(e) => (false, e.clone()),
+        let validated = st.fleet.is_ok();
+        let report = r.ota.last_report();
+        let checks: Vec<CheckView> = match &report {
+            Some(rep) => coffer_vault::embedded::panel_rows(rep)
+                .into_iter()
+                .map(|p| CheckView {
+                    id: p.id,
+                    label: p.label,
+                    status: p.status,
+                    detail: p.detail,
+                })
+                .collect(),
+            None => vec![CheckView {
+                id: "pinned-key".into(),
+                label: "The vault's key is a key of the verified fleet".into(),
+                status: "failed".into(),
+                detail: st.fleet.as_ref().err().cloned().unwrap_or_default(),
+            }],
         };
-        let na = "Not applicable: the local demo fleet's key is pinned in the app (pinned mode); over-the-air validation bundles come with a remote fleet and its witness.";
-        let mut checks = vec![CheckView {
-            id: "pinned-key".into(),
-            label: "Fleet key matches the pinned key".into(),
-            status: if validated { "passed" } else { "failed" }.into(),
-            detail,
-        }];
-        for (id, label) in [
-            (
-                "witness-signature",
-                "Witness signature over the fleet-key bundle",
-            ),
-            (
-                "operator-countersignature",
-                "Operator countersignature over the witness signature",
-            ),
-            (
-                "inclusion",
-                "Inclusion of the bundle in the witness's audit log",
-            ),
-            (
-                "consistency",
-                "Consistency with the last checkpoint this app saw",
-            ),
-            ("validity", "Validity window of the fleet keys"),
-            (
-                "deployment-evidence",
-                "Deployment evidence (HSM attestation, program measurement)",
-            ),
-        ] {
-            checks.push(CheckView {
-                id: id.into(),
-                label: label.into(),
-                status: "not_applicable".into(),
-                detail: na.into(),
-            });
-        }
         Ok(VaultInfo {
-            fleet_id: st.info.fleet.fleet_id.clone(),
+            fleet_id: report
+                .as_ref()
+                .and_then(|r| r.fleet_id.clone())
+                .unwrap_or_else(|| st.info.fleet.fleet_id.clone()),
             key_fingerprint: fingerprint(&st.info.fleet.server_public_key.0),
-            validation_mode: "pinned key (local demo fleet)".into(),
+            validation_mode: format!(
+                "over the air: bundle epoch {} signed by the demo witness and countersigned by the demo operator key (local demo fleet; deployment evidence: {})",
+                report.as_ref().and_then(|r| r.epoch).map(|e| e.to_string()).unwrap_or("-".into()),
+                r.ota.evidence_url
+            ),
             validated,
             nodes: st.info.nodes,
             guess_limit: st.info.guess_limit,
