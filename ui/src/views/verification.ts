@@ -6,7 +6,7 @@ import { h } from "../dom";
 import { button, card, guarded, showError, viewHead } from "../ui";
 
 const CHECKS: [string, string][] = [
-  ["pinned-key", "Fleet key matches the pinned key"],
+  ["pinned-key", "The vault's session key is a key of the verified fleet"],
   ["witness-signature", "Witness signature over the fleet-key bundle"],
   ["operator-countersignature", "Operator countersignature over the witness signature"],
   ["inclusion", "Inclusion of the bundle in the witness's audit log"],
