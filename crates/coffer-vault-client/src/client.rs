@@ -221,17 +221,11 @@ impl VaultClient {
             )
             .map_err(|_| protocol("the registration response was rejected"))?;
         // The server key inside the registration must be the validated fleet key.
-        if !bool::from(
-            finish
-                .server_s_pk
-                .serialize()
-                .as_slice()
-                .ct_eq(&validated.server_public_key),
-        ) {
-            return Err(VaultError::FleetNotVerified(
-                "the registration used a key that is not the fleet key".into(),
-            ));
-        }
+        require_fleet_key(
+            &finish.server_s_pk.serialize(),
+            &validated.server_public_key,
+            "registration",
+        )?;
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         let wrapped = crypto::wrap_key(&export_key, user, key.expose_secret());
         Ok((
@@ -296,17 +290,11 @@ impl VaultClient {
             }
             Err(_) => return Err(protocol("the credential response was rejected")),
         };
-        if !bool::from(
-            finish
-                .server_s_pk
-                .serialize()
-                .as_slice()
-                .ct_eq(&validated.server_public_key),
-        ) {
-            return Err(VaultError::FleetNotVerified(
-                "the login used a key that is not the fleet key".into(),
-            ));
-        }
+        require_fleet_key(
+            &finish.server_s_pk.serialize(),
+            &validated.server_public_key,
+            "login",
+        )?;
         let session_key = Zeroizing::new(finish.session_key.to_vec());
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         let resp = self
@@ -377,5 +365,17 @@ impl VaultClient {
             Response::Deleted {} => Ok(()),
             _ => Err(protocol("expected deleted")),
         }
+    }
+}
+
+/// The server key inside an OPAQUE exchange must be the validated fleet key
+/// (compared in constant time).
+fn require_fleet_key(used: &[u8], validated: &[u8], exchange: &str) -> Result<(), VaultError> {
+    if bool::from(used.ct_eq(validated)) {
+        Ok(())
+    } else {
+        Err(VaultError::FleetNotVerified(format!(
+            "the {exchange} used a key that is not the fleet key"
+        )))
     }
 }
