@@ -557,25 +557,13 @@ impl App {
             self.inner.vault.verify()?;
             let key = self.inner.vault.recover(&account, code)?;
             let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
-            let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
-            drop(unlocked);
-            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
-            {
-                let mut st = self.state();
-                if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
-                    st.settings.key_mode = Some(KeyMode::RecoveryCode);
-                    st.settings.vault = VaultChoice::EmbeddedDemo;
-                    if let Err(e) = self.save_settings(&st) {
-                        tracing::warn!(code = %e.code, "settings not saved after recovery");
-                    }
-                }
-            }
-            Ok(KeyInstalled {
-                repository: repo.display().to_string(),
-                keyring_saved,
-                keyring_error,
-                snapshots,
-            })
+            self.adopt_recovered_key(
+                &repo,
+                unlocked,
+                key,
+                KeyMode::RecoveryCode,
+                VaultChoice::EmbeddedDemo,
+            )
         })())
     }
 
@@ -670,26 +658,13 @@ impl App {
                 .map_err(rep)?
                 .unlock_with_key(key.clone())
                 .map_err(rep)?;
-            let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
-            drop(unlocked);
-            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
-            {
-                let mut st = self.state();
-                if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
-                    st.settings.key_mode = Some(KeyMode::RecoveryKey);
-                    st.settings.vault = VaultChoice::KeyOnly;
-                    // Not fatal: the repository is open for this session.
-                    if let Err(e) = self.save_settings(&st) {
-                        tracing::warn!(code = %e.code, "settings not saved after recovery");
-                    }
-                }
-            }
-            Ok(KeyInstalled {
-                repository: repo.display().to_string(),
-                keyring_saved,
-                keyring_error,
-                snapshots,
-            })
+            self.adopt_recovered_key(
+                &repo,
+                unlocked,
+                key,
+                KeyMode::RecoveryKey,
+                VaultChoice::KeyOnly,
+            )
         })())
     }
 
@@ -1161,6 +1136,40 @@ impl App {
             }
         }
         jobs
+    }
+}
+
+impl App {
+    /// After a recovery opened `repo`: keep K (memory + keyring), and on a
+    /// first run remember how this installation recovers. Settings that
+    /// cannot be saved are not fatal: the repository is open for this session.
+    fn adopt_recovered_key(
+        &self,
+        repo: &Path,
+        unlocked: Repository<Unlocked>,
+        key: MasterKey,
+        mode: KeyMode,
+        vault: VaultChoice,
+    ) -> R<KeyInstalled> {
+        let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
+        drop(unlocked);
+        let (keyring_saved, keyring_error) = self.install_key(repo, key);
+        {
+            let mut st = self.state();
+            if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
+                st.settings.key_mode = Some(mode);
+                st.settings.vault = vault;
+                if let Err(e) = self.save_settings(&st) {
+                    tracing::warn!(code = %e.code, "settings not saved after recovery");
+                }
+            }
+        }
+        Ok(KeyInstalled {
+            repository: repo.display().to_string(),
+            keyring_saved,
+            keyring_error,
+            snapshots,
+        })
     }
 }
 
