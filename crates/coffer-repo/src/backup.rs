@@ -877,6 +877,40 @@ mod tests {
         out
     }
 
+    /// Content-defined: inserting bytes near the start leaves the later
+    /// chunks unchanged, so they deduplicate. Resynchronisation is
+    /// probabilistic (about 1 edit in 400 changes 3 chunks of 10), so this is
+    /// a fixed set of 64 edits with a bound on the typical and the worst case
+    /// rather than a random property with a hard per-case limit, which failed
+    /// CI once in a while.
+    #[test]
+    fn an_insertion_changes_only_nearby_chunks() {
+        let cases = 64u64;
+        let (mut total_changed, mut worst) = (0usize, 0usize);
+        for seed in 0..cases {
+            let at = (seed as usize).wrapping_mul(7919) % 100_000;
+            let ins = 1 + (seed as usize).wrapping_mul(104_729) % 5000;
+            let data = bytes(seed, 2_500_000);
+            let mut edited = data[..at].to_vec();
+            edited.extend(bytes(seed ^ 1, ins));
+            edited.extend_from_slice(&data[at..]);
+            let a: HashSet<Vec<u8>> = chunks_of(&data).into_iter().collect();
+            let b = chunks_of(&edited);
+            let changed = b.iter().filter(|c| !a.contains(*c)).count();
+            assert!(
+                a.contains(b.last().unwrap()),
+                "edit {seed}: the stream never resynchronised"
+            );
+            total_changed += changed;
+            worst = worst.max(changed);
+        }
+        assert!(worst <= 4, "an edit changed {worst} chunks");
+        assert!(
+            total_changed as f64 / cases as f64 <= 1.25,
+            "{total_changed} chunks changed over {cases} edits"
+        );
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
         /// Chunks cover the input exactly, in order, within the size bounds.
@@ -893,18 +927,5 @@ mod tests {
             }
         }
 
-        /// Content-defined: inserting bytes near the start leaves most later
-        /// chunks unchanged (so they deduplicate).
-        #[test]
-        fn an_insertion_changes_only_nearby_chunks(seed in any::<u64>(), at in 0usize..100_000, ins in 1usize..5000) {
-            let data = bytes(seed, 2_500_000);
-            let mut edited = data[..at].to_vec();
-            edited.extend(bytes(seed ^ 1, ins));
-            edited.extend_from_slice(&data[at..]);
-            let a: HashSet<Vec<u8>> = chunks_of(&data).into_iter().collect();
-            let b = chunks_of(&edited);
-            let shared = b.iter().filter(|c| a.contains(*c)).count();
-            prop_assert!(b.len() - shared <= 2, "{} of {} chunks changed", b.len() - shared, b.len());
-        }
     }
 }
