@@ -6,7 +6,7 @@
 use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
-use coffer_app::settings::{BackupSetInput, Retention};
+use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
 use coffer_app::vault::{CodeStrength, VaultInfo};
 use coffer_app::App;
 use coffer_error::ErrorReport;
@@ -198,6 +198,21 @@ pub fn code_strength(app: State<'_, App>, code: String) -> CodeStrength {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn vault_info(app: State<'_, App>) -> R<VaultInfo> {
     blocking(&app, |a| a.vault_info()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn vault_settings(app: State<'_, App>) -> VaultSettings {
+    app.vault_settings()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn test_vault_choice(app: State<'_, App>, choice: VaultChoice) -> R<VaultInfo> {
+    blocking(&app, move |a| a.test_vault_choice(choice)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_vault_choice(app: State<'_, App>, choice: VaultChoice) -> R<VaultInfo> {
+    blocking(&app, move |a| a.save_vault_choice(choice)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -316,6 +316,27 @@ export type CheckView = { id: string, label: string,
  */
 status: string, detail: string, };
 
+export type VaultChoice = { "mode": "embedded_demo" } | { "mode": "remote", url: string, witness_key: string, operator_key: string, 
+/**
+ * The witness's base URL (optional): only for the audit links of
+ * the verification report, never trusted for anything else.
+ */
+witness_url?: string, } | { "mode": "key_only" };
+
+export type VaultSettings = { choice: VaultChoice, 
+/**
+ * The account name last used with the vault (prefill; not a secret).
+ */
+account: string | null, 
+/**
+ * Whether `save_vault_choice` may switch to another vault now.
+ */
+can_switch: boolean, 
+/**
+ * Why not, when it may not (the same report the save would return).
+ */
+switch_refused: ErrorReport | null, };
+
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
 
@@ -350,6 +371,9 @@ export interface Commands {
   open_link: { args: { url: string }; result: null };
   code_strength: { args: { code: string }; result: CodeStrength };
   vault_info: { args: Record<string, never>; result: VaultInfo };
+  vault_settings: { args: Record<string, never>; result: VaultSettings };
+  test_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
+  save_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };

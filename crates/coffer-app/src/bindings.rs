@@ -8,7 +8,9 @@ use ts_rs::{Config, TS};
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
-use crate::settings::{BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord};
+use crate::settings::{
+    BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
+};
 use crate::vault::{CheckView, CodeStrength, VaultInfo};
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::{
@@ -182,6 +184,21 @@ pub fn commands() -> Vec<CommandSig> {
             result: VaultInfo::name,
         },
         CommandSig {
+            name: "vault_settings",
+            args: NO_ARGS,
+            result: VaultSettings::name,
+        },
+        CommandSig {
+            name: "test_vault_choice",
+            args: "{ choice: VaultChoice }",
+            result: VaultInfo::name,
+        },
+        CommandSig {
+            name: "save_vault_choice",
+            args: "{ choice: VaultChoice }",
+            result: VaultInfo::name,
+        },
+        CommandSig {
             name: "create_vault_repository",
             args: "{ path: string; account: string; code: string; confirm: string }",
             result: KeyInstalled::name,
@@ -259,6 +276,8 @@ pub fn render() -> String {
         decl::<CodeStrength>(&cfg),
         decl::<VaultInfo>(&cfg),
         decl::<CheckView>(&cfg),
+        decl::<VaultChoice>(&cfg),
+        decl::<VaultSettings>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\

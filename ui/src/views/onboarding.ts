@@ -63,6 +63,9 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   const fleet = h("div", { testid: "onboard-fleet", "data-verified": "pending" }, h("p", { class: "muted" }, "Verifying the vault fleet…"));
   const path = field("Where to keep the backup file", "onboard-repo-path", { value: home ? `${home}/coffer.db` : "" });
   const account = field("Account name (for example your e-mail address)", "onboard-account", { autocomplete: "username" });
+  void call("vault_settings", {}).then((vs) => {
+    if (vs.account && !account.input.value) account.input.value = vs.account;
+  }).catch(() => undefined);
   const code = field("Recovery code", "onboard-code", { type: "password", autocomplete: "new-password",
     help: "Four or five unrelated words are strong and easy to remember. Only a few wrong guesses are allowed." });
   const confirm = field("Type the recovery code again", "onboard-code-confirm", { type: "password", autocomplete: "new-password" });
