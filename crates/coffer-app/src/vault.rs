@@ -162,7 +162,7 @@ impl VaultTarget {
 }
 
 enum Backend {
-    Embedded(EmbeddedVault),
+    Embedded(Box<EmbeddedVault>),
     Remote { url: String },
 }
 
@@ -305,7 +305,7 @@ impl Vault {
                     client: ota.client.clone(),
                     validator: ota.validator.clone(),
                     evidence_url: Some(ota.evidence_url.clone()),
-                    backend: Backend::Embedded(vault),
+                    backend: Backend::Embedded(Box::new(vault)),
                 })
             }
             VaultTarget::Remote {
