@@ -781,11 +781,21 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
                 .contains(&url),
             "a test connection saves nothing"
         );
+        s.client
+            .execute(
+                "document.querySelector('[data-testid=\"vault-choice-result\"]').scrollIntoView({block: 'end'})",
+                vec![],
+            )
+            .await?;
         s.shot("settings-remote-vault").await?;
         s.click("vault-save").await?;
         s.wait_text("vault-choice-verdict", "saved: Coffer now uses this vault")
             .await?;
         s.wait_text("settings-vault", &url).await?;
+        assert!(
+            !s.testid("demo-fleet-badge").await?.is_displayed().await?,
+            "the demo badge is for the local demo fleet only"
+        );
         assert!(std::fs::read_to_string(&settings)?.contains(&url));
 
         // First run in vault mode, against the remote fleet.

@@ -159,6 +159,9 @@ function vaultChoiceCard(): HTMLElement {
         current.textContent = c.mode === "key_only" ? "No vault: recovery-key mode." : "Local demo fleet (5 simulated HSMs on this computer).";
       }
       sync();
+      // The sidebar's "Local demo fleet" badge follows the saved choice.
+      const badge = document.getElementById("demo-badge");
+      if (badge) badge.hidden = c.mode !== "embedded_demo";
       refused.replaceChildren(...(vs.switch_refused
         ? [h("p", { class: "note" }, `${vs.switch_refused.message}. ${vs.switch_refused.next_step} (${vs.switch_refused.code})`)]
         : []));
@@ -166,7 +169,7 @@ function vaultChoiceCard(): HTMLElement {
   };
   load();
   return card("Vault", current,
-    h("fieldset", {}, h("legend", {}, "Which vault protects your recovery code"), embedded.row, remote.row),
+    h("fieldset", { class: "choices" }, h("legend", {}, "Which vault protects your recovery code"), embedded.row, remote.row),
     remoteFields, refused,
     h("div", { class: "actions" }, test, save), out);
 }

@@ -694,6 +694,13 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         .unwrap();
     assert_eq!(k.snapshots, 0);
     assert_eq!(a.vault_settings().account.as_deref(), Some(acct));
+    // Registered, first run not finished yet: already no switching.
+    assert_eq!(
+        a.save_vault_choice(VaultChoice::EmbeddedDemo)
+            .unwrap_err()
+            .code,
+        "CF-A070"
+    );
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     std::fs::write(src.join("a.txt"), b"alpha").unwrap();
@@ -759,4 +766,47 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
     );
     assert_eq!(saved.vault_account.as_deref(), Some(acct));
     assert!(!data2.join("vault").exists());
+    drop(b);
+
+    // The vault goes away: the app still opens, and says "unreachable".
+    let data3 = tmp.path().join("data3");
+    let gone = VaultChoice::Remote {
+        url: format!("http://127.0.0.1:{closed}"),
+        witness_key,
+        operator_key,
+        witness_url: None,
+    };
+    SettingsStore::new(&data3)
+        .save(&Settings {
+            vault: gone,
+            ..Settings::default()
+        })
+        .unwrap();
+    let c = app(&data3, Arc::new(Collect::default()));
+    assert!(c.overview().settings_error.is_none());
+    for e in [
+        c.vault_info().unwrap_err(),
+        c.unlock_with_recovery_code(r, acct, code.into())
+            .unwrap_err(),
+    ] {
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (ErrorKind::VaultUnreachable, "CF-V030"),
+            "{e:?}"
+        );
+    }
+
+    // Key mode uses no vault: nothing to switch.
+    let data4 = tmp.path().join("data4");
+    SettingsStore::new(&data4)
+        .save(&Settings {
+            onboarding_completed: true,
+            key_mode: Some(KeyMode::RecoveryKey),
+            vault: VaultChoice::KeyOnly,
+            ..Settings::default()
+        })
+        .unwrap();
+    let d = app(&data4, Arc::new(Collect::default()));
+    assert_eq!(d.vault_settings().switch_refused.unwrap().code, "CF-A071");
+    assert_eq!(d.save_vault_choice(good).unwrap_err().code, "CF-A071");
 }
