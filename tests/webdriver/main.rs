@@ -745,7 +745,19 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.go("settings").await?;
         assert!(!s.exists("settings-vault-unavailable").await?);
         s.wait_text("settings-vault", "Local demo fleet").await?;
-        s.click("vault-choice-remote").await?;
+        // Keyboard: the radio group moves with the arrow keys and enables the remote fields.
+        s.wait_attr("vault-remote-fields", "disabled", "true", 10)
+            .await?;
+        s.testid("vault-choice-embedded")
+            .await?
+            .send_keys(&fantoccini::key::Key::Down.to_string())
+            .await?;
+        assert_eq!(
+            s.testid("vault-choice-remote").await?.prop("checked").await?.as_deref(),
+            Some("true"),
+            "arrow down selects the remote fleet"
+        );
+        assert_eq!(s.testid("vault-remote-fields").await?.attr("disabled").await?, None);
         s.type_in("vault-url", &url).await?;
         s.type_in("vault-witness-key", &wk).await?;
         s.type_in("vault-operator-key", &wrong_ok).await?;
