@@ -386,6 +386,10 @@ fn check_url(url: &str) -> Result<()> {
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("the URL is too long or contains spaces"));
     }
+    // The client would read commas as a list of nodes, each unchecked here.
+    if url.contains(',') {
+        return Err(bad("give one URL (no commas)"));
+    }
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| bad("the URL must start with https://"))?;
@@ -979,6 +983,7 @@ mod tests {
             "https://",
             "https://user@vault.example.org",
             "https://vault example.org",
+            "https://vault.example.org,http://vault.example.net",
         ] {
             assert_eq!(code_of(remote(url, w, o).validate()), "CF-A029", "{url}");
         }
