@@ -812,6 +812,7 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
 
         // First run in vault mode, against the remote fleet.
         s.go("onboarding").await?;
+        s.wait_text("onboard-vault-demo", &url).await?;
         s.click("onboard-mode-vault").await?;
         s.wait_attr("onboard-fleet", "data-verified", "true", 30)
             .await?;
