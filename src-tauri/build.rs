@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "run_check",
     "apply_retention",
     "diagnostics",
+    "move_data_dir",
     "error_catalog",
     "lookup_error",
     "recovery_guide",

@@ -4,6 +4,7 @@
 //! long operations are jobs that report through `coffer://job` events.
 
 use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
+use coffer_app::datadir::DataDirMoved;
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
 use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
@@ -168,6 +169,11 @@ pub async fn apply_retention(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn diagnostics(app: State<'_, App>, save: bool) -> R<DiagnosticsText> {
     blocking(&app, move |a| a.diagnostics(save)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn move_data_dir(app: State<'_, App>, target: String) -> R<DataDirMoved> {
+    blocking(&app, move |a| a.move_data_dir(&target)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -86,6 +86,10 @@ fn main() {
             if let Some(dir) = vault_dir.clone() {
                 app.set_vault_dir(dir);
             }
+            app.set_data_dir_origin(
+                coffer_app::datadir::pointer_path(|k| std::env::var_os(k)),
+                coffer_app::paths::data_dir_given(args.clone(), |k| std::env::var_os(k)),
+            );
             app.probe_keyring_in_background();
             app.start_scheduler(Duration::from_secs(60));
             tray::install(tauri_app, app.clone())?;
@@ -116,6 +120,7 @@ fn main() {
             commands::run_check,
             commands::apply_retention,
             commands::diagnostics,
+            commands::move_data_dir,
             commands::error_catalog,
             commands::lookup_error,
             commands::recovery_guide,

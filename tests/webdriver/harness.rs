@@ -27,6 +27,9 @@ pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 pub struct Session {
     pub client: Client,
     pub data_dir: PathBuf,
+    /// The app's `XDG_CONFIG_HOME` (a temporary folder of its own, so a test
+    /// never writes the user's ~/.config).
+    pub config_dir: PathBuf,
 }
 
 impl Session {
@@ -229,6 +232,10 @@ where
         .tempdir()
         .unwrap();
     prepare(data.path());
+    let config = tempfile::Builder::new()
+        .prefix("coffer-wd-config-")
+        .tempdir()
+        .unwrap();
     let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
     let mut args = vec![json!("--data-dir"), json!(data.path())];
     args.extend(extra_args.iter().map(|a| json!(a)));
@@ -251,6 +258,7 @@ where
         let child = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
             .env("COFFER_DATA_DIR", data.path())
+            .env("XDG_CONFIG_HOME", config.path())
             .env("COFFER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -280,6 +288,7 @@ where
     let session = Session {
         client: client.clone(),
         data_dir: data.path().to_path_buf(),
+        config_dir: config.path().to_path_buf(),
     };
     let result = body(session).await;
     if let Err(e) = &result {

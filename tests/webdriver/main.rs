@@ -6,6 +6,7 @@
 //! deterministic whatever keyring the machine has, and they check that
 //! "keyring unavailable" is its own error and the app keeps working.
 
+mod a11y;
 mod harness;
 
 use std::path::{Path, PathBuf};
@@ -507,6 +508,24 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
             s.wait_text("verification-mode", "no vault").await?;
             s.shot("verification").await?;
             assert_no_secrets(&[&s.data_dir], &key);
+            // Settings: move the data folder (a copy, checked; the pointer in
+            // this run's own XDG_CONFIG_HOME; a restart is needed).
+            s.go("settings").await?;
+            s.type_in("data-dir-target", "relative/folder").await?;
+            s.click("data-dir-move").await?;
+            s.wait_text("error-code", "CF-A080").await?;
+            let moved = s.config_dir.join("moved-data");
+            s.type_in("data-dir-target", &moved.display().to_string())
+                .await?;
+            s.click("data-dir-move").await?;
+            let msg = s.wait_text("data-dir-moved", "start it again").await?;
+            assert!(msg.contains(&moved.display().to_string()), "{msg}");
+            assert_eq!(
+                std::fs::read(moved.join("settings.json"))?,
+                std::fs::read(s.data_dir.join("settings.json"))?
+            );
+            let pointer = std::fs::read_to_string(s.config_dir.join("coffer/data-dir"))?;
+            assert_eq!(pointer.trim(), moved.display().to_string());
             TestResult::Ok(())
         },
     )

@@ -293,6 +293,25 @@ export type DiagnosticsText = { text: string,
  */
 saved_to: string | null, };
 
+export type DataDirMoved = { 
+/**
+ * The new data folder.
+ */
+new_dir: string, 
+/**
+ * The old folder, left in place.
+ */
+old_dir: string, 
+/**
+ * The pointer file written.
+ */
+pointer_file: string, files_copied: number, bytes_copied: number, 
+/**
+ * Coffer was started with `--data-dir`/`COFFER_DATA_DIR`, which wins
+ * over the pointer: start it without them to use the new folder.
+ */
+overridden_at_start: boolean, };
+
 export type CodeStrength = { 
 /**
  * Estimated bits of entropy (an estimate: length × log2 of the
@@ -365,6 +384,7 @@ export interface Commands {
   run_check: { args: Record<string, never>; result: number };
   apply_retention: { args: { retention: Retention; dry_run: boolean }; result: RetentionResult };
   diagnostics: { args: { save: boolean }; result: DiagnosticsText };
+  move_data_dir: { args: { target: string }; result: DataDirMoved };
   error_catalog: { args: Record<string, never>; result: Array<ErrorCatalogEntry> };
   lookup_error: { args: { code: string }; result: ErrorCatalogEntry };
   recovery_guide: { args: Record<string, never>; result: Array<GuideStep> };

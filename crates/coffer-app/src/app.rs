@@ -84,6 +84,11 @@ struct State {
     /// For the recovery guide.
     browsed: bool,
     restored: bool,
+    /// Where the data folder was copied to; Coffer must restart to use it.
+    moved_to: Option<PathBuf>,
+    /// The pointer file a move writes, and whether the folder was given at
+    /// start (flag/environment, which win over the pointer).
+    data_dir_origin: (Option<PathBuf>, bool),
 }
 
 struct Inner {
@@ -157,6 +162,8 @@ impl App {
                     recent_errors: crate::diagnostics::RecentErrors::new(),
                     browsed: false,
                     restored: false,
+                    moved_to: None,
+                    data_dir_origin: (None, false),
                 }),
                 keyring: Mutex::new(None),
                 vault,
@@ -183,7 +190,16 @@ impl App {
     }
 
     fn save_settings(&self, st: &State) -> R<()> {
-        self.inner.store.save(&st.settings).map_err(rep)
+        self.write_settings(st, &st.settings)
+    }
+
+    /// Every settings write goes through here.
+    fn write_settings(&self, st: &State, next: &Settings) -> R<()> {
+        if st.moved_to.is_some() {
+            // Settings written now would land in the old folder.
+            return Err(rep(crate::datadir::MoveError::RestartNeeded));
+        }
+        self.inner.store.save(next).map_err(rep)
     }
 
     // ---------------------------------------------------------------- status
@@ -741,7 +757,7 @@ impl App {
                     (KeyMode::RecoveryCode, VaultChoice::KeyOnly) => VaultChoice::EmbeddedDemo,
                     (KeyMode::RecoveryCode, v) => v.clone(),
                 };
-                self.inner.store.save(&next).map_err(rep)?;
+                self.write_settings(&st, &next)?;
                 st.settings = next;
                 st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
                 id
@@ -865,7 +881,7 @@ impl App {
                     }
                     None => next.add_backup_set(input, now_secs()).map_err(rep)?,
                 };
-                self.inner.store.save(&next).map_err(rep)?;
+                self.write_settings(&st, &next)?;
                 st.settings = next;
                 if st.current.is_none() {
                     st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
@@ -882,7 +898,7 @@ impl App {
             let mut st = self.state();
             let mut next = st.settings.clone();
             next.remove_backup_set(id).map_err(rep)?;
-            self.inner.store.save(&next).map_err(rep)?;
+            self.write_settings(&st, &next)?;
             st.settings = next;
             Ok(())
         })())
@@ -966,9 +982,9 @@ impl App {
             }
             let mut next = st.settings.clone();
             if next.record_run(set_id, record).is_ok() {
-                match self.inner.store.save(&next) {
+                match self.write_settings(&st, &next) {
                     Ok(()) => st.settings = next,
-                    Err(e) => tracing::warn!(code = e.code(), "could not record the run"),
+                    Err(e) => tracing::warn!(code = %e.code, "could not record the run"),
                 }
             }
         }
@@ -1223,6 +1239,9 @@ impl App {
 
     /// Starts every set that is due now; returns the job ids.
     pub fn run_due_sets(&self) -> Vec<u64> {
+        if self.state().moved_to.is_some() {
+            return Vec::new();
+        }
         let now = now_secs();
         let due: Vec<String> = {
             let st = self.state();
@@ -1287,3 +1306,55 @@ mod tray;
 
 #[cfg(test)]
 mod tests;
+
+// ------------------------------------------------------------- data folder
+
+impl App {
+    /// Where a move records the new folder (`None`: nowhere, a move is
+    /// refused) and whether the current folder was given at start by
+    /// `--data-dir`/`COFFER_DATA_DIR` (see [`crate::paths`]). The shell
+    /// calls this once at start.
+    pub fn set_data_dir_origin(&self, pointer: Option<PathBuf>, given_at_start: bool) {
+        self.state().data_dir_origin = (pointer, given_at_start);
+    }
+
+    /// Copies the data folder to `target`, checks the copy and records it in
+    /// the pointer file (see [`crate::datadir`]); the embedded vault is
+    /// stopped first so its files are consistent. Coffer must restart
+    /// afterwards: until then settings are not written.
+    pub fn move_data_dir(&self, target: &str) -> R<crate::datadir::DataDirMoved> {
+        use crate::datadir::MoveError;
+        self.track((|| {
+            let (pointer, given_at_start) = {
+                let st = self.state();
+                if !st.running.is_empty() {
+                    return Err(rep(MoveError::Busy));
+                }
+                if st.moved_to.is_some() {
+                    return Err(rep(MoveError::RestartNeeded));
+                }
+                st.data_dir_origin.clone()
+            };
+            let pointer = pointer.ok_or_else(|| {
+                rep(MoveError::Copy {
+                    target: PathBuf::from(target),
+                    detail: "there is no configuration folder (neither XDG_CONFIG_HOME nor HOME is set)".into(),
+                })
+            })?;
+            self.inner.vault.shutdown();
+            let (new_dir, files, bytes) =
+                crate::datadir::move_data_dir(&self.inner.data_dir, target, &pointer)
+                    .map_err(rep)?;
+            tracing::info!(new = %new_dir.display(), files, bytes, "data folder copied; restart needed");
+            self.state().moved_to = Some(new_dir.clone());
+            Ok(crate::datadir::DataDirMoved {
+                new_dir: new_dir.display().to_string(),
+                old_dir: self.inner.data_dir.display().to_string(),
+                pointer_file: pointer.display().to_string(),
+                files_copied: files,
+                bytes_copied: bytes,
+                overridden_at_start: given_at_start,
+            })
+        })())
+    }
+}

@@ -5,6 +5,7 @@
 
 use ts_rs::{Config, TS};
 
+use crate::datadir::DataDirMoved;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
@@ -154,6 +155,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: DiagnosticsText::name,
         },
         CommandSig {
+            name: "move_data_dir",
+            args: "{ target: string }",
+            result: DataDirMoved::name,
+        },
+        CommandSig {
             name: "error_catalog",
             args: NO_ARGS,
             result: |c| format!("Array<{}>", ErrorCatalogEntry::name(c)),
@@ -273,6 +279,7 @@ pub fn render() -> String {
         decl::<ErrorCatalogEntry>(&cfg),
         decl::<GuideStep>(&cfg),
         decl::<DiagnosticsText>(&cfg),
+        decl::<DataDirMoved>(&cfg),
         decl::<CodeStrength>(&cfg),
         decl::<VaultInfo>(&cfg),
         decl::<CheckView>(&cfg),

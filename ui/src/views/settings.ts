@@ -32,8 +32,7 @@ export function settingsView(): HTMLElement {
   }, "secondary");
   const view = h("section", { class: "view", testid: "settings-screen", "aria-labelledby": "settings-title" },
     viewHead("settings-title", "Settings", "Where Coffer keeps its data, which vault it uses, and the key on this computer."),
-    card("This installation", facts,
-      h("p", { class: "muted" }, "To use another data folder, start Coffer with --data-dir FOLDER (or set COFFER_DATA_DIR).")),
+    card("This installation", facts, moveDataDir()),
     vaultChoiceCard(),
     vaultCards(),
     card("Rehearse recovery", rehearse.row, h("div", { class: "actions" }, rehearseBtn), rehearseOut),
@@ -46,6 +45,27 @@ export function settingsView(): HTMLElement {
       h("dt", {}, "OS keyring"), h("dd", { testid: "settings-keyring" }, ov.keyring.available ? "available" : ov.keyring.error ? `unavailable (${ov.keyring.error.code})` : "still checking…"));
   }).catch((e) => showError(facts, e));
   return view;
+}
+
+/** Copy the data folder to a new place; Coffer uses it after a restart. */
+function moveDataDir(): HTMLElement {
+  const target = field("New data folder", "data-dir-target", {
+    placeholder: "/home/you/Documents/coffer-data",
+    help: "An empty or new folder. Coffer copies its settings and vault state there and checks the copy; the current folder is left as it is. Your backups and the backup key do not move.",
+  });
+  const out = h("div", { testid: "data-dir-result", "aria-live": "polite" });
+  const move = button("Move the data folder", "data-dir-move", () => {
+    void guarded(move, out, async () => {
+      const r = await call("move_data_dir", { target: target.input.value });
+      out.replaceChildren(h("p", { class: "ok", testid: "data-dir-moved" },
+        `Copied ${r.files_copied} files to ${r.new_dir}. Quit Coffer and start it again to use the new folder; until then settings are not saved. The old folder ${r.old_dir} can be deleted afterwards.`));
+      if (r.overridden_at_start) {
+        out.append(h("p", { class: "note" }, "This Coffer was started with --data-dir or COFFER_DATA_DIR, which win over the new setting: start it without them."));
+      }
+    });
+  }, "secondary");
+  return h("fieldset", {}, h("legend", {}, "Data folder"), target.row, h("div", { class: "actions" }, move), out,
+    h("p", { class: "muted" }, "You can also start Coffer with --data-dir FOLDER (or set COFFER_DATA_DIR) for one run."));
 }
 
 /** Vault mode: change the recovery code, rehearse with it, delete the record. */
