@@ -290,24 +290,35 @@ where
         data_dir: data.path().to_path_buf(),
         config_dir: config.path().to_path_buf(),
     };
-    let result = body(session).await;
+    // A stuck test fails (with its screenshot) instead of hanging the suite;
+    // the screenshot and the session close get their own short limits, since
+    // a wedged WebKitWebDriver may never answer them.
+    let result = match tokio::time::timeout(TEST_LIMIT, body(session)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("the test did not finish within {} s", TEST_LIMIT.as_secs()).into()),
+    };
     if let Err(e) = &result {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).ok();
         let shot = dir.join(format!("{name}.png"));
-        if let Ok(png) = client.screenshot().await {
+        if let Ok(Ok(png)) =
+            tokio::time::timeout(Duration::from_secs(15), client.screenshot()).await
+        {
             std::fs::write(&shot, png).ok();
         }
-        let _ = client.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), client.clone().close()).await;
         panic!(
             "{name} failed: {e}\n  screenshot: {}\n  driver log: {}",
             shot.display(),
             log_path.display()
         );
     }
-    let _ = client.close().await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), client.close()).await;
     std::fs::remove_file(&log_path).ok();
 }
+
+/// The longest a WebDriver test may run (the slowest takes ~30 s here).
+const TEST_LIMIT: Duration = Duration::from_secs(300);
 
 fn wait_for_port(port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
