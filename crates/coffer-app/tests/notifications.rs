@@ -5,10 +5,9 @@
 //! `dunstctl history` proves what arrived.
 //!
 //! The test starts its own D-Bus session bus (so a desktop's notification
-//! daemon never answers instead of dunst) and needs an X display for dunst:
-//! `scripts/test-all.sh` runs it under `xvfb-run`. `scripts/setup.sh`
-//! installs dunst and notify-send; without them this test fails, it never
-//! skips.
+//! daemon never answers instead of dunst) and its own Xvfb display for dunst.
+//! `scripts/setup.sh` installs dunst, notify-send and Xvfb; without them this
+//! test fails, it never skips.
 //!
 //! This file holds one test on purpose: it points this process's
 //! `DBUS_SESSION_BUS_ADDRESS` at the private bus before any other thread runs.
@@ -66,7 +65,7 @@ fn require_tool(name: &str) {
     assert!(
         found,
         "`{name}` is not installed: run scripts/setup.sh (it installs dunst and \
-         libnotify-bin, which this test needs)"
+         libnotify-bin and xvfb, which this test needs)"
     );
 }
 
@@ -87,19 +86,48 @@ fn start_bus() -> (Daemon, String) {
     (Daemon(child), address)
 }
 
-/// Starts dunst on the bus and waits until it owns the notification name.
-fn start_dunst(config_dir: &Path) -> Daemon {
-    assert!(
-        std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()),
-        "dunst needs an X display: run this test under xvfb-run, as \
-         scripts/test-all.sh does"
-    );
+/// Starts Xvfb on the first free display number from 240; returns it and ":N".
+fn start_xvfb() -> (Daemon, String) {
+    for n in 240..340 {
+        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
+        {
+            continue;
+        }
+        let display = format!(":{n}");
+        let mut xvfb = Daemon(
+            Command::new("Xvfb")
+                .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Xvfb could not start: run scripts/setup.sh"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if xvfb.0.try_wait().ok().flatten().is_some() {
+                break; // another server took this number meanwhile
+            }
+            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                return (xvfb, display);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("no Xvfb display could be started on :240..:339");
+}
+
+/// Starts dunst on the bus and display and waits until it owns the
+/// notification name.
+fn start_dunst(config_dir: &Path, display: &str) -> Daemon {
     // An empty configuration: dunst's defaults, whatever the user has set.
     let config = config_dir.join("dunstrc");
     std::fs::write(&config, "").unwrap();
     let mut child = Command::new("dunst")
         .arg("-config")
         .arg(&config)
+        .env("DISPLAY", display)
+        .env_remove("WAYLAND_DISPLAY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -207,6 +235,7 @@ fn finished_and_failed_backups_reach_the_notification_daemon() {
     for tool in [
         "dbus-daemon",
         "dbus-send",
+        "Xvfb",
         "dunst",
         "dunstctl",
         "notify-send",
@@ -218,7 +247,8 @@ fn finished_and_failed_backups_reach_the_notification_daemon() {
     // Before any thread starts (one test in this binary): the app's
     // notify-send and dunstctl talk to the private bus.
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);
-    let _dunst = start_dunst(tmp.path());
+    let (_xvfb, display) = start_xvfb();
+    let _dunst = start_dunst(tmp.path(), &display);
     assert!(dunst_history().is_empty(), "a fresh dunst has no history");
 
     let src: PathBuf = tmp.path().join("src");
