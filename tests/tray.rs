@@ -10,7 +10,6 @@
 //! installs them); without them the test fails, it never skips.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,41 +61,32 @@ fn require_tool(name: &str) {
     );
 }
 
-/// Starts Xvfb on the first free display number from 140; returns it and ":N".
+/// Starts Xvfb on a display number it picks itself (`-displayfd`: it
+/// writes the number once it accepts connections); returns it and ":N".
 fn start_xvfb() -> (Proc, String) {
-    for n in 140..240 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let mut xvfb = Proc(
-            Command::new("Xvfb")
-                .args([&display, "-screen", "0", "1280x860x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb could not start: run scripts/setup.sh"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if xvfb.0.try_wait().ok().flatten().is_some() {
-                break; // another server took this number meanwhile
-            }
-            if Command::new("xwininfo")
-                .args(["-root", "-display", &display])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-            {
-                return (xvfb, display);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no Xvfb display could be started on :140..:239");
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x860x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb could not start: run scripts/setup.sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let n: u32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
+    (Proc(child), format!(":{n}"))
 }
 
 /// A private session bus; returns the daemon and its address.
@@ -201,7 +191,8 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
     let tmp = tempfile::tempdir().unwrap();
     let (_xvfb, display) = start_xvfb();
     let (_bus, bus) = start_bus();
-    let _trayer = Proc(
+    let trayer_log = tmp.path().join("trayer.log");
+    let mut trayer = Proc(
         Command::new("trayer")
             .args([
                 "--edge",
@@ -221,12 +212,24 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
             ])
             .env("DISPLAY", &display)
             .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env_remove("WAYLAND_DISPLAY")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&trayer_log).unwrap())
             .spawn()
             .expect("trayer could not start"),
     );
-    wait_window(&display, "(\"panel\" \"trayer\")", 10);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !window_tree(&display).contains("(\"panel\" \"trayer\")") {
+        let exited = trayer.0.try_wait().unwrap();
+        if exited.is_some() || Instant::now() > deadline {
+            panic!(
+                "trayer's panel did not appear on {display} ({}); trayer said: {}",
+                exited.map_or("still running after 30 s".into(), |s| s.to_string()),
+                std::fs::read_to_string(&trayer_log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let mut app = Proc(
         Command::new(env!("CARGO_BIN_EXE_coffer-desktop"))

@@ -86,35 +86,32 @@ fn start_bus() -> (Daemon, String) {
     (Daemon(child), address)
 }
 
-/// Starts Xvfb on the first free display number from 240; returns it and ":N".
+/// Starts Xvfb on a display number it picks itself (`-displayfd`: it
+/// writes the number once it accepts connections); returns it and ":N".
 fn start_xvfb() -> (Daemon, String) {
-    for n in 240..340 {
-        if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
-            || Path::new(&format!("/tmp/.X{n}-lock")).exists()
-        {
-            continue;
-        }
-        let display = format!(":{n}");
-        let mut xvfb = Daemon(
-            Command::new("Xvfb")
-                .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("Xvfb could not start: run scripts/setup.sh"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if xvfb.0.try_wait().ok().flatten().is_some() {
-                break; // another server took this number meanwhile
-            }
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
-                return (xvfb, display);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("no Xvfb display could be started on :240..:339");
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "800x600x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb could not start: run scripts/setup.sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let n: u32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
+    (Daemon(child), format!(":{n}"))
 }
 
 /// Starts dunst on the bus and display and waits until it owns the
