@@ -42,8 +42,15 @@ fn main() {
     // WebKitGTK's accelerated compositing costs ~75 MiB in the web process
     // (GL, software-rendered without a GPU) and this UI has no animation
     // that needs it (docs/performance.md, "App"). A value set by the user wins.
-    if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
-        std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
+    // Without compositing its DMA-BUF renderer has nothing to present, and
+    // turning it off saves ~2 MiB of heap and ~4 MiB RSS in this process.
+    for var in [
+        "WEBKIT_DISABLE_COMPOSITING_MODE",
+        "WEBKIT_DISABLE_DMABUF_RENDERER",
+    ] {
+        if std::env::var_os(var).is_none() {
+            std::env::set_var(var, "1");
+        }
     }
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let data_dir = coffer_app::paths::resolve_data_dir(args.clone(), |k| std::env::var_os(k));
