@@ -2,7 +2,8 @@
 //! on free ports, with the app given its own temporary data directory.
 //!
 //! * The app binary is the one cargo built for this test run
-//!   (`CARGO_BIN_EXE_coffer-desktop`).
+//!   (`CARGO_BIN_EXE_coffer-desktop`), or `$COFFER_TEST_APP` when set (a
+//!   copy of the binary, when several work trees share one target directory).
 //! * `tauri-driver` is found on PATH, in `~/.cargo/bin`, or at `$TAURI_DRIVER`.
 //! * The tests need a display: the README's test command runs them under
 //!   `xvfb-run`.
@@ -229,7 +230,9 @@ where
         .tempdir()
         .unwrap();
     prepare(data.path());
-    let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
+    let app = std::env::var_os("COFFER_TEST_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop")));
     let mut args = vec![json!("--data-dir"), json!(data.path())];
     args.extend(extra_args.iter().map(|a| json!(a)));
     let caps = json!({

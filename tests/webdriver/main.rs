@@ -6,6 +6,7 @@
 //! deterministic whatever keyring the machine has, and they check that
 //! "keyring unavailable" is its own error and the app keeps working.
 
+mod dialog;
 mod harness;
 
 use std::path::{Path, PathBuf};

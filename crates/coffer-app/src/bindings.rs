@@ -5,6 +5,7 @@
 
 use ts_rs::{Config, TS};
 
+use crate::dialog::PathKind;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
@@ -206,6 +207,11 @@ pub fn commands() -> Vec<CommandSig> {
             args: "{ account: string; code: string }",
             result: none,
         },
+        CommandSig {
+            name: "pick_path",
+            args: "{ kind: PathKind; start: string | null }",
+            result: |_| "string | null".into(),
+        },
     ]
 }
 
@@ -259,6 +265,7 @@ pub fn render() -> String {
         decl::<CodeStrength>(&cfg),
         decl::<VaultInfo>(&cfg),
         decl::<CheckView>(&cfg),
+        decl::<PathKind>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\

@@ -10,6 +10,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
+    "CF-A075",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,8 @@ pub enum AppError {
     WeakCode { bits: u32 },
     #[error("an account name is needed (for example your e-mail address)")]
     NoAccount,
+    #[error("the file dialog could not be shown or did not return a usable path: {0}")]
+    DialogFailed(String),
 }
 
 impl AppError {
@@ -83,6 +86,7 @@ impl UserFacing for AppError {
             VaultStart(_) => ErrorKind::VaultUnavailable,
             FleetNotVerified => ErrorKind::FleetNotVerified,
             CodesDiffer | WeakCode { .. } | NoAccount => ErrorKind::InvalidInput,
+            DialogFailed(_) => ErrorKind::Io,
         }
     }
     fn code(&self) -> &'static str {
@@ -106,6 +110,7 @@ impl UserFacing for AppError {
             CodesDiffer => "CF-A064",
             WeakCode { .. } => "CF-A065",
             NoAccount => "CF-A066",
+            DialogFailed(_) => "CF-A075",
         }
     }
     fn next_step(&self) -> String {
@@ -129,6 +134,7 @@ impl UserFacing for AppError {
             CodesDiffer => "Type the same recovery code in both fields.".into(),
             WeakCode { .. } => "Use a longer code: four or five unrelated words, or 12+ characters mixing letters, digits and symbols.".into(),
             NoAccount => "Type the account name you used when you set up the vault.".into(),
+            DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
         }
     }
 }

@@ -11,6 +11,7 @@
 mod app;
 pub mod bindings;
 pub mod diagnostics;
+pub mod dialog;
 pub mod error;
 pub mod ipc;
 pub mod jobs;
