@@ -51,7 +51,9 @@ impl HttpTransport {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .build()
-            .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                TransportError(format!("cannot build the HTTP client: {}", describe(&e)))
+            })?;
         Ok(HttpTransport {
             client,
             endpoints,
@@ -111,11 +113,21 @@ impl Transport for HttpTransport {
 
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        // reqwest's Display never contains request bodies.
-        e.to_string()
+        return "timed out".into();
+    }
+    // The innermost cause says why (refused, DNS, an untrusted TLS
+    // certificate…). reqwest's errors never contain request bodies.
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let why = cause.to_string();
+    let tls = why.contains("certificate") || why.contains("TLS") || why.contains("tls");
+    match (e.is_connect(), tls) {
+        (_, true) => format!(
+            "the TLS connection failed ({why}); if the vault uses a private certificate authority, set SSL_CERT_FILE to its certificate"
+        ),
+        (true, false) => format!("connection failed ({why})"),
+        (false, false) => e.to_string(),
     }
 }

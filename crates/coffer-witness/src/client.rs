@@ -53,7 +53,7 @@ impl WitnessClient {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| WitnessError::Unreachable(format!("{}: {e}", self.base)))?;
+            .map_err(|e| unreachable(&self.base, &e))?;
         if body.len() > MAX_RESPONSE_BYTES {
             return Err(WitnessError::BadResponse("answer too large".into()));
         }
@@ -87,7 +87,7 @@ impl WitnessClient {
             .get(format!("{}{path}", self.base))
             .send()
             .await
-            .map_err(|e| WitnessError::Unreachable(format!("{}: {e}", self.base)))?;
+            .map_err(|e| unreachable(&self.base, &e))?;
         let body = self.read(resp).await?;
         serde_json::from_slice(&body).map_err(|e| WitnessError::BadResponse(format!("{path}: {e}")))
     }
@@ -103,7 +103,7 @@ impl WitnessClient {
             .json(body)
             .send()
             .await
-            .map_err(|e| WitnessError::Unreachable(format!("{}: {e}", self.base)))?;
+            .map_err(|e| unreachable(&self.base, &e))?;
         let body = self.read(resp).await?;
         serde_json::from_slice(&body).map_err(|e| WitnessError::BadResponse(format!("{path}: {e}")))
     }
@@ -119,7 +119,7 @@ impl WitnessClient {
             .get(format!("{}/log/v1/checkpoint", self.base))
             .send()
             .await
-            .map_err(|e| WitnessError::Unreachable(format!("{}: {e}", self.base)))?;
+            .map_err(|e| unreachable(&self.base, &e))?;
         let body = self.read(resp).await?;
         String::from_utf8(body)
             .map_err(|_| WitnessError::BadResponse("checkpoint is not UTF-8".into()))
@@ -251,4 +251,19 @@ impl WitnessClient {
             .await?;
         Ok((r, bundle))
     }
+}
+
+/// "Unreachable", with the innermost cause (refused, DNS, an untrusted TLS
+/// certificate…) so the user can act on it.
+fn unreachable(base: &str, e: &reqwest::Error) -> WitnessError {
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let hint = if cause.to_string().contains("certificate") {
+        "; if the witness uses a private certificate authority, set SSL_CERT_FILE to its certificate"
+    } else {
+        ""
+    };
+    WitnessError::Unreachable(format!("{base}: {e} ({cause}){hint}"))
 }
