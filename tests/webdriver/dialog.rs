@@ -89,9 +89,15 @@ fn send(id: &str, keys: &[Key<'_>]) -> TestResult {
     Ok(())
 }
 
-/// Ctrl+L (GTK's location field), the path, Enter.
-fn location(path: &str) -> [Key<'_>; 3] {
-    [Key::Press("ctrl+l"), Key::Text(path), Key::Press("Return")]
+/// Ctrl+L (GTK's location field), the path, Delete (drops the inline
+/// completion GTK proposes, e.g. a folder's only subfolder), Enter.
+fn location(path: &str) -> [Key<'_>; 4] {
+    [
+        Key::Press("ctrl+l"),
+        Key::Text(path),
+        Key::Press("Delete"),
+        Key::Press("Return"),
+    ]
 }
 
 /// The current value of the input with this test id.
