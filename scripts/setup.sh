@@ -15,11 +15,13 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the WebKitGTK toolchain for Tauri, Xvfb and the WebKit
 # WebDriver for UI tests, D-Bus + gnome-keyring + keyutils for the OS keyring,
-# notify-send for desktop notifications.
+# notify-send for desktop notifications, xdotool for the WebDriver test that
+# types into the native file dialog (GTK's file chooser is no web page, so
+# WebDriver cannot reach it).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
-  gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
+  gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin xdotool
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
