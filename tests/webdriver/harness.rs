@@ -22,6 +22,13 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+/// A WebDriver screenshot never answers while WebKit's compositing is off
+/// (the app turns it off unless WEBKIT_DISABLE_COMPOSITING_MODE is set), so
+/// screenshots (and closing the session, stuck behind one) are bounded: a
+/// failing test must fail, not hang.
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+const SCREENSHOT_HANG: &str = "WebKitWebDriver screenshots hang with compositing off: run with WEBKIT_DISABLE_COMPOSITING_MODE=0";
+
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// One running app under WebDriver.
@@ -129,7 +136,11 @@ impl Session {
         if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
             // Let WebKit paint the screen that was just shown.
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let png = self.client.screenshot().await?;
+            let png = tokio::time::timeout(SCREENSHOT_TIMEOUT, self.client.screenshot())
+                .await
+                .map_err(|_| {
+                    format!("the screenshot {name} took over 10 s: {SCREENSHOT_HANG}")
+                })??;
             std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)?;
         }
         Ok(())
@@ -289,17 +300,21 @@ where
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).ok();
         let shot = dir.join(format!("{name}.png"));
-        if let Ok(png) = client.screenshot().await {
-            std::fs::write(&shot, png).ok();
+        match tokio::time::timeout(SCREENSHOT_TIMEOUT, client.screenshot()).await {
+            Ok(Ok(png)) => {
+                std::fs::write(&shot, png).ok();
+            }
+            Ok(Err(_)) => {}
+            Err(_) => eprintln!("{name}: no screenshot: {SCREENSHOT_HANG}"),
         }
-        let _ = client.close().await;
+        let _ = tokio::time::timeout(SCREENSHOT_TIMEOUT, client.close()).await;
         panic!(
             "{name} failed: {e}\n  screenshot: {}\n  driver log: {}",
             shot.display(),
             log_path.display()
         );
     }
-    let _ = client.close().await;
+    let _ = tokio::time::timeout(SCREENSHOT_TIMEOUT, client.close()).await;
     std::fs::remove_file(&log_path).ok();
 }
 

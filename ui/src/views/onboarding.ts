@@ -43,7 +43,7 @@ function stepRepo(body: HTMLElement, ov: AppOverview | null, done: () => void): 
   const home = ov?.status.data_dir ?? "";
   const path = pathField("Where to keep the backup file", "onboard-repo-path", "save_repository", {
     value: home ? `${home}/coffer.db` : "",
-    help: "One file holds every backup, encrypted. Put it on another disk or a sync folder; type the full path or choose it with Browse….",
+    help: "One file holds every backup, encrypted. Put it on another disk or a sync folder; type the full path, or use Browse… to choose it in a file dialog.",
   });
   const slot = h("div", {});
   const create = button("Create the backup file", "onboard-create", () => {

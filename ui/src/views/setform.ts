@@ -45,7 +45,7 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
     multiline: true,
     value: existing?.sources.join("\n") ?? "",
     placeholder: "/home/me/Documents",
-    help: "Type full paths starting with /, or add a folder with Browse….",
+    help: "Type full paths starting with /; Browse… adds a folder.",
   });
   const excludes = field("Exclude patterns (one per line)", "set-excludes", {
     multiline: true,
