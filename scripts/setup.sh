@@ -15,13 +15,18 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: the WebKitGTK toolchain for Tauri, Xvfb and the WebKit
 # WebDriver for UI tests, D-Bus + gnome-keyring + keyutils for the OS keyring,
-# notify-send for desktop notifications, xdotool for the WebDriver test that
-# types into the native file dialog (GTK's file chooser is no web page, so
-# WebDriver cannot reach it).
+# notify-send for desktop notifications.
+# dunst (a notification daemon) is what the notification test sends to and
+# reads back with `dunstctl history`; trayer (an XEmbed system tray),
+# x11-utils (xwininfo) and xdotool let the tray test find Coffer's icon in a
+# real tray and use its menu (crates/coffer-app/tests/notifications.rs,
+# tests/tray.rs); xdotool also types into the native file dialog of the
+# Browse… buttons, which WebDriver cannot reach (tests/webdriver/dialog.rs).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
-  gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin xdotool
+  gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
+  dunst trayer x11-utils xdotool
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

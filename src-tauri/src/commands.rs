@@ -4,10 +4,11 @@
 //! long operations are jobs that report through `coffer://job` events.
 
 use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
+use coffer_app::datadir::DataDirMoved;
 use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
-use coffer_app::settings::{BackupSetInput, Retention};
+use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
 use coffer_app::vault::{CodeStrength, VaultInfo};
 use coffer_app::{App, AppError};
 use coffer_error::{ErrorReport, UserFacing};
@@ -172,6 +173,11 @@ pub async fn diagnostics(app: State<'_, App>, save: bool) -> R<DiagnosticsText> 
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn move_data_dir(app: State<'_, App>, target: String) -> R<DataDirMoved> {
+    blocking(&app, move |a| a.move_data_dir(&target)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub fn error_catalog() -> Vec<ErrorCatalogEntry> {
     coffer_app::support::error_catalog()
 }
@@ -199,6 +205,21 @@ pub fn code_strength(app: State<'_, App>, code: String) -> CodeStrength {
 #[tauri::command(rename_all = "snake_case")]
 pub async fn vault_info(app: State<'_, App>) -> R<VaultInfo> {
     blocking(&app, |a| a.vault_info()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub fn vault_settings(app: State<'_, App>) -> VaultSettings {
+    app.vault_settings()
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn test_vault_choice(app: State<'_, App>, choice: VaultChoice) -> R<VaultInfo> {
+    blocking(&app, move |a| a.test_vault_choice(choice)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn save_vault_choice(app: State<'_, App>, choice: VaultChoice) -> R<VaultInfo> {
+    blocking(&app, move |a| a.save_vault_choice(choice)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -24,8 +24,7 @@ use serde_json::json;
 
 /// A WebDriver screenshot never answers while WebKit's compositing is off
 /// (the app turns it off unless WEBKIT_DISABLE_COMPOSITING_MODE is set), so
-/// screenshots (and closing the session, stuck behind one) are bounded: a
-/// failing test must fail, not hang.
+/// a docs screenshot is bounded: the run fails with this hint, not hangs.
 const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 const SCREENSHOT_HANG: &str = "WebKitWebDriver screenshots hang with compositing off: run with WEBKIT_DISABLE_COMPOSITING_MODE=0";
 
@@ -35,6 +34,9 @@ pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 pub struct Session {
     pub client: Client,
     pub data_dir: PathBuf,
+    /// The app's `XDG_CONFIG_HOME` (a temporary folder of its own, so a test
+    /// never writes the user's ~/.config).
+    pub config_dir: PathBuf,
 }
 
 impl Session {
@@ -241,6 +243,10 @@ where
         .tempdir()
         .unwrap();
     prepare(data.path());
+    let config = tempfile::Builder::new()
+        .prefix("coffer-wd-config-")
+        .tempdir()
+        .unwrap();
     let app = std::env::var_os("COFFER_TEST_APP")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop")));
@@ -265,6 +271,7 @@ where
         let child = Command::new(tauri_driver())
             .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
             .env("COFFER_DATA_DIR", data.path())
+            .env("XDG_CONFIG_HOME", config.path())
             .env("COFFER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -294,29 +301,37 @@ where
     let session = Session {
         client: client.clone(),
         data_dir: data.path().to_path_buf(),
+        config_dir: config.path().to_path_buf(),
     };
-    let result = body(session).await;
+    // A stuck test fails (with its screenshot) instead of hanging the suite;
+    // the screenshot and the session close get their own short limits, since
+    // a wedged WebKitWebDriver may never answer them.
+    let result = match tokio::time::timeout(TEST_LIMIT, body(session)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("the test did not finish within {} s", TEST_LIMIT.as_secs()).into()),
+    };
     if let Err(e) = &result {
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).ok();
         let shot = dir.join(format!("{name}.png"));
-        match tokio::time::timeout(SCREENSHOT_TIMEOUT, client.screenshot()).await {
-            Ok(Ok(png)) => {
-                std::fs::write(&shot, png).ok();
-            }
-            Ok(Err(_)) => {}
-            Err(_) => eprintln!("{name}: no screenshot: {SCREENSHOT_HANG}"),
+        if let Ok(Ok(png)) =
+            tokio::time::timeout(Duration::from_secs(15), client.screenshot()).await
+        {
+            std::fs::write(&shot, png).ok();
         }
-        let _ = tokio::time::timeout(SCREENSHOT_TIMEOUT, client.close()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), client.clone().close()).await;
         panic!(
             "{name} failed: {e}\n  screenshot: {}\n  driver log: {}",
             shot.display(),
             log_path.display()
         );
     }
-    let _ = tokio::time::timeout(SCREENSHOT_TIMEOUT, client.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), client.close()).await;
     std::fs::remove_file(&log_path).ok();
 }
+
+/// The longest a WebDriver test may run (the slowest takes ~30 s here).
+const TEST_LIMIT: Duration = Duration::from_secs(300);
 
 fn wait_for_port(port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -6,6 +6,7 @@
 //! deterministic whatever keyring the machine has, and they check that
 //! "keyring unavailable" is its own error and the app keeps working.
 
+mod a11y;
 mod dialog;
 mod harness;
 
@@ -508,6 +509,24 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
             s.wait_text("verification-mode", "no vault").await?;
             s.shot("verification").await?;
             assert_no_secrets(&[&s.data_dir], &key);
+            // Settings: move the data folder (a copy, checked; the pointer in
+            // this run's own XDG_CONFIG_HOME; a restart is needed).
+            s.go("settings").await?;
+            s.type_in("data-dir-target", "relative/folder").await?;
+            s.click("data-dir-move").await?;
+            s.wait_text("error-code", "CF-A080").await?;
+            let moved = s.config_dir.join("moved-data");
+            s.type_in("data-dir-target", &moved.display().to_string())
+                .await?;
+            s.click("data-dir-move").await?;
+            let msg = s.wait_text("data-dir-moved", "start it again").await?;
+            assert!(msg.contains(&moved.display().to_string()), "{msg}");
+            assert_eq!(
+                std::fs::read(moved.join("settings.json"))?,
+                std::fs::read(s.data_dir.join("settings.json"))?
+            );
+            let pointer = std::fs::read_to_string(s.config_dir.join("coffer/data-dir"))?;
+            assert_eq!(pointer.trim(), moved.display().to_string());
             TestResult::Ok(())
         },
     )
@@ -717,4 +736,152 @@ async fn stale_backup_warning() {
         },
     )
     .await;
+}
+
+/// A remote vault by URL: a real fleet (coffer_vault::embedded's public API)
+/// served over loopback HTTP in this test process, its witness on another
+/// loopback port. Settings → Vault: a wrong operator key fails the test
+/// connection and cannot be saved (`CF-A063`); the right keys pass every
+/// check and are saved. Then first run in vault mode registers through that
+/// fleet, the account name is remembered and prefilled, and switching away
+/// is refused (`CF-A070`).
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_remote_vault_by_url_then_first_run_against_it() {
+    let shared = tempfile::tempdir().unwrap();
+    let vault = coffer_vault::embedded::start_with(&shared.path().join("remote-fleet"), 3, 10)
+        .await
+        .unwrap();
+    let (addr, server) = vault.serve("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{addr}");
+    let wk = vault.witness_key().to_string();
+    let ok = vault.operator_key().to_string();
+    let wurl = vault.witness_url().to_string();
+    let wrong_ok = vault.witness_key().to_string(); // a real key, but not the operator's
+    let repo = shared.path().join("usb/coffer.db");
+    let src = make_source(shared.path(), 0);
+    let (acct, code) = ("rita@example.org", "correct horse battery staple");
+    run_with("settings_remote_vault", NO_KEYRING, |s| async move {
+        s.testid("onboarding-screen").await?;
+        s.go("settings").await?;
+        assert!(!s.exists("settings-vault-unavailable").await?);
+        s.wait_text("settings-vault", "Local demo fleet").await?;
+        // Keyboard: the radio group moves with the arrow keys and enables the remote fields.
+        s.wait_attr("vault-remote-fields", "disabled", "true", 10)
+            .await?;
+        s.testid("vault-choice-embedded")
+            .await?
+            .send_keys(&fantoccini::key::Key::Down.to_string())
+            .await?;
+        assert_eq!(
+            s.testid("vault-choice-remote").await?.prop("checked").await?.as_deref(),
+            Some("true"),
+            "arrow down selects the remote fleet"
+        );
+        assert_eq!(s.testid("vault-remote-fields").await?.attr("disabled").await?, None);
+        s.type_in("vault-url", &url).await?;
+        s.type_in("vault-witness-key", &wk).await?;
+        s.type_in("vault-operator-key", &wrong_ok).await?;
+        s.type_in("vault-witness-url", &wurl).await?;
+        s.click("vault-test").await?;
+        s.wait_attr("vault-choice-result", "data-validated", "false", 30)
+            .await?;
+        s.click("vault-save").await?;
+        assert_eq!(s.text("error-code").await?, "CF-A063");
+        s.type_in("vault-operator-key", &ok).await?;
+        s.click("vault-test").await?;
+        s.wait_attr("vault-choice-result", "data-validated", "true", 30)
+            .await?;
+        for check in [
+            "pinned-key",
+            "witness-signature",
+            "operator-countersignature",
+            "inclusion",
+        ] {
+            s.wait_attr(
+                &format!("vault-choice-check-{check}"),
+                "data-status",
+                "passed",
+                5,
+            )
+            .await?;
+        }
+        s.wait_text("vault-choice-verdict", "not saved yet").await?;
+        let settings = s.data_dir.join("settings.json");
+        assert!(
+            !std::fs::read_to_string(&settings)
+                .unwrap_or_default()
+                .contains(&url),
+            "a test connection saves nothing"
+        );
+        s.client
+            .execute(
+                "document.querySelector('[data-testid=\"vault-choice-result\"]').scrollIntoView({block: 'end'})",
+                vec![],
+            )
+            .await?;
+        s.shot("settings-remote-vault").await?;
+        s.click("vault-save").await?;
+        s.wait_text("vault-choice-verdict", "saved: Coffer now uses this vault")
+            .await?;
+        s.wait_text("settings-vault", &url).await?;
+        assert!(
+            !s.testid("demo-fleet-badge").await?.is_displayed().await?,
+            "the demo badge is for the local demo fleet only"
+        );
+        assert!(std::fs::read_to_string(&settings)?.contains(&url));
+
+        // First run in vault mode, against the remote fleet.
+        s.go("onboarding").await?;
+        s.wait_text("onboard-vault-demo", &url).await?;
+        s.click("onboard-mode-vault").await?;
+        s.wait_attr("onboard-fleet", "data-verified", "true", 30)
+            .await?;
+        s.type_in("onboard-repo-path", repo.to_str().unwrap())
+            .await?;
+        s.type_in("onboard-account", acct).await?;
+        s.type_in("onboard-code", code).await?;
+        s.type_in("onboard-code-confirm", code).await?;
+        s.click("onboard-create-vault").await?;
+        assert_eq!(s.text("onboard-kit-account").await?, acct);
+        s.click("onboard-kit-continue").await?;
+        s.type_in("set-sources", src.to_str().unwrap()).await?;
+        s.testid("set-schedule-kind")
+            .await?
+            .select_by_value("manual")
+            .await?;
+        s.click("onboard-finish").await?;
+        s.testid("home-screen").await?;
+        let saved = std::fs::read_to_string(&settings)?;
+        assert!(saved.contains(&url) && saved.contains(acct), "{saved}");
+        assert!(
+            !s.data_dir.join("vault").exists(),
+            "the embedded demo fleet was never started"
+        );
+
+        // The account is prefilled; switching away would orphan the record.
+        s.go("settings").await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s
+            .testid("vault-account")
+            .await?
+            .prop("value")
+            .await?
+            .as_deref()
+            != Some(acct)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the account name is not prefilled"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        s.wait_text("vault-switch-refused", "CF-A070").await?;
+        s.click("vault-choice-embedded").await?;
+        s.click("vault-save").await?;
+        assert_eq!(s.text("error-code").await?, "CF-A070");
+        TestResult::Ok(())
+    })
+    .await;
+    server.abort();
+    vault.shutdown().await;
 }

@@ -293,6 +293,25 @@ export type DiagnosticsText = { text: string,
  */
 saved_to: string | null, };
 
+export type DataDirMoved = { 
+/**
+ * The new data folder.
+ */
+new_dir: string, 
+/**
+ * The old folder, left in place.
+ */
+old_dir: string, 
+/**
+ * The pointer file written.
+ */
+pointer_file: string, files_copied: number, bytes_copied: number, 
+/**
+ * Coffer was started with `--data-dir`/`COFFER_DATA_DIR`, which wins
+ * over the pointer: start it without them to use the new folder.
+ */
+overridden_at_start: boolean, };
+
 export type CodeStrength = { 
 /**
  * Estimated bits of entropy (an estimate: length × log2 of the
@@ -315,6 +334,27 @@ export type CheckView = { id: string, label: string,
  * `passed`, `failed`, `not_applicable` or `not_run`.
  */
 status: string, detail: string, };
+
+export type VaultChoice = { "mode": "embedded_demo" } | { "mode": "remote", url: string, witness_key: string, operator_key: string, 
+/**
+ * The witness's base URL (optional): only for the audit links of
+ * the verification report, never trusted for anything else.
+ */
+witness_url?: string, } | { "mode": "key_only" };
+
+export type VaultSettings = { choice: VaultChoice, 
+/**
+ * The account name last used with the vault (prefill; not a secret).
+ */
+account: string | null, 
+/**
+ * Whether `save_vault_choice` may switch to another vault now.
+ */
+can_switch: boolean, 
+/**
+ * Why not, when it may not (the same report the save would return).
+ */
+switch_refused: ErrorReport | null, };
 
 export type PathKind = "folder" | "open_repository" | "save_repository";
 
@@ -346,12 +386,16 @@ export interface Commands {
   run_check: { args: Record<string, never>; result: number };
   apply_retention: { args: { retention: Retention; dry_run: boolean }; result: RetentionResult };
   diagnostics: { args: { save: boolean }; result: DiagnosticsText };
+  move_data_dir: { args: { target: string }; result: DataDirMoved };
   error_catalog: { args: Record<string, never>; result: Array<ErrorCatalogEntry> };
   lookup_error: { args: { code: string }; result: ErrorCatalogEntry };
   recovery_guide: { args: Record<string, never>; result: Array<GuideStep> };
   open_link: { args: { url: string }; result: null };
   code_strength: { args: { code: string }; result: CodeStrength };
   vault_info: { args: Record<string, never>; result: VaultInfo };
+  vault_settings: { args: Record<string, never>; result: VaultSettings };
+  test_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
+  save_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };

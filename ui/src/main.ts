@@ -65,7 +65,7 @@ async function refreshOverview(): Promise<void> {
   const setup = document.querySelector<HTMLElement>('[data-testid="nav-item-onboarding"]');
   if (setup) setup.hidden = !!overview?.onboarded;
   const badge = document.getElementById("demo-badge");
-  if (badge && overview) badge.hidden = !overview.status.vault.simulated_hsm;
+  if (badge && overview) badge.hidden = overview.status.vault.mode !== "embedded_demo";
   document.body.dataset.ready = "true";
 }
 

@@ -84,6 +84,11 @@ struct State {
     /// For the recovery guide.
     browsed: bool,
     restored: bool,
+    /// Where the data folder was copied to; Coffer must restart to use it.
+    moved_to: Option<PathBuf>,
+    /// The pointer file a move writes, and whether the folder was given at
+    /// start (flag/environment, which win over the pointer).
+    data_dir_origin: (Option<PathBuf>, bool),
 }
 
 struct Inner {
@@ -134,7 +139,11 @@ impl App {
             Err(e) => (Settings::default(), Some(e.report())),
         };
         let current = settings.backup_sets.first().map(|s| s.repository.clone());
-        let vault = crate::vault::Vault::new(crate::vault::default_dir(&data_dir));
+        let vault = crate::vault::Vault::new(
+            crate::vault::default_dir(&data_dir),
+            crate::vault::trust_dir(&data_dir),
+        );
+        vault.set_target(crate::vault::VaultTarget::of(&settings.vault));
         Ok(Self {
             inner: Arc::new(Inner {
                 data_dir,
@@ -153,6 +162,8 @@ impl App {
                     recent_errors: crate::diagnostics::RecentErrors::new(),
                     browsed: false,
                     restored: false,
+                    moved_to: None,
+                    data_dir_origin: (None, false),
                 }),
                 keyring: Mutex::new(None),
                 vault,
@@ -179,7 +190,16 @@ impl App {
     }
 
     fn save_settings(&self, st: &State) -> R<()> {
-        self.inner.store.save(&st.settings).map_err(rep)
+        self.write_settings(st, &st.settings)
+    }
+
+    /// Every settings write goes through here.
+    fn write_settings(&self, st: &State, next: &Settings) -> R<()> {
+        if st.moved_to.is_some() {
+            // Settings written now would land in the old folder.
+            return Err(rep(crate::datadir::MoveError::RestartNeeded));
+        }
+        self.inner.store.save(next).map_err(rep)
     }
 
     // ---------------------------------------------------------------- status
@@ -496,6 +516,110 @@ impl App {
         Ok(a.to_string())
     }
 
+    /// Remembers the vault account name in settings.json (an identifier, not
+    /// a secret), for the forms that ask for it. Not fatal if it cannot be
+    /// saved.
+    fn remember_account(&self, account: &str) {
+        let mut st = self.state();
+        if st.settings.vault_account.as_deref() == Some(account) {
+            return;
+        }
+        let mut next = st.settings.clone();
+        next.vault_account = Some(account.to_string());
+        match self.inner.store.save(&next) {
+            Ok(()) => st.settings = next,
+            Err(e) => tracing::warn!(code = %e.code(), "the vault account name was not saved"),
+        }
+    }
+
+    /// Why the vault may not be switched now, if it may not. A recovery code
+    /// registered in the current vault exists only there: another vault does
+    /// not know it, so switching would orphan the record and leave the
+    /// backups without a working recovery code. Switching is refused then
+    /// (not merely confirmed): a confirmation is easily clicked through and
+    /// its result, a recovery method that silently no longer works, is only
+    /// found out when it is needed.
+    fn switch_refused(st: &State) -> Option<AppError> {
+        let mode = st.settings.key_mode.or(st.mode_chosen);
+        match mode {
+            Some(KeyMode::RecoveryCode) => Some(AppError::VaultHoldsRecord),
+            Some(KeyMode::RecoveryKey) => Some(AppError::NoVaultInKeyMode),
+            None => None,
+        }
+    }
+
+    /// The vault choice, the remembered account name, and whether the vault
+    /// may be switched now.
+    pub fn vault_settings(&self) -> VaultSettings {
+        let st = self.state();
+        let refused = Self::switch_refused(&st);
+        VaultSettings {
+            choice: st.settings.vault.clone(),
+            account: st.settings.vault_account.clone(),
+            can_switch: refused.is_none(),
+            switch_refused: refused.map(|e| e.report_now()),
+        }
+    }
+
+    fn target_of(choice: &VaultChoice) -> R<crate::vault::VaultTarget> {
+        crate::settings::check_vault(choice).map_err(rep)?;
+        if *choice == VaultChoice::KeyOnly {
+            return Err(crate::settings::SettingsError::InvalidVault {
+                reason: "\"no vault\" is chosen during first run (recovery-key mode), not here"
+                    .into(),
+            }
+            .report());
+        }
+        Ok(crate::vault::VaultTarget::of(choice))
+    }
+
+    /// Connects to the vault `choice` describes and verifies its fleet over
+    /// the air, without saving anything (the report shows which checks
+    /// passed; an unverified fleet is a report with `validated: false`).
+    pub fn test_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
+        self.track((|| {
+            let target = Self::target_of(&choice)?;
+            self.inner.vault.test(&target)
+        })())
+    }
+
+    /// Switches to the vault `choice` describes: its form is checked, its
+    /// fleet must verify, then it is saved and used. Refused while a
+    /// recovery code is registered in the current vault (or in key mode);
+    /// saving the current choice again is always allowed.
+    pub fn save_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
+        self.track((|| {
+            let target = Self::target_of(&choice)?;
+            {
+                let st = self.state();
+                if st.settings.vault != choice {
+                    if let Some(e) = Self::switch_refused(&st) {
+                        return Err(e.report_now());
+                    }
+                }
+            }
+            let info = self.inner.vault.test(&target)?;
+            if !info.validated {
+                return Err(AppError::FleetNotVerified.report_now());
+            }
+            let mut st = self.state();
+            if st.settings.vault != choice && Self::switch_refused(&st).is_some() {
+                // A first run finished meanwhile.
+                return Err(Self::switch_refused(&st)
+                    .unwrap_or(AppError::VaultHoldsRecord)
+                    .report_now());
+            }
+            let mut next = st.settings.clone();
+            next.vault = choice;
+            self.inner.store.save(&next).map_err(rep)?;
+            st.settings = next;
+            drop(st);
+            self.inner.vault.set_target(target);
+            tracing::info!("vault choice saved");
+            Ok(info)
+        })())
+    }
+
     /// First run, vault mode: verifies the fleet, then creates a repository
     /// with a new K and registers `code` as its recovery code in the vault.
     pub fn create_vault_repository(
@@ -529,6 +653,7 @@ impl App {
                 return Err(e);
             }
             self.state().mode_chosen = Some(KeyMode::RecoveryCode);
+            self.remember_account(&account);
             let (keyring_saved, keyring_error) = self.install_key(&repo, key);
             tracing::info!(repository = %repo.display(), "new vault-mode repository created");
             Ok(KeyInstalled {
@@ -557,13 +682,12 @@ impl App {
             self.inner.vault.verify()?;
             let key = self.inner.vault.recover(&account, code)?;
             let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
-            self.adopt_recovered_key(
-                &repo,
-                unlocked,
-                key,
-                KeyMode::RecoveryCode,
-                VaultChoice::EmbeddedDemo,
-            )
+            self.remember_account(&account);
+            let vault = match &self.state().settings.vault {
+                VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
+                v => v.clone(),
+            };
+            self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)
         })())
     }
 
@@ -627,11 +751,13 @@ impl App {
                 let mode = st.mode_chosen.unwrap_or(KeyMode::RecoveryKey);
                 next.onboarding_completed = true;
                 next.key_mode = Some(mode);
-                next.vault = match mode {
-                    KeyMode::RecoveryKey => VaultChoice::KeyOnly,
-                    KeyMode::RecoveryCode => VaultChoice::EmbeddedDemo,
+                next.vault = match (mode, &next.vault) {
+                    (KeyMode::RecoveryKey, _) => VaultChoice::KeyOnly,
+                    // The vault the code was registered in (chosen in Settings before).
+                    (KeyMode::RecoveryCode, VaultChoice::KeyOnly) => VaultChoice::EmbeddedDemo,
+                    (KeyMode::RecoveryCode, v) => v.clone(),
                 };
-                self.inner.store.save(&next).map_err(rep)?;
+                self.write_settings(&st, &next)?;
                 st.settings = next;
                 st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
                 id
@@ -755,7 +881,7 @@ impl App {
                     }
                     None => next.add_backup_set(input, now_secs()).map_err(rep)?,
                 };
-                self.inner.store.save(&next).map_err(rep)?;
+                self.write_settings(&st, &next)?;
                 st.settings = next;
                 if st.current.is_none() {
                     st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
@@ -772,7 +898,7 @@ impl App {
             let mut st = self.state();
             let mut next = st.settings.clone();
             next.remove_backup_set(id).map_err(rep)?;
-            self.inner.store.save(&next).map_err(rep)?;
+            self.write_settings(&st, &next)?;
             st.settings = next;
             Ok(())
         })())
@@ -856,9 +982,9 @@ impl App {
             }
             let mut next = st.settings.clone();
             if next.record_run(set_id, record).is_ok() {
-                match self.inner.store.save(&next) {
+                match self.write_settings(&st, &next) {
                     Ok(()) => st.settings = next,
-                    Err(e) => tracing::warn!(code = e.code(), "could not record the run"),
+                    Err(e) => tracing::warn!(code = %e.code, "could not record the run"),
                 }
             }
         }
@@ -1113,6 +1239,9 @@ impl App {
 
     /// Starts every set that is due now; returns the job ids.
     pub fn run_due_sets(&self) -> Vec<u64> {
+        if self.state().moved_to.is_some() {
+            return Vec::new();
+        }
         let now = now_secs();
         let due: Vec<String> = {
             let st = self.state();
@@ -1177,3 +1306,55 @@ mod tray;
 
 #[cfg(test)]
 mod tests;
+
+// ------------------------------------------------------------- data folder
+
+impl App {
+    /// Where a move records the new folder (`None`: nowhere, a move is
+    /// refused) and whether the current folder was given at start by
+    /// `--data-dir`/`COFFER_DATA_DIR` (see [`crate::paths`]). The shell
+    /// calls this once at start.
+    pub fn set_data_dir_origin(&self, pointer: Option<PathBuf>, given_at_start: bool) {
+        self.state().data_dir_origin = (pointer, given_at_start);
+    }
+
+    /// Copies the data folder to `target`, checks the copy and records it in
+    /// the pointer file (see [`crate::datadir`]); the embedded vault is
+    /// stopped first so its files are consistent. Coffer must restart
+    /// afterwards: until then settings are not written.
+    pub fn move_data_dir(&self, target: &str) -> R<crate::datadir::DataDirMoved> {
+        use crate::datadir::MoveError;
+        self.track((|| {
+            let (pointer, given_at_start) = {
+                let st = self.state();
+                if !st.running.is_empty() {
+                    return Err(rep(MoveError::Busy));
+                }
+                if st.moved_to.is_some() {
+                    return Err(rep(MoveError::RestartNeeded));
+                }
+                st.data_dir_origin.clone()
+            };
+            let pointer = pointer.ok_or_else(|| {
+                rep(MoveError::Copy {
+                    target: PathBuf::from(target),
+                    detail: "there is no configuration folder (neither XDG_CONFIG_HOME nor HOME is set)".into(),
+                })
+            })?;
+            self.inner.vault.shutdown();
+            let (new_dir, files, bytes) =
+                crate::datadir::move_data_dir(&self.inner.data_dir, target, &pointer)
+                    .map_err(rep)?;
+            tracing::info!(new = %new_dir.display(), files, bytes, "data folder copied; restart needed");
+            self.state().moved_to = Some(new_dir.clone());
+            Ok(crate::datadir::DataDirMoved {
+                new_dir: new_dir.display().to_string(),
+                old_dir: self.inner.data_dir.display().to_string(),
+                pointer_file: pointer.display().to_string(),
+                files_copied: files,
+                bytes_copied: bytes,
+                overridden_at_start: given_at_start,
+            })
+        })())
+    }
+}

@@ -5,11 +5,14 @@
 
 use ts_rs::{Config, TS};
 
+use crate::datadir::DataDirMoved;
 use crate::dialog::PathKind;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
-use crate::settings::{BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord};
+use crate::settings::{
+    BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
+};
 use crate::vault::{CheckView, CodeStrength, VaultInfo};
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::{
@@ -153,6 +156,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: DiagnosticsText::name,
         },
         CommandSig {
+            name: "move_data_dir",
+            args: "{ target: string }",
+            result: DataDirMoved::name,
+        },
+        CommandSig {
             name: "error_catalog",
             args: NO_ARGS,
             result: |c| format!("Array<{}>", ErrorCatalogEntry::name(c)),
@@ -180,6 +188,21 @@ pub fn commands() -> Vec<CommandSig> {
         CommandSig {
             name: "vault_info",
             args: NO_ARGS,
+            result: VaultInfo::name,
+        },
+        CommandSig {
+            name: "vault_settings",
+            args: NO_ARGS,
+            result: VaultSettings::name,
+        },
+        CommandSig {
+            name: "test_vault_choice",
+            args: "{ choice: VaultChoice }",
+            result: VaultInfo::name,
+        },
+        CommandSig {
+            name: "save_vault_choice",
+            args: "{ choice: VaultChoice }",
             result: VaultInfo::name,
         },
         CommandSig {
@@ -262,9 +285,12 @@ pub fn render() -> String {
         decl::<ErrorCatalogEntry>(&cfg),
         decl::<GuideStep>(&cfg),
         decl::<DiagnosticsText>(&cfg),
+        decl::<DataDirMoved>(&cfg),
         decl::<CodeStrength>(&cfg),
         decl::<VaultInfo>(&cfg),
         decl::<CheckView>(&cfg),
+        decl::<VaultChoice>(&cfg),
+        decl::<VaultSettings>(&cfg),
         decl::<PathKind>(&cfg),
     ];
     let mut out = String::from(

@@ -162,6 +162,7 @@ impl VaultDiagnostics {
                 url,
                 witness_key,
                 operator_key,
+                ..
             } => Self {
                 mode: "remote".into(),
                 url: Some(url.clone()),

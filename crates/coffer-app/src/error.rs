@@ -10,7 +10,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
-    "CF-A075",
+    "CF-A070", "CF-A071", "CF-A075",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,10 @@ pub enum AppError {
     WeakCode { bits: u32 },
     #[error("an account name is needed (for example your e-mail address)")]
     NoAccount,
+    #[error("your recovery code is registered in the vault you use now; another vault does not know it, so switching would leave your backups without a working recovery code")]
+    VaultHoldsRecord,
+    #[error("this installation uses recovery-key mode, which uses no vault")]
+    NoVaultInKeyMode,
     #[error("the file dialog could not be shown or did not return a usable path: {0}")]
     DialogFailed(String),
 }
@@ -85,7 +89,9 @@ impl UserFacing for AppError {
             OpenFailed(_) => ErrorKind::Io,
             VaultStart(_) => ErrorKind::VaultUnavailable,
             FleetNotVerified => ErrorKind::FleetNotVerified,
-            CodesDiffer | WeakCode { .. } | NoAccount => ErrorKind::InvalidInput,
+            CodesDiffer | WeakCode { .. } | NoAccount | VaultHoldsRecord | NoVaultInKeyMode => {
+                ErrorKind::InvalidInput
+            }
             DialogFailed(_) => ErrorKind::Io,
         }
     }
@@ -110,6 +116,8 @@ impl UserFacing for AppError {
             CodesDiffer => "CF-A064",
             WeakCode { .. } => "CF-A065",
             NoAccount => "CF-A066",
+            VaultHoldsRecord => "CF-A070",
+            NoVaultInKeyMode => "CF-A071",
             DialogFailed(_) => "CF-A075",
         }
     }
@@ -134,6 +142,8 @@ impl UserFacing for AppError {
             CodesDiffer => "Type the same recovery code in both fields.".into(),
             WeakCode { .. } => "Use a longer code: four or five unrelated words, or 12+ characters mixing letters, digits and symbols.".into(),
             NoAccount => "Type the account name you used when you set up the vault.".into(),
+            VaultHoldsRecord => "Keep this vault: your recovery code works only there. To use another vault, set Coffer up anew with it (start Coffer with another --data-dir and choose the vault before first run), and keep this setup until the new one has backups.".into(),
+            NoVaultInKeyMode => "Nothing to change: your recovery key opens your backups without a vault. A vault is chosen before first run, for recovery-code mode.".into(),
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
         }
     }

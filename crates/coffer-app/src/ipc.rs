@@ -142,3 +142,15 @@ pub struct DiagnosticsText {
     /// Where it was saved, when saved.
     pub saved_to: Option<String>,
 }
+
+/// What the Settings vault card shows and edits.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct VaultSettings {
+    pub choice: crate::settings::VaultChoice,
+    /// The account name last used with the vault (prefill; not a secret).
+    pub account: Option<String>,
+    /// Whether `save_vault_choice` may switch to another vault now.
+    pub can_switch: bool,
+    /// Why not, when it may not (the same report the save would return).
+    pub switch_refused: Option<coffer_error::ErrorReport>,
+}

@@ -10,6 +10,7 @@
 
 mod app;
 pub mod bindings;
+pub mod datadir;
 pub mod diagnostics;
 pub mod dialog;
 pub mod error;
@@ -35,6 +36,7 @@ pub fn all_error_codes() -> Vec<&'static str> {
         settings::ERROR_CODES,
         schedule::ERROR_CODES,
         diagnostics::ERROR_CODES,
+        datadir::ERROR_CODES,
     ]
     .concat()
 }

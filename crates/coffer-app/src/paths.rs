@@ -1,8 +1,11 @@
 //! Where the app keeps its data.
 //!
 //! Order: the `--data-dir DIR` flag, then the `COFFER_DATA_DIR` environment
-//! variable, then the platform's data directory (`~/.local/share/coffer` on
-//! Linux). Tests give every run its own temporary directory through either.
+//! variable, then the folder named by the pointer file that Settings → "Move
+//! the data folder" writes (`$XDG_CONFIG_HOME/coffer/data-dir`, see
+//! [`crate::datadir`]), then the platform's data directory
+//! (`~/.local/share/coffer` on Linux). Tests give every run its own
+//! temporary directory through the flag or the variable.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,7 +32,23 @@ pub fn resolve_data_dir(
     if let Some(v) = env(DATA_DIR_ENV).filter(|v| !v.is_empty()) {
         return PathBuf::from(v);
     }
+    if let Some(p) =
+        crate::datadir::pointer_path(&env).and_then(|p| crate::datadir::read_pointer(&p))
+    {
+        return p;
+    }
     default_data_dir()
+}
+
+/// Whether the data directory was given at start (flag or environment),
+/// which wins over the pointer file.
+pub fn data_dir_given(
+    args: impl IntoIterator<Item = OsString>,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> bool {
+    args.into_iter()
+        .any(|a| a == "--data-dir" || a.to_str().is_some_and(|s| s.starts_with("--data-dir=")))
+        || env(DATA_DIR_ENV).is_some_and(|v| !v.is_empty())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -62,6 +81,26 @@ mod tests {
     fn environment_beats_default() {
         let d = resolve_data_dir(os(&[]), |k| (k == DATA_DIR_ENV).then(|| "/env".into()));
         assert_eq!(d, PathBuf::from("/env"));
+    }
+
+    #[test]
+    fn the_pointer_file_comes_after_flag_and_environment() {
+        let t = tempfile::tempdir().unwrap();
+        let cfg = t.path().join("cfg");
+        std::fs::create_dir_all(cfg.join("coffer")).unwrap();
+        std::fs::write(cfg.join("coffer/data-dir"), "/moved/here\n").unwrap();
+        let c = cfg.clone();
+        let env = move |k: &str| (k == "XDG_CONFIG_HOME").then(|| c.clone().into_os_string());
+        assert_eq!(
+            resolve_data_dir(os(&[]), &env),
+            PathBuf::from("/moved/here")
+        );
+        assert_eq!(
+            resolve_data_dir(os(&["--data-dir", "/a"]), &env),
+            PathBuf::from("/a")
+        );
+        assert!(!data_dir_given(os(&[]), &env));
+        assert!(data_dir_given(os(&["--data-dir=/a"]), &env));
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub enum VaultChoice {
         url: String,
         witness_key: String,
         operator_key: String,
+        /// The witness's base URL (optional): only for the audit links of
+        /// the verification report, never trusted for anything else.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        witness_url: Option<String>,
     },
     /// Key mode: no vault, the 64-digit recovery key only.
     KeyOnly,
@@ -176,6 +181,11 @@ pub struct Settings {
     pub backup_sets: Vec<BackupSet>,
     /// Keyed by backup set id.
     pub runs: BTreeMap<String, RunHistory>,
+    /// The vault account name last used to create or recover a repository
+    /// (an identifier, not a secret): prefilled wherever an account is asked.
+    /// Absent from files written before it existed.
+    #[serde(default)]
+    pub vault_account: Option<String>,
 }
 
 impl Default for Settings {
@@ -187,6 +197,7 @@ impl Default for Settings {
             key_mode: None,
             backup_sets: Vec::new(),
             runs: BTreeMap::new(),
+            vault_account: None,
         }
     }
 }
@@ -336,20 +347,48 @@ fn is_loopback_host(host: &str) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
-fn check_vault(v: &VaultChoice) -> Result<()> {
+/// Checks a vault choice's form (URL scheme and host, key strings); it does
+/// not contact the vault.
+pub fn check_vault(v: &VaultChoice) -> Result<()> {
     let VaultChoice::Remote {
         url,
         witness_key,
         operator_key,
+        witness_url,
     } = v
     else {
         return Ok(());
     };
+    check_url(url)?;
+    if let Some(w) = witness_url {
+        check_url(w).map_err(|e| match e {
+            SettingsError::InvalidVault { reason } => SettingsError::InvalidVault {
+                reason: format!("witness URL: {reason}"),
+            },
+            e => e,
+        })?;
+    }
+    for (what, k) in [("witness", witness_key), ("operator", operator_key)] {
+        if k.is_empty() || k.len() > 512 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(SettingsError::InvalidVault {
+                reason: format!("the {what} key is missing or malformed"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A vault URL: https, or http only to this computer (loopback).
+fn check_url(url: &str) -> Result<()> {
     let bad = |reason: &str| SettingsError::InvalidVault {
         reason: reason.into(),
     };
     if url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("the URL is too long or contains spaces"));
+    }
+    // The client would read commas as a list of nodes, each unchecked here.
+    if url.contains(',') {
+        return Err(bad("give one URL (no commas)"));
     }
     let (scheme, rest) = url
         .split_once("://")
@@ -371,13 +410,6 @@ fn check_vault(v: &VaultChoice) -> Result<()> {
             ))
         }
         _ => return Err(bad("the URL must start with https://")),
-    }
-    for (what, k) in [("witness", witness_key), ("operator", operator_key)] {
-        if k.is_empty() || k.len() > 512 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(SettingsError::InvalidVault {
-                reason: format!("the {what} key is missing or malformed"),
-            });
-        }
     }
     Ok(())
 }
@@ -498,6 +530,14 @@ impl Settings {
             });
         }
         check_vault(&self.vault)?;
+        if let Some(a) = &self.vault_account {
+            if a.trim().is_empty() || a.len() > 256 || a.chars().any(char::is_control) {
+                return Err(SettingsError::InvalidVault {
+                    reason: "the vault account name is empty, too long or has control characters"
+                        .into(),
+                });
+            }
+        }
         match (self.key_mode, &self.vault) {
             (Some(KeyMode::RecoveryCode), VaultChoice::KeyOnly) => {
                 return Err(SettingsError::InconsistentKeyMode {
@@ -922,6 +962,7 @@ mod tests {
                 url: url.into(),
                 witness_key: w.into(),
                 operator_key: o.into(),
+                witness_url: None,
             },
             ..Settings::default()
         };
@@ -942,6 +983,7 @@ mod tests {
             "https://",
             "https://user@vault.example.org",
             "https://vault example.org",
+            "https://vault.example.org,http://vault.example.net",
         ] {
             assert_eq!(code_of(remote(url, w, o).validate()), "CF-A029", "{url}");
         }

@@ -1,12 +1,17 @@
 //! Vault mode: the recovery code protects K through the HSM vault.
 //!
-//! The app's vault is the embedded demo fleet (`coffer_vault::embedded`),
-//! started on first use in the vault directory (`DATA_DIR/vault`, or
-//! `--vault-dir`), with its demo witness. The client validates the fleet
-//! over the air (witness-signed, operator-countersigned bundle, log
-//! inclusion and consistency with the checkpoint remembered in
-//! `VAULT_DIR/trust-state.json`, deployment evidence) before any session;
-//! the verification panel shows that report. Vault calls
+//! Two backends ([`VaultTarget`], from the settings' vault choice):
+//! * the embedded demo fleet (`coffer_vault::embedded`), started on first use
+//!   in the vault directory (`DATA_DIR/vault`, or `--vault-dir`), with its
+//!   demo witness; its trust state is `VAULT_DIR/trust-state.json`;
+//! * a remote fleet by URL (`VaultClient::http`) with the witness and
+//!   operator keys the user pinned; its trust state is
+//!   `DATA_DIR/vault-trust/<hash of URL and keys>.json`.
+//!
+//! Either way the client validates the fleet over the air (witness-signed,
+//! operator-countersigned bundle, log inclusion and consistency with the
+//! remembered checkpoint; deployment evidence for the embedded fleet) before
+//! any session; the verification panel shows that report. Vault calls
 //! run on this module's own Tokio runtime, so the (synchronous) app methods
 //! can wait for them from any thread.
 //!
@@ -19,12 +24,16 @@ use std::sync::{Arc, Mutex};
 use coffer_error::{ErrorReport, UserFacing};
 use coffer_repo::MasterKey;
 use coffer_vault::embedded::EmbeddedVault;
-use coffer_vault_client::{ExposeSecret, SecretBox, SecretString, VaultClient};
+use coffer_vault_client::coffer_transparency::{NoteVerifier, Verifier};
+use coffer_vault_client::{
+    ExposeSecret, OtaFleetKeyValidator, SecretBox, SecretString, VaultClient, VaultError,
+};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ts_rs::TS;
 
 use crate::error::AppError;
+use crate::settings::{SettingsError, VaultChoice};
 
 /// The shortest recovery code accepted.
 pub const MIN_CODE_CHARS: usize = 10;
@@ -116,15 +125,61 @@ pub struct VaultInfo {
     pub checks: Vec<CheckView>,
 }
 
+/// Which fleet the app talks to (from the settings' [`VaultChoice`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultTarget {
+    /// The embedded demo fleet (also used while no vault is chosen).
+    Embedded,
+    /// A remote fleet over HTTP(S), validated over the air against the
+    /// pinned witness and operator keys.
+    Remote {
+        url: String,
+        witness_key: String,
+        operator_key: String,
+        witness_url: Option<String>,
+    },
+}
+
+impl VaultTarget {
+    /// The target of a settings choice (key mode has no vault: the embedded
+    /// demo fleet answers the verification panel, as before).
+    pub fn of(choice: &VaultChoice) -> Self {
+        match choice {
+            VaultChoice::Remote {
+                url,
+                witness_key,
+                operator_key,
+                witness_url,
+            } => VaultTarget::Remote {
+                url: url.clone(),
+                witness_key: witness_key.clone(),
+                operator_key: operator_key.clone(),
+                witness_url: witness_url.clone(),
+            },
+            VaultChoice::EmbeddedDemo | VaultChoice::KeyOnly => VaultTarget::Embedded,
+        }
+    }
+}
+
+enum Backend {
+    Embedded(Box<EmbeddedVault>),
+    Remote { url: String },
+}
+
 struct Running {
-    vault: EmbeddedVault,
+    backend: Backend,
     client: VaultClient,
-    ota: coffer_vault::embedded::OtaClient,
+    validator: Arc<OtaFleetKeyValidator>,
+    /// Audit link of the deployment evidence (embedded fleet only).
+    evidence_url: Option<String>,
 }
 
 /// The vault connection of the app (started on first use).
 pub struct Vault {
     dir: Mutex<PathBuf>,
+    /// Where the trust state of each remote fleet is remembered.
+    trust_dir: PathBuf,
+    target: Mutex<VaultTarget>,
     rt: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
     running: Mutex<Option<Arc<Running>>>,
 }
@@ -137,10 +192,34 @@ fn fingerprint(key: &[u8]) -> String {
     hex::encode(&Sha256::digest(key)[..16])
 }
 
+fn pinned(what: &str, key: &str) -> Result<NoteVerifier, ErrorReport> {
+    NoteVerifier::parse(key.trim()).map_err(|e| {
+        SettingsError::InvalidVault {
+            reason: format!("the {what} key is not a note verifier key: {e}"),
+        }
+        .report()
+    })
+}
+
+/// The trust-state file of a remote fleet: one per URL and pinned keys, so
+/// that pinning other keys (or another URL) starts from a first contact.
+pub fn trust_file(trust_dir: &Path, url: &str, witness_key: &str, operator_key: &str) -> PathBuf {
+    let mut h = Sha256::new();
+    for part in [url, witness_key, operator_key] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    trust_dir.join(format!("{}.json", hex::encode(&h.finalize()[..16])))
+}
+
 impl Vault {
-    pub fn new(dir: PathBuf) -> Self {
+    /// `dir`: the embedded fleet's folder; `trust_dir`: where remote fleets'
+    /// trust states are kept (`DATA_DIR/vault-trust`).
+    pub fn new(dir: PathBuf, trust_dir: PathBuf) -> Self {
         Self {
             dir: Mutex::new(dir),
+            trust_dir,
+            target: Mutex::new(VaultTarget::Embedded),
             rt: Mutex::new(None),
             running: Mutex::new(None),
         }
@@ -153,6 +232,27 @@ impl Vault {
 
     pub fn dir(&self) -> PathBuf {
         self.dir.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The fleet in use.
+    pub fn target(&self) -> VaultTarget {
+        self.target
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches to another fleet: the current connection is dropped (the
+    /// embedded fleet is stopped) and the next call connects to `target`.
+    pub fn set_target(&self, target: VaultTarget) {
+        {
+            let mut g = self.target.lock().unwrap_or_else(|p| p.into_inner());
+            if *g == target {
+                return;
+            }
+            *g = target;
+        }
+        self.shutdown();
     }
 
     fn runtime(&self) -> Result<Arc<tokio::runtime::Runtime>, ErrorReport> {
@@ -186,25 +286,81 @@ impl Vault {
             .map_err(|_| AppError::VaultStart("the vault task stopped".into()).report_now())
     }
 
+    /// A new connection to `target` (the embedded fleet is started).
+    fn connect(&self, target: &VaultTarget) -> Result<Running, ErrorReport> {
+        match target {
+            VaultTarget::Embedded => {
+                let dir = self.dir();
+                let vault = self
+                    .wait(async move { coffer_vault::embedded::start(&dir).await })?
+                    .map_err(rep)?;
+                let ota = match vault.ota_client(Some(self.dir().join("trust-state.json"))) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let _ = self.wait(async move { vault.shutdown().await });
+                        return Err(rep(e));
+                    }
+                };
+                Ok(Running {
+                    client: ota.client.clone(),
+                    validator: ota.validator.clone(),
+                    evidence_url: Some(ota.evidence_url.clone()),
+                    backend: Backend::Embedded(Box::new(vault)),
+                })
+            }
+            VaultTarget::Remote {
+                url,
+                witness_key,
+                operator_key,
+                witness_url,
+            } => {
+                let mut v = Verifier::new(
+                    pinned("witness", witness_key)?,
+                    pinned("operator", operator_key)?,
+                );
+                v.witness_url = witness_url.clone();
+                std::fs::create_dir_all(&self.trust_dir).map_err(|e| {
+                    rep(VaultError::TrustState(format!(
+                        "{}: {e}",
+                        self.trust_dir.display()
+                    )))
+                })?;
+                let state = trust_file(&self.trust_dir, url, witness_key, operator_key);
+                let validator =
+                    Arc::new(OtaFleetKeyValidator::new(v, Some(state), None).map_err(rep)?);
+                let client = VaultClient::http(url, validator.clone()).map_err(rep)?;
+                Ok(Running {
+                    backend: Backend::Remote { url: url.clone() },
+                    client,
+                    validator,
+                    evidence_url: None,
+                })
+            }
+        }
+    }
+
     fn running(&self) -> Result<Arc<Running>, ErrorReport> {
         let mut g = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = &*g {
             return Ok(r.clone());
         }
-        let dir = self.dir();
-        let vault = self
-            .wait(async move { coffer_vault::embedded::start(&dir).await })?
-            .map_err(rep)?;
-        let ota = vault
-            .ota_client(Some(self.dir().join("trust-state.json")))
-            .map_err(rep)?;
-        let client = ota.client.clone();
-        let r = Arc::new(Running { vault, client, ota });
+        let r = Arc::new(self.connect(&self.target())?);
         *g = Some(r.clone());
         Ok(r)
     }
 
-    /// Stops the embedded fleet (its state stays on disk).
+    fn stop(&self, r: Arc<Running>) {
+        if matches!(r.backend, Backend::Embedded(_)) {
+            let _ = self.wait(async move {
+                if let Backend::Embedded(v) = &r.backend {
+                    v.shutdown().await;
+                }
+            });
+        }
+    }
+
+    /// Stops the embedded fleet (its state stays on disk) and forgets the
+    /// connection.
     pub fn shutdown(&self) {
         let r = self
             .running
@@ -212,19 +368,36 @@ impl Vault {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(r) = r {
-            let _ = self.wait(async move { r.vault.shutdown().await });
+            self.stop(r);
         }
     }
 
     /// The fleet's status and what was verified about it.
     pub fn info(&self) -> Result<VaultInfo, ErrorReport> {
         let r = self.running()?;
+        self.info_of(&r)
+    }
+
+    /// Connects to `target` and reports what was verified, without changing
+    /// the fleet in use (the trust state of a remote fleet is remembered:
+    /// a verified contact is a contact).
+    pub fn test(&self, target: &VaultTarget) -> Result<VaultInfo, ErrorReport> {
+        if *target == self.target() {
+            return self.info();
+        }
+        let r = Arc::new(self.connect(target)?);
+        let out = self.info_of(&r);
+        self.stop(r);
+        out
+    }
+
+    fn info_of(&self, r: &Running) -> Result<VaultInfo, ErrorReport> {
         let client = r.client.clone();
         let st = self
             .wait(async move { client.status().await })?
             .map_err(rep)?;
         let validated = st.fleet.is_ok();
-        let report = r.ota.last_report();
+        let report = r.validator.last_report();
         let checks: Vec<CheckView> = match &report {
             Some(rep) => coffer_vault::embedded::panel_rows(rep)
                 .into_iter()
@@ -242,17 +415,27 @@ impl Vault {
                 detail: st.fleet.as_ref().err().cloned().unwrap_or_default(),
             }],
         };
+        let epoch = report
+            .as_ref()
+            .and_then(|r| r.epoch)
+            .map(|e| e.to_string())
+            .unwrap_or("-".into());
+        let validation_mode = match &r.backend {
+            Backend::Embedded(_) => format!(
+                "over the air: bundle epoch {epoch} signed by the demo witness and countersigned by the demo operator key (local demo fleet; deployment evidence: {})",
+                r.evidence_url.as_deref().unwrap_or("-")
+            ),
+            Backend::Remote { url } => format!(
+                "over the air: bundle epoch {epoch} signed by the pinned witness key and countersigned by the pinned operator key (remote fleet at {url})"
+            ),
+        };
         Ok(VaultInfo {
             fleet_id: report
                 .as_ref()
                 .and_then(|r| r.fleet_id.clone())
                 .unwrap_or_else(|| st.info.fleet.fleet_id.clone()),
             key_fingerprint: fingerprint(&st.info.fleet.server_public_key.0),
-            validation_mode: format!(
-                "over the air: bundle epoch {} signed by the demo witness and countersigned by the demo operator key (local demo fleet; deployment evidence: {})",
-                report.as_ref().and_then(|r| r.epoch).map(|e| e.to_string()).unwrap_or("-".into()),
-                r.ota.evidence_url
-            ),
+            validation_mode,
             validated,
             nodes: st.info.nodes,
             guess_limit: st.info.guess_limit,
@@ -333,6 +516,11 @@ impl Drop for Vault {
 /// Where the vault keeps its state by default.
 pub fn default_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("vault")
+}
+
+/// Where the trust states of remote fleets are kept.
+pub fn trust_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("vault-trust")
 }
 
 #[cfg(test)]

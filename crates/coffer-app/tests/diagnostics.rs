@@ -102,6 +102,7 @@ fn the_report_contains_what_support_needs_and_no_secret() {
             url: "https://vault.coffer.example:8443".into(),
             witness_key: WITNESS_KEY.into(),
             operator_key: "operator.coffer.example+0b1c2d3e+OPERATORkeyMaterialXyzzy=".into(),
+            witness_url: None,
         },
         ..Settings::default()
     };

@@ -27,7 +27,9 @@ fn sample(dir: &Path) -> Settings {
             url: "https://vault.example.org".into(),
             witness_key: "witness.example+1a2b3c4d+AbCd".into(),
             operator_key: "operator.example+5e6f7a8b+EfGh".into(),
+            witness_url: Some("https://witness.example.org".into()),
         },
+        vault_account: Some("sam@example.org".into()),
         ..Settings::default()
     };
     let id = s
@@ -312,4 +314,46 @@ fn concurrent_saves_never_expose_a_half_written_file() {
         });
     });
     assert_eq!(files_in(tmp.path()), vec![SETTINGS_FILE.to_string()]);
+}
+
+/// A settings.json written before the vault account name (and the remote
+/// vault's witness URL) existed still loads: both fields default to absent,
+/// and saving it again writes the account only once one is set.
+#[test]
+fn a_file_from_before_the_vault_account_field_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let old = br#"{
+  "schema_version": 1,
+  "onboarding_completed": false,
+  "vault": {
+    "mode": "remote",
+    "url": "https://vault.example.org",
+    "witness_key": "witness.example+1a2b3c4d+AbCd",
+    "operator_key": "operator.example+5e6f7a8b+EfGh"
+  },
+  "key_mode": null,
+  "backup_sets": [],
+  "runs": {}
+}
+"#;
+    std::fs::write(store.path(), old).unwrap();
+    let mut s = store.load().unwrap();
+    assert_eq!(s.vault_account, None);
+    assert!(matches!(
+        &s.vault,
+        VaultChoice::Remote { url, witness_url: None, .. } if url == "https://vault.example.org"
+    ));
+    s.vault_account = Some("sam@example.org".into());
+    store.save(&s).unwrap();
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(
+        text.contains("\"vault_account\": \"sam@example.org\""),
+        "{text}"
+    );
+    assert!(!text.contains("witness_url"), "absent stays absent: {text}");
+    assert_eq!(store.load().unwrap(), s);
+    // An account name with a control character is refused before writing.
+    s.vault_account = Some("sam\u{7}".into());
+    assert_eq!(store.save(&s).unwrap_err().code(), "CF-A029");
 }

@@ -65,7 +65,7 @@ function renderSets(el: HTMLElement, sets: SetView[]): void {
 function renderStatus(card: HTMLElement, ov: AppOverview): void {
   const st = ov.status;
   const badge = document.getElementById("demo-badge");
-  if (badge) badge.hidden = !st.vault.simulated_hsm;
+  if (badge) badge.hidden = st.vault.mode !== "embedded_demo";
   const children: Node[] = [
     h("h2", {}, "This installation"),
     h("dl", { class: "facts" },

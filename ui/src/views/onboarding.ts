@@ -19,6 +19,17 @@ export function onboardingView(ov: AppOverview | null, done: () => void): HTMLEl
   return view;
 }
 
+/** Which vault a recovery code would be registered in (read fresh: it may
+ * have been changed in Settings since the app started). */
+function vaultNote(): HTMLElement {
+  const note = h("p", { class: "note", testid: "onboard-vault-demo" },
+    "This build uses a local demo fleet: 5 simulated HSMs running inside Coffer on this computer. It shows how the vault works; it is not hardware. A remote fleet can be chosen in Settings → Vault before you continue.");
+  void call("vault_settings", {}).then((vs) => {
+    if (vs.choice.mode === "remote") note.textContent = `Your recovery code will be registered in the remote vault at ${vs.choice.url}, chosen in Settings (to use another vault, change it there first).`;
+  }).catch(() => undefined);
+  return note;
+}
+
 function stepMode(body: HTMLElement, ov: AppOverview | null, done: () => void): void {
   body.dataset.step = "mode";
   body.replaceChildren(
@@ -30,8 +41,7 @@ function stepMode(body: HTMLElement, ov: AppOverview | null, done: () => void): 
       h("div", { class: "card choice" },
         h("h2", {}, "Recovery code (vault)"),
         h("p", {}, "You choose a recovery code; the HSM vault protects your key and allows only a few wrong guesses."),
-        h("p", { class: "note", testid: "onboard-vault-demo" },
-          "This build uses a local demo fleet: 5 simulated HSMs running inside Coffer on this computer. It shows how the vault works; it is not hardware."),
+        vaultNote(),
         button("Use a recovery code", "onboard-mode-vault", () => stepVault(body, ov, done)))),
   );
   body.append(h("p", { class: "muted" }, "Already have a backup file from another computer? ",
@@ -64,6 +74,9 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   const fleet = h("div", { testid: "onboard-fleet", "data-verified": "pending" }, h("p", { class: "muted" }, "Verifying the vault fleet…"));
   const path = pathField("Where to keep the backup file", "onboard-repo-path", "save_repository", { value: home ? `${home}/coffer.db` : "" });
   const account = field("Account name (for example your e-mail address)", "onboard-account", { autocomplete: "username" });
+  void call("vault_settings", {}).then((vs) => {
+    if (vs.account && !account.input.value) account.input.value = vs.account;
+  }).catch(() => undefined);
   const code = field("Recovery code", "onboard-code", { type: "password", autocomplete: "new-password",
     help: "Four or five unrelated words are strong and easy to remember. Only a few wrong guesses are allowed." });
   const confirm = field("Type the recovery code again", "onboard-code-confirm", { type: "password", autocomplete: "new-password" });

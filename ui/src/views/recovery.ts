@@ -58,6 +58,9 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
     });
   }, "secondary");
   const account = field("Account name", "recovery-account", { autocomplete: "username" });
+  void call("vault_settings", {}).then((vs) => {
+    if (vs.account && !account.input.value) account.input.value = vs.account;
+  }).catch(() => undefined);
   const code = field("Recovery code", "recovery-code-input", { type: "password", autocomplete: "current-password" });
   const attempts = h("div", { testid: "recovery-attempts", "aria-live": "assertive" });
   const ack = h("input", { type: "checkbox", id: "recovery-last-ack", testid: "recovery-last-attempt-ack" });

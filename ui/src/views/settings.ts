@@ -1,6 +1,7 @@
 // Settings: vault, data directory, the key on this device, and a recovery
 // rehearsal that checks a typed recovery key without changing anything.
 import { call } from "../api";
+import type { VaultChoice, VaultInfo } from "../bindings";
 import { h } from "../dom";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 
@@ -31,12 +32,8 @@ export function settingsView(): HTMLElement {
   }, "secondary");
   const view = h("section", { class: "view", testid: "settings-screen", "aria-labelledby": "settings-title" },
     viewHead("settings-title", "Settings", "Where Coffer keeps its data, which vault it uses, and the key on this computer."),
-    card("This installation", facts,
-      h("p", { class: "muted" }, "To use another data folder, start Coffer with --data-dir FOLDER (or set COFFER_DATA_DIR).")),
-    card("Vault",
-      h("p", { testid: "settings-vault" }, "…"),
-      h("p", { class: "note", testid: "settings-vault-unavailable" },
-        "This build uses the local demo fleet (simulated HSMs; its state is in DATA_DIR/vault or --vault-dir). Pointing Coffer at a remote fleet by URL with pinned witness and operator keys is not offered in this build.")),
+    card("This installation", facts, moveDataDir()),
+    vaultChoiceCard(),
     vaultCards(),
     card("Rehearse recovery", rehearse.row, h("div", { class: "actions" }, rehearseBtn), rehearseOut),
     card("The key on this computer", h("div", { class: "actions" }, lock, forget), keyOut),
@@ -46,16 +43,38 @@ export function settingsView(): HTMLElement {
       h("dt", {}, "Data folder"), h("dd", { class: "mono", testid: "settings-data-dir" }, ov.status.data_dir),
       h("dt", {}, "Backup file"), h("dd", { class: "mono" }, ov.repository ?? "none yet"),
       h("dt", {}, "OS keyring"), h("dd", { testid: "settings-keyring" }, ov.keyring.available ? "available" : ov.keyring.error ? `unavailable (${ov.keyring.error.code})` : "still checking…"));
-    const v = view.querySelector('[data-testid="settings-vault"]');
-    if (v) v.textContent = ov.status.vault.label;
   }).catch((e) => showError(facts, e));
   return view;
+}
+
+/** Copy the data folder to a new place; Coffer uses it after a restart. */
+function moveDataDir(): HTMLElement {
+  const target = field("New data folder", "data-dir-target", {
+    placeholder: "/home/you/Documents/coffer-data",
+    help: "An empty or new folder. Coffer copies its settings and vault state there and checks the copy; the current folder is left as it is. Your backups and the backup key do not move.",
+  });
+  const out = h("div", { testid: "data-dir-result", "aria-live": "polite" });
+  const move = button("Move the data folder", "data-dir-move", () => {
+    void guarded(move, out, async () => {
+      const r = await call("move_data_dir", { target: target.input.value });
+      out.replaceChildren(h("p", { class: "ok", testid: "data-dir-moved" },
+        `Copied ${r.files_copied} files to ${r.new_dir}. Quit Coffer and start it again to use the new folder; until then settings are not saved. The old folder ${r.old_dir} can be deleted afterwards.`));
+      if (r.overridden_at_start) {
+        out.append(h("p", { class: "note" }, "This Coffer was started with --data-dir or COFFER_DATA_DIR, which win over the new setting: start it without them."));
+      }
+    });
+  }, "secondary");
+  return h("fieldset", {}, h("legend", {}, "Data folder"), target.row, h("div", { class: "actions" }, move), out,
+    h("p", { class: "muted" }, "You can also start Coffer with --data-dir FOLDER (or set COFFER_DATA_DIR) for one run."));
 }
 
 /** Vault mode: change the recovery code, rehearse with it, delete the record. */
 function vaultCards(): HTMLElement {
   const pw = (label: string, id: string) => field(label, id, { type: "password", autocomplete: "off" });
   const acct = field("Account name", "vault-account", { autocomplete: "username" });
+  void call("vault_settings", {}).then((vs) => {
+    if (vs.account && !acct.input.value) acct.input.value = vs.account;
+  }).catch(() => undefined);
   const old = pw("Current recovery code", "change-old-code");
   const nw = pw("New recovery code", "change-new-code");
   const conf = pw("New recovery code again", "change-confirm-code");
@@ -90,4 +109,87 @@ function vaultCards(): HTMLElement {
     h("fieldset", {}, h("legend", {}, "Rehearse recovery (a wrong code costs one attempt)"), rc.row, h("div", { class: "actions" }, rehearse)),
     h("fieldset", {}, h("legend", {}, "Delete the vault record"), dc.row, h("div", { class: "actions" }, del)),
     out);
+}
+
+const CHECK_STATUS: Record<string, string> = { passed: "passed", failed: "FAILED", not_applicable: "not applicable", not_run: "not run" };
+
+/** The vault in use and the form that chooses it: the local demo fleet, or
+ * a remote fleet by URL with pinned witness and operator keys. "Test
+ * connection" verifies without saving; "Save" verifies, then saves. */
+function vaultChoiceCard(): HTMLElement {
+  const radio = (value: string, testid: string, label: string) => {
+    const input = h("input", { type: "radio", name: "vault-choice", value, id: `vault-choice-${value}`, testid });
+    return { input, row: h("span", { class: "check" }, input, h("label", { for: `vault-choice-${value}` }, label)) };
+  };
+  const embedded = radio("embedded_demo", "vault-choice-embedded", "Local demo fleet (simulated HSMs on this computer)");
+  const remote = radio("remote", "vault-choice-remote", "A remote fleet by URL");
+  const url = field("Vault URL", "vault-url", { placeholder: "https://vault.example.org", help: "https:// (plain http:// only for a vault on this computer)." });
+  const wk = field("Witness key", "vault-witness-key", { placeholder: "witness.example+1a2b3c4d+…", help: "The witness's public key, exactly as the vault operator published it." });
+  const ok = field("Operator key", "vault-operator-key", { placeholder: "operator.example+5e6f7a8b+…", help: "The operator's root public key, exactly as published." });
+  const wurl = field("Witness URL (optional)", "vault-witness-url", { placeholder: "https://witness.example.org", help: "Only used for the audit links in the report." });
+  const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row);
+  const sync = () => { remoteFields.disabled = !remote.input.checked; };
+  embedded.input.addEventListener("change", sync);
+  remote.input.addEventListener("change", sync);
+  const current = h("p", { testid: "settings-vault" }, "…");
+  const refused = h("div", { testid: "vault-switch-refused" });
+  const out = h("div", { testid: "vault-choice-result", "aria-live": "polite" });
+  const choice = (): VaultChoice => {
+    if (!remote.input.checked) return { mode: "embedded_demo" };
+    const w = wurl.input.value.trim();
+    return {
+      mode: "remote", url: url.input.value.trim(), witness_key: wk.input.value.trim(), operator_key: ok.input.value.trim(),
+      ...(w ? { witness_url: w } : {}),
+    };
+  };
+  const report = (v: VaultInfo, saved: boolean) => {
+    out.dataset.validated = String(v.validated);
+    out.replaceChildren(
+      h("p", { class: v.validated ? "ok" : "warning", testid: "vault-choice-verdict" },
+        v.validated
+          ? `Fleet ${v.fleet_id} verified (fleet key ${v.key_fingerprint}); ${saved ? "saved: Coffer now uses this vault." : "not saved yet."}`
+          : "The fleet could NOT be verified with these keys: do not use this vault."),
+      h("p", { class: "muted small" }, `${v.nodes} nodes, quorum ${v.quorum ? "reached" : "NOT reached"}; validation: ${v.validation_mode}`),
+      h("ul", { class: "checks", testid: "vault-choice-checks" }, ...v.checks.map((c) =>
+        h("li", { testid: `vault-choice-check-${c.id}`, "data-status": c.status },
+          h("span", { class: `badge status-${c.status}` }, CHECK_STATUS[c.status] ?? c.status), " ", c.label,
+          c.detail ? h("p", { class: "muted small" }, c.detail) : null))));
+  };
+  const test = button("Test connection", "vault-test", () => {
+    void guarded(test, out, async () => report(await call("test_vault_choice", { choice: choice() }), false));
+  }, "secondary");
+  const save = button("Save", "vault-save", () => {
+    void guarded(save, out, async () => {
+      report(await call("save_vault_choice", { choice: choice() }), true);
+      load();
+    });
+  });
+  const load = () => {
+    void call("vault_settings", {}).then((vs) => {
+      const c = vs.choice;
+      if (c.mode === "remote") {
+        remote.input.checked = true;
+        url.input.value = c.url;
+        wk.input.value = c.witness_key;
+        ok.input.value = c.operator_key;
+        wurl.input.value = c.witness_url ?? "";
+        current.textContent = `Remote vault at ${c.url} (witness and operator keys pinned).`;
+      } else {
+        embedded.input.checked = true;
+        current.textContent = c.mode === "key_only" ? "No vault: recovery-key mode." : "Local demo fleet (5 simulated HSMs on this computer).";
+      }
+      sync();
+      // The sidebar's "Local demo fleet" badge follows the saved choice.
+      const badge = document.getElementById("demo-badge");
+      if (badge) badge.hidden = c.mode !== "embedded_demo";
+      refused.replaceChildren(...(vs.switch_refused
+        ? [h("p", { class: "note" }, `${vs.switch_refused.message}. ${vs.switch_refused.next_step} (${vs.switch_refused.code})`)]
+        : []));
+    }).catch((e) => showError(current, e));
+  };
+  load();
+  return card("Vault", current,
+    h("fieldset", { class: "choices" }, h("legend", {}, "Which vault protects your recovery code"), embedded.row, remote.row),
+    remoteFields, refused,
+    h("div", { class: "actions" }, test, save), out);
 }

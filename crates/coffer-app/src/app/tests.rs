@@ -529,3 +529,284 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
         scan_for_secrets(&root, &needles);
     }
 }
+
+/// A real fleet (the embedded one's public API) served over loopback HTTP,
+/// as a remote vault would be.
+struct LoopbackVault {
+    rt: tokio::runtime::Runtime,
+    vault: coffer_vault::embedded::EmbeddedVault,
+    url: String,
+}
+
+impl LoopbackVault {
+    fn start(dir: &Path) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let vault = rt
+            .block_on(coffer_vault::embedded::start_with(dir, 3, 10))
+            .unwrap();
+        let (addr, _server) = rt.block_on(vault.serve("127.0.0.1:0")).unwrap();
+        LoopbackVault {
+            rt,
+            vault,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    fn choice(&self) -> VaultChoice {
+        VaultChoice::Remote {
+            url: self.url.clone(),
+            witness_key: self.vault.witness_key().to_string(),
+            operator_key: self.vault.operator_key().to_string(),
+            witness_url: Some(self.vault.witness_url().to_string()),
+        }
+    }
+}
+
+impl Drop for LoopbackVault {
+    fn drop(&mut self) {
+        self.rt.block_on(self.vault.shutdown());
+    }
+}
+
+#[test]
+fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
+    let good = lv.choice();
+    let VaultChoice::Remote {
+        witness_key,
+        operator_key,
+        ..
+    } = good.clone()
+    else {
+        unreachable!()
+    };
+    let other_witness =
+        coffer_vault_client::coffer_transparency::NoteSigner::generate("coffer-demo-witness")
+            .unwrap()
+            .verifier()
+            .to_string();
+    let wrong = VaultChoice::Remote {
+        url: lv.url.clone(),
+        witness_key: other_witness,
+        operator_key: operator_key.clone(),
+        witness_url: None,
+    };
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let (acct, code) = ("rita@example.org", "correct horse battery staple");
+
+    let data1 = tmp.path().join("data1");
+    let a = app(&data1, Arc::new(Collect::default()));
+    let vs = a.vault_settings();
+    assert_eq!(vs.choice, VaultChoice::EmbeddedDemo);
+    assert!(vs.can_switch && vs.account.is_none());
+
+    // Malformed choices are refused before any connection.
+    let mut bad_url = good.clone();
+    if let VaultChoice::Remote { url, .. } = &mut bad_url {
+        *url = "http://vault.example.org".into();
+    }
+    assert_eq!(a.test_vault_choice(bad_url).unwrap_err().code, "CF-A029");
+    let mut bad_key = good.clone();
+    if let VaultChoice::Remote { witness_key, .. } = &mut bad_key {
+        *witness_key = "not-a-key".into();
+    }
+    assert_eq!(a.test_vault_choice(bad_key).unwrap_err().code, "CF-A029");
+    assert_eq!(
+        a.test_vault_choice(VaultChoice::KeyOnly).unwrap_err().code,
+        "CF-A029"
+    );
+
+    // Nothing listens there: "vault unreachable", not a crash.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = VaultChoice::Remote {
+        url: format!("http://127.0.0.1:{closed}"),
+        witness_key: witness_key.clone(),
+        operator_key: operator_key.clone(),
+        witness_url: None,
+    };
+    let e = a.test_vault_choice(unreachable.clone()).unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::VaultUnreachable, "CF-V030"),
+        "{e:?}"
+    );
+    assert_eq!(
+        a.save_vault_choice(unreachable).unwrap_err().code,
+        "CF-V030"
+    );
+
+    // Another witness key pinned: the report says which check failed, and
+    // the choice cannot be saved.
+    let t = a.test_vault_choice(wrong.clone()).unwrap();
+    assert!(!t.validated, "{t:?}");
+    assert!(t.checks.iter().any(|c| c.status == "failed"), "{t:?}");
+    assert_eq!(
+        a.save_vault_choice(wrong.clone()).unwrap_err().code,
+        "CF-A063"
+    );
+
+    // The right keys: verified over the air, with audit links, not saved yet.
+    let t = a.test_vault_choice(good.clone()).unwrap();
+    assert!(t.validated, "{t:?}");
+    assert!(
+        t.validation_mode
+            .contains(&format!("remote fleet at {}", lv.url)),
+        "{t:?}"
+    );
+    assert!(t.checks.iter().all(|c| c.status != "failed"), "{t:?}");
+    assert_eq!(t.checks[0].id, "pinned-key");
+    assert!(
+        t.checks
+            .iter()
+            .any(|c| c.detail.contains(lv.vault.witness_url())),
+        "audit links: {t:?}"
+    );
+    assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
+    assert!(
+        !data1.join("settings.json").exists(),
+        "a test saves nothing"
+    );
+
+    // Saved: the settings say so, and the trust state is remembered.
+    assert!(a.save_vault_choice(good.clone()).unwrap().validated);
+    assert_eq!(a.vault_settings().choice, good);
+    assert_eq!(SettingsStore::new(&data1).load().unwrap().vault, good);
+    assert_eq!(
+        std::fs::read_dir(data1.join("vault-trust"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // First run in vault mode through the remote fleet.
+    let k = a
+        .create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap();
+    assert_eq!(k.snapshots, 0);
+    assert_eq!(a.vault_settings().account.as_deref(), Some(acct));
+    // Registered, first run not finished yet: already no switching.
+    assert_eq!(
+        a.save_vault_choice(VaultChoice::EmbeddedDemo)
+            .unwrap_err()
+            .code,
+        "CF-A070"
+    );
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+    a.complete_onboarding(set_input("Docs", &src, &repo))
+        .unwrap();
+    let saved = SettingsStore::new(&data1).load().unwrap();
+    assert_eq!(saved.vault, good, "first run keeps the chosen vault");
+    assert_eq!(saved.vault_account.as_deref(), Some(acct));
+    assert!(
+        !data1.join("vault").exists(),
+        "the embedded demo fleet was never started"
+    );
+
+    // The code is registered there: switching would orphan it.
+    let vs = a.vault_settings();
+    assert!(!vs.can_switch);
+    assert_eq!(vs.switch_refused.unwrap().code, "CF-A070");
+    assert_eq!(
+        a.save_vault_choice(VaultChoice::EmbeddedDemo)
+            .unwrap_err()
+            .code,
+        "CF-A070"
+    );
+    a.save_vault_choice(good.clone()).unwrap();
+    a.shutdown_vault();
+
+    // A new computer pinned to another witness key: the code is never used.
+    let data2 = tmp.path().join("data2");
+    let mut s = Settings {
+        vault: wrong,
+        ..Settings::default()
+    };
+    SettingsStore::new(&data2).save(&s).unwrap();
+    let b = app(&data2, Arc::new(Collect::default()));
+    let e = b
+        .unlock_with_recovery_code(r, acct, code.into())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A063", "{e:?}");
+    drop(b);
+
+    // Pinned right (settings applied at start): recovered through the remote fleet.
+    s.vault = good.clone();
+    SettingsStore::new(&data2).save(&s).unwrap();
+    let b = app(&data2, Arc::new(Collect::default()));
+    assert!(b
+        .vault_info()
+        .unwrap()
+        .validation_mode
+        .contains("remote fleet"));
+    let e = b
+        .unlock_with_recovery_code(r, acct, "not my code at all".into())
+        .unwrap_err();
+    assert!(
+        e.message.contains("9 attempts remain"),
+        "the wrong pin cost nothing: {e:?}"
+    );
+    let ok = b.unlock_with_recovery_code(r, acct, code.into()).unwrap();
+    assert_eq!(ok.snapshots, 0);
+    let saved = SettingsStore::new(&data2).load().unwrap();
+    assert_eq!(
+        (saved.key_mode, &saved.vault),
+        (Some(KeyMode::RecoveryCode), &good)
+    );
+    assert_eq!(saved.vault_account.as_deref(), Some(acct));
+    assert!(!data2.join("vault").exists());
+    drop(b);
+
+    // The vault goes away: the app still opens, and says "unreachable".
+    let data3 = tmp.path().join("data3");
+    let gone = VaultChoice::Remote {
+        url: format!("http://127.0.0.1:{closed}"),
+        witness_key,
+        operator_key,
+        witness_url: None,
+    };
+    SettingsStore::new(&data3)
+        .save(&Settings {
+            vault: gone,
+            ..Settings::default()
+        })
+        .unwrap();
+    let c = app(&data3, Arc::new(Collect::default()));
+    assert!(c.overview().settings_error.is_none());
+    for e in [
+        c.vault_info().unwrap_err(),
+        c.unlock_with_recovery_code(r, acct, code.into())
+            .unwrap_err(),
+    ] {
+        assert_eq!(
+            (e.kind, e.code.as_str()),
+            (ErrorKind::VaultUnreachable, "CF-V030"),
+            "{e:?}"
+        );
+    }
+
+    // Key mode uses no vault: nothing to switch.
+    let data4 = tmp.path().join("data4");
+    SettingsStore::new(&data4)
+        .save(&Settings {
+            onboarding_completed: true,
+            key_mode: Some(KeyMode::RecoveryKey),
+            vault: VaultChoice::KeyOnly,
+            ..Settings::default()
+        })
+        .unwrap();
+    let d = app(&data4, Arc::new(Collect::default()));
+    assert_eq!(d.vault_settings().switch_refused.unwrap().code, "CF-A071");
+    assert_eq!(d.save_vault_choice(good).unwrap_err().code, "CF-A071");
+}

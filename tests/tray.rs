@@ -1,0 +1,280 @@
+//! The tray icon, for real: the app runs on its own Xvfb display with
+//! `trayer` (an XEmbed system tray) and its own D-Bus session bus, where no
+//! StatusNotifierWatcher runs, so libayatana-appindicator falls back to an
+//! XEmbed GtkStatusIcon. The test finds Coffer's icon window docked inside
+//! trayer's panel (`xwininfo -tree`), opens its menu with a right click and
+//! chooses "Quit Coffer" with the keyboard (`xdotool`); the app must exit
+//! cleanly.
+//!
+//! Needs Xvfb, trayer, xwininfo, xdotool and dbus-daemon (scripts/setup.sh
+//! installs them); without them the test fails, it never skips.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A child process stopped (SIGTERM, then killed) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Waits up to `secs` for the process to exit.
+    fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.0.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+fn require_tool(name: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{name}` is not installed: run scripts/setup.sh (it installs Xvfb, trayer, \
+         x11-utils, xdotool and dbus, which this test needs)"
+    );
+}
+
+/// Starts Xvfb on a display number it picks itself (`-displayfd`: it
+/// writes the number once it accepts connections); returns it and ":N".
+fn start_xvfb() -> (Proc, String) {
+    let mut child = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1280x860x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb could not start: run scripts/setup.sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let n: u32 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
+    (Proc(child), format!(":{n}"))
+}
+
+/// A private session bus; returns the daemon and its address.
+fn start_bus() -> (Proc, String) {
+    let mut child = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon could not start: run scripts/setup.sh");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line.trim().to_string();
+    assert!(address.starts_with("unix:"), "dbus-daemon said {line:?}");
+    (Proc(child), address)
+}
+
+fn window_tree(display: &str) -> String {
+    let out = Command::new("xwininfo")
+        .args(["-root", "-tree", "-display", display])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (up to `secs`) for a line of the window tree containing `needle`.
+fn wait_window(display: &str, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let tree = window_tree(display);
+        if let Some(line) = tree.lines().find(|l| l.contains(needle)) {
+            return line.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no window {needle} after {secs} s; the window tree:\n{tree}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The absolute position and size of an `xwininfo -tree` line
+/// (`… 32x30+0+0  +1246+829`): (x, y, width, height).
+fn geometry(line: &str) -> (i32, i32, i32, i32) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let abs = words[words.len() - 1];
+    let size = words[words.len() - 2];
+    let nums = |s: &str, sep: char| -> Vec<i32> {
+        s.split(sep)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split('+').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let xy = nums(abs, '+');
+    let wh = nums(size, 'x');
+    (xy[0], xy[1], wh[0], wh[1])
+}
+
+fn xdotool(display: &str, args: &[&str]) {
+    let ok = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "xdotool {args:?} failed");
+}
+
+/// The visible windows of the process `pid`.
+fn visible_windows(display: &str, pid: &str) -> Vec<String> {
+    let out = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--pid", pid])
+        .env("DISPLAY", display)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn window_height(display: &str, window: &str) -> i32 {
+    let out = Command::new("xdotool")
+        .args(["getwindowgeometry", "--shell", window])
+        .env("DISPLAY", display)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("HEIGHT="))
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
+    for tool in ["Xvfb", "trayer", "xwininfo", "xdotool", "dbus-daemon"] {
+        require_tool(tool);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (_xvfb, display) = start_xvfb();
+    let (_bus, bus) = start_bus();
+    let trayer_log = tmp.path().join("trayer.log");
+    let mut trayer = Proc(
+        Command::new("trayer")
+            .args([
+                "--edge",
+                "bottom",
+                "--align",
+                "right",
+                "--widthtype",
+                "request",
+            ])
+            .args([
+                "--height",
+                "32",
+                "--SetDockType",
+                "true",
+                "--transparent",
+                "false",
+            ])
+            .env("DISPLAY", &display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&trayer_log).unwrap())
+            .spawn()
+            .expect("trayer could not start"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !window_tree(&display).contains("(\"panel\" \"trayer\")") {
+        let exited = trayer.0.try_wait().unwrap();
+        if exited.is_some() || Instant::now() > deadline {
+            panic!(
+                "trayer's panel did not appear on {display} ({}); trayer said: {}",
+                exited.map_or("still running after 30 s".into(), |s| s.to_string()),
+                std::fs::read_to_string(&trayer_log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let mut app = Proc(
+        Command::new(env!("CARGO_BIN_EXE_coffer-desktop"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .arg("--no-keyring")
+            .env("DISPLAY", &display)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus)
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // GtkStatusIcon's window, named after tray-icon's id for the icon.
+    let icon = wait_window(&display, "(\"tray-icon tray app coffer\"", 30);
+    let (x, y, w, h) = geometry(&icon);
+    assert!(w >= 16 && h >= 16, "the icon is {w}x{h}: {icon}");
+    let panel = geometry(&wait_window(&display, "(\"panel\" \"trayer\")", 1));
+    assert!(
+        x >= panel.0 && x + w <= panel.0 + panel.2 && y >= panel.1 && y + h <= panel.1 + panel.3,
+        "the icon {icon} is not inside trayer's panel {panel:?}"
+    );
+    assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
+
+    // Right click: the menu (status line, Open Coffer, Quit Coffer); the
+    // status line is not selectable, so Down, Down is "Quit Coffer".
+    let (cx, cy) = ((x + w / 2).to_string(), (y + h / 2).to_string());
+    let pid = app.0.id().to_string();
+    let windows_before = visible_windows(&display, &pid);
+    xdotool(&display, &["mousemove", &cx, &cy, "click", "3"]);
+    // The menu is a new visible window of the app, taller than a tooltip
+    // (three items).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !visible_windows(&display, &pid)
+        .iter()
+        .filter(|w| !windows_before.contains(w))
+        .any(|w| window_height(&display, w) >= 60)
+    {
+        assert!(Instant::now() < deadline, "no menu opened on a right click");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    xdotool(&display, &["key", "Down", "Down", "Return"]);
+    let status = app
+        .wait_exit(15)
+        .expect("the app did not quit from its tray menu");
+    assert!(status.success(), "the app quit with {status}");
+}
