@@ -20,7 +20,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # reads back with `dunstctl history`; trayer (an XEmbed system tray),
 # x11-utils (xwininfo) and xdotool let the tray test find Coffer's icon in a
 # real tray and use its menu (crates/coffer-app/tests/notifications.rs,
-# tests/tray.rs).
+# tests/tray.rs); xdotool also types into the native file dialog of the
+# Browse… buttons, which WebDriver cannot reach (tests/webdriver/dialog.rs).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11

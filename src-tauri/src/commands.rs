@@ -5,12 +5,13 @@
 
 use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::datadir::DataDirMoved;
+use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
 use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
 use coffer_app::vault::{CodeStrength, VaultInfo};
-use coffer_app::App;
-use coffer_error::ErrorReport;
+use coffer_app::{App, AppError};
+use coffer_error::{ErrorReport, UserFacing};
 use tauri::State;
 
 type R<T> = Result<T, ErrorReport>;
@@ -270,4 +271,55 @@ pub async fn change_recovery_code(
 #[tauri::command(rename_all = "snake_case")]
 pub async fn delete_vault_record(app: State<'_, App>, account: String, code: String) -> R<()> {
     blocking(&app, move |a| a.delete_vault_record(&account, code)).await
+}
+
+/// A "Browse…" button: shows the native file dialog (GTK) for `kind`,
+/// opening where the field's `start` points; `None` when it is cancelled.
+/// GTK wants the dialog built on the main thread; it is awaited here, so the
+/// window stays responsive.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn pick_path(
+    handle: tauri::AppHandle,
+    kind: PathKind,
+    start: Option<String>,
+) -> R<Option<String>> {
+    let spec = DialogSpec::for_field(kind, start.as_deref());
+    let failed = |why: String| AppError::DialogFailed(why).report();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    handle
+        .run_on_main_thread(move || {
+            let _ = tx.send(show_dialog(spec));
+        })
+        .map_err(|e| failed(e.to_string()))?;
+    let shown = rx
+        .await
+        .map_err(|_| failed("the window's event loop has stopped".into()))?;
+    match shown.await {
+        None => Ok(None),
+        Some(file) => coffer_app::dialog::chosen_path(file.path().to_path_buf())
+            .map(Some)
+            .map_err(|e| e.report()),
+    }
+}
+
+type Shown = std::pin::Pin<Box<dyn std::future::Future<Output = Option<rfd::FileHandle>> + Send>>;
+
+fn show_dialog(spec: DialogSpec) -> Shown {
+    let mut d = rfd::AsyncFileDialog::new()
+        .set_title(spec.title)
+        .set_can_create_directories(true);
+    if let Some(dir) = &spec.directory {
+        d = d.set_directory(dir);
+    }
+    if let Some(name) = &spec.file_name {
+        d = d.set_file_name(name);
+    }
+    for f in &spec.filters {
+        d = d.add_filter(f.name, f.extensions);
+    }
+    match spec.kind {
+        PathKind::Folder => Box::pin(d.pick_folder()),
+        PathKind::OpenRepository => Box::pin(d.pick_file()),
+        PathKind::SaveRepository => Box::pin(d.save_file()),
+    }
 }

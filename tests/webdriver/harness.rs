@@ -2,7 +2,8 @@
 //! on free ports, with the app given its own temporary data directory.
 //!
 //! * The app binary is the one cargo built for this test run
-//!   (`CARGO_BIN_EXE_coffer-desktop`).
+//!   (`CARGO_BIN_EXE_coffer-desktop`), or `$COFFER_TEST_APP` when set (a
+//!   copy of the binary, when several work trees share one target directory).
 //! * `tauri-driver` is found on PATH, in `~/.cargo/bin`, or at `$TAURI_DRIVER`.
 //! * The tests need a display: the README's test command runs them under
 //!   `xvfb-run`.
@@ -20,6 +21,12 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
+
+/// A WebDriver screenshot never answers while WebKit's compositing is off
+/// (the app turns it off unless WEBKIT_DISABLE_COMPOSITING_MODE is set), so
+/// a docs screenshot is bounded: the run fails with this hint, not hangs.
+const SCREENSHOT_TIMEOUT: Duration = Duration::from_secs(10);
+const SCREENSHOT_HANG: &str = "WebKitWebDriver screenshots hang with compositing off: run with WEBKIT_DISABLE_COMPOSITING_MODE=0";
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -131,7 +138,11 @@ impl Session {
         if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
             // Let WebKit paint the screen that was just shown.
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let png = self.client.screenshot().await?;
+            let png = tokio::time::timeout(SCREENSHOT_TIMEOUT, self.client.screenshot())
+                .await
+                .map_err(|_| {
+                    format!("the screenshot {name} took over 10 s: {SCREENSHOT_HANG}")
+                })??;
             std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)?;
         }
         Ok(())
@@ -236,7 +247,9 @@ where
         .prefix("coffer-wd-config-")
         .tempdir()
         .unwrap();
-    let app = PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop"));
+    let app = std::env::var_os("COFFER_TEST_APP")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coffer-desktop")));
     let mut args = vec![json!("--data-dir"), json!(data.path())];
     args.extend(extra_args.iter().map(|a| json!(a)));
     let caps = json!({

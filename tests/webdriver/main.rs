@@ -7,6 +7,7 @@
 //! "keyring unavailable" is its own error and the app keeps working.
 
 mod a11y;
+mod dialog;
 mod harness;
 
 use std::path::{Path, PathBuf};

@@ -356,6 +356,8 @@ can_switch: boolean,
  */
 switch_refused: ErrorReport | null, };
 
+export type PathKind = "folder" | "open_repository" | "save_repository";
+
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
 
@@ -399,4 +401,5 @@ export interface Commands {
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };
+  pick_path: { args: { kind: PathKind; start: string | null }; result: string | null };
 }

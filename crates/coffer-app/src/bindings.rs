@@ -6,6 +6,7 @@
 use ts_rs::{Config, TS};
 
 use crate::datadir::DataDirMoved;
+use crate::dialog::PathKind;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::schedule::{Freshness, Schedule};
@@ -229,6 +230,11 @@ pub fn commands() -> Vec<CommandSig> {
             args: "{ account: string; code: string }",
             result: none,
         },
+        CommandSig {
+            name: "pick_path",
+            args: "{ kind: PathKind; start: string | null }",
+            result: |_| "string | null".into(),
+        },
     ]
 }
 
@@ -285,6 +291,7 @@ pub fn render() -> String {
         decl::<CheckView>(&cfg),
         decl::<VaultChoice>(&cfg),
         decl::<VaultSettings>(&cfg),
+        decl::<PathKind>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\

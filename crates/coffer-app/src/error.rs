@@ -10,7 +10,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
-    "CF-A070", "CF-A071",
+    "CF-A070", "CF-A071", "CF-A075",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,8 @@ pub enum AppError {
     VaultHoldsRecord,
     #[error("this installation uses recovery-key mode, which uses no vault")]
     NoVaultInKeyMode,
+    #[error("the file dialog could not be shown or did not return a usable path: {0}")]
+    DialogFailed(String),
 }
 
 impl AppError {
@@ -90,6 +92,7 @@ impl UserFacing for AppError {
             CodesDiffer | WeakCode { .. } | NoAccount | VaultHoldsRecord | NoVaultInKeyMode => {
                 ErrorKind::InvalidInput
             }
+            DialogFailed(_) => ErrorKind::Io,
         }
     }
     fn code(&self) -> &'static str {
@@ -115,6 +118,7 @@ impl UserFacing for AppError {
             NoAccount => "CF-A066",
             VaultHoldsRecord => "CF-A070",
             NoVaultInKeyMode => "CF-A071",
+            DialogFailed(_) => "CF-A075",
         }
     }
     fn next_step(&self) -> String {
@@ -140,6 +144,7 @@ impl UserFacing for AppError {
             NoAccount => "Type the account name you used when you set up the vault.".into(),
             VaultHoldsRecord => "Keep this vault: your recovery code works only there. To use another vault, set Coffer up anew with it (start Coffer with another --data-dir and choose the vault before first run), and keep this setup until the new one has backups.".into(),
             NoVaultInKeyMode => "Nothing to change: your recovery key opens your backups without a vault. A vault is chosen before first run, for recovery-code mode.".into(),
+            DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
         }
     }
 }

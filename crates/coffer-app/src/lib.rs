@@ -12,6 +12,7 @@ mod app;
 pub mod bindings;
 pub mod datadir;
 pub mod diagnostics;
+pub mod dialog;
 pub mod error;
 pub mod ipc;
 pub mod jobs;

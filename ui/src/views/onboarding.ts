@@ -5,6 +5,7 @@ import { call } from "../api";
 import type { AppOverview, KeyInstalled, NewRecoveryKey } from "../bindings";
 import { h } from "../dom";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
+import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
 import { setForm } from "./setform";
 
@@ -50,9 +51,9 @@ function stepMode(body: HTMLElement, ov: AppOverview | null, done: () => void): 
 function stepRepo(body: HTMLElement, ov: AppOverview | null, done: () => void): void {
   body.dataset.step = "repository";
   const home = ov?.status.data_dir ?? "";
-  const path = field("Where to keep the backup file", "onboard-repo-path", {
+  const path = pathField("Where to keep the backup file", "onboard-repo-path", "save_repository", {
     value: home ? `${home}/coffer.db` : "",
-    help: "One file holds every backup, encrypted. Put it on another disk or a sync folder; type the full path.",
+    help: "One file holds every backup, encrypted. Put it on another disk or a sync folder; type the full path, or use Browse… to choose it in a file dialog.",
   });
   const slot = h("div", {});
   const create = button("Create the backup file", "onboard-create", () => {
@@ -71,7 +72,7 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   body.dataset.step = "vault";
   const home = ov?.status.data_dir ?? "";
   const fleet = h("div", { testid: "onboard-fleet", "data-verified": "pending" }, h("p", { class: "muted" }, "Verifying the vault fleet…"));
-  const path = field("Where to keep the backup file", "onboard-repo-path", { value: home ? `${home}/coffer.db` : "" });
+  const path = pathField("Where to keep the backup file", "onboard-repo-path", "save_repository", { value: home ? `${home}/coffer.db` : "" });
   const account = field("Account name (for example your e-mail address)", "onboard-account", { autocomplete: "username" });
   void call("vault_settings", {}).then((vs) => {
     if (vs.account && !account.input.value) account.input.value = vs.account;

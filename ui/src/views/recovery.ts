@@ -4,12 +4,13 @@ import { call } from "../api";
 import type { ErrorReport } from "../bindings";
 import { h } from "../dom";
 import { button, card, field, guarded, viewHead } from "../ui";
+import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
 
 export function recoveryView(): HTMLElement {
-  const repo = field("The backup file", "recovery-repo-path", {
+  const repo = pathField("The backup file", "recovery-repo-path", "open_repository", {
     placeholder: "/media/usb/coffer.db",
-    help: "Type the full path of the backup file (copy it from the old disk or sync folder first).",
+    help: "Type the full path of the backup file, or choose it with Browse… (copy it from the old disk or sync folder first).",
   });
   const key = field("Your 64-digit recovery key", "recovery-key-input", {
     multiline: true,

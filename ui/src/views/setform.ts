@@ -1,6 +1,7 @@
 // The backup set form (first run and the Backups screen).
 import type { BackupSet, BackupSetInput, Retention, Schedule } from "../bindings";
 import { h } from "../dom";
+import { pathField } from "../pathfield";
 import { field, select } from "../ui";
 
 export const RETENTION_FIELDS: [keyof Retention, string][] = [
@@ -40,18 +41,18 @@ function lines(s: string): string[] {
 /** The form; `read()` returns what the user typed as a BackupSetInput. */
 export function setForm(existing: BackupSet | null, defaults: { repository?: string; name?: string } = {}): { el: HTMLElement; read: () => BackupSetInput } {
   const name = field("Name", "set-name", { value: existing?.name ?? defaults.name ?? "Documents" });
-  const sources = field("Folders to back up (one per line)", "set-sources", {
+  const sources = pathField("Folders to back up (one per line)", "set-sources", "folder", {
     multiline: true,
     value: existing?.sources.join("\n") ?? "",
     placeholder: "/home/me/Documents",
-    help: "Type full paths starting with /.",
+    help: "Type full paths starting with /; Browse… adds a folder.",
   });
   const excludes = field("Exclude patterns (one per line)", "set-excludes", {
     multiline: true,
     value: existing?.excludes.join("\n") ?? "*.tmp\n.cache/",
     help: "gitignore syntax, for example *.tmp or node_modules/.",
   });
-  const repository = field("Repository file", "set-repository", {
+  const repository = pathField("Repository file", "set-repository", "open_repository", {
     value: existing?.repository ?? defaults.repository ?? "",
     placeholder: "/media/backup/coffer.db",
   });

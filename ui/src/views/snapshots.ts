@@ -5,6 +5,7 @@ import type { RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
 import { h } from "../dom";
 import { formatBytes } from "../format";
 import { button, card, checkbox, field, guarded, jobPanel, showError, viewHead } from "../ui";
+import { pathField } from "../pathfield";
 import { DEFAULT_RETENTION, retentionInputs } from "./setform";
 
 export function snapshotsView(): HTMLElement {
@@ -16,7 +17,7 @@ export function snapshotsView(): HTMLElement {
   const tree = h("ul", { class: "tree", testid: "tree" });
   const treeSlot = h("div", {});
   const selection = h("p", { testid: "restore-selection", class: "muted" }, "Nothing chosen: the whole snapshot is restored.");
-  const target = field("Restore into this folder", "restore-target", { placeholder: "/home/me/Restored", help: "Paths from the snapshot are recreated inside it. Existing files are never overwritten." });
+  const target = pathField("Restore into this folder", "restore-target", "folder", { placeholder: "/home/me/Restored", help: "Paths from the snapshot are recreated inside it. Existing files are never overwritten." });
   const planEl = h("div", { testid: "restore-plan" });
   const restoreSlot = h("div", {});
   const restoreJob = jobPanel("restore-job");
