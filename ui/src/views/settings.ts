@@ -3,6 +3,7 @@
 import { call } from "../api";
 import type { VaultChoice, VaultInfo } from "../bindings";
 import { h } from "../dom";
+import { pathField } from "../pathfield";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 
 export function settingsView(): HTMLElement {
@@ -49,7 +50,7 @@ export function settingsView(): HTMLElement {
 
 /** Copy the data folder to a new place; Coffer uses it after a restart. */
 function moveDataDir(): HTMLElement {
-  const target = field("New data folder", "data-dir-target", {
+  const target = pathField("New data folder", "data-dir-target", "folder", {
     placeholder: "/home/you/Documents/coffer-data",
     help: "An empty or new folder. Coffer copies its settings and vault state there and checks the copy; the current folder is left as it is. Your backups and the backup key do not move.",
   });
