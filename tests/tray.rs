@@ -245,14 +245,28 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
             .unwrap(),
     );
     // GtkStatusIcon's window, named after tray-icon's id for the icon.
-    let icon = wait_window(&display, "(\"tray-icon tray app coffer\"", 30);
-    let (x, y, w, h) = geometry(&icon);
-    assert!(w >= 16 && h >= 16, "the icon is {w}x{h}: {icon}");
-    let panel = geometry(&wait_window(&display, "(\"panel\" \"trayer\")", 1));
-    assert!(
-        x >= panel.0 && x + w <= panel.0 + panel.2 && y >= panel.1 && y + h <= panel.1 + panel.3,
-        "the icon {icon} is not inside trayer's panel {panel:?}"
-    );
+    // It appears as a 1x1 window at +0+0 first; trayer then embeds it,
+    // grows its panel and moves the icon inside. Wait (30 s at most) until
+    // the icon has an icon's size and lies inside the panel.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (x, y, w, h) = loop {
+        let icon = wait_window(&display, "(\"tray-icon tray app coffer\"", 30);
+        let (x, y, w, h) = geometry(&icon);
+        let panel = geometry(&wait_window(&display, "(\"panel\" \"trayer\")", 1));
+        let inside = x >= panel.0
+            && x + w <= panel.0 + panel.2
+            && y >= panel.1
+            && y + h <= panel.1 + panel.3;
+        if w >= 16 && h >= 16 && inside {
+            break (x, y, w, h);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after 30 s the icon is {w}x{h} and {} trayer's panel {panel:?}: {icon}",
+            if inside { "inside" } else { "not inside" }
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(app.0.try_wait().unwrap().is_none(), "the app exited");
 
     // Right click: the menu (status line, Open Coffer, Quit Coffer); the
