@@ -506,18 +506,42 @@ fn corruption_is_named_and_everything_else_restores() {
         )
         .unwrap()
     };
-    let mut raw = fs::read(&path).unwrap();
-    // A blob spans overflow pages; try probes until one lies within a page.
-    let at = (1..16)
-        .find_map(|k| {
-            let o = blob.len() * k / 17;
-            find_bytes(&raw, &blob[o..o + 64])
+    // A blob spans overflow pages; probe 64-byte runs of it in the file and
+    // flip 8 bytes there. The same bytes can also stand in a free page (a
+    // stale copy SQLite left behind), so a flip only counts once the live
+    // pack, read back through SQLite, has changed; otherwise it is undone
+    // and the next occurrence is tried.
+    let original = fs::read(&path).unwrap();
+    let live_pack = || -> Vec<u8> {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.query_row("SELECT data FROM packs WHERE id = ?1", [pack_id], |r| {
+            r.get::<_, Vec<u8>>(0)
         })
-        .expect("pack bytes not found in the file");
-    for b in &mut raw[at..at + 8] {
-        *b ^= 0x5a;
+        .unwrap()
+    };
+    let mut flipped = false;
+    'probe: for k in 1..16 {
+        let o = blob.len() * k / 17;
+        let needle = &blob[o..o + 64];
+        let mut from = 0;
+        while let Some(i) = find_bytes(&original[from..], needle) {
+            let at = from + i;
+            let mut raw = original.clone();
+            for b in &mut raw[at..at + 8] {
+                *b ^= 0x5a;
+            }
+            fs::write(&path, &raw).unwrap();
+            if live_pack() != blob {
+                flipped = true;
+                break 'probe;
+            }
+            from = at + 1;
+        }
     }
-    fs::write(&path, &raw).unwrap();
+    assert!(
+        flipped,
+        "no copy of the pack's bytes in the file is the live one"
+    );
     let repo = Repository::open(&path)
         .unwrap()
         .unlock_with_key(key)
