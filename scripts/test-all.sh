@@ -28,12 +28,18 @@ set +e
 # by another run (with another password) can never be the locked default.
 keyring_home="$(mktemp -d)"
 export keyring_home
+# The daemon outlives its D-Bus session, so its pid is noted and it is
+# stopped afterwards: no keyring daemon of an earlier run is left behind.
 dbus-run-session -- bash -c '
+  before="$(pgrep -x gnome-keyring-d | sort)"
   eval "$(printf coffer-test | XDG_DATA_HOME="$keyring_home" gnome-keyring-daemon --unlock --components=secrets --daemonize)" >/dev/null
+  comm -13 <(echo "$before") <(pgrep -x gnome-keyring-d | sort) > "$keyring_home/daemon.pids"
   export GNOME_KEYRING_CONTROL
   exec keyctl session - xvfb-run -a --server-args="-screen 0 1280x800x24" cargo test --workspace --no-fail-fast
 ' 2>&1 | tee "$log_dir/cargo.log"
 status=${PIPESTATUS[0]}
+xargs -r kill < "$keyring_home/daemon.pids" 2>/dev/null || true
+rm -rf "$keyring_home"
 set -e
 
 passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
