@@ -9,102 +9,10 @@
 //! Needs Xvfb, trayer, xwininfo, xdotool and dbus-daemon (scripts/setup.sh
 //! installs them); without them the test fails, it never skips.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A child process stopped (SIGTERM, then killed) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// Waits up to `secs` for the process to exit.
-    fn wait_exit(&mut self, secs: u64) -> Option<ExitStatus> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.0.try_wait() {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{name}` is not installed: run scripts/setup.sh (it installs Xvfb, trayer, \
-         x11-utils, xdotool and dbus, which this test needs)"
-    );
-}
-
-/// Starts Xvfb on a display number it picks itself (`-displayfd`: it
-/// writes the number once it accepts connections); returns it and ":N".
-fn start_xvfb() -> (Proc, String) {
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "1280x860x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb could not start: run scripts/setup.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let n: u32 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
-    (Proc(child), format!(":{n}"))
-}
-
-/// A private session bus; returns the daemon and its address.
-fn start_bus() -> (Proc, String) {
-    let mut child = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon could not start: run scripts/setup.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line.trim().to_string();
-    assert!(address.starts_with("unix:"), "dbus-daemon said {line:?}");
-    (Proc(child), address)
-}
+use coffer_testenv::{require_tool, start_bus, start_xvfb, Proc};
 
 fn window_tree(display: &str) -> String {
     let out = Command::new("xwininfo")
@@ -189,7 +97,7 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
         require_tool(tool);
     }
     let tmp = tempfile::tempdir().unwrap();
-    let (_xvfb, display) = start_xvfb();
+    let (_xvfb, display) = start_xvfb("1280x860x24");
     let (_bus, bus) = start_bus();
     let trayer_log = tmp.path().join("trayer.log");
     let mut trayer = Proc(

@@ -12,9 +12,8 @@
 //! This file holds one test on purpose: it points this process's
 //! `DBUS_SESSION_BUS_ADDRESS` at the private bus before any other thread runs.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,7 @@ use coffer_app::keyring::OsKeyring;
 use coffer_app::schedule::Schedule;
 use coffer_app::settings::{BackupSetInput, Retention};
 use coffer_app::App;
+use coffer_testenv::{require_tool, start_bus, start_xvfb, Proc};
 
 /// The shell's sink (`WindowSink` in src-tauri/src/main.rs) minus the window:
 /// notifications go through the app's real notification path.
@@ -35,88 +35,9 @@ impl EventSink for DesktopSink {
     }
 }
 
-/// A child process stopped (SIGTERM, then killed) when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn require_tool(name: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{name}` is not installed: run scripts/setup.sh (it installs dunst and \
-         libnotify-bin and xvfb, which this test needs)"
-    );
-}
-
-/// A private session bus; returns the daemon and its address.
-fn start_bus() -> (Daemon, String) {
-    let mut child = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--print-address=1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("dbus-daemon could not start: run scripts/setup.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line.trim().to_string();
-    assert!(address.starts_with("unix:"), "dbus-daemon said {line:?}");
-    (Daemon(child), address)
-}
-
-/// Starts Xvfb on a display number it picks itself (`-displayfd`: it
-/// writes the number once it accepts connections); returns it and ":N".
-fn start_xvfb() -> (Daemon, String) {
-    let mut child = Command::new("Xvfb")
-        .args([
-            "-displayfd",
-            "1",
-            "-screen",
-            "0",
-            "800x600x24",
-            "-nolisten",
-            "tcp",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb could not start: run scripts/setup.sh");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let n: u32 = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
-    (Daemon(child), format!(":{n}"))
-}
-
 /// Starts dunst on the bus and display and waits until it owns the
 /// notification name.
-fn start_dunst(config_dir: &Path, display: &str) -> Daemon {
+fn start_dunst(config_dir: &Path, display: &str) -> Proc {
     // An empty configuration: dunst's defaults, whatever the user has set.
     let config = config_dir.join("dunstrc");
     std::fs::write(&config, "").unwrap();
@@ -150,7 +71,7 @@ fn start_dunst(config_dir: &Path, display: &str) -> Daemon {
             .output()
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"));
         if owned {
-            return Daemon(child);
+            return Proc(child);
         }
         assert!(Instant::now() < deadline, "dunst did not come up in 10 s");
         std::thread::sleep(Duration::from_millis(50));
@@ -244,7 +165,7 @@ fn finished_and_failed_backups_reach_the_notification_daemon() {
     // Before any thread starts (one test in this binary): the app's
     // notify-send and dunstctl talk to the private bus.
     std::env::set_var("DBUS_SESSION_BUS_ADDRESS", &address);
-    let (_xvfb, display) = start_xvfb();
+    let (_xvfb, display) = start_xvfb("800x600x24");
     let _dunst = start_dunst(tmp.path(), &display);
     assert!(dunst_history().is_empty(), "a fresh dunst has no history");
 
