@@ -7,8 +7,9 @@
 use fantoccini::key::Key;
 use serde_json::Value;
 
-use crate::harness::{run_with, TestResult};
+use crate::harness::{run_with, Session, TestResult};
 use crate::NO_KEYRING;
+use fantoccini::elements::Element;
 
 /// Returns a list of problems in the current view (empty = fine).
 const AUDIT: &str = r#"
@@ -53,6 +54,16 @@ if (h1.length !== 1) bad.push(h1.length + ' h1 elements in the view');
 return bad;
 "#;
 
+/// Presses Tab where the focus is; returns the newly focused element.
+async fn tab(s: &Session) -> Result<Element, fantoccini::error::CmdError> {
+    s.client
+        .active_element()
+        .await?
+        .send_keys(&Key::Tab.to_string())
+        .await?;
+    s.client.active_element().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_screen_has_named_keyboard_reachable_controls() {
     run_with(
@@ -93,12 +104,7 @@ async fn every_screen_has_named_keyboard_reachable_controls() {
             s.go("home").await?;
             let mut reached = None;
             for _ in 0..40 {
-                s.client
-                    .active_element()
-                    .await?
-                    .send_keys(&Key::Tab.to_string())
-                    .await?;
-                let a = s.client.active_element().await?;
+                let a = tab(&s).await?;
                 if a.attr("data-testid").await?.as_deref() == Some("nav-settings") {
                     reached = Some(a);
                     break;
@@ -108,12 +114,7 @@ async fn every_screen_has_named_keyboard_reachable_controls() {
             nav.send_keys(&Key::Enter.to_string()).await?;
             s.testid("settings-screen").await?;
             for _ in 0..60 {
-                s.client
-                    .active_element()
-                    .await?
-                    .send_keys(&Key::Tab.to_string())
-                    .await?;
-                let a = s.client.active_element().await?;
+                let a = tab(&s).await?;
                 let inside: bool = s
                     .client
                     .execute(
