@@ -293,16 +293,7 @@ impl App {
         let now = now_secs();
         let (onboarded, key_mode, repository, settings_error, stale_sets) = {
             let st = self.state();
-            let stale = st
-                .settings
-                .backup_sets
-                .iter()
-                .filter(|s| {
-                    st.settings
-                        .freshness(&s.id, now)
-                        .is_some_and(|f| f.is_stale())
-                })
-                .count() as u32;
+            let stale = st.settings.stale_count(now) as u32;
             (
                 st.settings.onboarding_completed,
                 st.settings.key_mode,

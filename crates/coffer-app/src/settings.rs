@@ -682,6 +682,14 @@ impl Settings {
         Ok(())
     }
 
+    /// How many sets' last good backup is older than their schedule allows.
+    pub fn stale_count(&self, now: i64) -> usize {
+        self.backup_sets
+            .iter()
+            .filter(|s| self.freshness(&s.id, now).is_some_and(|f| f.is_stale()))
+            .count()
+    }
+
     /// How old the set's last good backup is against its schedule.
     pub fn freshness(&self, id: &str, now: i64) -> Option<Freshness> {
         let set = self.backup_set(id)?;

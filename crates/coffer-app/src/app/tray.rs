@@ -24,16 +24,7 @@ impl App {
         let now = now_secs();
         let (onboarded, sets, stale) = {
             let st = self.state();
-            let stale = st
-                .settings
-                .backup_sets
-                .iter()
-                .filter(|s| {
-                    st.settings
-                        .freshness(&s.id, now)
-                        .is_some_and(|f| f.is_stale())
-                })
-                .count();
+            let stale = st.settings.stale_count(now);
             (
                 st.settings.onboarding_completed,
                 st.settings.backup_sets.len(),
