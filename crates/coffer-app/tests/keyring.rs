@@ -1,20 +1,23 @@
 //! The device key store against the real OS keyrings.
 //!
-//! Run these inside a D-Bus session with an unlocked gnome-keyring and a
-//! kernel session keyring, as `scripts/test-all.sh` does:
-//!
-//! ```text
-//! dbus-run-session -- bash -c 'eval "$(printf pw | gnome-keyring-daemon --unlock \
-//!   --components=secrets --daemonize)"; export GNOME_KEYRING_CONTROL; \
-//!   keyctl session - cargo test -p coffer-app'
-//! ```
+//! Run these inside a kernel session keyring (`keyctl session -`), as
+//! `scripts/test-all.sh` does. The Secret Service tests start their own
+//! D-Bus session bus with their own unlocked gnome-keyring (a real daemon,
+//! in a temporary folder) and run themselves again in a child process
+//! pointed at it: whatever else happens on the session bus of the whole
+//! test run cannot take the keyring away from them, which it once did
+//! (the daemon lost its bus name and a locked one was activated instead).
 //!
 //! Tests that need a broken environment (no reachable Secret Service) run
 //! themselves again in a child process with `DBUS_SESSION_BUS_ADDRESS`
-//! pointing at a socket that does not exist, so no global state of this
-//! process is changed.
+//! pointing at a socket that does not exist. Either way no global state of
+//! this process is changed.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coffer_testenv::{require_tool, start_bus, Proc};
 
 use coffer_app::keyring::{DeviceKeyStore, KeyringBackend, OsKeyring};
 use coffer_error::{ErrorKind, UserFacing};
@@ -76,9 +79,73 @@ fn round_trip(backend: KeyringBackend) {
     store.delete(&account).unwrap(); // idempotent
 }
 
+/// A private session bus with an unlocked gnome-keyring on it; returns the
+/// bus and daemon (stopped when dropped), the bus address and the folder.
+fn private_keyring() -> (Proc, Proc, String, tempfile::TempDir) {
+    for tool in ["dbus-daemon", "dbus-send", "gnome-keyring-daemon"] {
+        require_tool(tool);
+    }
+    let (bus, address) = start_bus();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("gnome-keyring-daemon")
+        .args(["--foreground", "--unlock", "--components=secrets"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_RUNTIME_DIR", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The login keyring's password, then end of input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"coffer-test")
+        .unwrap();
+    let daemon = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Asked without auto-start, so the bus never activates a second,
+        // locked daemon from its service file.
+        let owned = Command::new("dbus-send")
+            .args([
+                "--session",
+                "--print-reply=literal",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"));
+        if owned {
+            return (bus, daemon, address, dir);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gnome-keyring-daemon did not come up in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `test_name` of this binary again in a child process whose session
+/// bus is a private one with its own unlocked gnome-keyring.
+fn run_in_child_with_private_keyring(test_name: &str) {
+    let (_bus, _daemon, address, _dir) = private_keyring();
+    run_in_child(test_name, &address);
+}
+
 #[test]
 fn secret_service_round_trip() {
+    if !in_child() {
+        return run_in_child_with_private_keyring("secret_service_round_trip");
+    }
     round_trip(KeyringBackend::SecretService);
+    println!("CHILD-CHECKS-PASSED");
 }
 
 #[test]
@@ -88,6 +155,11 @@ fn keyutils_round_trip() {
 
 #[test]
 fn default_keyring_prefers_secret_service_when_it_works() {
+    if !in_child() {
+        return run_in_child_with_private_keyring(
+            "default_keyring_prefers_secret_service_when_it_works",
+        );
+    }
     require(KeyringBackend::SecretService);
     let k = OsKeyring::new();
     assert_eq!(
@@ -105,10 +177,16 @@ fn default_keyring_prefers_secret_service_when_it_works() {
     assert!(ku.load(&account).unwrap().is_none(), "only one copy");
     k.delete(&account).unwrap();
     assert!(ss.load(&account).unwrap().is_none());
+    println!("CHILD-CHECKS-PASSED");
 }
 
 #[test]
 fn storing_in_the_preferred_backend_removes_an_older_copy_elsewhere() {
+    if !in_child() {
+        return run_in_child_with_private_keyring(
+            "storing_in_the_preferred_backend_removes_an_older_copy_elsewhere",
+        );
+    }
     require(KeyringBackend::SecretService);
     require(KeyringBackend::Keyutils);
     let account = unique_account("stale");
@@ -121,15 +199,22 @@ fn storing_in_the_preferred_backend_removes_an_older_copy_elsewhere() {
     assert!(ku.load(&account).unwrap().is_none(), "old copy removed");
     assert_eq!(*both.load(&account).unwrap().unwrap(), test_key(5));
     both.delete(&account).unwrap();
+    println!("CHILD-CHECKS-PASSED");
 }
 
 /// Runs `test_name` of this binary again in a child process whose Secret
 /// Service address is dead, and checks that it passed.
 fn run_in_child_with_dead_bus(test_name: &str) {
+    run_in_child(test_name, DEAD_BUS);
+}
+
+/// Runs `test_name` of this binary again in a child process on the session
+/// bus at `bus`, and checks that it passed.
+fn run_in_child(test_name: &str, bus: &str) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, "1")
-        .env("DBUS_SESSION_BUS_ADDRESS", DEAD_BUS)
+        .env("DBUS_SESSION_BUS_ADDRESS", bus)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
