@@ -4,8 +4,9 @@
 //! the error paths a user could hit; settings use distinctive folder and
 //! repository names. The report (text and JSON) and every file in the data
 //! directory must contain neither K nor the code, in any usual encoding, and
-//! no folder or repository path either. Run inside the D-Bus session of
-//! scripts/test-all.sh (a real Secret Service).
+//! no folder or repository path either. K goes through a real Secret Service:
+//! the test runs itself again in a child process on a private bus with its
+//! own unlocked gnome-keyring (`coffer_testenv::start_keyring`).
 
 use std::path::Path;
 
@@ -82,8 +83,20 @@ fn all_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     }
 }
 
+const CHILD_ENV: &str = "COFFER_DIAGNOSTICS_TEST_CHILD";
+
 #[test]
 fn the_report_contains_what_support_needs_and_no_secret() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        let keyring = coffer_testenv::start_keyring();
+        return coffer_testenv::run_test_in_child(
+            "the_report_contains_what_support_needs_and_no_secret",
+            &[
+                (CHILD_ENV, "1"),
+                ("DBUS_SESSION_BUS_ADDRESS", &keyring.address),
+            ],
+        );
+    }
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data-Periwinkle");
     let k = backup_key();
@@ -219,6 +232,7 @@ fn the_report_contains_what_support_needs_and_no_secret() {
 
     keyring.delete(&account).unwrap();
     assert!(keyring.load(&account).unwrap().is_none());
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 #[test]

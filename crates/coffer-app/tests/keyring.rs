@@ -13,11 +13,7 @@
 //! pointing at a socket that does not exist. Either way no global state of
 //! this process is changed.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use coffer_testenv::{require_tool, start_bus, Proc};
+use coffer_testenv::{run_test_in_child, start_keyring};
 
 use coffer_app::keyring::{DeviceKeyStore, KeyringBackend, OsKeyring};
 use coffer_error::{ErrorKind, UserFacing};
@@ -79,64 +75,11 @@ fn round_trip(backend: KeyringBackend) {
     store.delete(&account).unwrap(); // idempotent
 }
 
-/// A private session bus with an unlocked gnome-keyring on it; returns the
-/// bus and daemon (stopped when dropped), the bus address and the folder.
-fn private_keyring() -> (Proc, Proc, String, tempfile::TempDir) {
-    for tool in ["dbus-daemon", "dbus-send", "gnome-keyring-daemon"] {
-        require_tool(tool);
-    }
-    let (bus, address) = start_bus();
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new("gnome-keyring-daemon")
-        .args(["--foreground", "--unlock", "--components=secrets"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .env("XDG_DATA_HOME", dir.path())
-        .env("XDG_RUNTIME_DIR", dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The login keyring's password, then end of input.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"coffer-test")
-        .unwrap();
-    let daemon = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Asked without auto-start, so the bus never activates a second,
-        // locked daemon from its service file.
-        let owned = Command::new("dbus-send")
-            .args([
-                "--session",
-                "--print-reply=literal",
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.NameHasOwner",
-                "string:org.freedesktop.secrets",
-            ])
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"));
-        if owned {
-            return (bus, daemon, address, dir);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gnome-keyring-daemon did not come up in 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `test_name` of this binary again in a child process whose session
 /// bus is a private one with its own unlocked gnome-keyring.
 fn run_in_child_with_private_keyring(test_name: &str) {
-    let (_bus, _daemon, address, _dir) = private_keyring();
-    run_in_child(test_name, &address);
+    let keyring = start_keyring();
+    run_in_child(test_name, &keyring.address);
 }
 
 #[test]
@@ -145,7 +88,7 @@ fn secret_service_round_trip() {
         return run_in_child_with_private_keyring("secret_service_round_trip");
     }
     round_trip(KeyringBackend::SecretService);
-    println!("CHILD-CHECKS-PASSED");
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 #[test]
@@ -177,7 +120,7 @@ fn default_keyring_prefers_secret_service_when_it_works() {
     assert!(ku.load(&account).unwrap().is_none(), "only one copy");
     k.delete(&account).unwrap();
     assert!(ss.load(&account).unwrap().is_none());
-    println!("CHILD-CHECKS-PASSED");
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 #[test]
@@ -199,7 +142,7 @@ fn storing_in_the_preferred_backend_removes_an_older_copy_elsewhere() {
     assert!(ku.load(&account).unwrap().is_none(), "old copy removed");
     assert_eq!(*both.load(&account).unwrap().unwrap(), test_key(5));
     both.delete(&account).unwrap();
-    println!("CHILD-CHECKS-PASSED");
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 /// Runs `test_name` of this binary again in a child process whose Secret
@@ -211,17 +154,9 @@ fn run_in_child_with_dead_bus(test_name: &str) {
 /// Runs `test_name` of this binary again in a child process on the session
 /// bus at `bus`, and checks that it passed.
 fn run_in_child(test_name: &str, bus: &str) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .env("DBUS_SESSION_BUS_ADDRESS", bus)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("CHILD-CHECKS-PASSED"),
-        "child failed:\n{stdout}\n{stderr}"
+    run_test_in_child(
+        test_name,
+        &[(CHILD_ENV, "1"), ("DBUS_SESSION_BUS_ADDRESS", bus)],
     );
 }
 
@@ -258,7 +193,7 @@ fn unreachable_secret_service_without_keyutils_is_keyring_unavailable() {
         "a dead bus must fail fast, took {:?}",
         started.elapsed()
     );
-    println!("CHILD-CHECKS-PASSED");
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 #[test]
@@ -274,5 +209,5 @@ fn unreachable_secret_service_falls_back_to_keyutils() {
     assert_eq!(*k.load(&account).unwrap().unwrap(), test_key(7));
     k.delete(&account).unwrap();
     assert!(k.load(&account).unwrap().is_none());
-    println!("CHILD-CHECKS-PASSED");
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }

@@ -7,7 +7,8 @@
 //! Test-only (`publish = false`); used as a dev-dependency.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -103,4 +104,111 @@ pub fn start_xvfb(screen: &str) -> (Proc, String) {
         .parse()
         .unwrap_or_else(|_| panic!("Xvfb did not start (it said {line:?})"));
     (Proc(child), format!(":{n}"))
+}
+
+/// A private session bus with its own unlocked gnome-keyring (a real
+/// daemon keeping its files in a fresh folder). Dropping it stops both and
+/// removes the folder.
+pub struct Keyring {
+    // Field order is drop order: the daemon before its bus.
+    _daemon: Proc,
+    _bus: Proc,
+    /// The bus address, for `DBUS_SESSION_BUS_ADDRESS`.
+    pub address: String,
+    dir: PathBuf,
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether `name` has an owner on the bus at `address` (asked without
+/// auto-start, so the bus never activates a service from its files).
+pub fn name_has_owner(address: &str, name: &str) -> bool {
+    Command::new("dbus-send")
+        .args([
+            "--session",
+            "--print-reply=literal",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            &format!("string:{name}"),
+        ])
+        .env("DBUS_SESSION_BUS_ADDRESS", address)
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"))
+}
+
+/// Starts a private bus and an unlocked gnome-keyring on it, and waits
+/// (10 s at most) until it serves the Secret Service.
+pub fn start_keyring() -> Keyring {
+    for tool in ["dbus-daemon", "dbus-send", "gnome-keyring-daemon"] {
+        require_tool(tool);
+    }
+    let (bus, address) = start_bus();
+    let dir = std::env::temp_dir().join(format!(
+        "coffer-keyring-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = Command::new("gnome-keyring-daemon")
+        .args(["--foreground", "--unlock", "--components=secrets"])
+        .env("DBUS_SESSION_BUS_ADDRESS", &address)
+        .env("XDG_DATA_HOME", &dir)
+        .env("XDG_RUNTIME_DIR", &dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("gnome-keyring-daemon could not start: run scripts/setup.sh");
+    // The login keyring's password, then end of input.
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(b"coffer-test")
+        .unwrap();
+    let keyring = Keyring {
+        _daemon: Proc(child),
+        _bus: bus,
+        address,
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !name_has_owner(&keyring.address, "org.freedesktop.secrets") {
+        assert!(
+            Instant::now() < deadline,
+            "gnome-keyring-daemon did not come up in 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    keyring
+}
+
+/// The line a test prints when it ran to the end in a child process.
+pub const CHILD_PASSED: &str = "CHILD-CHECKS-PASSED";
+
+/// Runs the test `name` of the current test binary again in a child
+/// process with `env` added, and checks that it ran to the end (it prints
+/// [`CHILD_PASSED`] last). For tests that need another environment (another
+/// session bus) without changing this process's global state.
+pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(CHILD_PASSED),
+        "the test {name} failed in its child process:\n{stdout}\n{stderr}"
+    );
 }
