@@ -22,7 +22,7 @@ use coffer_app::keyring::OsKeyring;
 use coffer_app::schedule::Schedule;
 use coffer_app::settings::{BackupSetInput, Retention};
 use coffer_app::App;
-use coffer_testenv::{require_tool, start_bus, start_xvfb, Proc};
+use coffer_testenv::{name_has_owner, require_tool, start_bus, start_xvfb, Proc};
 
 /// The shell's sink (`WindowSink` in src-tauri/src/main.rs) minus the window:
 /// notifications go through the app's real notification path.
@@ -59,17 +59,8 @@ fn start_dunst(config_dir: &Path, display: &str) -> Proc {
         }
         // Asked without auto-start: dunstctl would have the bus start a
         // second dunst from its service file.
-        let owned = Command::new("dbus-send")
-            .args([
-                "--session",
-                "--print-reply=literal",
-                "--dest=org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus.NameHasOwner",
-                "string:org.freedesktop.Notifications",
-            ])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("true"));
+        let bus = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
+        let owned = name_has_owner(&bus, "org.freedesktop.Notifications");
         if owned {
             return Proc(child);
         }
