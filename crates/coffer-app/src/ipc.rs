@@ -33,7 +33,7 @@ pub struct VaultSummary {
 }
 
 /// Whether the device copy of K can be kept in the OS keyring.
-#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+#[derive(Clone, Serialize, Deserialize, TS)]
 pub struct KeyringStatus {
     /// False also while the first probe is still running (`error` is then null).
     pub available: bool,
@@ -41,6 +41,17 @@ pub struct KeyringStatus {
     pub backend: Option<String>,
     /// Why not, when unavailable (kind `keyring_unavailable`).
     pub error: Option<coffer_error::ErrorReport>,
+}
+
+/// By hand, like every key-related type: availability and the error code.
+impl std::fmt::Debug for KeyringStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyringStatus")
+            .field("available", &self.available)
+            .field("backend", &self.backend)
+            .field("error", &self.error.as_ref().map(|e| e.code.as_str()))
+            .finish()
+    }
 }
 
 /// Everything the shell needs at start and after each flow.
@@ -82,7 +93,7 @@ impl std::fmt::Debug for NewRecoveryKey {
 }
 
 /// The result of putting K on this device (after first run or recovery).
-#[derive(Debug, Clone, Serialize, TS)]
+#[derive(Clone, Serialize, TS)]
 pub struct KeyInstalled {
     pub repository: String,
     /// K is in the OS keyring now.
@@ -91,6 +102,21 @@ pub struct KeyInstalled {
     pub keyring_error: Option<coffer_error::ErrorReport>,
     #[ts(type = "number")]
     pub snapshots: u64,
+}
+
+/// By hand, like every key-related type: where and whether, never K.
+impl std::fmt::Debug for KeyInstalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyInstalled")
+            .field("repository", &self.repository)
+            .field("keyring_saved", &self.keyring_saved)
+            .field(
+                "keyring_error",
+                &self.keyring_error.as_ref().map(|e| e.code.as_str()),
+            )
+            .field("snapshots", &self.snapshots)
+            .finish()
+    }
 }
 
 /// A backup set with what the Backups and Home screens show about it.

@@ -41,7 +41,7 @@ pub const MIN_CODE_CHARS: usize = 10;
 pub const MIN_CODE_BITS: u32 = 45;
 
 /// An estimate of a recovery code's strength (shown while typing).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+#[derive(Clone, PartialEq, Eq, Serialize, TS)]
 pub struct CodeStrength {
     /// Estimated bits of entropy (an estimate: length × log2 of the
     /// character classes used, reduced for repeated characters).
@@ -49,6 +49,18 @@ pub struct CodeStrength {
     /// "too weak", "fair" or "strong".
     pub label: String,
     pub acceptable: bool,
+}
+
+/// By hand, like every type named after a code or key: it holds only the
+/// estimate, never the code, and a field added later must not print one.
+impl std::fmt::Debug for CodeStrength {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeStrength")
+            .field("bits", &self.bits)
+            .field("label", &self.label)
+            .field("acceptable", &self.acceptable)
+            .finish()
+    }
 }
 
 /// Estimates a recovery code's strength. The same formula runs in the UI

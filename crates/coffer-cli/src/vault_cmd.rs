@@ -145,8 +145,9 @@ fn ota_validator(t: &Target) -> Result<Option<Arc<OtaFleetKeyValidator>>, Failur
     )?)))
 }
 
-/// Where the recovery code comes from (default: a prompt).
-#[derive(Args, Debug, Clone)]
+/// Where the recovery code comes from (default: a prompt). It names the
+/// source only; the code itself is read later into a `SecretString`.
+#[derive(Args, Clone)]
 pub struct CodeSource {
     /// Read the recovery code from this file (first line).
     #[arg(long, conflicts_with = "code_stdin")]
@@ -154,6 +155,16 @@ pub struct CodeSource {
     /// Read the recovery code from the first line of standard input.
     #[arg(long)]
     pub code_stdin: bool,
+}
+
+/// By hand, so a field added later cannot print a code: says which source.
+impl std::fmt::Debug for CodeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeSource")
+            .field("code_file", &self.code_file.as_ref().map(|_| "<file>"))
+            .field("code_stdin", &self.code_stdin)
+            .finish()
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -248,8 +248,9 @@ impl FleetKeys {
     }
 }
 
-/// One fleet key as the verification panel shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+/// One fleet key as the verification panel shows it (its fingerprint, never
+/// the key bytes).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct KeyFingerprint {
     pub id: String,
     pub role: KeyRole,
@@ -260,6 +261,20 @@ pub struct KeyFingerprint {
     pub not_before: u64,
     #[ts(type = "number")]
     pub not_after: u64,
+}
+
+/// By hand, like every key-related type: the fingerprint and the window.
+impl std::fmt::Debug for KeyFingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFingerprint")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("algorithm", &self.algorithm)
+            .field("fingerprint", &self.fingerprint)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .finish()
+    }
 }
 
 /// SHA-256 of the artifact's bytes.

@@ -15,8 +15,8 @@ pub enum ChangeKind {
     Changed,
 }
 
-/// One line of a key diff.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+/// One line of a key diff (fingerprints of public keys only).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct KeyChange {
     pub change: ChangeKind,
     pub id: String,
@@ -26,6 +26,20 @@ pub struct KeyChange {
     pub new_fingerprint: Option<String>,
     /// What changed, in words.
     pub detail: String,
+}
+
+/// By hand, like every key-related type: ids, roles and fingerprints only.
+impl std::fmt::Debug for KeyChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyChange")
+            .field("change", &self.change)
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("old_fingerprint", &self.old_fingerprint)
+            .field("new_fingerprint", &self.new_fingerprint)
+            .field("detail", &self.detail)
+            .finish()
+    }
 }
 
 fn fp(k: &crate::bundle::FleetKey) -> String {

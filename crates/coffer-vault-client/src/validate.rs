@@ -23,9 +23,23 @@ pub trait FleetKeyValidator: Send + Sync {
 }
 
 /// Pinned mode: the fleet key is configured (WhatsApp style).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PinnedFleetKey {
     key: Vec<u8>,
+}
+
+/// A public key, but Debug shows only its length and first bytes, as for
+/// every key type of this crate.
+impl std::fmt::Debug for PinnedFleetKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let head: String = self
+            .key
+            .iter()
+            .take(4)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        write!(f, "PinnedFleetKey({} bytes, {head}…)", self.key.len())
+    }
 }
 
 impl PinnedFleetKey {

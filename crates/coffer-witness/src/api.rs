@@ -88,9 +88,23 @@ pub struct InclusionResponse {
     pub proof: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The witness's and operator's *verifier* (public) keys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeysResponse {
     pub witness_key: String,
     pub operator_key: String,
     pub origin: String,
+}
+
+/// Written by hand like every key-holding type: only the key names (the
+/// part before the key id), never key bytes.
+impl std::fmt::Debug for KeysResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |k: &str| k.split('+').next().unwrap_or("").to_string();
+        f.debug_struct("KeysResponse")
+            .field("witness_key", &name(&self.witness_key))
+            .field("operator_key", &name(&self.operator_key))
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
