@@ -49,4 +49,10 @@ step "summary ($(( $(date +%s) - t0 )) s)"
 echo "rust tests: ${passed:-0} passed, ${failed:-0} failed"
 echo "frontend tests: ${vpassed:-0} passed"
 echo "$(( ${passed:-0} + ${vpassed:-0} )) passed, ${failed:-0} failed"
+if [ "$status" -ne 0 ]; then
+  # Name what failed last, so a log that keeps only its end still says it.
+  echo "cargo test exited with status $status; failed tests and panics:"
+  grep -E '^test .* FAILED$|panicked at|^error(\[|:)' "$log_dir/cargo.log" | head -40 || true
+  echo "(full log: $log_dir/cargo.log)"
+fi
 exit "$status"
