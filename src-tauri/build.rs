@@ -40,6 +40,7 @@ const COMMANDS: &[&str] = &[
     "rehearse_recovery_code",
     "change_recovery_code",
     "delete_vault_record",
+    "move_recovery_code",
     "pick_path",
 ];
 

@@ -273,6 +273,16 @@ pub async fn delete_vault_record(app: State<'_, App>, account: String, code: Str
     blocking(&app, move |a| a.delete_vault_record(&account, code)).await
 }
 
+#[tauri::command(rename_all = "snake_case")]
+pub async fn move_recovery_code(
+    app: State<'_, App>,
+    choice: VaultChoice,
+    account: String,
+    code: String,
+) -> R<VaultMoved> {
+    blocking(&app, move |a| a.move_recovery_code(choice, &account, code)).await
+}
+
 /// A "Browse…" button: shows the native file dialog (GTK) for `kind`,
 /// opening where the field's `start` points; `None` when it is cancelled.
 /// GTK wants the dialog built on the main thread; it is awaited here, so the

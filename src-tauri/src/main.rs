@@ -142,6 +142,7 @@ fn main() {
             commands::rehearse_recovery_code,
             commands::change_recovery_code,
             commands::delete_vault_record,
+            commands::move_recovery_code,
             commands::pick_path,
         ])
         .run(tauri::generate_context!())

@@ -879,6 +879,41 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.click("vault-choice-embedded").await?;
         s.click("vault-save").await?;
         assert_eq!(s.text("error-code").await?, "CF-A070");
+
+        // Moved instead: the code goes to the local demo fleet (registered
+        // there after it verifies), the remote record is deleted.
+        assert!(s.testid("vault-move").await?.is_displayed().await?);
+        assert_eq!(
+            s.testid("vault-move-account").await?.prop("value").await?.as_deref(),
+            Some(acct)
+        );
+        s.type_in("vault-move-code", "not my code at all").await?;
+        s.click("vault-move-run").await?;
+        s.wait_text("vault-move-result", "CF-V010").await?;
+        s.wait_text("vault-move-result", "9 attempts remain").await?;
+        s.type_in("vault-move-code", code).await?;
+        s.click("vault-move-run").await?;
+        s.wait_text("vault-move-ok", "now lives in fleet local").await?;
+        s.testid("vault-move-old-deleted").await?;
+        s.wait_text("settings-vault", "Local demo fleet").await?;
+        assert_eq!(
+            s.testid("vault-move-code").await?.prop("value").await?.as_deref(),
+            Some(""),
+            "the code is cleared"
+        );
+        s.client
+            .execute(
+                "document.querySelector('[data-testid=\"vault-move\"]').scrollIntoView({block: 'end'})",
+                vec![],
+            )
+            .await?;
+        s.shot("settings-vault-move").await?;
+        let saved = std::fs::read_to_string(&settings)?;
+        assert!(!saved.contains(&url), "{saved}");
+        // The moved code works in the vault now in use.
+        s.type_in("rehearse-code-input", code).await?;
+        s.click("rehearse-code-run").await?;
+        s.wait_text("rehearse-code-ok", "0 snapshots").await?;
         TestResult::Ok(())
     })
     .await;

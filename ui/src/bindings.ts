@@ -356,6 +356,21 @@ can_switch: boolean,
  */
 switch_refused: ErrorReport | null, };
 
+export type VaultMoved = { 
+/**
+ * What was verified about the new vault, now in use.
+ */
+info: VaultInfo, 
+/**
+ * Whether the record in the previous vault was deleted.
+ */
+old_record_deleted: boolean, 
+/**
+ * Why not, when it was not (the code is registered in both vaults
+ * then; the report's next step says what to do).
+ */
+old_record_error: ErrorReport | null, };
+
 export type PathKind = "folder" | "open_repository" | "save_repository";
 
 /** The event name of job progress events. */
@@ -401,5 +416,6 @@ export interface Commands {
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };
+  move_recovery_code: { args: { choice: VaultChoice; account: string; code: string }; result: VaultMoved };
   pick_path: { args: { kind: PathKind; start: string | null }; result: string | null };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatBytes, formatDuration } from "./format";
+import { formatBytes, formatDuration, reportLine } from "./format";
 import { toErrorReport } from "./api";
 
 describe("formatBytes", () => {
@@ -33,5 +33,12 @@ describe("toErrorReport", () => {
     expect(r.code).toBe("CF-A999");
     expect(r.message).toBe("boom");
     expect(r.next_step.length).toBeGreaterThan(10);
+  });
+});
+
+describe("reportLine", () => {
+  it("starts a sentence and keeps the code", () => {
+    expect(reportLine({ message: "the vault is gone", next_step: "Try later.", code: "CF-V030" }))
+      .toBe("The vault is gone. Try later. (CF-V030)");
   });
 });

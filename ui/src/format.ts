@@ -25,3 +25,10 @@ export function formatDuration(seconds: number): string {
   if (m > 0) return `${m} min ${String(r).padStart(2, "0")} s`;
   return `${r} s`;
 }
+
+/** An error report as one line of prose: "Message. Next step (CODE)". The
+ * messages are written lower-case for composing; a sentence starts upper. */
+export function reportLine(r: { message: string; next_step: string; code: string }): string {
+  const m = r.message.charAt(0).toUpperCase() + r.message.slice(1);
+  return `${m}. ${r.next_step} (${r.code})`;
+}

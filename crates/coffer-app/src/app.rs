@@ -732,6 +732,77 @@ impl App {
         })())
     }
 
+    /// Moves the recovery code to the vault `choice` describes, so that the
+    /// vault can be switched without a window in which no vault knows the
+    /// code. In this order, each step only after the one before succeeded:
+    /// 1. the current fleet verifies, and `code` recovers K from it (this is
+    ///    a recovery: a wrong code costs one attempt there and nothing else
+    ///    happens); K must open the current repository;
+    /// 2. the new fleet verifies, and `code` is registered there with K;
+    /// 3. the new choice is saved and used;
+    /// 4. the record in the previous vault is deleted. If that fails, the
+    ///    move still stands (the new vault holds the code) and the result
+    ///    says so, with the error and its next step.
+    pub fn move_recovery_code(
+        &self,
+        choice: VaultChoice,
+        account: &str,
+        code: String,
+    ) -> R<VaultMoved> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let target = Self::target_of(&choice)?;
+            let account = Self::account(account)?;
+            {
+                let st = self.state();
+                match st.settings.key_mode.or(st.mode_chosen) {
+                    Some(KeyMode::RecoveryCode) => {}
+                    Some(KeyMode::RecoveryKey) => {
+                        return Err(AppError::NoVaultInKeyMode.report_now())
+                    }
+                    None => return Err(AppError::NothingToMove.report_now()),
+                }
+                if st.settings.vault == choice {
+                    return Err(AppError::SameVault.report_now());
+                }
+            }
+            let repo = self.current_repo()?;
+            // 1. The code, in the vault in use, recovers K, and K opens the
+            //    backups: the code is right and the record is the live one.
+            self.inner.vault.verify()?;
+            let key = self.inner.vault.recover(&account, code.clone())?;
+            Repository::open(&repo)
+                .and_then(|r| r.unlock_with_key(key.clone()))
+                .map_err(rep)?;
+            // 2. Registered in the new vault, after its fleet verified.
+            let info = self
+                .inner
+                .vault
+                .register_at(&target, &account, code.clone(), &key)?;
+            // 3. Saved and used. Should saving fail, the new record exists
+            //    but the old vault stays in use and keeps its record.
+            {
+                let mut st = self.state();
+                let mut next = st.settings.clone();
+                next.vault = choice;
+                self.inner.store.save(&next).map_err(rep)?;
+                st.settings = next;
+            }
+            // 4. The old record goes (still connected to the old vault).
+            let deleted = self.inner.vault.delete(&account, code);
+            self.inner.vault.set_target(target);
+            tracing::info!(
+                old_record_deleted = deleted.is_ok(),
+                "recovery code moved to another vault"
+            );
+            Ok(VaultMoved {
+                info,
+                old_record_deleted: deleted.is_ok(),
+                old_record_error: deleted.err(),
+            })
+        })())
+    }
+
     /// First run, step 3: the first backup set; first run is then complete.
     pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
         self.track((|| {

@@ -231,6 +231,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: none,
         },
         CommandSig {
+            name: "move_recovery_code",
+            args: "{ choice: VaultChoice; account: string; code: string }",
+            result: VaultMoved::name,
+        },
+        CommandSig {
             name: "pick_path",
             args: "{ kind: PathKind; start: string | null }",
             result: |_| "string | null".into(),
@@ -291,6 +296,7 @@ pub fn render() -> String {
         decl::<CheckView>(&cfg),
         decl::<VaultChoice>(&cfg),
         decl::<VaultSettings>(&cfg),
+        decl::<VaultMoved>(&cfg),
         decl::<PathKind>(&cfg),
     ];
     let mut out = String::from(

@@ -10,7 +10,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
-    "CF-A070", "CF-A071", "CF-A075",
+    "CF-A070", "CF-A071", "CF-A072", "CF-A073", "CF-A075",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,10 @@ pub enum AppError {
     VaultHoldsRecord,
     #[error("this installation uses recovery-key mode, which uses no vault")]
     NoVaultInKeyMode,
+    #[error("your recovery code is already in this vault: it is the one Coffer uses now")]
+    SameVault,
+    #[error("no recovery code is registered yet, so there is nothing to move")]
+    NothingToMove,
     #[error("the file dialog could not be shown or did not return a usable path: {0}")]
     DialogFailed(String),
 }
@@ -89,9 +93,13 @@ impl UserFacing for AppError {
             OpenFailed(_) => ErrorKind::Io,
             VaultStart(_) => ErrorKind::VaultUnavailable,
             FleetNotVerified => ErrorKind::FleetNotVerified,
-            CodesDiffer | WeakCode { .. } | NoAccount | VaultHoldsRecord | NoVaultInKeyMode => {
-                ErrorKind::InvalidInput
-            }
+            CodesDiffer
+            | WeakCode { .. }
+            | NoAccount
+            | VaultHoldsRecord
+            | NoVaultInKeyMode
+            | SameVault
+            | NothingToMove => ErrorKind::InvalidInput,
             DialogFailed(_) => ErrorKind::Io,
         }
     }
@@ -118,6 +126,8 @@ impl UserFacing for AppError {
             NoAccount => "CF-A066",
             VaultHoldsRecord => "CF-A070",
             NoVaultInKeyMode => "CF-A071",
+            SameVault => "CF-A072",
+            NothingToMove => "CF-A073",
             DialogFailed(_) => "CF-A075",
         }
     }
@@ -142,8 +152,10 @@ impl UserFacing for AppError {
             CodesDiffer => "Type the same recovery code in both fields.".into(),
             WeakCode { .. } => "Use a longer code: four or five unrelated words, or 12+ characters mixing letters, digits and symbols.".into(),
             NoAccount => "Type the account name you used when you set up the vault.".into(),
-            VaultHoldsRecord => "Keep this vault: your recovery code works only there. To use another vault, set Coffer up anew with it (start Coffer with another --data-dir and choose the vault before first run), and keep this setup until the new one has backups.".into(),
+            VaultHoldsRecord => "To use the other vault, move your recovery code there: enter the vault's details and your recovery code under \"Move my recovery code\" (Settings → Vault). Coffer registers the code in the new vault first, then deletes the record in this one.".into(),
             NoVaultInKeyMode => "Nothing to change: your recovery key opens your backups without a vault. A vault is chosen before first run, for recovery-code mode.".into(),
+            SameVault => "Nothing to move. To use another vault, choose it (the remote fleet's URL and keys, or the local demo fleet) before you press \"Move my recovery code\".".into(),
+            NothingToMove => "Choose the vault with Save instead; your recovery code is registered in it during first run.".into(),
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
         }
     }

@@ -180,3 +180,15 @@ pub struct VaultSettings {
     /// Why not, when it may not (the same report the save would return).
     pub switch_refused: Option<coffer_error::ErrorReport>,
 }
+
+/// The result of moving the recovery code to another vault.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct VaultMoved {
+    /// What was verified about the new vault, now in use.
+    pub info: crate::vault::VaultInfo,
+    /// Whether the record in the previous vault was deleted.
+    pub old_record_deleted: bool,
+    /// Why not, when it was not (the code is registered in both vaults
+    /// then; the report's next step says what to do).
+    pub old_record_error: Option<coffer_error::ErrorReport>,
+}

@@ -475,10 +475,42 @@ impl Vault {
         key: &MasterKey,
     ) -> Result<(), ErrorReport> {
         let client = self.running()?.client.clone();
+        self.register_with(client, account, code, key)
+    }
+
+    fn register_with(
+        &self,
+        client: VaultClient,
+        account: &str,
+        code: SecretString,
+        key: &MasterKey,
+    ) -> Result<(), ErrorReport> {
         let account = account.to_string();
         let k: SecretBox<[u8; 32]> = SecretBox::new(Box::new(*key.expose_bytes()));
         self.wait(async move { client.register(&account, &code, &k).await })?
             .map_err(rep)
+    }
+
+    /// Registers `code` for `account` in the fleet `target`, which is not
+    /// the one in use (that stays as it is): the fleet must verify first,
+    /// as before any use of a code. Returns what was verified.
+    pub fn register_at(
+        &self,
+        target: &VaultTarget,
+        account: &str,
+        code: SecretString,
+        key: &MasterKey,
+    ) -> Result<VaultInfo, ErrorReport> {
+        let r = Arc::new(self.connect(target)?);
+        let out = self.info_of(&r).and_then(|info| {
+            if !info.validated {
+                return Err(AppError::FleetNotVerified.report_now());
+            }
+            self.register_with(r.client.clone(), account, code, key)?;
+            Ok(info)
+        });
+        self.stop(r);
+        out
     }
 
     /// Recovers K with `code` (a wrong code costs one attempt).

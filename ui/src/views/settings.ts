@@ -3,6 +3,7 @@
 import { call } from "../api";
 import type { VaultChoice, VaultInfo } from "../bindings";
 import { h } from "../dom";
+import { reportLine } from "../format";
 import { pathField } from "../pathfield";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 
@@ -165,8 +166,33 @@ function vaultChoiceCard(): HTMLElement {
       load();
     });
   });
+  // Vault mode with a registered code: "Save" is refused (CF-A070), and the
+  // code is moved instead: recovered from the vault in use, registered in
+  // the one chosen above, then deleted in the old one.
+  const moveAcct = field("Account name", "vault-move-account", { autocomplete: "username" });
+  const moveCode = field("Your recovery code", "vault-move-code", { type: "password", autocomplete: "off",
+    help: "Coffer recovers your key with it from the vault in use (a wrong code costs one attempt there), registers the same code in the vault chosen above once that fleet verifies, switches to it, and then deletes the old record." });
+  const moveOut = h("div", { testid: "vault-move-result", "aria-live": "polite" });
+  const moveBtn = button("Move my recovery code to this vault", "vault-move-run", () => {
+    void guarded(moveBtn, moveOut, async () => {
+      const r = await call("move_recovery_code", { choice: choice(), account: moveAcct.input.value, code: moveCode.input.value });
+      moveCode.input.value = "";
+      report(r.info, true);
+      moveOut.replaceChildren(h("p", { class: "ok", testid: "vault-move-ok" },
+        `Your recovery code now lives in fleet ${r.info.fleet_id}, and Coffer uses that vault.`),
+        r.old_record_deleted
+          ? h("p", { class: "muted", testid: "vault-move-old-deleted" }, "The record in the previous vault was deleted.")
+          : h("p", { class: "warning", testid: "vault-move-old-kept" },
+            `The record in the previous vault could NOT be deleted, so the code works there too. ${r.old_record_error ? reportLine(r.old_record_error) : ""}`));
+      load();
+    });
+  });
+  const move = h("fieldset", { testid: "vault-move", hidden: true },
+    h("legend", {}, "Move my recovery code"), moveAcct.row, moveCode.row, h("div", { class: "actions" }, moveBtn), moveOut);
   const load = () => {
     void call("vault_settings", {}).then((vs) => {
+      move.hidden = vs.switch_refused?.code !== "CF-A070";
+      if (vs.account && !moveAcct.input.value) moveAcct.input.value = vs.account;
       const c = vs.choice;
       if (c.mode === "remote") {
         remote.input.checked = true;
@@ -184,7 +210,7 @@ function vaultChoiceCard(): HTMLElement {
       const badge = document.getElementById("demo-badge");
       if (badge) badge.hidden = c.mode !== "embedded_demo";
       refused.replaceChildren(...(vs.switch_refused
-        ? [h("p", { class: "note" }, `${vs.switch_refused.message}. ${vs.switch_refused.next_step} (${vs.switch_refused.code})`)]
+        ? [h("p", { class: "note" }, reportLine(vs.switch_refused))]
         : []));
     }).catch((e) => showError(current, e));
   };
@@ -192,5 +218,5 @@ function vaultChoiceCard(): HTMLElement {
   return card("Vault", current,
     h("fieldset", { class: "choices" }, h("legend", {}, "Which vault protects your recovery code"), embedded.row, remote.row),
     remoteFields, refused,
-    h("div", { class: "actions" }, test, save), out);
+    h("div", { class: "actions" }, test, save), out, move);
 }

@@ -810,3 +810,123 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
     assert_eq!(d.vault_settings().switch_refused.unwrap().code, "CF-A071");
     assert_eq!(d.save_vault_choice(good).unwrap_err().code, "CF-A071");
 }
+
+/// Moving the recovery code from the embedded fleet to a remote one: the
+/// code is checked in the old vault first (a wrong one costs an attempt and
+/// changes nothing), registered in the new one, the choice switched, and the
+/// old record deleted; afterwards only the new vault recovers the backups.
+#[test]
+fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
+    let remote = lv.choice();
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let (acct, code) = ("mo@example.org", "correct horse battery staple");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+
+    let data1 = tmp.path().join("data1");
+    let a = app(&data1, Arc::new(Collect::default()));
+    // Nothing registered yet: nothing to move (Save chooses a vault then).
+    assert_eq!(
+        a.move_recovery_code(remote.clone(), acct, code.into())
+            .unwrap_err()
+            .code,
+        "CF-A073"
+    );
+    a.create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap();
+    a.complete_onboarding(set_input("Docs", &src, &repo))
+        .unwrap();
+    assert_eq!(
+        wait(&a, a.run_backup("set-1").unwrap()).state,
+        JobState::Done
+    );
+    assert_eq!(a.vault_settings().switch_refused.unwrap().code, "CF-A070");
+
+    // The vault in use is not another vault.
+    assert_eq!(
+        a.move_recovery_code(VaultChoice::EmbeddedDemo, acct, code.into())
+            .unwrap_err()
+            .code,
+        "CF-A072"
+    );
+    // A wrong code: one attempt in the old vault, nothing else changes.
+    let e = a
+        .move_recovery_code(remote.clone(), acct, "not my code at all".into())
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::WrongRecoveryCode, "CF-V010")
+    );
+    assert!(e.message.contains("9 attempts remain"), "{e:?}");
+    assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
+    // A new vault that does not verify: nothing registered, nothing changes.
+    let mut unverified = remote.clone();
+    if let VaultChoice::Remote { witness_key, .. } = &mut unverified {
+        *witness_key =
+            coffer_vault_client::coffer_transparency::NoteSigner::generate("coffer-demo-witness")
+                .unwrap()
+                .verifier()
+                .to_string();
+    }
+    assert_eq!(
+        a.move_recovery_code(unverified, acct, code.into())
+            .unwrap_err()
+            .code,
+        "CF-A063"
+    );
+    assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
+
+    // The move.
+    let m = a
+        .move_recovery_code(remote.clone(), acct, code.into())
+        .unwrap();
+    assert!(m.info.validated, "{m:?}");
+    assert!(m.old_record_deleted, "{m:?}");
+    assert!(m.old_record_error.is_none());
+    assert_eq!(a.vault_settings().choice, remote);
+    assert_eq!(SettingsStore::new(&data1).load().unwrap().vault, remote);
+    assert_eq!(a.vault_settings().switch_refused.unwrap().code, "CF-A070");
+    assert!(a
+        .vault_info()
+        .unwrap()
+        .validation_mode
+        .contains("remote fleet"));
+    // The moved code works in the new vault, with a full attempt budget.
+    assert_eq!(a.rehearse_recovery_code(acct, code.into()).unwrap(), 1);
+    a.shutdown_vault();
+
+    // The old vault's record is gone for good.
+    let data2 = tmp.path().join("data2");
+    let b = app(&data2, Arc::new(Collect::default()));
+    b.set_vault_dir(data1.join("vault"));
+    let e = b
+        .unlock_with_recovery_code(r, acct, code.into())
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.code.as_str()),
+        (ErrorKind::RecordDestroyed, "CF-V011"),
+        "{e:?}"
+    );
+    b.shutdown_vault();
+    drop(b);
+
+    // A new computer pinned to the new vault recovers and restores.
+    let data3 = tmp.path().join("data3");
+    SettingsStore::new(&data3)
+        .save(&Settings {
+            vault: remote,
+            ..Settings::default()
+        })
+        .unwrap();
+    let c = app(&data3, Arc::new(Collect::default()));
+    assert_eq!(
+        c.unlock_with_recovery_code(r, acct, code.into())
+            .unwrap()
+            .snapshots,
+        1
+    );
+}
