@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "run_check",
     "apply_retention",
     "diagnostics",
+    "save_diagnostics_as",
     "move_data_dir",
     "error_catalog",
     "lookup_error",

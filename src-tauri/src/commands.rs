@@ -173,6 +173,11 @@ pub async fn diagnostics(app: State<'_, App>, save: bool) -> R<DiagnosticsText> 
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn save_diagnostics_as(app: State<'_, App>, path: String) -> R<DiagnosticsText> {
+    blocking(&app, move |a| a.save_diagnostics_as(&path)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn move_data_dir(app: State<'_, App>, target: String) -> R<DataDirMoved> {
     blocking(&app, move |a| a.move_data_dir(&target)).await
 }
@@ -330,6 +335,6 @@ fn show_dialog(spec: DialogSpec) -> Shown {
     match spec.kind {
         PathKind::Folder => Box::pin(d.pick_folder()),
         PathKind::OpenRepository => Box::pin(d.pick_file()),
-        PathKind::SaveRepository => Box::pin(d.save_file()),
+        PathKind::SaveRepository | PathKind::SaveDiagnostics => Box::pin(d.save_file()),
     }
 }

@@ -127,6 +127,7 @@ fn main() {
             commands::run_check,
             commands::apply_retention,
             commands::diagnostics,
+            commands::save_diagnostics_as,
             commands::move_data_dir,
             commands::error_catalog,
             commands::lookup_error,

@@ -114,15 +114,26 @@ async fn browse(
     keys: &[Key<'_>],
     outcome: &str,
 ) -> TestResult {
-    let button = format!("{field}-browse");
-    s.click(&button).await?;
+    dialog_button(s, &format!("{field}-browse"), kind, keys, outcome).await
+}
+
+/// Clicks `button`, which opens the dialog of `kind`, types `keys` into the
+/// dialog and waits until the button reports `outcome` in `data-dialog`.
+async fn dialog_button(
+    s: &Session,
+    button: &str,
+    kind: PathKind,
+    keys: &[Key<'_>],
+    outcome: &str,
+) -> TestResult {
+    s.click(button).await?;
     let id = dialog_of(kind).await?;
-    s.wait_attr(&button, "data-dialog", "open", 5).await?;
+    s.wait_attr(button, "data-dialog", "open", 5).await?;
     // Let GTK finish mapping and focusing its widgets.
     tokio::time::sleep(Duration::from_millis(300)).await;
     send(&id, keys)?;
     closed(kind, &id).await?;
-    s.wait_attr(&button, "data-dialog", outcome, 10).await
+    s.wait_attr(button, "data-dialog", outcome, 10).await
 }
 
 /// Saves a picture of the whole X screen (the dialog included: a WebDriver
@@ -222,6 +233,34 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
                 value(&s, "recovery-repo-path").await?,
                 repo.to_str().unwrap()
             );
+
+            // Support: the diagnostics report saved where the dialog says;
+            // cancelled, nothing is written.
+            s.go("support").await?;
+            s.wait_text("support-diagnostics", "Coffer").await?;
+            let kind = PathKind::SaveDiagnostics;
+            dialog_button(
+                &s,
+                "support-save-as",
+                kind,
+                &[Key::Press("Escape")],
+                "cancelled",
+            )
+            .await?;
+            assert!(!s.exists("support-saved-path").await?);
+            let report = chosen.join("for-support.txt");
+            let keys = [
+                Key::Press("ctrl+a"),
+                Key::Text(report.to_str().unwrap()),
+                Key::Press("Return"),
+            ];
+            dialog_button(&s, "support-save-as", kind, &keys, "picked").await?;
+            s.wait_text("support-saved-path", report.to_str().unwrap())
+                .await?;
+            let saved = std::fs::read_to_string(&report)?;
+            let shown = s.text("support-diagnostics").await?;
+            assert_eq!(saved.lines().next(), shown.lines().next(), "{saved}");
+            assert_eq!(saved.lines().count(), shown.lines().count(), "{saved}");
             TestResult::Ok(())
         }
         .await;

@@ -371,7 +371,7 @@ old_record_deleted: boolean,
  */
 old_record_error: ErrorReport | null, };
 
-export type PathKind = "folder" | "open_repository" | "save_repository";
+export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics";
 
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
@@ -401,6 +401,7 @@ export interface Commands {
   run_check: { args: Record<string, never>; result: number };
   apply_retention: { args: { retention: Retention; dry_run: boolean }; result: RetentionResult };
   diagnostics: { args: { save: boolean }; result: DiagnosticsText };
+  save_diagnostics_as: { args: { path: string }; result: DiagnosticsText };
   move_data_dir: { args: { target: string }; result: DataDirMoved };
   error_catalog: { args: Record<string, never>; result: Array<ErrorCatalogEntry> };
   lookup_error: { args: { code: string }; result: ErrorCatalogEntry };

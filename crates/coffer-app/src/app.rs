@@ -1229,31 +1229,45 @@ impl App {
     /// The diagnostics report (no secrets); `save` also writes it into the
     /// data directory.
     pub fn diagnostics(&self, save: bool) -> R<DiagnosticsText> {
-        let (settings, recent) = {
-            let st = self.state();
-            (st.settings.clone(), st.recent_errors.clone())
-        };
-        let report =
-            crate::diagnostics::DiagnosticsReport::build(crate::diagnostics::DiagnosticsInput {
-                data_dir: &self.inner.data_dir,
-                settings: &settings,
-                keyring: crate::diagnostics::KeyringStatus::of_store(self.inner.keystore.as_ref()),
-                recent_errors: &recent,
-                os: crate::diagnostics::OsInfo::current(),
-                now: now_secs(),
-            });
-        let text = report.render_text();
+        let report = self.diagnostics_report();
         let saved_to = if save {
-            let p = self
-                .inner
-                .data_dir
-                .join(format!("coffer-diagnostics-{}.txt", now_secs()));
-            std::fs::write(&p, &text).map_err(|e| rep(coffer_repo::RepoError::io(&p, e)))?;
+            let p = report.save_text(&self.inner.data_dir).map_err(rep)?;
             Some(p.display().to_string())
         } else {
             None
         };
-        Ok(DiagnosticsText { text, saved_to })
+        Ok(DiagnosticsText {
+            text: report.render_text(),
+            saved_to,
+        })
+    }
+
+    /// Saves the diagnostics report as `path` (from the Save dialog).
+    pub fn save_diagnostics_as(&self, path: &str) -> R<DiagnosticsText> {
+        self.track((|| {
+            let path = absolute("where to save the diagnostics report", path)?;
+            let report = self.diagnostics_report();
+            report.save_text_to(&path).map_err(rep)?;
+            Ok(DiagnosticsText {
+                text: report.render_text(),
+                saved_to: Some(path.display().to_string()),
+            })
+        })())
+    }
+
+    fn diagnostics_report(&self) -> crate::diagnostics::DiagnosticsReport {
+        let (settings, recent) = {
+            let st = self.state();
+            (st.settings.clone(), st.recent_errors.clone())
+        };
+        crate::diagnostics::DiagnosticsReport::build(crate::diagnostics::DiagnosticsInput {
+            data_dir: &self.inner.data_dir,
+            settings: &settings,
+            keyring: crate::diagnostics::KeyringStatus::of_store(self.inner.keystore.as_ref()),
+            recent_errors: &recent,
+            os: crate::diagnostics::OsInfo::current(),
+            now: now_secs(),
+        })
     }
 
     /// The recovery guide with the steps this app knows are done.

@@ -156,6 +156,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: DiagnosticsText::name,
         },
         CommandSig {
+            name: "save_diagnostics_as",
+            args: "{ path: string }",
+            result: DiagnosticsText::name,
+        },
+        CommandSig {
             name: "move_data_dir",
             args: "{ target: string }",
             result: DataDirMoved::name,

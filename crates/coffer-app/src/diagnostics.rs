@@ -483,11 +483,30 @@ impl DiagnosticsReport {
                 .unwrap_or_else(|| self.generated_at.to_string())
         );
         let path = dir.join(name);
-        std::fs::write(&path, self.render_text()).map_err(|source| DiagnosticsError::Save {
-            path: path.clone(),
-            source,
-        })?;
+        self.save_text_to(&path)?;
         Ok(path)
+    }
+
+    /// Saves the text report as `path` (a name chosen in a save dialog,
+    /// which asked before replacing a file). Written beside it first and
+    /// then renamed, so a failed save never leaves half a report there.
+    pub fn save_text_to(&self, path: &Path) -> Result<(), DiagnosticsError> {
+        let err = |source| DiagnosticsError::Save {
+            path: path.to_path_buf(),
+            source,
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| err(std::io::Error::other("the path names no file")))?;
+        let mut partial = name.to_os_string();
+        partial.push(".partial");
+        let partial = path.with_file_name(partial);
+        std::fs::write(&partial, self.render_text())
+            .and_then(|()| std::fs::rename(&partial, path))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&partial);
+                err(e)
+            })
     }
 }
 

@@ -22,6 +22,8 @@ pub enum PathKind {
     OpenRepository,
     /// Where a new backup file goes (first-run setup).
     SaveRepository,
+    /// Where the diagnostics report is saved (Support).
+    SaveDiagnostics,
 }
 
 /// One entry of the dialog's file-type list.
@@ -38,6 +40,9 @@ pub const REPOSITORY_EXTENSIONS: &[&str] = &["db", "coffer"];
 
 /// The name suggested for a new backup file when the field holds none.
 pub const DEFAULT_REPOSITORY_NAME: &str = "coffer.db";
+
+/// The name suggested for a saved diagnostics report.
+pub const DEFAULT_DIAGNOSTICS_NAME: &str = "coffer-diagnostics.txt";
 
 /// Everything the shell needs to show one dialog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +70,17 @@ const REPOSITORY_FILTERS: [FileFilter; 2] = [
     },
 ];
 
+const TEXT_FILTERS: [FileFilter; 2] = [
+    FileFilter {
+        name: "Text files (*.txt)",
+        extensions: &["txt"],
+    },
+    FileFilter {
+        name: "All files",
+        extensions: &["*"],
+    },
+];
+
 impl PathKind {
     /// The dialog's title.
     pub fn title(self) -> &'static str {
@@ -72,6 +88,7 @@ impl PathKind {
             PathKind::Folder => "Coffer: Choose a folder",
             PathKind::OpenRepository => "Coffer: Open a backup file",
             PathKind::SaveRepository => "Coffer: Where to keep the new backup file",
+            PathKind::SaveDiagnostics => "Coffer: Save the diagnostics report",
         }
     }
 }
@@ -104,7 +121,7 @@ impl DialogSpec {
                 };
                 (dir, name)
             }
-            (PathKind::SaveRepository, Some(p)) => {
+            (PathKind::SaveRepository | PathKind::SaveDiagnostics, Some(p)) => {
                 (p.parent().and_then(existing_ancestor), file_name_of(&p))
             }
         };
@@ -115,6 +132,10 @@ impl DialogSpec {
             PathKind::SaveRepository => (
                 Some(file_name.unwrap_or_else(|| DEFAULT_REPOSITORY_NAME.into())),
                 REPOSITORY_FILTERS.to_vec(),
+            ),
+            PathKind::SaveDiagnostics => (
+                Some(file_name.unwrap_or_else(|| DEFAULT_DIAGNOSTICS_NAME.into())),
+                TEXT_FILTERS.to_vec(),
             ),
         };
         DialogSpec {
@@ -188,6 +209,7 @@ mod tests {
                 PathKind::Folder,
                 PathKind::OpenRepository,
                 PathKind::SaveRepository,
+                PathKind::SaveDiagnostics,
             ] {
                 let s = DialogSpec::new(kind, start, Some(&home));
                 assert_eq!(
@@ -244,6 +266,11 @@ mod tests {
         assert_eq!(s.directory.as_deref(), Some(home.as_path()));
         assert_eq!(s.file_name.as_deref(), Some(DEFAULT_REPOSITORY_NAME));
         assert_eq!(s.filters.len(), 2);
+        // The diagnostics report: a text file, named for what it is.
+        let s = DialogSpec::new(PathKind::SaveDiagnostics, None, Some(&home));
+        assert_eq!(s.directory.as_deref(), Some(home.as_path()));
+        assert_eq!(s.file_name.as_deref(), Some(DEFAULT_DIAGNOSTICS_NAME));
+        assert_eq!(s.filters[0].extensions, ["txt"]);
     }
 
     #[test]
@@ -252,6 +279,7 @@ mod tests {
             PathKind::Folder,
             PathKind::OpenRepository,
             PathKind::SaveRepository,
+            PathKind::SaveDiagnostics,
         ];
         let titles: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.title()).collect();
         assert_eq!(titles.len(), kinds.len());

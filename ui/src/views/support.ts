@@ -34,7 +34,26 @@ export function supportView(initialCode: string | null): HTMLElement {
       diagOut.replaceChildren(h("p", { class: "ok" }, "Copied."));
     });
   }, "secondary");
-  const save = button("Save to a file", "support-save", () => void guarded(save, diagOut, () => loadDiag(true)), "secondary");
+  const save = button("Save in the data folder", "support-save", () => void guarded(save, diagOut, () => loadDiag(true)), "secondary");
+  // "Save as…": the native save dialog picks the file (it asks before
+  // replacing one); data-dialog says where it is: open, picked, cancelled, failed.
+  const saveAs = button("Save as…", "support-save-as", () => {
+    saveAs.dataset.dialog = "open";
+    void guarded(saveAs, diagOut, async () => {
+      let path: string | null;
+      try {
+        path = await call("pick_path", { kind: "save_diagnostics", start: null });
+      } catch (e) {
+        saveAs.dataset.dialog = "failed";
+        throw e;
+      }
+      saveAs.dataset.dialog = path === null ? "cancelled" : "picked";
+      if (path === null) return;
+      const d = await call("save_diagnostics_as", { path });
+      diag.textContent = d.text;
+      diagOut.replaceChildren(h("p", { class: "ok" }, "Saved to ", h("span", { class: "mono", testid: "support-saved-path" }, d.saved_to ?? path)));
+    });
+  }, "secondary");
   const refresh = button("Refresh", "support-refresh", () => void guarded(refresh, diagOut, () => loadDiag(false)), "secondary");
 
   const guide = h("ol", { class: "guide", testid: "guide-steps" });
@@ -53,7 +72,7 @@ export function supportView(initialCode: string | null): HTMLElement {
     viewHead("support-title", "Support", "Every error has a code, a plain sentence and a next step. Support staff may ask for the code or the diagnostics report, never for your recovery key or code."),
     card("Look up an error code", code.row, h("div", { class: "actions" }, lookup), codeOut),
     card("Diagnostics report", h("p", { class: "muted" }, "It holds versions, settings without paths, and recent error codes. It never holds your recovery key, recovery code or backup key."),
-      diag, h("div", { class: "actions" }, copy, save, refresh), diagOut),
+      diag, h("div", { class: "actions" }, copy, saveAs, save, refresh), diagOut),
     card("Recovery guide", h("p", { class: "muted" }, "Steps to get your files back on a new computer; the ones Coffer knows are done are marked."), guide),
   );
   void loadDiag(false).catch((e) => showError(diagOut, e));

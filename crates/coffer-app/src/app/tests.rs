@@ -226,6 +226,29 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
     for n in &needles {
         assert!(!contains(diag.text.as_bytes(), n));
     }
+    // "Save as…": the chosen name, replaced whole, never half written.
+    let chosen = tmp.path().join("desk/report.txt");
+    std::fs::create_dir_all(chosen.parent().unwrap()).unwrap();
+    std::fs::write(&chosen, b"an older report").unwrap();
+    let saved = b.save_diagnostics_as(chosen.to_str().unwrap()).unwrap();
+    assert_eq!(saved.saved_to.as_deref(), chosen.to_str());
+    assert_eq!(std::fs::read_to_string(&chosen).unwrap(), saved.text);
+    assert_eq!(
+        std::fs::read_dir(chosen.parent().unwrap()).unwrap().count(),
+        1
+    );
+    for n in &needles {
+        assert!(!contains(&std::fs::read(&chosen).unwrap(), n));
+    }
+    assert_eq!(
+        b.save_diagnostics_as("report.txt").unwrap_err().code,
+        "CF-A056",
+        "a relative path is refused"
+    );
+    let e = b
+        .save_diagnostics_as(tmp.path().join("no/such/dir/r.txt").to_str().unwrap())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A040", "{e:?}");
 }
 
 fn secret_encodings(key: &str, k: &[u8; 32]) -> Vec<Vec<u8>> {
