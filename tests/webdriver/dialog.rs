@@ -129,11 +129,30 @@ async fn dialog_button(
     s.click(button).await?;
     let id = dialog_of(kind).await?;
     s.wait_attr(button, "data-dialog", "open", 5).await?;
+    // The dialog is not modal to the window, so the window is inert under a
+    // veil that says where to look, until the dialog closes.
+    assert!(s.testid("dialog-open").await?.is_displayed().await?);
+    assert_eq!(shell_inert(s).await?, Some(true));
     // Let GTK finish mapping and focusing its widgets.
     tokio::time::sleep(Duration::from_millis(300)).await;
     send(&id, keys)?;
     closed(kind, &id).await?;
-    s.wait_attr(button, "data-dialog", outcome, 10).await
+    s.wait_attr(button, "data-dialog", outcome, 10).await?;
+    assert!(
+        !s.exists("dialog-open").await?,
+        "the veil stays after the dialog"
+    );
+    assert_eq!(shell_inert(s).await?, Some(false));
+    Ok(())
+}
+
+/// Whether the app shell is inert now.
+async fn shell_inert(s: &Session) -> Result<Option<bool>, Error> {
+    let v = s
+        .client
+        .execute("return document.getElementById('app').inert", vec![])
+        .await?;
+    Ok(v.as_bool())
 }
 
 /// Saves a picture of the whole X screen (the dialog included: a WebDriver

@@ -16,6 +16,26 @@ export interface PathFieldOptions {
   multiline?: boolean;
 }
 
+/**
+ * Runs `work` (which shows a native file dialog) with the window inert: the
+ * GTK dialog is not modal to it (rfd's GTK backend ignores the parent
+ * window), so the window itself refuses input meanwhile, and a note outside
+ * the inert part says where to look. Restored however `work` ends.
+ */
+export async function whileDialogOpen<T>(work: () => Promise<T>): Promise<T> {
+  const shell = document.getElementById("app");
+  const note = h("div", { class: "dialog-backdrop", testid: "dialog-open", role: "status" },
+    h("p", {}, "A file dialog is open. Choose there, or press Escape in it to cancel."));
+  if (shell) shell.inert = true;
+  document.body.append(note);
+  try {
+    return await work();
+  } finally {
+    if (shell) shell.inert = false;
+    note.remove();
+  }
+}
+
 /** The path the dialog should start from: the field's (last) path, if any. */
 export function startOf(current: string, multiline = false): string | null {
   const lines = current.split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
@@ -57,7 +77,7 @@ export function pathField(
     void guarded(browse, errors, async () => {
       let picked: string | null;
       try {
-        picked = await call("pick_path", { kind, start: startOf(input.value, opts.multiline) });
+        picked = await whileDialogOpen(() => call("pick_path", { kind, start: startOf(input.value, opts.multiline) }));
       } catch (e) {
         browse.dataset.dialog = "failed";
         throw e;

@@ -2,6 +2,7 @@
 // or save, and the recovery guide with the steps already done.
 import { call } from "../api";
 import { h } from "../dom";
+import { whileDialogOpen } from "../pathfield";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 
 export function supportView(initialCode: string | null): HTMLElement {
@@ -42,7 +43,7 @@ export function supportView(initialCode: string | null): HTMLElement {
     void guarded(saveAs, diagOut, async () => {
       let path: string | null;
       try {
-        path = await call("pick_path", { kind: "save_diagnostics", start: null });
+        path = await whileDialogOpen(() => call("pick_path", { kind: "save_diagnostics", start: null }));
       } catch (e) {
         saveAs.dataset.dialog = "failed";
         throw e;
