@@ -235,12 +235,7 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
             )
             .await?;
             assert_eq!(value(&s, "set-sources").await?, format!("{first}\n{docs}"));
-            s.testid("set-schedule-kind")
-                .await?
-                .select_by_value("manual")
-                .await?;
-            s.click("onboard-finish").await?;
-            s.testid("home-screen").await?;
+            s.finish_first_set(None).await?;
 
             // The Recovery wizard: an existing backup file, through GTK's
             // location field.

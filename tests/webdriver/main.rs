@@ -97,13 +97,7 @@ async fn onboard(
             .as_deref(),
         repo.to_str()
     );
-    s.testid("set-schedule-kind")
-        .await?
-        .select_by_value("manual")
-        .await?;
-    s.shot("onboarding-first-set").await?;
-    s.click("onboard-finish").await?;
-    s.testid("home-screen").await?;
+    s.finish_first_set(Some("onboarding-first-set")).await?;
     Ok(groups.join("-"))
 }
 
@@ -572,12 +566,7 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
             assert_eq!(s.text("onboard-kit-account").await?, acct);
             s.click("onboard-kit-continue").await?;
             s.type_in("set-sources", src.to_str().unwrap()).await?;
-            s.testid("set-schedule-kind")
-                .await?
-                .select_by_value("manual")
-                .await?;
-            s.click("onboard-finish").await?;
-            s.testid("home-screen").await?;
+            s.finish_first_set(None).await?;
             back_up(&s, "done").await?;
             TestResult::Ok(())
         })
@@ -845,12 +834,7 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         assert_eq!(s.text("onboard-kit-account").await?, acct);
         s.click("onboard-kit-continue").await?;
         s.type_in("set-sources", src.to_str().unwrap()).await?;
-        s.testid("set-schedule-kind")
-            .await?
-            .select_by_value("manual")
-            .await?;
-        s.click("onboard-finish").await?;
-        s.testid("home-screen").await?;
+        s.finish_first_set(None).await?;
         let saved = std::fs::read_to_string(&settings)?;
         assert!(saved.contains(&url) && saved.contains(acct), "{saved}");
         assert!(
