@@ -138,11 +138,24 @@ impl Session {
         if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
             // Let WebKit paint the screen that was just shown.
             tokio::time::sleep(Duration::from_millis(400)).await;
+            // WebKitWebDriver's screenshot never answers for a page that
+            // does not scroll (found by elimination: the same screen shot
+            // fine once it was taller than the window). One pixel more than
+            // the window makes it scroll; it is taken away afterwards.
+            self.client
+                .execute(
+                    "document.documentElement.style.minHeight = 'calc(100vh + 1px)';",
+                    vec![],
+                )
+                .await?;
             let png = tokio::time::timeout(SCREENSHOT_TIMEOUT, self.client.screenshot())
                 .await
                 .map_err(|_| {
                     format!("the screenshot {name} took over 10 s: {SCREENSHOT_HANG}")
                 })??;
+            self.client
+                .execute("document.documentElement.style.minHeight = '';", vec![])
+                .await?;
             std::fs::write(PathBuf::from(dir).join(format!("{name}.png")), png)?;
         }
         Ok(())

@@ -394,7 +394,8 @@ impl DiagnosticsReport {
         };
         line(format!(
             "Vault: {vault}{}",
-            if self.simulated_hsm {
+            // Key mode uses no vault, so there are no HSMs to describe.
+            if self.simulated_hsm && self.vault.mode != "key_only" {
                 " (HSMs simulated in software)"
             } else {
                 ""
@@ -651,5 +652,12 @@ mod tests {
         let e = report.save_text(&tmp.path().join("missing")).unwrap_err();
         assert_eq!(e.code(), "CF-A040");
         assert_eq!(e.kind(), ErrorKind::Io);
+
+        // Key mode uses no vault: no HSMs are mentioned.
+        let mut key_mode = report.clone();
+        key_mode.vault = VaultDiagnostics::of(&VaultChoice::KeyOnly);
+        let t = key_mode.render_text();
+        assert!(t.contains("Vault: none (recovery-key mode)\n"), "{t}");
+        assert!(!t.contains("HSMs"), "{t}");
     }
 }
