@@ -746,6 +746,7 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let ok = vault.operator_key().to_string();
     let wurl = vault.witness_url().to_string();
     let wrong_ok = vault.witness_key().to_string(); // a real key, but not the operator's
+    let (vendor, evidence) = (vault.vendor_root().to_string(), vault.evidence_url());
     let repo = shared.path().join("usb/coffer.db");
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("rita@example.org", "correct horse battery staple");
@@ -794,6 +795,25 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
             )
             .await?;
         }
+        // No vendor key pinned: the evidence is not checked, and says so.
+        s.wait_attr(
+            "vault-choice-check-deployment-evidence",
+            "data-status",
+            "not_applicable",
+            5,
+        )
+        .await?;
+        // Pinned: the deployment evidence is fetched and verified.
+        s.type_in("vault-vendor-key", &vendor).await?;
+        s.type_in("vault-evidence-url", &evidence).await?;
+        s.click("vault-test").await?;
+        s.wait_attr(
+            "vault-choice-check-deployment-evidence",
+            "data-status",
+            "passed",
+            30,
+        )
+        .await?;
         s.wait_text("vault-choice-verdict", "not saved yet").await?;
         let settings = s.data_dir.join("settings.json");
         assert!(

@@ -340,7 +340,17 @@ export type VaultChoice = { "mode": "embedded_demo" } | { "mode": "remote", url:
  * The witness's base URL (optional): only for the audit links of
  * the verification report, never trusted for anything else.
  */
-witness_url?: string, } | { "mode": "key_only" };
+witness_url?: string, 
+/**
+ * The HSM vendor's root key (optional, with `evidence_url`): when
+ * pinned, the fleet's deployment evidence must verify against it
+ * (each HSM attested by the vendor, the fleet keys made inside).
+ */
+vendor_key?: string, 
+/**
+ * Where the operator publishes the deployment evidence document.
+ */
+evidence_url?: string, } | { "mode": "key_only" };
 
 export type VaultSettings = { choice: VaultChoice, 
 /**

@@ -51,6 +51,16 @@ pub enum VaultChoice {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[ts(optional)]
         witness_url: Option<String>,
+        /// The HSM vendor's root key (optional, with `evidence_url`): when
+        /// pinned, the fleet's deployment evidence must verify against it
+        /// (each HSM attested by the vendor, the fleet keys made inside).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        vendor_key: Option<String>,
+        /// Where the operator publishes the deployment evidence document.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        evidence_url: Option<String>,
     },
     /// Key mode: no vault, the 64-digit recovery key only.
     KeyOnly,
@@ -355,20 +365,34 @@ pub fn check_vault(v: &VaultChoice) -> Result<()> {
         witness_key,
         operator_key,
         witness_url,
+        vendor_key,
+        evidence_url,
     } = v
     else {
         return Ok(());
     };
     check_url(url)?;
-    if let Some(w) = witness_url {
-        check_url(w).map_err(|e| match e {
-            SettingsError::InvalidVault { reason } => SettingsError::InvalidVault {
-                reason: format!("witness URL: {reason}"),
-            },
-            e => e,
-        })?;
+    for (what, u) in [("witness URL", witness_url), ("evidence URL", evidence_url)] {
+        if let Some(u) = u {
+            check_url(u).map_err(|e| match e {
+                SettingsError::InvalidVault { reason } => SettingsError::InvalidVault {
+                    reason: format!("{what}: {reason}"),
+                },
+                e => e,
+            })?;
+        }
     }
-    for (what, k) in [("witness", witness_key), ("operator", operator_key)] {
+    if vendor_key.is_some() != evidence_url.is_some() {
+        return Err(SettingsError::InvalidVault {
+            reason: "give both the HSM vendor key and the deployment evidence URL, or neither"
+                .into(),
+        });
+    }
+    let vendor = vendor_key.as_ref().map(|k| ("HSM vendor", k));
+    for (what, k) in [("witness", witness_key), ("operator", operator_key)]
+        .into_iter()
+        .chain(vendor)
+    {
         if k.is_empty() || k.len() > 512 || k.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(SettingsError::InvalidVault {
                 reason: format!("the {what} key is missing or malformed"),
@@ -971,6 +995,8 @@ mod tests {
                 witness_key: w.into(),
                 operator_key: o.into(),
                 witness_url: None,
+                vendor_key: None,
+                evidence_url: None,
             },
             ..Settings::default()
         };

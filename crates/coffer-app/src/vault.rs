@@ -35,6 +35,9 @@ use ts_rs::TS;
 use crate::error::AppError;
 use crate::settings::{SettingsError, VaultChoice};
 
+/// How long fetching a remote fleet's deployment evidence may take.
+const EVIDENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The shortest recovery code accepted.
 pub const MIN_CODE_CHARS: usize = 10;
 /// The estimated strength a recovery code needs.
@@ -149,6 +152,10 @@ pub enum VaultTarget {
         witness_key: String,
         operator_key: String,
         witness_url: Option<String>,
+        /// Pinned HSM vendor root and where the deployment evidence is
+        /// published (both or neither).
+        vendor_key: Option<String>,
+        evidence_url: Option<String>,
     },
 }
 
@@ -162,11 +169,15 @@ impl VaultTarget {
                 witness_key,
                 operator_key,
                 witness_url,
+                vendor_key,
+                evidence_url,
             } => VaultTarget::Remote {
                 url: url.clone(),
                 witness_key: witness_key.clone(),
                 operator_key: operator_key.clone(),
                 witness_url: witness_url.clone(),
+                vendor_key: vendor_key.clone(),
+                evidence_url: evidence_url.clone(),
             },
             VaultChoice::EmbeddedDemo | VaultChoice::KeyOnly => VaultTarget::Embedded,
         }
@@ -325,12 +336,32 @@ impl Vault {
                 witness_key,
                 operator_key,
                 witness_url,
+                vendor_key,
+                evidence_url,
             } => {
                 let mut v = Verifier::new(
                     pinned("witness", witness_key)?,
                     pinned("operator", operator_key)?,
                 );
                 v.witness_url = witness_url.clone();
+                // A pinned vendor root demands the deployment evidence: it
+                // is fetched here and checked by the validator (each HSM
+                // attested, the keys made inside, all signed by the
+                // operator root); one that cannot be fetched is an error.
+                let evidence = match (vendor_key, evidence_url) {
+                    (Some(k), Some(u)) => {
+                        v.vendor_root = Some(pinned("HSM vendor", k)?);
+                        v.evidence_url = Some(u.clone());
+                        let u = u.clone();
+                        let doc = self
+                            .wait(async move {
+                                coffer_vault_client::fetch_evidence(&u, EVIDENCE_TIMEOUT).await
+                            })?
+                            .map_err(rep)?;
+                        Some(doc)
+                    }
+                    _ => None,
+                };
                 std::fs::create_dir_all(&self.trust_dir).map_err(|e| {
                     rep(VaultError::TrustState(format!(
                         "{}: {e}",
@@ -339,13 +370,13 @@ impl Vault {
                 })?;
                 let state = trust_file(&self.trust_dir, url, witness_key, operator_key);
                 let validator =
-                    Arc::new(OtaFleetKeyValidator::new(v, Some(state), None).map_err(rep)?);
+                    Arc::new(OtaFleetKeyValidator::new(v, Some(state), evidence).map_err(rep)?);
                 let client = VaultClient::http(url, validator.clone()).map_err(rep)?;
                 Ok(Running {
                     backend: Backend::Remote { url: url.clone() },
                     client,
                     validator,
-                    evidence_url: None,
+                    evidence_url: evidence_url.clone(),
                 })
             }
         }
@@ -438,7 +469,10 @@ impl Vault {
                 r.evidence_url.as_deref().unwrap_or("-")
             ),
             Backend::Remote { url } => format!(
-                "over the air: bundle epoch {epoch} signed by the pinned witness key and countersigned by the pinned operator key (remote fleet at {url})"
+                "over the air: bundle epoch {epoch} signed by the pinned witness key and countersigned by the pinned operator key (remote fleet at {url}; deployment evidence: {})",
+                r.evidence_url
+                    .as_deref()
+                    .unwrap_or("not checked, no HSM vendor key pinned")
             ),
         };
         Ok(VaultInfo {

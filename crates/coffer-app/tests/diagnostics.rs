@@ -116,6 +116,8 @@ fn the_report_contains_what_support_needs_and_no_secret() {
             witness_key: WITNESS_KEY.into(),
             operator_key: "operator.coffer.example+0b1c2d3e+OPERATORkeyMaterialXyzzy=".into(),
             witness_url: None,
+            vendor_key: None,
+            evidence_url: None,
         },
         ..Settings::default()
     };

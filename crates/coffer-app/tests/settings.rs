@@ -28,6 +28,8 @@ fn sample(dir: &Path) -> Settings {
             witness_key: "witness.example+1a2b3c4d+AbCd".into(),
             operator_key: "operator.example+5e6f7a8b+EfGh".into(),
             witness_url: Some("https://witness.example.org".into()),
+            vendor_key: None,
+            evidence_url: None,
         },
         vault_account: Some("sam@example.org".into()),
         ..Settings::default()

@@ -22,7 +22,9 @@ mod validate;
 pub use client::{Recovered, VaultClient, VaultStatus};
 pub use error::VaultError;
 pub use ota::OtaFleetKeyValidator;
-pub use transport::{BoxFuture, HttpTransport, Transport, TransportError};
+pub use transport::{
+    fetch_evidence, BoxFuture, HttpTransport, Transport, TransportError, MAX_EVIDENCE_LEN,
+};
 pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet};
 
 pub use coffer_transparency;

@@ -111,6 +111,52 @@ impl Transport for HttpTransport {
     }
 }
 
+/// The largest deployment evidence document accepted (a 5-node fleet's is
+/// a few KiB).
+pub const MAX_EVIDENCE_LEN: usize = 1 << 20;
+
+/// Fetches a published deployment evidence document (`GET url`). Only
+/// fetched: what it says is checked by the validator against the pinned
+/// vendor and operator roots.
+pub async fn fetch_evidence(
+    url: &str,
+    timeout: Duration,
+) -> Result<coffer_transparency::DeploymentEvidence, crate::VaultError> {
+    use crate::VaultError;
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(5).min(timeout))
+        .build()
+        .map_err(|e| VaultError::Unreachable(describe(&e)))?;
+    let resp = client.get(url).send().await.map_err(|e| {
+        VaultError::Unreachable(format!("deployment evidence at {url}: {}", describe(&e)))
+    })?;
+    if !resp.status().is_success() {
+        return Err(VaultError::Unreachable(format!(
+            "deployment evidence at {url}: HTTP {}",
+            resp.status()
+        )));
+    }
+    if resp.content_length().unwrap_or(0) > MAX_EVIDENCE_LEN as u64 {
+        return Err(VaultError::Protocol(format!(
+            "the deployment evidence at {url} is too large"
+        )));
+    }
+    let body = resp.bytes().await.map_err(|e| {
+        VaultError::Unreachable(format!("deployment evidence at {url}: {}", describe(&e)))
+    })?;
+    if body.len() > MAX_EVIDENCE_LEN {
+        return Err(VaultError::Protocol(format!(
+            "the deployment evidence at {url} is too large"
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        VaultError::Protocol(format!(
+            "the deployment evidence at {url} is not an evidence document: {e}"
+        ))
+    })
+}
+
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();

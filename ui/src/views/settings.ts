@@ -129,7 +129,9 @@ function vaultChoiceCard(): HTMLElement {
   const wk = field("Witness key", "vault-witness-key", { placeholder: "witness.example+1a2b3c4d+…", help: "The witness's public key, exactly as the vault operator published it." });
   const ok = field("Operator key", "vault-operator-key", { placeholder: "operator.example+5e6f7a8b+…", help: "The operator's root public key, exactly as published." });
   const wurl = field("Witness URL (optional)", "vault-witness-url", { placeholder: "https://witness.example.org", help: "Only used for the audit links in the report." });
-  const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row);
+  const vk = field("HSM vendor key (optional)", "vault-vendor-key", { placeholder: "hsm-vendor.example+9c0d1e2f+…", help: "The HSM vendor's root public key. With it, Coffer also checks the fleet's deployment evidence: each HSM attested by the vendor, the fleet keys made inside them." });
+  const eurl = field("Deployment evidence URL (optional, with the vendor key)", "vault-evidence-url", { placeholder: "https://witness.example.org/deployment-evidence.json", help: "Where the operator publishes the deployment evidence document." });
+  const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row, vk.row, eurl.row);
   const sync = () => { remoteFields.disabled = !remote.input.checked; };
   embedded.input.addEventListener("change", sync);
   remote.input.addEventListener("change", sync);
@@ -139,9 +141,13 @@ function vaultChoiceCard(): HTMLElement {
   const choice = (): VaultChoice => {
     if (!remote.input.checked) return { mode: "embedded_demo" };
     const w = wurl.input.value.trim();
+    const v = vk.input.value.trim();
+    const e = eurl.input.value.trim();
     return {
       mode: "remote", url: url.input.value.trim(), witness_key: wk.input.value.trim(), operator_key: ok.input.value.trim(),
       ...(w ? { witness_url: w } : {}),
+      ...(v ? { vendor_key: v } : {}),
+      ...(e ? { evidence_url: e } : {}),
     };
   };
   const report = (v: VaultInfo, saved: boolean) => {
@@ -200,6 +206,8 @@ function vaultChoiceCard(): HTMLElement {
         wk.input.value = c.witness_key;
         ok.input.value = c.operator_key;
         wurl.input.value = c.witness_url ?? "";
+        vk.input.value = c.vendor_key ?? "";
+        eurl.input.value = c.evidence_url ?? "";
         current.textContent = `Remote vault at ${c.url} (witness and operator keys pinned).`;
       } else {
         embedded.input.checked = true;

@@ -585,7 +585,27 @@ impl LoopbackVault {
             witness_key: self.vault.witness_key().to_string(),
             operator_key: self.vault.operator_key().to_string(),
             witness_url: Some(self.vault.witness_url().to_string()),
+            vendor_key: None,
+            evidence_url: None,
         }
+    }
+}
+
+impl LoopbackVault {
+    /// The choice with the HSM vendor root pinned and the deployment
+    /// evidence's URL (the demo witness publishes it).
+    fn choice_with_evidence(&self) -> VaultChoice {
+        let mut c = self.choice();
+        if let VaultChoice::Remote {
+            vendor_key,
+            evidence_url,
+            ..
+        } = &mut c
+        {
+            *vendor_key = Some(self.vault.vendor_root().to_string());
+            *evidence_url = Some(self.vault.evidence_url());
+        }
+        c
     }
 }
 
@@ -618,6 +638,8 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_key: other_witness,
         operator_key: operator_key.clone(),
         witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
     };
     let repo = tmp.path().join("usb/coffer.db");
     let r = repo.to_str().unwrap();
@@ -656,6 +678,8 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_key: witness_key.clone(),
         operator_key: operator_key.clone(),
         witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
     };
     let e = a.test_vault_choice(unreachable.clone()).unwrap_err();
     assert_eq!(
@@ -694,6 +718,60 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
             .any(|c| c.detail.contains(lv.vault.witness_url())),
         "audit links: {t:?}"
     );
+    let evidence_row = |t: &crate::vault::VaultInfo| {
+        t.checks
+            .iter()
+            .find(|c| c.id == "deployment-evidence")
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(evidence_row(&t).as_deref(), Some("not_applicable"));
+    assert!(
+        t.validation_mode.contains("no HSM vendor key pinned"),
+        "{t:?}"
+    );
+
+    // The HSM vendor root pinned: the deployment evidence is fetched and
+    // verified, and says so.
+    let with_evidence = lv.choice_with_evidence();
+    let t = a.test_vault_choice(with_evidence.clone()).unwrap();
+    assert!(t.validated, "{t:?}");
+    assert_eq!(evidence_row(&t).as_deref(), Some("passed"), "{t:?}");
+    assert!(
+        t.validation_mode.contains(&lv.vault.evidence_url()),
+        "{t:?}"
+    );
+    // Another vendor's root: the evidence does not verify, nor the fleet.
+    let mut other_vendor = with_evidence.clone();
+    if let VaultChoice::Remote { vendor_key, .. } = &mut other_vendor {
+        *vendor_key = Some(
+            coffer_vault_client::coffer_transparency::NoteSigner::generate(
+                "coffer-demo-hsm-vendor",
+            )
+            .unwrap()
+            .verifier()
+            .to_string(),
+        );
+    }
+    let t = a.test_vault_choice(other_vendor.clone()).unwrap();
+    assert!(!t.validated, "{t:?}");
+    assert_eq!(evidence_row(&t).as_deref(), Some("failed"), "{t:?}");
+    assert_eq!(
+        a.save_vault_choice(other_vendor).unwrap_err().code,
+        "CF-A063"
+    );
+    // Half of the pair, or evidence that is not there: refused, not ignored.
+    let mut half = with_evidence.clone();
+    if let VaultChoice::Remote { evidence_url, .. } = &mut half {
+        *evidence_url = None;
+    }
+    assert_eq!(a.test_vault_choice(half).unwrap_err().code, "CF-A029");
+    let mut missing = with_evidence.clone();
+    if let VaultChoice::Remote { evidence_url, .. } = &mut missing {
+        *evidence_url = Some(format!("{}/no-such-document.json", lv.vault.witness_url()));
+    }
+    let e = a.test_vault_choice(missing).unwrap_err();
+    assert_eq!(e.code, "CF-V030", "{e:?}");
+    assert!(e.message.contains("deployment evidence"), "{e:?}");
     assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
     assert!(
         !data1.join("settings.json").exists(),
@@ -798,6 +876,8 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_key,
         operator_key,
         witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
     };
     SettingsStore::new(&data3)
         .save(&Settings {
