@@ -633,7 +633,7 @@ impl Repository<Unlocked> {
             reason: e.to_string(),
         })?;
 
-        let _lock = store::take_lock(self)?;
+        let _lock = store::take_lock(self, store::LockKind::Write)?;
         let keys = self.keys();
         let path_bytes: Vec<Vec<u8>> = kept
             .iter()

@@ -64,6 +64,8 @@ impl Repository<Unlocked> {
         cancel: &CancelToken,
     ) -> Result<CheckReport> {
         progress.phase(Phase::Checking);
+        // A prune meanwhile would make moved or dropped data look damaged.
+        let _reading = store::read_lock_if_possible(self)?;
         let keys = self.keys();
         let mut rep = CheckReport {
             ok: false,

@@ -62,7 +62,7 @@ use key::SubKeys;
 use std::path::{Path, PathBuf};
 
 /// The current on-disk format version (SQLite `user_version`).
-pub const FORMAT_VERSION: i64 = 1;
+pub const FORMAT_VERSION: i64 = 2;
 
 /// A repository that is open but not yet unlocked: it can only be unlocked.
 pub struct Locked;

@@ -128,7 +128,7 @@ impl Repository<Unlocked> {
         let _lock = if dry_run {
             None
         } else {
-            Some(store::take_lock(self)?)
+            Some(store::take_lock(self, store::LockKind::Write)?)
         };
         let (snaps, _) = store::load_snapshots(&self.conn, self.keys())?;
         type Group = Vec<(u64, crate::format::SnapshotRecord)>;
@@ -175,7 +175,7 @@ impl Repository<Unlocked> {
     /// and shrinks the file. Refuses to run when a snapshot or directory
     /// record is damaged (run `check` first), so nothing needed is dropped.
     pub fn prune(&self) -> Result<PruneSummary> {
-        let _lock = store::take_lock(self)?;
+        let _lock = store::take_lock(self, store::LockKind::Prune)?;
         let keys = self.keys();
         let bytes_before = file_size(&self.path);
         let (snaps, bad) = store::load_snapshots(&self.conn, keys)?;
@@ -320,5 +320,149 @@ mod tests {
         };
         // all in 1970: one yearly keep (the newest), one daily keep (the newest)
         assert_eq!(apply_policy(&p, &t), [true, false, false, false, false]);
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use crate::progress::{CancelToken, NoProgress};
+    use crate::store::{self, LockKind};
+    use crate::{BackupRequest, MasterKey, RepoError, Repository, RestoreRequest};
+
+    fn busy_holder<T: std::fmt::Debug>(r: crate::error::Result<T>) -> String {
+        match r {
+            Err(RepoError::Busy { holder }) => holder,
+            other => panic!("expected Busy, got {other:?}"),
+        }
+    }
+
+    /// A prune moves and deletes chunks, so it waits for readers (restore,
+    /// check), and they for it; a registration left by a dead process does
+    /// not block anybody; `force_unlock` clears registrations too.
+    #[test]
+    fn prune_and_readers_exclude_each_other_and_stale_readers_are_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let path = tmp.path().join("r.coffer");
+        let repo = Repository::init(&path, &MasterKey::generate().unwrap()).unwrap();
+        let req = BackupRequest {
+            paths: vec![src.clone()],
+            excludes: vec![],
+            set_name: "s".into(),
+            parent: None,
+        };
+        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
+        let restore = |to: &str| RestoreRequest {
+            snapshot: "latest".into(),
+            include: vec![],
+            target: tmp.path().join(to),
+            overwrite: false,
+            dry_run: false,
+        };
+
+        // A reader registered: prune refuses and says why.
+        let reading = store::take_read_lock(&repo).unwrap();
+        assert!(busy_holder(repo.prune()).contains("restore or check"));
+        // Other readers and backups go on meanwhile.
+        repo.restore(&restore("one"), &NoProgress, &CancelToken::new())
+            .unwrap();
+        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
+        drop(reading);
+        repo.prune().unwrap();
+
+        // A prune running: readers refuse and say why.
+        let pruning = store::take_lock(&repo, LockKind::Prune).unwrap();
+        let r = repo.restore(&restore("two"), &NoProgress, &CancelToken::new());
+        assert!(busy_holder(r).contains("a prune"));
+        let c = repo.check(false, &NoProgress, &CancelToken::new());
+        assert!(busy_holder(c).contains("a prune"));
+        assert!(!tmp.path().join("two").exists(), "nothing was written");
+        drop(pruning);
+        assert!(
+            repo.check(true, &NoProgress, &CancelToken::new())
+                .unwrap()
+                .ok
+        );
+
+        // A registration of a process that has exited is stale.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id() as i64;
+        child.wait().unwrap();
+        let holder: Vec<u8> = {
+            let g = store::take_read_lock(&repo).unwrap();
+            let h = repo
+                .conn
+                .query_row("SELECT holder FROM readers", [], |r| r.get(0))
+                .unwrap();
+            drop(g);
+            h
+        };
+        repo.conn
+            .execute(
+                "INSERT INTO readers(holder, pid, since) VALUES (?1, ?2, 0)",
+                rusqlite::params![holder, dead],
+            )
+            .unwrap();
+        repo.prune().unwrap();
+        let left: i64 = repo
+            .conn
+            .query_row("SELECT count(*) FROM readers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "the stale registration was removed");
+
+        // One from another computer is not judged; `unlock` clears it.
+        repo.conn
+            .execute(
+                "INSERT INTO readers(holder, pid, since) VALUES (?1, 1, 0)",
+                rusqlite::params![vec![0u8; 16]],
+            )
+            .unwrap();
+        assert!(busy_holder(repo.prune()).contains("another computer"));
+        assert!(repo.force_unlock().unwrap());
+        repo.prune().unwrap();
+    }
+
+    /// A version-1 file (no readers table, no lock kind) is brought to
+    /// version 2 when it is opened, and keeps its snapshots.
+    #[test]
+    fn a_version_1_repository_is_migrated_on_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let path = tmp.path().join("r.coffer");
+        let key = MasterKey::generate().unwrap();
+        let repo = Repository::init(&path, &key).unwrap();
+        let req = BackupRequest {
+            paths: vec![src],
+            excludes: vec![],
+            set_name: "s".into(),
+            parent: None,
+        };
+        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
+        repo.conn
+            .execute_batch(
+                "DROP TABLE readers; ALTER TABLE lock DROP COLUMN kind; PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        drop(repo);
+        let repo = Repository::open(&path)
+            .unwrap()
+            .unlock_with_key(key)
+            .unwrap();
+        let v: i64 = repo
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, crate::FORMAT_VERSION);
+        assert_eq!(repo.snapshots().unwrap().len(), 1);
+        repo.prune().unwrap();
+        assert!(
+            repo.check(true, &NoProgress, &CancelToken::new())
+                .unwrap()
+                .ok
+        );
     }
 }

@@ -265,6 +265,9 @@ impl Repository<Unlocked> {
         if req.dry_run {
             return Ok(summary);
         }
+        // Registered as a reader before the chunk index is read, so that no
+        // prune moves chunks away underneath (which would look like damage).
+        let _reading = store::read_lock_if_possible(self)?;
         progress.phase(Phase::Restoring);
         progress.totals(plan.files, plan.bytes);
         std::fs::create_dir_all(&req.target).map_err(|e| RepoError::io(&req.target, e))?;

@@ -25,6 +25,11 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE trees(id BLOB PRIMARY KEY, data BLOB NOT NULL);
      CREATE TABLE snapshots(id INTEGER PRIMARY KEY, data BLOB NOT NULL);
      CREATE TABLE lock(id INTEGER PRIMARY KEY CHECK (id = 1), holder BLOB NOT NULL, pid INTEGER NOT NULL, since INTEGER NOT NULL);",
+    // 1 -> 2: readers (restore, check) register, so that a prune, which
+    // moves and deletes chunks, waits for them instead of making them
+    // report damage that is not there; the writer lock says what it is for.
+    "CREATE TABLE readers(holder BLOB NOT NULL, pid INTEGER NOT NULL, since INTEGER NOT NULL);
+     ALTER TABLE lock ADD COLUMN kind TEXT NOT NULL DEFAULT 'write';",
 ];
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -234,6 +239,25 @@ pub(crate) fn host_name() -> String {
     hostname()
 }
 
+/// What the writer lock is taken for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// Backup and forget: they only add, or drop snapshot records; readers
+    /// may run meanwhile.
+    Write,
+    /// Prune moves and deletes chunks: it runs only without readers.
+    Prune,
+}
+
+impl LockKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            LockKind::Write => "write",
+            LockKind::Prune => "prune",
+        }
+    }
+}
+
 /// Held while a backup, forget or prune runs; released on drop.
 pub(crate) struct LockGuard {
     path: std::path::PathBuf,
@@ -268,9 +292,23 @@ fn process_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
-    let holder = blake3::keyed_hash(&repo.keys().lock, hostname().as_bytes());
-    let holder = &holder.as_bytes()[..16];
+fn lock_holder(repo: &Repository<Unlocked>) -> [u8; 16] {
+    let h = blake3::keyed_hash(&repo.keys().lock, hostname().as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.as_bytes()[..16]);
+    out
+}
+
+fn who(same_host: bool, pid: i64) -> String {
+    if same_host {
+        format!("process {pid} on this computer")
+    } else {
+        "a process on another computer".into()
+    }
+}
+
+pub(crate) fn take_lock(repo: &Repository<Unlocked>, kind: LockKind) -> Result<LockGuard> {
+    let holder = &lock_holder(repo);
     let pid = std::process::id() as i64;
     let tx = repo.conn.unchecked_transaction()?;
     let existing: Option<(Vec<u8>, i64)> = tx
@@ -294,9 +332,18 @@ pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
         tx.execute("DELETE FROM lock WHERE id = 1", [])?;
     }
     tx.execute(
-        "INSERT INTO lock(id, holder, pid, since) VALUES (1, ?1, ?2, ?3)",
-        params![holder, pid, crate::timefmt::now().0],
+        "INSERT INTO lock(id, holder, pid, since, kind) VALUES (1, ?1, ?2, ?3, ?4)",
+        params![holder, pid, crate::timefmt::now().0, kind.as_str()],
     )?;
+    // In the same transaction as the lock: a reader registers either before
+    // (and is seen here) or after (and sees the prune lock).
+    if kind == LockKind::Prune {
+        if let Some((same_host, p)) = live_reader(&tx, holder, &repo.path)? {
+            return Err(RepoError::Busy {
+                holder: format!("a restore or check ({})", who(same_host, p)),
+            });
+        }
+    }
     tx.commit()?;
     let canon = std::fs::canonicalize(&repo.path).unwrap_or_else(|_| repo.path.clone());
     if let Ok(mut h) = HELD.lock() {
@@ -307,8 +354,111 @@ pub(crate) fn take_lock(repo: &Repository<Unlocked>) -> Result<LockGuard> {
     })
 }
 
+/// The first registered reader that still runs (stale ones of this
+/// computer are removed on the way).
+fn live_reader(conn: &Connection, holder: &[u8], path: &Path) -> Result<Option<(bool, i64)>> {
+    let rows: Vec<(i64, Vec<u8>, i64)> = conn
+        .prepare("SELECT rowid, holder, pid FROM readers")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let me = std::process::id() as i64;
+    for (rowid, h, p) in rows {
+        let same_host = bool::from(h.as_slice().ct_eq(holder));
+        let stale = same_host && (!process_alive(p) || (p == me && !reading_here(path)));
+        if stale {
+            tracing::info!(pid = p, "removing a stale reader registration");
+            conn.execute("DELETE FROM readers WHERE rowid = ?1", [rowid])?;
+        } else {
+            return Ok(Some((same_host, p)));
+        }
+    }
+    Ok(None)
+}
+
+/// Repositories this process reads (restore, check) right now, once per
+/// reader.
+static READING: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+fn reading_here(path: &Path) -> bool {
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    READING.lock().map(|r| r.contains(&canon)).unwrap_or(true)
+}
+
+/// Held while a restore or check reads; a prune refuses to start meanwhile,
+/// and a reader refuses to start while a prune runs. Released on drop.
+pub(crate) struct ReadGuard {
+    path: std::path::PathBuf,
+    rowid: i64,
+}
+
+pub(crate) fn take_read_lock(repo: &Repository<Unlocked>) -> Result<ReadGuard> {
+    let holder = &lock_holder(repo);
+    let pid = std::process::id() as i64;
+    let tx = repo.conn.unchecked_transaction()?;
+    let prune: Option<(Vec<u8>, i64)> = tx
+        .query_row(
+            "SELECT holder, pid FROM lock WHERE id = 1 AND kind = 'prune'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((h, p)) = prune {
+        let same_host = bool::from(h.as_slice().ct_eq(holder));
+        let stale = same_host && (!process_alive(p) || (p == pid && !held_here(&repo.path)));
+        if !stale {
+            return Err(RepoError::Busy {
+                holder: format!("a prune ({})", who(same_host, p)),
+            });
+        }
+    }
+    tx.execute(
+        "INSERT INTO readers(holder, pid, since) VALUES (?1, ?2, ?3)",
+        params![holder, pid, crate::timefmt::now().0],
+    )?;
+    let rowid = tx.last_insert_rowid();
+    tx.commit()?;
+    let canon = std::fs::canonicalize(&repo.path).unwrap_or_else(|_| repo.path.clone());
+    if let Ok(mut r) = READING.lock() {
+        r.push(canon);
+    }
+    Ok(ReadGuard {
+        path: repo.path.clone(),
+        rowid,
+    })
+}
+
+/// The reader registration, or none where it cannot be written (a
+/// damaged file, which check must still examine; read-only media, where no
+/// prune can run either). A running prune is still refused.
+pub(crate) fn read_lock_if_possible(repo: &Repository<Unlocked>) -> Result<Option<ReadGuard>> {
+    match take_read_lock(repo) {
+        Ok(g) => Ok(Some(g)),
+        Err(e @ RepoError::Busy { .. }) => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading without a reader registration");
+            Ok(None)
+        }
+    }
+}
+
+impl Drop for ReadGuard {
+    fn drop(&mut self) {
+        let canon = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        if let Ok(mut r) = READING.lock() {
+            if let Some(i) = r.iter().position(|p| p == &canon) {
+                r.remove(i);
+            }
+        }
+        if let Ok(c) = Connection::open(&self.path) {
+            let _ = c.busy_timeout(std::time::Duration::from_secs(10));
+            let _ = c.execute("DELETE FROM readers WHERE rowid = ?1", [self.rowid]);
+        }
+    }
+}
+
 pub(crate) fn force_unlock(conn: &Connection) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM lock", [])? > 0)
+    let readers = conn.execute("DELETE FROM readers", [])?;
+    Ok(conn.execute("DELETE FROM lock", [])? + readers > 0)
 }
 
 // ---------------------------------------------------------------- records
