@@ -139,10 +139,37 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // A set-up installation (key mode, one manual backup set), so that the
+    // menu's status line reads as a user's would.
+    let data = tmp.path().join("data");
+    {
+        use coffer_app::settings::{
+            BackupSetInput, KeyMode, Retention, SettingsStore, VaultChoice,
+        };
+        std::fs::create_dir_all(&data).unwrap();
+        let store = SettingsStore::new(&data);
+        let mut st = store.load().unwrap();
+        st.add_backup_set(
+            BackupSetInput {
+                name: "Documents".into(),
+                sources: vec![tmp.path().join("docs")],
+                excludes: vec![],
+                repository: tmp.path().join("backup/coffer.db"),
+                schedule: coffer_app::schedule::Schedule::Manual,
+                retention: Retention::default(),
+            },
+            0,
+        )
+        .unwrap();
+        st.onboarding_completed = true;
+        st.key_mode = Some(KeyMode::RecoveryKey);
+        st.vault = VaultChoice::KeyOnly;
+        store.save(&st).unwrap();
+    }
     let mut app = Proc(
         Command::new(env!("CARGO_BIN_EXE_coffer-desktop"))
             .arg("--data-dir")
-            .arg(tmp.path().join("data"))
+            .arg(&data)
             .arg("--no-keyring")
             .env("DISPLAY", &display)
             .env("DBUS_SESSION_BUS_ADDRESS", &bus)
@@ -193,6 +220,18 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
     {
         assert!(Instant::now() < deadline, "no menu opened on a right click");
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // For the docs (`docs/screens/tray.png`): the corner with icon and menu.
+    if let Some(dir) = std::env::var_os("COFFER_SCREENSHOT_DIR") {
+        std::thread::sleep(Duration::from_millis(300));
+        let crop = format!("560x260+{}+{}", (x + w - 560).max(0), (y + h - 260).max(0));
+        let shot = std::path::Path::new(&dir).join("tray.png");
+        let ok = Command::new("import")
+            .args(["-display", &display, "-window", "root", "-crop", &crop])
+            .arg(&shot)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "import (ImageMagick) could not save {}", shot.display());
     }
     xdotool(&display, &["key", "Down", "Down", "Return"]);
     let status = app
