@@ -193,6 +193,8 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
         ctime_s: md.ctime(),
         ctime_ns: md.ctime_nsec() as u32,
         inode: md.ino(),
+        dev: md.dev(),
+        nlink: md.nlink(),
         size: if kind == NodeKind::File { md.size() } else { 0 },
         content: Vec::new(),
         subtree: None,

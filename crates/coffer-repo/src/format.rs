@@ -109,6 +109,11 @@ pub struct Node {
     pub ctime_s: i64,
     pub ctime_ns: u32,
     pub inode: u64,
+    /// The device of `inode` (0 in trees written before version 2).
+    pub dev: u64,
+    /// How many names the file had; more than 1 with the same `dev` and
+    /// `inode` in one snapshot are hard links to one file (1 before v2).
+    pub nlink: u64,
     pub size: u64,
     /// Files: the chunk ids, in order.
     pub content: Vec<Id>,
@@ -118,7 +123,8 @@ pub struct Node {
     pub target: Vec<u8>,
 }
 
-const TREE_VERSION: u64 = 1;
+/// Version 2 added `dev` and `nlink` (hard links); version 1 still decodes.
+const TREE_VERSION: u64 = 2;
 
 pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     let mut e = Enc::default();
@@ -139,6 +145,8 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
         e.i64(n.ctime_s);
         e.u64(n.ctime_ns as u64);
         e.u64(n.inode);
+        e.u64(n.dev);
+        e.u64(n.nlink);
         e.u64(n.size);
         match n.kind {
             NodeKind::File => {
@@ -156,7 +164,8 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
 
 pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
     let mut d = Dec::new(b);
-    if d.u64()? != TREE_VERSION {
+    let version = d.u64()?;
+    if version != 1 && version != TREE_VERSION {
         return Err(bad());
     }
     let count = d.u64()? as usize;
@@ -180,6 +189,8 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             ctime_s: d.i64()?,
             ctime_ns: d.u32()?,
             inode: d.u64()?,
+            dev: if version >= 2 { d.u64()? } else { 0 },
+            nlink: if version >= 2 { d.u64()? } else { 1 },
             size: d.u64()?,
             content: Vec::new(),
             subtree: None,
@@ -348,6 +359,8 @@ mod tests {
             ctime_s: 1_700_000_000,
             ctime_ns: 1,
             inode: u64::MAX,
+            dev: 0xfd01,
+            nlink: 2,
             size: 1 << 40,
             content: vec![[3; 32], [4; 32]],
             subtree: None,
@@ -364,6 +377,36 @@ mod tests {
         let nodes = vec![n, l, d];
         assert_eq!(decode_tree(&encode_tree(&nodes)).unwrap(), nodes);
         assert!(decode_tree(&encode_tree(&nodes)[..10]).is_err());
+    }
+
+    /// A version-1 tree (no `dev`, no `nlink`) still decodes, as one file
+    /// with one name.
+    #[test]
+    fn a_version_1_tree_still_decodes() {
+        let mut e = Enc::default();
+        e.u64(1);
+        e.u64(1);
+        e.bytes(b"a.txt");
+        e.u64(0); // a file
+        for v in [0o644u64, 1000, 1000] {
+            e.u64(v);
+        }
+        e.i64(1);
+        e.u64(2);
+        e.i64(3);
+        e.u64(4);
+        e.u64(77); // inode
+        e.u64(5); // size
+        e.u64(1);
+        e.id(&[7; 32]);
+        let nodes = decode_tree(&e.0).unwrap();
+        assert_eq!(nodes.len(), 1);
+        let n = &nodes[0];
+        assert_eq!((n.inode, n.dev, n.nlink, n.size), (77, 0, 1, 5));
+        assert_eq!(n.content, vec![[7; 32]]);
+        let mut v3 = e.0.clone();
+        v3[0] = 3;
+        assert!(decode_tree(&v3).is_err(), "an unknown version is refused");
     }
 
     #[test]

@@ -20,7 +20,8 @@
 //!   record. The `chunks` table maps chunk id → (pack, position); a chunk read
 //!   back is always re-hashed and compared with its id.
 //! * **Trees and snapshots.** Each directory is one tree record (names as raw
-//!   bytes, kind, mode, owner, mtime, ctime, inode, size, chunk ids / sub-tree
+//!   bytes, kind, mode, owner, mtime, ctime, inode, device, link count, size,
+//!   chunk ids / sub-tree
 //!   id / link target), zstd-compressed and sealed, identified by a keyed hash
 //!   so unchanged directories are shared between snapshots. A snapshot record
 //!   names the root tree, the backed-up paths and statistics.

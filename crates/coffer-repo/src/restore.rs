@@ -310,6 +310,27 @@ impl Repository<Unlocked> {
                 }
             }
         }
+        // Hard links: of the names of one file (same device and inode, more
+        // than one link) the first gets the content, the others are linked
+        // to it once the files are written.
+        let mut first_name: HashMap<(u64, u64), usize> = HashMap::new();
+        let mut links: Vec<(usize, usize)> = Vec::new();
+        files.retain(|&i| {
+            let n = &items[i].node;
+            if n.nlink <= 1 {
+                return true;
+            }
+            match first_name.entry((n.dev, n.inode)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(i);
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    links.push((i, *o.get()));
+                    false
+                }
+            }
+        });
         let index = store::load_index(&self.conn)?;
         let cache = PackCache::new(16);
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -383,6 +404,42 @@ impl Repository<Unlocked> {
                 }
                 None => return Err(RepoError::Internal("a file was not restored".into())),
             }
+        }
+        for (i, first) in links {
+            cancel.check()?;
+            let it = &items[i];
+            let dst = req.target.join(&it.rel);
+            if let Some(Err(detail)) = done.get(&first) {
+                // One file under several names: damaged under each.
+                summary.files -= 1;
+                summary.bytes -= it.node.size;
+                summary
+                    .damaged
+                    .push(format!("{} ({detail})", display_path(&it.rel)));
+                continue;
+            }
+            if req.overwrite && std::fs::symlink_metadata(&dst).is_ok() {
+                remove_any(&dst)?;
+            }
+            let src = req.target.join(&items[first].rel);
+            if let Err(e) = std::fs::hard_link(&src, &dst) {
+                // A file system without hard links: a copy of its own.
+                summary.warnings.push(format!(
+                    "{}: restored as a copy, not a hard link to {} ({e})",
+                    display_path(&it.rel),
+                    display_path(&items[first].rel)
+                ));
+                write_file(
+                    &self.conn,
+                    keys,
+                    &index,
+                    &cache,
+                    &dst,
+                    &it.node,
+                    req.overwrite,
+                )?;
+            }
+            progress.advance(1, it.node.size);
         }
         // Directory metadata last, deepest first, so children do not touch mtimes.
         for it in items.iter().rev() {

@@ -77,6 +77,9 @@ fn odd_tree(root: &Path) {
     std::os::unix::fs::symlink("a/b", root.join("link-dir")).unwrap();
     std::os::unix::fs::symlink(OsStr::from_bytes(b"\xff-target"), root.join("link-nonutf8"))
         .unwrap();
+    // One file under two names in two folders (a hard link).
+    fs::write(root.join("a/linked"), b"one file, two names").unwrap();
+    fs::hard_link(root.join("a/linked"), root.join("linked-too")).unwrap();
     fs::write(root.join("exec.sh"), b"#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(root.join("exec.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(root.join("readonly"), b"ro").unwrap();
@@ -224,6 +227,31 @@ fn round_trip_of_every_odd_case_is_bit_exact() {
     assert!(r.damaged.is_empty() && r.warnings.is_empty(), "{r:?}");
     let diffs = compare(&src, &snapshot_root(&target, &src));
     assert!(diffs.is_empty(), "differences: {diffs:#?}");
+    // The hard link is a hard link again.
+    let (l1, l2) = (
+        fs::metadata(snapshot_root(&target, &src).join("a/linked")).unwrap(),
+        fs::metadata(snapshot_root(&target, &src).join("linked-too")).unwrap(),
+    );
+    assert_eq!((l1.ino(), l1.nlink()), (l2.ino(), 2), "not linked again");
+    // Restoring one of the names alone gives an ordinary file.
+    let one = tmp.path().join("one");
+    let r = repo
+        .restore(
+            &RestoreRequest {
+                snapshot: "latest".into(),
+                include: vec![src.join("linked-too")],
+                target: one.clone(),
+                overwrite: false,
+                dry_run: false,
+            },
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    assert_eq!(r.files, 1);
+    let only = snapshot_root(&one, &src).join("linked-too");
+    assert_eq!(fs::read(&only).unwrap(), b"one file, two names");
+    assert_eq!(fs::metadata(&only).unwrap().nlink(), 1);
     // The restored sparse file is sparse again.
     let sp = fs::metadata(snapshot_root(&target, &src).join("sparse.img")).unwrap();
     assert_eq!(sp.len(), 24 << 20);
