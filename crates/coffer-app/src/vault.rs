@@ -140,46 +140,21 @@ pub struct VaultInfo {
     pub checks: Vec<CheckView>,
 }
 
-/// Which fleet the app talks to (from the settings' [`VaultChoice`]).
+/// Which fleet the app talks to: the settings' [`VaultChoice`], where key
+/// mode (no vault) is answered by the embedded demo fleet, as before, for
+/// the verification panel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VaultTarget {
-    /// The embedded demo fleet (also used while no vault is chosen).
-    Embedded,
-    /// A remote fleet over HTTP(S), validated over the air against the
-    /// pinned witness and operator keys.
-    Remote {
-        url: String,
-        witness_key: String,
-        operator_key: String,
-        witness_url: Option<String>,
-        /// Pinned HSM vendor root and where the deployment evidence is
-        /// published (both or neither).
-        vendor_key: Option<String>,
-        evidence_url: Option<String>,
-    },
-}
+pub struct VaultTarget(VaultChoice);
 
 impl VaultTarget {
-    /// The target of a settings choice (key mode has no vault: the embedded
-    /// demo fleet answers the verification panel, as before).
+    /// The embedded demo fleet (also used while no vault is chosen).
+    pub const EMBEDDED: VaultTarget = VaultTarget(VaultChoice::EmbeddedDemo);
+
+    /// The target of a settings choice.
     pub fn of(choice: &VaultChoice) -> Self {
         match choice {
-            VaultChoice::Remote {
-                url,
-                witness_key,
-                operator_key,
-                witness_url,
-                vendor_key,
-                evidence_url,
-            } => VaultTarget::Remote {
-                url: url.clone(),
-                witness_key: witness_key.clone(),
-                operator_key: operator_key.clone(),
-                witness_url: witness_url.clone(),
-                vendor_key: vendor_key.clone(),
-                evidence_url: evidence_url.clone(),
-            },
-            VaultChoice::EmbeddedDemo | VaultChoice::KeyOnly => VaultTarget::Embedded,
+            VaultChoice::KeyOnly => Self::EMBEDDED,
+            c => Self(c.clone()),
         }
     }
 }
@@ -242,7 +217,7 @@ impl Vault {
         Self {
             dir: Mutex::new(dir),
             trust_dir,
-            target: Mutex::new(VaultTarget::Embedded),
+            target: Mutex::new(VaultTarget::EMBEDDED),
             rt: Mutex::new(None),
             running: Mutex::new(None),
         }
@@ -311,8 +286,8 @@ impl Vault {
 
     /// A new connection to `target` (the embedded fleet is started).
     fn connect(&self, target: &VaultTarget) -> Result<Running, ErrorReport> {
-        match target {
-            VaultTarget::Embedded => {
+        match &target.0 {
+            VaultChoice::EmbeddedDemo | VaultChoice::KeyOnly => {
                 let dir = self.dir();
                 let vault = self
                     .wait(async move { coffer_vault::embedded::start(&dir).await })?
@@ -331,7 +306,7 @@ impl Vault {
                     backend: Backend::Embedded(Box::new(vault)),
                 })
             }
-            VaultTarget::Remote {
+            VaultChoice::Remote {
                 url,
                 witness_key,
                 operator_key,
