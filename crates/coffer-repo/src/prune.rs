@@ -336,24 +336,33 @@ mod reader_tests {
         }
     }
 
+    /// A repository with one snapshot of a one-file folder: the repository,
+    /// its key and the backup request (to back up again).
+    fn with_one_snapshot(
+        tmp: &std::path::Path,
+    ) -> (Repository<crate::Unlocked>, MasterKey, BackupRequest) {
+        let src = tmp.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let key = MasterKey::generate().unwrap();
+        let repo = Repository::init(&tmp.join("r.coffer"), &key).unwrap();
+        let req = BackupRequest {
+            paths: vec![src],
+            excludes: vec![],
+            set_name: "s".into(),
+            parent: None,
+        };
+        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
+        (repo, key, req)
+    }
+
     /// A prune moves and deletes chunks, so it waits for readers (restore,
     /// check), and they for it; a registration left by a dead process does
     /// not block anybody; `force_unlock` clears registrations too.
     #[test]
     fn prune_and_readers_exclude_each_other_and_stale_readers_are_ignored() {
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
-        let path = tmp.path().join("r.coffer");
-        let repo = Repository::init(&path, &MasterKey::generate().unwrap()).unwrap();
-        let req = BackupRequest {
-            paths: vec![src.clone()],
-            excludes: vec![],
-            set_name: "s".into(),
-            parent: None,
-        };
-        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
+        let (repo, _, req) = with_one_snapshot(tmp.path());
         let restore = |to: &str| RestoreRequest {
             snapshot: "latest".into(),
             include: vec![],
@@ -429,19 +438,8 @@ mod reader_tests {
     #[test]
     fn a_version_1_repository_is_migrated_on_open() {
         let tmp = tempfile::tempdir().unwrap();
-        let src = tmp.path().join("src");
-        std::fs::create_dir_all(&src).unwrap();
-        std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+        let (repo, key, _) = with_one_snapshot(tmp.path());
         let path = tmp.path().join("r.coffer");
-        let key = MasterKey::generate().unwrap();
-        let repo = Repository::init(&path, &key).unwrap();
-        let req = BackupRequest {
-            paths: vec![src],
-            excludes: vec![],
-            set_name: "s".into(),
-            parent: None,
-        };
-        repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
         repo.conn
             .execute_batch(
                 "DROP TABLE readers; ALTER TABLE lock DROP COLUMN kind; PRAGMA user_version = 1;",
