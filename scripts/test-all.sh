@@ -8,6 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 log_dir="$(mktemp -d)"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# If anything stops the script, say where, so a log never ends silently.
+trap 'rc=$?; [[ $- == *e* ]] && echo "test-all.sh: stopped at line $LINENO (exit $rc): $BASH_COMMAND" >&2' ERR
 t0=$(date +%s)
 
 step "cargo fmt --check"
@@ -42,9 +44,12 @@ xargs -r kill < "$keyring_home/daemon.pids" 2>/dev/null || true
 rm -rf "$keyring_home"
 set -e
 
-passed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
-failed=$(awk '/^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
-vpassed=$(grep -E '^ +Tests +[0-9]+ passed' "$log_dir/vitest.log" | sed -E 's/^ +Tests +([0-9]+) passed.*/\1/' | head -1)
+passed=$(awk '{ gsub(/\033\[[0-9;]*m/, "") } /^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^passed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
+failed=$(awk '{ gsub(/\033\[[0-9;]*m/, "") } /^test result:/ { for (i = 1; i <= NF; i++) if ($(i+1) ~ /^failed/) s += $i } END { print s + 0 }' "$log_dir/cargo.log")
+# vitest colours its output when CI is set (picocolors), so the escapes are
+# stripped before the count is read; a count that cannot be read is 0, never
+# a reason to stop before the summary.
+vpassed=$(sed -E 's/\x1b\[[0-9;]*m//g' "$log_dir/vitest.log" | grep -E '^ +Tests +[0-9]+ passed' | sed -E 's/^ +Tests +([0-9]+) passed.*/\1/' | head -1 || true)
 step "summary ($(( $(date +%s) - t0 )) s)"
 echo "rust tests: ${passed:-0} passed, ${failed:-0} failed"
 echo "frontend tests: ${vpassed:-0} passed"
