@@ -17,6 +17,10 @@ pub enum FleetError {
     /// Stored state failed authentication (wrong sealing key or tampering).
     #[error("the fleet node's sealed state is damaged or was sealed under another key: {0}")]
     Damaged(String),
+    /// The node's disk is older than its HSM's rollback counter says, or the
+    /// counter is missing: starting would forget votes, entries or guesses.
+    #[error("the fleet node's disk was rolled back or lost: {0}")]
+    RolledBack(String),
     /// The consensus engine or the network could not be started.
     #[error("the fleet node could not start: {0}")]
     Start(String),
@@ -27,7 +31,9 @@ impl UserFacing for FleetError {
         match self {
             FleetError::Config(_) => ErrorKind::InvalidInput,
             FleetError::Storage(_) => ErrorKind::Io,
-            FleetError::Damaged(_) | FleetError::Start(_) => ErrorKind::Internal,
+            FleetError::Damaged(_) | FleetError::RolledBack(_) | FleetError::Start(_) => {
+                ErrorKind::Internal
+            }
         }
     }
     fn code(&self) -> &'static str {
@@ -36,6 +42,7 @@ impl UserFacing for FleetError {
             FleetError::Storage(_) => "CF-V911",
             FleetError::Damaged(_) => "CF-V912",
             FleetError::Start(_) => "CF-V913",
+            FleetError::RolledBack(_) => "CF-V914",
         }
     }
     fn next_step(&self) -> String {
@@ -47,7 +54,13 @@ impl UserFacing for FleetError {
                 "Check that the node's data directory exists, is writable and the disk is not full.".into()
             }
             FleetError::Damaged(_) => "Start the node with its own config file; if the disk was altered, \
-                 wipe this node's data directory so it re-joins from the majority."
+                 reset this node as a new member (delete its data directory and its `.nvram` \
+                 counter file) so it re-joins from the majority."
+                .into(),
+            FleetError::RolledBack(_) => "Do not start this node on this disk: it is not the node's latest state. \
+                 Operators: find out how the disk was restored; to bring the node back, reset it as a new \
+                 member (delete its data directory and its `.nvram` counter file), one node at a time and \
+                 only while the rest of the fleet has a leader."
                 .into(),
             FleetError::Start(_) => "Check the node's log, then restart it.".into(),
         }
@@ -78,7 +91,9 @@ impl UserFacing for ReplicationError {
                 .into(),
             ReplicationError::ShuttingDown => "Try again in a moment (the node is restarting).".into(),
             ReplicationError::Corrupt(_) => {
-                "Operators: restore this node from the majority (wipe its data directory and restart it).".into()
+                "Operators: restore this node from the majority (delete its data directory and its `.nvram` \
+                 counter file, then restart it)."
+                    .into()
             }
             ReplicationError::Other(_) => "Try again; if it persists, send the diagnostics report to support.".into(),
         }
@@ -88,6 +103,7 @@ impl UserFacing for ReplicationError {
 /// Every code this crate can produce (documented in docs/errors.md).
 pub const ERROR_CODES: &[&str] = &[
     "CF-V901", "CF-V902", "CF-V903", "CF-V904", "CF-V910", "CF-V911", "CF-V912", "CF-V913",
+    "CF-V914",
 ];
 
 #[cfg(test)]

@@ -102,7 +102,8 @@ impl InProcessFleet {
         let id = c.node_id;
         let dir = self.node_dir(i);
         let transport: Arc<dyn Transport> = self.network.clone();
-        let node = FleetNode::start(c, &dir, (self.make_sm)(), transport).await?;
+        let nvram = self.nvram_path(i);
+        let node = FleetNode::start(c, &dir, &nvram, (self.make_sm)(), transport).await?;
         let weak: Weak<dyn EnvelopeHandler> =
             Arc::downgrade(&(node.clone() as Arc<dyn EnvelopeHandler>));
         self.network.register(id, weak);
@@ -114,6 +115,13 @@ impl InProcessFleet {
     pub fn node_dir(&self, i: usize) -> PathBuf {
         self.data_dir
             .join(format!("node-{}", self.configs[i].node_id))
+    }
+
+    /// The rollback counter of node `i`'s HSM, beside the fleet's keys and
+    /// apart from the node's directory (the host's disk).
+    pub fn nvram_path(&self, i: usize) -> PathBuf {
+        self.data_dir
+            .join(format!("node-{}.nvram", self.configs[i].node_id))
     }
 
     pub fn len(&self) -> usize {

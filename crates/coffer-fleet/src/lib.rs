@@ -41,6 +41,7 @@ pub mod error;
 pub mod http;
 pub mod inprocess;
 pub mod node;
+mod nvram;
 pub mod secure;
 mod store;
 pub mod transport;

@@ -193,13 +193,16 @@ pub struct FleetNode {
 }
 
 impl FleetNode {
-    /// Starts a node from its config and its own data directory. On the very
+    /// Starts a node from its config, its own data directory (the host's
+    /// disk) and its HSM's rollback counter file `nvram` (which a real HSM
+    /// keeps inside the device; see `docs/fleet.md`). On the very
     /// first start the fleet's membership is initialised (every node does it
     /// with the same member list, which openraft allows; on later starts the
     /// stored state is used and this is skipped).
     pub async fn start(
         config: NodeConfig,
         data_dir: &Path,
+        nvram: &Path,
         state_machine: Box<dyn StateMachine>,
         transport: Arc<dyn Transport>,
     ) -> Result<Arc<FleetNode>, FleetError> {
@@ -222,7 +225,7 @@ impl FleetNode {
                 .validate()
                 .map_err(|e| FleetError::Config(e.to_string()))?,
         );
-        let store = Store::open(&config, data_dir, state_machine)?;
+        let store = Store::open(&config, data_dir, nvram, state_machine)?;
         let channel = Arc::new(SecureChannel::new(&config, transport));
         let factory = NetFactory {
             channel: channel.clone(),

@@ -4,9 +4,28 @@
 //!
 //! Durability: every write is its own SQLite transaction in WAL mode with
 //! `synchronous=FULL`, so it is on disk before the call returns (openraft
-//! requires vote and log to be flushed before it answers a peer). The state
+//! requires vote and log to be flushed before it answers a peer); the one
+//! exception is the committed log id, a hint (see `save_committed`). The state
 //! machine itself lives in memory; it is rebuilt at start from the last
 //! snapshot, and openraft re-applies the log up to the saved committed id.
+//!
+//! Rollback and row tampering. The host keeps this disk, so besides sealing
+//! each value the store makes the disk as a whole checkable:
+//!
+//! * a sealed **superblock** holds a version, the vote, the last purged log
+//!   id, the chain head of the log and the current snapshot's id; every
+//!   write that matters rewrites it in the same transaction, and then records
+//!   the version in the HSM's rollback counter ([`crate::nvram`]). At start a
+//!   superblock older than the counter is refused (`FleetError::RolledBack`);
+//! * every log row carries a **keyed chain** value, HMAC-SHA256 over the
+//!   previous row's value, its index and its sealed entry. At start the rows
+//!   must run without gaps from the last purged id, each chain value must
+//!   verify, and the last must be the superblock's head, so a deleted tail,
+//!   a missing prefix or an older copy of one row are refused
+//!   (`FleetError::Damaged`);
+//! * the counter's **generation** is part of every value's sealing context,
+//!   so after an operator's reset nothing from the node's earlier disks
+//!   authenticates.
 
 // openraft's trait methods fix the (large) `StorageError` type; the private
 // helpers return it too rather than converting back and forth.
@@ -20,19 +39,27 @@ use std::sync::{Arc, Mutex};
 
 use aes_siv::siv::Aes256Siv;
 use aes_siv::KeyInit;
+use hmac::{Hmac, Mac};
 use openraft::storage::{LogState, RaftLogReader, RaftSnapshotBuilder, RaftStorage, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership, Vote,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::config::{NodeConfig, NodeId, SecretKey};
 use crate::error::FleetError;
+use crate::nvram::{Generation, Nvram};
 use crate::{StateMachine, TypeConfig};
 
 type SErr = StorageError<NodeId>;
+type Chain = [u8; 32];
+
+/// The identity marker's plaintext (followed by the generation); a disk
+/// written before generations existed holds exactly this.
+const IDENTITY: &[u8] = b"coffer-fleet node";
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> SErr {
     StorageIOError::write(AnyError::error(format!("{what}: {e}"))).into()
@@ -48,6 +75,15 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The sealing context of a node: fleet id and node id.
+fn base_context(config: &NodeConfig) -> Vec<u8> {
+    let mut context = b"coffer-fleet/seal/v1\0".to_vec();
+    context.extend_from_slice(config.fleet_id.as_bytes());
+    context.push(0);
+    context.extend_from_slice(&config.node_id.to_be_bytes());
+    context
+}
+
 /// Seals values at rest under the node's key, bound to their place.
 struct Sealer {
     key: SecretKey<64>,
@@ -55,6 +91,19 @@ struct Sealer {
 }
 
 impl Sealer {
+    /// The sealer of one generation's values (the zero generation is a disk
+    /// from before generations existed, sealed under the bare context).
+    fn new(config: &NodeConfig, generation: &Generation) -> Self {
+        let mut context = base_context(config);
+        if generation != &[0; 16] {
+            context.extend_from_slice(b"\0gen");
+            context.extend_from_slice(generation);
+        }
+        Self {
+            key: config.sealing_key.clone(),
+            context,
+        }
+    }
     fn cipher(&self) -> Aes256Siv {
         Aes256Siv::new(self.key.expose().into())
     }
@@ -69,6 +118,46 @@ impl Sealer {
         self.cipher()
             .decrypt(ad, sealed)
             .map_err(|_| format!("stored {name} #{idx} failed authentication"))
+    }
+    /// The chain value of log row `idx` holding `sealed`, after `prev`.
+    fn link(&self, prev: &Chain, idx: u64, sealed: &[u8]) -> Chain {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(self.key.expose())
+            .expect("HMAC takes any key length");
+        m.update(b"coffer-fleet/log-chain/v1\0");
+        m.update(&self.context);
+        m.update(prev);
+        m.update(&idx.to_be_bytes());
+        m.update(sealed);
+        m.finalize().into_bytes().into()
+    }
+}
+
+fn to_chain(bytes: &[u8]) -> Result<Chain, String> {
+    bytes
+        .try_into()
+        .map_err(|_| "a log row's chain value has the wrong length".to_string())
+}
+
+/// What the disk must be as a whole, sealed in one record (see the module
+/// documentation).
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Super {
+    version: u64,
+    vote: Option<Vote<NodeId>>,
+    purged: Option<LogId<NodeId>>,
+    /// The chain value of the newest log row ever written (hex).
+    head: Option<String>,
+    /// The id of the stored snapshot.
+    snapshot: Option<String>,
+}
+
+impl Super {
+    fn head(&self) -> Chain {
+        self.head
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 32])
     }
 }
 
@@ -86,8 +175,25 @@ struct Machine {
     snapshot_seq: u64,
 }
 
+/// Whether a write bumps the version the HSM's counter checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Yes,
+    No,
+}
+
+/// The disk, its superblock and the HSM's counter, behind one lock so that
+/// writes reach them in order.
+struct Disk {
+    conn: Connection,
+    /// The superblock as last committed (the counter holds its version, or
+    /// one less after a failed counter write).
+    sup: Super,
+    nvram: Nvram,
+}
+
 struct Inner {
-    conn: Mutex<Connection>,
+    disk: Mutex<Disk>,
     sealer: Sealer,
     machine: Mutex<Machine>,
 }
@@ -98,60 +204,246 @@ pub(crate) struct Store {
     inner: Arc<Inner>,
 }
 
+fn write_super(tx: &Connection, sealer: &Sealer, sup: &Super) -> Result<(), String> {
+    let plain = serde_json::to_vec(sup).map_err(|e| e.to_string())?;
+    let sealed = sealer.seal("super", 0, &plain)?;
+    tx.execute(
+        "INSERT OR REPLACE INTO meta(name, value) VALUES('super', ?1)",
+        params![sealed],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn read_meta(conn: &Connection, sealer: &Sealer, name: &str) -> Result<Option<Vec<u8>>, String> {
+    let v: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE name=?1", params![name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| e.to_string())?;
+    v.map(|s| sealer.open(name, 0, &s)).transpose()
+}
+
+/// Checks the log rows against the superblock: no gap from the last purged
+/// id, every chain value, and the last one equal to the head.
+fn verify_log(conn: &Connection, sealer: &Sealer, sup: &Super) -> Result<(), String> {
+    let mut st = conn
+        .prepare("SELECT idx, entry, chain FROM log ORDER BY idx")
+        .map_err(|e| e.to_string())?;
+    let mut rows = st.query([]).map_err(|e| e.to_string())?;
+    let mut expected = sup.purged.map(|p| p.index + 1).unwrap_or(0);
+    let mut prev: Option<Chain> = None;
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        let idx: i64 = r.get(0).map_err(|e| e.to_string())?;
+        let entry: Vec<u8> = r.get(1).map_err(|e| e.to_string())?;
+        let chain: Option<Vec<u8>> = r.get(2).map_err(|e| e.to_string())?;
+        if idx as u64 != expected {
+            return Err(format!(
+                "the log has no entry #{expected} (it goes on at #{idx}): entries were removed"
+            ));
+        }
+        let chain = to_chain(&chain.unwrap_or_default())?;
+        // The first row's predecessor was purged: its value is taken as
+        // given, and the next row (or the head) vouches for it.
+        if let Some(p) = prev {
+            if sealer.link(&p, idx as u64, &entry) != chain {
+                return Err(format!(
+                    "log entry #{idx} is not the one written after #{}",
+                    idx - 1
+                ));
+            }
+        }
+        prev = Some(chain);
+        expected += 1;
+    }
+    if let Some(last) = prev {
+        if last != sup.head() {
+            return Err("the newest log entries are missing or were replaced".into());
+        }
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Opens (or creates) `dir/raft.sqlite` and rebuilds the state machine
-    /// from the stored snapshot.
+    /// Opens (or creates) `dir/raft.sqlite`, checks it against the HSM's
+    /// rollback counter at `nvram_path`, and rebuilds the state machine from
+    /// the stored snapshot.
     pub(crate) fn open(
         config: &NodeConfig,
         dir: &Path,
+        nvram_path: &Path,
         sm: Box<dyn StateMachine>,
     ) -> Result<Self, FleetError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| FleetError::Storage(format!("{}: {e}", dir.display())))?;
         let path = dir.join("raft.sqlite");
-        let conn = Connection::open(&path)
+        let mut conn = Connection::open(&path)
             .map_err(|e| FleetError::Storage(format!("{}: {e}", path.display())))?;
+        let storage = |e: rusqlite::Error| FleetError::Storage(e.to_string());
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS log(idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS log(idx INTEGER PRIMARY KEY, entry BLOB NOT NULL, chain BLOB);
              CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value BLOB NOT NULL);",
         )
-        .map_err(|e| FleetError::Storage(e.to_string()))?;
-        let mut context = b"coffer-fleet/seal/v1\0".to_vec();
-        context.extend_from_slice(config.fleet_id.as_bytes());
-        context.push(0);
-        context.extend_from_slice(&config.node_id.to_be_bytes());
-        let sealer = Sealer {
-            key: config.sealing_key.clone(),
-            context,
-        };
-        // The identity marker catches a wrong key or another node's disk at once.
-        let marker: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE name='identity'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| FleetError::Storage(e.to_string()))?;
-        match marker {
-            Some(m) => {
-                sealer
-                    .open("identity", 0, &m)
-                    .map_err(FleetError::Damaged)?;
+        .map_err(storage)?;
+        let has_chain: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('log') WHERE name = 'chain'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(storage)?
+            > 0;
+        if !has_chain {
+            conn.execute_batch("ALTER TABLE log ADD COLUMN chain BLOB")
+                .map_err(storage)?;
+        }
+        let base = Sealer::new(config, &[0; 16]);
+        let counter_path = nvram_path.display();
+        let rolled_back = |why: String| FleetError::RolledBack(why);
+
+        // The identity marker names the generation (and catches a wrong key
+        // or another node's disk at once).
+        let marker = read_meta(&conn, &base, "identity").map_err(FleetError::Damaged)?;
+        let fresh = marker.is_none();
+        if fresh {
+            let rows: i64 = conn
+                .query_row(
+                    "SELECT (SELECT count(*) FROM meta) + (SELECT count(*) FROM log)",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(storage)?;
+            if rows > 0 {
+                return Err(FleetError::Damaged(
+                    "the disk holds state but no identity marker".into(),
+                ));
             }
-            None => {
-                let m = sealer
-                    .seal("identity", 0, b"coffer-fleet node")
+        }
+        let disk_generation: Option<Generation> = match &marker {
+            None => None,
+            Some(m) if m.as_slice() == IDENTITY => Some([0; 16]),
+            Some(m) => m
+                .strip_prefix(IDENTITY)
+                .and_then(|g| g.try_into().ok())
+                .map(Some)
+                .ok_or_else(|| FleetError::Damaged("the identity marker".into()))?,
+        };
+
+        let counter = Nvram::open(nvram_path, &config.sealing_key, &base.context)
+            .map_err(FleetError::Damaged)?;
+        let (mut nvram, sealer, sup) = match (disk_generation, counter) {
+            (None, Some(n)) if n.version() > 0 => {
+                return Err(rolled_back(format!(
+                    "the data directory is empty but this HSM's counter ({counter_path}) is at \
+                     version {}: the node's state is missing",
+                    n.version()
+                )))
+            }
+            // A new disk: a new generation (or the one of a counter created
+            // just before a crash), superblock version 1.
+            (None, counter) => {
+                let n = match counter {
+                    Some(n) => n,
+                    None => {
+                        let mut g = [0u8; 16];
+                        getrandom::fill(&mut g).map_err(|e| FleetError::Start(e.to_string()))?;
+                        Nvram::create(nvram_path, &config.sealing_key, &base.context, g, 0)
+                            .map_err(FleetError::Storage)?
+                    }
+                };
+                let g = n.generation();
+                let sealer = Sealer::new(config, &g);
+                let sup = Super {
+                    version: 1,
+                    ..Super::default()
+                };
+                let mut marker = IDENTITY.to_vec();
+                marker.extend_from_slice(&g);
+                let m = base
+                    .seal("identity", 0, &marker)
                     .map_err(FleetError::Damaged)?;
-                conn.execute(
+                let tx = conn.transaction().map_err(storage)?;
+                tx.execute(
                     "INSERT INTO meta(name, value) VALUES('identity', ?1)",
                     params![m],
                 )
-                .map_err(|e| FleetError::Storage(e.to_string()))?;
+                .map_err(storage)?;
+                write_super(&tx, &sealer, &sup).map_err(FleetError::Storage)?;
+                tx.commit().map_err(storage)?;
+                (n, sealer, sup)
             }
+            (Some(g), None) => {
+                let sealer = Sealer::new(config, &g);
+                let has_super = read_meta(&conn, &sealer, "super")
+                    .map_err(FleetError::Damaged)?
+                    .is_some();
+                if g != [0; 16] || has_super {
+                    return Err(rolled_back(format!(
+                        "this HSM's rollback counter ({counter_path}) is missing, so the disk \
+                         cannot be shown to be current"
+                    )));
+                }
+                // A disk written before the counter existed: adopted once.
+                let n = Nvram::create(nvram_path, &config.sealing_key, &base.context, g, 0)
+                    .map_err(FleetError::Storage)?;
+                let sup = adopt_legacy(&mut conn, &sealer).map_err(FleetError::Damaged)?;
+                (n, sealer, sup)
+            }
+            (Some(g), Some(n)) => {
+                if g != n.generation() {
+                    return Err(rolled_back(format!(
+                        "the disk is from an earlier generation of this node than its HSM's \
+                         counter ({counter_path}): it was reset since this disk was written"
+                    )));
+                }
+                let sealer = Sealer::new(config, &g);
+                let sup = match read_meta(&conn, &sealer, "super").map_err(FleetError::Damaged)? {
+                    Some(b) => serde_json::from_slice::<Super>(&b)
+                        .map_err(|e| FleetError::Damaged(format!("superblock: {e}")))?,
+                    // Crashed while adopting a disk from before the counter.
+                    None if g == [0; 16] && n.version() == 0 => {
+                        adopt_legacy(&mut conn, &sealer).map_err(FleetError::Damaged)?
+                    }
+                    None => {
+                        return Err(rolled_back(format!(
+                            "the disk has no superblock but this HSM's counter \
+                             ({counter_path}) is at version {}",
+                            n.version()
+                        )))
+                    }
+                };
+                if sup.version < n.version() {
+                    return Err(rolled_back(format!(
+                        "the disk is at version {} but this HSM's counter ({counter_path}) is \
+                         at {}: the disk is an older copy of the node's state",
+                        sup.version,
+                        n.version()
+                    )));
+                }
+                (n, sealer, sup)
+            }
+        };
+        verify_log(&conn, &sealer, &sup).map_err(FleetError::Damaged)?;
+        let snapshot = read_meta(&conn, &sealer, "snapshot")
+            .map_err(FleetError::Damaged)?
+            .map(|b| {
+                serde_json::from_slice::<StoredSnapshot>(&b)
+                    .map_err(|e| FleetError::Damaged(format!("snapshot: {e}")))
+            })
+            .transpose()?;
+        if snapshot.as_ref().map(|s| &s.meta.snapshot_id) != sup.snapshot.as_ref() {
+            return Err(FleetError::Damaged(
+                "the stored snapshot is not the one last written".into(),
+            ));
+        }
+        if sup.version > nvram.version() {
+            nvram.set(sup.version).map_err(FleetError::Storage)?;
         }
         let store = Self {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                disk: Mutex::new(Disk { conn, sup, nvram }),
                 sealer,
                 machine: Mutex::new(Machine {
                     sm,
@@ -162,12 +454,7 @@ impl Store {
                 }),
             }),
         };
-        if let Some(bytes) = store
-            .get_meta("snapshot")
-            .map_err(|e| FleetError::Damaged(e.to_string()))?
-        {
-            let snap: StoredSnapshot = serde_json::from_slice(&bytes)
-                .map_err(|e| FleetError::Damaged(format!("snapshot: {e}")))?;
+        if let Some(snap) = snapshot {
             let mut m = store.inner.machine.lock().expect("machine lock");
             m.sm.restore(&snap.data)
                 .map_err(|e| FleetError::Damaged(e.to_string()))?;
@@ -178,55 +465,57 @@ impl Store {
         Ok(store)
     }
 
-    fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, SErr> {
-        let conn = self.inner.conn.lock().expect("conn lock");
-        let v: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE name=?1", params![name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| io_err("read meta", e))?;
-        drop(conn);
-        match v {
-            None => Ok(None),
-            Some(s) => self
-                .inner
-                .sealer
-                .open(name, 0, &s)
-                .map(Some)
-                .map_err(|e| io_err("open meta", e)),
-        }
-    }
-
-    fn put_meta(&self, name: &str, value: &[u8]) -> Result<(), SErr> {
-        let sealed = self
-            .inner
-            .sealer
-            .seal(name, 0, value)
-            .map_err(|e| io_err("seal", e))?;
+    /// Runs `f` (and, when counted, the superblock's version bump) in one
+    /// transaction, then records the new version in the HSM's counter, all
+    /// before returning, so nothing counted is acknowledged before the
+    /// counter knows of it. `f` may change the superblock; an uncounted
+    /// write must not.
+    fn write(
+        &self,
+        what: &str,
+        counted: Counted,
+        f: impl FnOnce(&Transaction, &mut Super) -> rusqlite::Result<()>,
+    ) -> Result<(), SErr> {
         blocking(|| {
-            let conn = self.inner.conn.lock().expect("conn lock");
-            conn.execute(
-                "INSERT OR REPLACE INTO meta(name, value) VALUES(?1, ?2)",
-                params![name, sealed],
-            )
-            .map_err(|e| io_err("write meta", e))?;
-            Ok(())
+            let mut guard = self.inner.disk.lock().expect("disk lock");
+            let disk = &mut *guard;
+            if counted == Counted::No {
+                // Not flushed either: what is not counted is a hint that may
+                // be lost in a crash (see `save_committed`). The next
+                // flushed commit flushes it too.
+                let sync = |conn: &Connection, mode: &str| {
+                    conn.pragma_update(None, "synchronous", mode)
+                        .map_err(|e| io_err(what, e))
+                };
+                sync(&disk.conn, "NORMAL")?;
+                let mut unused = disk.sup.clone();
+                let done = disk
+                    .conn
+                    .transaction()
+                    .and_then(|tx| f(&tx, &mut unused).and_then(|()| tx.commit()))
+                    .map_err(|e| io_err(what, e));
+                sync(&disk.conn, "FULL")?;
+                return done;
+            }
+            let mut sup = disk.sup.clone();
+            let tx = disk.conn.transaction().map_err(|e| io_err(what, e))?;
+            f(&tx, &mut sup).map_err(|e| io_err(what, e))?;
+            sup.version += 1;
+            write_super(&tx, &self.inner.sealer, &sup).map_err(|e| io_err(what, e))?;
+            tx.commit().map_err(|e| io_err(what, e))?;
+            let version = sup.version;
+            disk.sup = sup;
+            disk.nvram
+                .set(version)
+                .map_err(|e| io_err("rollback counter", e))
         })
     }
 
-    fn get_json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>, SErr> {
-        match self.get_meta(name)? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| io_err("decode meta", e)),
-        }
-    }
-
-    fn put_json<T: Serialize>(&self, name: &str, v: &T) -> Result<(), SErr> {
-        let b = serde_json::to_vec(v).map_err(|e| io_err("encode meta", e))?;
-        self.put_meta(name, &b)
+    fn sealed_meta(&self, name: &str, value: &[u8]) -> Result<Vec<u8>, SErr> {
+        self.inner
+            .sealer
+            .seal(name, 0, value)
+            .map_err(|e| io_err("seal", e))
     }
 
     /// Applies `f` to the state machine (read-only use by the node).
@@ -246,8 +535,69 @@ impl Store {
 
     fn persist_snapshot(&self, snap: &StoredSnapshot) -> Result<(), SErr> {
         let b = serde_json::to_vec(snap).map_err(|e| io_err("encode snapshot", e))?;
-        self.put_meta("snapshot", &b)
+        let sealed = self.sealed_meta("snapshot", &b)?;
+        let id = snap.meta.snapshot_id.clone();
+        self.write("write snapshot", Counted::Yes, |tx, sup| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES('snapshot', ?1)",
+                params![sealed],
+            )?;
+            sup.snapshot = Some(id);
+            Ok(())
+        })
     }
+}
+
+/// Turns a disk written before the counter (vote and purged id in rows of
+/// their own, no chain values) into the current form, in one transaction.
+fn adopt_legacy(conn: &mut Connection, sealer: &Sealer) -> Result<Super, String> {
+    let json = |name: &str| -> Result<Option<Vec<u8>>, String> { read_meta(conn, sealer, name) };
+    let vote: Option<Vote<NodeId>> = json("vote")?
+        .map(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .transpose()?;
+    let purged: Option<LogId<NodeId>> = json("purged")?
+        .map(|b| serde_json::from_slice::<Option<LogId<NodeId>>>(&b).map_err(|e| e.to_string()))
+        .transpose()?
+        .flatten();
+    let snapshot = json("snapshot")?
+        .map(|b| {
+            serde_json::from_slice::<StoredSnapshot>(&b)
+                .map(|s| s.meta.snapshot_id)
+                .map_err(|e| e.to_string())
+        })
+        .transpose()?;
+    let tx = conn.transaction().map_err(|e| e.to_string())?;
+    let rows: Vec<(i64, Vec<u8>)> = {
+        let mut st = tx
+            .prepare("SELECT idx, entry FROM log ORDER BY idx")
+            .map_err(|e| e.to_string())?;
+        let it = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| e.to_string())?;
+        it.collect::<Result<_, _>>().map_err(|e| e.to_string())?
+    };
+    let mut head = [0u8; 32];
+    for (idx, entry) in &rows {
+        sealer.open("log", *idx as u64, entry)?;
+        head = sealer.link(&head, *idx as u64, entry);
+        tx.execute(
+            "UPDATE log SET chain = ?1 WHERE idx = ?2",
+            params![head.to_vec(), idx],
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    let sup = Super {
+        version: 1,
+        vote,
+        purged,
+        head: (!rows.is_empty()).then(|| hex::encode(head)),
+        snapshot,
+    };
+    tx.execute("DELETE FROM meta WHERE name IN ('vote', 'purged')", [])
+        .map_err(|e| e.to_string())?;
+    write_super(&tx, sealer, &sup)?;
+    tx.commit().map_err(|e| e.to_string())?;
+    Ok(sup)
 }
 
 impl RaftLogReader<TypeConfig> for Store {
@@ -267,8 +617,9 @@ impl RaftLogReader<TypeConfig> for Store {
             Bound::Unbounded => u64::MAX,
         };
         let rows: Vec<(i64, Vec<u8>)> = {
-            let conn = self.inner.conn.lock().expect("conn lock");
-            let mut st = conn
+            let disk = self.inner.disk.lock().expect("disk lock");
+            let mut st = disk
+                .conn
                 .prepare_cached(
                     "SELECT idx, entry FROM log WHERE idx >= ?1 AND idx < ?2 ORDER BY idx",
                 )
@@ -327,35 +678,60 @@ impl RaftStorage<TypeConfig> for Store {
     type SnapshotBuilder = Store;
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
-        self.put_json("vote", vote)
+        let vote = *vote;
+        self.write("save vote", Counted::Yes, |_, sup| {
+            sup.vote = Some(vote);
+            Ok(())
+        })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
-        self.get_json("vote")
+        Ok(self.inner.disk.lock().expect("disk lock").sup.vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
-        self.put_json("committed", &committed)
+        // Neither counted nor flushed: the committed id only says how far to
+        // re-apply the log at start. An older value (a rollback, or a write
+        // lost in a crash) makes the node apply less and learn the rest from
+        // the leader; it decides no vote and uncommits nothing. It is written
+        // on every commit, so a counter write and a flush for it would cost
+        // two more disk flushes per round for no protection.
+        let b = serde_json::to_vec(&committed).map_err(|e| io_err("encode meta", e))?;
+        let sealed = self.sealed_meta("committed", &b)?;
+        self.write("save committed", Counted::No, |tx, _| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta(name, value) VALUES('committed', ?1)",
+                params![sealed],
+            )
+            .map(drop)
+        })
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, SErr> {
-        Ok(self
-            .get_json::<Option<LogId<NodeId>>>("committed")?
-            .flatten())
+        let disk = self.inner.disk.lock().expect("disk lock");
+        let b = read_meta(&disk.conn, &self.inner.sealer, "committed")
+            .map_err(|e| io_err("read committed", e))?;
+        drop(disk);
+        match b {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice::<Option<LogId<NodeId>>>(&b)
+                .map_err(|e| io_err("decode committed", e)),
+        }
     }
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
-        let last_purged: Option<LogId<NodeId>> =
-            self.get_json::<Option<LogId<NodeId>>>("purged")?.flatten();
-        let last: Option<(i64, Vec<u8>)> = {
-            let conn = self.inner.conn.lock().expect("conn lock");
-            conn.query_row(
-                "SELECT idx, entry FROM log ORDER BY idx DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| io_err("read log", e))?
+        let (last_purged, last) = {
+            let disk = self.inner.disk.lock().expect("disk lock");
+            let last: Option<(i64, Vec<u8>)> = disk
+                .conn
+                .query_row(
+                    "SELECT idx, entry FROM log ORDER BY idx DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(|e| io_err("read log", e))?;
+            (disk.sup.purged, last)
         };
         let last_log_id = match last {
             Some((idx, sealed)) => {
@@ -392,44 +768,70 @@ impl RaftStorage<TypeConfig> for Store {
                 .sealer
                 .seal("log", e.log_id.index, &plain)
                 .map_err(|e| io_err("seal", e))?;
-            sealed.push((e.log_id.index as i64, s));
+            sealed.push((e.log_id.index, s));
         }
-        blocking(|| {
-            let mut conn = self.inner.conn.lock().expect("conn lock");
-            let tx = conn.transaction().map_err(|e| io_err("append", e))?;
-            {
-                let mut st = tx
-                    .prepare_cached("INSERT OR REPLACE INTO log(idx, entry) VALUES(?1, ?2)")
-                    .map_err(|e| io_err("append", e))?;
-                for (idx, s) in &sealed {
-                    st.execute(params![idx, s])
-                        .map_err(|e| io_err("append", e))?;
-                }
+        let Some(&(first, _)) = sealed.first() else {
+            return Ok(());
+        };
+        let sealer = &self.inner.sealer;
+        self.write("append", Counted::Yes, |tx, sup| {
+            // Entries replace whatever was at their indexes and after; each
+            // links to the row before it (or, in an emptied log, the head).
+            tx.execute("DELETE FROM log WHERE idx >= ?1", params![first as i64])?;
+            let before: Option<Vec<u8>> = match first.checked_sub(1) {
+                Some(i) => tx
+                    .query_row(
+                        "SELECT chain FROM log WHERE idx = ?1",
+                        params![i as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let mut prev = before
+                .and_then(|b| to_chain(&b).ok())
+                .unwrap_or_else(|| sup.head());
+            let mut st =
+                tx.prepare_cached("INSERT INTO log(idx, entry, chain) VALUES(?1, ?2, ?3)")?;
+            for (idx, s) in &sealed {
+                prev = sealer.link(&prev, *idx, s);
+                st.execute(params![*idx as i64, s, prev.to_vec()])?;
             }
-            tx.commit().map_err(|e| io_err("append", e))?;
+            sup.head = Some(hex::encode(prev));
             Ok(())
         })
     }
 
     async fn delete_conflict_logs_since(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        let conn = self.inner.conn.lock().expect("conn lock");
-        conn.execute(
-            "DELETE FROM log WHERE idx >= ?1",
-            params![log_id.index as i64],
-        )
-        .map_err(|e| io_err("truncate", e))?;
-        Ok(())
+        self.write("truncate", Counted::Yes, |tx, sup| {
+            tx.execute(
+                "DELETE FROM log WHERE idx >= ?1",
+                params![log_id.index as i64],
+            )?;
+            // The head is now the row before (an emptied log keeps the old
+            // head; the next append links to it).
+            let before: Option<Vec<u8>> = tx
+                .query_row("SELECT chain FROM log ORDER BY idx DESC LIMIT 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(c) = before.and_then(|b| to_chain(&b).ok()) {
+                sup.head = Some(hex::encode(c));
+            }
+            Ok(())
+        })
     }
 
     async fn purge_logs_upto(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
-        self.put_json("purged", &Some(log_id))?;
-        let conn = self.inner.conn.lock().expect("conn lock");
-        conn.execute(
-            "DELETE FROM log WHERE idx <= ?1",
-            params![log_id.index as i64],
-        )
-        .map_err(|e| io_err("purge", e))?;
-        Ok(())
+        // The purge mark and the deletion in one transaction.
+        self.write("purge", Counted::Yes, |tx, sup| {
+            tx.execute(
+                "DELETE FROM log WHERE idx <= ?1",
+                params![log_id.index as i64],
+            )?;
+            sup.purged = Some(log_id);
+            Ok(())
+        })
     }
 
     async fn last_applied_state(
@@ -500,5 +902,137 @@ impl RaftStorage<TypeConfig> for Store {
             meta: s.meta.clone(),
             snapshot: Box::new(Cursor::new(s.data.clone())),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FleetSetup, RaftTuning};
+    use crate::ReplicationError;
+    use openraft::CommittedLeaderId;
+
+    struct Nothing;
+    impl StateMachine for Nothing {
+        fn apply(&mut self, _: &[u8]) -> Vec<u8> {
+            Vec::new()
+        }
+        fn snapshot(&self) -> Vec<u8> {
+            Vec::new()
+        }
+        fn restore(&mut self, _: &[u8]) -> Result<(), ReplicationError> {
+            Ok(())
+        }
+    }
+
+    fn open(c: &NodeConfig, dir: &Path) -> Result<Store, FleetError> {
+        Store::open(
+            c,
+            &dir.join("disk"),
+            &dir.join("node.nvram"),
+            Box::new(Nothing),
+        )
+    }
+
+    fn copy(from: &Path, to: &Path) {
+        let _ = std::fs::remove_dir_all(to);
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    /// Writes a disk in the form used before the rollback counter: vote in
+    /// a row of its own, log rows without chain values, the bare context.
+    fn write_legacy_disk(c: &NodeConfig, dir: &Path, vote: &Vote<NodeId>) {
+        std::fs::create_dir_all(dir).unwrap();
+        let conn = Connection::open(dir.join("raft.sqlite")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE log(idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+             CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL);",
+        )
+        .unwrap();
+        let s = Sealer::new(c, &[0; 16]);
+        let put = |name: &str, plain: &[u8]| {
+            conn.execute(
+                "INSERT INTO meta(name, value) VALUES(?1, ?2)",
+                params![name, s.seal(name, 0, plain).unwrap()],
+            )
+            .unwrap();
+        };
+        put("identity", IDENTITY);
+        put("vote", &serde_json::to_vec(vote).unwrap());
+        for idx in 0..5u64 {
+            let e: Entry<TypeConfig> = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), idx),
+                payload: EntryPayload::Blank,
+            };
+            let sealed = s
+                .seal("log", idx, &serde_json::to_vec(&e).unwrap())
+                .unwrap();
+            conn.execute(
+                "INSERT INTO log(idx, entry) VALUES(?1, ?2)",
+                params![idx as i64, sealed],
+            )
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_disk_from_before_the_counter_is_adopted_once() {
+        let c = FleetSetup::create(3, "fleet-t", RaftTuning::local())
+            .unwrap()
+            .remove(0);
+        let dir = tempfile::tempdir().unwrap();
+        let vote = Vote::new_committed(3, 2);
+        write_legacy_disk(&c, &dir.path().join("disk"), &vote);
+        copy(&dir.path().join("disk"), &dir.path().join("legacy"));
+        {
+            let mut s = open(&c, dir.path()).unwrap();
+            assert_eq!(s.read_vote().await.unwrap(), Some(vote));
+            let st = s.get_log_state().await.unwrap();
+            assert_eq!(st.last_log_id.map(|l| l.index), Some(4));
+            assert_eq!(s.try_get_log_entries(0..5).await.unwrap().len(), 5);
+            // A write after adoption goes on from the adopted chain.
+            s.save_vote(&Vote::new(4, 1)).await.unwrap();
+        }
+        let mut s = open(&c, dir.path()).unwrap();
+        assert_eq!(s.read_vote().await.unwrap(), Some(Vote::new(4, 1)));
+        drop(s);
+        // The counter now exists: the old form put back is refused.
+        copy(&dir.path().join("legacy"), &dir.path().join("disk"));
+        assert!(matches!(
+            open(&c, dir.path()),
+            Err(FleetError::RolledBack(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn after_a_reset_no_disk_of_the_earlier_generation_is_accepted() {
+        let c = FleetSetup::create(3, "fleet-t", RaftTuning::local())
+            .unwrap()
+            .remove(1);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.save_vote(&Vote::new(1, 2)).await.unwrap();
+        }
+        copy(&dir.path().join("disk"), &dir.path().join("before"));
+        // The operator's reset: disk and counter gone, a new generation.
+        std::fs::remove_dir_all(dir.path().join("disk")).unwrap();
+        std::fs::remove_file(dir.path().join("node.nvram")).unwrap();
+        {
+            let mut s = open(&c, dir.path()).unwrap();
+            assert_eq!(s.read_vote().await.unwrap(), None);
+            // Fewer writes than before the reset: a version check alone
+            // would take the old disk for a newer one.
+        }
+        copy(&dir.path().join("before"), &dir.path().join("disk"));
+        match open(&c, dir.path()) {
+            Err(FleetError::RolledBack(m)) => assert!(m.contains("earlier generation"), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("a disk from before the reset was accepted"),
+        }
     }
 }

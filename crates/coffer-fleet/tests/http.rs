@@ -29,9 +29,15 @@ impl HttpNode {
             axum::serve(listener, app).await.expect("serve");
         }));
         let transport: Arc<dyn Transport> = Arc::new(HttpTransport::new(&self.config).unwrap());
-        let node = FleetNode::start(self.config.clone(), &self.dir, counters(), transport)
-            .await
-            .unwrap();
+        let node = FleetNode::start(
+            self.config.clone(),
+            &self.dir,
+            &self.dir.with_extension("nvram"),
+            counters(),
+            transport,
+        )
+        .await
+        .unwrap();
         *self.slot.write().await = Some(node.clone());
         self.node = Some(node);
     }

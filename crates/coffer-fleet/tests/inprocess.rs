@@ -266,3 +266,168 @@ async fn state_at_rest_is_sealed_and_tampering_is_detected() {
     assert_eq!(value(&f.propose(0, marker).await.unwrap()), 2);
     f.shutdown().await;
 }
+
+/// Copies every file of `from` into a new directory `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_put_back_from_an_older_copy_or_emptied_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(dir.path()).await;
+    for _ in 0..3 {
+        f.propose(0, b"guesses".to_vec()).await.unwrap();
+    }
+    converged(&f, CONVERGE).await;
+    f.shutdown().await;
+    // The host keeps a copy of every node's disk, with 3 guesses counted...
+    let saved = dir.path().join("saved");
+    for i in 0..5 {
+        copy_dir(&f.node_dir(i), &saved.join(i.to_string()));
+    }
+    for i in 0..5 {
+        f.restart(i).await.unwrap();
+    }
+    f.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    for _ in 0..2 {
+        f.propose(1, b"guesses".to_vec()).await.unwrap();
+    }
+    let state = converged(&f, CONVERGE).await;
+    assert_eq!(state["guesses"], 5);
+    f.shutdown().await;
+    let latest = dir.path().join("latest");
+    for i in 0..3 {
+        copy_dir(&f.node_dir(i), &latest.join(i.to_string()));
+    }
+    // ...and puts it back on a majority to forget the last 2.
+    for i in 0..3 {
+        std::fs::remove_dir_all(f.node_dir(i)).unwrap();
+        copy_dir(&saved.join(i.to_string()), &f.node_dir(i));
+        match f.restart(i).await {
+            Err(e @ coffer_fleet::FleetError::RolledBack(_)) => {
+                assert!(e.to_string().contains("older copy"), "{e}");
+            }
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(()) => panic!("node {} started on an older copy of its disk", i + 1),
+        }
+    }
+    // An emptied disk is refused too: the HSM has written state before.
+    std::fs::remove_dir_all(f.node_dir(3)).unwrap();
+    match f.restart(3).await {
+        Err(e @ coffer_fleet::FleetError::RolledBack(_)) => {
+            assert!(e.to_string().contains("empty"), "{e}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(()) => panic!("node 4 started on an emptied disk"),
+    }
+    // Without a majority nothing commits: the count is not rolled back, it
+    // is unavailable (fail closed).
+    f.restart(4).await.unwrap();
+    assert!(matches!(
+        f.propose(4, b"guesses".to_vec()).await,
+        Err(ReplicationError::NoQuorum)
+    ));
+    // With their latest disks back, the three start and the count goes on.
+    for i in 0..3 {
+        std::fs::remove_dir_all(f.node_dir(i)).unwrap();
+        copy_dir(&latest.join(i.to_string()), &f.node_dir(i));
+        f.restart(i).await.unwrap();
+    }
+    f.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(value(&f.propose(0, b"guesses".to_vec()).await.unwrap()), 6);
+    // The operator's reset of the emptied node (its counter deleted too,
+    // while the others have a leader) brings it back as a new member that
+    // catches up from the majority.
+    std::fs::remove_file(f.nvram_path(3)).unwrap();
+    f.restart(3).await.unwrap();
+    let state = converged(&f, CONVERGE).await;
+    assert_eq!(state["guesses"], 6);
+    f.shutdown().await;
+    // A disk with its identity marker deleted (to pass as a new, empty one)
+    // but its entries kept is refused as damaged.
+    {
+        let conn = rusqlite::Connection::open(f.node_dir(0).join("raft.sqlite")).unwrap();
+        conn.execute("DELETE FROM meta WHERE name = 'identity'", [])
+            .unwrap();
+    }
+    assert!(matches!(
+        f.restart(0).await,
+        Err(coffer_fleet::FleetError::Damaged(_))
+    ));
+}
+
+/// Runs `sql` on node `i`'s stopped disk.
+fn edit_disk(f: &InProcessFleet, i: usize, sql: &str) {
+    let conn = rusqlite::Connection::open(f.node_dir(i).join("raft.sqlite")).unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_deleted_or_put_back_one_by_one_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = fleet(dir.path()).await;
+    f.propose(0, b"g".to_vec()).await.unwrap();
+    converged(&f, CONVERGE).await;
+    f.shutdown().await;
+    // The host keeps node 2's sealed superblock as it is now...
+    let old_super: Vec<u8> = rusqlite::Connection::open(f.node_dir(1).join("raft.sqlite"))
+        .unwrap()
+        .query_row("SELECT value FROM meta WHERE name = 'super'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    for i in 0..5 {
+        f.restart(i).await.unwrap();
+    }
+    f.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    for _ in 0..3 {
+        f.propose(0, b"g".to_vec()).await.unwrap();
+    }
+    converged(&f, CONVERGE).await;
+    f.shutdown().await;
+    // Node 1: the newest log entry deleted (to forget a counted guess).
+    edit_disk(
+        &f,
+        0,
+        "DELETE FROM log WHERE idx = (SELECT max(idx) FROM log)",
+    );
+    // Node 2: its older superblock put back (an older vote and head).
+    {
+        let conn = rusqlite::Connection::open(f.node_dir(1).join("raft.sqlite")).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'super'",
+            rusqlite::params![old_super],
+        )
+        .unwrap();
+    }
+    // Node 3: an entry from the middle deleted.
+    edit_disk(
+        &f,
+        2,
+        "DELETE FROM log WHERE idx = (SELECT min(idx) + 1 FROM log)",
+    );
+    // Node 4: the superblock deleted.
+    edit_disk(&f, 3, "DELETE FROM meta WHERE name = 'super'");
+    let why = |r: Result<(), coffer_fleet::FleetError>| match r {
+        Ok(()) => panic!("a node started on a tampered disk"),
+        Err(e) => e,
+    };
+    let e = why(f.restart(0).await);
+    assert!(matches!(e, coffer_fleet::FleetError::Damaged(_)), "{e}");
+    assert!(e.to_string().contains("newest log entries"), "{e}");
+    let e = why(f.restart(1).await);
+    assert!(matches!(e, coffer_fleet::FleetError::RolledBack(_)), "{e}");
+    let e = why(f.restart(2).await);
+    assert!(matches!(e, coffer_fleet::FleetError::Damaged(_)), "{e}");
+    assert!(e.to_string().contains("entries were removed"), "{e}");
+    let e = why(f.restart(3).await);
+    assert!(matches!(e, coffer_fleet::FleetError::RolledBack(_)), "{e}");
+    // The untouched node still starts.
+    f.restart(4).await.unwrap();
+    f.shutdown().await;
+}

@@ -209,6 +209,9 @@ pub struct LoadedNode {
     pub config: NodeConfig,
     pub witness_url: Option<String>,
     pub data_dir: PathBuf,
+    /// The HSM's rollback counter: beside the node file (the HSM's side),
+    /// not in the data directory (the host's disk).
+    pub nvram: PathBuf,
     pub secrets: Arc<HsmSecrets>,
 }
 
@@ -244,6 +247,7 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
         witness_url: file.witness_url.clone(),
         config: file.fleet.clone(),
         data_dir,
+        nvram: path.with_extension("nvram"),
         secrets: Arc::new(secrets),
     })
 }
@@ -297,6 +301,7 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
     let node = FleetNode::start(
         loaded.config.clone(),
         &loaded.data_dir,
+        &loaded.nvram,
         Box::new(HsmState::new(loaded.secrets.clone())),
         transport,
     )
