@@ -167,6 +167,41 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// The stored form of a snapshot starts with this, then the length of the
+/// metadata (u32, big-endian), the metadata as JSON and the data as is.
+/// (Older disks hold the whole snapshot as JSON, the data as an array of
+/// numbers: four times the size, and slow to write and read back.)
+const SNAPSHOT_MAGIC: &[u8; 4] = b"CFS1";
+
+impl StoredSnapshot {
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        let meta = serde_json::to_vec(&self.meta).map_err(|e| e.to_string())?;
+        let len = u32::try_from(meta.len()).map_err(|_| "snapshot metadata too large")?;
+        let mut out = Vec::with_capacity(8 + meta.len() + self.data.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&meta);
+        out.extend_from_slice(&self.data);
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let Some(rest) = bytes.strip_prefix(SNAPSHOT_MAGIC) else {
+            return serde_json::from_slice(bytes).map_err(|e| format!("snapshot: {e}"));
+        };
+        let (len, rest) = rest.split_first_chunk::<4>().ok_or("snapshot: truncated")?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err("snapshot: truncated".into());
+        }
+        let (meta, data) = rest.split_at(len);
+        Ok(Self {
+            meta: serde_json::from_slice(meta).map_err(|e| format!("snapshot: {e}"))?,
+            data: data.to_vec(),
+        })
+    }
+}
+
 struct Machine {
     sm: Box<dyn StateMachine>,
     last_applied: Option<LogId<NodeId>>,
@@ -428,10 +463,7 @@ impl Store {
         verify_log(&conn, &sealer, &sup).map_err(FleetError::Damaged)?;
         let snapshot = read_meta(&conn, &sealer, "snapshot")
             .map_err(FleetError::Damaged)?
-            .map(|b| {
-                serde_json::from_slice::<StoredSnapshot>(&b)
-                    .map_err(|e| FleetError::Damaged(format!("snapshot: {e}")))
-            })
+            .map(|b| StoredSnapshot::decode(&b).map_err(FleetError::Damaged))
             .transpose()?;
         if snapshot.as_ref().map(|s| &s.meta.snapshot_id) != sup.snapshot.as_ref() {
             return Err(FleetError::Damaged(
@@ -534,7 +566,7 @@ impl Store {
     }
 
     fn persist_snapshot(&self, snap: &StoredSnapshot) -> Result<(), SErr> {
-        let b = serde_json::to_vec(snap).map_err(|e| io_err("encode snapshot", e))?;
+        let b = snap.encode().map_err(|e| io_err("encode snapshot", e))?;
         let sealed = self.sealed_meta("snapshot", &b)?;
         let id = snap.meta.snapshot_id.clone();
         self.write("write snapshot", Counted::Yes, |tx, sup| {
@@ -560,11 +592,7 @@ fn adopt_legacy(conn: &mut Connection, sealer: &Sealer) -> Result<Super, String>
         .transpose()?
         .flatten();
     let snapshot = json("snapshot")?
-        .map(|b| {
-            serde_json::from_slice::<StoredSnapshot>(&b)
-                .map(|s| s.meta.snapshot_id)
-                .map_err(|e| e.to_string())
-        })
+        .map(|b| StoredSnapshot::decode(&b).map(|s| s.meta.snapshot_id))
         .transpose()?;
     let tx = conn.transaction().map_err(|e| e.to_string())?;
     let rows: Vec<(i64, Vec<u8>)> = {
@@ -1033,6 +1061,30 @@ mod tests {
             Err(FleetError::RolledBack(m)) => assert!(m.contains("earlier generation"), "{m}"),
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a disk from before the reset was accepted"),
+        }
+    }
+
+    #[test]
+    fn snapshots_are_framed_and_old_json_ones_still_read() {
+        let snap = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 9)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "2-9-1".into(),
+            },
+            data: b"sealed state".to_vec(),
+        };
+        let framed = snap.encode().unwrap();
+        assert!(framed.starts_with(SNAPSHOT_MAGIC));
+        let back = StoredSnapshot::decode(&framed).unwrap();
+        assert_eq!(
+            (back.meta, back.data),
+            (snap.meta.clone(), snap.data.clone())
+        );
+        let old = serde_json::to_vec(&snap).unwrap();
+        assert_eq!(StoredSnapshot::decode(&old).unwrap().data, snap.data);
+        for cut in [3, 6, 10, framed.len() - snap.data.len() - 1] {
+            assert!(StoredSnapshot::decode(&framed[..cut]).is_err(), "cut {cut}");
         }
     }
 }
