@@ -199,7 +199,44 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
         content: Vec::new(),
         subtree: None,
         target: Vec::new(),
+        xattrs: Vec::new(),
     }
+}
+
+/// The extended attributes of `path` itself (a symlink's own, not its
+/// target's), sorted by name. A file system without them gives none; any
+/// other failure is a warning and none.
+pub(crate) fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let unsupported = |e: &std::io::Error| {
+        e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(95)
+    };
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if unsupported(&e) => return Vec::new(),
+        Err(e) => {
+            warnings.push(format!(
+                "{}: extended attributes not read: {e}",
+                path.display()
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(v)) => out.push((name.as_bytes().to_vec(), v)),
+            // Removed since it was listed.
+            Ok(None) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => warnings.push(format!(
+                "{}: extended attribute {} not read: {e}",
+                path.display(),
+                name.to_string_lossy()
+            )),
+        }
+    }
+    out.sort();
+    out
 }
 
 fn find_child<'a>(parent: Option<&'a [Node]>, name: &[u8]) -> Option<&'a Node> {
@@ -253,10 +290,9 @@ impl Walker<'_> {
                         std::fs::symlink_metadata(&real).map_err(|e| RepoError::io(&real, e))?;
                     let pc = self.parent_children(pchild.as_ref());
                     let children = self.emit_vdir(sub, pc)?;
-                    out.push(PNode::Dir {
-                        node: node_from_meta(name, &md, NodeKind::Dir),
-                        children,
-                    });
+                    let mut node = node_from_meta(name, &md, NodeKind::Dir);
+                    node.xattrs = read_xattrs(&real, &mut self.warnings);
+                    out.push(PNode::Dir { node, children });
                 }
                 VEntry::Target(path) => {
                     let md =
@@ -288,6 +324,7 @@ impl Walker<'_> {
                     return Ok(None);
                 }
             }
+            node.xattrs = read_xattrs(path, &mut self.warnings);
             return Ok(Some(PNode::Ready(node)));
         }
         if ft.is_file() {
@@ -302,12 +339,16 @@ impl Walker<'_> {
                     && p.ctime_ns == node.ctime_ns
                     && p.inode == node.inode
                 {
+                    // Changing an extended attribute changes the ctime, so
+                    // the parent's are still the file's.
                     node.content = p.content.clone();
+                    node.xattrs = p.xattrs.clone();
                     self.files_unchanged += 1;
                     self.progress.advance(1, node.size);
                     return Ok(Some(PNode::Ready(node)));
                 }
             }
+            node.xattrs = read_xattrs(path, &mut self.warnings);
             let idx = self.next_idx;
             self.next_idx += 1;
             if self
@@ -328,7 +369,17 @@ impl Walker<'_> {
             }));
         }
         if ft.is_dir() {
-            let node = node_from_meta(name, md, NodeKind::Dir);
+            let mut node = node_from_meta(name, md, NodeKind::Dir);
+            node.xattrs = match parent {
+                Some(p)
+                    if p.kind == NodeKind::Dir
+                        && (p.ctime_s, p.ctime_ns, p.inode)
+                            == (node.ctime_s, node.ctime_ns, node.inode) =>
+                {
+                    p.xattrs.clone()
+                }
+                _ => read_xattrs(path, &mut self.warnings),
+            };
             let rd = match std::fs::read_dir(path) {
                 Ok(rd) => rd,
                 Err(e) => {

@@ -300,7 +300,7 @@ impl Repository<Unlocked> {
                             change: DiffChange::TypeChanged,
                         });
                     } else if x.kind == NodeKind::Dir {
-                        if (x.mode, x.uid, x.gid) != (y.mode, y.uid, y.gid) {
+                        if (x.mode, x.uid, x.gid, &x.xattrs) != (y.mode, y.uid, y.gid, &y.xattrs) {
                             out.push(DiffEntry {
                                 path: crate::restore::display_path(&p),
                                 change: DiffChange::Metadata,
@@ -312,8 +312,8 @@ impl Repository<Unlocked> {
                             path: crate::restore::display_path(&p),
                             change: DiffChange::Modified,
                         });
-                    } else if (x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns)
-                        != (y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns)
+                    } else if (x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns, &x.xattrs)
+                        != (y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns, &y.xattrs)
                     {
                         out.push(DiffEntry {
                             path: crate::restore::display_path(&p),

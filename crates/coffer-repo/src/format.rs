@@ -121,10 +121,15 @@ pub struct Node {
     pub subtree: Option<Id>,
     /// Symlinks: the target, as raw bytes.
     pub target: Vec<u8>,
+    /// Extended attributes (names and values as raw bytes, sorted by name):
+    /// `user.*`, and the ACLs (`system.posix_acl_*`), labels and
+    /// capabilities the system exposes this way. Empty before version 3.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Version 2 added `dev` and `nlink` (hard links); version 1 still decodes.
-const TREE_VERSION: u64 = 2;
+/// Version 2 added `dev` and `nlink` (hard links), version 3 the extended
+/// attributes; versions 1 and 2 still decode.
+const TREE_VERSION: u64 = 3;
 
 pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     let mut e = Enc::default();
@@ -158,6 +163,11 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
             NodeKind::Dir => e.id(&n.subtree.unwrap_or([0; 32])),
             NodeKind::Symlink => e.bytes(&n.target),
         }
+        e.u64(n.xattrs.len() as u64);
+        for (k, v) in &n.xattrs {
+            e.bytes(k);
+            e.bytes(v);
+        }
     }
     e.0
 }
@@ -165,7 +175,7 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
 pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
     let mut d = Dec::new(b);
     let version = d.u64()?;
-    if version != 1 && version != TREE_VERSION {
+    if !(1..=TREE_VERSION).contains(&version) {
         return Err(bad());
     }
     let count = d.u64()? as usize;
@@ -195,6 +205,7 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             content: Vec::new(),
             subtree: None,
             target: Vec::new(),
+            xattrs: Vec::new(),
         };
         match kind {
             NodeKind::File => {
@@ -206,6 +217,13 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             }
             NodeKind::Dir => n.subtree = Some(d.id()?),
             NodeKind::Symlink => n.target = d.bytes()?,
+        }
+        if version >= 3 {
+            let c = d.u64()? as usize;
+            n.xattrs.reserve(c.min(1 << 10));
+            for _ in 0..c {
+                n.xattrs.push((d.bytes()?, d.bytes()?));
+            }
         }
         out.push(n);
     }
@@ -365,6 +383,10 @@ mod tests {
             content: vec![[3; 32], [4; 32]],
             subtree: None,
             target: vec![],
+            xattrs: vec![
+                (b"system.posix_acl_access".to_vec(), vec![2, 0, 0, 0]),
+                (b"user.\xffodd".to_vec(), vec![]),
+            ],
         };
         let mut l = n.clone();
         l.kind = NodeKind::Symlink;
@@ -404,9 +426,10 @@ mod tests {
         let n = &nodes[0];
         assert_eq!((n.inode, n.dev, n.nlink, n.size), (77, 0, 1, 5));
         assert_eq!(n.content, vec![[7; 32]]);
-        let mut v3 = e.0.clone();
-        v3[0] = 3;
-        assert!(decode_tree(&v3).is_err(), "an unknown version is refused");
+        assert!(n.xattrs.is_empty());
+        let mut v4 = e.0.clone();
+        v4[0] = 4;
+        assert!(decode_tree(&v4).is_err(), "an unknown version is refused");
     }
 
     #[test]

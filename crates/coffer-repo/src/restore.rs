@@ -91,7 +91,7 @@ pub struct RestoreSummary {
     pub duration_ms: u64,
 }
 
-type WorkerOut = Result<Vec<(usize, std::result::Result<(), String>)>>;
+type WorkerOut = Result<Vec<(usize, std::result::Result<Vec<String>, String>)>>;
 
 struct Item {
     rel: PathBuf,
@@ -341,39 +341,37 @@ impl Repository<Unlocked> {
             // file system (directory locks, journal), not on the CPU.
             let hs: Vec<_> = (0..RESTORE_THREADS)
                 .map(|_| {
-                    s.spawn(
-                        || -> Result<Vec<(usize, std::result::Result<(), String>)>> {
-                            let conn = store::reopen(&repo_path)?;
-                            let mut out = Vec::new();
-                            loop {
-                                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                                let Some(&i) = files.get(k) else { break };
-                                cancel.check()?;
-                                let it = &items[i];
-                                let dst = req.target.join(&it.rel);
-                                progress.current_path(&dst);
-                                let r = write_file(
-                                    &conn,
-                                    keys,
-                                    &index,
-                                    &cache,
-                                    &dst,
-                                    &it.node,
-                                    req.overwrite,
-                                );
-                                match r {
-                                    Ok(()) => out.push((i, Ok(()))),
-                                    Err(RepoError::Damaged { detail }) => {
-                                        let _ = std::fs::remove_file(&dst);
-                                        out.push((i, Err(detail)));
-                                    }
-                                    Err(e) => return Err(e),
+                    s.spawn(|| -> WorkerOut {
+                        let conn = store::reopen(&repo_path)?;
+                        let mut out = Vec::new();
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&i) = files.get(k) else { break };
+                            cancel.check()?;
+                            let it = &items[i];
+                            let dst = req.target.join(&it.rel);
+                            progress.current_path(&dst);
+                            let r = write_file(
+                                &conn,
+                                keys,
+                                &index,
+                                &cache,
+                                &dst,
+                                &it.node,
+                                req.overwrite,
+                            );
+                            match r {
+                                Ok(warnings) => out.push((i, Ok(warnings))),
+                                Err(RepoError::Damaged { detail }) => {
+                                    let _ = std::fs::remove_file(&dst);
+                                    out.push((i, Err(detail)));
                                 }
-                                progress.advance(1, it.node.size);
+                                Err(e) => return Err(e),
                             }
-                            Ok(out)
-                        },
-                    )
+                            progress.advance(1, it.node.size);
+                        }
+                        Ok(out)
+                    })
                 })
                 .collect();
             hs.into_iter()
@@ -384,7 +382,7 @@ impl Repository<Unlocked> {
                 })
                 .collect()
         });
-        let mut done: HashMap<usize, std::result::Result<(), String>> = HashMap::new();
+        let mut done: HashMap<usize, std::result::Result<Vec<String>, String>> = HashMap::new();
         for r in results {
             for (i, res) in r? {
                 done.insert(i, res);
@@ -394,7 +392,7 @@ impl Repository<Unlocked> {
             let it = &items[i];
             match done.get(&i) {
                 // Metadata was applied by the worker.
-                Some(Ok(())) => {}
+                Some(Ok(warnings)) => summary.warnings.extend(warnings.iter().cloned()),
                 Some(Err(detail)) => {
                     summary.files -= 1;
                     summary.bytes -= it.node.size;
@@ -429,7 +427,7 @@ impl Repository<Unlocked> {
                     display_path(&it.rel),
                     display_path(&items[first].rel)
                 ));
-                write_file(
+                let w = write_file(
                     &self.conn,
                     keys,
                     &index,
@@ -438,6 +436,7 @@ impl Repository<Unlocked> {
                     &it.node,
                     req.overwrite,
                 )?;
+                summary.warnings.extend(w);
             }
             progress.advance(1, it.node.size);
         }
@@ -469,7 +468,7 @@ fn write_file(
     dst: &Path,
     node: &Node,
     overwrite: bool,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true);
     if overwrite {
@@ -500,14 +499,40 @@ fn write_file(
         f.set_len(pos).map_err(|e| RepoError::io(dst, e))?;
     }
     // Metadata through the open handle (no path lookups): owner when
-    // permitted, then mode, then times.
+    // permitted, extended attributes (after the owner, which would clear a
+    // file capability; before the mode, which could forbid writing them),
+    // then mode, then times.
     let _ = std::os::unix::fs::fchown(&f, Some(node.uid), Some(node.gid));
+    let mut warnings = Vec::new();
+    if overwrite {
+        // An existing file may carry attributes the snapshot does not.
+        if let Ok(names) = xattr::FileExt::list_xattr(&f) {
+            for name in names {
+                if !node.xattrs.iter().any(|(k, _)| k == name.as_bytes()) {
+                    let _ = xattr::FileExt::remove_xattr(&f, &name);
+                }
+            }
+        }
+    }
+    for (k, v) in &node.xattrs {
+        if let Err(e) = xattr::FileExt::set_xattr(&f, OsStr::from_bytes(k), v) {
+            warnings.push(xattr_warning(dst, k, &e));
+        }
+    }
     f.set_permissions(std::fs::Permissions::from_mode(node.mode))
         .map_err(|e| RepoError::io(dst, e))?;
     let t = system_time(node.mtime_s, node.mtime_ns);
     f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
         .map_err(|e| RepoError::io(dst, e))?;
-    Ok(())
+    Ok(warnings)
+}
+
+fn xattr_warning(p: &Path, name: &[u8], e: &std::io::Error) -> String {
+    format!(
+        "{}: extended attribute {} not restored: {e}",
+        p.display(),
+        String::from_utf8_lossy(name)
+    )
 }
 
 fn system_time(s: i64, ns: u32) -> std::time::SystemTime {
@@ -524,6 +549,13 @@ fn system_time(s: i64, ns: u32) -> std::time::SystemTime {
 fn apply_meta(p: &Path, n: &Node, warnings: &mut Vec<String>) {
     // Changing the owner needs privileges; without them it is skipped silently.
     let _ = std::os::unix::fs::lchown(p, Some(n.uid), Some(n.gid));
+    // The node's own attributes (a symlink's, not its target's), before a
+    // mode that could forbid writing them.
+    for (k, v) in &n.xattrs {
+        if let Err(e) = xattr::set(p, OsStr::from_bytes(k), v) {
+            warnings.push(xattr_warning(p, k, &e));
+        }
+    }
     let mt = FileTime::from_unix_time(n.mtime_s, n.mtime_ns);
     if n.kind == NodeKind::Symlink {
         if let Err(e) = filetime::set_symlink_file_times(p, mt, mt) {

@@ -90,6 +90,18 @@ fn odd_tree(root: &Path) {
     fs::create_dir_all(root.join("a/cache")).unwrap();
     fs::write(root.join("a/cache/x"), b"excluded too").unwrap();
     fs::set_permissions(root.join("a/b/c"), fs::Permissions::from_mode(0o750)).unwrap();
+    // Extended attributes: on a file (a binary value, an empty one), on a
+    // folder, and on a read-only file (written before its mode is).
+    xattr::set(root.join("a/hello.txt"), "user.coffer.tag", b"blue").unwrap();
+    xattr::set(
+        root.join("a/hello.txt"),
+        "user.coffer.bin",
+        &[0, 255, 10, 0],
+    )
+    .unwrap();
+    xattr::set(root.join("a/hello.txt"), "user.coffer.empty", b"").unwrap();
+    xattr::set(root.join("a/b"), "user.coffer.dir", b"folder attribute").unwrap();
+    xattr::set(root.join("readonly"), "user.coffer.ro", b"kept").unwrap();
     set_mtime(&root.join("a/hello.txt"), 1_000_000_000, 123_456_789);
     set_mtime(&root.join("link-rel"), 1_100_000_000, 5);
     set_mtime(&root.join("empty/inner-empty"), 900_000_000, 0);
@@ -103,7 +115,21 @@ fn excluded(rel: &Path) -> bool {
     s.ends_with(".tmp") || s.split('/').any(|c| c == "cache")
 }
 
-/// Compares two trees: kinds, contents, link targets, modes, mtimes, owners.
+/// The extended attributes of `p` itself, sorted.
+fn xattrs_of(p: &Path) -> Vec<(std::ffi::OsString, Option<Vec<u8>>)> {
+    let mut v: Vec<_> = xattr::list(p)
+        .unwrap()
+        .map(|n| {
+            let value = xattr::get(p, &n).unwrap();
+            (n, value)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Compares two trees: kinds, contents, link targets, modes, mtimes, owners,
+/// extended attributes.
 fn compare(a: &Path, b: &Path) -> Vec<String> {
     let mut diffs = Vec::new();
     fn walk(a: &Path, b: &Path, rel: &Path, diffs: &mut Vec<String>) {
@@ -149,6 +175,14 @@ fn compare(a: &Path, b: &Path) -> Vec<String> {
             }
             if (ma.uid(), ma.gid()) != (mb.uid(), mb.gid()) {
                 diffs.push(format!("{}: owner", r.display()));
+            }
+            if xattrs_of(&pa) != xattrs_of(&pb) {
+                diffs.push(format!(
+                    "{}: extended attributes {:?} vs {:?}",
+                    r.display(),
+                    xattrs_of(&pa),
+                    xattrs_of(&pb)
+                ));
             }
             if ma.file_type().is_symlink() {
                 if fs::read_link(&pa).unwrap() != fs::read_link(&pb).unwrap() {
@@ -227,6 +261,11 @@ fn round_trip_of_every_odd_case_is_bit_exact() {
     assert!(r.damaged.is_empty() && r.warnings.is_empty(), "{r:?}");
     let diffs = compare(&src, &snapshot_root(&target, &src));
     assert!(diffs.is_empty(), "differences: {diffs:#?}");
+    // The comparison sees attributes (so their absence would be caught).
+    assert_eq!(
+        xattr::get(snapshot_root(&target, &src).join("a/b"), "user.coffer.dir").unwrap(),
+        Some(b"folder attribute".to_vec())
+    );
     // The hard link is a hard link again.
     let (l1, l2) = (
         fs::metadata(snapshot_root(&target, &src).join("a/linked")).unwrap(),
@@ -316,6 +355,23 @@ fn incremental_backup_skips_unchanged_files_and_reuses_chunks() {
         .unwrap();
     assert_eq!(ls.len(), 22, "the dir and its 21 files");
     assert_eq!(repo.snapshots().unwrap().len(), 3);
+    // An attribute set on an unchanged file (its ctime moves, not its
+    // mtime) is seen, stored and shown as a metadata change.
+    xattr::set(src.join("d/f5"), "user.coffer.tag", b"x").unwrap();
+    let fourth = backup(&repo, &[&src]);
+    assert_eq!((fourth.files_changed, fourth.files_unchanged), (1, 20));
+    let d = repo.diff(&third.id, &fourth.id).unwrap();
+    assert!(
+        d.iter()
+            .any(|e| e.path == format!("{base}/d/f5") && e.change == DiffChange::Metadata),
+        "{d:?}"
+    );
+    let back = tmp.path().join("back");
+    restore_all(&repo, "latest", &back);
+    assert_eq!(
+        xattr::get(snapshot_root(&back, &src).join("d/f5"), "user.coffer.tag").unwrap(),
+        Some(b"x".to_vec())
+    );
 }
 
 #[test]
