@@ -103,7 +103,8 @@ impl Nvram {
     }
 
     /// Creates the counter at `path` for `generation`, holding `version`
-    /// (the file must not exist).
+    /// (the file must not exist). It is written beside and renamed into
+    /// place, so a crash leaves either no counter or a whole one.
     pub(crate) fn create(
         path: &Path,
         key: &SecretKey<64>,
@@ -111,6 +112,13 @@ impl Nvram {
         generation: Generation,
         version: u64,
     ) -> Result<Self, String> {
+        if path.exists() {
+            return Err(format!("{}: already exists", path.display()));
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create_new(true);
         {
@@ -118,8 +126,8 @@ impl Nvram {
             opts.mode(0o600);
         }
         let file = opts
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
         let mut n = Self {
             path: path.to_path_buf(),
             file,
@@ -129,6 +137,7 @@ impl Nvram {
             version: 0,
         };
         n.set(version)?;
+        std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(dir) = path.parent() {
             File::open(dir)
                 .and_then(|d| d.sync_all())
@@ -204,7 +213,12 @@ mod tests {
         let p = dir.path().join("n.nvram");
         let k = key();
         assert!(Nvram::open(&p, &k, b"ctx").unwrap().is_none());
+        // A crash while creating leaves at most `n.nvram.new`: no counter.
+        std::fs::write(dir.path().join("n.nvram.new"), b"").unwrap();
+        assert!(Nvram::open(&p, &k, b"ctx").unwrap().is_none());
         let mut n = Nvram::create(&p, &k, b"ctx", [7; 16], 7).unwrap();
+        assert!(!dir.path().join("n.nvram.new").exists());
+        assert!(Nvram::create(&p, &k, b"ctx", [7; 16], 1).is_err());
         n.set(8).unwrap();
         n.set(9).unwrap();
         assert!(n.set(3).is_err());

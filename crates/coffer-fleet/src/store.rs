@@ -857,7 +857,10 @@ impl RaftStorage<TypeConfig> for Store {
                 "DELETE FROM log WHERE idx <= ?1",
                 params![log_id.index as i64],
             )?;
-            sup.purged = Some(log_id);
+            // Never backwards: the rows must start right after it.
+            if sup.purged.is_none_or(|p| p.index < log_id.index) {
+                sup.purged = Some(log_id);
+            }
             Ok(())
         })
     }
