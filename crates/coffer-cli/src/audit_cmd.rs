@@ -2,10 +2,11 @@
 //!
 //! * `coffer audit evidence FILE --vendor-root KEY --operator-root KEY`:
 //!   verify a deployment evidence document;
-//! * `coffer audit namespace --witness URL --witness-key KEY --operator-key KEY`:
-//!   walk every epoch the witness logged, verify each (signatures, digest,
-//!   inclusion, consistency, epoch order) and print the fleet-key changes
-//!   from epoch to epoch.
+//! * `coffer audit namespace --witness URL --witness-key KEY --operator-key KEY
+//!   [--evidence FILE… --vendor-root KEY]`: walk every epoch the witness
+//!   logged, verify each (signatures, digest, inclusion, consistency, epoch
+//!   order; with evidence, that a deployment evidence document covers the
+//!   epoch's keys) and print the fleet-key changes from epoch to epoch.
 //!
 //! Keys are verifier key strings (`name+keyid+base64`) or files holding one.
 //! `--json` prints one JSON document. Steps for people: `docs/audit.md`.
@@ -14,7 +15,7 @@ use crate::{Cli, Failure};
 use clap::{Args, Subcommand};
 use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 use coffer_transparency::{verify_evidence, CheckStatus, DeploymentEvidence, Verifier, NAMESPACE};
-use coffer_witness::audit::{audit_namespace, render_text, NamespaceAudit};
+use coffer_witness::audit::{audit_namespace, render_text, EvidenceDoc, NamespaceAudit};
 use coffer_witness::client::WitnessClient;
 use coffer_witness::keys::read_verifier;
 use coffer_witness::WitnessError;
@@ -60,7 +61,22 @@ pub enum AuditCommand {
         /// updated when the audit passes.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// A deployment evidence document the operator published (repeat for
+        /// every deployment): each epoch's fleet keys must be covered by one.
+        #[arg(long, requires = "vendor_root")]
+        evidence: Vec<PathBuf>,
+        /// The HSM vendor root key the evidence is checked against, string or file.
+        #[arg(long, requires = "evidence")]
+        vendor_root: Option<String>,
     },
+}
+
+/// Reads a deployment evidence document.
+fn read_evidence(file: &std::path::Path) -> Result<DeploymentEvidence, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", file.display())))?;
+    Ok(serde_json::from_str(&text)
+        .map_err(|e| coffer_transparency::EvidenceError::Malformed(e.to_string()))?)
 }
 
 fn failed(code: &str, message: String, next_step: &str) -> Failure {
@@ -90,10 +106,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
                 ),
                 None => None,
             };
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", file.display())))?;
-            let doc: DeploymentEvidence = serde_json::from_str(&text)
-                .map_err(|e| coffer_transparency::EvidenceError::Malformed(e.to_string()))?;
+            let doc = read_evidence(file)?;
             let link = file.display().to_string();
             let (report, err) = verify_evidence(&doc, &vendor, &operator, m.as_ref(), Some(&link));
             if cli.json {
@@ -131,10 +144,24 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             operator_key,
             namespace,
             state,
+            evidence,
+            vendor_root,
         } => {
             let mut verifier =
                 Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
             verifier.witness_url = Some(witness.trim_end_matches('/').to_string());
+            if let Some(v) = vendor_root {
+                verifier.vendor_root = Some(read_verifier(v)?);
+            }
+            let docs = evidence
+                .iter()
+                .map(|f| {
+                    Ok(EvidenceDoc {
+                        source: f.display().to_string(),
+                        doc: read_evidence(f)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Failure>>()?;
             let client = WitnessClient::new(witness)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -152,6 +179,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
                 &verifier,
                 namespace,
                 remembered.as_deref(),
+                &docs,
             ))?;
             if let (Some(p), true, Some(cp)) = (state, audit.verified, &audit.checkpoint) {
                 std::fs::write(p, cp)
@@ -332,6 +360,108 @@ mod tests {
             }
             _ => panic!("a wrong witness key was accepted"),
         }
+    }
+
+    #[test]
+    fn audit_namespace_with_evidence_ties_every_epoch_to_attested_hsms() {
+        use coffer_transparency::evidence::{run_ceremony, CeremonyHsm, SimulatedVendor};
+        let (url, w, op, dir, _h) = witness();
+        let vendor =
+            SimulatedVendor::new(NoteSigner::from_seed("vendor.cli.test", &[3; 32]).unwrap());
+        let hsm = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
+        let mut k = keys(1);
+        k.keys.push(FleetKey {
+            algorithm: "ed25519".into(),
+            id: "hsm-1".into(),
+            not_after: 4_000_000_000,
+            not_before: 1,
+            public_key: b64(&hsm.verifier().public_key()),
+            role: KeyRole::HsmIdentity,
+        });
+        let m = [7u8; 32];
+        let att = vendor.attest("hsm-1", &hsm.verifier().public_key(), &m);
+        let doc = run_ceremony(
+            &k,
+            &m,
+            &[CeremonyHsm {
+                hsm_id: "hsm-1",
+                identity: &hsm,
+                vendor_attestation: att,
+            }],
+            &vendor.root(),
+            &op,
+            5,
+        );
+        let f = dir.path().join("evidence.json");
+        std::fs::write(&f, serde_json::to_string(&doc).unwrap()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = WitnessClient::new(&url).unwrap();
+        rt.block_on(async { client.publish(&op, NAMESPACE, 1, &k).await.unwrap() });
+        let (wk, ok, vr) = (
+            w.verifier().to_string(),
+            op.verifier().to_string(),
+            vendor.root().to_string(),
+        );
+        let fs = f.to_str().unwrap().to_string();
+        let audit = |extra: &[&str]| {
+            let mut argv = vec![
+                "coffer",
+                "audit",
+                "namespace",
+                "--witness",
+                &url,
+                "--witness-key",
+                &wk,
+                "--operator-key",
+                &ok,
+            ];
+            argv.extend_from_slice(extra);
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let crate::Commands::Audit(args) = &cli.command else {
+                panic!("not an audit command")
+            };
+            run(&cli, args)
+        };
+        // Epoch 1's keys are the attested ones.
+        assert!(audit(&["--evidence", &fs, "--vendor-root", &vr]).is_ok());
+        // Epoch 2 brings a key no evidence covers: refused with evidence,
+        // still verified without (the log itself is fine).
+        rt.block_on(async { client.publish(&op, NAMESPACE, 2, &keys(2)).await.unwrap() });
+        match audit(&["--evidence", &fs, "--vendor-root", &vr]) {
+            Err(Failure::Error(r)) => {
+                assert_eq!(r.kind, ErrorKind::FleetNotVerified);
+                assert!(r.message.starts_with("epoch 2:"), "{r:?}");
+            }
+            _ => panic!("an epoch without evidence passed"),
+        }
+        assert!(audit(&[]).is_ok());
+        // Another vendor's root: epoch 1 fails too.
+        let other = NoteSigner::from_seed("vendor.cli.test", &[6; 32])
+            .unwrap()
+            .verifier()
+            .to_string();
+        match audit(&["--evidence", &fs, "--vendor-root", &other]) {
+            Err(Failure::Error(r)) => assert!(r.message.starts_with("epoch 1:"), "{r:?}"),
+            _ => panic!("evidence under another vendor root passed"),
+        }
+        // Evidence without a vendor root to check it against is a usage error.
+        assert!(Cli::try_parse_from([
+            "coffer",
+            "audit",
+            "namespace",
+            "--witness",
+            &url,
+            "--witness-key",
+            &wk,
+            "--operator-key",
+            &ok,
+            "--evidence",
+            &fs,
+        ])
+        .is_err());
     }
 
     #[test]

@@ -5,8 +5,10 @@
 use crate::client::WitnessClient;
 use crate::WitnessError;
 use coffer_transparency::diff::{diff_keys, KeyChange};
+use coffer_transparency::evidence::{keys_covered_by_evidence, DeploymentEvidence};
 use coffer_transparency::{
-    Checkpoint, FleetKeys, OtaInput, TrustState, VerificationReport, Verifier,
+    CheckName, CheckStatus, Checkpoint, FleetKeys, OtaInput, TrustState, VerificationReport,
+    Verifier,
 };
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -44,15 +46,36 @@ pub struct NamespaceAudit {
     pub checkpoint: Option<String>,
 }
 
+/// A deployment evidence document given to an audit, and where it came from
+/// (shown as its audit link).
+pub struct EvidenceDoc {
+    pub source: String,
+    pub doc: DeploymentEvidence,
+}
+
+/// The document that covers `keys` (every fleet key made inside an attested
+/// HSM), else the first, so that the failure is reported against it.
+fn evidence_for<'a>(keys: Option<&FleetKeys>, docs: &'a [EvidenceDoc]) -> Option<&'a EvidenceDoc> {
+    keys.and_then(|k| {
+        docs.iter()
+            .find(|d| keys_covered_by_evidence(k, &d.doc).is_ok())
+    })
+    .or(docs.first())
+}
+
 /// Walks every epoch of `namespace` in order. Each epoch's validation blob
 /// is fetched with a consistency proof from the checkpoint seen before (the
 /// `remembered` one from an earlier audit, if given), so the walk also checks
-/// that the log only grew.
+/// that the log only grew. With `evidence` (and a vendor root pinned in the
+/// verifier), each epoch's fleet keys must also be covered by one of the
+/// documents: signed by the operator root, every HSM attested by the vendor,
+/// every key generated inside one of them.
 pub async fn audit_namespace(
     client: &WitnessClient,
     verifier: &Verifier,
     namespace: &str,
     remembered: Option<&str>,
+    evidence: &[EvidenceDoc],
 ) -> Result<NamespaceAudit, WitnessError> {
     let epochs = client.epochs(namespace).await?;
     let mut state = TrustState {
@@ -93,17 +116,22 @@ pub async fn audit_namespace(
         let blob = client.validation(namespace, e.epoch, known).await?;
         // Audits check the keys each epoch had, at the time it was signed.
         let at = blob.bundle.proof.timestamp;
-        let o = verifier.verify_ota(&OtaInput {
+        let keys = blob.bundle.fleet_keys().ok();
+        let doc = evidence_for(keys.as_ref(), evidence);
+        let mut v = verifier.clone();
+        if let Some(d) = doc {
+            v.evidence_url = Some(d.source.clone());
+        }
+        let o = v.verify_ota(&OtaInput {
             blob: &blob,
             state: &state,
             now: at,
             session_server_key: None,
-            evidence: None,
+            evidence: doc.map(|d| &d.doc),
         });
         if let Some(size) = o.report.log_size {
             log_size = log_size.max(size);
         }
-        let keys = blob.bundle.fleet_keys().ok();
         let changes = keys
             .as_ref()
             .map(|k| diff_keys(prev.as_ref(), k))
@@ -170,11 +198,23 @@ pub fn render_text(a: &NamespaceAudit) -> String {
             e.leaf_index,
             e.entry_url
         );
+        for c in
+            e.report.checks.iter().filter(|c| {
+                c.name == CheckName::DeploymentEvidence && c.status == CheckStatus::Passed
+            })
+        {
+            let _ = writeln!(
+                s,
+                "    evidence: {} ({})",
+                c.why,
+                c.audit_link.as_deref().unwrap_or("-")
+            );
+        }
         for c in e
             .report
             .checks
             .iter()
-            .filter(|c| c.status == coffer_transparency::CheckStatus::Failed)
+            .filter(|c| c.status == CheckStatus::Failed)
         {
             let _ = writeln!(
                 s,

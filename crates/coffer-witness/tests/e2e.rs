@@ -337,6 +337,7 @@ async fn witness_process_end_to_end() {
         &verifier,
         NAMESPACE,
         state1.last_checkpoint.as_deref(),
+        &[],
     )
     .await
     .unwrap();
@@ -397,6 +398,7 @@ async fn witness_process_end_to_end() {
         &verifier,
         NAMESPACE,
         Some(&remembered),
+        &[],
     )
     .await
     .unwrap();
