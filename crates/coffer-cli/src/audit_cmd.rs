@@ -254,6 +254,50 @@ mod tests {
         }
     }
 
+    /// A (simulated) deployment ceremony for one HSM: the vendor, the fleet
+    /// keys (keys(1) and the HSM's identity), the evidence document written
+    /// to `dir/evidence.json`, and the program measurement.
+    fn ceremony(
+        op: &NoteSigner,
+        dir: &std::path::Path,
+    ) -> (
+        coffer_transparency::evidence::SimulatedVendor,
+        FleetKeys,
+        PathBuf,
+        [u8; 32],
+    ) {
+        use coffer_transparency::evidence::{run_ceremony, CeremonyHsm, SimulatedVendor};
+        let vendor =
+            SimulatedVendor::new(NoteSigner::from_seed("vendor.cli.test", &[3; 32]).unwrap());
+        let hsm = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
+        let mut k = keys(1);
+        k.keys.push(FleetKey {
+            algorithm: "ed25519".into(),
+            id: "hsm-1".into(),
+            not_after: 4_000_000_000,
+            not_before: 1,
+            public_key: b64(&hsm.verifier().public_key()),
+            role: KeyRole::HsmIdentity,
+        });
+        let m = [7u8; 32];
+        let att = vendor.attest("hsm-1", &hsm.verifier().public_key(), &m);
+        let doc = run_ceremony(
+            &k,
+            &m,
+            &[CeremonyHsm {
+                hsm_id: "hsm-1",
+                identity: &hsm,
+                vendor_attestation: att,
+            }],
+            &vendor.root(),
+            op,
+            5,
+        );
+        let f = dir.join("evidence.json");
+        std::fs::write(&f, serde_json::to_string(&doc).unwrap()).unwrap();
+        (vendor, k, f, m)
+    }
+
     /// A real witness on loopback (in-process server, real HTTP), two epochs.
     fn witness() -> (
         String,
@@ -290,6 +334,28 @@ mod tests {
         (url, w, op, dir, h)
     }
 
+    /// Runs `coffer audit namespace` against `url` with the two pinned keys
+    /// and `extra` arguments.
+    fn audit_namespace_cli(url: &str, wk: &str, ok: &str, extra: &[&str]) -> Result<(), Failure> {
+        let mut argv = vec![
+            "coffer",
+            "audit",
+            "namespace",
+            "--witness",
+            url,
+            "--witness-key",
+            wk,
+            "--operator-key",
+            ok,
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let crate::Commands::Audit(args) = &cli.command else {
+            panic!("not an audit command")
+        };
+        run(&cli, args)
+    }
+
     #[test]
     fn audit_namespace_walks_epochs_and_refuses_a_wrong_key() {
         let (url, w, op, _dir, _h) = witness();
@@ -308,25 +374,7 @@ mod tests {
         let st = state.to_str().unwrap().to_string();
         // Twice: the second run demands consistency with the remembered checkpoint.
         for _ in 0..2 {
-            let cli = Cli::try_parse_from([
-                "coffer",
-                "audit",
-                "namespace",
-                "--witness",
-                &url,
-                "--witness-key",
-                &wk,
-                "--operator-key",
-                &ok,
-                "--json",
-                "--state",
-                &st,
-            ])
-            .unwrap();
-            let crate::Commands::Audit(args) = &cli.command else {
-                panic!("not an audit command")
-            };
-            assert!(run(&cli, args).is_ok());
+            assert!(audit_namespace_cli(&url, &wk, &ok, &["--json", "--state", &st]).is_ok());
             let remembered = std::fs::read_to_string(&state).unwrap();
             assert!(
                 remembered.starts_with("witness.cli.test/log\n2\n"),
@@ -338,22 +386,7 @@ mod tests {
             .unwrap()
             .verifier()
             .to_string();
-        let cli = Cli::try_parse_from([
-            "coffer",
-            "audit",
-            "namespace",
-            "--witness",
-            &url,
-            "--witness-key",
-            &wrong,
-            "--operator-key",
-            &ok,
-        ])
-        .unwrap();
-        let crate::Commands::Audit(args) = &cli.command else {
-            panic!("not an audit command")
-        };
-        match run(&cli, args) {
+        match audit_namespace_cli(&url, &wrong, &ok, &[]) {
             Err(Failure::Error(r)) => {
                 assert_eq!(r.kind, ErrorKind::FleetNotVerified);
                 assert_eq!(r.code, "CF-T035", "{r:?}");
@@ -364,36 +397,8 @@ mod tests {
 
     #[test]
     fn audit_namespace_with_evidence_ties_every_epoch_to_attested_hsms() {
-        use coffer_transparency::evidence::{run_ceremony, CeremonyHsm, SimulatedVendor};
         let (url, w, op, dir, _h) = witness();
-        let vendor =
-            SimulatedVendor::new(NoteSigner::from_seed("vendor.cli.test", &[3; 32]).unwrap());
-        let hsm = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
-        let mut k = keys(1);
-        k.keys.push(FleetKey {
-            algorithm: "ed25519".into(),
-            id: "hsm-1".into(),
-            not_after: 4_000_000_000,
-            not_before: 1,
-            public_key: b64(&hsm.verifier().public_key()),
-            role: KeyRole::HsmIdentity,
-        });
-        let m = [7u8; 32];
-        let att = vendor.attest("hsm-1", &hsm.verifier().public_key(), &m);
-        let doc = run_ceremony(
-            &k,
-            &m,
-            &[CeremonyHsm {
-                hsm_id: "hsm-1",
-                identity: &hsm,
-                vendor_attestation: att,
-            }],
-            &vendor.root(),
-            &op,
-            5,
-        );
-        let f = dir.path().join("evidence.json");
-        std::fs::write(&f, serde_json::to_string(&doc).unwrap()).unwrap();
+        let (vendor, k, f, _) = ceremony(&op, dir.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -406,25 +411,7 @@ mod tests {
             vendor.root().to_string(),
         );
         let fs = f.to_str().unwrap().to_string();
-        let audit = |extra: &[&str]| {
-            let mut argv = vec![
-                "coffer",
-                "audit",
-                "namespace",
-                "--witness",
-                &url,
-                "--witness-key",
-                &wk,
-                "--operator-key",
-                &ok,
-            ];
-            argv.extend_from_slice(extra);
-            let cli = Cli::try_parse_from(argv).unwrap();
-            let crate::Commands::Audit(args) = &cli.command else {
-                panic!("not an audit command")
-            };
-            run(&cli, args)
-        };
+        let audit = |extra: &[&str]| audit_namespace_cli(&url, &wk, &ok, extra);
         // Epoch 1's keys are the attested ones.
         assert!(audit(&["--evidence", &fs, "--vendor-root", &vr]).is_ok());
         // Epoch 2 brings a key no evidence covers: refused with evidence,
@@ -466,37 +453,9 @@ mod tests {
 
     #[test]
     fn audit_evidence_verifies_and_refuses_a_wrong_operator_root() {
-        use coffer_transparency::evidence::{run_ceremony, CeremonyHsm, SimulatedVendor};
         let dir = tempfile::tempdir().unwrap();
-        let vendor =
-            SimulatedVendor::new(NoteSigner::from_seed("vendor.cli.test", &[3; 32]).unwrap());
-        let hsm = NoteSigner::from_seed("hsm-1", &[4; 32]).unwrap();
         let op = NoteSigner::from_seed("operator.cli.test", &[2; 32]).unwrap();
-        let mut k = keys(1);
-        k.keys.push(FleetKey {
-            algorithm: "ed25519".into(),
-            id: "hsm-1".into(),
-            not_after: 4_000_000_000,
-            not_before: 1,
-            public_key: b64(&hsm.verifier().public_key()),
-            role: KeyRole::HsmIdentity,
-        });
-        let m = [7u8; 32];
-        let att = vendor.attest("hsm-1", &hsm.verifier().public_key(), &m);
-        let doc = run_ceremony(
-            &k,
-            &m,
-            &[CeremonyHsm {
-                hsm_id: "hsm-1",
-                identity: &hsm,
-                vendor_attestation: att,
-            }],
-            &vendor.root(),
-            &op,
-            5,
-        );
-        let f = dir.path().join("evidence.json");
-        std::fs::write(&f, serde_json::to_string(&doc).unwrap()).unwrap();
+        let (vendor, _, f, m) = ceremony(&op, dir.path());
         let vr = vendor.root().to_string();
         let orr = op.verifier().to_string();
         let mh = hex::encode(m);
