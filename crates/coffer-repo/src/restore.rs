@@ -336,6 +336,11 @@ impl Repository<Unlocked> {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let keys = self.keys();
         let repo_path = self.path.clone();
+        // One file, content and metadata, through a given connection (each
+        // worker has its own; the link fallback below uses the repository's).
+        let write = |conn: &rusqlite::Connection, dst: &Path, node: &Node| {
+            write_file(conn, keys, &index, &cache, dst, node, req.overwrite)
+        };
         let results: Vec<WorkerOut> = std::thread::scope(|s| {
             // More writers than cores: creating a file mostly waits on the
             // file system (directory locks, journal), not on the CPU.
@@ -351,15 +356,7 @@ impl Repository<Unlocked> {
                             let it = &items[i];
                             let dst = req.target.join(&it.rel);
                             progress.current_path(&dst);
-                            let r = write_file(
-                                &conn,
-                                keys,
-                                &index,
-                                &cache,
-                                &dst,
-                                &it.node,
-                                req.overwrite,
-                            );
+                            let r = write(&conn, &dst, &it.node);
                             match r {
                                 Ok(warnings) => out.push((i, Ok(warnings))),
                                 Err(RepoError::Damaged { detail }) => {
@@ -427,16 +424,7 @@ impl Repository<Unlocked> {
                     display_path(&it.rel),
                     display_path(&items[first].rel)
                 ));
-                let w = write_file(
-                    &self.conn,
-                    keys,
-                    &index,
-                    &cache,
-                    &dst,
-                    &it.node,
-                    req.overwrite,
-                )?;
-                summary.warnings.extend(w);
+                summary.warnings.extend(write(&self.conn, &dst, &it.node)?);
             }
             progress.advance(1, it.node.size);
         }
