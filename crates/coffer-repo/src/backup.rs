@@ -102,7 +102,16 @@ struct FileJob {
     path: PathBuf,
 }
 
-type FileOutcome = std::result::Result<(Vec<Id>, u64), String>;
+/// What a worker read of one file.
+#[derive(Clone)]
+struct FileRead {
+    ids: Vec<Id>,
+    size: u64,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    warnings: Vec<String>,
+}
+
+type FileOutcome = std::result::Result<FileRead, String>;
 
 struct FileDone {
     idx: usize,
@@ -207,10 +216,34 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
 /// target's), sorted by name. A file system without them gives none; any
 /// other failure is a warning and none.
 pub(crate) fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    xattrs_from(
+        path,
+        xattr::list(path),
+        |name| xattr::get(path, name),
+        warnings,
+    )
+}
+
+/// [`read_xattrs`] through an open file (no path lookup).
+fn read_xattrs_of(
+    f: &std::fs::File,
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use xattr::FileExt;
+    xattrs_from(path, f.list_xattr(), |name| f.get_xattr(name), warnings)
+}
+
+fn xattrs_from(
+    path: &Path,
+    listed: std::io::Result<xattr::XAttrs>,
+    mut get: impl FnMut(&std::ffi::OsStr) -> std::io::Result<Option<Vec<u8>>>,
+    warnings: &mut Vec<String>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let unsupported = |e: &std::io::Error| {
         e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(95)
     };
-    let names = match xattr::list(path) {
+    let names = match listed {
         Ok(names) => names,
         Err(e) if unsupported(&e) => return Vec::new(),
         Err(e) => {
@@ -223,7 +256,7 @@ pub(crate) fn read_xattrs(path: &Path, warnings: &mut Vec<String>) -> Vec<(Vec<u
     };
     let mut out = Vec::new();
     for name in names {
-        match xattr::get(path, &name) {
+        match get(&name) {
             Ok(Some(v)) => out.push((name.as_bytes().to_vec(), v)),
             // Removed since it was listed.
             Ok(None) => {}
@@ -348,7 +381,7 @@ impl Walker<'_> {
                     return Ok(Some(PNode::Ready(node)));
                 }
             }
-            node.xattrs = read_xattrs(path, &mut self.warnings);
+            // Its extended attributes are read by the worker, from the open file.
             let idx = self.next_idx;
             self.next_idx += 1;
             if self
@@ -425,14 +458,26 @@ impl Walker<'_> {
     }
 }
 
-/// Reads a file and calls `on_chunk` for each content-defined chunk.
-pub(crate) fn chunk_file(
+/// Opens `path` and chunks it as the workers do (for the tests).
+#[cfg(test)]
+fn chunk_file(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    on_chunk: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<u64> {
+    let f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
+    chunk_open_file(f, path, buf, on_chunk)
+}
+
+/// Reads an open file (`path` names it in errors) and calls `on_chunk` for
+/// each content-defined chunk.
+fn chunk_open_file(
+    mut f: std::fs::File,
     path: &Path,
     buf: &mut Vec<u8>,
     mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<u64> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
     let len = f.metadata().map_err(|e| RepoError::io(path, e))?.len();
     if len <= WHOLE_READ_MAX {
         buf.clear();
@@ -467,28 +512,40 @@ fn worker(
         cancel.check()?;
         progress.current_path(&job.path);
         let mut ids = Vec::new();
-        let r = chunk_file(&job.path, &mut buf, |chunk| {
-            let id = keys.chunk_id(chunk);
-            ids.push(id);
-            let fresh = known
-                .lock()
-                .map_err(|_| RepoError::Internal("chunk set poisoned".into()))?
-                .insert(id);
-            if fresh {
-                pb.add(id, chunk);
-                if pb.is_full() {
-                    let p = pb.finish(&keys)?;
-                    packs
-                        .send(p)
-                        .map_err(|_| RepoError::Internal("writer stopped".into()))?;
-                }
-            }
-            Ok(())
-        });
+        let mut warnings = Vec::new();
+        let mut xattrs = Vec::new();
+        let r = std::fs::File::open(&job.path)
+            .map_err(|e| RepoError::io(&job.path, e))
+            .and_then(|f| {
+                xattrs = read_xattrs_of(&f, &job.path, &mut warnings);
+                chunk_open_file(f, &job.path, &mut buf, |chunk| {
+                    let id = keys.chunk_id(chunk);
+                    ids.push(id);
+                    let fresh = known
+                        .lock()
+                        .map_err(|_| RepoError::Internal("chunk set poisoned".into()))?
+                        .insert(id);
+                    if fresh {
+                        pb.add(id, chunk);
+                        if pb.is_full() {
+                            let p = pb.finish(&keys)?;
+                            packs
+                                .send(p)
+                                .map_err(|_| RepoError::Internal("writer stopped".into()))?;
+                        }
+                    }
+                    Ok(())
+                })
+            });
         let result = match r {
-            Ok(n) => {
-                progress.advance(1, n);
-                Ok((ids, n))
+            Ok(size) => {
+                progress.advance(1, size);
+                Ok(FileRead {
+                    ids,
+                    size,
+                    xattrs,
+                    warnings,
+                })
             }
             Err(RepoError::Internal(m)) => return Err(RepoError::Internal(m)),
             Err(e) => {
@@ -591,9 +648,16 @@ impl Finisher<'_> {
                     idx,
                     is_new,
                 } => match self.results.get_mut(idx).and_then(|r| r.take()) {
-                    Some(Ok((ids, n))) => {
+                    Some(Ok(FileRead {
+                        ids,
+                        size: n,
+                        xattrs,
+                        warnings,
+                    })) => {
                         node.content = ids;
                         node.size = n;
+                        node.xattrs = xattrs;
+                        self.warnings.extend(warnings);
                         self.files += 1;
                         self.bytes += n;
                         self.bytes_read += n;
