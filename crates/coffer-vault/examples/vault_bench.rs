@@ -10,7 +10,15 @@
 //! function: the server's work and messages are exactly the same (the KSF
 //! runs only on the client), so the client's Argon2id is excluded. The
 //! product's client never does this; the suite is in this example only.
+//!
+//! Each node runs on a runtime of its own (threads named `nN-i`), so the
+//! benchmark also reports the CPU time each node used per operation (from
+//! `/proc/self/task`). All nodes share this machine's cores; the busiest
+//! node's CPU per operation estimates what a fleet with one machine per HSM
+//! could do, and its ratio to the single node's is printed as "CPU-bound
+//! estimate, one machine per node".
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,6 +196,71 @@ where
     stats(all, start.elapsed())
 }
 
+/// A node on a runtime of its own; dropping the sender stops it.
+struct NodeThread {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_node(config: std::path::PathBuf, name: String) -> NodeThread {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let node = run_node(&config).await.unwrap();
+            ready_tx.send(()).unwrap();
+            let _ = stop_rx.await;
+            node.shutdown().await;
+        });
+    });
+    ready_rx.recv().expect("node started");
+    NodeThread { stop, thread }
+}
+
+/// CPU seconds used so far by this process's threads, by thread-name prefix
+/// up to the last `-` (`n5-3-w` and `n5-3` count for node `n5-3`).
+fn cpu_by_node() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in rd.flatten() {
+        let p = t.path();
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(p.join("comm")),
+            std::fs::read_to_string(p.join("stat")),
+        ) else {
+            continue;
+        };
+        let name = comm.trim();
+        if !name.starts_with('n') || !name.contains('-') {
+            continue;
+        }
+        // Fields after the ")" of the command: utime and stime are the 12th
+        // and 13th (fields 14 and 15 of the whole line), in clock ticks.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name.to_string()).or_insert(0.0) += ticks / 100.0;
+    }
+    out
+}
+
+/// The busiest node's CPU seconds between two readings.
+fn busiest(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> (String, f64) {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .fold((String::new(), 0.0), |a, b| if b.1 > a.1 { b } else { a })
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -195,6 +268,7 @@ async fn main() {
     let conc: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     println!("{ops} operations per phase, {conc} in flight, server side (client KSF excluded)");
     let mut results = Vec::new();
+    let mut cpu: Vec<(usize, f64, f64)> = Vec::new();
     for n in [1usize, 3, 5] {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<u16> = (0..n)
@@ -219,11 +293,10 @@ async fn main() {
         let public = fleet_create(dir.path(), &opts).unwrap();
         let mut nodes = Vec::new();
         for i in 1..=n {
-            nodes.push(
-                run_node(&dir.path().join(format!("node-{i}.toml")))
-                    .await
-                    .unwrap(),
-            );
+            nodes.push(start_node(
+                dir.path().join(format!("node-{i}.toml")),
+                format!("n{n}-{i}"),
+            ));
         }
         let h = Arc::new(Http {
             client: reqwest::Client::new(),
@@ -248,11 +321,13 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let hr = h.clone();
+        let c0 = cpu_by_node();
         let reg = phase(ops, conc, move |i| {
             let h = hr.clone();
             async move { register(&h, i, &format!("user-{i}")).await }
         })
         .await;
+        let c1 = cpu_by_node();
         let hl = h.clone();
         let rec = phase(ops, conc, move |i| {
             let h = hl.clone();
@@ -268,9 +343,21 @@ async fn main() {
             rec.p50.as_secs_f64() * 1e3,
             rec.p99.as_secs_f64() * 1e3
         );
+        let c2 = cpu_by_node();
+        let (reg_node, reg_cpu) = busiest(&c0, &c1);
+        let (rec_node, rec_cpu) = busiest(&c1, &c2);
+        let reg_cpu_op = reg_cpu / ops as f64;
+        let rec_cpu_op = rec_cpu / ops as f64;
+        println!(
+            "   busiest node's CPU per operation: register {:.2} ms ({reg_node}) | recover {:.2} ms ({rec_node})",
+            reg_cpu_op * 1e3,
+            rec_cpu_op * 1e3
+        );
+        cpu.push((n, reg_cpu_op, rec_cpu_op));
         results.push((n, reg, rec));
         for node in nodes {
-            node.shutdown().await;
+            let _ = node.stop.send(());
+            node.thread.join().unwrap();
         }
     }
     let (_, r1, l1) = &results[0];
@@ -284,6 +371,15 @@ async fn main() {
             l.per_sec / l1.per_sec,
             l.p50.as_secs_f64() / l1.p50.as_secs_f64(),
             l.p99.as_secs_f64() / l1.p99.as_secs_f64()
+        );
+    }
+    let (_, reg1, rec1) = cpu[0];
+    println!("\nCPU-bound estimate, one machine per node (single node's busiest-node CPU per operation / this fleet's):");
+    for (n, r, l) in &cpu {
+        println!(
+            "{n} node(s): register {:.2}x | recover {:.2}x",
+            reg1 / r,
+            rec1 / l
         );
     }
 }
