@@ -99,7 +99,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Commits commands through a majority of the fleet.
 pub trait Replicator: Send + Sync {
     /// Propose `command`; resolves with the state machine's response once the
-    /// command is committed by a majority and applied on this node.
+    /// command is committed by a majority and applied by the leader (the
+    /// response is the leader's `apply`; this node applies the same command
+    /// when the leader next tells it the commit index).
     fn propose(&self, command: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, ReplicationError>>;
 }
 

@@ -107,6 +107,48 @@ async fn two_down_still_commits_three_down_fails_closed_restart_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_lost_its_majority_appends_nothing_that_could_count_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = Arc::new(fleet(dir.path()).await);
+    // Concurrent proposals (the leader confirms its majority from the
+    // replication traffic under way, or shares one heartbeat round).
+    let burst: Vec<_> = (0..20)
+        .map(|i| {
+            let f = f.clone();
+            tokio::spawn(async move { f.propose(i % 5, b"g".to_vec()).await })
+        })
+        .collect();
+    for p in burst {
+        p.await.unwrap().expect("commits");
+    }
+    assert_eq!(converged(&f, CONVERGE).await.get("g"), Some(&20));
+    // The leader stays up with one follower; the three others die.
+    let leader = f.wait_for_leader(Duration::from_secs(5)).await.unwrap() as usize - 1;
+    let follower = (leader + 1) % 5;
+    let dead: Vec<usize> = (0..5).filter(|i| *i != leader && *i != follower).collect();
+    for &i in &dead {
+        f.kill(i).await;
+    }
+    // Proposals on the cut-off leader and through its follower fail closed.
+    for i in [leader, follower, leader] {
+        assert_eq!(
+            f.propose(i, b"g".to_vec()).await,
+            Err(ReplicationError::NoQuorum)
+        );
+    }
+    // When the fleet comes back, none of them is committed after all: the
+    // leader appended nothing without first hearing from a majority.
+    for &i in &dead {
+        f.restart(i).await.unwrap();
+    }
+    f.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    let after = f.propose(follower, b"g".to_vec()).await.unwrap();
+    assert_eq!(value(&after), 21, "20 before the outage + this one");
+    assert_eq!(converged(&f, CONVERGE).await.get("g"), Some(&21));
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_takes_over_when_the_leader_dies() {
     let dir = tempfile::tempdir().unwrap();
     let f = fleet(dir.path()).await;
