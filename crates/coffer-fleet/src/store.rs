@@ -75,6 +75,21 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// A log entry at rest (before sealing): this tag, then postcard. Rows
+/// written before it are JSON, which starts with `{`, and still decode.
+const ENTRY_POSTCARD: u8 = 2;
+
+fn encode_entry(e: &Entry<TypeConfig>) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_extend(e, vec![ENTRY_POSTCARD])
+}
+
+fn decode_entry(plain: &[u8]) -> Result<Entry<TypeConfig>, String> {
+    match plain.split_first() {
+        Some((&ENTRY_POSTCARD, rest)) => postcard::from_bytes(rest).map_err(|e| e.to_string()),
+        _ => serde_json::from_slice(plain).map_err(|e| e.to_string()),
+    }
+}
+
 /// The sealing context of a node: fleet id and node id.
 fn base_context(config: &NodeConfig) -> Vec<u8> {
     let mut context = b"coffer-fleet/seal/v1\0".to_vec();
@@ -667,7 +682,7 @@ impl RaftLogReader<TypeConfig> for Store {
                 .sealer
                 .open("log", idx as u64, &sealed)
                 .map_err(|e| io_err("open log", e))?;
-            out.push(serde_json::from_slice(&plain).map_err(|e| io_err("decode log", e))?);
+            out.push(decode_entry(&plain).map_err(|e| io_err("decode log", e))?);
         }
         Ok(out)
     }
@@ -768,8 +783,7 @@ impl RaftStorage<TypeConfig> for Store {
                     .sealer
                     .open("log", idx as u64, &sealed)
                     .map_err(|e| io_err("open log", e))?;
-                let e: Entry<TypeConfig> =
-                    serde_json::from_slice(&plain).map_err(|e| io_err("decode log", e))?;
+                let e = decode_entry(&plain).map_err(|e| io_err("decode log", e))?;
                 Some(e.log_id)
             }
             None => last_purged,
@@ -790,7 +804,7 @@ impl RaftStorage<TypeConfig> for Store {
     {
         let mut sealed = Vec::new();
         for e in entries {
-            let plain = serde_json::to_vec(&e).map_err(|e| io_err("encode log", e))?;
+            let plain = encode_entry(&e).map_err(|e| io_err("encode log", e))?;
             let s = self
                 .inner
                 .sealer
@@ -1089,5 +1103,32 @@ mod tests {
         for cut in [3, 6, 10, framed.len() - snap.data.len() - 1] {
             assert!(StoredSnapshot::decode(&framed[..cut]).is_err(), "cut {cut}");
         }
+    }
+
+    #[test]
+    fn log_entries_are_postcard_and_old_json_rows_still_read() {
+        let entry: Entry<TypeConfig> = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(3, 2), 41),
+            payload: EntryPayload::Normal(vec![0, 1, 2, 255, 254]),
+        };
+        let plain = encode_entry(&entry).unwrap();
+        assert_eq!(plain[0], ENTRY_POSTCARD);
+        let json = serde_json::to_vec(&entry).unwrap();
+        assert!(
+            plain.len() * 2 < json.len(),
+            "{} vs {}",
+            plain.len(),
+            json.len()
+        );
+        for form in [&plain, &json] {
+            let back = decode_entry(form).unwrap();
+            assert_eq!(back.log_id, entry.log_id);
+            assert!(
+                matches!(back.payload, EntryPayload::Normal(ref d) if d == &vec![0, 1, 2, 255, 254])
+            );
+        }
+        assert!(decode_entry(&plain[..plain.len() - 2]).is_err());
+        assert!(decode_entry(&[ENTRY_POSTCARD]).is_err());
+        assert!(decode_entry(b"").is_err());
     }
 }
