@@ -4,6 +4,7 @@
 //! transactions, and commit the trees and the snapshot record last.
 
 use crate::error::{RepoError, Result};
+use crate::flags;
 use crate::format::{self, Id, Node, NodeKind, SnapshotRecord};
 use crate::key::SubKeys;
 use crate::progress::{CancelToken, Phase, Progress};
@@ -108,6 +109,7 @@ struct FileRead {
     ids: Vec<Id>,
     size: u64,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    flags: u32,
     warnings: Vec<String>,
 }
 
@@ -209,6 +211,7 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
         subtree: None,
         target: Vec::new(),
         xattrs: Vec::new(),
+        flags: 0,
     }
 }
 
@@ -325,6 +328,7 @@ impl Walker<'_> {
                     let children = self.emit_vdir(sub, pc)?;
                     let mut node = node_from_meta(name, &md, NodeKind::Dir);
                     node.xattrs = read_xattrs(&real, &mut self.warnings);
+                    node.flags = flags::read_dir(&real, &mut self.warnings);
                     out.push(PNode::Dir { node, children });
                 }
                 VEntry::Target(path) => {
@@ -372,16 +376,18 @@ impl Walker<'_> {
                     && p.ctime_ns == node.ctime_ns
                     && p.inode == node.inode
                 {
-                    // Changing an extended attribute changes the ctime, so
-                    // the parent's are still the file's.
+                    // Changing an extended attribute or a flag changes the
+                    // ctime, so the parent's are still the file's.
                     node.content = p.content.clone();
                     node.xattrs = p.xattrs.clone();
+                    node.flags = p.flags;
                     self.files_unchanged += 1;
                     self.progress.advance(1, node.size);
                     return Ok(Some(PNode::Ready(node)));
                 }
             }
-            // Its extended attributes are read by the worker, from the open file.
+            // Its extended attributes and flags are read by the worker, from
+            // the open file.
             let idx = self.next_idx;
             self.next_idx += 1;
             if self
@@ -403,15 +409,18 @@ impl Walker<'_> {
         }
         if ft.is_dir() {
             let mut node = node_from_meta(name, md, NodeKind::Dir);
-            node.xattrs = match parent {
+            (node.xattrs, node.flags) = match parent {
                 Some(p)
                     if p.kind == NodeKind::Dir
                         && (p.ctime_s, p.ctime_ns, p.inode)
                             == (node.ctime_s, node.ctime_ns, node.inode) =>
                 {
-                    p.xattrs.clone()
+                    (p.xattrs.clone(), p.flags)
                 }
-                _ => read_xattrs(path, &mut self.warnings),
+                _ => (
+                    read_xattrs(path, &mut self.warnings),
+                    flags::read_dir(path, &mut self.warnings),
+                ),
             };
             let rd = match std::fs::read_dir(path) {
                 Ok(rd) => rd,
@@ -514,10 +523,12 @@ fn worker(
         let mut ids = Vec::new();
         let mut warnings = Vec::new();
         let mut xattrs = Vec::new();
+        let mut file_flags = 0;
         let r = std::fs::File::open(&job.path)
             .map_err(|e| RepoError::io(&job.path, e))
             .and_then(|f| {
                 xattrs = read_xattrs_of(&f, &job.path, &mut warnings);
+                file_flags = flags::read(&f, &job.path, &mut warnings);
                 chunk_open_file(f, &job.path, &mut buf, |chunk| {
                     let id = keys.chunk_id(chunk);
                     ids.push(id);
@@ -544,6 +555,7 @@ fn worker(
                     ids,
                     size,
                     xattrs,
+                    flags: file_flags,
                     warnings,
                 })
             }
@@ -652,11 +664,13 @@ impl Finisher<'_> {
                         ids,
                         size: n,
                         xattrs,
+                        flags,
                         warnings,
                     })) => {
                         node.content = ids;
                         node.size = n;
                         node.xattrs = xattrs;
+                        node.flags = flags;
                         self.warnings.extend(warnings);
                         self.files += 1;
                         self.bytes += n;

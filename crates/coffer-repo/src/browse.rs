@@ -300,7 +300,9 @@ impl Repository<Unlocked> {
                             change: DiffChange::TypeChanged,
                         });
                     } else if x.kind == NodeKind::Dir {
-                        if (x.mode, x.uid, x.gid, &x.xattrs) != (y.mode, y.uid, y.gid, &y.xattrs) {
+                        if (x.mode, x.uid, x.gid, &x.xattrs, x.flags)
+                            != (y.mode, y.uid, y.gid, &y.xattrs, y.flags)
+                        {
                             out.push(DiffEntry {
                                 path: crate::restore::display_path(&p),
                                 change: DiffChange::Metadata,
@@ -312,9 +314,11 @@ impl Repository<Unlocked> {
                             path: crate::restore::display_path(&p),
                             change: DiffChange::Modified,
                         });
-                    } else if (x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns, &x.xattrs)
-                        != (y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns, &y.xattrs)
-                    {
+                    } else if (
+                        x.mode, x.uid, x.gid, x.mtime_s, x.mtime_ns, &x.xattrs, x.flags,
+                    ) != (
+                        y.mode, y.uid, y.gid, y.mtime_s, y.mtime_ns, &y.xattrs, y.flags,
+                    ) {
                         out.push(DiffEntry {
                             path: crate::restore::display_path(&p),
                             change: DiffChange::Metadata,

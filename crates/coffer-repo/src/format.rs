@@ -125,11 +125,14 @@ pub struct Node {
     /// `user.*`, and the ACLs (`system.posix_acl_*`), labels and
     /// capabilities the system exposes this way. Empty before version 3.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Files and directories: the Linux inode flags `chattr` sets that a
+    /// snapshot keeps (see `flags.rs`). 0 before version 4.
+    pub flags: u32,
 }
 
 /// Version 2 added `dev` and `nlink` (hard links), version 3 the extended
-/// attributes; versions 1 and 2 still decode.
-const TREE_VERSION: u64 = 3;
+/// attributes, version 4 the inode flags; versions 1 to 3 still decode.
+const TREE_VERSION: u64 = 4;
 
 pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     let mut e = Enc::default();
@@ -168,6 +171,7 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
             e.bytes(k);
             e.bytes(v);
         }
+        e.u64(n.flags as u64);
     }
     e.0
 }
@@ -206,6 +210,7 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             subtree: None,
             target: Vec::new(),
             xattrs: Vec::new(),
+            flags: 0,
         };
         match kind {
             NodeKind::File => {
@@ -224,6 +229,9 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             for _ in 0..c {
                 n.xattrs.push((d.bytes()?, d.bytes()?));
             }
+        }
+        if version >= 4 {
+            n.flags = d.u32()?;
         }
         out.push(n);
     }
@@ -387,6 +395,7 @@ mod tests {
                 (b"system.posix_acl_access".to_vec(), vec![2, 0, 0, 0]),
                 (b"user.\xffodd".to_vec(), vec![]),
             ],
+            flags: 0x10 | 0x40,
         };
         let mut l = n.clone();
         l.kind = NodeKind::Symlink;
@@ -427,9 +436,10 @@ mod tests {
         assert_eq!((n.inode, n.dev, n.nlink, n.size), (77, 0, 1, 5));
         assert_eq!(n.content, vec![[7; 32]]);
         assert!(n.xattrs.is_empty());
-        let mut v4 = e.0.clone();
-        v4[0] = 4;
-        assert!(decode_tree(&v4).is_err(), "an unknown version is refused");
+        assert_eq!(n.flags, 0);
+        let mut v5 = e.0.clone();
+        v5[0] = 5;
+        assert!(decode_tree(&v5).is_err(), "an unknown version is refused");
     }
 
     #[test]

@@ -41,6 +41,7 @@ mod backup;
 mod browse;
 mod check;
 mod error;
+mod flags;
 mod format;
 mod key;
 mod progress;

@@ -4,6 +4,7 @@
 
 use crate::browse::EntryKind;
 use crate::error::{RepoError, Result};
+use crate::flags;
 use crate::format::{Id, Node, NodeKind};
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::store::{self, PackCache};
@@ -434,6 +435,31 @@ impl Repository<Unlocked> {
                 apply_meta(&req.target.join(&it.rel), &it.node, &mut summary.warnings);
             }
         }
+        // Inode flags of files with several names and of directories after
+        // everything else: an immutable directory takes no new entry and no
+        // times, an immutable file no new name.
+        for (i, it) in items.iter().enumerate().rev() {
+            let several_names = it.node.kind == NodeKind::File && it.node.nlink > 1;
+            if !(several_names || it.node.kind == NodeKind::Dir) {
+                continue;
+            }
+            if several_names {
+                // Only if its content was restored (a damaged file is gone).
+                let first = first_name
+                    .get(&(it.node.dev, it.node.inode))
+                    .copied()
+                    .unwrap_or(i);
+                if !matches!(done.get(&first), Some(Ok(_))) {
+                    continue;
+                }
+            }
+            flags::set_path(
+                &req.target.join(&it.rel),
+                it.node.flags,
+                req.overwrite,
+                &mut summary.warnings,
+            );
+        }
         summary.duration_ms = started.elapsed().as_millis() as u64;
         Ok(summary)
     }
@@ -512,6 +538,12 @@ fn write_file(
     let t = system_time(node.mtime_s, node.mtime_ns);
     f.set_times(std::fs::FileTimes::new().set_accessed(t).set_modified(t))
         .map_err(|e| RepoError::io(dst, e))?;
+    // Inode flags last: an immutable or append-only file takes nothing
+    // after them. A file with several names gets them once all its names
+    // are linked (an immutable file cannot be linked to).
+    if node.nlink <= 1 {
+        flags::set(&f, dst, node.flags, overwrite, &mut warnings);
+    }
     Ok(warnings)
 }
 

@@ -970,3 +970,150 @@ fn two_writers_in_one_process_are_kept_apart() {
             .ok
     );
 }
+
+const NODUMP: u32 = 0x40; // chattr +d
+const NOATIME: u32 = 0x80; // chattr +A
+const IMMUTABLE: u32 = 0x10; // chattr +i
+
+/// The inode flags of `p`, as `lsattr` reads them.
+fn iflags(p: &Path) -> u32 {
+    rustix::fs::ioctl_getflags(fs::File::open(p).unwrap())
+        .unwrap()
+        .bits()
+}
+
+/// `chattr +…` / `chattr -…` on `p`.
+fn chattr(p: &Path, add: u32, remove: u32) -> std::io::Result<()> {
+    let f = fs::File::open(p)?;
+    let have = rustix::fs::ioctl_getflags(&f)?.bits();
+    rustix::fs::ioctl_setflags(
+        &f,
+        rustix::fs::IFlags::from_bits_retain((have | add) & !remove),
+    )?;
+    Ok(())
+}
+
+/// Clears immutable flags under a folder when dropped, so that the temporary
+/// folder can be removed even when the test fails half-way.
+struct Unfreeze(PathBuf);
+
+impl Drop for Unfreeze {
+    fn drop(&mut self) {
+        fn walk(p: &Path) {
+            let _ = chattr(p, 0, IMMUTABLE);
+            if let Ok(rd) = fs::read_dir(p) {
+                for e in rd.flatten() {
+                    if !e.file_type().is_ok_and(|t| t.is_symlink()) {
+                        walk(&e.path());
+                    }
+                }
+            }
+        }
+        walk(&self.0);
+    }
+}
+
+#[test]
+fn inode_flags_are_kept_and_set_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _unfreeze = Unfreeze(tmp.path().to_path_buf());
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("probe"), b"p").unwrap();
+    match chattr(&src.join("probe"), NODUMP, 0) {
+        Err(e) if matches!(e.raw_os_error(), Some(25 | 95)) => {
+            eprintln!("skipped: this file system has no inode flags ({e})");
+            return;
+        }
+        r => r.unwrap(),
+    }
+    fs::write(src.join("plain"), b"no dump, no atime").unwrap();
+    chattr(&src.join("plain"), NODUMP | NOATIME, 0).unwrap();
+    fs::write(src.join("dir/inner"), b"inherits nothing").unwrap();
+    chattr(&src.join("dir"), NODUMP, 0).unwrap();
+    // An immutable, read-only file with an attribute and an old mtime, also
+    // under a second name: at restore every one of those must be set before
+    // the flag, which forbids them all afterwards (root only).
+    fs::write(src.join("frozen"), b"cannot change").unwrap();
+    fs::hard_link(src.join("frozen"), src.join("frozen-too")).unwrap();
+    xattr::set(src.join("frozen"), "user.coffer.tag", b"ice").unwrap();
+    fs::set_permissions(src.join("frozen"), fs::Permissions::from_mode(0o444)).unwrap();
+    set_mtime(&src.join("frozen"), 1_000_000_000, 7);
+    let frozen = chattr(&src.join("frozen"), IMMUTABLE, 0).is_ok();
+    if !frozen {
+        eprintln!("immutable part skipped: not allowed to set chattr +i here");
+    }
+    let (repo, _) = new_repo(tmp.path());
+    let first = backup(&repo, &[&src]);
+    assert!(first.warnings.is_empty(), "{:?}", first.warnings);
+    let kept = |p: &Path| iflags(p) & (NODUMP | NOATIME | IMMUTABLE);
+    let check = |target: &Path| {
+        let root = snapshot_root(target, &src);
+        for name in ["plain", "dir", "dir/inner", "probe", "frozen", "frozen-too"] {
+            assert_eq!(
+                kept(&root.join(name)),
+                kept(&src.join(name)),
+                "flags of {name}"
+            );
+        }
+        let (m, n) = (
+            fs::metadata(root.join("frozen")).unwrap(),
+            fs::metadata(root.join("frozen-too")).unwrap(),
+        );
+        assert_eq!((m.ino(), m.nlink()), (n.ino(), 2), "linked again");
+        assert_eq!(
+            (m.mtime(), m.mtime_nsec(), m.mode() & 0o777),
+            (1_000_000_000, 7, 0o444)
+        );
+        assert_eq!(
+            xattr::get(root.join("frozen"), "user.coffer.tag").unwrap(),
+            Some(b"ice".to_vec())
+        );
+    };
+    let target = tmp.path().join("restore");
+    let r = restore_all(&repo, "latest", &target);
+    assert!(r.warnings.is_empty() && r.damaged.is_empty(), "{r:?}");
+    check(&target);
+    assert_eq!(
+        kept(&snapshot_root(&target, &src).join("plain")),
+        NODUMP | NOATIME
+    );
+    if frozen {
+        assert_eq!(
+            kept(&snapshot_root(&target, &src).join("frozen")),
+            IMMUTABLE
+        );
+    }
+    // A flag changed on an unchanged file (its ctime moves) is seen, stored
+    // and shown as a metadata change; unchanged files keep theirs.
+    chattr(&src.join("plain"), 0, NOATIME).unwrap();
+    let second = backup(&repo, &[&src]);
+    assert_eq!(second.files_changed, 1, "{second:?}");
+    let d = repo.diff(&first.id, &second.id).unwrap();
+    assert!(
+        d.iter()
+            .any(|e| e.path.ends_with("/src/plain") && e.change == DiffChange::Metadata),
+        "{d:?}"
+    );
+    let again = tmp.path().join("again");
+    restore_all(&repo, "latest", &again);
+    check(&again);
+    assert_eq!(kept(&snapshot_root(&again, &src).join("plain")), NODUMP);
+    // Restoring over a copy clears the kept flags the snapshot does not have.
+    chattr(&snapshot_root(&again, &src).join("probe"), NOATIME, 0).unwrap();
+    let r = repo
+        .restore(
+            &RestoreRequest {
+                snapshot: "latest".into(),
+                include: vec![src.join("probe")],
+                target: again.clone(),
+                overwrite: true,
+                dry_run: false,
+            },
+            &NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+    assert!(r.warnings.is_empty(), "{r:?}");
+    assert_eq!(kept(&snapshot_root(&again, &src).join("probe")), NODUMP);
+}
