@@ -55,9 +55,7 @@ enum RpcReply {
 enum ForwardError {
     /// Not the leader (nothing was appended).
     NotLeader,
-    /// The command may have been appended but was not seen committed: no
-    /// majority in time, or the leader lost the leadership or stopped
-    /// (outcome unknown; never retried).
+    /// The leader could not commit in time (outcome unknown).
     NoQuorum,
     ShuttingDown,
     Other(String),
@@ -549,17 +547,13 @@ impl FleetNode {
             Ok(Leadership::ShuttingDown) => return Err(ForwardError::ShuttingDown),
             Ok(Leadership::Confirmed) => {}
         }
-        // From here on the command may have been appended, and a later
-        // leader may still commit it: every failure is "outcome unknown"
-        // (`NoQuorum`), which the proposer never retries. (openraft answers
-        // `ForwardToLeader` also when it truncated the entry after losing
-        // the leadership, and a retry through the new leader could then
-        // commit the command twice.)
         match tokio::time::timeout_at(deadline, self.raft.client_write(command)).await {
+            Err(_) => Err(ForwardError::NoQuorum),
             Ok(Ok(r)) => Ok((r.log_id.index, r.data)),
-            Err(_)
-            | Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))))
-            | Ok(Err(RaftError::Fatal(_))) => Err(ForwardError::NoQuorum),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ForwardError::NotLeader)
+            }
+            Ok(Err(RaftError::Fatal(_))) => Err(ForwardError::ShuttingDown),
             Ok(Err(e)) => Err(ForwardError::Other(e.to_string())),
         }
     }
