@@ -638,3 +638,33 @@ impl EnvelopeHandler for FleetNode {
         Box::pin(async move { self.handle(&envelope).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_majority_must_accept_this_vote_in_requests_sent_after_arrival() {
+        let ms = Duration::from_millis;
+        let c = LeadershipCheck::new(5);
+        let vote = Vote::new_committed(3, 1);
+        let t0 = Instant::now();
+        let before = t0 - ms(5);
+        c.record(2, vote, before);
+        c.record(3, vote, t0);
+        // This node and node 3: two of five.
+        assert!(!c.majority_since(&vote, t0));
+        // An answer under another vote (an older term) does not count.
+        c.record(4, Vote::new_committed(2, 1), t0 + ms(1));
+        assert!(!c.majority_since(&vote, t0));
+        c.record(5, vote, t0 + ms(1));
+        assert!(c.majority_since(&vote, t0), "1, 3 and 5");
+        // Not for a proposal that arrived after those requests left.
+        assert!(!c.majority_since(&vote, t0 + ms(2)));
+        // An answer to an older request does not move a peer back.
+        c.record(3, vote, before);
+        assert!(c.majority_since(&vote, t0));
+        // A fleet of one is its own majority.
+        assert!(LeadershipCheck::new(1).majority_since(&vote, t0 + ms(9)));
+    }
+}
