@@ -4,7 +4,7 @@
 //! snapshots are sealed too, so nothing of the state is ever at rest or in
 //! transit in the clear.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use coffer_fleet::{ReplicationError, StateMachine};
@@ -137,10 +137,24 @@ struct Data {
     /// At most [`GHOST_CAP`] entries; the smallest id goes first when full.
     #[serde(default)]
     ghosts: BTreeMap<String, u32>,
+    /// The outcomes of the last [`RECENT_CAP`] commands, by the nonce sealed
+    /// into each, oldest first. The fleet can commit a command twice in one
+    /// rare case (a proposal retried after a deposed leader truncated it,
+    /// while another leader commits the old entry: `docs/fleet.md`); the
+    /// second is then answered like the first instead of being executed
+    /// again (no second counted attempt). Part of the replicated state, so
+    /// every node, and every snapshot, agrees.
+    #[serde(default)]
+    recent: VecDeque<([u8; 16], Outcome)>,
 }
 
 /// How many unknown accounts' fake counters are kept.
 pub(crate) const GHOST_CAP: usize = 100_000;
+
+/// How many commands' outcomes are remembered against a second commit. The
+/// retry follows the first commit by a leader change and a few tens of
+/// milliseconds: about a hundred commands at this fleet's peak rate.
+pub(crate) const RECENT_CAP: usize = 1024;
 
 /// The HSM's replicated state machine.
 pub struct HsmState {
@@ -365,7 +379,17 @@ impl StateMachine for HsmState {
         let Ok(Sealed { nonce, body }) = serde_json::from_slice::<Sealed<Cmd>>(&json) else {
             return Vec::new();
         };
-        let outcome = self.exec(body);
+        let outcome = match self.data.recent.iter().find(|(n, _)| *n == nonce) {
+            Some((_, seen)) => seen.clone(),
+            None => {
+                let o = self.exec(body);
+                if self.data.recent.len() >= RECENT_CAP {
+                    self.data.recent.pop_front();
+                }
+                self.data.recent.push_back((nonce, o.clone()));
+                o
+            }
+        };
         let out = Zeroizing::new(
             serde_json::to_vec(&Sealed {
                 nonce,
@@ -406,11 +430,64 @@ mod tests {
         HsmState::new(Arc::new(HsmSecrets::generate("t", limit).unwrap()))
     }
 
+    /// Applies `cmd` sealed under a fresh nonce, as `Hsm::commit` does.
     fn run(s: &mut HsmState, cmd: Cmd) -> Outcome {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let mut nonce = [0u8; 16];
+        nonce[..8].copy_from_slice(
+            &NEXT
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                .to_be_bytes(),
+        );
+        run_with(s, nonce, cmd)
+    }
+
+    fn run_with(s: &mut HsmState, nonce: [u8; 16], cmd: Cmd) -> Outcome {
         let secrets = s.secrets.clone();
-        let nonce = [7u8; 16];
         let out = s.apply(&HsmState::seal_command(&secrets, nonce, &cmd));
         HsmState::open_response(&secrets, nonce, &out).unwrap()
+    }
+
+    #[test]
+    fn a_command_committed_twice_is_executed_once_and_answered_alike() {
+        let mut s = state(10);
+        let u = || "u".to_string();
+        run(
+            &mut s,
+            Cmd::Register {
+                user: u(),
+                record: rec(1),
+            },
+        );
+        let first = run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() });
+        assert!(
+            matches!(first, Outcome::Attempt { used: 1, .. }),
+            "{first:?}"
+        );
+        // The same sealed command again (same nonce): the same answer, and
+        // the attempt is not counted a second time.
+        assert_eq!(
+            run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() }),
+            first
+        );
+        assert!(matches!(
+            run(&mut s, Cmd::BeginAttempt { user: u() }),
+            Outcome::Attempt { used: 2, .. }
+        ));
+        // Remembered for RECENT_CAP commands, then forgotten (bounded state).
+        for _ in 0..RECENT_CAP {
+            run(&mut s, Cmd::Probe);
+        }
+        assert_eq!(s.data.recent.len(), RECENT_CAP);
+        assert!(matches!(
+            run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() }),
+            Outcome::Attempt { used: 3, .. }
+        ));
+        // Snapshots carry it, so a node restored from one agrees.
+        let mut t = state(10);
+        t.secrets = s.secrets.clone();
+        t.restore(&s.snapshot()).unwrap();
+        assert_eq!(t.data, s.data);
     }
 
     fn rec(id: u8) -> NewRecord {
