@@ -450,15 +450,8 @@ mod tests {
 
     #[test]
     fn a_command_committed_twice_is_executed_once_and_answered_alike() {
-        let mut s = state(10);
+        let mut s = with_user_u();
         let u = || "u".to_string();
-        run(
-            &mut s,
-            Cmd::Register {
-                user: u(),
-                record: rec(1),
-            },
-        );
         let first = run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() });
         assert!(
             matches!(first, Outcome::Attempt { used: 1, .. }),
@@ -488,6 +481,19 @@ mod tests {
         t.secrets = s.secrets.clone();
         t.restore(&s.snapshot()).unwrap();
         assert_eq!(t.data, s.data);
+    }
+
+    /// A state (guess limit 10) in which user `u` has record 1.
+    fn with_user_u() -> HsmState {
+        let mut s = state(10);
+        run(
+            &mut s,
+            Cmd::Register {
+                user: "u".into(),
+                record: rec(1),
+            },
+        );
+        s
     }
 
     fn rec(id: u8) -> NewRecord {
@@ -558,15 +564,8 @@ mod tests {
 
     #[test]
     fn success_resets_once_and_only_for_the_latest_attempt() {
-        let mut s = state(10);
+        let mut s = with_user_u();
         let u = || "u".to_string();
-        run(
-            &mut s,
-            Cmd::Register {
-                user: u(),
-                record: rec(1),
-            },
-        );
         let Outcome::Attempt { seq: s1, .. } = run(&mut s, Cmd::BeginAttempt { user: u() }) else {
             panic!()
         };
@@ -640,14 +639,7 @@ mod tests {
 
     #[test]
     fn forged_commands_are_no_ops_and_snapshots_are_sealed() {
-        let mut s = state(10);
-        run(
-            &mut s,
-            Cmd::Register {
-                user: "u".into(),
-                record: rec(1),
-            },
-        );
+        let mut s = with_user_u();
         let other = HsmSecrets::generate("t", 10).unwrap();
         let forged = HsmState::seal_command(
             &other,
