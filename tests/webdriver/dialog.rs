@@ -1,8 +1,18 @@
 //! The "Browse…" buttons open GTK's native file chooser, a window WebDriver
-//! cannot reach. Under Xvfb `xdotool` can: it finds the dialog by its title,
-//! gives it the keyboard focus and types into it through XTEST (Ctrl+L opens
-//! GTK's location field; a path and Enter choose; Escape cancels). The test
-//! then checks, through WebDriver, what the field holds.
+//! cannot reach. Under Xvfb two other interfaces can: `xdotool` types into
+//! it through XTEST, as a person's keyboard would, and AT-SPI (the
+//! accessibility interface screen readers use; `a11y.py`) reads which of its
+//! widgets has the focus and what its fields hold. The test then checks, through WebDriver, what the
+//! app's field holds.
+//!
+//! Every step waits for the state the next one needs, never for a delay:
+//! GTK's location field completes folder names asynchronously, so keys typed
+//! at full speed used to reach it before it had finished with the ones
+//! before. On a fresh machine (a fresh `HOME`) the Open dialog then ignored
+//! its Return every time (issue 11), while a used `HOME` happened to be slow
+//! enough. Now the test waits until AT-SPI shows the field holding exactly
+//! the path before it presses Return (AT-SPI answers from GTK's main loop, so
+//! by then GTK has also run the completion the typed keys started).
 //!
 //! All dialogs of the suite are opened by this one test, one after another,
 //! so no other test's dialog can be found by the same title.
@@ -33,6 +43,52 @@ fn xdotool(args: &[&str]) -> Result<String, Error> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// What `a11y.py` said: `Ok(Some(stdout))`, or `Ok(None)` when what it looks
+/// for is not shown yet (exit status 3).
+fn a11y(args: &[&str]) -> Result<Option<String>, Error> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/webdriver/a11y.py");
+    // Debian's python3, which has python3-pyatspi, not whichever is first on PATH.
+    let out = Command::new("timeout")
+        .arg("10")
+        .arg("/usr/bin/python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .map_err(|e| {
+            format!("a11y.py could not run ({e}): install python3-pyatspi (scripts/setup.sh does)")
+        })?;
+    match out.status.code() {
+        Some(0) => Ok(Some(
+            String::from_utf8_lossy(&out.stdout)
+                .trim_end_matches('\n')
+                .to_string(),
+        )),
+        Some(3) => Ok(None),
+        _ => Err(format!(
+            "a11y.py {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+        .into()),
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, for at most 10 s.
+async fn until<T>(
+    what: impl Fn() -> String,
+    mut probe: impl FnMut() -> Result<Option<T>, Error>,
+) -> Result<T, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = probe()? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("waited 10 s for {}", what()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The visible windows titled exactly `title`.
 fn windows_titled(title: &str) -> Result<Vec<String>, Error> {
     let pattern = format!("^{title}$");
@@ -42,62 +98,115 @@ fn windows_titled(title: &str) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// Waits (up to 15 s) for the file dialog of `kind`; returns its window id.
+/// Waits (up to 10 s) for the file dialog of `kind`; returns its window id.
 async fn dialog_of(kind: PathKind) -> Result<String, Error> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(id) = windows_titled(kind.title())?.into_iter().next() {
-            return Ok(id);
-        }
-        if Instant::now() > deadline {
-            return Err(format!("no window titled {:?} appeared", kind.title()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        || format!("a window titled {:?}", kind.title()),
+        || Ok(windows_titled(kind.title())?.into_iter().next()),
+    )
+    .await
 }
 
 /// Waits (up to 10 s) until window `id` is no longer shown.
 async fn closed(kind: PathKind, id: &str) -> TestResult {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while windows_titled(kind.title())?.iter().any(|w| w == id) {
-        if Instant::now() > deadline {
-            return Err(format!("the dialog {:?} stayed open", kind.title()).into());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        || format!("the dialog {:?} to close", kind.title()),
+        || Ok((!windows_titled(kind.title())?.iter().any(|w| w == id)).then_some(())),
+    )
+    .await
+}
+
+/// Presses a key or chord (xdotool's names: `ctrl+l`, `Escape`) in window
+/// `id`, focused first (there is no window manager under Xvfb, so nobody
+/// else gives it the keyboard).
+fn key(id: &str, chord: &str) -> TestResult {
+    xdotool(&["windowfocus", "--sync", id])?;
+    xdotool(&["key", "--clearmodifiers", chord])?;
     Ok(())
 }
 
-/// One thing typed into the dialog.
-enum Key<'a> {
-    /// A key or chord in xdotool's names: `ctrl+l`, `Return`, `Escape`.
-    Press(&'a str),
-    /// Text, typed character by character.
-    Text(&'a str),
-}
-
-/// Focuses window `id` (there is no window manager under Xvfb, so nobody
-/// else does) before every key, then presses or types it.
-fn send(id: &str, keys: &[Key<'_>]) -> TestResult {
-    for k in keys {
-        xdotool(&["windowfocus", "--sync", id])?;
-        match k {
-            Key::Press(chord) => xdotool(&["key", "--clearmodifiers", chord])?,
-            Key::Text(t) => xdotool(&["type", "--clearmodifiers", "--delay", "2", t])?,
-        };
-    }
+/// Types `text` into window `id`, character by character.
+fn type_text(id: &str, text: &str) -> TestResult {
+    xdotool(&["windowfocus", "--sync", id])?;
+    xdotool(&["type", "--clearmodifiers", "--delay", "2", text])?;
     Ok(())
 }
 
-/// Ctrl+L (GTK's location field), the path, Delete (drops the inline
-/// completion GTK proposes, e.g. a folder's only subfolder), Enter.
-fn location(path: &str) -> [Key<'_>; 4] {
-    [
-        Key::Press("ctrl+l"),
-        Key::Text(path),
-        Key::Press("Delete"),
-        Key::Press("Return"),
-    ]
+/// What the test does in an open dialog.
+#[derive(Clone, Copy)]
+enum Answer<'a> {
+    /// Escape: the dialog closes with nothing chosen.
+    Cancel,
+    /// Chooses `path`, typed into the field GTK offers for it: the name
+    /// field of a save dialog (focused when it opens), or the location field
+    /// of an open or folder dialog (Ctrl+L shows it).
+    Path(&'a str),
+}
+
+/// The text of the dialog's focused text field, once AT-SPI shows one.
+async fn field_text(kind: PathKind) -> Result<String, Error> {
+    until(
+        || format!("a focused text field in {:?}", kind.title()),
+        || a11y(&["text", kind.title()]),
+    )
+    .await
+}
+
+/// Waits until the dialog's focused field holds a text that `ok` accepts;
+/// returns it.
+async fn field_until(kind: PathKind, ok: impl Fn(&str) -> bool) -> Result<String, Error> {
+    let last = std::sync::Mutex::new(String::new());
+    until(
+        || {
+            format!(
+                "the field of {:?} (it holds {:?})",
+                kind.title(),
+                last.lock().unwrap()
+            )
+        },
+        || {
+            let t = a11y(&["text", kind.title()])?;
+            if let Some(t) = &t {
+                *last.lock().unwrap() = t.clone();
+            }
+            Ok(t.filter(|t| ok(t)))
+        },
+    )
+    .await
+}
+
+/// Answers the dialog `id` of `kind`.
+async fn answer(kind: PathKind, id: &str, a: Answer<'_>) -> TestResult {
+    // GTK gives one of the dialog's widgets the keyboard focus once the
+    // dialog is ready for keys.
+    until(
+        || format!("a focused widget in {:?}", kind.title()),
+        || a11y(&["focused", kind.title()]),
+    )
+    .await?;
+    let Answer::Path(path) = a else {
+        return key(id, "Escape");
+    };
+    if !matches!(kind, PathKind::SaveRepository | PathKind::SaveDiagnostics) {
+        // The location field; what it holds on opening varies (the folder,
+        // or nothing), so it is selected and typed over.
+        key(id, "ctrl+l")?;
+        field_text(kind).await?;
+    }
+    key(id, "ctrl+a")?;
+    type_text(id, path)?;
+    // GTK completes inline right after each typed character, when the
+    // folder is loaded: a folder's only subfolder is appended, selected.
+    // Once the field shows every typed character, Delete drops any such
+    // completion (and changes nothing otherwise).
+    let shown = field_until(kind, |t| t.starts_with(path)).await?;
+    if shown != path {
+        key(id, "Delete")?;
+        field_until(kind, |t| t == path).await?;
+    }
+    // Every key above has been taken by GTK (the field shows it), so Return
+    // now chooses what the field holds.
+    key(id, "Return")
 }
 
 /// The current value of the input with this test id.
@@ -105,25 +214,25 @@ async fn value(s: &Session, id: &str) -> Result<String, Error> {
     Ok(s.testid(id).await?.prop("value").await?.unwrap_or_default())
 }
 
-/// Clicks `<field>-browse`, waits for its dialog, types `keys` into it and
-/// waits until the button reports `outcome` (`picked` or `cancelled`).
+/// Clicks `<field>-browse`, answers its dialog and waits until the button
+/// reports `outcome` (`picked` or `cancelled`).
 async fn browse(
     s: &Session,
     field: &str,
     kind: PathKind,
-    keys: &[Key<'_>],
+    a: Answer<'_>,
     outcome: &str,
 ) -> TestResult {
-    dialog_button(s, &format!("{field}-browse"), kind, keys, outcome).await
+    dialog_button(s, &format!("{field}-browse"), kind, a, outcome).await
 }
 
-/// Clicks `button`, which opens the dialog of `kind`, types `keys` into the
-/// dialog and waits until the button reports `outcome` in `data-dialog`.
+/// Clicks `button`, which opens the dialog of `kind`, answers the dialog
+/// and waits until the button reports `outcome` in `data-dialog`.
 async fn dialog_button(
     s: &Session,
     button: &str,
     kind: PathKind,
-    keys: &[Key<'_>],
+    a: Answer<'_>,
     outcome: &str,
 ) -> TestResult {
     s.click(button).await?;
@@ -133,9 +242,13 @@ async fn dialog_button(
     // veil that says where to look, until the dialog closes.
     assert!(s.testid("dialog-open").await?.is_displayed().await?);
     assert_eq!(shell_inert(s).await?, Some(true));
-    // Let GTK finish mapping and focusing its widgets.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    send(&id, keys)?;
+    if let Err(e) = answer(kind, &id, a).await {
+        let tree = a11y(&["tree", kind.title()])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        return Err(format!("{e}\n  the dialog's widgets:\n{tree}").into());
+    }
     closed(kind, &id).await?;
     s.wait_attr(button, "data-dialog", outcome, 10).await?;
     assert!(
@@ -161,11 +274,15 @@ fn screen_shot(name: &str) -> String {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("webdriver-screenshots");
     std::fs::create_dir_all(&dir).ok();
     let file = dir.join(format!("{name}-screen.png"));
-    let _ = Command::new("timeout")
+    match Command::new("timeout")
         .args(["10", "import", "-window", "root"])
         .arg(&file)
-        .status();
-    file.display().to_string()
+        .status()
+    {
+        Ok(st) if st.success() => file.display().to_string(),
+        Ok(st) => format!("none (import exited with {st})"),
+        Err(e) => format!("none (import from ImageMagick could not run: {e})"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -186,17 +303,13 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
 
             // Cancelled: the field keeps what it held.
             let save = PathKind::SaveRepository;
-            browse(&s, field, save, &[Key::Press("Escape")], "cancelled").await?;
+            browse(&s, field, save, Answer::Cancel, "cancelled").await?;
             assert_eq!(value(&s, field).await?, typed);
             assert!(!s.exists("error-panel").await?);
 
             // A new file: its full path typed into GTK's name field.
-            let keys = [
-                Key::Press("ctrl+a"),
-                Key::Text(repo.to_str().unwrap()),
-                Key::Press("Return"),
-            ];
-            browse(&s, field, save, &keys, "picked").await?;
+            let new = Answer::Path(repo.to_str().unwrap());
+            browse(&s, field, save, new, "picked").await?;
             assert_eq!(value(&s, field).await?, repo.to_str().unwrap());
             s.click("onboard-create").await?;
             s.testid("onboard-recovery-key").await?;
@@ -221,7 +334,7 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
                 &s,
                 "set-sources",
                 PathKind::Folder,
-                &location(&first),
+                Answer::Path(&first),
                 "picked",
             )
             .await?;
@@ -230,7 +343,7 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
                 &s,
                 "set-sources",
                 PathKind::Folder,
-                &location(&docs),
+                Answer::Path(&docs),
                 "picked",
             )
             .await?;
@@ -240,9 +353,9 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
             // The Recovery wizard: an existing backup file, through GTK's
             // location field.
             s.go("recovery").await?;
-            let keys = location(repo.to_str().unwrap());
+            let existing = Answer::Path(repo.to_str().unwrap());
             let open = PathKind::OpenRepository;
-            browse(&s, "recovery-repo-path", open, &keys, "picked").await?;
+            browse(&s, "recovery-repo-path", open, existing, "picked").await?;
             assert_eq!(
                 value(&s, "recovery-repo-path").await?,
                 repo.to_str().unwrap()
@@ -253,22 +366,11 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
             s.go("support").await?;
             s.wait_text("support-diagnostics", "Coffer").await?;
             let kind = PathKind::SaveDiagnostics;
-            dialog_button(
-                &s,
-                "support-save-as",
-                kind,
-                &[Key::Press("Escape")],
-                "cancelled",
-            )
-            .await?;
+            dialog_button(&s, "support-save-as", kind, Answer::Cancel, "cancelled").await?;
             assert!(!s.exists("support-saved-path").await?);
             let report = chosen.join("for-support.txt");
-            let keys = [
-                Key::Press("ctrl+a"),
-                Key::Text(report.to_str().unwrap()),
-                Key::Press("Return"),
-            ];
-            dialog_button(&s, "support-save-as", kind, &keys, "picked").await?;
+            let saved_at = Answer::Path(report.to_str().unwrap());
+            dialog_button(&s, "support-save-as", kind, saved_at, "picked").await?;
             s.wait_text("support-saved-path", report.to_str().unwrap())
                 .await?;
             let saved = std::fs::read_to_string(&report)?;
