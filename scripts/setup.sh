@@ -21,12 +21,15 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # x11-utils (xwininfo) and xdotool let the tray test find Coffer's icon in a
 # real tray and use its menu (crates/coffer-app/tests/notifications.rs,
 # tests/tray.rs); xdotool also types into the native file dialog of the
-# Browse… buttons, which WebDriver cannot reach (tests/webdriver/dialog.rs).
+# Browse… buttons, which WebDriver cannot reach, and python3-pyatspi (AT-SPI,
+# the accessibility interface; at-spi2-core is its bus) lets that test wait
+# until the dialog has taken each key (tests/webdriver/dialog.rs, a11y.py).
+# imagemagick's `import` takes the whole-screen shot a failing UI test saves.
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
   gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
-  dunst trayer x11-utils xdotool
+  dunst trayer x11-utils xdotool python3-pyatspi at-spi2-core imagemagick
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
