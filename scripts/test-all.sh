@@ -3,7 +3,30 @@
 # formatting, lints, the frontend type-check and unit tests, the IPC bindings
 # freshness check, all Rust unit and integration tests, and the WebDriver tests
 # of the app under Xvfb. Prints the counts at the end.
+#
+#   --fresh-home   run as a first run on a new machine sees it: a new, empty
+#                  HOME and XDG directories (no GTK/dconf settings, no
+#                  recently-used files, no keyring), keeping only the Rust
+#                  toolchain, the build cache and npm's download cache.
 set -euo pipefail
+for arg in "$@"; do
+  case "$arg" in
+    --fresh-home)
+      warm_home="$HOME"
+      export CARGO_HOME="${CARGO_HOME:-$warm_home/.cargo}"
+      export RUSTUP_HOME="${RUSTUP_HOME:-$warm_home/.rustup}"
+      export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$warm_home/.cache/coffer/target}"
+      export npm_config_cache="${npm_config_cache:-$warm_home/.npm}"
+      export PATH="$CARGO_HOME/bin:$PATH"
+      HOME="$(mktemp -d -t coffer-fresh-home.XXXXXX)"
+      export HOME
+      unset XDG_CONFIG_HOME XDG_DATA_HOME XDG_CACHE_HOME XDG_STATE_HOME XDG_RUNTIME_DIR \
+        DBUS_SESSION_BUS_ADDRESS GNOME_KEYRING_CONTROL COFFER_DATA_DIR
+      echo "[test-all] fresh HOME: $HOME (toolchain, build cache and npm cache kept)"
+      ;;
+    *) echo "usage: $0 [--fresh-home]" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 cd "$ROOT"
 log_dir="$(mktemp -d)"
