@@ -84,8 +84,6 @@ struct State {
     /// For the recovery guide.
     browsed: bool,
     restored: bool,
-    /// Where the data folder was copied to; Coffer must restart to use it.
-    moved_to: Option<PathBuf>,
     /// The pointer file a move writes, and whether the folder was given at
     /// start (flag/environment, which win over the pointer).
     data_dir_origin: (Option<PathBuf>, bool),
@@ -162,7 +160,6 @@ impl App {
                     recent_errors: crate::diagnostics::RecentErrors::new(),
                     browsed: false,
                     restored: false,
-                    moved_to: None,
                     data_dir_origin: (None, false),
                 }),
                 keyring: Mutex::new(None),
@@ -190,15 +187,12 @@ impl App {
     }
 
     fn save_settings(&self, st: &State) -> R<()> {
-        self.write_settings(st, &st.settings)
+        self.write_settings(&st.settings)
     }
 
-    /// Every settings write goes through here.
-    fn write_settings(&self, st: &State, next: &Settings) -> R<()> {
-        if st.moved_to.is_some() {
-            // Settings written now would land in the old folder.
-            return Err(rep(crate::datadir::MoveError::RestartNeeded));
-        }
+    /// Writes `next` (the store refuses once the data folder was moved).
+    /// Callers hold the state lock, so writes happen in order.
+    fn write_settings(&self, next: &Settings) -> R<()> {
         self.inner.store.save(next).map_err(rep)
     }
 
@@ -580,6 +574,7 @@ impl App {
     /// saving the current choice again is always allowed.
     pub fn save_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
         self.track((|| {
+            self.inner.store.check_writable().map_err(rep)?;
             let target = Self::target_of(&choice)?;
             {
                 let st = self.state();
@@ -751,6 +746,10 @@ impl App {
     ) -> R<VaultMoved> {
         let code = SecretString::from(code);
         self.track((|| {
+            // Step 3 saves the new choice: after a data-folder move that
+            // save is refused, and step 4 would then delete the record the
+            // moved folder's settings still use. So stop before step 1.
+            self.inner.store.check_writable().map_err(rep)?;
             let target = Self::target_of(&choice)?;
             let account = Self::account(account)?;
             {
@@ -819,7 +818,7 @@ impl App {
                     (KeyMode::RecoveryCode, VaultChoice::KeyOnly) => VaultChoice::EmbeddedDemo,
                     (KeyMode::RecoveryCode, v) => v.clone(),
                 };
-                self.write_settings(&st, &next)?;
+                self.write_settings(&next)?;
                 st.settings = next;
                 st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
                 id
@@ -943,7 +942,7 @@ impl App {
                     }
                     None => next.add_backup_set(input, now_secs()).map_err(rep)?,
                 };
-                self.write_settings(&st, &next)?;
+                self.write_settings(&next)?;
                 st.settings = next;
                 if st.current.is_none() {
                     st.current = st.settings.backup_set(&id).map(|s| s.repository.clone());
@@ -960,7 +959,7 @@ impl App {
             let mut st = self.state();
             let mut next = st.settings.clone();
             next.remove_backup_set(id).map_err(rep)?;
-            self.write_settings(&st, &next)?;
+            self.write_settings(&next)?;
             st.settings = next;
             Ok(())
         })())
@@ -1044,7 +1043,7 @@ impl App {
             }
             let mut next = st.settings.clone();
             if next.record_run(set_id, record).is_ok() {
-                match self.write_settings(&st, &next) {
+                match self.write_settings(&next) {
                     Ok(()) => st.settings = next,
                     Err(e) => tracing::warn!(code = %e.code, "could not record the run"),
                 }
@@ -1315,7 +1314,8 @@ impl App {
 
     /// Starts every set that is due now; returns the job ids.
     pub fn run_due_sets(&self) -> Vec<u64> {
-        if self.state().moved_to.is_some() {
+        if self.inner.store.check_writable().is_err() {
+            // Moved: the sets run from the new folder after the restart.
             return Vec::new();
         }
         let now = now_secs();
@@ -1406,9 +1406,7 @@ impl App {
                 if !st.running.is_empty() {
                     return Err(rep(MoveError::Busy));
                 }
-                if st.moved_to.is_some() {
-                    return Err(rep(MoveError::RestartNeeded));
-                }
+                self.inner.store.check_writable().map_err(rep)?;
                 st.data_dir_origin.clone()
             };
             let pointer = pointer.ok_or_else(|| {
@@ -1422,7 +1420,7 @@ impl App {
                 crate::datadir::move_data_dir(&self.inner.data_dir, target, &pointer)
                     .map_err(rep)?;
             tracing::info!(new = %new_dir.display(), files, bytes, "data folder copied; restart needed");
-            self.state().moved_to = Some(new_dir.clone());
+            self.inner.store.retire(new_dir.clone());
             Ok(crate::datadir::DataDirMoved {
                 new_dir: new_dir.display().to_string(),
                 old_dir: self.inner.data_dir.display().to_string(),

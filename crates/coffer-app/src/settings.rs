@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use coffer_error::{ErrorKind, UserFacing};
 use serde::{Deserialize, Serialize};
@@ -258,6 +259,10 @@ pub enum SettingsError {
     },
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// The data folder was moved in this session ([`SettingsStore::retire`]):
+    /// a write now would land in the abandoned folder.
+    #[error("the data folder was moved to {0}; Coffer must restart before it changes settings")]
+    Retired(PathBuf),
 }
 
 impl UserFacing for SettingsError {
@@ -272,6 +277,7 @@ impl UserFacing for SettingsError {
             DuplicateName { .. } => ErrorKind::AlreadyExists,
             InvalidRunRecord { .. } => ErrorKind::Internal,
             Schedule(e) => e.kind(),
+            Retired(_) => crate::datadir::MoveError::RestartNeeded.kind(),
             NewerVersion { .. }
             | InvalidName { .. }
             | RelativePath { .. }
@@ -301,6 +307,7 @@ impl UserFacing for SettingsError {
             InconsistentKeyMode { .. } => "CF-A032",
             InvalidExclude { .. } => "CF-A033",
             Schedule(e) => e.code(),
+            Retired(_) => crate::datadir::MoveError::RestartNeeded.code(),
         }
     }
     fn next_step(&self) -> String {
@@ -321,6 +328,7 @@ impl UserFacing for SettingsError {
             InconsistentKeyMode { .. } => "Choose a vault for recovery-code mode, or \"no vault\" for recovery-key mode.".into(),
             InvalidExclude { .. } => "Remove the empty pattern or write it on one line.".into(),
             Schedule(e) => e.next_step(),
+            Retired(_) => crate::datadir::MoveError::RestartNeeded.next_step(),
         }
     }
 }
@@ -774,15 +782,37 @@ impl Settings {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Reads and writes `settings.json` in one data directory.
+///
+/// Once the data folder has been moved ([`SettingsStore::retire`]) the store
+/// refuses every write, whoever asks: settings written then would land in
+/// the abandoned folder while the next start reads the new one. Clones share
+/// that state.
 #[derive(Debug, Clone)]
 pub struct SettingsStore {
     dir: PathBuf,
+    retired: Arc<OnceLock<PathBuf>>,
 }
 
 impl SettingsStore {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: data_dir.into(),
+            retired: Arc::default(),
+        }
+    }
+
+    /// Stops all writes: the data folder now lives at `moved_to`.
+    pub fn retire(&self, moved_to: PathBuf) {
+        let _ = self.retired.set(moved_to);
+    }
+
+    /// `Err(Retired)` once [`SettingsStore::retire`] was called. Flows that
+    /// change something outside the app before they save (a vault record)
+    /// ask first, so they stop before the irreversible step.
+    pub fn check_writable(&self) -> Result<()> {
+        match self.retired.get() {
+            Some(to) => Err(SettingsError::Retired(to.clone())),
+            None => Ok(()),
         }
     }
 
@@ -848,8 +878,9 @@ impl SettingsStore {
         SettingsError::Corrupt { kept_at, detail }
     }
 
-    /// Validates and writes the settings atomically.
+    /// Validates and writes the settings atomically (refused once retired).
     pub fn save(&self, settings: &Settings) -> Result<()> {
+        self.check_writable()?;
         settings.validate()?;
         std::fs::create_dir_all(&self.dir).map_err(self.io("written", &self.dir))?;
         let json = serde_json::to_vec_pretty(settings).map_err(|e| SettingsError::Io {

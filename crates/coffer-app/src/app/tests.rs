@@ -1033,3 +1033,58 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
         1
     );
 }
+
+/// After "Move the data folder" (until the restart) nothing may change the
+/// vault either: moving the recovery code would save the new vault choice
+/// into the abandoned folder and then delete the record that the moved
+/// folder's settings still use, leaving the next start without a working
+/// code. It is refused before any vault is asked, and nothing is written.
+#[test]
+fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
+    let remote = lv.choice();
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let (acct, code) = ("mv@example.org", "correct horse battery staple");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.txt"), b"alpha").unwrap();
+
+    let data1 = tmp.path().join("data1");
+    let a = app(&data1, Arc::new(Collect::default()));
+    a.create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap();
+    a.complete_onboarding(set_input("Docs", &src, &repo))
+        .unwrap();
+    let moved = tmp.path().join("moved-data");
+    a.set_data_dir_origin(Some(tmp.path().join("config/coffer/data-dir")), false);
+    a.move_data_dir(moved.to_str().unwrap()).unwrap();
+    let old_settings = std::fs::read(data1.join("settings.json")).unwrap();
+    let new_settings = std::fs::read(moved.join("settings.json")).unwrap();
+
+    for e in [
+        a.move_recovery_code(remote.clone(), acct, code.into())
+            .unwrap_err(),
+        a.save_vault_choice(remote.clone()).unwrap_err(),
+    ] {
+        assert_eq!(e.code, "CF-A085", "{e:?}");
+    }
+    assert_eq!(
+        std::fs::read(data1.join("settings.json")).unwrap(),
+        old_settings
+    );
+    assert_eq!(
+        std::fs::read(moved.join("settings.json")).unwrap(),
+        new_settings
+    );
+    a.shutdown_vault();
+    drop(a);
+
+    // The restart on the moved folder recovers with the code, from the
+    // record the moved settings point at (and K opens the backups).
+    let b = app(&moved, Arc::new(Collect::default()));
+    assert_eq!(b.vault_settings().choice, VaultChoice::EmbeddedDemo);
+    assert_eq!(b.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
+    b.shutdown_vault();
+}
