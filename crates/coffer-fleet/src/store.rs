@@ -1355,6 +1355,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rows_the_node_truncated_are_not_taken_back() {
+        let c = node(2);
+        let dir = tempfile::tempdir().unwrap();
+        let truncated: Vec<(i64, Vec<u8>, Vec<u8>)> = {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=6)).await.unwrap();
+            let rows = {
+                let d = s.inner.disk.lock().unwrap();
+                let mut st = d
+                    .conn
+                    .prepare("SELECT idx, entry, chain FROM log WHERE idx >= 5")
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap()
+            };
+            s.delete_conflict_logs_since(LogId::new(CommittedLeaderId::new(1, 1), 5))
+                .await
+                .unwrap();
+            rows
+        };
+        // The host puts back the two rows a new leader's log had replaced:
+        // they still link to row #4, but the node no longer holds them.
+        let conn = host(dir.path());
+        for (idx, entry, chain) in &truncated {
+            conn.execute(
+                "INSERT INTO log(idx, entry, chain) VALUES(?1, ?2, ?3)",
+                params![idx, entry, chain],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::Damaged(_)), "{e}");
+        assert!(
+            e.to_string().contains("newer than any the node wrote"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
     async fn the_oldest_row_is_bound_to_the_purged_one() {
         let c = node(1);
         let dir = tempfile::tempdir().unwrap();
