@@ -12,20 +12,29 @@
 //! Rollback and row tampering. The host keeps this disk, so besides sealing
 //! each value the store makes the disk as a whole checkable:
 //!
-//! * a sealed **superblock** holds a version, the vote, the last purged log
-//!   id, the chain head of the log and the current snapshot's id; every
-//!   write that matters rewrites it in the same transaction, and then records
-//!   the version in the HSM's rollback counter ([`crate::nvram`]). At start a
-//!   superblock older than the counter is refused (`FleetError::RolledBack`);
+//! * a sealed **superblock** holds a version and everything that decides
+//!   the node's state after a restart: the vote, the last purged log id, the
+//!   id of the newest log row, the chain values before the oldest row and of
+//!   the newest one, and the stored snapshot's id, the last log id it covers
+//!   and a digest of it. Every write that matters rewrites it in the same
+//!   transaction, and then records the version in the HSM's rollback counter
+//!   ([`crate::nvram`]). At start a superblock older than the counter is
+//!   refused (`FleetError::RolledBack`);
 //! * every log row carries a **keyed chain** value, HMAC-SHA256 over the
 //!   previous row's value, its index and its sealed entry. At start the rows
-//!   must run without gaps from the last purged id, each chain value must
-//!   verify, and the last must be the superblock's head, so a deleted tail,
-//!   a missing prefix or an older copy of one row are refused
-//!   (`FleetError::Damaged`);
+//!   must run without a gap from the one after the last purged id to the
+//!   newest one the superblock names, the oldest must link to the
+//!   superblock's base and each other to the row before, and the newest must
+//!   be the head. Rows missing at the end (a deleted tail, an emptied log) or
+//!   a snapshot other than the one named are a rollback
+//!   (`FleetError::RolledBack`); a gap, a row that does not link or another
+//!   node's row is damage (`FleetError::Damaged`);
 //! * the counter's **generation** is part of every value's sealing context,
 //!   so after an operator's reset nothing from the node's earlier disks
 //!   authenticates.
+//!
+//! The committed log id is the one value outside the superblock: Raft keeps
+//! it in volatile memory and so may this store (see `save_committed`).
 
 // openraft's trait methods fix the (large) `StorageError` type; the private
 // helpers return it too rather than converting back and forth.
@@ -153,27 +162,72 @@ fn to_chain(bytes: &[u8]) -> Result<Chain, String> {
         .map_err(|_| "a log row's chain value has the wrong length".to_string())
 }
 
+/// The superblock's current form. Form 0 (before 2026-12-04) named neither
+/// the newest log row nor the chain value before the oldest one, so a log
+/// emptied by the host passed; such a superblock is brought to this form
+/// once, at the node's first start with this version (`rebuild`).
+const FORM: u32 = 1;
+
 /// What the disk must be as a whole, sealed in one record (see the module
-/// documentation).
+/// documentation). Everything that decides the node's state after a restart
+/// is here or is bound to something here: the vote, which log rows exist
+/// (`purged`, `last`), their contents (the chain from `base` to `head`) and
+/// the snapshot (`snapshot`, `snapshot_covers`, `snapshot_digest`). The one
+/// exception, the committed id, is a hint (see `save_committed`).
 #[derive(Clone, Default, Serialize, Deserialize)]
 struct Super {
     version: u64,
     vote: Option<Vote<NodeId>>,
     purged: Option<LogId<NodeId>>,
-    /// The chain value of the newest log row ever written (hex).
+    /// The chain value of the newest log row; in an empty log, the value
+    /// the next row links to (then equal to `base`). Hex.
     head: Option<String>,
     /// The id of the stored snapshot.
     snapshot: Option<String>,
+    #[serde(default)]
+    form: u32,
+    /// The log id of the newest log row; none: the log has no row.
+    #[serde(default)]
+    last: Option<LogId<NodeId>>,
+    /// The chain value the oldest log row links to (the purged row's). Hex;
+    /// none: zero.
+    #[serde(default)]
+    base: Option<String>,
+    /// The last log id the stored snapshot covers.
+    #[serde(default)]
+    snapshot_covers: Option<LogId<NodeId>>,
+    /// SHA-256 of the stored (sealed) snapshot row, hex.
+    #[serde(default)]
+    snapshot_digest: Option<String>,
+}
+
+fn chain_of(hex_value: Option<&str>) -> Chain {
+    hex_value
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; 32])
 }
 
 impl Super {
     fn head(&self) -> Chain {
-        self.head
-            .as_deref()
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| b.try_into().ok())
-            .unwrap_or([0; 32])
+        chain_of(self.head.as_deref())
     }
+    fn base(&self) -> Chain {
+        chain_of(self.base.as_deref())
+    }
+    /// The index the oldest log row must have.
+    fn first_index(&self) -> u64 {
+        self.purged.map(|p| p.index + 1).unwrap_or(0)
+    }
+    /// The log id openraft takes for the newest entry.
+    fn last_log_id(&self) -> Option<LogId<NodeId>> {
+        self.last.or(self.purged)
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -232,6 +286,9 @@ enum Counted {
     No,
 }
 
+/// Why a write failed (SQLite, or an entry that does not fit the log).
+type WriteError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The disk, its superblock and the HSM's counter, behind one lock so that
 /// writes reach them in order.
 struct Disk {
@@ -265,52 +322,100 @@ fn write_super(tx: &Connection, sealer: &Sealer, sup: &Super) -> Result<(), Stri
     Ok(())
 }
 
-fn read_meta(conn: &Connection, sealer: &Sealer, name: &str) -> Result<Option<Vec<u8>>, String> {
-    let v: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE name=?1", params![name], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(|e| e.to_string())?;
-    v.map(|s| sealer.open(name, 0, &s)).transpose()
+/// The sealed value of meta row `name`.
+fn read_raw(conn: &Connection, name: &str) -> Result<Option<Vec<u8>>, String> {
+    conn.query_row("SELECT value FROM meta WHERE name=?1", params![name], |r| {
+        r.get(0)
+    })
+    .optional()
+    .map_err(|e| e.to_string())
 }
 
-/// Checks the log rows against the superblock: no gap from the last purged
-/// id, every chain value, and the last one equal to the head.
-fn verify_log(conn: &Connection, sealer: &Sealer, sup: &Super) -> Result<(), String> {
+fn read_meta(conn: &Connection, sealer: &Sealer, name: &str) -> Result<Option<Vec<u8>>, String> {
+    read_raw(conn, name)?
+        .map(|s| sealer.open(name, 0, &s))
+        .transpose()
+}
+
+/// Checks the log rows against the superblock: they run without a gap from
+/// the one after the last purged id to the newest one written (`last`), each
+/// links to the one before it (the oldest to `base`) and the newest is the
+/// head. Rows missing at the end (a deleted tail, an emptied log) are a
+/// rollback; anything else is damage.
+fn verify_log(conn: &Connection, sealer: &Sealer, sup: &Super) -> Result<(), FleetError> {
+    let damaged = |m: String| FleetError::Damaged(m);
+    let db = |e: rusqlite::Error| FleetError::Storage(e.to_string());
     let mut st = conn
         .prepare("SELECT idx, entry, chain FROM log ORDER BY idx")
-        .map_err(|e| e.to_string())?;
-    let mut rows = st.query([]).map_err(|e| e.to_string())?;
-    let mut expected = sup.purged.map(|p| p.index + 1).unwrap_or(0);
-    let mut prev: Option<Chain> = None;
-    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
-        let idx: i64 = r.get(0).map_err(|e| e.to_string())?;
-        let entry: Vec<u8> = r.get(1).map_err(|e| e.to_string())?;
-        let chain: Option<Vec<u8>> = r.get(2).map_err(|e| e.to_string())?;
+        .map_err(db)?;
+    let mut rows = st.query([]).map_err(db)?;
+    let first = sup.first_index();
+    let mut expected = first;
+    let mut prev = sup.base();
+    while let Some(r) = rows.next().map_err(db)? {
+        let idx: i64 = r.get(0).map_err(db)?;
+        let entry: Vec<u8> = r.get(1).map_err(db)?;
+        let chain: Option<Vec<u8>> = r.get(2).map_err(db)?;
+        if sup.last.is_none_or(|l| idx as u64 > l.index) {
+            return Err(damaged(format!(
+                "the log holds entry #{idx}, newer than any the node wrote"
+            )));
+        }
         if idx as u64 != expected {
-            return Err(format!(
+            return Err(damaged(format!(
                 "the log has no entry #{expected} (it goes on at #{idx}): entries were removed"
-            ));
+            )));
         }
-        let chain = to_chain(&chain.unwrap_or_default())?;
-        // The first row's predecessor was purged: its value is taken as
-        // given, and the next row (or the head) vouches for it.
-        if let Some(p) = prev {
-            if sealer.link(&p, idx as u64, &entry) != chain {
-                return Err(format!(
-                    "log entry #{idx} is not the one written after #{}",
-                    idx - 1
-                ));
-            }
+        let chain = to_chain(&chain.unwrap_or_default()).map_err(damaged)?;
+        if sealer.link(&prev, idx as u64, &entry) != chain {
+            return Err(damaged(if idx as u64 == first {
+                format!("log entry #{idx} is not the one written after the purged entries")
+            } else {
+                format!("log entry #{idx} is not the one written after #{}", idx - 1)
+            }));
         }
-        prev = Some(chain);
+        prev = chain;
         expected += 1;
     }
-    if let Some(last) = prev {
-        if last != sup.head() {
-            return Err("the newest log entries are missing or were replaced".into());
+    if let Some(last) = sup.last {
+        if expected <= last.index {
+            return Err(FleetError::RolledBack(format!(
+                "the newest log entries are missing: the node wrote entries up to #{} but the \
+                 log {}",
+                last.index,
+                match expected.checked_sub(1) {
+                    Some(e) if expected > first => format!("ends at #{e}"),
+                    _ => "is empty".to_string(),
+                }
+            )));
         }
+    }
+    if prev != sup.head() {
+        return Err(damaged(
+            "the newest log entries are missing or were replaced".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the stored snapshot row (`sealed`) against the superblock.
+fn verify_snapshot(
+    sup: &Super,
+    sealed: Option<&[u8]>,
+    snapshot: Option<&StoredSnapshot>,
+) -> Result<(), FleetError> {
+    let stored = sealed.map(digest);
+    let rolled_back = || {
+        FleetError::RolledBack(
+            "the stored snapshot is not the one last written: an older snapshot or none was put back"
+                .into(),
+        )
+    };
+    if stored != sup.snapshot_digest
+        || snapshot.map(|s| &s.meta.snapshot_id) != sup.snapshot.as_ref()
+        || snapshot.and_then(|s| s.meta.last_log_id) != sup.snapshot_covers
+    {
+        return Err(rolled_back());
     }
     Ok(())
 }
@@ -407,6 +512,7 @@ impl Store {
                 let sealer = Sealer::new(config, &g);
                 let sup = Super {
                     version: 1,
+                    form: FORM,
                     ..Super::default()
                 };
                 let mut marker = IDENTITY.to_vec();
@@ -475,16 +581,23 @@ impl Store {
                 (n, sealer, sup)
             }
         };
-        verify_log(&conn, &sealer, &sup).map_err(FleetError::Damaged)?;
-        let snapshot = read_meta(&conn, &sealer, "snapshot")
-            .map_err(FleetError::Damaged)?
-            .map(|b| StoredSnapshot::decode(&b).map_err(FleetError::Damaged))
+        let sup = if sup.form < FORM {
+            rebuild(&mut conn, &sealer, sup, true).map_err(FleetError::Damaged)?
+        } else {
+            sup
+        };
+        verify_log(&conn, &sealer, &sup)?;
+        let sealed_snapshot = read_raw(&conn, "snapshot").map_err(FleetError::Storage)?;
+        let snapshot = sealed_snapshot
+            .as_deref()
+            .map(|s| {
+                sealer
+                    .open("snapshot", 0, s)
+                    .and_then(|b| StoredSnapshot::decode(&b))
+                    .map_err(FleetError::Damaged)
+            })
             .transpose()?;
-        if snapshot.as_ref().map(|s| &s.meta.snapshot_id) != sup.snapshot.as_ref() {
-            return Err(FleetError::Damaged(
-                "the stored snapshot is not the one last written".into(),
-            ));
-        }
+        verify_snapshot(&sup, sealed_snapshot.as_deref(), snapshot.as_ref())?;
         if sup.version > nvram.version() {
             nvram.set(sup.version).map_err(FleetError::Storage)?;
         }
@@ -521,7 +634,7 @@ impl Store {
         &self,
         what: &str,
         counted: Counted,
-        f: impl FnOnce(&Transaction, &mut Super) -> rusqlite::Result<()>,
+        f: impl FnOnce(&Transaction, &mut Super) -> Result<(), WriteError>,
     ) -> Result<(), SErr> {
         blocking(|| {
             let mut guard = self.inner.disk.lock().expect("disk lock");
@@ -536,11 +649,12 @@ impl Store {
                 };
                 sync(&disk.conn, "NORMAL")?;
                 let mut unused = disk.sup.clone();
-                let done = disk
-                    .conn
-                    .transaction()
-                    .and_then(|tx| f(&tx, &mut unused).and_then(|()| tx.commit()))
-                    .map_err(|e| io_err(what, e));
+                let done = (|| -> Result<(), WriteError> {
+                    let tx = disk.conn.transaction()?;
+                    f(&tx, &mut unused)?;
+                    Ok(tx.commit()?)
+                })()
+                .map_err(|e| io_err(what, e));
                 sync(&disk.conn, "FULL")?;
                 return done;
             }
@@ -584,12 +698,16 @@ impl Store {
         let b = snap.encode().map_err(|e| io_err("encode snapshot", e))?;
         let sealed = self.sealed_meta("snapshot", &b)?;
         let id = snap.meta.snapshot_id.clone();
+        let covers = snap.meta.last_log_id;
+        let sum = digest(&sealed);
         self.write("write snapshot", Counted::Yes, |tx, sup| {
             tx.execute(
                 "INSERT OR REPLACE INTO meta(name, value) VALUES('snapshot', ?1)",
                 params![sealed],
             )?;
             sup.snapshot = Some(id);
+            sup.snapshot_covers = covers;
+            sup.snapshot_digest = Some(sum);
             Ok(())
         })
     }
@@ -606,36 +724,95 @@ fn adopt_legacy(conn: &mut Connection, sealer: &Sealer) -> Result<Super, String>
         .map(|b| serde_json::from_slice::<Option<LogId<NodeId>>>(&b).map_err(|e| e.to_string()))
         .transpose()?
         .flatten();
-    let snapshot = json("snapshot")?
-        .map(|b| StoredSnapshot::decode(&b).map(|s| s.meta.snapshot_id))
-        .transpose()?;
+    let sup = Super {
+        vote,
+        purged,
+        ..Super::default()
+    };
+    rebuild(conn, sealer, sup, false)
+}
+
+/// Brings a disk to the current superblock form in one transaction, one
+/// version higher: the chain values of the log rows are computed afresh
+/// (from zero), and the newest row and what the stored snapshot covers are
+/// named. What the disk holds is taken as it is, so this runs once: for a
+/// disk from before the counter (`adopt_legacy`), and for a superblock of
+/// form 0, whose own checks (`check`: the rows without a gap, each chain
+/// value after the first, the newest one the head, the snapshot's id) must
+/// pass first.
+fn rebuild(
+    conn: &mut Connection,
+    sealer: &Sealer,
+    mut sup: Super,
+    check: bool,
+) -> Result<Super, String> {
     let tx = conn.transaction().map_err(|e| e.to_string())?;
-    let rows: Vec<(i64, Vec<u8>)> = {
+    let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = {
         let mut st = tx
-            .prepare("SELECT idx, entry FROM log ORDER BY idx")
+            .prepare("SELECT idx, entry, chain FROM log ORDER BY idx")
             .map_err(|e| e.to_string())?;
         let it = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(|e| e.to_string())?;
         it.collect::<Result<_, _>>().map_err(|e| e.to_string())?
     };
+    let mut expected = sup.first_index();
+    let mut old: Option<Chain> = None;
     let mut head = [0u8; 32];
-    for (idx, entry) in &rows {
-        sealer.open("log", *idx as u64, entry)?;
-        head = sealer.link(&head, *idx as u64, entry);
+    let mut last = None;
+    for (idx, entry, chain) in &rows {
+        let idx = *idx as u64;
+        let plain = sealer.open("log", idx, entry)?;
+        if check {
+            if idx != expected {
+                return Err(format!(
+                    "the log has no entry #{expected} (it goes on at #{idx}): entries were removed"
+                ));
+            }
+            let chain = to_chain(chain.as_deref().unwrap_or_default())?;
+            if old.is_some_and(|p| sealer.link(&p, idx, entry) != chain) {
+                return Err(format!(
+                    "log entry #{idx} is not the one written after #{}",
+                    idx - 1
+                ));
+            }
+            old = Some(chain);
+            expected += 1;
+        }
+        if Some(idx) == rows.last().map(|r| r.0 as u64) {
+            last = Some(decode_entry(&plain)?.log_id);
+        }
+        head = sealer.link(&head, idx, entry);
         tx.execute(
             "UPDATE log SET chain = ?1 WHERE idx = ?2",
-            params![head.to_vec(), idx],
+            params![head.to_vec(), idx as i64],
         )
         .map_err(|e| e.to_string())?;
     }
-    let sup = Super {
-        version: 1,
-        vote,
-        purged,
-        head: (!rows.is_empty()).then(|| hex::encode(head)),
-        snapshot,
-    };
+    if old.is_some_and(|o| o != sup.head()) {
+        return Err("the newest log entries are missing or were replaced".into());
+    }
+    let snapshot = read_raw(&tx, "snapshot")?;
+    let meta = snapshot
+        .as_deref()
+        .map(|s| {
+            sealer
+                .open("snapshot", 0, s)
+                .and_then(|b| StoredSnapshot::decode(&b))
+        })
+        .transpose()?
+        .map(|s| s.meta);
+    if check && meta.as_ref().map(|m| &m.snapshot_id) != sup.snapshot.as_ref() {
+        return Err("the stored snapshot is not the one last written".into());
+    }
+    sup.version += 1;
+    sup.form = FORM;
+    sup.last = last;
+    sup.base = None;
+    sup.head = last.map(|_| hex::encode(head));
+    sup.snapshot = meta.as_ref().map(|m| m.snapshot_id.clone());
+    sup.snapshot_covers = meta.and_then(|m| m.last_log_id);
+    sup.snapshot_digest = snapshot.as_deref().map(digest);
     tx.execute("DELETE FROM meta WHERE name IN ('vote', 'purged')", [])
         .map_err(|e| e.to_string())?;
     write_super(&tx, sealer, &sup)?;
@@ -734,19 +911,25 @@ impl RaftStorage<TypeConfig> for Store {
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
         // Neither counted nor flushed: the committed id only says how far to
-        // re-apply the log at start. An older value (a rollback, or a write
-        // lost in a crash) makes the node apply less and learn the rest from
-        // the leader; it decides no vote and uncommits nothing. It is written
-        // on every commit, so a counter write and a flush for it would cost
-        // two more disk flushes per round for no protection.
+        // re-apply the log at start (Raft keeps it in volatile memory). An
+        // older value or none (a rollback, the row deleted, a write lost in a
+        // crash) makes the node apply less and learn the rest from the
+        // leader; it decides no vote and uncommits nothing, even on every
+        // node at once: an applied entry was on a majority's logs, which the
+        // superblock and the counter hold, any new leader has it, and it is
+        // applied again before the leader's first entry, so before any new
+        // command is answered (the process test deletes the marker on every
+        // node and sees the true count). It is written on every commit, so a
+        // counter write and a flush for it would cost two more disk flushes
+        // per round for no protection.
         let b = serde_json::to_vec(&committed).map_err(|e| io_err("encode meta", e))?;
         let sealed = self.sealed_meta("committed", &b)?;
         self.write("save committed", Counted::No, |tx, _| {
             tx.execute(
                 "INSERT OR REPLACE INTO meta(name, value) VALUES('committed', ?1)",
                 params![sealed],
-            )
-            .map(drop)
+            )?;
+            Ok(())
         })
     }
 
@@ -763,34 +946,12 @@ impl RaftStorage<TypeConfig> for Store {
     }
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
-        let (last_purged, last) = {
-            let disk = self.inner.disk.lock().expect("disk lock");
-            let last: Option<(i64, Vec<u8>)> = disk
-                .conn
-                .query_row(
-                    "SELECT idx, entry FROM log ORDER BY idx DESC LIMIT 1",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(|e| io_err("read log", e))?;
-            (disk.sup.purged, last)
-        };
-        let last_log_id = match last {
-            Some((idx, sealed)) => {
-                let plain = self
-                    .inner
-                    .sealer
-                    .open("log", idx as u64, &sealed)
-                    .map_err(|e| io_err("open log", e))?;
-                let e = decode_entry(&plain).map_err(|e| io_err("decode log", e))?;
-                Some(e.log_id)
-            }
-            None => last_purged,
-        };
+        // The superblock names the newest row (checked against the rows at
+        // start, kept up to date by every write).
+        let disk = self.inner.disk.lock().expect("disk lock");
         Ok(LogState {
-            last_purged_log_id: last_purged,
-            last_log_id,
+            last_purged_log_id: disk.sup.purged,
+            last_log_id: disk.sup.last_log_id(),
         })
     }
 
@@ -803,6 +964,7 @@ impl RaftStorage<TypeConfig> for Store {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
     {
         let mut sealed = Vec::new();
+        let mut newest = None;
         for e in entries {
             let plain = encode_entry(&e).map_err(|e| io_err("encode log", e))?;
             let s = self
@@ -811,6 +973,7 @@ impl RaftStorage<TypeConfig> for Store {
                 .seal("log", e.log_id.index, &plain)
                 .map_err(|e| io_err("seal", e))?;
             sealed.push((e.log_id.index, s));
+            newest = Some(e.log_id);
         }
         let Some(&(first, _)) = sealed.first() else {
             return Ok(());
@@ -818,21 +981,27 @@ impl RaftStorage<TypeConfig> for Store {
         let sealer = &self.inner.sealer;
         self.write("append", Counted::Yes, |tx, sup| {
             // Entries replace whatever was at their indexes and after; each
-            // links to the row before it (or, in an emptied log, the head).
+            // links to the row before it (the oldest row to the base).
+            let next = sup.last.map_or(sup.first_index(), |l| l.index + 1);
+            if first < sup.first_index() || first > next {
+                return Err(format!(
+                    "entry #{first} does not fit a log of entries #{} to #{}",
+                    sup.first_index(),
+                    next
+                )
+                .into());
+            }
             tx.execute("DELETE FROM log WHERE idx >= ?1", params![first as i64])?;
-            let before: Option<Vec<u8>> = match first.checked_sub(1) {
-                Some(i) => tx
-                    .query_row(
-                        "SELECT chain FROM log WHERE idx = ?1",
-                        params![i as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()?,
-                None => None,
+            let mut prev = if first > sup.first_index() {
+                let c: Vec<u8> = tx.query_row(
+                    "SELECT chain FROM log WHERE idx = ?1",
+                    params![(first - 1) as i64],
+                    |r| r.get(0),
+                )?;
+                to_chain(&c)?
+            } else {
+                sup.base()
             };
-            let mut prev = before
-                .and_then(|b| to_chain(&b).ok())
-                .unwrap_or_else(|| sup.head());
             let mut st =
                 tx.prepare_cached("INSERT INTO log(idx, entry, chain) VALUES(?1, ?2, ?3)")?;
             for (idx, s) in &sealed {
@@ -840,25 +1009,36 @@ impl RaftStorage<TypeConfig> for Store {
                 st.execute(params![*idx as i64, s, prev.to_vec()])?;
             }
             sup.head = Some(hex::encode(prev));
+            sup.last = newest;
             Ok(())
         })
     }
 
     async fn delete_conflict_logs_since(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        let sealer = &self.inner.sealer;
         self.write("truncate", Counted::Yes, |tx, sup| {
+            if sup.last.is_none_or(|l| l.index < log_id.index) {
+                return Ok(());
+            }
             tx.execute(
                 "DELETE FROM log WHERE idx >= ?1",
                 params![log_id.index as i64],
             )?;
-            // The head is now the row before (an emptied log keeps the old
-            // head; the next append links to it).
-            let before: Option<Vec<u8>> = tx
-                .query_row("SELECT chain FROM log ORDER BY idx DESC LIMIT 1", [], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if let Some(c) = before.and_then(|b| to_chain(&b).ok()) {
-                sup.head = Some(hex::encode(c));
+            // The newest row is now the one before (in an emptied log, the
+            // next row links to the base).
+            if log_id.index > sup.first_index() {
+                let i = log_id.index - 1;
+                let (entry, chain): (Vec<u8>, Vec<u8>) = tx.query_row(
+                    "SELECT entry, chain FROM log WHERE idx = ?1",
+                    params![i as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let e = decode_entry(&sealer.open("log", i, &entry)?)?;
+                sup.last = Some(e.log_id);
+                sup.head = Some(hex::encode(to_chain(&chain)?));
+            } else {
+                sup.last = None;
+                sup.head = sup.base.clone();
             }
             Ok(())
         })
@@ -867,13 +1047,30 @@ impl RaftStorage<TypeConfig> for Store {
     async fn purge_logs_upto(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
         // The purge mark and the deletion in one transaction.
         self.write("purge", Counted::Yes, |tx, sup| {
+            // Never backwards: the rows must start right after it.
+            if sup.purged.is_some_and(|p| p.index >= log_id.index) {
+                return Ok(());
+            }
+            let at: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT chain FROM log WHERE idx = ?1",
+                    params![log_id.index as i64],
+                    |r| r.get(0),
+                )
+                .optional()?;
             tx.execute(
                 "DELETE FROM log WHERE idx <= ?1",
                 params![log_id.index as i64],
             )?;
-            // Never backwards: the rows must start right after it.
-            if sup.purged.is_none_or(|p| p.index < log_id.index) {
-                sup.purged = Some(log_id);
+            sup.purged = Some(log_id);
+            // The oldest row left links to the purged one; with none left
+            // the next row links to the head.
+            sup.base = match at {
+                Some(c) => Some(hex::encode(to_chain(&c)?)),
+                None => sup.head.clone(),
+            };
+            if sup.last.is_some_and(|l| l.index <= log_id.index) {
+                sup.last = None;
             }
             Ok(())
         })
@@ -1079,6 +1276,310 @@ mod tests {
             Err(e) => panic!("wrong error: {e}"),
             Ok(_) => panic!("a disk from before the reset was accepted"),
         }
+    }
+
+    /// Entries `range` of term `term` (their payload names the term, so two
+    /// terms' entries at one index differ).
+    fn entries(term: u64, range: std::ops::RangeInclusive<u64>) -> Vec<Entry<TypeConfig>> {
+        range
+            .map(|idx| Entry {
+                log_id: LogId::new(CommittedLeaderId::new(term, 1), idx),
+                payload: EntryPayload::Normal(vec![term as u8; 3]),
+            })
+            .collect()
+    }
+
+    fn node(i: usize) -> NodeConfig {
+        FleetSetup::create(3, "fleet-t", RaftTuning::local())
+            .unwrap()
+            .remove(i)
+    }
+
+    /// The stopped node's disk, to edit as the host would.
+    fn host(dir: &Path) -> Connection {
+        Connection::open(dir.join("disk").join("raft.sqlite")).unwrap()
+    }
+
+    fn refused(r: Result<Store, FleetError>) -> FleetError {
+        match r {
+            Ok(_) => panic!("a node started on an edited disk"),
+            Err(e) => e,
+        }
+    }
+
+    fn indexes(s: &Store) -> (Option<u64>, Option<u64>) {
+        let d = s.inner.disk.lock().unwrap();
+        (
+            d.sup.purged.map(|l| l.index),
+            d.sup.last_log_id().map(|l| l.index),
+        )
+    }
+
+    async fn snapshot_of(s: &mut Store) {
+        let mut b = s.get_snapshot_builder().await;
+        b.build_snapshot().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_emptied_log_or_a_deleted_tail_is_a_rollback() {
+        let c = node(0);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=9)).await.unwrap();
+            s.purge_logs_upto(LogId::new(CommittedLeaderId::new(1, 1), 3))
+                .await
+                .unwrap();
+        }
+        copy(&dir.path().join("disk"), &dir.path().join("saved"));
+        // Every row deleted, with and without the committed marker.
+        host(dir.path()).execute_batch("DELETE FROM log").unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::RolledBack(_)), "{e}");
+        assert!(
+            e.to_string().contains("up to #9 but the log is empty"),
+            "{e}"
+        );
+        // The newest rows deleted.
+        copy(&dir.path().join("saved"), &dir.path().join("disk"));
+        host(dir.path())
+            .execute_batch("DELETE FROM log WHERE idx >= 8")
+            .unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::RolledBack(_)), "{e}");
+        assert!(e.to_string().contains("log ends at #7"), "{e}");
+        // The untouched disk opens, and names its newest entry.
+        copy(&dir.path().join("saved"), &dir.path().join("disk"));
+        let s = open(&c, dir.path()).unwrap();
+        assert_eq!(indexes(&s), (Some(3), Some(9)));
+    }
+
+    #[tokio::test]
+    async fn rows_the_node_truncated_are_not_taken_back() {
+        let c = node(2);
+        let dir = tempfile::tempdir().unwrap();
+        let truncated: Vec<(i64, Vec<u8>, Vec<u8>)> = {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=6)).await.unwrap();
+            let rows = {
+                let d = s.inner.disk.lock().unwrap();
+                let mut st = d
+                    .conn
+                    .prepare("SELECT idx, entry, chain FROM log WHERE idx >= 5")
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap()
+            };
+            s.delete_conflict_logs_since(LogId::new(CommittedLeaderId::new(1, 1), 5))
+                .await
+                .unwrap();
+            rows
+        };
+        // The host puts back the two rows a new leader's log had replaced:
+        // they still link to row #4, but the node no longer holds them.
+        let conn = host(dir.path());
+        for (idx, entry, chain) in &truncated {
+            conn.execute(
+                "INSERT INTO log(idx, entry, chain) VALUES(?1, ?2, ?3)",
+                params![idx, entry, chain],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::Damaged(_)), "{e}");
+        assert!(
+            e.to_string().contains("newer than any the node wrote"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_oldest_row_is_bound_to_the_purged_one() {
+        let c = node(1);
+        let dir = tempfile::tempdir().unwrap();
+        let term_1_row_5: Vec<u8> = {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=6)).await.unwrap();
+            let row = s
+                .inner
+                .disk
+                .lock()
+                .unwrap()
+                .conn
+                .query_row("SELECT entry FROM log WHERE idx = 5", [], |r| r.get(0))
+                .unwrap();
+            // A new leader's entries replace #5 and #6, then #0-#4 are purged.
+            s.delete_conflict_logs_since(LogId::new(CommittedLeaderId::new(1, 1), 5))
+                .await
+                .unwrap();
+            s.append_to_log(entries(2, 5..=6)).await.unwrap();
+            s.purge_logs_upto(LogId::new(CommittedLeaderId::new(1, 1), 4))
+                .await
+                .unwrap();
+            row
+        };
+        // The host puts the older entry #5 (sealed by this node for #5)
+        // back into the oldest row, keeping its chain value: the row before
+        // it is gone, but the superblock's base still vouches for it.
+        host(dir.path())
+            .execute(
+                "UPDATE log SET entry = ?1 WHERE idx = 5",
+                params![term_1_row_5],
+            )
+            .unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::Damaged(_)), "{e}");
+        assert!(e.to_string().contains("after the purged entries"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_older_or_missing_snapshot_is_a_rollback() {
+        let c = node(2);
+        let dir = tempfile::tempdir().unwrap();
+        let old_snapshot: Vec<u8> = {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=3)).await.unwrap();
+            s.apply_to_state_machine(&entries(1, 0..=1)).await.unwrap();
+            snapshot_of(&mut s).await;
+            let old = read_raw(&s.inner.disk.lock().unwrap().conn, "snapshot")
+                .unwrap()
+                .unwrap();
+            s.apply_to_state_machine(&entries(1, 2..=3)).await.unwrap();
+            snapshot_of(&mut s).await;
+            old
+        };
+        copy(&dir.path().join("disk"), &dir.path().join("saved"));
+        host(dir.path())
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'snapshot'",
+                params![old_snapshot],
+            )
+            .unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::RolledBack(_)), "{e}");
+        assert!(e.to_string().contains("older snapshot"), "{e}");
+        copy(&dir.path().join("saved"), &dir.path().join("disk"));
+        host(dir.path())
+            .execute_batch("DELETE FROM meta WHERE name = 'snapshot'")
+            .unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::RolledBack(_)), "{e}");
+        copy(&dir.path().join("saved"), &dir.path().join("disk"));
+        let mut s = open(&c, dir.path()).unwrap();
+        let snap = s.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(3));
+    }
+
+    #[tokio::test]
+    async fn every_write_keeps_the_disk_provable() {
+        // Truncation to an empty log, a purge beyond the newest row (as
+        // after a snapshot install), appends after both: each state opens.
+        let c = node(0);
+        let dir = tempfile::tempdir().unwrap();
+        let reopen = |s: Store| {
+            drop(s);
+            open(&c, dir.path()).unwrap()
+        };
+        let id = |t, i| LogId::new(CommittedLeaderId::new(t, 1), i);
+        let mut s = open(&c, dir.path()).unwrap();
+        assert_eq!(indexes(&s), (None, None));
+        s.append_to_log(entries(1, 0..=5)).await.unwrap();
+        s.purge_logs_upto(id(1, 2)).await.unwrap();
+        let mut s = reopen(s);
+        assert_eq!(indexes(&s), (Some(2), Some(5)));
+        s.delete_conflict_logs_since(id(1, 3)).await.unwrap();
+        let mut s = reopen(s);
+        assert_eq!(indexes(&s), (Some(2), Some(2)));
+        s.append_to_log(entries(2, 3..=4)).await.unwrap();
+        let mut s = reopen(s);
+        assert_eq!(indexes(&s), (Some(2), Some(4)));
+        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(id(2, 4)));
+        s.delete_conflict_logs_since(id(2, 4)).await.unwrap();
+        let mut s = reopen(s);
+        assert_eq!(s.get_log_state().await.unwrap().last_log_id, Some(id(2, 3)));
+        s.purge_logs_upto(id(3, 10)).await.unwrap();
+        let mut s = reopen(s);
+        assert_eq!(indexes(&s), (Some(10), Some(10)));
+        // An entry that would leave a gap is refused before it is written.
+        assert!(s.append_to_log(entries(3, 12..=12)).await.is_err());
+        s.append_to_log(entries(3, 11..=12)).await.unwrap();
+        let s = reopen(s);
+        assert_eq!(indexes(&s), (Some(10), Some(12)));
+        drop(s);
+        // After all that, emptying the log is still noticed.
+        host(dir.path()).execute_batch("DELETE FROM log").unwrap();
+        assert!(matches!(
+            refused(open(&c, dir.path())),
+            FleetError::RolledBack(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_superblock_of_the_earlier_form_is_brought_up_once() {
+        let c = node(1);
+        let dir = tempfile::tempdir().unwrap();
+        let version = {
+            let mut s = open(&c, dir.path()).unwrap();
+            s.append_to_log(entries(1, 0..=6)).await.unwrap();
+            s.apply_to_state_machine(&entries(1, 0..=4)).await.unwrap();
+            snapshot_of(&mut s).await;
+            s.purge_logs_upto(LogId::new(CommittedLeaderId::new(1, 1), 2))
+                .await
+                .unwrap();
+            // Written back as the previous version wrote it: no newest id,
+            // no base, nothing about the snapshot but its id.
+            let mut disk = s.inner.disk.lock().unwrap();
+            let mut old = disk.sup.clone();
+            old.form = 0;
+            old.last = None;
+            old.base = None;
+            old.snapshot_covers = None;
+            old.snapshot_digest = None;
+            write_super(&disk.conn, &s.inner.sealer, &old).unwrap();
+            disk.sup = old;
+            disk.sup.version
+        };
+        copy(&dir.path().join("disk"), &dir.path().join("form0"));
+        let counter = dir.path().join("node.nvram");
+        let form0_counter = dir.path().join("form0.nvram");
+        std::fs::copy(&counter, &form0_counter).unwrap();
+        {
+            let s = open(&c, dir.path()).unwrap();
+            let d = s.inner.disk.lock().unwrap();
+            assert_eq!(d.sup.form, FORM);
+            assert_eq!(d.sup.version, version + 1);
+            assert_eq!(d.nvram.version(), version + 1);
+            assert_eq!(d.sup.last.map(|l| l.index), Some(6));
+            assert_eq!(d.sup.snapshot_covers.map(|l| l.index), Some(4));
+        }
+        // Now checked in full: an emptied log is refused...
+        copy(&dir.path().join("disk"), &dir.path().join("form1"));
+        host(dir.path()).execute_batch("DELETE FROM log").unwrap();
+        assert!(matches!(
+            refused(open(&c, dir.path())),
+            FleetError::RolledBack(_)
+        ));
+        // ...and the disk of the earlier form is an older copy.
+        copy(&dir.path().join("form0"), &dir.path().join("disk"));
+        assert!(matches!(
+            refused(open(&c, dir.path())),
+            FleetError::RolledBack(_)
+        ));
+        copy(&dir.path().join("form1"), &dir.path().join("disk"));
+        drop(open(&c, dir.path()).unwrap());
+        // Before it is brought up, a disk of the earlier form must pass the
+        // checks of that form (here: its newest entry deleted).
+        copy(&dir.path().join("form0"), &dir.path().join("disk"));
+        std::fs::copy(&form0_counter, &counter).unwrap();
+        host(dir.path())
+            .execute_batch("DELETE FROM log WHERE idx = 6")
+            .unwrap();
+        let e = refused(open(&c, dir.path()));
+        assert!(matches!(e, FleetError::Damaged(_)), "{e}");
+        assert!(e.to_string().contains("newest log entries"), "{e}");
     }
 
     #[test]

@@ -459,8 +459,9 @@ async fn rows_deleted_or_put_back_one_by_one_are_refused() {
         Ok(()) => panic!("a node started on a tampered disk"),
         Err(e) => e,
     };
+    // A missing tail is a rollback (the superblock names the newest entry).
     let e = why(f.restart(0).await);
-    assert!(matches!(e, coffer_fleet::FleetError::Damaged(_)), "{e}");
+    assert!(matches!(e, coffer_fleet::FleetError::RolledBack(_)), "{e}");
     assert!(e.to_string().contains("newest log entries"), "{e}");
     let e = why(f.restart(1).await);
     assert!(matches!(e, coffer_fleet::FleetError::RolledBack(_)), "{e}");

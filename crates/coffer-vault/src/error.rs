@@ -17,6 +17,10 @@ pub enum ServerError {
     Io(String),
     #[error("the HSM could not start: {0}")]
     Hsm(String),
+    /// The node's replica refused to start (its own code: a disk that was
+    /// rolled back is `CF-V914`, not a generic HSM failure).
+    #[error(transparent)]
+    Fleet(#[from] coffer_fleet::FleetError),
     #[error("the witness refused the fleet keys or could not be reached: {0}")]
     Witness(String),
 }
@@ -29,6 +33,7 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Hsm(_) => ErrorKind::Internal,
             ServerError::Witness(_) => ErrorKind::VaultUnreachable,
+            ServerError::Fleet(e) => e.kind(),
         }
     }
     fn code(&self) -> &'static str {
@@ -39,6 +44,7 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "CF-V053",
             ServerError::Hsm(_) => "CF-V017",
             ServerError::Witness(_) => "CF-V071",
+            ServerError::Fleet(e) => e.code(),
         }
     }
     fn next_step(&self) -> String {
@@ -49,6 +55,7 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "Free the port or pick another, and check the data directory's permissions.".into(),
             ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
             ServerError::Witness(_) => "Check the witness URL and that it was initialised with this operator root key; publishing can be retried with `coffer-witness publish`.".into(),
+            ServerError::Fleet(e) => e.next_step(),
         }
     }
 }

@@ -305,8 +305,7 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
         Box::new(HsmState::new(loaded.secrets.clone())),
         transport,
     )
-    .await
-    .map_err(|e| ServerError::Hsm(e.to_string()))?;
+    .await?;
     *fleet_slot.write().await = Some(node.clone());
     let replicator: Arc<dyn Replicator> = node.clone();
     let hsm = Arc::new(Hsm::new(
