@@ -3,6 +3,7 @@
 //! worker threads, write packs from one writer thread in batched
 //! transactions, and commit the trees and the snapshot record last.
 
+use crate::chunker::{self, Buffers, Chunk, Chunked, CDC_MAX};
 use crate::error::{RepoError, Result};
 use crate::flags;
 use crate::format::{self, Id, Node, NodeKind, SnapshotRecord};
@@ -22,16 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use ts_rs::TS;
 
-/// FastCDC parameters (bytes).
-pub(crate) const CDC_MIN: usize = 64 * 1024;
-pub(crate) const CDC_AVG: usize = 256 * 1024;
-pub(crate) const CDC_MAX: usize = 1024 * 1024;
 /// Plaintext bytes collected before a pack is compressed and sealed.
 pub(crate) const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// zstd level for packs.
 pub(crate) const ZSTD_LEVEL: i32 = 3;
-/// Files up to this size are read whole; larger ones are streamed.
-const WHOLE_READ_MAX: u64 = 8 * 1024 * 1024;
 /// The writer commits at least this often (bytes of sealed packs).
 const COMMIT_BYTES: usize = 64 * 1024 * 1024;
 const WORKERS: usize = 2;
@@ -108,6 +103,9 @@ struct FileJob {
 struct FileRead {
     ids: Vec<Id>,
     size: u64,
+    /// Bytes read from disk (holes are not read).
+    bytes_read: u64,
+    holes: Vec<(u64, u64)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     flags: u32,
     warnings: Vec<String>,
@@ -212,6 +210,7 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
         target: Vec::new(),
         xattrs: Vec::new(),
         flags: 0,
+        holes: None,
     }
 }
 
@@ -379,6 +378,7 @@ impl Walker<'_> {
                     // Changing an extended attribute or a flag changes the
                     // ctime, so the parent's are still the file's.
                     node.content = p.content.clone();
+                    node.holes = p.holes.clone();
                     node.xattrs = p.xattrs.clone();
                     node.flags = p.flags;
                     self.files_unchanged += 1;
@@ -471,39 +471,11 @@ impl Walker<'_> {
 #[cfg(test)]
 fn chunk_file(
     path: &Path,
-    buf: &mut Vec<u8>,
-    on_chunk: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<u64> {
+    bufs: &mut Buffers,
+    on_chunk: impl FnMut(Chunk<'_>) -> Result<()>,
+) -> Result<Chunked> {
     let f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
-    chunk_open_file(f, path, buf, on_chunk)
-}
-
-/// Reads an open file (`path` names it in errors) and calls `on_chunk` for
-/// each content-defined chunk.
-fn chunk_open_file(
-    mut f: std::fs::File,
-    path: &Path,
-    buf: &mut Vec<u8>,
-    mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<u64> {
-    use std::io::Read;
-    let len = f.metadata().map_err(|e| RepoError::io(path, e))?.len();
-    if len <= WHOLE_READ_MAX {
-        buf.clear();
-        f.read_to_end(buf).map_err(|e| RepoError::io(path, e))?;
-        for c in fastcdc::v2020::FastCDC::new(buf, CDC_MIN, CDC_AVG, CDC_MAX) {
-            on_chunk(&buf[c.offset..c.offset + c.length])?;
-        }
-        Ok(buf.len() as u64)
-    } else {
-        let mut total = 0u64;
-        for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
-            let c = c.map_err(|e| RepoError::io(path, std::io::Error::other(e.to_string())))?;
-            total += c.length as u64;
-            on_chunk(&c.data)?;
-        }
-        Ok(total)
-    }
+    chunker::chunk_open_file(f, path, bufs, on_chunk)
 }
 
 fn worker(
@@ -516,7 +488,9 @@ fn worker(
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut pb = PackBuilder::new();
-    let mut buf = Vec::new();
+    let mut bufs = Buffers::default();
+    // Ids of all-zero chunks (inside holes) by length: hashed once.
+    let mut zero_ids: std::collections::HashMap<usize, Id> = Default::default();
     for job in jobs {
         cancel.check()?;
         progress.current_path(&job.path);
@@ -529,15 +503,21 @@ fn worker(
             .and_then(|f| {
                 xattrs = read_xattrs_of(&f, &job.path, &mut warnings);
                 file_flags = flags::read(&f, &job.path, &mut warnings);
-                chunk_open_file(f, &job.path, &mut buf, |chunk| {
-                    let id = keys.chunk_id(chunk);
+                chunker::chunk_open_file(f, &job.path, &mut bufs, |Chunk { data, in_hole }| {
+                    let id = if in_hole {
+                        *zero_ids
+                            .entry(data.len())
+                            .or_insert_with(|| keys.chunk_id(data))
+                    } else {
+                        keys.chunk_id(data)
+                    };
                     ids.push(id);
                     let fresh = known
                         .lock()
                         .map_err(|_| RepoError::Internal("chunk set poisoned".into()))?
                         .insert(id);
                     if fresh {
-                        pb.add(id, chunk);
+                        pb.add(id, data);
                         if pb.is_full() {
                             let p = pb.finish(&keys)?;
                             packs
@@ -549,11 +529,17 @@ fn worker(
                 })
             });
         let result = match r {
-            Ok(size) => {
+            Ok(Chunked {
+                size,
+                bytes_read,
+                holes,
+            }) => {
                 progress.advance(1, size);
                 Ok(FileRead {
                     ids,
                     size,
+                    bytes_read,
+                    holes,
                     xattrs,
                     flags: file_flags,
                     warnings,
@@ -663,18 +649,21 @@ impl Finisher<'_> {
                     Some(Ok(FileRead {
                         ids,
                         size: n,
+                        bytes_read,
+                        holes,
                         xattrs,
                         flags,
                         warnings,
                     })) => {
                         node.content = ids;
                         node.size = n;
+                        node.holes = Some(holes);
                         node.xattrs = xattrs;
                         node.flags = flags;
                         self.warnings.extend(warnings);
                         self.files += 1;
                         self.bytes += n;
-                        self.bytes_read += n;
+                        self.bytes_read += bytes_read;
                         if is_new {
                             self.files_new += 1;
                         } else {
@@ -982,6 +971,7 @@ impl Repository<Unlocked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunker::CDC_MIN;
     use proptest::prelude::*;
 
     fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -999,9 +989,8 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, data).unwrap();
         let mut out = Vec::new();
-        let mut buf = Vec::new();
-        chunk_file(&p, &mut buf, |c| {
-            out.push(c.to_vec());
+        chunk_file(&p, &mut Buffers::default(), |c| {
+            out.push(c.data.to_vec());
             Ok(())
         })
         .unwrap();

@@ -3,6 +3,7 @@
 //! holes of sparse files. Existing files are never overwritten unless asked.
 
 use crate::browse::EntryKind;
+use crate::chunker;
 use crate::error::{RepoError, Result};
 use crate::flags;
 use crate::format::{Id, Node, NodeKind};
@@ -13,9 +14,8 @@ use filetime::FileTime;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 use ts_rs::TS;
@@ -112,11 +112,7 @@ pub(crate) fn display_path(rel: &Path) -> String {
     format!("/{}", rel.display())
 }
 
-const ZERO: [u8; 4096] = [0u8; 4096];
 const RESTORE_THREADS: usize = 4;
-fn is_zero(b: &[u8]) -> bool {
-    b.chunks(ZERO.len()).all(|c| c == &ZERO[..c.len()])
-}
 
 impl Repository<Unlocked> {
     fn restore_items(&self, req: &RestoreRequest) -> Result<(u64, Vec<Item>)> {
@@ -339,8 +335,19 @@ impl Repository<Unlocked> {
         let repo_path = self.path.clone();
         // One file, content and metadata, through a given connection (each
         // worker has its own; the link fallback below uses the repository's).
+        // The id of the chunk cut from a long run of zeros (inside holes).
+        let zero_id = keys.chunk_id(chunker::zero_chunk());
         let write = |conn: &rusqlite::Connection, dst: &Path, node: &Node| {
-            write_file(conn, keys, &index, &cache, dst, node, req.overwrite)
+            write_file(
+                conn,
+                keys,
+                &index,
+                &cache,
+                &zero_id,
+                dst,
+                node,
+                req.overwrite,
+            )
         };
         let results: Vec<WorkerOut> = std::thread::scope(|s| {
             // More writers than cores: creating a file mostly waits on the
@@ -474,11 +481,118 @@ fn remove_any(p: &Path) -> Result<()> {
     }
 }
 
+/// Where a restored file's bytes go.
+enum Layout<'a> {
+    /// No holes: every byte is written.
+    Dense,
+    /// The holes the file had at backup: left unwritten.
+    Holes(&'a [(u64, u64)]),
+    /// Not known (trees before version 5): runs of zeros that fill whole
+    /// blocks are left unwritten.
+    FindZeros,
+}
+
+/// The block size below which a run of zeros is written rather than left
+/// as a hole (the usual file-system block).
+const BLOCK: u64 = 4096;
+static ZERO_BLOCK: [u8; BLOCK as usize] = [0; BLOCK as usize];
+
+/// Writes a file's content chunk after chunk at its offsets (`pwrite`, no
+/// seeks), leaves holes unwritten, and gives the file its length at the end
+/// if it ends in a hole. The file must be empty to begin with.
+struct ContentWriter<'a> {
+    f: &'a std::fs::File,
+    layout: Layout<'a>,
+    /// Where the next chunk goes.
+    pos: u64,
+    /// The end of the bytes written so far.
+    written: u64,
+}
+
+impl<'a> ContentWriter<'a> {
+    fn new(f: &'a std::fs::File, layout: Layout<'a>) -> Self {
+        ContentWriter {
+            f,
+            layout,
+            pos: 0,
+            written: 0,
+        }
+    }
+
+    fn write_at(&mut self, data: &[u8], at: u64) -> std::io::Result<()> {
+        if !data.is_empty() {
+            self.f.write_all_at(data, at)?;
+            self.written = self.written.max(at + data.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// The next chunk.
+    fn put(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let (start, end) = (self.pos, self.pos + data.len() as u64);
+        let at = |o: u64| (o - start) as usize;
+        match self.layout {
+            Layout::Dense => self.write_at(data, start)?,
+            Layout::Holes(holes) => {
+                let mut i = holes.partition_point(|&(o, l)| o + l <= start);
+                let mut o = start;
+                while o < end {
+                    match holes.get(i) {
+                        Some(&(h, l)) if h <= o => {
+                            o = end.min(h + l);
+                            i += 1;
+                        }
+                        next => {
+                            let e = next.map_or(end, |&(h, _)| end.min(h));
+                            self.write_at(&data[at(o)..at(e)], o)?;
+                            o = e;
+                        }
+                    }
+                }
+            }
+            Layout::FindZeros => {
+                // Pieces up to the next block boundary of the file; runs of
+                // pieces with data are written together.
+                let mut run: Option<u64> = None;
+                let mut o = start;
+                while o < end {
+                    let e = end.min((o / BLOCK + 1) * BLOCK);
+                    let zero = data[at(o)..at(e)] == ZERO_BLOCK[..(e - o) as usize];
+                    match (zero, run) {
+                        (true, Some(r)) => {
+                            self.write_at(&data[at(r)..at(o)], r)?;
+                            run = None;
+                        }
+                        (false, None) => run = Some(o),
+                        _ => {}
+                    }
+                    o = e;
+                }
+                if let Some(r) = run {
+                    self.write_at(&data[at(r)..], r)?;
+                }
+            }
+        }
+        self.pos = end;
+        Ok(())
+    }
+
+    /// Gives the file its full length if it ends in a hole.
+    fn finish(self) -> std::io::Result<()> {
+        if self.pos > self.written {
+            self.f.set_len(self.pos)?;
+        }
+        Ok(())
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_file(
     conn: &rusqlite::Connection,
     keys: &crate::key::SubKeys,
     index: &HashMap<Id, (i64, usize)>,
     cache: &PackCache,
+    zero_id: &Id,
     dst: &Path,
     node: &Node,
     overwrite: bool,
@@ -490,28 +604,24 @@ fn write_file(
     } else {
         opts.create_new(true);
     }
-    let mut f = opts.open(dst).map_err(|e| RepoError::io(dst, e))?;
-    let mut pos = 0u64;
-    let mut hole = false;
+    let f = opts.open(dst).map_err(|e| RepoError::io(dst, e))?;
+    let layout = match &node.holes {
+        Some(h) if h.is_empty() => Layout::Dense,
+        Some(h) => Layout::Holes(h),
+        None => Layout::FindZeros,
+    };
+    let mut w = ContentWriter::new(&f, layout);
+    let io = |e| RepoError::io(dst, e);
     for id in &node.content {
-        let (pack, seq) = store::read_chunk(conn, keys, index, cache, id)?;
-        let data = pack.chunk(seq).unwrap_or_default();
-        if is_zero(data) {
-            hole = true;
-        } else {
-            if hole {
-                f.seek(SeekFrom::Start(pos))
-                    .map_err(|e| RepoError::io(dst, e))?;
-                hole = false;
-            }
-            f.write_all(data).map_err(|e| RepoError::io(dst, e))?;
+        if *id == *zero_id {
+            // All zeros: nothing to read.
+            w.put(chunker::zero_chunk()).map_err(io)?;
+            continue;
         }
-        pos += data.len() as u64;
+        let (pack, seq) = store::read_chunk(conn, keys, index, cache, id)?;
+        w.put(pack.chunk(seq).unwrap_or_default()).map_err(io)?;
     }
-    if hole {
-        // A hole at the end: give the file its full length.
-        f.set_len(pos).map_err(|e| RepoError::io(dst, e))?;
-    }
+    w.finish().map_err(io)?;
     // Metadata through the open handle (no path lookups): owner when
     // permitted, extended attributes (after the owner, which would clear a
     // file capability; before the mode, which could forbid writing them),
@@ -588,5 +698,103 @@ fn apply_meta(p: &Path, n: &Node, warnings: &mut Vec<String>) {
     }
     if let Err(e) = filetime::set_file_times(p, mt, mt) {
         warnings.push(format!("{}: times not set: {e}", p.display()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    const MIB: usize = 1 << 20;
+
+    /// Writes `chunks` through a [`ContentWriter`] into a new file.
+    fn write(dir: &Path, layout: Layout<'_>, chunks: &[Vec<u8>]) -> std::fs::File {
+        let f = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join("f"))
+            .unwrap();
+        let mut w = ContentWriter::new(&f, layout);
+        for c in chunks {
+            w.put(c).unwrap();
+        }
+        w.finish().unwrap();
+        f.sync_all().unwrap();
+        f
+    }
+
+    fn content(f: &std::fs::File) -> Vec<u8> {
+        let mut out = vec![0u8; f.metadata().unwrap().len() as usize];
+        f.read_exact_at(&mut out, 0).unwrap();
+        out
+    }
+
+    fn holes_kept(dir: &Path) -> bool {
+        let f = std::fs::File::create(dir.join("probe")).unwrap();
+        f.set_len(16 * MIB as u64).unwrap();
+        f.sync_all().unwrap();
+        f.metadata().unwrap().blocks() == 0
+    }
+
+    /// Trees before version 5 did not record holes: runs of zeros filling
+    /// whole blocks become holes again, wherever the chunks are cut, and
+    /// the bytes are the same.
+    #[test]
+    fn without_a_hole_map_zero_blocks_are_left_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        if !holes_kept(dir.path()) {
+            return;
+        }
+        let mut data = vec![7u8; 5000];
+        data.extend(vec![0u8; 3 * MIB + 123]);
+        data.extend(vec![9u8; 10]);
+        data.extend(vec![0u8; 2 * MIB]);
+        // Cut at odd places, and a chunk of zeros that ends the file.
+        let cuts = [0, 4999, 70_001, MIB + 3, 3 * MIB + 5133, data.len()];
+        let chunks: Vec<Vec<u8>> = cuts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect();
+        let f = write(dir.path(), Layout::FindZeros, &chunks);
+        assert_eq!(content(&f), data);
+        let allocated = f.metadata().unwrap().blocks() * 512;
+        assert!(allocated <= 4 * 4096, "{allocated} bytes allocated");
+    }
+
+    /// With a hole map, exactly the holes are left unwritten: zeros outside
+    /// them are written (the file keeps its allocation), data inside them
+    /// cannot occur.
+    #[test]
+    fn with_a_hole_map_only_the_holes_are_left_unwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        if !holes_kept(dir.path()) {
+            return;
+        }
+        let len = 6 * MIB;
+        let mut data = vec![0u8; len];
+        data[..100].fill(1);
+        data[5 * MIB..5 * MIB + 100].fill(2);
+        let holes = [
+            (4096u64, 2 * MIB as u64 - 4096),
+            (4 * MIB as u64, MIB as u64),
+        ];
+        let cuts = [0, 1000, 3 * MIB, 4 * MIB + 17, len];
+        let chunks: Vec<Vec<u8>> = cuts.windows(2).map(|w| data[w[0]..w[1]].to_vec()).collect();
+        let f = write(dir.path(), Layout::Holes(&holes), &chunks);
+        assert_eq!(content(&f), data);
+        let allocated = f.metadata().unwrap().blocks() * 512;
+        let expected = len as u64 - holes.iter().map(|h| h.1).sum::<u64>();
+        assert!(
+            allocated >= expected && allocated <= expected + 64 * 1024,
+            "{allocated} bytes allocated, {expected} expected"
+        );
+        // A file that ends in a hole gets its length.
+        let dir2 = tempfile::tempdir().unwrap();
+        let f = write(
+            dir2.path(),
+            Layout::Holes(&[(4096, MIB as u64 - 4096)]),
+            &[data[..MIB].to_vec()],
+        );
+        assert_eq!(f.metadata().unwrap().len(), MIB as u64);
+        assert_eq!(content(&f), data[..MIB]);
     }
 }
