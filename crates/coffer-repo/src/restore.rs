@@ -7,6 +7,7 @@ use crate::chunker;
 use crate::error::{RepoError, Result};
 use crate::flags;
 use crate::format::{Id, Node, NodeKind};
+use crate::key::SubKeys;
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::store::{self, PackCache};
 use crate::{Repository, Unlocked};
@@ -17,6 +18,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use ts_rs::TS;
 
@@ -192,9 +194,15 @@ impl Repository<Unlocked> {
             conflicts: 0,
             items: Vec::with_capacity(items.len()),
         };
+        // Into a new or empty folder nothing can exist: no look-up per item.
+        let empty_target = is_missing_or_empty(&req.target);
         for it in &items {
             let target = req.target.join(&it.rel);
-            let existing = std::fs::symlink_metadata(&target).ok();
+            let existing = if empty_target {
+                None
+            } else {
+                std::fs::symlink_metadata(&target).ok()
+            };
             let exists = match (&existing, it.node.kind) {
                 (None, _) => false,
                 (Some(m), NodeKind::Dir) => !m.is_dir(),
@@ -329,25 +337,19 @@ impl Repository<Unlocked> {
             }
         });
         let index = store::load_index(&self.conn)?;
-        let cache = PackCache::new(16);
-        let next = std::sync::atomic::AtomicUsize::new(0);
         let keys = self.keys();
+        let chunks = ChunkReader::new(
+            keys,
+            &index,
+            files.iter().map(|&i| &items[i].node),
+            PACK_CACHE,
+        );
+        let next = std::sync::atomic::AtomicUsize::new(0);
         let repo_path = self.path.clone();
         // One file, content and metadata, through a given connection (each
         // worker has its own; the link fallback below uses the repository's).
-        // The id of the chunk cut from a long run of zeros (inside holes).
-        let zero_id = keys.chunk_id(chunker::zero_chunk());
         let write = |conn: &rusqlite::Connection, dst: &Path, node: &Node| {
-            write_file(
-                conn,
-                keys,
-                &index,
-                &cache,
-                &zero_id,
-                dst,
-                node,
-                req.overwrite,
-            )
+            write_file(conn, &chunks, dst, node, req.overwrite)
         };
         let results: Vec<WorkerOut> = std::thread::scope(|s| {
             // More writers than cores: creating a file mostly waits on the
@@ -472,12 +474,160 @@ impl Repository<Unlocked> {
     }
 }
 
+/// Whether `dir` does not exist or is an empty folder (not a link to one).
+fn is_missing_or_empty(dir: &Path) -> bool {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(m) if m.is_dir() => std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()),
+        Ok(_) => false,
+    }
+}
+
 fn remove_any(p: &Path) -> Result<()> {
     let m = std::fs::symlink_metadata(p).map_err(|e| RepoError::io(p, e))?;
     if m.is_dir() {
         std::fs::remove_dir_all(p).map_err(|e| RepoError::io(p, e))
     } else {
         std::fs::remove_file(p).map_err(|e| RepoError::io(p, e))
+    }
+}
+
+/// Where a restore's chunks come from: the pack cache, the copies kept of
+/// chunks that several files need, or (for the zero chunk of holes) nowhere.
+struct ChunkReader<'a> {
+    keys: &'a SubKeys,
+    index: &'a HashMap<Id, (i64, usize)>,
+    packs: PackCache,
+    shared: SharedChunks,
+    /// The id of the chunk cut from a long run of zeros (inside holes).
+    zero_id: Id,
+}
+
+/// Decoded packs kept (about 4 MiB of plaintext each).
+const PACK_CACHE: usize = 16;
+
+impl<'a> ChunkReader<'a> {
+    /// For restoring `files` in this order, with a cache of `packs` packs.
+    fn new<'n>(
+        keys: &'a SubKeys,
+        index: &'a HashMap<Id, (i64, usize)>,
+        files: impl Iterator<Item = &'n Node>,
+        packs: usize,
+    ) -> Self {
+        let zero_id = keys.chunk_id(chunker::zero_chunk());
+        ChunkReader {
+            keys,
+            index,
+            packs: PackCache::new(packs),
+            shared: SharedChunks::new(files, &zero_id),
+            zero_id,
+        }
+    }
+
+    /// Hands chunk `id` to `w` (of the file `dst`).
+    fn write_chunk(
+        &self,
+        conn: &rusqlite::Connection,
+        id: &Id,
+        w: &mut ContentWriter<'_>,
+        dst: &Path,
+    ) -> Result<()> {
+        let io = |e| RepoError::io(dst, e);
+        if *id == self.zero_id {
+            // All zeros: nothing to read.
+            return w.put(chunker::zero_chunk()).map_err(io);
+        }
+        if let Some(data) = self.shared.take(id) {
+            return w.put(&data).map_err(io);
+        }
+        let (pack, seq) = store::read_chunk(conn, self.keys, self.index, &self.packs, id)?;
+        let data = pack.chunk(seq).unwrap_or_default();
+        self.shared.offer(id, data);
+        w.put(data).map_err(io)
+    }
+}
+
+/// At most this many bytes of chunks are kept for later files.
+const SHARED_BYTES: usize = 64 << 20;
+
+/// Chunks that several restored files need (deduplicated content: the same
+/// licence file in every project, a file copied between folders). Files are
+/// restored in tree order and their chunks were packed in about that order,
+/// so the pack cache serves first uses; a later use of a chunk stored long
+/// before would decode its whole pack again (measured: each pack of a
+/// source tree 2.7 times). So a chunk read from its pack that more files
+/// will need is kept until its last user has it, within `SHARED_BYTES`.
+struct SharedChunks {
+    state: Mutex<SharedState>,
+}
+
+struct SharedState {
+    /// Uses still to come, of chunks needed more than once.
+    remaining: HashMap<Id, u32>,
+    kept: HashMap<Id, Arc<[u8]>>,
+    bytes: usize,
+}
+
+impl SharedChunks {
+    fn new<'n>(files: impl Iterator<Item = &'n Node>, zero_id: &Id) -> Self {
+        let mut remaining: HashMap<Id, u32> = HashMap::new();
+        for n in files {
+            for id in &n.content {
+                *remaining.entry(*id).or_default() += 1;
+            }
+        }
+        remaining.retain(|id, uses| *uses > 1 && id != zero_id);
+        remaining.shrink_to_fit();
+        SharedChunks {
+            state: Mutex::new(SharedState {
+                remaining,
+                kept: HashMap::new(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SharedState> {
+        // The state stays consistent even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The kept copy of `id`, counted as one use.
+    fn take(&self, id: &Id) -> Option<Arc<[u8]>> {
+        let mut st = self.lock();
+        let data = st.kept.get(id)?.clone();
+        st.used(id);
+        Some(data)
+    }
+
+    /// `id` was read from its pack: counted as one use, and kept if more
+    /// files need it.
+    fn offer(&self, id: &Id, data: &[u8]) {
+        let mut st = self.lock();
+        let more = st.used(id);
+        if more && !st.kept.contains_key(id) && st.bytes + data.len() <= SHARED_BYTES {
+            st.bytes += data.len();
+            st.kept.insert(*id, Arc::from(data));
+        }
+    }
+}
+
+impl SharedState {
+    /// Counts one use of `id`; whether more are to come. The copy goes with
+    /// the last use.
+    fn used(&mut self, id: &Id) -> bool {
+        let Some(uses) = self.remaining.get_mut(id) else {
+            return false;
+        };
+        *uses -= 1;
+        if *uses > 0 {
+            return true;
+        }
+        self.remaining.remove(id);
+        if let Some(d) = self.kept.remove(id) {
+            self.bytes -= d.len();
+        }
+        false
     }
 }
 
@@ -586,13 +736,9 @@ impl<'a> ContentWriter<'a> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_file(
     conn: &rusqlite::Connection,
-    keys: &crate::key::SubKeys,
-    index: &HashMap<Id, (i64, usize)>,
-    cache: &PackCache,
-    zero_id: &Id,
+    chunks: &ChunkReader<'_>,
     dst: &Path,
     node: &Node,
     overwrite: bool,
@@ -613,13 +759,7 @@ fn write_file(
     let mut w = ContentWriter::new(&f, layout);
     let io = |e| RepoError::io(dst, e);
     for id in &node.content {
-        if *id == *zero_id {
-            // All zeros: nothing to read.
-            w.put(chunker::zero_chunk()).map_err(io)?;
-            continue;
-        }
-        let (pack, seq) = store::read_chunk(conn, keys, index, cache, id)?;
-        w.put(pack.chunk(seq).unwrap_or_default()).map_err(io)?;
+        chunks.write_chunk(conn, id, &mut w, dst)?;
     }
     w.finish().map_err(io)?;
     // Metadata through the open handle (no path lookups): owner when
@@ -736,6 +876,94 @@ mod tests {
         f.set_len(16 * MIB as u64).unwrap();
         f.sync_all().unwrap();
         f.metadata().unwrap().blocks() == 0
+    }
+
+    fn noise(seed: u64, len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; len];
+        let mut key = [0u8; 32];
+        key[..8].copy_from_slice(&seed.to_le_bytes());
+        blake3::Hasher::new_keyed(&key)
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    /// A chunk four files need, stored packs before the later ones (with a
+    /// cache of one pack), is kept once read instead of being read from its
+    /// pack again for each of them (seen: 7 decodes instead of 11 for 6
+    /// packs; the rest come from files spanning two packs).
+    #[test]
+    fn a_chunk_several_files_need_is_kept_not_read_from_its_pack_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let shared = noise(1, 100_000);
+        for (i, name) in ["a", "c", "e", "g"].iter().enumerate() {
+            std::fs::write(src.join(name), &shared).unwrap();
+            // Between two copies, more than a pack of other data.
+            let other = noise(10 + i as u64, 5 << 20);
+            std::fs::write(src.join(format!("{name}-big")), other).unwrap();
+        }
+        std::fs::create_dir_all(tmp.path().join("repo")).unwrap();
+        let key = crate::MasterKey::generate().unwrap();
+        let repo = Repository::init(&tmp.path().join("repo/r.coffer"), &key).unwrap();
+        repo.backup(
+            &crate::BackupRequest {
+                paths: vec![src.clone()],
+                ..Default::default()
+            },
+            &crate::NoProgress,
+            &CancelToken::new(),
+        )
+        .unwrap();
+        let (_, items) = repo
+            .restore_items(&RestoreRequest {
+                snapshot: "latest".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let files: Vec<&Node> = items
+            .iter()
+            .map(|it| &it.node)
+            .filter(|n| n.kind == NodeKind::File)
+            .collect();
+        assert_eq!(files.len(), 8);
+        let index = store::load_index(&repo.conn).unwrap();
+        let packs: std::collections::HashSet<i64> = files
+            .iter()
+            .flat_map(|n| n.content.iter().map(|id| index[id].0))
+            .collect();
+        // Restores the files in order through `reader`; how many packs it
+        // decoded.
+        let restore = |reader: &ChunkReader<'_>, out: &Path| {
+            std::fs::create_dir_all(out).unwrap();
+            for (i, n) in files.iter().enumerate() {
+                let dst = out.join(i.to_string());
+                let f = std::fs::File::create(&dst).unwrap();
+                let mut w = ContentWriter::new(&f, Layout::Dense);
+                for id in &n.content {
+                    reader.write_chunk(&repo.conn, id, &mut w, &dst).unwrap();
+                }
+                w.finish().unwrap();
+                assert_eq!(
+                    std::fs::read(&dst).unwrap(),
+                    std::fs::read(src.join(OsStr::from_bytes(&n.name))).unwrap()
+                );
+            }
+            reader.packs.decoded()
+        };
+        let reader = ChunkReader::new(repo.keys(), &index, files.iter().copied(), 1);
+        let decoded = restore(&reader, &tmp.path().join("out"));
+        // Nothing is kept once the last file that needed it has it.
+        assert_eq!(reader.shared.lock().bytes, 0);
+        // The same without keeping shared chunks (none counted as shared).
+        let plain = ChunkReader::new(repo.keys(), &index, std::iter::empty(), 1);
+        let decoded_plain = restore(&plain, &tmp.path().join("out-plain"));
+        assert!(
+            decoded + 3 <= decoded_plain,
+            "{decoded} packs decoded, {decoded_plain} without shared chunks ({} packs)",
+            packs.len()
+        );
     }
 
     /// Trees before version 5 did not record holes: runs of zeros filling
