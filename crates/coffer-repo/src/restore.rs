@@ -179,10 +179,12 @@ impl Repository<Unlocked> {
 
     /// Plans a restore: what would be written where, and what already exists.
     pub fn plan_restore(&self, req: &RestoreRequest) -> Result<RestorePlan> {
-        Ok(self.plan_inner(req)?.0)
+        Ok(self.plan_inner(req, true)?.0)
     }
 
-    fn plan_inner(&self, req: &RestoreRequest) -> Result<(RestorePlan, Vec<Item>)> {
+    /// The plan, with its list of items only if `list` (a restore needs the
+    /// counts and the first conflicts, not two more strings per item).
+    fn plan_inner(&self, req: &RestoreRequest, list: bool) -> Result<(RestorePlan, Vec<Item>)> {
         let (snap_id, items) = self.restore_items(req)?;
         let mut plan = RestorePlan {
             snapshot: store::snap_hex(snap_id),
@@ -192,7 +194,7 @@ impl Repository<Unlocked> {
             symlinks: 0,
             bytes: 0,
             conflicts: 0,
-            items: Vec::with_capacity(items.len()),
+            items: Vec::with_capacity(if list { items.len() } else { 3 }),
         };
         // Into a new or empty folder nothing can exist: no look-up per item.
         let empty_target = is_missing_or_empty(&req.target);
@@ -219,6 +221,10 @@ impl Repository<Unlocked> {
             if exists {
                 plan.conflicts += 1;
             }
+            // Without the list, the first three conflicts (for the error).
+            if !list && !(exists && plan.conflicts <= 3) {
+                continue;
+            }
             plan.items.push(PlanItem {
                 path: display_path(&it.rel),
                 target: target.display().to_string(),
@@ -239,7 +245,7 @@ impl Repository<Unlocked> {
         cancel: &CancelToken,
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
-        let (plan, items) = self.plan_inner(req)?;
+        let (plan, items) = self.plan_inner(req, false)?;
         if plan.conflicts > 0 && !req.overwrite {
             let first: Vec<&str> = plan
                 .items
