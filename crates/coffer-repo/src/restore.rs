@@ -222,7 +222,8 @@ impl Repository<Unlocked> {
                 plan.conflicts += 1;
             }
             // Without the list, the first three conflicts (for the error).
-            if !list && !(exists && plan.conflicts <= 3) {
+            let keep = list || (exists && plan.conflicts <= 3);
+            if !keep {
                 continue;
             }
             plan.items.push(PlanItem {
