@@ -68,13 +68,15 @@ run_backup() { # tool dir
 run_restore() { # tool snapshot-path target
   case $1 in
     coffer) "$COFFER_BIN" restore -q latest --include "$2" --target "$3" ;;
-    # restic writes holes only with --sparse.
-    restic) restic restore latest --sparse --include "$2" --target "$3" ;;
+    # restic writes holes only with --sparse (0.15 and later).
+    restic) restic restore latest $RESTIC_SPARSE --include "$2" --target "$3" ;;
     rustic) "$RUSTIC_BIN" restore --no-progress "latest:$2" "$3" ;;
   esac
 }
+RESTIC_SPARSE=
+has restic && restic restore --help 2>/dev/null | grep -q -- '--sparse' && RESTIC_SPARSE=--sparse
 export -f run_backup run_restore
-export COFFER_BIN RUSTIC_BIN
+export COFFER_BIN RUSTIC_BIN RESTIC_SPARSE
 
 repo_size() { # tool
   case $1 in

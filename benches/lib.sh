@@ -76,6 +76,6 @@ measure() {
   WRITTEN[$name]=$(awk '/^wchar/ {print $2}' "$out.io")
 }
 
-ratio() { echo "scale=2; $1 / $2" | bc -l; }
+ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 mib() { echo "scale=1; $1 / 1048576" | bc -l; }
