@@ -1,8 +1,10 @@
 //! Backup: walk the chosen paths, skip unchanged files (size + mtime + ctime +
 //! inode against the parent snapshot), chunk and deduplicate the rest on
-//! worker threads, write packs from one writer thread in batched
-//! transactions, and commit the trees and the snapshot record last.
+//! worker threads, turn each folder into a tree once its files are read,
+//! write packs and trees from one writer thread in batched transactions, and
+//! commit the snapshot record last.
 
+use crate::chunker::{self, Buffers, Chunk, Chunked, CDC_MAX};
 use crate::error::{RepoError, Result};
 use crate::flags;
 use crate::format::{self, Id, Node, NodeKind, SnapshotRecord};
@@ -22,16 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use ts_rs::TS;
 
-/// FastCDC parameters (bytes).
-pub(crate) const CDC_MIN: usize = 64 * 1024;
-pub(crate) const CDC_AVG: usize = 256 * 1024;
-pub(crate) const CDC_MAX: usize = 1024 * 1024;
 /// Plaintext bytes collected before a pack is compressed and sealed.
 pub(crate) const PACK_TARGET: usize = 4 * 1024 * 1024;
 /// zstd level for packs.
 pub(crate) const ZSTD_LEVEL: i32 = 3;
-/// Files up to this size are read whole; larger ones are streamed.
-const WHOLE_READ_MAX: u64 = 8 * 1024 * 1024;
 /// The writer commits at least this often (bytes of sealed packs).
 const COMMIT_BYTES: usize = 64 * 1024 * 1024;
 const WORKERS: usize = 2;
@@ -85,17 +81,20 @@ pub struct SnapshotSummary {
     pub warnings: Vec<String>,
 }
 
+/// An entry of a folder being backed up.
 enum PNode {
+    /// Complete (an unchanged file, a symlink).
     Ready(Node),
+    /// A file a worker reads; its result completes it.
     File {
         node: Node,
         idx: usize,
         is_new: bool,
     },
-    Dir {
-        node: Node,
-        children: Vec<PNode>,
-    },
+    /// A folder: its own listing was handed to the [`TreeBuilder`] before
+    /// this entry (folders are listed after their contents), which gives it
+    /// its tree id.
+    Dir(Node),
 }
 
 struct FileJob {
@@ -108,6 +107,9 @@ struct FileJob {
 struct FileRead {
     ids: Vec<Id>,
     size: u64,
+    /// Bytes read from disk (holes are not read).
+    bytes_read: u64,
+    holes: Vec<(u64, u64)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     flags: u32,
     warnings: Vec<String>,
@@ -212,6 +214,7 @@ pub(crate) fn node_from_meta(name: Vec<u8>, md: &std::fs::Metadata, kind: NodeKi
         target: Vec::new(),
         xattrs: Vec::new(),
         flags: 0,
+        holes: None,
     }
 }
 
@@ -287,6 +290,7 @@ struct Walker<'a> {
     keys: &'a SubKeys,
     excludes: ignore::gitignore::Gitignore,
     jobs: Sender<FileJob>,
+    trees: TreeBuilder<'a>,
     next_idx: usize,
     found_files: u64,
     found_bytes: u64,
@@ -326,10 +330,11 @@ impl Walker<'_> {
                         std::fs::symlink_metadata(&real).map_err(|e| RepoError::io(&real, e))?;
                     let pc = self.parent_children(pchild.as_ref());
                     let children = self.emit_vdir(sub, pc)?;
+                    self.trees.push(children)?;
                     let mut node = node_from_meta(name, &md, NodeKind::Dir);
                     node.xattrs = read_xattrs(&real, &mut self.warnings);
                     node.flags = flags::read_dir(&real, &mut self.warnings);
-                    out.push(PNode::Dir { node, children });
+                    out.push(PNode::Dir(node));
                 }
                 VEntry::Target(path) => {
                     let md =
@@ -379,6 +384,7 @@ impl Walker<'_> {
                     // Changing an extended attribute or a flag changes the
                     // ctime, so the parent's are still the file's.
                     node.content = p.content.clone();
+                    node.holes = p.holes.clone();
                     node.xattrs = p.xattrs.clone();
                     node.flags = p.flags;
                     self.files_unchanged += 1;
@@ -457,7 +463,8 @@ impl Walker<'_> {
                     children.push(c);
                 }
             }
-            return Ok(Some(PNode::Dir { node, children }));
+            self.trees.push(children)?;
+            return Ok(Some(PNode::Dir(node)));
         }
         self.warnings.push(format!(
             "{}: skipped (a device, socket or pipe)",
@@ -471,52 +478,26 @@ impl Walker<'_> {
 #[cfg(test)]
 fn chunk_file(
     path: &Path,
-    buf: &mut Vec<u8>,
-    on_chunk: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<u64> {
+    bufs: &mut Buffers,
+    on_chunk: impl FnMut(Chunk<'_>) -> Result<()>,
+) -> Result<Chunked> {
     let f = std::fs::File::open(path).map_err(|e| RepoError::io(path, e))?;
-    chunk_open_file(f, path, buf, on_chunk)
-}
-
-/// Reads an open file (`path` names it in errors) and calls `on_chunk` for
-/// each content-defined chunk.
-fn chunk_open_file(
-    mut f: std::fs::File,
-    path: &Path,
-    buf: &mut Vec<u8>,
-    mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
-) -> Result<u64> {
-    use std::io::Read;
-    let len = f.metadata().map_err(|e| RepoError::io(path, e))?.len();
-    if len <= WHOLE_READ_MAX {
-        buf.clear();
-        f.read_to_end(buf).map_err(|e| RepoError::io(path, e))?;
-        for c in fastcdc::v2020::FastCDC::new(buf, CDC_MIN, CDC_AVG, CDC_MAX) {
-            on_chunk(&buf[c.offset..c.offset + c.length])?;
-        }
-        Ok(buf.len() as u64)
-    } else {
-        let mut total = 0u64;
-        for c in fastcdc::v2020::StreamCDC::new(f, CDC_MIN, CDC_AVG, CDC_MAX) {
-            let c = c.map_err(|e| RepoError::io(path, std::io::Error::other(e.to_string())))?;
-            total += c.length as u64;
-            on_chunk(&c.data)?;
-        }
-        Ok(total)
-    }
+    chunker::chunk_open_file(f, path, bufs, on_chunk)
 }
 
 fn worker(
     keys: SubKeys,
     jobs: Receiver<FileJob>,
     done: Sender<FileDone>,
-    packs: Sender<SealedPack>,
+    packs: Sender<Record>,
     known: Arc<Mutex<HashSet<Id>>>,
     cancel: CancelToken,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut pb = PackBuilder::new();
-    let mut buf = Vec::new();
+    let mut bufs = Buffers::default();
+    // Ids of all-zero chunks (inside holes) by length: hashed once.
+    let mut zero_ids: std::collections::HashMap<usize, Id> = Default::default();
     for job in jobs {
         cancel.check()?;
         progress.current_path(&job.path);
@@ -529,19 +510,25 @@ fn worker(
             .and_then(|f| {
                 xattrs = read_xattrs_of(&f, &job.path, &mut warnings);
                 file_flags = flags::read(&f, &job.path, &mut warnings);
-                chunk_open_file(f, &job.path, &mut buf, |chunk| {
-                    let id = keys.chunk_id(chunk);
+                chunker::chunk_open_file(f, &job.path, &mut bufs, |Chunk { data, in_hole }| {
+                    let id = if in_hole {
+                        *zero_ids
+                            .entry(data.len())
+                            .or_insert_with(|| keys.chunk_id(data))
+                    } else {
+                        keys.chunk_id(data)
+                    };
                     ids.push(id);
                     let fresh = known
                         .lock()
                         .map_err(|_| RepoError::Internal("chunk set poisoned".into()))?
                         .insert(id);
                     if fresh {
-                        pb.add(id, chunk);
+                        pb.add(id, data);
                         if pb.is_full() {
                             let p = pb.finish(&keys)?;
                             packs
-                                .send(p)
+                                .send(Record::Pack(p))
                                 .map_err(|_| RepoError::Internal("writer stopped".into()))?;
                         }
                     }
@@ -549,11 +536,17 @@ fn worker(
                 })
             });
         let result = match r {
-            Ok(size) => {
+            Ok(Chunked {
+                size,
+                bytes_read,
+                holes,
+            }) => {
                 progress.advance(1, size);
                 Ok(FileRead {
                     ids,
                     size,
+                    bytes_read,
+                    holes,
                     xattrs,
                     flags: file_flags,
                     warnings,
@@ -579,14 +572,22 @@ fn worker(
     if !pb.is_empty() {
         let p = pb.finish(&keys)?;
         packs
-            .send(p)
+            .send(Record::Pack(p))
             .map_err(|_| RepoError::Internal("writer stopped".into()))?;
     }
     Ok(())
 }
 
-/// Writes packs in batched transactions. Returns (bytes, chunks) added.
-pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)> {
+/// What the writer thread stores.
+enum Record {
+    Pack(SealedPack),
+    /// A sealed directory listing (tree).
+    Tree(Id, Vec<u8>),
+}
+
+/// Writes packs and trees in batched transactions. Returns (bytes, chunks)
+/// added by packs.
+fn writer(path: &Path, rx: Receiver<Record>) -> Result<(u64, u64)> {
     let conn = store::reopen(path)?;
     let mut bytes = 0u64;
     let mut chunks = 0u64;
@@ -594,7 +595,16 @@ pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)
     let mut last = Instant::now();
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let r = (|| -> Result<()> {
-        for p in rx {
+        for r in rx {
+            let p = match r {
+                Record::Pack(p) => p,
+                Record::Tree(id, data) => {
+                    conn.prepare_cached("INSERT OR IGNORE INTO trees(id, data) VALUES (?1, ?2)")?
+                        .execute(params![id.as_slice(), data])?;
+                    pending += data.len();
+                    continue;
+                }
+            };
             {
                 let mut ins_pack =
                     conn.prepare_cached("INSERT INTO packs(id, data) VALUES (?1, ?2)")?;
@@ -628,12 +638,35 @@ pub(crate) fn writer(path: &Path, rx: Receiver<SealedPack>) -> Result<(u64, u64)
     }
 }
 
-struct Finisher<'a> {
+/// Turns walked folders into trees while the backup runs, so that memory
+/// holds the folders still waiting for file results, not the whole tree
+/// (at 100 000 files the walked tree and the queued file results were about
+/// half of the peak). The walker hands each folder's entries over once it
+/// has listed them (after its subfolders: post-order); a folder becomes a
+/// tree as soon as the workers' results for its files are in. Sealed trees
+/// go to the writer thread, which commits them with the packs; the snapshot
+/// record, which makes them reachable, is still committed last.
+struct TreeBuilder<'a> {
     keys: &'a SubKeys,
     conn: &'a rusqlite::Connection,
-    results: Vec<Option<FileOutcome>>,
-    new_trees: Vec<(Id, Vec<u8>)>,
+    done: Receiver<FileDone>,
+    out: Sender<Record>,
+    /// Folders listed, waiting for file results, oldest first.
+    waiting: std::collections::VecDeque<Vec<PNode>>,
+    /// File results not yet taken by their folder.
+    results: std::collections::HashMap<usize, FileOutcome>,
+    /// Tree ids of finished folders not yet taken by their parent (a
+    /// parent's subfolders are the last ones, in order).
+    finished: Vec<Id>,
     seen_trees: HashSet<Id>,
+    stats: TreeStats,
+}
+
+/// What the trees of a backup hold, and what storing them added.
+#[derive(Default)]
+struct TreeStats {
+    /// Bytes of new sealed trees.
+    tree_bytes: u64,
     warnings: Vec<String>,
     files: u64,
     dirs: u64,
@@ -643,15 +676,89 @@ struct Finisher<'a> {
     bytes_read: u64,
 }
 
-impl Finisher<'_> {
-    fn tree(&mut self, nodes: Vec<PNode>, at: &Path) -> Result<Id> {
-        let mut out = Vec::with_capacity(nodes.len());
-        for n in nodes {
+impl<'a> TreeBuilder<'a> {
+    fn new(
+        keys: &'a SubKeys,
+        conn: &'a rusqlite::Connection,
+        done: Receiver<FileDone>,
+        out: Sender<Record>,
+    ) -> Self {
+        TreeBuilder {
+            keys,
+            conn,
+            done,
+            out,
+            waiting: Default::default(),
+            results: Default::default(),
+            finished: Vec::new(),
+            seen_trees: HashSet::new(),
+            stats: TreeStats::default(),
+        }
+    }
+
+    /// A folder's entries, once all its subfolders were pushed. Builds the
+    /// trees whose file results are in (without waiting).
+    fn push(&mut self, entries: Vec<PNode>) -> Result<()> {
+        self.waiting.push_back(entries);
+        self.results
+            .extend(self.done.try_iter().map(|d| (d.idx, d.result)));
+        self.build_ready()
+    }
+
+    /// Waits for the remaining results and builds the last trees; the id of
+    /// the last folder pushed (the root). The writer's channel closes here.
+    fn finish(mut self) -> Result<(Id, TreeStats)> {
+        loop {
+            self.build_ready()?;
+            if self.waiting.is_empty() {
+                break;
+            }
+            match self.done.recv() {
+                Ok(d) => {
+                    self.results.insert(d.idx, d.result);
+                }
+                Err(_) => return Err(RepoError::Internal("a file result is missing".into())),
+            }
+        }
+        match (self.finished.pop(), self.finished.is_empty()) {
+            (Some(root), true) => Ok((root, self.stats)),
+            _ => Err(RepoError::Internal("the folder tree did not close".into())),
+        }
+    }
+
+    fn build_ready(&mut self) -> Result<()> {
+        while let Some(front) = self.waiting.front() {
+            let ready = front.iter().all(|n| match n {
+                PNode::File { idx, .. } => self.results.contains_key(idx),
+                _ => true,
+            });
+            if !ready {
+                break;
+            }
+            let entries = self.waiting.pop_front().unwrap_or_default();
+            let id = self.tree(entries)?;
+            self.finished.push(id);
+        }
+        Ok(())
+    }
+
+    /// One folder's tree from its entries (all results in).
+    fn tree(&mut self, entries: Vec<PNode>) -> Result<Id> {
+        let subdirs = entries
+            .iter()
+            .filter(|n| matches!(n, PNode::Dir(_)))
+            .count();
+        let Some(first_sub) = self.finished.len().checked_sub(subdirs) else {
+            return Err(RepoError::Internal("a folder's tree is missing".into()));
+        };
+        let mut sub_ids = self.finished.split_off(first_sub).into_iter();
+        let mut out = Vec::with_capacity(entries.len());
+        for n in entries {
             match n {
                 PNode::Ready(node) => {
                     if node.kind == NodeKind::File {
-                        self.files += 1;
-                        self.bytes += node.size;
+                        self.stats.files += 1;
+                        self.stats.bytes += node.size;
                     }
                     out.push(node);
                 }
@@ -659,36 +766,38 @@ impl Finisher<'_> {
                     mut node,
                     idx,
                     is_new,
-                } => match self.results.get_mut(idx).and_then(|r| r.take()) {
+                } => match self.results.remove(&idx) {
                     Some(Ok(FileRead {
                         ids,
                         size: n,
+                        bytes_read,
+                        holes,
                         xattrs,
                         flags,
                         warnings,
                     })) => {
                         node.content = ids;
                         node.size = n;
+                        node.holes = Some(holes);
                         node.xattrs = xattrs;
                         node.flags = flags;
-                        self.warnings.extend(warnings);
-                        self.files += 1;
-                        self.bytes += n;
-                        self.bytes_read += n;
+                        self.stats.warnings.extend(warnings);
+                        self.stats.files += 1;
+                        self.stats.bytes += n;
+                        self.stats.bytes_read += bytes_read;
                         if is_new {
-                            self.files_new += 1;
+                            self.stats.files_new += 1;
                         } else {
-                            self.files_changed += 1;
+                            self.stats.files_changed += 1;
                         }
                         out.push(node);
                     }
-                    Some(Err(msg)) => self.warnings.push(msg),
+                    Some(Err(msg)) => self.stats.warnings.push(msg),
                     None => return Err(RepoError::Internal("a file result is missing".into())),
                 },
-                PNode::Dir { mut node, children } => {
-                    let sub = at.join(OsStr::from_bytes(&node.name));
-                    node.subtree = Some(self.tree(children, &sub)?);
-                    self.dirs += 1;
+                PNode::Dir(mut node) => {
+                    node.subtree = sub_ids.next();
+                    self.stats.dirs += 1;
                     out.push(node);
                 }
             }
@@ -703,7 +812,10 @@ impl Finisher<'_> {
                 .optional()?;
             if exists.is_none() {
                 let sealed = store::seal_tree(self.keys, &id, &plain)?;
-                self.new_trees.push((id, sealed));
+                self.stats.tree_bytes += sealed.len() as u64;
+                self.out
+                    .send(Record::Tree(id, sealed))
+                    .map_err(|_| RepoError::Internal("writer stopped".into()))?;
             }
         }
         Ok(id)
@@ -831,18 +943,18 @@ impl Repository<Unlocked> {
         progress.phase(Phase::Reading);
         let (job_tx, job_rx) = bounded::<FileJob>(4096);
         let (done_tx, done_rx) = unbounded::<FileDone>();
-        let (pack_tx, pack_rx) = bounded::<SealedPack>(4);
+        let (rec_tx, rec_rx) = bounded::<Record>(4);
 
         let repo_path = self.path.clone();
         let conn = &self.conn;
-        let (walk_result, worker_results, writer_result) = std::thread::scope(|s| {
-            let writer_h = s.spawn(|| writer(&repo_path, pack_rx));
+        let (built, worker_results, writer_result) = std::thread::scope(|s| {
+            let writer_h = s.spawn(|| writer(&repo_path, rec_rx));
             let mut worker_hs = Vec::new();
             for _ in 0..WORKERS {
                 let keys = keys.clone();
                 let jobs = job_rx.clone();
                 let done = done_tx.clone();
-                let packs = pack_tx.clone();
+                let packs = rec_tx.clone();
                 let known = known.clone();
                 let cancel = cancel.clone();
                 worker_hs.push(
@@ -851,12 +963,12 @@ impl Repository<Unlocked> {
             }
             drop(job_rx);
             drop(done_tx);
-            drop(pack_tx);
             let mut w = Walker {
                 conn,
                 keys,
                 excludes,
                 jobs: job_tx,
+                trees: TreeBuilder::new(keys, conn, done_rx, rec_tx),
                 next_idx: 0,
                 found_files: 0,
                 found_bytes: 0,
@@ -868,16 +980,26 @@ impl Repository<Unlocked> {
             let parent_root = parent
                 .as_ref()
                 .and_then(|(_, p)| store::load_tree(conn, keys, &p.tree).ok());
-            let walked = w.emit_vdir(root, parent_root);
+            // The root's listing is the last one.
+            let walked = w
+                .emit_vdir(root, parent_root)
+                .and_then(|top| w.trees.push(top));
             progress.totals(w.found_files, w.found_bytes);
             let Walker {
                 jobs,
-                next_idx,
+                trees,
                 files_unchanged,
                 warnings,
                 ..
             } = w;
+            // The workers finish the queued files, then stop.
             drop(jobs);
+            progress.phase(Phase::Finishing);
+            // Dropping the builder (with `finish` or on failure) closes the
+            // writer's channel.
+            let built = walked
+                .and_then(|()| trees.finish())
+                .map(|(root, stats)| (root, stats, files_unchanged, warnings));
             let worker_results: Vec<Result<()>> = worker_hs
                 .into_iter()
                 .map(|h| {
@@ -888,45 +1010,19 @@ impl Repository<Unlocked> {
             let writer_result = writer_h
                 .join()
                 .unwrap_or_else(|_| Err(RepoError::Internal("the writer panicked".into())));
-            (
-                walked.map(|n| (n, next_idx, files_unchanged, warnings)),
-                worker_results,
-                writer_result,
-            )
+            (built, worker_results, writer_result)
         });
         // Report the most meaningful failure first.
         let (bytes_packs, chunks_added) = writer_result?;
         for r in worker_results {
             r?;
         }
-        let (nodes, n_jobs, files_unchanged, warnings) = walk_result?;
+        let (root_id, mut fin, files_unchanged, walk_warnings) = built?;
         cancel.check()?;
-
-        progress.phase(Phase::Finishing);
-        let mut results: Vec<Option<FileOutcome>> = vec![None; n_jobs];
-        for d in done_rx.try_iter() {
-            if let Some(slot) = results.get_mut(d.idx) {
-                *slot = Some(d.result);
-            }
-        }
-        let mut fin = Finisher {
-            keys,
-            conn: &self.conn,
-            results,
-            new_trees: Vec::new(),
-            seen_trees: HashSet::new(),
-            warnings,
-            files: 0,
-            dirs: 0,
-            bytes: 0,
-            files_new: 0,
-            files_changed: 0,
-            bytes_read: 0,
-        };
-        let root_id = fin.tree(nodes, Path::new("/"))?;
+        let mut warnings = walk_warnings;
+        warnings.append(&mut fin.warnings);
         let (time_s, time_ns) = crate::timefmt::now();
         let snap_id = u64::from_le_bytes(store::random_bytes()?);
-        let tree_bytes: u64 = fin.new_trees.iter().map(|(_, d)| d.len() as u64).sum();
         let rec = SnapshotRecord {
             time_s,
             time_ns,
@@ -942,23 +1038,16 @@ impl Repository<Unlocked> {
             files_changed: fin.files_changed,
             files_unchanged,
             bytes_read: fin.bytes_read,
-            bytes_added: bytes_packs + tree_bytes,
+            bytes_added: bytes_packs + fin.tree_bytes,
             duration_ms: started.elapsed().as_millis() as u64,
         };
         cancel.check()?;
-        let tx = self.conn.unchecked_transaction()?;
-        {
-            let mut ins =
-                tx.prepare_cached("INSERT OR IGNORE INTO trees(id, data) VALUES (?1, ?2)")?;
-            for (id, data) in &fin.new_trees {
-                ins.execute(params![id.as_slice(), data])?;
-            }
-            tx.execute(
-                "INSERT INTO snapshots(id, data) VALUES (?1, ?2)",
-                params![snap_id as i64, store::seal_snapshot(keys, snap_id, &rec)],
-            )?;
-        }
-        tx.commit()?;
+        // The trees were committed with the packs; this makes them a
+        // snapshot.
+        self.conn.execute(
+            "INSERT INTO snapshots(id, data) VALUES (?1, ?2)",
+            params![snap_id as i64, store::seal_snapshot(keys, snap_id, &rec)],
+        )?;
         Ok(SnapshotSummary {
             id: store::snap_hex(snap_id),
             short_id: store::snap_hex(snap_id)[..8].to_string(),
@@ -974,7 +1063,7 @@ impl Repository<Unlocked> {
             bytes_added: rec.bytes_added,
             chunks_added,
             duration_ms: started.elapsed().as_millis() as u64,
-            warnings: fin.warnings,
+            warnings,
         })
     }
 }
@@ -982,6 +1071,7 @@ impl Repository<Unlocked> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunker::CDC_MIN;
     use proptest::prelude::*;
 
     fn bytes(seed: u64, len: usize) -> Vec<u8> {
@@ -999,9 +1089,8 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, data).unwrap();
         let mut out = Vec::new();
-        let mut buf = Vec::new();
-        chunk_file(&p, &mut buf, |c| {
-            out.push(c.to_vec());
+        chunk_file(&p, &mut Buffers::default(), |c| {
+            out.push(c.data.to_vec());
             Ok(())
         })
         .unwrap();

@@ -128,11 +128,18 @@ pub struct Node {
     /// Files and directories: the Linux inode flags `chattr` sets that a
     /// snapshot keeps (see `flags.rs`). 0 before version 4.
     pub flags: u32,
+    /// Files: the holes the file system reported when the file was read
+    /// (`SEEK_HOLE`), as (offset, length), sorted, apart, inside `size`.
+    /// Their bytes are zeros in `content` too; a restore leaves them
+    /// unwritten. `None` in trees before version 5, which did not record
+    /// them (a restore then finds holes by looking for zeros).
+    pub holes: Option<Vec<(u64, u64)>>,
 }
 
 /// Version 2 added `dev` and `nlink` (hard links), version 3 the extended
-/// attributes, version 4 the inode flags; versions 1 to 3 still decode.
-const TREE_VERSION: u64 = 4;
+/// attributes, version 4 the inode flags, version 5 the holes of sparse
+/// files; versions 1 to 4 still decode.
+const TREE_VERSION: u64 = 5;
 
 pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
     let mut e = Enc::default();
@@ -172,6 +179,23 @@ pub(crate) fn encode_tree(nodes: &[Node]) -> Vec<u8> {
             e.bytes(v);
         }
         e.u64(n.flags as u64);
+        if n.kind == NodeKind::File {
+            // 0: not known (a file carried over from a tree before version
+            // 5), else 1 + the count, then each hole as (gap since the end
+            // of the previous one, length).
+            match &n.holes {
+                None => e.u64(0),
+                Some(holes) => {
+                    e.u64(holes.len() as u64 + 1);
+                    let mut end = 0;
+                    for &(off, len) in holes {
+                        e.u64(off - end);
+                        e.u64(len);
+                        end = off + len;
+                    }
+                }
+            }
+        }
     }
     e.0
 }
@@ -211,6 +235,7 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
             target: Vec::new(),
             xattrs: Vec::new(),
             flags: 0,
+            holes: None,
         };
         match kind {
             NodeKind::File => {
@@ -233,12 +258,37 @@ pub(crate) fn decode_tree(b: &[u8]) -> Result<Vec<Node>> {
         if version >= 4 {
             n.flags = d.u32()?;
         }
+        if version >= 5 && kind == NodeKind::File {
+            n.holes = decode_holes(&mut d, n.size)?;
+        }
         out.push(n);
     }
     if !d.done() {
         return Err(bad());
     }
     Ok(out)
+}
+
+/// The holes of a version-5 file entry (see [`encode_tree`]): sorted, apart
+/// (a gap of 0 only before the first), never empty, inside the file.
+fn decode_holes(d: &mut Dec<'_>, size: u64) -> Result<Option<Vec<(u64, u64)>>> {
+    let count = match d.u64()? {
+        0 => return Ok(None),
+        c => (c - 1) as usize,
+    };
+    let mut holes = Vec::with_capacity(count.min(1 << 10));
+    let mut end = 0u64;
+    for _ in 0..count {
+        let gap = d.u64()?;
+        let len = d.u64()?;
+        let off = end.checked_add(gap).ok_or_else(bad)?;
+        end = off.checked_add(len).ok_or_else(bad)?;
+        if len == 0 || end > size || (gap == 0 && !holes.is_empty()) {
+            return Err(bad());
+        }
+        holes.push((off, len));
+    }
+    Ok(Some(holes))
 }
 
 /// A snapshot as stored (sealed) in the repository.
@@ -396,16 +446,29 @@ mod tests {
                 (b"user.\xffodd".to_vec(), vec![]),
             ],
             flags: 0x10 | 0x40,
+            holes: Some(vec![
+                (0, 4096),
+                (1 << 20, 1 << 30),
+                ((1 << 40) - 8192, 8192),
+            ]),
         };
+        let mut unknown_holes = n.clone();
+        unknown_holes.name = b"from a tree before version 5".to_vec();
+        unknown_holes.holes = None;
+        let mut dense = n.clone();
+        dense.name = b"dense".to_vec();
+        dense.holes = Some(vec![]);
         let mut l = n.clone();
         l.kind = NodeKind::Symlink;
+        l.holes = None;
         l.content.clear();
         l.target = b"../x\xfe".to_vec();
         let mut d = n.clone();
         d.kind = NodeKind::Dir;
+        d.holes = None;
         d.content.clear();
         d.subtree = Some([9; 32]);
-        let nodes = vec![n, l, d];
+        let nodes = vec![n, unknown_holes, dense, l, d];
         assert_eq!(decode_tree(&encode_tree(&nodes)).unwrap(), nodes);
         assert!(decode_tree(&encode_tree(&nodes)[..10]).is_err());
     }
@@ -437,9 +500,82 @@ mod tests {
         assert_eq!(n.content, vec![[7; 32]]);
         assert!(n.xattrs.is_empty());
         assert_eq!(n.flags, 0);
-        let mut v5 = e.0.clone();
-        v5[0] = 5;
-        assert!(decode_tree(&v5).is_err(), "an unknown version is refused");
+        assert_eq!(n.holes, None, "holes were not recorded before version 5");
+        let mut v6 = e.0.clone();
+        v6[0] = 6;
+        assert!(decode_tree(&v6).is_err(), "an unknown version is refused");
+    }
+
+    /// A version-4 tree (no holes) still decodes: its files' holes are not
+    /// known.
+    #[test]
+    fn a_version_4_tree_still_decodes() {
+        let file = Node {
+            name: b"disk.img".to_vec(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid: 1,
+            gid: 2,
+            mtime_s: 3,
+            mtime_ns: 4,
+            ctime_s: 5,
+            ctime_ns: 6,
+            inode: 7,
+            dev: 8,
+            nlink: 1,
+            size: 1 << 30,
+            content: vec![[1; 32]],
+            subtree: None,
+            target: vec![],
+            xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+            flags: 0x10,
+            holes: None,
+        };
+        // Version 5 with the file's trailing "holes not known" byte (0)
+        // removed and the version set to 4 is exactly the version-4 encoding.
+        let mut v4 = encode_tree(std::slice::from_ref(&file));
+        assert_eq!(v4.pop(), Some(0));
+        v4[0] = 4;
+        assert_eq!(decode_tree(&v4).unwrap(), vec![file]);
+    }
+
+    /// Holes out of order, touching, empty or past the end are refused.
+    #[test]
+    fn malformed_holes_are_refused() {
+        let file = |holes: Vec<(u64, u64)>| Node {
+            name: b"f".to_vec(),
+            kind: NodeKind::File,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            mtime_s: 0,
+            mtime_ns: 0,
+            ctime_s: 0,
+            ctime_ns: 0,
+            inode: 0,
+            dev: 0,
+            nlink: 1,
+            size: 1 << 20,
+            content: vec![],
+            subtree: None,
+            target: vec![],
+            xattrs: vec![],
+            flags: 0,
+            holes: Some(holes),
+        };
+        let good = file(vec![(0, 4096), (8192, 4096), ((1 << 20) - 4096, 4096)]);
+        assert_eq!(
+            decode_tree(&encode_tree(std::slice::from_ref(&good))).unwrap(),
+            vec![good]
+        );
+        for bad in [
+            vec![(0, 4096), (4096, 4096)],  // touching: one hole
+            vec![(4096, 0)],                // empty
+            vec![((1 << 20) - 4096, 8192)], // past the end
+        ] {
+            let b = encode_tree(&[file(bad.clone())]);
+            assert!(decode_tree(&b).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

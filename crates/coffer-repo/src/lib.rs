@@ -21,13 +21,13 @@
 //!   back is always re-hashed and compared with its id.
 //! * **Trees and snapshots.** Each directory is one tree record (names as raw
 //!   bytes, kind, mode, owner, mtime, ctime, inode, device, link count, size,
-//!   chunk ids / sub-tree
-//!   id / link target), zstd-compressed and sealed, identified by a keyed hash
+//!   chunk ids / sub-tree id / link target, extended attributes, inode flags,
+//!   the holes of sparse files), zstd-compressed and sealed, identified by a keyed hash
 //!   so unchanged directories are shared between snapshots. A snapshot record
 //!   names the root tree, the backed-up paths and statistics.
-//! * **Crash safety.** Packs are committed in batched transactions while a
-//!   backup runs; the trees and the snapshot record are committed last, in one
-//!   transaction. A killed run leaves every earlier snapshot intact, and its
+//! * **Crash safety.** Packs and trees are committed in batched transactions
+//!   while a backup runs; the snapshot record, which makes them reachable, is
+//!   committed last. A killed run leaves every earlier snapshot intact, and its
 //!   committed chunks are reused by the next run; `prune` removes what no
 //!   snapshot references.
 //! * **Typestate.** [`Repository<Locked>`] can only be unlocked;
@@ -40,6 +40,7 @@
 mod backup;
 mod browse;
 mod check;
+mod chunker;
 mod error;
 mod flags;
 mod format;

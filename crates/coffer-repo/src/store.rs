@@ -479,7 +479,7 @@ pub(crate) fn open_tree_record(keys: &SubKeys, id: &Id, sealed: &[u8]) -> Result
             detail: format!("directory record {} fails authentication", short_hex(id)),
         }
     })?;
-    let plain = zstd::stream::decode_all(z.as_slice()).map_err(|_| RepoError::Damaged {
+    let plain = decompress(&z).map_err(|_| RepoError::Damaged {
         detail: format!("directory record {} cannot be decompressed", short_hex(id)),
     })?;
     if keys.tree_id(&plain) != *id {
@@ -608,10 +608,25 @@ pub(crate) fn open_pack(keys: &SubKeys, id: i64, sealed: &[u8]) -> Result<Decode
     };
     let z = key::open(&keys.data_seal, &[b"pack".as_slice(), &pack_ad(id)], sealed)
         .ok_or_else(|| damaged("fails authentication"))?;
-    let plain =
-        zstd::stream::decode_all(z.as_slice()).map_err(|_| damaged("cannot be decompressed"))?;
+    let plain = decompress(&z).map_err(|_| damaged("cannot be decompressed"))?;
     let chunks = format::pack_chunks(&plain).map_err(|_| damaged("has a malformed header"))?;
     Ok(DecodedPack { plain, chunks })
+}
+
+/// The largest record decompressed into a buffer of its exact size in one
+/// call (packs are ~4 MiB plus one chunk; anything larger goes through the
+/// stream decoder).
+const EXACT_MAX: u64 = 64 << 20;
+
+/// Decompresses a pack or tree (already authenticated) in one call into a
+/// buffer of its exact size, read from the zstd frame header that
+/// `zstd::bulk::compress` writes: no copy through the stream decoder's
+/// buffers, no spare capacity kept (e.g. in the pack cache).
+fn decompress(z: &[u8]) -> std::io::Result<Vec<u8>> {
+    match zstd::zstd_safe::get_frame_content_size(z) {
+        Ok(Some(n)) if n <= EXACT_MAX => zstd::bulk::decompress(z, n as usize),
+        _ => zstd::stream::decode_all(z),
+    }
 }
 
 pub(crate) fn read_pack(conn: &Connection, keys: &SubKeys, id: i64) -> Result<DecodedPack> {
@@ -651,6 +666,8 @@ type PackSlot = Arc<OnceLock<std::result::Result<Arc<DecodedPack>, String>>>;
 pub(crate) struct PackCache {
     slots: Mutex<(HashMap<i64, PackSlot>, std::collections::VecDeque<i64>)>,
     capacity: usize,
+    /// Packs read and decoded so far.
+    decoded: std::sync::atomic::AtomicUsize,
 }
 
 impl PackCache {
@@ -658,7 +675,15 @@ impl PackCache {
         PackCache {
             slots: Mutex::new((HashMap::new(), std::collections::VecDeque::new())),
             capacity,
+            decoded: Default::default(),
         }
+    }
+
+    /// How many packs were read and decoded (a pack evicted and needed
+    /// again counts twice).
+    #[cfg(test)]
+    pub fn decoded(&self) -> usize {
+        self.decoded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn get(&self, conn: &Connection, keys: &SubKeys, id: i64) -> Result<Arc<DecodedPack>> {
@@ -683,6 +708,8 @@ impl PackCache {
             }
         };
         let r = slot.get_or_init(|| {
+            self.decoded
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             read_pack(conn, keys, id)
                 .map(Arc::new)
                 .map_err(|e| e.to_string())
