@@ -1,7 +1,8 @@
 use coffer_error::{ErrorKind, UserFacing};
 
 pub(crate) const CODES: &[&str] = &[
-    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071",
+    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V056", "CF-V017",
+    "CF-V071",
 ];
 
 /// Why the vault server could not start or serve.
@@ -19,6 +20,12 @@ pub enum ServerError {
     Hsm(String),
     #[error("the witness refused the fleet keys or could not be reached: {0}")]
     Witness(String),
+    #[error("this address sent more requests or opened more connections than the vault allows")]
+    RateLimited,
+    #[error("the vault is at its limit of connections or requests")]
+    Busy,
+    #[error("the request did not arrive in time")]
+    SlowRequest,
 }
 
 impl UserFacing for ServerError {
@@ -29,6 +36,8 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Hsm(_) => ErrorKind::Internal,
             ServerError::Witness(_) => ErrorKind::VaultUnreachable,
+            ServerError::RateLimited | ServerError::Busy => ErrorKind::VaultUnavailable,
+            ServerError::SlowRequest => ErrorKind::VaultUnreachable,
         }
     }
     fn code(&self) -> &'static str {
@@ -39,6 +48,9 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "CF-V053",
             ServerError::Hsm(_) => "CF-V017",
             ServerError::Witness(_) => "CF-V071",
+            ServerError::RateLimited => "CF-V054",
+            ServerError::Busy => "CF-V055",
+            ServerError::SlowRequest => "CF-V056",
         }
     }
     fn next_step(&self) -> String {
@@ -49,6 +61,9 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "Free the port or pick another, and check the data directory's permissions.".into(),
             ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
             ServerError::Witness(_) => "Check the witness URL and that it was initialised with this operator root key; publishing can be retried with `coffer-witness publish`.".into(),
+            ServerError::RateLimited => "Wait a few seconds and try again (no attempt was spent); if many computers share this network's public address, ask the vault operator to raise its per-address limits.".into(),
+            ServerError::Busy => "Try again in a few seconds (no attempt was spent); operators: the node is overloaded or under attack, see its `[limits]` in docs/fleet.md.".into(),
+            ServerError::SlowRequest => "Check the network connection and try again (no attempt was spent).".into(),
         }
     }
 }

@@ -77,7 +77,8 @@ fn free_ports(n: usize) -> Vec<u16> {
 }
 
 fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
-    let ports: Vec<String> = free_ports(n).iter().map(u16::to_string).collect();
+    let ports: Vec<String> = free_ports(2 * n).iter().map(u16::to_string).collect();
+    let (ports, fleet_ports) = ports.split_at(n);
     let out = Command::new(BIN)
         .args([
             "fleet",
@@ -93,6 +94,8 @@ fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
             &limit.to_string(),
             "--ports",
             &ports.join(","),
+            "--fleet-ports",
+            &fleet_ports.join(","),
         ])
         .arg("--out")
         .arg(dir)
