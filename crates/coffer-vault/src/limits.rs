@@ -547,6 +547,23 @@ mod tests {
         assert_eq!(roomy, Limits::default());
     }
 
+    #[tokio::test]
+    async fn the_fleet_listener_takes_one_whole_envelope_and_no_more() {
+        use axum::routing::post;
+        let app = Router::new().route("/e", post(|b: Bytes| async move { b.len().to_string() }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/e", listener.local_addr().unwrap());
+        let task = serve(listener, app, Limits::fleet(3, &Limits::default()));
+        let c = reqwest::Client::new();
+        let max = coffer_fleet::http::MAX_ENVELOPE;
+        let r = c.post(&url).body(vec![1u8; max]).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), max.to_string());
+        let r = c.post(&url).body(vec![1u8; max + 1]).send().await.unwrap();
+        assert_eq!(r.status(), 413);
+        task.abort();
+    }
+
     #[test]
     fn zero_limits_and_tiny_heads_are_refused() {
         assert!(Limits::default().validate().is_ok());
