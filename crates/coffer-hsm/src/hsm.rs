@@ -221,11 +221,10 @@ impl Hsm {
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = HsmState::seal_command(&self.secrets, nonce, &cmd);
-        let out = self
-            .replicator
-            .propose(sealed)
-            .await
-            .map_err(HsmError::from_replication)?;
+        let out = self.replicator.propose(sealed).await.map_err(|e| {
+            self.probe.forget();
+            HsmError::from_replication(e)
+        })?;
         let outcome = HsmState::open_response(&self.secrets, nonce, &out);
         tracing::debug!(
             command = cmd_name(&cmd),

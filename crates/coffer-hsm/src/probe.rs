@@ -4,11 +4,13 @@
 //! probe runs wait for it and take its answer, so at most one probe runs at
 //! a time and at most one starts per `PROBE_TTL`, however many strangers ask.
 //!
-//! The answer is public (whether a majority committed within the last
-//! second); nothing an account depends on is cached: logins, registrations
+//! A failed commit of any other request drops the shared answer, so a
+//! quorum the HSM has just seen fail is not reported. The answer is public
+//! (whether a majority committed within the last second); nothing an account depends on is cached: logins, registrations
 //! and changes still commit through a majority each time.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long one probe's answer is reused.
@@ -18,6 +20,8 @@ pub(crate) struct QuorumProbe {
     ttl: Duration,
     /// When the last probe finished, and whether it committed.
     last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Set when any other commit failed: the last answer is not reused.
+    stale: AtomicBool,
 }
 
 impl QuorumProbe {
@@ -25,15 +29,23 @@ impl QuorumProbe {
         QuorumProbe {
             ttl,
             last: tokio::sync::Mutex::new(None),
+            stale: AtomicBool::new(false),
         }
+    }
+
+    /// A commit failed: the next caller probes again, so `status` does not
+    /// report a quorum the HSM has just seen fail.
+    pub(crate) fn forget(&self) {
+        self.stale.store(true, Ordering::SeqCst);
     }
 
     /// The last answer if it is fresh, else `probe`'s (shared with every
     /// caller waiting meanwhile).
     pub(crate) async fn quorum<F: Future<Output = bool>>(&self, probe: impl FnOnce() -> F) -> bool {
         let mut last = self.last.lock().await;
+        let stale = self.stale.swap(false, Ordering::SeqCst);
         if let Some((at, quorum)) = *last {
-            if at.elapsed() < self.ttl {
+            if !stale && at.elapsed() < self.ttl {
                 return quorum;
             }
         }
@@ -72,6 +84,14 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(ask(p.clone(), probes.clone()).await);
         assert_eq!(probes.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_elsewhere_makes_the_next_caller_probe() {
+        let p = QuorumProbe::new(PROBE_TTL);
+        assert!(p.quorum(|| async { true }).await);
+        p.forget();
+        assert!(!p.quorum(|| async { false }).await);
     }
 
     #[tokio::test]

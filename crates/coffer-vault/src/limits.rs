@@ -10,7 +10,7 @@
 //!   `max_head_bytes` long (else 431);
 //! * a **body timeout**: the whole body must arrive within `body_timeout_ms`
 //!   after its head (else 408, `CF-V056`), and be at most `max_body_bytes`
-//!   (a larger `Content-Length` is refused before a byte is read, 413,
+//!   (a larger `Content-Length` is refused before a byte is read, 400,
 //!   `CF-V050`); routes then check their own protocol limit;
 //! * a **connection lifetime** (`connection_lifetime_ms`, then a graceful
 //!   close, and a hard one 5 s later: a client that never reads its answer
@@ -294,7 +294,8 @@ fn refusal(why: Refusal) -> Response<Body> {
     let (status, err) = match why {
         Refusal::Client => (StatusCode::TOO_MANY_REQUESTS, ServerError::RateLimited),
         Refusal::Server => (StatusCode::SERVICE_UNAVAILABLE, ServerError::Busy),
-        Refusal::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, ServerError::TooLarge),
+        // 400 as every invalid_input answer of the API (docs/protocol.md).
+        Refusal::TooLarge => (StatusCode::BAD_REQUEST, ServerError::TooLarge),
         Refusal::Slow => (StatusCode::REQUEST_TIMEOUT, ServerError::SlowRequest),
         Refusal::Unreadable => {
             return answer(
@@ -560,7 +561,7 @@ mod tests {
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), max.to_string());
         let r = c.post(&url).body(vec![1u8; max + 1]).send().await.unwrap();
-        assert_eq!(r.status(), 413);
+        assert_eq!(r.status(), 400);
         task.abort();
     }
 

@@ -80,7 +80,8 @@ async fn the_fleet_port_is_apart_and_over_limit_clients_are_answered_at_once() {
         "POST /fleet/v1/envelope HTTP/1.1\r\nHost: n\r\nContent-Length: 10000000\r\n\r\n",
     )
     .await;
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("CF-V050"), "{answer}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
 
     // A client sending as fast as it can is stopped after its burst, with
