@@ -114,7 +114,8 @@ impl RaftTuning {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerConfig {
     pub node_id: NodeId,
-    /// `host:port` of the peer's HTTP server; empty until deployment fills it in.
+    /// `host:port` of the peer's fleet listener (its envelope endpoint, not
+    /// its client API); empty until deployment fills it in.
     #[serde(default)]
     pub addr: String,
     /// The HMAC-SHA256 key shared by exactly this node and that peer.
@@ -126,7 +127,8 @@ pub struct PeerConfig {
 pub struct NodeConfig {
     pub fleet_id: String,
     pub node_id: NodeId,
-    /// `host:port` this node's HTTP server listens on (may be empty in-process).
+    /// `host:port` this node's fleet listener (the envelope endpoint) binds
+    /// (may be empty in-process).
     #[serde(default)]
     pub addr: String,
     /// AES-256-SIV key sealing everything this node stores on disk.

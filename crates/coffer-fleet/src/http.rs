@@ -1,10 +1,11 @@
 //! The fleet's envelopes between processes over HTTP.
 //!
-//! The node's HTTP server (in `coffer-vault`) merges [`fleet_router`], which
-//! serves `POST /fleet/v1/envelope` (body: one envelope, answer: one
-//! envelope). [`HttpTransport`] is the client side, with short timeouts. The
-//! host that runs these servers is untrusted: everything it relays is
-//! authenticated by [`crate::secure`].
+//! The node's fleet listener (in `coffer-vault`, a port apart from the
+//! client API) serves [`fleet_router`]: `POST /fleet/v1/envelope` (body: one
+//! envelope of at most [`MAX_ENVELOPE`] bytes, answer: one envelope).
+//! [`HttpTransport`] is the client side, with short timeouts. The host that
+//! runs these servers is untrusted: everything it relays is authenticated by
+//! [`crate::secure`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use axum::Router;
 
 use crate::config::{NodeConfig, NodeId};
 use crate::node::FleetNode;
-use crate::secure::MAX_BODY;
+pub use crate::secure::MAX_ENVELOPE;
 use crate::transport::{Transport, TransportError};
 use crate::BoxFuture;
 
@@ -33,7 +34,7 @@ pub type NodeSlot = Arc<tokio::sync::RwLock<Option<Arc<FleetNode>>>>;
 pub fn fleet_router(node: NodeSlot) -> Router {
     Router::new()
         .route(ENVELOPE_PATH, post(envelope))
-        .layer(DefaultBodyLimit::max(MAX_BODY + 1024))
+        .layer(DefaultBodyLimit::max(MAX_ENVELOPE))
         .with_state(node)
 }
 
@@ -58,7 +59,10 @@ impl HttpTransport {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(t.rpc_timeout_ms.min(500)))
             .timeout(Duration::from_millis(t.rpc_timeout_ms.max(1000) * 2))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the fleet listener's idle timeout (its header timeout, 5 s
+            // by default), so a pooled connection is not reused just as the
+            // peer closes it.
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| crate::FleetError::Start(format!("http client: {e}")))?;
         let addrs = config
@@ -115,7 +119,7 @@ impl Transport for HttpTransport {
                 .bytes()
                 .await
                 .map_err(|e| TransportError::Lost(format!("node {to}: {e}")))?;
-            if bytes.len() > MAX_BODY + 1024 {
+            if bytes.len() > MAX_ENVELOPE {
                 return Err(TransportError::Lost(format!("node {to}: answer too large")));
             }
             Ok(bytes.to_vec())

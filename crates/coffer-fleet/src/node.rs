@@ -382,7 +382,7 @@ impl FleetNode {
             install_snapshot_timeout: t.rpc_timeout_ms.max(200) * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: t.keep_after_snapshot,
-            snapshot_max_chunk_size: 1024 * 1024,
+            snapshot_max_chunk_size: crate::secure::SNAPSHOT_CHUNK as u64,
             max_payload_entries: 64,
             ..Default::default()
         };

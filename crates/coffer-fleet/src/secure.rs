@@ -31,8 +31,16 @@ type HmacSha256 = Hmac<Sha256>;
 
 const MAGIC: &[u8; 4] = b"CFL1";
 const HEADER: usize = 4 + 1 + 8 + 8 + 32 + 8 + 4;
-/// Largest body an envelope may carry (snapshot chunks are well below).
-pub const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest snapshot chunk one install-snapshot message carries (openraft's
+/// `snapshot_max_chunk_size`): a larger snapshot travels in several.
+pub const SNAPSHOT_CHUNK: usize = 256 * 1024;
+/// Largest body an envelope may carry: a snapshot chunk with its message
+/// (vote, snapshot metadata, membership), or an append of up to 64 log
+/// entries (sealed HSM commands, at most about 1 KiB each); measured in
+/// `coffer-vault/tests/fleet_envelopes.rs`.
+pub const MAX_BODY: usize = SNAPSHOT_CHUNK + 64 * 1024;
+/// Largest envelope on the wire (header, body, MAC).
+pub const MAX_ENVELOPE: usize = HEADER + MAX_BODY + 32;
 /// Sessions a receiver remembers per peer.
 const SESSIONS_PER_PEER: usize = 4;
 const WINDOW: u64 = 128;

@@ -43,6 +43,8 @@ pub struct Hsm {
     config: HsmConfig,
     /// The current over-the-air validation bundle (public; set by the host).
     bundle: std::sync::RwLock<Option<Vec<u8>>>,
+    /// `status`'s quorum answer, shared by all callers for a second.
+    probe: crate::probe::QuorumProbe,
 }
 
 impl std::fmt::Debug for Hsm {
@@ -147,6 +149,7 @@ impl Hsm {
             replicator,
             bundle: std::sync::RwLock::new(config.validation_bundle.clone()),
             config,
+            probe: crate::probe::QuorumProbe::new(crate::probe::PROBE_TTL),
         }
     }
 
@@ -218,11 +221,10 @@ impl Hsm {
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let sealed = HsmState::seal_command(&self.secrets, nonce, &cmd);
-        let out = self
-            .replicator
-            .propose(sealed)
-            .await
-            .map_err(HsmError::from_replication)?;
+        let out = self.replicator.propose(sealed).await.map_err(|e| {
+            self.probe.forget();
+            HsmError::from_replication(e)
+        })?;
         let outcome = HsmState::open_response(&self.secrets, nonce, &out);
         tracing::debug!(
             command = cmd_name(&cmd),
@@ -260,7 +262,10 @@ impl Hsm {
         let limit = self.guess_limit();
         match request {
             Request::Status { .. } => {
-                let quorum = self.commit(Cmd::Probe).await.is_ok();
+                let quorum = self
+                    .probe
+                    .quorum(|| async { self.commit(Cmd::Probe).await.is_ok() })
+                    .await;
                 Ok(Response::Status {
                     status: StatusInfo {
                         fleet: self.fleet(),

@@ -32,12 +32,14 @@
 
 mod error;
 mod hsm;
+mod probe;
 mod seal;
 mod secrets;
 mod state;
 
 pub use error::HsmError;
 pub use hsm::{Hsm, HsmConfig};
+pub use probe::PROBE_TTL;
 pub use seal::Sealer;
 pub use secrets::{HsmSecrets, DEFAULT_GUESS_LIMIT};
 pub use state::HsmState;

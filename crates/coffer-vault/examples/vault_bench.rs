@@ -302,20 +302,32 @@ async fn main() {
     let mut cpu: Vec<(usize, f64, f64)> = Vec::new();
     for n in sizes {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..n)
-            .map(|_| {
-                std::net::TcpListener::bind("127.0.0.1:0")
-                    .unwrap()
-                    .local_addr()
-                    .unwrap()
-                    .port()
-            })
+        // Client API and fleet ports, all bound at once so they differ.
+        let bound: Vec<_> = (0..2 * n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
+        let ports: Vec<u16> = bound
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        drop(bound);
+        let addr = |p: &u16| format!("127.0.0.1:{p}");
         let opts = CreateOptions {
             nodes: n,
             fleet_id: format!("bench-{n}"),
             guess_limit: 10,
-            addrs: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+            addrs: ports[..n].iter().map(addr).collect(),
+            fleet_addrs: ports[n..].iter().map(addr).collect(),
+            // The benchmark's clients all come from one address, as fast as
+            // the fleet answers: no per-address limits.
+            limits: coffer_vault::limits::Limits {
+                max_connections_per_ip: 4096,
+                max_in_flight_per_ip: 4096,
+                rate_per_ip: 10_000_000,
+                burst_per_ip: 10_000_000,
+                requests_per_connection: 10_000_000,
+                ..Default::default()
+            },
             // Loopback timings (heartbeats, elections, timeouts), and a
             // deployed fleet's log compaction: a snapshot of the whole HSM
             // state every 1000 entries, not every 200 as the embedded

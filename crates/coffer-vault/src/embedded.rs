@@ -568,7 +568,8 @@ impl EmbeddedVault {
         )
     }
 
-    /// Serves the HTTP API on `addr` (e.g. `127.0.0.1:0`) until the task is aborted.
+    /// Serves the HTTP API on `addr` (e.g. `127.0.0.1:0`) under the default
+    /// [`crate::limits::Limits`] until the task is aborted.
     pub async fn serve(
         &self,
         addr: &str,
@@ -583,10 +584,9 @@ impl EmbeddedVault {
             Arc::new(tokio::sync::RwLock::new(Some(self.hsm.clone()))),
             Some(self.source.clone()),
         );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok((local, task))
+        let mut limits = crate::limits::Limits::default();
+        crate::limits::fit_open_files(crate::limits::raise_open_files_limit(), &mut [&mut limits]);
+        Ok((local, crate::limits::serve(listener, app, limits)))
     }
 
     /// Stops every node.

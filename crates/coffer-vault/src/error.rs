@@ -1,7 +1,8 @@
 use coffer_error::{ErrorKind, UserFacing};
 
 pub(crate) const CODES: &[&str] = &[
-    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071",
+    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V056", "CF-V017",
+    "CF-V071",
 ];
 
 /// Why the vault server could not start or serve.
@@ -23,6 +24,12 @@ pub enum ServerError {
     Fleet(#[from] coffer_fleet::FleetError),
     #[error("the witness refused the fleet keys or could not be reached: {0}")]
     Witness(String),
+    #[error("this address sent more requests or opened more connections than the vault allows")]
+    RateLimited,
+    #[error("the vault is at its limit of connections or requests")]
+    Busy,
+    #[error("the request did not arrive in time")]
+    SlowRequest,
 }
 
 impl UserFacing for ServerError {
@@ -34,6 +41,8 @@ impl UserFacing for ServerError {
             ServerError::Hsm(_) => ErrorKind::Internal,
             ServerError::Witness(_) => ErrorKind::VaultUnreachable,
             ServerError::Fleet(e) => e.kind(),
+            ServerError::RateLimited | ServerError::Busy => ErrorKind::VaultUnavailable,
+            ServerError::SlowRequest => ErrorKind::VaultUnreachable,
         }
     }
     fn code(&self) -> &'static str {
@@ -45,6 +54,9 @@ impl UserFacing for ServerError {
             ServerError::Hsm(_) => "CF-V017",
             ServerError::Witness(_) => "CF-V071",
             ServerError::Fleet(e) => e.code(),
+            ServerError::RateLimited => "CF-V054",
+            ServerError::Busy => "CF-V055",
+            ServerError::SlowRequest => "CF-V056",
         }
     }
     fn next_step(&self) -> String {
@@ -56,6 +68,9 @@ impl UserFacing for ServerError {
             ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
             ServerError::Witness(_) => "Check the witness URL and that it was initialised with this operator root key; publishing can be retried with `coffer-witness publish`.".into(),
             ServerError::Fleet(e) => e.next_step(),
+            ServerError::RateLimited => "Wait a few seconds and try again (no attempt was spent); if many computers share this network's public address, ask the vault operator to raise its per-address limits.".into(),
+            ServerError::Busy => "Try again in a few seconds (no attempt was spent); operators: the node is overloaded or under attack, see its `[limits]` in docs/fleet.md.".into(),
+            ServerError::SlowRequest => "Check the network connection and try again (no attempt was spent).".into(),
         }
     }
 }

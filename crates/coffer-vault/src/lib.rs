@@ -6,14 +6,17 @@
 //!   no secret and no user id.
 //! * [`node`]: `fleet create` (configs and keys for N nodes) and the node
 //!   runner (`coffer-vault node --config FILE`): one simulated HSM with its
-//!   fleet replica behind one HTTP port that serves both the client API and
-//!   the fleet's authenticated envelopes.
+//!   fleet replica, the client API on one port (`listen`) and the fleet's
+//!   authenticated envelopes on another (`fleet.addr`).
 //! * [`embedded`]: a whole fleet (5 nodes by default) in this process, on a
 //!   data directory, for the app's local demo fleet, with its own witness
 //!   (clearly labelled demo operator and vendor root keys).
 //! * [`ceremony`]: the deployment ceremony (HSM identities attested by a
 //!   simulated vendor root, key-generation proofs, operator-signed
 //!   deployment evidence) and the first bundle's publication.
+//! * [`limits`]: the listeners' load and abuse limits (timeouts, connection
+//!   and request caps per client address and in all, a rate limit), in the
+//!   serving layer before any route.
 //! * [`relay`]: the host relays the witness's validation blob in `status`
 //!   answers, with a consistency proof from the client's `known_log_size`.
 //!
@@ -25,6 +28,7 @@ pub mod api;
 pub mod ceremony;
 pub mod embedded;
 mod error;
+pub mod limits;
 pub mod node;
 pub mod relay;
 

@@ -58,12 +58,19 @@ enum FleetCommand {
         /// Host the nodes listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: String,
-        /// First port: node i listens on base_port + i - 1.
+        /// First client API port: node i listens on base_port + i - 1.
         #[arg(long, default_value_t = 7401)]
         base_port: u16,
-        /// Explicit ports, comma-separated (overrides --base-port).
+        /// Explicit client API ports, comma-separated (overrides --base-port).
         #[arg(long, value_delimiter = ',')]
         ports: Vec<u16>,
+        /// First fleet port (raft envelopes between the nodes, not for
+        /// clients): node i listens on fleet_base_port + i - 1.
+        #[arg(long, default_value_t = 7501)]
+        fleet_base_port: u16,
+        /// Explicit fleet ports, comma-separated (overrides --fleet-base-port).
+        #[arg(long, value_delimiter = ',')]
+        fleet_ports: Vec<u16>,
         /// Raft timings for nodes on one computer (short timeouts).
         #[arg(long)]
         local_timings: bool,
@@ -110,24 +117,30 @@ async fn main() -> ExitCode {
                     host,
                     base_port,
                     ports,
+                    fleet_base_port,
+                    fleet_ports,
                     local_timings,
                     witness,
                     operator_key,
                     vendor_key,
                 },
         } => {
-            let ports: Vec<u16> = if ports.is_empty() {
-                (0..nodes as u16)
-                    .map(|i| base_port.saturating_add(i))
-                    .collect()
-            } else {
-                ports
+            let pick = |given: Vec<u16>, base: u16| -> Vec<u16> {
+                if given.is_empty() {
+                    (0..nodes as u16).map(|i| base.saturating_add(i)).collect()
+                } else {
+                    given
+                }
             };
+            let ports = pick(ports, base_port);
+            let fleet_ports = pick(fleet_ports, fleet_base_port);
             let opts = CreateOptions {
                 nodes,
                 fleet_id,
                 guess_limit,
                 addrs: ports.iter().map(|p| format!("{host}:{p}")).collect(),
+                fleet_addrs: fleet_ports.iter().map(|p| format!("{host}:{p}")).collect(),
+                limits: Default::default(),
                 tuning: if local_timings {
                     RaftTuning::local()
                 } else {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::api::{self, HsmSlot};
+use crate::limits::{self, Limits};
 use crate::ServerError;
 
 /// One node's config file (TOML). It holds the simulated HSM's internal keys:
@@ -21,6 +22,13 @@ use crate::ServerError;
 pub struct NodeFile {
     /// The node's data directory (relative paths are relative to the file).
     pub data_dir: String,
+    /// `host:port` the client API listens on. The fleet's envelopes have a
+    /// listener of their own, `fleet.addr`, which clients need not reach.
+    pub listen: String,
+    /// The client API's load and abuse limits (every field optional; see
+    /// [`Limits`]). The fleet listener takes its timeouts from here.
+    #[serde(default)]
+    pub limits: Limits,
     /// The fleet's HSM secrets (OPAQUE setup, state-sealing key, guess limit)
     /// sealed under this node's sealing key, base64.
     pub hsm_secrets: String,
@@ -50,8 +58,13 @@ pub struct CreateOptions {
     pub nodes: usize,
     pub fleet_id: String,
     pub guess_limit: u32,
-    /// `host:port` per node (its client API and fleet endpoint).
+    /// `host:port` per node: its client API.
     pub addrs: Vec<String>,
+    /// `host:port` per node: its fleet listener (raft envelopes between the
+    /// nodes only).
+    pub fleet_addrs: Vec<String>,
+    /// The limits written into every node file.
+    pub limits: Limits,
     pub tuning: RaftTuning,
     /// The witness the nodes relay validation blobs from (written into each
     /// node file); the caller publishes epoch 1 there ([`publish_first_epoch`]).
@@ -112,13 +125,20 @@ fn device_sealer(c: &NodeConfig) -> Sealer {
 /// (public), and the HSM identity keys under `hsm-identities/` (0600) into
 /// `out`. Fails if `out` already holds a fleet.
 pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, ServerError> {
-    if opts.addrs.len() != opts.nodes {
+    if opts.addrs.len() != opts.nodes || opts.fleet_addrs.len() != opts.nodes {
         return Err(ServerError::Config(format!(
-            "{} addresses for {} nodes",
+            "{} client and {} fleet addresses for {} nodes",
             opts.addrs.len(),
+            opts.fleet_addrs.len(),
             opts.nodes
         )));
     }
+    if let Some(a) = opts.addrs.iter().find(|a| opts.fleet_addrs.contains(a)) {
+        return Err(ServerError::Config(format!(
+            "{a} is both a client and a fleet address: the fleet listener needs a port of its own"
+        )));
+    }
+    opts.limits.validate()?;
     std::fs::create_dir_all(out).map_err(|e| ServerError::Io(format!("{}: {e}", out.display())))?;
     if out.join("fleet-public.json").exists() {
         return Err(ServerError::Config(format!(
@@ -131,7 +151,7 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
     let mut configs = FleetSetup::create(opts.nodes, &opts.fleet_id, opts.tuning.clone())
         .map_err(|e| ServerError::Config(e.to_string()))?;
     for c in &mut configs {
-        for (i, a) in opts.addrs.iter().enumerate() {
+        for (i, a) in opts.fleet_addrs.iter().enumerate() {
             c.set_addr(i as u64 + 1, a);
         }
     }
@@ -161,6 +181,8 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
         let sealed = secrets.seal_under(&device_sealer(&c));
         let file = NodeFile {
             data_dir: format!("node-{}", c.node_id),
+            listen: opts.addrs[c.node_id as usize - 1].clone(),
+            limits: opts.limits.clone(),
             hsm_secrets: base64::engine::general_purpose::STANDARD.encode(sealed),
             fleet: c,
             witness_url: opts.witness_url.clone(),
@@ -207,6 +229,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
 /// A node config file, parsed and opened.
 pub struct LoadedNode {
     pub config: NodeConfig,
+    /// The client API's address.
+    pub listen: String,
+    pub limits: Limits,
     pub witness_url: Option<String>,
     pub data_dir: PathBuf,
     /// The HSM's rollback counter: beside the node file (the HSM's side),
@@ -226,6 +251,15 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
     file.fleet
         .validate()
         .map_err(|e| ServerError::Config(e.to_string()))?;
+    file.limits
+        .validate()
+        .map_err(|e| ServerError::Config(format!("{}: {e}", path.display())))?;
+    if file.listen == file.fleet.addr {
+        return Err(ServerError::Config(format!(
+            "{}: `listen` and `fleet.addr` must differ: the fleet listener needs a port of its own",
+            path.display()
+        )));
+    }
     let sealed = base64::engine::general_purpose::STANDARD
         .decode(file.hsm_secrets.trim())
         .map_err(|_| ServerError::Config("hsm_secrets is not base64".into()))?;
@@ -244,6 +278,8 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
         base.join(dd)
     };
     Ok(LoadedNode {
+        listen: file.listen.clone(),
+        limits: file.limits.clone(),
         witness_url: file.witness_url.clone(),
         config: file.fleet.clone(),
         data_dir,
@@ -252,12 +288,17 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
     })
 }
 
-/// A running node: HTTP server (client API + fleet envelopes) and fleet replica.
+/// A running node: the client API's and the fleet's HTTP listeners and the
+/// fleet replica.
 pub struct RunningNode {
+    /// The client API's address.
     pub addr: SocketAddr,
+    /// The fleet listener's address.
+    pub fleet_addr: SocketAddr,
     pub node: Arc<FleetNode>,
     pub hsm: Arc<Hsm>,
     server: tokio::task::JoinHandle<()>,
+    fleet_server: tokio::task::JoinHandle<()>,
 }
 
 impl RunningNode {
@@ -268,6 +309,7 @@ impl RunningNode {
 
     pub async fn shutdown(self) {
         self.server.abort();
+        self.fleet_server.abort();
         self.node.shutdown().await;
     }
 }
@@ -276,24 +318,37 @@ impl RunningNode {
 pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
     let loaded = load_node(path)?;
     let nodes = loaded.config.members().len() as u32;
-    let listener = tokio::net::TcpListener::bind(&loaded.config.addr)
-        .await
-        .map_err(|e| ServerError::Io(format!("cannot listen on {}: {e}", loaded.config.addr)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ServerError::Io(e.to_string()))?;
+    let bind = |a: String| async move {
+        let l = tokio::net::TcpListener::bind(&a)
+            .await
+            .map_err(|e| ServerError::Io(format!("cannot listen on {a}: {e}")))?;
+        let at = l.local_addr().map_err(|e| ServerError::Io(e.to_string()))?;
+        Ok::<_, ServerError>((l, at))
+    };
+    let (listener, addr) = bind(loaded.listen.clone()).await?;
+    let (fleet_listener, fleet_addr) = bind(loaded.config.addr.clone()).await?;
+    let mut client_limits = loaded.limits.clone();
+    let mut fleet_limits = Limits::fleet(nodes as usize, &client_limits);
+    limits::fit_open_files(
+        limits::raise_open_files_limit(),
+        &mut [&mut client_limits, &mut fleet_limits],
+    );
     let fleet_slot = NodeSlot::default();
     let hsm_slot: HsmSlot = Default::default();
     let source: Option<Arc<dyn crate::relay::BundleSource>> = match &loaded.witness_url {
         Some(u) => Some(Arc::new(crate::relay::WitnessSource::new(u)?)),
         None => None,
     };
-    let app = api::router_with(hsm_slot.clone(), source).merge(fleet_router(fleet_slot.clone()));
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("http server stopped: {e}");
-        }
-    });
+    let server = limits::serve(
+        listener,
+        api::router_with(hsm_slot.clone(), source),
+        client_limits,
+    );
+    let fleet_server = limits::serve(
+        fleet_listener,
+        fleet_router(fleet_slot.clone()),
+        fleet_limits,
+    );
     std::fs::create_dir_all(&loaded.data_dir)
         .map_err(|e| ServerError::Io(format!("{}: {e}", loaded.data_dir.display())))?;
     let transport: Arc<dyn Transport> =
@@ -317,11 +372,13 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
         },
     ));
     *hsm_slot.write().await = Some(hsm.clone());
-    tracing::info!(node = loaded.config.node_id, fleet = %loaded.config.fleet_id, %addr, "vault node serving");
+    tracing::info!(node = loaded.config.node_id, fleet = %loaded.config.fleet_id, %addr, %fleet_addr, "vault node serving");
     Ok(RunningNode {
         addr,
+        fleet_addr,
         node,
         hsm,
         server,
+        fleet_server,
     })
 }

@@ -10,7 +10,8 @@
 //! the answer carries no blob, and an over-the-air client refuses the fleet.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use coffer_hsm::Hsm;
 use coffer_transparency::NAMESPACE;
@@ -27,16 +28,28 @@ pub trait BundleSource: Send + Sync {
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>>;
 }
 
-/// Fetches blobs from a witness over HTTP. Each `known_size`'s blob is
-/// cached and reused while the witness's checkpoint keeps its size (one
-/// small request instead of two), so a new epoch is relayed at once.
+/// Fetches blobs from a witness over HTTP, for all callers at once: one
+/// fetch runs at a time and concurrent callers wait for it and take its
+/// result. The witness's checkpoint size is read at most once per
+/// [`CHECKPOINT_TTL`] (a failed read is remembered as long, so an
+/// unreachable witness costs one timeout per second, not one per caller),
+/// and each `known_size`'s blob is kept while the checkpoint keeps its size,
+/// so a new epoch is relayed within a second.
 pub struct WitnessSource {
     client: WitnessClient,
-    cache: Mutex<BlobCache>,
+    state: tokio::sync::Mutex<SourceState>,
 }
 
-/// known_size → (the blob's log size, the blob).
-type BlobCache = HashMap<Option<u64>, (u64, Vec<u8>)>;
+/// How long a read of the witness's checkpoint size is reused.
+pub const CHECKPOINT_TTL: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct SourceState {
+    /// When the checkpoint was last read, and its size (none: the read failed).
+    checkpoint: Option<(Instant, Option<u64>)>,
+    /// known_size → (the blob's log size, the blob).
+    blobs: HashMap<Option<u64>, (u64, Vec<u8>)>,
+}
 
 impl std::fmt::Debug for WitnessSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -58,7 +71,7 @@ impl WitnessSource {
         Ok(WitnessSource {
             client: WitnessClient::new(witness_url)
                 .map_err(|e| crate::ServerError::Config(e.to_string()))?,
-            cache: Mutex::new(HashMap::new()),
+            state: tokio::sync::Mutex::new(SourceState::default()),
         })
     }
 
@@ -66,37 +79,62 @@ impl WitnessSource {
     pub fn url(&self) -> &str {
         self.client.base_url()
     }
+
+    async fn read_checkpoint(&self, st: &mut SourceState) -> Option<u64> {
+        let size = self
+            .client
+            .checkpoint()
+            .await
+            .ok()
+            .as_deref()
+            .and_then(checkpoint_size);
+        st.checkpoint = Some((Instant::now(), size));
+        size
+    }
 }
 
 impl BundleSource for WitnessSource {
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
         Box::pin(async move {
-            let size = self
-                .client
-                .checkpoint()
-                .await
-                .ok()
-                .as_deref()
-                .and_then(checkpoint_size);
-            if let (Some(size), Ok(c)) = (size, self.cache.lock()) {
-                if let Some((s, b)) = c.get(&known_size) {
-                    if *s == size {
-                        return Ok(b.clone());
+            let mut st = self.state.lock().await;
+            let mut size = match st.checkpoint {
+                Some((at, size)) if at.elapsed() < CHECKPOINT_TTL => size,
+                _ => self.read_checkpoint(&mut st).await,
+            };
+            // A client may have seen a newer checkpoint elsewhere: look again
+            // (once); a size beyond the witness's gets no blob and costs no
+            // further request.
+            if let (Some(s), Some(k)) = (size, known_size) {
+                if k > s {
+                    size = self.read_checkpoint(&mut st).await;
+                    if size.is_some_and(|s| k > s) {
+                        return Err("the client's checkpoint is beyond the witness's".into());
                     }
                 }
             }
-            let blob = self
-                .client
-                .latest_validation(NAMESPACE, known_size)
-                .await
-                .map_err(|e| e.to_string())?;
-            let blob_size = checkpoint_size(&blob.checkpoint);
-            let bytes = blob.to_bytes();
-            if let (Some(s), Ok(mut c)) = (blob_size, self.cache.lock()) {
-                if c.len() >= MAX_CACHED {
-                    c.clear();
+            let Some(size) = size else {
+                return Err("the witness's checkpoint could not be read".into());
+            };
+            if let Some((s, b)) = st.blobs.get(&known_size) {
+                if *s == size {
+                    return Ok(b.clone());
                 }
-                c.insert(known_size, (s, bytes.clone()));
+            }
+            let blob = match self.client.latest_validation(NAMESPACE, known_size).await {
+                Ok(b) => b,
+                Err(e) => {
+                    // Remembered as a failed read: the next second's callers
+                    // do not wait on the witness again.
+                    st.checkpoint = Some((Instant::now(), None));
+                    return Err(e.to_string());
+                }
+            };
+            let bytes = blob.to_bytes();
+            if let Some(s) = checkpoint_size(&blob.checkpoint) {
+                if st.blobs.len() >= MAX_CACHED {
+                    st.blobs.clear();
+                }
+                st.blobs.insert(known_size, (s, bytes.clone()));
             }
             Ok(bytes)
         })

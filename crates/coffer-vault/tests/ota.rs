@@ -300,6 +300,13 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     }
     let link2 = v.publish_epoch(2, &keys2).await.unwrap();
     assert!(link2.ends_with("/log/v1/entries/1"), "{link2}");
+    // The host reads the witness's checkpoint at most once a second
+    // (`relay::CHECKPOINT_TTL`): until the relayed blob is the new one.
+    let end = std::time::Instant::now() + coffer_vault::relay::CHECKPOINT_TTL * 5;
+    while v.bundle_source().blob(None).await.unwrap() == old_blob {
+        assert!(std::time::Instant::now() < end, "epoch 2 never relayed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let ota = v.ota_client(Some(trust.clone())).unwrap();
     assert_eq!(ota.validator.state().last_epoch, Some(1));
     let rec = ota

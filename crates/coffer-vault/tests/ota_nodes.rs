@@ -48,11 +48,17 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
 
     let n = 3;
     let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let fleet_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let opts = CreateOptions {
         nodes: n,
         fleet_id: "ota-test-fleet".into(),
         guess_limit: 10,
         addrs: ports.iter().map(|p| format!("127.0.0.1:{p}")).collect(),
+        fleet_addrs: fleet_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect(),
+        limits: Default::default(),
         tuning: RaftTuning::local(),
         witness_url: Some(wurl.clone()),
         operator_key: Some(op_path.clone()),

@@ -97,7 +97,8 @@ pub fn test_dir() -> tempfile::TempDir {
 
 /// Runs `coffer-vault fleet create` for `n` nodes on free loopback ports.
 pub fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
-    let ports: Vec<String> = free_ports(n).iter().map(u16::to_string).collect();
+    let ports: Vec<String> = free_ports(2 * n).iter().map(u16::to_string).collect();
+    let (ports, fleet_ports) = ports.split_at(n);
     let out = Command::new(BIN)
         .args([
             "fleet",
@@ -113,6 +114,8 @@ pub fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
             &limit.to_string(),
             "--ports",
             &ports.join(","),
+            "--fleet-ports",
+            &fleet_ports.join(","),
         ])
         .arg("--out")
         .arg(dir)
