@@ -3,8 +3,8 @@
 //! Each (simulated) HSM gets an Ed25519 identity key inside its boundary,
 //! attested by the (simulated) HSM-vendor root over the HSM id, the identity
 //! key and the measurement of the HSM program; every HSM signs the digest of
-//! the fleet-key artifact (the fleet's OPAQUE server public key and the HSM
-//! identities) with that key (`evidence::keygen_message`); the operator root
+//! the fleet-key artifact (the fleet's OPAQUE server public key, its channel
+//! key and the HSM identities) with that key (`evidence::keygen_message`); the operator root
 //! signs the whole (`evidence::sign_evidence`). The result, the deployment
 //! evidence document, is public: it is written beside the fleet's public
 //! files and its fleet keys are published as epoch 1 through a witness.
@@ -55,10 +55,13 @@ impl std::fmt::Debug for Ceremony {
 }
 
 /// Runs the ceremony for a fleet of `hsms` HSMs whose OPAQUE server public
-/// key is `opaque_server_key`.
+/// key is `opaque_server_key` and whose channel key (the static key of the
+/// client-to-HSM Noise channel) is `channel_key`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     fleet_id: &str,
     opaque_server_key: &[u8],
+    channel_key: &[u8; 32],
     hsms: usize,
     vendor: &SimulatedVendor,
     operator: &NoteSigner,
@@ -81,6 +84,14 @@ pub fn run(
         public_key: b64(opaque_server_key),
         role: KeyRole::OpaqueServer,
     }];
+    keys.push(FleetKey {
+        algorithm: "x25519".into(),
+        id: "channel-1".into(),
+        not_after,
+        not_before: now,
+        public_key: b64(channel_key),
+        role: KeyRole::Channel,
+    });
     for s in &identities {
         keys.push(FleetKey {
             algorithm: "ed25519".into(),

@@ -27,7 +27,7 @@ use coffer_transparency::{
     DeploymentEvidence, FleetKeys, NoteSigner, NoteVerifier, VerificationReport, Verifier,
 };
 use coffer_vault_client::{
-    OtaFleetKeyValidator, PinnedFleetKey, Transport, TransportError, VaultClient, VaultError,
+    OtaFleetKeyValidator, PinnedFleetKey, Route, Transport, TransportError, VaultClient, VaultError,
 };
 
 use crate::relay::{BundleSource, RelayTransport, WitnessSource};
@@ -73,15 +73,26 @@ impl Replicator for AnyNode {
     }
 }
 
-/// An in-process transport straight into an HSM.
+/// An in-process transport straight into an HSM (no relayed bundle): the
+/// HSM's plain boundary for `status`, its channel for everything else.
 pub struct LocalTransport(pub Arc<Hsm>);
 
 impl Transport for LocalTransport {
     fn call(
         &self,
+        route: Route,
         request: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError>> + Send + '_>> {
-        Box::pin(async move { Ok(self.0.handle_bytes(&request).await) })
+        Box::pin(async move {
+            Ok(match route {
+                Route::Status => self.0.handle_plain_bytes(&request).await,
+                Route::Channel => self
+                    .0
+                    .handle_channel(&request)
+                    .await
+                    .unwrap_or_else(|plain| plain),
+            })
+        })
     }
 }
 
@@ -331,15 +342,27 @@ pub async fn start_with(
         Some(cs) => cs.first().map(|c| c.fleet_id.clone()).unwrap_or_default(),
         None => String::new(),
     };
+    if stored
+        .as_ref()
+        .is_some_and(|s| s.channel_public_key().is_none())
+    {
+        return Err(ServerError::Config(format!(
+            "the demo fleet in {} was made before vault protocol v2 (it has no channel key) and cannot serve this version of Coffer; move that folder aside to start a new demo fleet",
+            data_dir.display()
+        )));
+    }
     let fresh = stored.is_none();
     let secrets = Arc::new(match stored {
         Some(s) => s,
-        // The fleet id is settled by the fleet file; until it exists, a placeholder.
+        // A new fleet gets its own id (the channel binds it, and the
+        // published artifact names it).
         None => HsmSecrets::generate(
-            if fleet_id.is_empty() {
-                "local"
+            &if fleet_id.is_empty() {
+                let mut id = [0u8; 8];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+                format!("local-{}", hex::encode(id))
             } else {
-                &fleet_id
+                fleet_id
             },
             guess_limit,
         )
@@ -373,9 +396,8 @@ pub async fn start_with(
     let _ = fleet
         .wait_for_leader(std::time::Duration::from_secs(5))
         .await;
-    let fleet_id = read_configs(data_dir)?
-        .and_then(|cs| cs.first().map(|c| c.fleet_id.clone()))
-        .unwrap_or_else(|| "local".into());
+    // The published fleet id is the HSMs' own: the one the channel binds.
+    let fleet_id = hsm.fleet_id().to_string();
     let witness = start_witness(data_dir, &fleet_id, &hsm, nodes).await?;
     let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&witness.url)?);
     tracing::info!(nodes, witness = %witness.url, "embedded vault fleet started (simulated HSMs, demo witness)");
@@ -407,9 +429,13 @@ async fn start_witness(
     let evidence = if ev_path.exists() {
         ceremony::read_evidence(&ev_path)?
     } else {
+        let channel_key = hsm
+            .channel_public_key()
+            .ok_or_else(|| ServerError::Config("the fleet has no channel key".into()))?;
         let c = ceremony::run(
             fleet_id,
             &hsm.server_public_key(),
+            &channel_key,
             nodes,
             &vendor,
             &operator,
@@ -470,9 +496,20 @@ async fn start_witness(
 }
 
 impl EmbeddedVault {
-    /// The fleet key (OPAQUE server public key) to pin.
+    /// The fleet key (OPAQUE server public key).
     pub fn fleet_key(&self) -> Vec<u8> {
         self.hsm.server_public_key()
+    }
+
+    /// The channel's static public key (X25519).
+    pub fn channel_key(&self) -> [u8; 32] {
+        // A running embedded fleet always has one (checked at start).
+        self.hsm.channel_public_key().unwrap_or_default()
+    }
+
+    /// What a client pins: both keys (`PinnedFleetKey::pin` is its string).
+    pub fn pinned(&self) -> PinnedFleetKey {
+        PinnedFleetKey::new(self.fleet_key(), self.channel_key())
     }
 
     pub fn hsm(&self) -> Arc<Hsm> {
@@ -564,7 +601,7 @@ impl EmbeddedVault {
     pub fn client(&self) -> VaultClient {
         VaultClient::new(
             Arc::new(LocalTransport(self.hsm.clone())),
-            Arc::new(PinnedFleetKey::new(self.fleet_key())),
+            Arc::new(self.pinned()),
         )
     }
 

@@ -146,7 +146,7 @@ async fn start_fleet(n: usize, limit: u32) -> Fleet {
 
 impl Fleet {
     fn client(&self) -> VaultClient {
-        let key = PinnedFleetKey::from_hex(&self.public.fleet_key).unwrap();
+        let key = PinnedFleetKey::parse(&self.public.fleet_key).unwrap();
         VaultClient::http(&self.public.urls.join(","), Arc::new(key)).unwrap()
     }
 
