@@ -88,6 +88,14 @@ impl HsmSecrets {
         Ok(true)
     }
 
+    /// Test support: these secrets as a fleet made before protocol v2 had
+    /// them (no channel key), to test the upgrade.
+    #[cfg(feature = "test-support")]
+    pub fn without_channel_key(mut self) -> Self {
+        self.channel = None;
+        self
+    }
+
     /// The channel's static public key (X25519, 32 bytes), if the fleet has one.
     pub fn channel_public_key(&self) -> Option<[u8; 32]> {
         self.channel.as_ref().map(ChannelKeypair::public)

@@ -7,7 +7,10 @@
 //! HSM-vendor root keys generated on first start (`demo-operator-root.key`,
 //! `demo-vendor-root.key`, mode 0600). On first start the deployment
 //! ceremony runs (see [`crate::ceremony`]), `deployment-evidence.json` is
-//! written and the fleet keys are published as epoch 1. Status answers carry
+//! written and the fleet keys are published as epoch 1. A demo fleet made
+//! before vault protocol v2 is upgraded at start: its sealed secrets get a
+//! channel key, and its HSMs sign new fleet keys with it (published as the
+//! next epoch); its records stay as they are. Status answers carry
 //! the witness's validation blob, so clients can validate over the air
 //! ([`EmbeddedVault::ota_client`]).
 
@@ -342,14 +345,17 @@ pub async fn start_with(
         Some(cs) => cs.first().map(|c| c.fleet_id.clone()).unwrap_or_default(),
         None => String::new(),
     };
-    if stored
-        .as_ref()
-        .is_some_and(|s| s.channel_public_key().is_none())
-    {
-        return Err(ServerError::Config(format!(
-            "the demo fleet in {} was made before vault protocol v2 (it has no channel key) and cannot serve this version of Coffer; move that folder aside to start a new demo fleet",
-            data_dir.display()
-        )));
+    let mut stored = stored;
+    // A demo fleet made before vault protocol v2 has no channel key: it gets
+    // one now (sealed again below; start_witness publishes it as a new epoch).
+    let upgraded = match stored.as_mut() {
+        Some(s) => s
+            .add_channel_key()
+            .map_err(|e| ServerError::Hsm(e.to_string()))?,
+        None => false,
+    };
+    if upgraded {
+        tracing::info!("demo fleet made before vault protocol v2: a channel key was added");
     }
     let fresh = stored.is_none();
     let secrets = Arc::new(match stored {
@@ -376,7 +382,7 @@ pub async fn start_with(
         .await
         .map_err(|e| ServerError::Hsm(e.to_string()))?,
     );
-    if fresh {
+    if fresh || upgraded {
         let cs = read_configs(data_dir)?
             .ok_or_else(|| ServerError::Hsm("the fleet file was not written".into()))?;
         write_secrets(data_dir, &cs, &secrets)?;
@@ -426,12 +432,45 @@ async fn start_witness(
         "coffer-demo-hsm-vendor",
     )?);
     let ev_path = data_dir.join(ceremony::EVIDENCE_FILE);
+    let channel_key = hsm
+        .channel_public_key()
+        .ok_or_else(|| ServerError::Config("the fleet has no channel key".into()))?;
+    let now = coffer_witness::unix_now();
+    let ids_dir = data_dir.join("hsm-identities");
     let evidence = if ev_path.exists() {
-        ceremony::read_evidence(&ev_path)?
+        let ev = ceremony::read_evidence(&ev_path)?;
+        let current = ev.fleet_keys().is_ok_and(|k| {
+            k.fleet_id == fleet_id && k.check_channel_key(Some(&channel_key), now).is_ok()
+        });
+        if current {
+            ev
+        } else {
+            // A demo fleet made before vault protocol v2 (or whose fleet
+            // id the artifact does not name): the same HSMs sign new
+            // fleet keys with the channel key; published as the next epoch.
+            let mut ids = Vec::new();
+            for i in 1..=nodes {
+                let p = ids_dir.join(format!("hsm-{i}.key"));
+                ids.push(
+                    coffer_witness::keys::read_signer(&p)
+                        .map_err(|e| ServerError::Config(e.to_string()))?,
+                );
+            }
+            let c = ceremony::run_with_identities(
+                fleet_id,
+                &hsm.server_public_key(),
+                &channel_key,
+                ids,
+                &vendor,
+                &operator,
+                now,
+                ceremony::DEFAULT_VALID_DAYS,
+            )?;
+            ceremony::write_public(&c, data_dir)?;
+            tracing::info!("demo fleet keys renewed with the channel key");
+            c.evidence
+        }
     } else {
-        let channel_key = hsm
-            .channel_public_key()
-            .ok_or_else(|| ServerError::Config("the fleet has no channel key".into()))?;
         let c = ceremony::run(
             fleet_id,
             &hsm.server_public_key(),
@@ -439,10 +478,10 @@ async fn start_witness(
             nodes,
             &vendor,
             &operator,
-            coffer_witness::unix_now(),
+            now,
             ceremony::DEFAULT_VALID_DAYS,
         )?;
-        ceremony::write(&c, data_dir, &data_dir.join("hsm-identities"))?;
+        ceremony::write(&c, data_dir, &ids_dir)?;
         c.evidence
     };
     let keys = evidence
@@ -482,8 +521,8 @@ async fn start_witness(
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    if let Some(link) = ceremony::publish_first(&url, &operator, &keys).await? {
-        tracing::info!(entry = %link, "demo fleet keys published as epoch 1");
+    if let Some(link) = ceremony::publish_current(&url, &operator, &keys).await? {
+        tracing::info!(entry = %link, "demo fleet keys published");
     }
     Ok(EmbeddedWitness {
         url,
