@@ -1,6 +1,6 @@
 //! `coffer vault`: the vault without the GUI, for support staff and scripts.
 //!
-//! * `coffer vault register --vault URL --fleet-key HEX --user ID --key-file KIT`
+//! * `coffer vault register --vault URL --fleet-key PIN --user ID --key-file KIT`
 //!   registers the backup key K (read from a recovery-key file, the
 //!   64-digit form) under a recovery code;
 //! * `coffer vault recover … --out FILE` writes K back as a recovery-key file
@@ -12,8 +12,12 @@
 //! line, new code on the second), or from a prompt without echo. It is never
 //! an argument (it would show in `ps` and shell history). `--vault` takes
 //! one URL or several (comma-separated, one per fleet node: the client fails
-//! over). `--fleet-key` pins the fleet key (64 hex digits, or a file holding
-//! them): no session starts with a vault that presents another key.
+//! over). `--fleet-key` pins the fleet's keys (its OPAQUE key and its channel
+//! key, one string `coffer-fleet-v2:<hex>:<hex>` as `coffer-vault fleet
+//! create` writes it, or a file holding it): no session starts with a vault
+//! that presents other keys, and every request goes through the channel to
+//! the pinned channel key. An old pin (64 hex digits, protocol v1) is refused
+//! with what to pin now.
 //! `--witness-key KEY --operator-key KEY [--trust-state FILE]` selects
 //! over-the-air validation instead: the vault must relay a witness-signed,
 //! operator-countersigned bundle with log proofs, checked against those
@@ -75,7 +79,7 @@ impl UserFacing for VaultCmdError {
             VaultCmdError::NoCode(_) => "Pass --code-file FILE, pipe the code with --code-stdin, or run in a terminal.".into(),
             VaultCmdError::BadKey(_) => "Give --key-file with the 64-digit recovery key of the repository.".into(),
             VaultCmdError::NotConfirmed => "Deleting destroys the only vault copy of the key: add --yes if you mean it.".into(),
-            VaultCmdError::NoVault(_) => "Pass --vault URL and --fleet-key HEX (or set COFFER_VAULT_URL and COFFER_FLEET_KEY).".into(),
+            VaultCmdError::NoVault(_) => "Pass --vault URL and --fleet-key coffer-fleet-v2:<OPAQUE key>:<channel key> (the `fleet_key` of fleet-public.json; or set COFFER_VAULT_URL and COFFER_FLEET_KEY).".into(),
             VaultCmdError::Output(_) => "Choose an --out path in a folder you may write to (the file must not exist yet).".into(),
         }
     }
@@ -93,7 +97,8 @@ pub struct Target {
     /// The vault URL, or several nodes' URLs separated by commas.
     #[arg(long, env = "COFFER_VAULT_URL")]
     pub vault: Option<String>,
-    /// The pinned fleet key: 64 hex digits, or a file holding them.
+    /// The pinned fleet keys: `coffer-fleet-v2:<OPAQUE key hex>:<channel key
+    /// hex>` (the `fleet_key` of fleet-public.json), or a file holding it.
     #[arg(long, env = "COFFER_FLEET_KEY")]
     pub fleet_key: Option<String>,
     /// Over-the-air mode: the pinned witness key (verifier key string, or a file holding it).
@@ -228,7 +233,7 @@ fn parse_fleet_key(s: &str) -> Result<PinnedFleetKey, VaultCmdError> {
     } else {
         s.to_string()
     };
-    PinnedFleetKey::from_hex(text.trim())
+    PinnedFleetKey::parse(text.trim())
         .map_err(|e| VaultCmdError::NoVault(format!("bad --fleet-key: {e}")))
 }
 
@@ -253,7 +258,7 @@ fn client(t: &Target, need_key: bool) -> Result<Client, Failure> {
             .into())
         }
         // Status without a pinned key: every key fails validation, which status reports.
-        (None, None) => (Arc::new(PinnedFleetKey::new(Vec::new())), false),
+        (None, None) => (Arc::new(PinnedFleetKey::new(Vec::new(), [0; 32])), false),
     };
     let c = VaultClient::http(url, validator).map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
     Ok((c, pinned, ota))
@@ -471,13 +476,21 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
+            let channel_hex: String = i
+                .fleet
+                .channel_public_key
+                .as_ref()
+                .map(|k| k.0.iter().map(|b| format!("{b:02x}")).collect())
+                .unwrap_or_default();
             let verified = pinned && s.fleet.is_ok();
             say(
                 cli,
                 serde_json::json!({
                     "fleet_id": i.fleet.fleet_id,
                     "fleet_key": key_hex,
+                    "channel_key": channel_hex,
                     "fleet_key_verified": verified,
+                    "authenticated": s.authenticated,
                     "guess_limit": i.guess_limit,
                     "nodes": i.nodes,
                     "quorum": i.quorum,
@@ -487,11 +500,12 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
                     "verification": report,
                 }),
                 format!(
-                    "fleet {} ({} nodes{}; simulated HSMs)\nfleet key {} ({})\nguess limit {}\nkey stretching {}{}",
+                    "fleet {} ({} nodes{}; simulated HSMs)\nfleet key {}, channel key {} ({})\nguess limit {}\nkey stretching {}{}{}",
                     i.fleet.fleet_id,
                     i.nodes,
                     if i.quorum { ", majority up" } else { ", NO MAJORITY: unavailable" },
                     key_hex,
+                    if channel_hex.is_empty() { "none (a vault older than protocol v2)" } else { &channel_hex },
                     if verified {
                         if ota.is_some() { "verified over the air" } else { "matches the pinned key" }
                     } else if pinned {
@@ -501,6 +515,11 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
                     },
                     i.guess_limit,
                     i.ksf,
+                    if s.authenticated {
+                        "\n(answered by the HSMs through the authenticated channel)"
+                    } else {
+                        "\n(NOT authenticated: the host's answer, shown for diagnosis)"
+                    },
                     report.as_ref().map(report_text).unwrap_or_default(),
                 ),
             );
@@ -577,7 +596,7 @@ mod tests {
             .unwrap();
         let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
         let url = format!("http://{addr}");
-        let fleet_key = hex::encode(v.fleet_key());
+        let fleet_key = v.pinned().pin();
         let p = |name: &str| dir.path().join(name).display().to_string();
         let master = MasterKey::generate().unwrap();
         std::fs::write(
@@ -725,7 +744,27 @@ mod tests {
             .as_deref(),
             Some("CF-V063")
         );
-        let other = "ab".repeat(32);
+        // An old pin (the OPAQUE key alone): refused, saying what to pin now.
+        let old = hex::encode(v.fleet_key());
+        assert_eq!(
+            coffer(&[
+                "vault",
+                "recover",
+                "--vault",
+                &url,
+                "--fleet-key",
+                &old,
+                "--user",
+                "sam",
+                "--code-file",
+                &p("code2"),
+                "--out",
+                &p("o7")
+            ])
+            .as_deref(),
+            Some("CF-V063")
+        );
+        let other = format!("coffer-fleet-v2:{}:{}", "ab".repeat(32), "cd".repeat(32));
         assert_eq!(
             coffer(&[
                 "vault",

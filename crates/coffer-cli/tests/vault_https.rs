@@ -108,7 +108,7 @@ fn vault_commands_work_over_https_and_an_untrusted_certificate_is_refused() {
     let other = dir.path().join("other-ca.pem");
     std::fs::write(&other, test_pki().0).unwrap();
     let url = format!("https://localhost:{}", tls.port());
-    let fleet_key = hex::encode(v.fleet_key());
+    let fleet_key = v.pinned().pin();
     let p = |n: &str| dir.path().join(n).display().to_string();
     std::fs::write(p("code"), "a long recovery code for https\n").unwrap();
     let kit = coffer_repo::MasterKey::generate().unwrap();

@@ -3,7 +3,7 @@ use coffer_fleet::ReplicationError;
 
 pub(crate) const CODES: &[&str] = &[
     "CF-V001", "CF-V010", "CF-V011", "CF-V012", "CF-V013", "CF-V014", "CF-V015", "CF-V016",
-    "CF-V017", "CF-V018",
+    "CF-V017", "CF-V018", "CF-V019", "CF-V020", "CF-V021", "CF-V022",
 ];
 
 /// Why the HSM refused or failed a request. Carries no secret.
@@ -31,6 +31,21 @@ pub enum HsmError {
     Internal(String),
     #[error("another login attempt for this account began meanwhile")]
     StaleAttempt,
+    /// The request's time is too far from the HSM's clock (a message
+    /// captured earlier and replayed, or a wrong clock).
+    #[error("the request's time is {skew_secs} s away from the HSM's clock (at most 600 s are accepted); nothing was counted")]
+    StaleRequest { skew_secs: u64 },
+    /// The same channel message 1 arrived before (a replay).
+    #[error("this request was already received (a replay); it was not counted again")]
+    ReplayedRequest,
+    /// An account request outside the channel.
+    #[error(
+        "account requests are accepted only through the authenticated channel (POST /v2/vault)"
+    )]
+    NeedsChannel,
+    /// The fleet's secrets hold no channel key (made before protocol v2).
+    #[error("this fleet has no channel key (it was made before vault protocol v2)")]
+    NoChannelKey,
 }
 
 impl HsmError {
@@ -60,7 +75,11 @@ impl UserFacing for HsmError {
             | HsmError::BadOpaqueMessage
             | HsmError::BadToken
             | HsmError::BadAuthorisation
-            | HsmError::StaleAttempt => ErrorKind::InvalidInput,
+            | HsmError::StaleAttempt
+            | HsmError::StaleRequest { .. }
+            | HsmError::ReplayedRequest
+            | HsmError::NeedsChannel => ErrorKind::InvalidInput,
+            HsmError::NoChannelKey => ErrorKind::Internal,
             HsmError::WrongCode { .. } => ErrorKind::WrongRecoveryCode,
             HsmError::Destroyed => ErrorKind::RecordDestroyed,
             HsmError::Unavailable => ErrorKind::VaultUnavailable,
@@ -80,6 +99,10 @@ impl UserFacing for HsmError {
             HsmError::BadAuthorisation => "CF-V016",
             HsmError::Internal(_) => "CF-V017",
             HsmError::StaleAttempt => "CF-V018",
+            HsmError::StaleRequest { .. } => "CF-V019",
+            HsmError::ReplayedRequest => "CF-V020",
+            HsmError::NeedsChannel => "CF-V021",
+            HsmError::NoChannelKey => "CF-V022",
         }
     }
     fn next_step(&self) -> String {
@@ -111,6 +134,16 @@ impl UserFacing for HsmError {
             }
             HsmError::BadAuthorisation => "Recover (log in) again, then retry at once.".into(),
             HsmError::Internal(_) => "Report it with the vault node logs.".into(),
+            HsmError::StaleRequest { .. } => {
+                "Check this computer's date, time and time zone, then try again; no attempt was spent.".into()
+            }
+            HsmError::ReplayedRequest => {
+                "Start the operation again; if it keeps happening, something between you and the vault is replaying messages.".into()
+            }
+            HsmError::NeedsChannel => "Update Coffer: account requests need vault protocol v2.".into(),
+            HsmError::NoChannelKey => {
+                "Operators: this fleet predates vault protocol v2; make a new fleet with `coffer-vault fleet create`.".into()
+            }
         }
     }
 }

@@ -6,9 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use coffer_error::UserFacing;
 use coffer_fleet::Replicator;
+use coffer_vault_proto::channel::{self, RequestId, REQUEST_WINDOW_SECS};
 use coffer_vault_proto::{
-    crypto, decode_request, encode_response, Bytes, FleetInfo, Request, Response, StatusInfo,
-    Suite, WireError, KSF_DESCRIPTION,
+    crypto, decode_request, encode_response, Bytes, FleetInfo, ProtoError, Request, Response,
+    StatusInfo, Suite, WireError, KSF_DESCRIPTION,
 };
 use opaque_ke::{
     CredentialFinalization, CredentialRequest, RegistrationRequest, RegistrationUpload,
@@ -180,19 +181,77 @@ impl Hsm {
         self.secrets.guess_limit()
     }
 
-    fn fleet(&self) -> FleetInfo {
+    /// The fleet id (bound into every channel message).
+    pub fn fleet_id(&self) -> &str {
+        self.secrets.fleet_id()
+    }
+
+    /// The channel's static public key (X25519), if the fleet has one.
+    pub fn channel_public_key(&self) -> Option<[u8; 32]> {
+        self.secrets.channel_public_key()
+    }
+
+    /// The fleet's public identity. The validation bundle travels only in the
+    /// bootstrap status (outside the channel: the host relays it); answers
+    /// inside the channel carry none, so they keep their fixed size.
+    fn fleet(&self, with_bundle: bool) -> FleetInfo {
         FleetInfo {
             fleet_id: self.secrets.fleet_id().to_string(),
             server_public_key: Bytes(self.server_public_key()),
-            validation_bundle: self.bundle.read().ok().and_then(|b| b.clone()).map(Bytes),
+            channel_public_key: self.channel_public_key().map(|k| Bytes(k.to_vec())),
+            validation_bundle: if with_bundle {
+                self.bundle.read().ok().and_then(|b| b.clone()).map(Bytes)
+            } else {
+                None
+            },
         }
     }
 
-    /// The boundary: request bytes in, response bytes out. Never panics on
-    /// malformed input.
-    pub async fn handle_bytes(&self, request: &[u8]) -> Vec<u8> {
+    /// The bootstrap `status`, outside the channel: what a client needs to
+    /// validate the fleet (ids, keys, the relayed bundle) before it can open
+    /// a channel. Says nothing about any account.
+    pub async fn status(&self) -> Response {
+        Response::Status {
+            status: self.status_info(true).await,
+        }
+    }
+
+    async fn status_info(&self, with_bundle: bool) -> StatusInfo {
+        // One probe commit a second, shared by every caller (crate::probe).
+        let quorum = self
+            .probe
+            .quorum(|| async { self.commit(Cmd::Probe).await.is_ok() })
+            .await;
+        StatusInfo {
+            fleet: self.fleet(with_bundle),
+            guess_limit: self.guess_limit(),
+            nodes: self.config.nodes,
+            quorum,
+            simulated_hsm: true,
+            ksf: KSF_DESCRIPTION.into(),
+        }
+    }
+
+    /// The plain boundary (outside the channel): only `status` is answered;
+    /// every account request is refused there (it must come through
+    /// [`Hsm::handle_channel`]).
+    pub async fn handle_plain(&self, request: Request) -> Response {
+        match request {
+            Request::Status { .. } => self.status().await,
+            other => {
+                tracing::info!(
+                    request = other.name(),
+                    "hsm request outside the channel refused"
+                );
+                error_response(&HsmError::NeedsChannel)
+            }
+        }
+    }
+
+    /// [`Hsm::handle_plain`] on bytes. Never panics on malformed input.
+    pub async fn handle_plain_bytes(&self, request: &[u8]) -> Vec<u8> {
         let response = match decode_request(request) {
-            Ok(r) => self.handle(r).await,
+            Ok(r) => self.handle_plain(r).await,
             Err(e) => Response::Error {
                 error: WireError::from_report(e.report(), None),
             },
@@ -200,21 +259,63 @@ impl Hsm {
         encode_response(&response)
     }
 
-    /// Handles one decoded request.
-    pub async fn handle(&self, request: Request) -> Response {
-        let name = request.name();
-        match self.dispatch(request).await {
-            Ok(r) => {
-                tracing::debug!(request = name, "hsm request served");
-                r
-            }
+    /// The channel boundary: message 1 in, message 2 out (see
+    /// `coffer_vault_proto::channel`). Every answer, errors included, is
+    /// inside message 2 (`Ok`). Only a message 1 that does not open (not for
+    /// this fleet's channel key, altered, not a channel message) gets a plain
+    /// error (`Err`, an encoded response): there is no channel to answer in.
+    /// Never panics.
+    pub async fn handle_channel(&self, message: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+        let Some(key) = self.secrets.channel() else {
+            return Err(encode_response(&error_response(&HsmError::NoChannelKey)));
+        };
+        let accepted = match channel::accept(key, self.secrets.fleet_id(), message) {
+            Ok(a) => a,
             Err(e) => {
-                tracing::info!(request = name, code = e.code(), "hsm request refused");
+                tracing::info!(code = e.code(), "channel message refused");
+                return Err(encode_response(&Response::Error {
+                    error: WireError::from_report(e.report(), None),
+                }));
+            }
+        };
+        let response = match accepted.request {
+            Err(e) => {
+                tracing::info!(
+                    request = "malformed",
+                    code = e.code(),
+                    "hsm request refused"
+                );
                 Response::Error {
-                    error: WireError::from_report(e.report(), e.attempts_remaining()),
+                    error: WireError::from_report(e.report(), None),
                 }
             }
-        }
+            Ok(req) => {
+                let name = req.request.name();
+                let outcome = match check_time(req.time, now()) {
+                    Ok(()) => self.dispatch(req.request, accepted.request_id).await,
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(r) => {
+                        tracing::debug!(request = name, "hsm request served");
+                        r
+                    }
+                    Err(e) => {
+                        tracing::info!(request = name, code = e.code(), "hsm request refused");
+                        error_response(&e)
+                    }
+                }
+            }
+        };
+        accepted.handshake.respond(&response).map_err(|e| {
+            tracing::warn!(code = e.code(), "hsm answer does not fit the channel");
+            encode_response(&Response::Error {
+                error: WireError::from_report(
+                    HsmError::Internal("the answer does not fit the channel".into()).report(),
+                    None,
+                ),
+            })
+        })
     }
 
     async fn commit(&self, cmd: Cmd) -> Result<Outcome, HsmError> {
@@ -258,25 +359,18 @@ impl Hsm {
         Ok(t)
     }
 
-    async fn dispatch(&self, request: Request) -> Result<Response, HsmError> {
+    /// One request that came through the channel; `request_id` identifies
+    /// its message 1 (a replay has the same).
+    async fn dispatch(
+        &self,
+        request: Request,
+        request_id: RequestId,
+    ) -> Result<Response, HsmError> {
         let limit = self.guess_limit();
         match request {
-            Request::Status { .. } => {
-                let quorum = self
-                    .probe
-                    .quorum(|| async { self.commit(Cmd::Probe).await.is_ok() })
-                    .await;
-                Ok(Response::Status {
-                    status: StatusInfo {
-                        fleet: self.fleet(),
-                        guess_limit: limit,
-                        nodes: self.config.nodes,
-                        quorum,
-                        simulated_hsm: true,
-                        ksf: KSF_DESCRIPTION.into(),
-                    },
-                })
-            }
+            Request::Status { .. } => Ok(Response::Status {
+                status: self.status_info(false).await,
+            }),
             Request::RegisterStart { user, request } => {
                 let req = RegistrationRequest::<Suite>::deserialize(&request.0)
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
@@ -299,7 +393,7 @@ impl Hsm {
                 Ok(Response::RegisterStarted {
                     response: Bytes(start.message.serialize().to_vec()),
                     token,
-                    fleet: self.fleet(),
+                    fleet: self.fleet(false),
                 })
             }
             Request::RegisterFinish {
@@ -325,7 +419,10 @@ impl Hsm {
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
                 // Count the attempt through a majority BEFORE evaluating anything.
                 let (file, attempt, remaining, cid) = match self
-                    .commit(Cmd::BeginAttempt { user: user.clone() })
+                    .commit(Cmd::BeginAttempt {
+                        user: user.clone(),
+                        request: Some(request_id),
+                    })
                     .await?
                 {
                     Outcome::Attempt {
@@ -353,6 +450,9 @@ impl Hsm {
                         credential_id(&user, &[0; 16]),
                     ),
                     Outcome::Destroyed => return Err(HsmError::Destroyed),
+                    // The same message 1 again (a host or network replay):
+                    // nothing was counted, nothing is evaluated.
+                    Outcome::Replayed => return Err(HsmError::ReplayedRequest),
                     o => return Err(unexpected(o)),
                 };
                 let start = ServerLogin::start(
@@ -377,7 +477,7 @@ impl Hsm {
                     response: Bytes(start.message.serialize().to_vec()),
                     token,
                     attempts_remaining: remaining,
-                    fleet: self.fleet(),
+                    fleet: self.fleet(false),
                 })
             }
             Request::LoginFinish {
@@ -559,6 +659,28 @@ impl Hsm {
     }
 }
 
+fn error_response(e: &HsmError) -> Response {
+    Response::Error {
+        error: WireError::from_report(e.report(), e.attempts_remaining()),
+    }
+}
+
+/// A request's time must be within [`REQUEST_WINDOW_SECS`] of the HSM's
+/// clock: a message 1 captured earlier is refused whatever it asks.
+fn check_time(request_time: u64, hsm_time: u64) -> Result<(), HsmError> {
+    let skew = request_time.abs_diff(hsm_time);
+    if skew > REQUEST_WINDOW_SECS {
+        return Err(HsmError::StaleRequest { skew_secs: skew });
+    }
+    Ok(())
+}
+
+impl From<ProtoError> for HsmError {
+    fn from(e: ProtoError) -> Self {
+        HsmError::Malformed(e.to_string())
+    }
+}
+
 trait Expiring {
     fn expires(&self) -> u64;
 }
@@ -612,6 +734,7 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::Replaced => "replaced",
         Outcome::Deleted => "deleted",
         Outcome::Probed => "probed",
+        Outcome::Replayed => "replayed",
         Outcome::Rejected => "rejected",
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use coffer_fleet::{ReplicationError, StateMachine};
+use coffer_vault_proto::channel::RequestId;
 use coffer_vault_proto::Bytes;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -35,9 +36,14 @@ pub(crate) enum Cmd {
         user: String,
         record: NewRecord,
     },
-    /// Count one attempt (before any evaluation).
+    /// Count one attempt (before any evaluation). `request` is the id of
+    /// the channel message that asked (its handshake hash): a replayed
+    /// message has the same id and is refused without counting. `None` only
+    /// in commands logged before protocol v2.
     BeginAttempt {
         user: String,
+        #[serde(default)]
+        request: Option<RequestId>,
     },
     /// The attempt failed: destroy the record if the limit is reached.
     Fail {
@@ -99,6 +105,8 @@ pub(crate) enum Outcome {
     Deleted,
     Probed,
     Rejected,
+    /// A `BeginAttempt` whose request id was seen before: nothing counted.
+    Replayed,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -127,6 +135,10 @@ struct UserEntry {
     /// Wrong guesses ever evaluated (counted) against this user's records:
     /// for audits and tests, never reset.
     total_attempts: u64,
+    /// The request ids of the last [`REQUESTS_PER_USER`] login attempts, so
+    /// that a replayed channel message counts nothing.
+    #[serde(default)]
+    requests: VecDeque<RequestId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +159,12 @@ struct Data {
     #[serde(default)]
     recent: VecDeque<([u8; 16], Outcome)>,
 }
+
+/// How many login attempts' request ids are remembered per user. A replay
+/// of an older message than that is refused by its time instead: evicting
+/// an id takes this many newer attempts for the same user within the
+/// request window (`coffer_vault_proto::channel::REQUEST_WINDOW_SECS`).
+pub(crate) const REQUESTS_PER_USER: usize = 64;
 
 /// How many unknown accounts' fake counters are kept.
 pub(crate) const GHOST_CAP: usize = 100_000;
@@ -253,10 +271,19 @@ impl HsmState {
                     }
                 }
             }
-            Cmd::BeginAttempt { user } => {
+            Cmd::BeginAttempt { user, request } => {
                 let Some(e) = self.data.users.get_mut(&user) else {
                     return self.ghost_attempt(user, limit);
                 };
+                if let Some(id) = request {
+                    if e.requests.contains(&id) {
+                        return Outcome::Replayed;
+                    }
+                    if e.requests.len() >= REQUESTS_PER_USER {
+                        e.requests.pop_front();
+                    }
+                    e.requests.push_back(id);
+                }
                 let Some(live) = e.live.as_mut() else {
                     return Outcome::Destroyed;
                 };
@@ -452,19 +479,17 @@ mod tests {
     fn a_command_committed_twice_is_executed_once_and_answered_alike() {
         let mut s = with_user_u();
         let u = || "u".to_string();
-        let first = run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() });
+        let cmd = begin(u());
+        let first = run_with(&mut s, [1; 16], cmd.clone());
         assert!(
             matches!(first, Outcome::Attempt { used: 1, .. }),
             "{first:?}"
         );
         // The same sealed command again (same nonce): the same answer, and
         // the attempt is not counted a second time.
-        assert_eq!(
-            run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() }),
-            first
-        );
+        assert_eq!(run_with(&mut s, [1; 16], cmd.clone()), first);
         assert!(matches!(
-            run(&mut s, Cmd::BeginAttempt { user: u() }),
+            run(&mut s, begin(u())),
             Outcome::Attempt { used: 2, .. }
         ));
         // Remembered for RECENT_CAP commands, then forgotten (bounded state).
@@ -472,8 +497,12 @@ mod tests {
             run(&mut s, Cmd::Probe);
         }
         assert_eq!(s.data.recent.len(), RECENT_CAP);
+        // The nonce is forgotten (the command is executed again, not
+        // answered from memory), but its request id is not: a third commit
+        // of it still counts nothing.
+        assert_eq!(run_with(&mut s, [1; 16], cmd), Outcome::Replayed);
         assert!(matches!(
-            run_with(&mut s, [1; 16], Cmd::BeginAttempt { user: u() }),
+            run(&mut s, begin(u())),
             Outcome::Attempt { used: 3, .. }
         ));
         // Snapshots carry it, so a node restored from one agrees.
@@ -481,6 +510,77 @@ mod tests {
         t.secrets = s.secrets.clone();
         t.restore(&s.snapshot()).unwrap();
         assert_eq!(t.data, s.data);
+    }
+
+    /// A `BeginAttempt` as a fresh channel message makes it (a new request id).
+    fn begin(user: String) -> Cmd {
+        let mut id = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        Cmd::BeginAttempt {
+            user,
+            request: Some(id),
+        }
+    }
+
+    #[test]
+    fn a_replayed_request_id_counts_nothing_and_ids_are_bounded_per_user() {
+        let mut s = with_user_u();
+        let u = || "u".to_string();
+        let first = begin(u());
+        assert!(matches!(
+            run(&mut s, first.clone()),
+            Outcome::Attempt { used: 1, .. }
+        ));
+        // The same message again, committed as a new command (new nonce).
+        for _ in 0..5 {
+            assert_eq!(run(&mut s, first.clone()), Outcome::Replayed);
+        }
+        assert_eq!(s.total_attempts("u"), 1);
+        assert!(matches!(
+            run(&mut s, begin(u())),
+            Outcome::Attempt { used: 2, .. }
+        ));
+        // Commands logged before protocol v2 carry no id: counted as before.
+        let legacy = Cmd::BeginAttempt {
+            user: u(),
+            request: None,
+        };
+        assert!(matches!(
+            run(&mut s, legacy.clone()),
+            Outcome::Attempt { used: 3, .. }
+        ));
+        assert!(matches!(
+            run(&mut s, legacy),
+            Outcome::Attempt { used: 4, .. }
+        ));
+        // Bounded: the oldest id goes after REQUESTS_PER_USER newer ones.
+        let mut s = state(1000);
+        run(
+            &mut s,
+            Cmd::Register {
+                user: u(),
+                record: rec(1),
+            },
+        );
+        let old = begin(u());
+        run(&mut s, old.clone());
+        for _ in 0..REQUESTS_PER_USER - 1 {
+            run(&mut s, begin(u()));
+        }
+        assert_eq!(run(&mut s, old.clone()), Outcome::Replayed);
+        run(&mut s, begin(u()));
+        assert_eq!(s.data.users["u"].requests.len(), REQUESTS_PER_USER);
+        assert!(matches!(run(&mut s, old), Outcome::Attempt { .. }));
+        // An old command's JSON (no request field) still opens and applies.
+        let json = br#"{"BeginAttempt":{"user":"u"}}"#;
+        let c: Cmd = serde_json::from_slice(json).unwrap();
+        assert_eq!(
+            c,
+            Cmd::BeginAttempt {
+                user: u(),
+                request: None
+            }
+        );
     }
 
     /// A state (guess limit 10) in which user `u` has record 1.
@@ -519,15 +619,12 @@ mod tests {
             Outcome::Registered
         );
         for used in 1..=3 {
-            match run(&mut s, Cmd::BeginAttempt { user: u() }) {
+            match run(&mut s, begin(u())) {
                 Outcome::Attempt { used: got, .. } => assert_eq!(got, used),
                 o => panic!("{o:?}"),
             }
         }
-        assert_eq!(
-            run(&mut s, Cmd::BeginAttempt { user: u() }),
-            Outcome::Destroyed
-        );
+        assert_eq!(run(&mut s, begin(u())), Outcome::Destroyed);
         assert_eq!(s.total_attempts("u"), 3);
         // The same record id cannot come back (a replayed registration).
         assert_eq!(
@@ -566,11 +663,10 @@ mod tests {
     fn success_resets_once_and_only_for_the_latest_attempt() {
         let mut s = with_user_u();
         let u = || "u".to_string();
-        let Outcome::Attempt { seq: s1, .. } = run(&mut s, Cmd::BeginAttempt { user: u() }) else {
+        let Outcome::Attempt { seq: s1, .. } = run(&mut s, begin(u())) else {
             panic!()
         };
-        let Outcome::Attempt { seq: s2, used, .. } = run(&mut s, Cmd::BeginAttempt { user: u() })
-        else {
+        let Outcome::Attempt { seq: s2, used, .. } = run(&mut s, begin(u())) else {
             panic!()
         };
         assert_eq!(used, 2);
@@ -631,10 +727,7 @@ mod tests {
             ),
             Outcome::Deleted
         );
-        assert_eq!(
-            run(&mut s, Cmd::BeginAttempt { user: u() }),
-            Outcome::Destroyed
-        );
+        assert_eq!(run(&mut s, begin(u())), Outcome::Destroyed);
     }
 
     #[test]

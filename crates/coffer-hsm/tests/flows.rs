@@ -7,10 +7,16 @@ use coffer_error::UserFacing;
 use coffer_fleet::{BoxFuture, ReplicationError, Replicator, StateMachine};
 use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState};
 use coffer_vault_client::{
-    PinnedFleetKey, SecretBox, SecretString, Transport, TransportError, VaultClient, VaultError,
+    PinnedFleetKey, Route, SecretBox, SecretString, Transport, TransportError, VaultClient,
+    VaultError,
 };
+use coffer_vault_proto::channel::{ClientHandshake, MESSAGE_LEN, REQUEST_WINDOW_SECS};
 use coffer_vault_proto::{
-    decode_request, decode_response, encode_request, Bytes, Request, Response,
+    decode_response, encode_request, ksf, Bytes, ProtoError, Request, Response, Suite,
+};
+use opaque_ke::{
+    ClientLogin, ClientLoginFinishParameters, ClientRegistration,
+    ClientRegistrationFinishParameters, CredentialResponse, Identifiers, RegistrationResponse,
 };
 
 #[derive(Clone)]
@@ -30,20 +36,34 @@ impl Replicator for TestReplicator {
     }
 }
 
+/// One exchange as the host sees it: the route and the bytes each way.
+type Exchange = (Route, Vec<u8>, Vec<u8>);
+
 /// An in-process transport that records every exchange (a host's view).
 struct Recorder {
     hsm: Arc<Hsm>,
-    log: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    log: Mutex<Vec<Exchange>>,
 }
 
 impl Transport for Recorder {
     fn call(
         &self,
+        route: Route,
         request: Vec<u8>,
     ) -> coffer_vault_client::BoxFuture<'_, Result<Vec<u8>, TransportError>> {
         Box::pin(async move {
-            let resp = self.hsm.handle_bytes(&request).await;
-            self.log.lock().unwrap().push((request, resp.clone()));
+            let resp = match route {
+                Route::Status => self.hsm.handle_plain_bytes(&request).await,
+                Route::Channel => self
+                    .hsm
+                    .handle_channel(&request)
+                    .await
+                    .unwrap_or_else(|plain| plain),
+            };
+            self.log
+                .lock()
+                .unwrap()
+                .push((route, request, resp.clone()));
             Ok(resp)
         })
     }
@@ -74,16 +94,24 @@ fn fixture(limit: u32) -> Fixture {
         hsm: hsm.clone(),
         log: Mutex::new(Vec::new()),
     });
-    let client = VaultClient::new(
-        rec.clone(),
-        Arc::new(PinnedFleetKey::new(secrets.server_public_key())),
-    );
+    let client = VaultClient::new(rec.clone(), Arc::new(pinned(&hsm)));
     Fixture {
         hsm,
         rep,
         rec,
         client,
     }
+}
+
+fn pinned(hsm: &Hsm) -> PinnedFleetKey {
+    PinnedFleetKey::new(hsm.server_public_key(), hsm.channel_public_key().unwrap())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn code(s: &str) -> SecretString {
@@ -100,24 +128,123 @@ impl Fixture {
     fn total(&self, user: &str) -> u64 {
         self.rep.state.lock().unwrap().total_attempts(user)
     }
-    fn last_request_of(&self, name: &str) -> Vec<u8> {
-        let log = self.rec.log.lock().unwrap();
-        log.iter()
-            .rev()
-            .find(|(q, _)| decode_request(q).unwrap().name() == name)
-            .unwrap()
-            .0
-            .clone()
-    }
-    async fn raw(&self, req: &[u8]) -> Response {
-        decode_response(&self.hsm.handle_bytes(req).await).unwrap()
-    }
-}
 
-fn err_code(r: &Response) -> &str {
-    match r {
-        Response::Error { error } => &error.code,
-        other => panic!("expected an error, got {other:?}"),
+    /// The channel messages the host relayed, oldest first (it cannot read
+    /// them; the test knows the client's order: a recovery is login_start,
+    /// login_finish or login_abort; a registration register_start,
+    /// register_finish; a change a recovery, register_start, change).
+    fn channel_requests(&self) -> Vec<Vec<u8>> {
+        self.rec
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(r, _, _)| *r == Route::Channel)
+            .map(|(_, q, _)| q.clone())
+            .collect()
+    }
+
+    /// The `back`-th channel message from the end (1 = the last).
+    fn captured(&self, back: usize) -> Vec<u8> {
+        let all = self.channel_requests();
+        all[all.len() - back].clone()
+    }
+
+    /// The host replays captured bytes: their answer is for the original
+    /// client only (the host cannot open it).
+    async fn replay(&self, message: &[u8]) -> Vec<u8> {
+        let out = self.hsm.handle_channel(message).await.unwrap();
+        assert_eq!(
+            out.len(),
+            MESSAGE_LEN,
+            "a replay still gets a channel answer"
+        );
+        assert!(
+            decode_response(&out).is_err(),
+            "the answer to a replay is not readable"
+        );
+        out
+    }
+
+    /// A request of the test's own, through a channel of its own (a client
+    /// that sends what it likes), at `time`.
+    async fn ask_at(&self, req: Request, time: u64) -> Response {
+        let (hs, m1) = ClientHandshake::start(
+            &self.hsm.channel_public_key().unwrap(),
+            "test-fleet",
+            time,
+            &req,
+        )
+        .unwrap();
+        hs.finish(&self.hsm.handle_channel(&m1).await.unwrap())
+            .unwrap()
+    }
+
+    async fn ask(&self, req: Request) -> Response {
+        self.ask_at(req, now()).await
+    }
+
+    /// A whole OPAQUE login of the test's own: (token, finalization, the
+    /// `login_finished` answer, session key) — never sent the finish.
+    async fn login_parts(&self, user: &str, pw: &str) -> (Bytes, Bytes, Vec<u8>) {
+        let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, pw.as_bytes()).unwrap();
+        let Response::LoginStarted {
+            response, token, ..
+        } = self
+            .ask(Request::LoginStart {
+                user: user.into(),
+                request: Bytes(c.message.serialize().to_vec()),
+            })
+            .await
+        else {
+            panic!("no login response")
+        };
+        let k = ksf();
+        let done = c
+            .state
+            .finish(
+                &mut rand::rngs::OsRng,
+                pw.as_bytes(),
+                CredentialResponse::deserialize(&response.0).unwrap(),
+                ClientLoginFinishParameters::new(None, Identifiers::default(), Some(&k)),
+            )
+            .unwrap();
+        (
+            token,
+            Bytes(done.message.serialize().to_vec()),
+            done.session_key.to_vec(),
+        )
+    }
+
+    /// A registration of the test's own up to the upload: (token, upload, wrapped).
+    async fn registration_parts(&self, user: &str, pw: &str) -> (Bytes, Bytes, Bytes) {
+        let c = ClientRegistration::<Suite>::start(&mut rand::rngs::OsRng, pw.as_bytes()).unwrap();
+        let Response::RegisterStarted {
+            response, token, ..
+        } = self
+            .ask(Request::RegisterStart {
+                user: user.into(),
+                request: Bytes(c.message.serialize().to_vec()),
+            })
+            .await
+        else {
+            panic!("no registration response")
+        };
+        let k = ksf();
+        let done = c
+            .state
+            .finish(
+                &mut rand::rngs::OsRng,
+                pw.as_bytes(),
+                RegistrationResponse::deserialize(&response.0).unwrap(),
+                ClientRegistrationFinishParameters::new(Identifiers::default(), Some(&k)),
+            )
+            .unwrap();
+        (
+            token,
+            Bytes(done.message.serialize().to_vec()),
+            Bytes(vec![0; 48]),
+        )
     }
 }
 
@@ -134,10 +261,14 @@ async fn register_recover_change_delete_round_trip() {
         .await
         .unwrap();
     assert_eq!(r.key.expose_secret(), &[7; 32]);
-    let last = f.rec.log.lock().unwrap().last().unwrap().1.clone();
+    let (token, finalization, _) = f.login_parts("alice", "correct horse").await;
     assert!(
         matches!(
-            decode_response(&last).unwrap(),
+            f.ask(Request::LoginFinish {
+                token,
+                finalization
+            })
+            .await,
             Response::LoginFinished {
                 attempts_remaining: 10,
                 ..
@@ -180,7 +311,20 @@ async fn register_recover_change_delete_round_trip() {
     );
     let st = f.client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
+    assert!(st.authenticated, "the status shown is the HSMs' own");
     assert_eq!(st.info.guess_limit, 10);
+    // What the host saw: a plain status, then only channel messages of one
+    // size each way, none naming the account.
+    for (route, q, a) in f.rec.log.lock().unwrap().iter() {
+        if *route == Route::Channel {
+            assert_eq!((q.len(), a.len()), (MESSAGE_LEN, MESSAGE_LEN));
+        } else {
+            assert!(q.len() < 100, "a status request");
+        }
+        for bytes in [q, a] {
+            assert!(!String::from_utf8_lossy(bytes).contains("alice"));
+        }
+    }
 }
 
 #[tokio::test]
@@ -253,7 +397,7 @@ async fn a_configurable_limit_and_a_last_attempt_not_reported_still_destroys() {
         request: Bytes(login.message.serialize().to_vec()),
     };
     assert!(matches!(
-        f.raw(&encode_request(&start)).await,
+        f.ask(start).await,
         Response::LoginStarted {
             attempts_remaining: 0,
             ..
@@ -291,21 +435,37 @@ async fn unknown_accounts_get_a_response_of_the_same_shape() {
             attempts_remaining: 9
         }
     );
-    // Compare the two LoginStarted responses field by field (lengths).
-    let log: Vec<(Vec<u8>, Vec<u8>)> = f.rec.log.lock().unwrap().clone();
-    let started: Vec<_> = log
+    // On the wire every answer has the one channel size.
+    assert!(f
+        .rec
+        .log
+        .lock()
+        .unwrap()
         .iter()
-        .filter_map(|(_, a)| match decode_response(a).unwrap() {
-            Response::LoginStarted {
-                response,
-                token,
-                attempts_remaining,
-                ..
-            } => Some((response.0.len(), token.0.len(), attempts_remaining, a.len())),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(started.len(), 2);
+        .filter(|(r, _, _)| *r == Route::Channel)
+        .all(|(_, _, a)| a.len() == MESSAGE_LEN));
+    // Inside the channel, the two LoginStarted answers field by field (lengths).
+    let mut started = Vec::new();
+    for user in ["nemo", "dave"] {
+        let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"x").unwrap();
+        let r = f
+            .ask(Request::LoginStart {
+                user: user.into(),
+                request: Bytes(c.message.serialize().to_vec()),
+            })
+            .await;
+        let len = coffer_vault_proto::encode_response(&r).len();
+        let Response::LoginStarted {
+            response,
+            token,
+            attempts_remaining,
+            ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        started.push((response.0.len(), token.0.len(), attempts_remaining, len));
+    }
     let (a, b) = (started[0], started[1]);
     assert_eq!(
         (a.0, a.2),
@@ -315,7 +475,7 @@ async fn unknown_accounts_get_a_response_of_the_same_shape() {
     assert_eq!(a.1, b.1, "same token size");
     assert_eq!(a.3, b.3, "same encoded response size");
     // Both count down alike, and both end destroyed at the limit.
-    for expected in (1..9).rev() {
+    for expected in (1..8).rev() {
         let u = f
             .client
             .recover("nemo", &code("anything"))
@@ -370,14 +530,15 @@ async fn a_replayed_successful_finish_never_resets_the_counter() {
         .await
         .unwrap();
     f.client.recover("erin", &code("right")).await.unwrap();
-    let finish = f.last_request_of("login_finish");
-    // The replayed finish is refused at once (its success was consumed) …
-    assert_eq!(err_code(&f.raw(&finish).await), "CF-V018");
-    // … and after wrong guesses it cannot reset the counter either.
+    // The host captured the successful login's finish (the last message).
+    let finish = f.captured(1);
+    f.replay(&finish).await;
+    // After wrong guesses it cannot reset the counter either.
     for _ in 0..3 {
         f.client.recover("erin", &code("wrong")).await.unwrap_err();
     }
-    assert_eq!(err_code(&f.raw(&finish).await), "CF-V018");
+    let abort = f.captured(1);
+    f.replay(&finish).await;
     let e = f.client.recover("erin", &code("wrong")).await.unwrap_err();
     assert_eq!(
         e,
@@ -387,14 +548,121 @@ async fn a_replayed_successful_finish_never_resets_the_counter() {
         "counter kept: 4 wrong so far"
     );
     // A replayed LoginAbort does not count twice or reset.
-    let abort = f.last_request_of("login_abort");
+    f.replay(&abort).await;
+    assert_eq!(
+        f.client.recover("erin", &code("wrong")).await.unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 5
+        }
+    );
+    assert_eq!(f.total("erin"), 1 + 5);
+}
+
+#[tokio::test]
+async fn a_replayed_login_start_costs_no_guess() {
+    let f = fixture(10);
+    f.client
+        .register("ruth", &code("right"), &key(3))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.client.recover("ruth", &code("wrong")).await.unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 9
+        }
+    );
+    // The login_start of that attempt (before its abort), replayed by the
+    // host again and again: the same message, the same request id.
+    let start = f.captured(2);
+    for _ in 0..20 {
+        f.replay(&start).await;
+    }
+    assert_eq!(f.total("ruth"), 1, "no replay was counted");
+    assert_eq!(
+        f.client.recover("ruth", &code("wrong")).await.unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 8
+        }
+    );
+    // The login_start of a successful recovery, replayed after it: nothing
+    // counted either (the next wrong code still finds the full limit less one).
+    f.client.recover("ruth", &code("right")).await.unwrap();
+    let good_start = f.captured(2);
+    for _ in 0..20 {
+        f.replay(&good_start).await;
+    }
+    assert_eq!(
+        f.client.recover("ruth", &code("wrong")).await.unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 9
+        }
+    );
+    assert_eq!(f.total("ruth"), 4);
+}
+
+#[tokio::test]
+async fn requests_outside_the_time_window_are_refused_without_counting() {
+    let f = fixture(10);
+    f.client
+        .register("sam", &code("right"), &key(3))
+        .await
+        .unwrap();
+    let login = || {
+        let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+        Request::LoginStart {
+            user: "sam".into(),
+            request: Bytes(c.message.serialize().to_vec()),
+        }
+    };
+    for skew in [
+        -(REQUEST_WINDOW_SECS as i64) - 5,
+        REQUEST_WINDOW_SECS as i64 + 5,
+    ] {
+        let t = (now() as i64 + skew) as u64;
+        match f.ask_at(login(), t).await {
+            Response::Error { error } => {
+                assert_eq!(error.code, "CF-V019", "{error:?}");
+                assert!(error.next_step.contains("date, time"), "{error:?}");
+            }
+            other => panic!("a request {skew} s off was served: {other:?}"),
+        }
+    }
+    assert_eq!(f.total("sam"), 0);
+    // Within the window (a computer's clock a few minutes off): served.
     assert!(matches!(
-        f.raw(&abort).await,
-        Response::LoginAborted {
-            attempts_remaining: 6,
-            destroyed: false
+        f.ask_at(login(), now() - 300).await,
+        Response::LoginStarted {
+            attempts_remaining: 9,
+            ..
         }
     ));
+}
+
+#[tokio::test]
+async fn account_requests_outside_the_channel_are_refused() {
+    let f = fixture(10);
+    f.client
+        .register("tom", &code("right"), &key(3))
+        .await
+        .unwrap();
+    let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+    let login = Request::LoginStart {
+        user: "tom".into(),
+        request: Bytes(c.message.serialize().to_vec()),
+    };
+    let out = decode_response(&f.hsm.handle_plain_bytes(&encode_request(&login)).await).unwrap();
+    let Response::Error { error } = out else {
+        panic!("served outside the channel: {out:?}")
+    };
+    assert_eq!(error.code, "CF-V021");
+    // A request of protocol v1: told to update.
+    let v1 = br#"{"v":1,"msg":{"type":"status"}}"#;
+    let Response::Error { error } = decode_response(&f.hsm.handle_plain_bytes(v1).await).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(error.code, "CF-V003");
+    assert_eq!(f.total("tom"), 0);
 }
 
 #[tokio::test]
@@ -404,13 +672,10 @@ async fn the_host_cannot_reset_a_counter_by_re_registering() {
         .register("frank", &code("right"), &key(4))
         .await
         .unwrap();
-    let original_finish = f.last_request_of("register_finish");
+    let original_finish = f.captured(1);
     f.client.recover("frank", &code("w1")).await.unwrap_err();
-    // Replaying the genuine registration upload: accepted as a no-op, no reset.
-    assert!(matches!(
-        f.raw(&original_finish).await,
-        Response::Registered {}
-    ));
+    // Replaying the genuine registration upload: a no-op, no reset.
+    f.replay(&original_finish).await;
     assert_eq!(
         f.client.recover("frank", &code("w2")).await.unwrap_err(),
         VaultError::WrongCode {
@@ -418,10 +683,7 @@ async fn the_host_cannot_reset_a_counter_by_re_registering() {
         }
     );
     // The host registering its own code for the same account is refused.
-    let host = VaultClient::new(
-        f.rec.clone(),
-        Arc::new(PinnedFleetKey::new(f.hsm.server_public_key())),
-    );
+    let host = VaultClient::new(f.rec.clone(), Arc::new(pinned(&f.hsm)));
     assert_eq!(
         host.register("frank", &code("host's"), &key(9))
             .await
@@ -435,7 +697,7 @@ async fn the_host_cannot_reset_a_counter_by_re_registering() {
         VaultError::Destroyed
     );
     // After destruction, the old registration can never come back …
-    assert_eq!(err_code(&f.raw(&original_finish).await), "CF-V014");
+    f.replay(&original_finish).await;
     assert_eq!(
         f.client.recover("frank", &code("right")).await.unwrap_err(),
         VaultError::Destroyed
@@ -453,6 +715,13 @@ async fn the_host_cannot_reset_a_counter_by_re_registering() {
     assert_eq!(f.total("frank"), 3 + 2);
 }
 
+fn err_code(r: &Response) -> &str {
+    match r {
+        Response::Error { error } => &error.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn forged_tampered_and_cross_user_tokens_are_rejected() {
     let f = fixture(10);
@@ -460,15 +729,7 @@ async fn forged_tampered_and_cross_user_tokens_are_rejected() {
         .register("gina", &code("right"), &key(5))
         .await
         .unwrap();
-    f.client.recover("gina", &code("right")).await.unwrap();
-    let finish = f.last_request_of("login_finish");
-    let Request::LoginFinish {
-        token,
-        finalization,
-    } = decode_request(&finish).unwrap()
-    else {
-        panic!()
-    };
+    let (token, finalization, _) = f.login_parts("gina", "right").await;
     for i in [0, 16, 40, token.0.len() - 1] {
         let mut t = token.0.clone();
         t[i] ^= 1;
@@ -476,11 +737,7 @@ async fn forged_tampered_and_cross_user_tokens_are_rejected() {
             token: Bytes(t),
             finalization: finalization.clone(),
         };
-        assert_eq!(
-            err_code(&f.raw(&encode_request(&req)).await),
-            "CF-V014",
-            "flip at {i}"
-        );
+        assert_eq!(err_code(&f.ask(req).await), "CF-V014", "flip at {i}");
     }
     // A token from another fleet (another HSM key).
     let other = fixture(10);
@@ -489,25 +746,28 @@ async fn forged_tampered_and_cross_user_tokens_are_rejected() {
         .register("gina", &code("right"), &key(5))
         .await
         .unwrap();
-    other.client.recover("gina", &code("right")).await.unwrap();
-    let foreign = other.last_request_of("login_finish");
-    assert_eq!(err_code(&f.raw(&foreign).await), "CF-V014");
+    let (foreign, foreign_fin, _) = other.login_parts("gina", "right").await;
+    assert_eq!(
+        err_code(
+            &f.ask(Request::LoginFinish {
+                token: foreign,
+                finalization: foreign_fin
+            })
+            .await
+        ),
+        "CF-V014"
+    );
     // A change with a forged MAC or a reused authorisation.
-    let reg = f.last_request_of("register_finish");
-    let Request::RegisterFinish {
-        token: rt,
-        upload,
-        wrapped_key,
-        ..
-    } = decode_request(&reg).unwrap()
+    let Response::LoginFinished { auth, .. } = f
+        .ask(Request::LoginFinish {
+            token,
+            finalization,
+        })
+        .await
     else {
-        panic!()
+        panic!("the genuine finish was refused")
     };
-    let Response::LoginFinished { auth, .. } =
-        decode_response(&f.rec.log.lock().unwrap().last().unwrap().1).unwrap()
-    else {
-        panic!()
-    };
+    let (rt, upload, wrapped_key) = f.registration_parts("gina", "new").await;
     let change = Request::Change {
         auth: auth.clone(),
         token: rt,
@@ -515,12 +775,12 @@ async fn forged_tampered_and_cross_user_tokens_are_rejected() {
         wrapped_key,
         mac: Bytes(vec![0; 32]),
     };
-    assert_eq!(err_code(&f.raw(&encode_request(&change)).await), "CF-V016");
+    assert_eq!(err_code(&f.ask(change).await), "CF-V016");
     let del = Request::Delete {
         auth,
         mac: Bytes(vec![1; 32]),
     };
-    assert_eq!(err_code(&f.raw(&encode_request(&del)).await), "CF-V016");
+    assert_eq!(err_code(&f.ask(del).await), "CF-V016");
     f.client.recover("gina", &code("right")).await.unwrap();
 }
 
@@ -535,15 +795,39 @@ async fn a_replayed_delete_or_change_is_refused() {
         .change("hal", &code("one"), &code("two"))
         .await
         .unwrap();
-    let change = f.last_request_of("change");
+    let change = f.captured(1);
+    f.client
+        .change("hal", &code("two"), &code("three"))
+        .await
+        .unwrap();
+    // Replaying the first change would bring "two" back: refused.
+    f.replay(&change).await;
     assert_eq!(
-        err_code(&f.raw(&change).await),
-        "CF-V016",
-        "a replayed change"
+        f.client
+            .recover("hal", &code("three"))
+            .await
+            .unwrap()
+            .key
+            .expose_secret(),
+        &[6; 32]
     );
-    f.client.delete("hal", &code("two")).await.unwrap();
-    let del = f.last_request_of("delete");
-    assert_eq!(err_code(&f.raw(&del).await), "CF-V011");
+    f.client.delete("hal", &code("three")).await.unwrap();
+    let del = f.captured(1);
+    // A new record under the same name: the replayed delete cannot touch it.
+    f.client
+        .register("hal", &code("four"), &key(7))
+        .await
+        .unwrap();
+    f.replay(&del).await;
+    assert_eq!(
+        f.client
+            .recover("hal", &code("four"))
+            .await
+            .unwrap()
+            .key
+            .expose_secret(),
+        &[7; 32]
+    );
 }
 
 #[tokio::test]
@@ -560,17 +844,6 @@ async fn without_a_majority_no_guess_is_evaluated() {
         assert_eq!(e.report().kind, coffer_error::ErrorKind::VaultUnavailable);
     }
     assert!(!f.client.status().await.unwrap().info.quorum);
-    let log = f.rec.log.lock().unwrap().len();
-    let responses: Vec<_> = f.rec.log.lock().unwrap()[log - 4..log - 1]
-        .iter()
-        .map(|(_, a)| decode_response(a).unwrap())
-        .collect();
-    assert!(
-        responses
-            .iter()
-            .all(|r| !matches!(r, Response::LoginStarted { .. })),
-        "no credential response without quorum"
-    );
     *f.rep.up.lock().unwrap() = true;
     assert_eq!(f.total("ivy"), 0);
     f.client.recover("ivy", &code("right")).await.unwrap();
@@ -584,14 +857,29 @@ async fn malformed_requests_get_errors_never_panics() {
         .await
         .unwrap();
     f.client.recover("jo", &code("right")).await.unwrap();
-    let samples: Vec<Vec<u8>> = f
-        .rec
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(q, _)| q.clone())
-        .collect();
+    let samples = f.channel_requests();
+    let plain: Vec<Vec<u8>> = [
+        Request::LoginStart {
+            user: "jo".into(),
+            request: Bytes(vec![1; 96]),
+        },
+        Request::LoginFinish {
+            token: Bytes(vec![2; 300]),
+            finalization: Bytes(vec![3; 64]),
+        },
+        Request::Status {
+            known_log_size: None,
+        },
+    ]
+    .iter()
+    .map(|r| {
+        coffer_vault_proto::channel::ChannelRequest {
+            time: now(),
+            request: r.clone(),
+        }
+        .encode()
+    })
+    .collect();
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         x ^= x << 13;
@@ -599,10 +887,10 @@ async fn malformed_requests_get_errors_never_panics() {
         x ^= x << 17;
         x
     };
-    let mut errors = 0;
+    let key = f.hsm.channel_public_key().unwrap();
+    let (mut outside, mut inside) = (0, 0);
     for i in 0..600 {
-        let mut m = samples[i % samples.len()].clone();
-        match next() % 4 {
+        let mutate = |m: &mut Vec<u8>, next: &mut dyn FnMut() -> u64| match next() % 4 {
             0 => m.truncate((next() as usize) % m.len()),
             1 => {
                 let p = (next() as usize) % m.len();
@@ -611,19 +899,46 @@ async fn malformed_requests_get_errors_never_panics() {
             2 => m.extend(std::iter::repeat_n(b'A', (next() % 20_000) as usize)),
             _ => {
                 // Swap a base64 field for random base64 of random length.
-                let s = String::from_utf8_lossy(&m).into_owned();
+                let s = String::from_utf8_lossy(m).into_owned();
                 let junk = "QUJD".repeat((next() % 200) as usize);
-                m = s
+                *m = s
                     .replacen("\"request\":\"", &format!("\"request\":\"{junk}"), 1)
                     .into_bytes();
             }
-        }
-        let out = f.hsm.handle_bytes(&m).await;
-        if let Response::Error { .. } = decode_response(&out).unwrap() {
-            errors += 1;
+        };
+        if i % 2 == 0 {
+            // Mutated channel messages: no channel, a plain error.
+            let mut m = samples[i % samples.len()].clone();
+            mutate(&mut m, &mut next);
+            if let Err(plain) = f.hsm.handle_channel(&m).await {
+                let Ok(Response::Error { error }) = decode_response(&plain) else {
+                    panic!("a plain answer that is no error")
+                };
+                assert_eq!(error.code, "CF-V005", "{error:?}");
+                outside += 1;
+            }
+        } else {
+            // Mutated plaintexts in an authentic channel: errors inside it.
+            let mut p = plain[i % plain.len()].clone();
+            mutate(&mut p, &mut next);
+            match ClientHandshake::start_plaintext(&key, "test-fleet", &p) {
+                Ok((hs, m1)) => {
+                    if let Ok(Response::Error { .. }) =
+                        hs.finish(&f.hsm.handle_channel(&m1).await.unwrap())
+                    {
+                        inside += 1;
+                    }
+                }
+                Err(ProtoError::TooLarge(_)) => inside += 1,
+                Err(e) => panic!("{e}"),
+            }
         }
     }
-    assert!(errors > 500, "most mutations are errors: {errors}");
+    assert!(
+        outside > 280,
+        "mutated channel messages are refused: {outside}"
+    );
+    assert!(inside > 250, "most mutated plaintexts are errors: {inside}");
     // Still serving.
     f.client.recover("jo", &code("right")).await.unwrap();
 }
@@ -636,10 +951,11 @@ impl coffer_vault_client::FleetKeyValidator for NeedsBundle {
         &self,
         fleet: &coffer_vault_proto::FleetInfo,
     ) -> Result<coffer_vault_client::ValidatedFleet, String> {
-        match &fleet.validation_bundle {
-            Some(b) if b.0 == self.0 => Ok(coffer_vault_client::ValidatedFleet {
+        match (&fleet.validation_bundle, &fleet.channel_public_key) {
+            (Some(b), Some(c)) if b.0 == self.0 => Ok(coffer_vault_client::ValidatedFleet {
                 fleet_id: fleet.fleet_id.clone(),
                 server_public_key: fleet.server_public_key.0.clone(),
+                channel_public_key: c.0.as_slice().try_into().unwrap(),
             }),
             _ => Err("no valid bundle".into()),
         }
@@ -661,8 +977,8 @@ async fn the_validation_hook_sees_the_bundle_the_host_relays() {
             .lock()
             .unwrap()
             .iter()
-            .all(|(q, _)| !String::from_utf8_lossy(q).contains("kim")),
-        "no account id reached an unverified vault"
+            .all(|(r, _, _)| *r == Route::Status),
+        "nothing but a status reached an unverified vault"
     );
     f.hsm
         .set_validation_bundle(Some(b"epoch-7".to_vec()))
@@ -681,4 +997,28 @@ async fn the_validation_hook_sees_the_bundle_the_host_relays() {
         .hsm
         .set_validation_bundle(Some(vec![0; coffer_vault_proto::MAX_BUNDLE_LEN + 1]))
         .is_err());
+}
+
+#[tokio::test]
+async fn real_answers_with_the_longest_user_id_keep_the_one_size() {
+    let f = fixture(10);
+    // 128 bytes that JSON escapes (quotes) in every token that holds the id.
+    let user = "\"".repeat(coffer_vault_proto::MAX_USER_ID_LEN);
+    f.client
+        .register(&user, &code("right"), &key(1))
+        .await
+        .unwrap();
+    f.client.recover(&user, &code("right")).await.unwrap();
+    f.client.recover(&user, &code("wrong")).await.unwrap_err();
+    f.client
+        .change(&user, &code("right"), &code("new"))
+        .await
+        .unwrap();
+    f.client.delete(&user, &code("new")).await.unwrap();
+    f.client.recover(&user, &code("new")).await.unwrap_err();
+    for (route, q, a) in f.rec.log.lock().unwrap().iter() {
+        if *route == Route::Channel {
+            assert_eq!((q.len(), a.len()), (MESSAGE_LEN, MESSAGE_LEN));
+        }
+    }
 }

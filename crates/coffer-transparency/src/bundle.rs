@@ -41,6 +41,10 @@ pub enum BundleError {
     OutsideValidity(String),
     #[error("the vault's OPAQUE server key is not a currently valid key of the verified fleet")]
     SessionKeyNotInFleet,
+    /// No usable channel key: the artifact has no `channel` key valid now (a
+    /// fleet made before vault protocol v2), or the vault presents another.
+    #[error("{0}")]
+    ChannelKey(String),
 }
 
 impl UserFacing for BundleError {
@@ -58,12 +62,16 @@ impl UserFacing for BundleError {
             BundleError::OperatorCountersignatureInvalid => "CF-T036",
             BundleError::OutsideValidity(_) => "CF-T037",
             BundleError::SessionKeyNotInFleet => "CF-T038",
+            BundleError::ChannelKey(_) => "CF-T039",
         }
     }
     fn next_step(&self) -> String {
         match self {
             BundleError::OutsideValidity(_) => {
                 "Check the computer's clock; if it is right, the operator has not published current fleet keys: try later and report it.".into()
+            }
+            BundleError::ChannelKey(_) => {
+                "Do not start a vault session with this fleet: it cannot be reached through the authenticated channel. Operators: publish the fleet's channel key (a fleet made before vault protocol v2 needs a new ceremony).".into()
             }
             BundleError::WitnessSignatureInvalid | BundleError::OperatorCountersignatureInvalid => {
                 "Check that the pinned witness and operator keys are the published ones. If they are, do not use this vault and report it.".into()
@@ -76,7 +84,7 @@ impl UserFacing for BundleError {
 /// Codes of this module.
 pub const ERROR_CODES: &[&str] = &[
     "CF-T030", "CF-T031", "CF-T032", "CF-T033", "CF-T034", "CF-T035", "CF-T036", "CF-T037",
-    "CF-T038",
+    "CF-T038", "CF-T039",
 ];
 
 /// What a fleet key is for.
@@ -87,13 +95,16 @@ pub enum KeyRole {
     OpaqueServer,
     /// An HSM's Ed25519 identity key (attested by the HSM vendor root).
     HsmIdentity,
+    /// The static key (X25519) of the Noise channel from clients to the
+    /// HSMs (vault protocol v2): only the HSMs hold its private half.
+    Channel,
 }
 
 /// One public key of the fleet. Fields are in the canonical (sorted) order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FleetKey {
-    /// `ristretto255` (OPAQUE) or `ed25519` (HSM identity).
+    /// `ristretto255` (OPAQUE), `ed25519` (HSM identity) or `x25519` (channel).
     pub algorithm: String,
     /// A stable name for the key, e.g. `opaque-1` or `hsm-3`.
     pub id: String,
@@ -166,6 +177,7 @@ impl FleetKeys {
             let want = match k.role {
                 KeyRole::OpaqueServer => "ristretto255",
                 KeyRole::HsmIdentity => "ed25519",
+                KeyRole::Channel => "x25519",
             };
             if k.algorithm != want || pk.len() != 32 {
                 return Err(BundleError::MalformedArtifact(format!(
@@ -215,13 +227,17 @@ impl FleetKeys {
     }
 
     /// The OPAQUE server key a session uses must be a currently valid
-    /// `opaque_server` key of this artifact.
+    /// `opaque_server` key of this artifact, and a session needs a channel
+    /// to the HSMs: the artifact must have a currently valid `channel` key.
+    /// (An artifact without one still parses and audits; no client opens a
+    /// session with its fleet.)
     pub fn check_session_key(
         &self,
         server_public_key: &[u8],
         now: u64,
     ) -> Result<&FleetKey, BundleError> {
-        self.keys
+        let key = self
+            .keys
             .iter()
             .filter(|k| k.role == KeyRole::OpaqueServer && k.is_valid_at(now))
             .find(|k| {
@@ -229,7 +245,51 @@ impl FleetKeys {
                     .map(|pk| pk == server_public_key)
                     .unwrap_or(false)
             })
-            .ok_or(BundleError::SessionKeyNotInFleet)
+            .ok_or(BundleError::SessionKeyNotInFleet)?;
+        if !self
+            .keys
+            .iter()
+            .any(|k| k.role == KeyRole::Channel && k.is_valid_at(now))
+        {
+            return Err(no_channel_key(&self.fleet_id));
+        }
+        Ok(key)
+    }
+
+    /// The channel key a client opens its sessions with: a currently valid
+    /// `channel` key of this artifact, the one the vault presents (`None`:
+    /// the vault presents none, as a vault older than protocol v2 does).
+    pub fn check_channel_key(
+        &self,
+        presented: Option<&[u8]>,
+        now: u64,
+    ) -> Result<&FleetKey, BundleError> {
+        let mut valid = self
+            .keys
+            .iter()
+            .filter(|k| k.role == KeyRole::Channel && k.is_valid_at(now))
+            .peekable();
+        if valid.peek().is_none() {
+            return Err(no_channel_key(&self.fleet_id));
+        }
+        let presented = presented.ok_or_else(|| {
+            BundleError::ChannelKey(
+                "the vault presents no channel key (it speaks a vault protocol older than v2)"
+                    .into(),
+            )
+        })?;
+        valid
+            .find(|k| {
+                k.public_key_bytes()
+                    .map(|pk| pk == presented)
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                BundleError::ChannelKey(
+                    "the vault's channel key is not a currently valid channel key of the verified fleet"
+                        .into(),
+                )
+            })
     }
 
     /// Display rows: id, role, algorithm, fingerprint.
@@ -246,6 +306,12 @@ impl FleetKeys {
             })
             .collect()
     }
+}
+
+fn no_channel_key(fleet_id: &str) -> BundleError {
+    BundleError::ChannelKey(format!(
+        "the published keys of fleet {fleet_id} have no channel key valid now (role `channel`): the fleet predates vault protocol v2, and no authenticated session to its HSMs can be opened"
+    ))
 }
 
 /// One fleet key as the verification panel shows it (its fingerprint, never
@@ -545,6 +611,24 @@ pub(crate) mod tests {
         }
     }
 
+    /// The sample keys with a channel key (vault protocol v2), between the
+    /// OPAQUE key and the HSM identity.
+    pub fn sample_keys_v2() -> FleetKeys {
+        let mut k = sample_keys();
+        k.keys.insert(
+            1,
+            FleetKey {
+                algorithm: "x25519".into(),
+                id: "channel-1".into(),
+                not_after: 1_900_000_000,
+                not_before: 1_700_000_000,
+                public_key: B64.encode([0x33; 32]),
+                role: KeyRole::Channel,
+            },
+        );
+        k
+    }
+
     pub fn witness() -> NoteSigner {
         NoteSigner::from_seed("witness.coffer.example/log", &[0x42; 32]).unwrap()
     }
@@ -573,6 +657,68 @@ pub(crate) mod tests {
                 .verify_signed(&witness().verifier(), &operator().verifier())
                 .unwrap(),
             keys
+        );
+    }
+
+    #[test]
+    fn golden_artifact_with_a_channel_key() {
+        let keys = sample_keys_v2();
+        let json = keys.to_canonical_json();
+        crate::golden("artifact_v2.golden", &format!("{json}\n"));
+        assert_eq!(FleetKeys::parse_canonical(&json).unwrap(), keys);
+        assert!(json.contains(r#""algorithm":"x25519","id":"channel-1""#));
+        assert!(json.contains(r#""role":"channel""#));
+        let digest = keys.digest();
+        crate::golden(
+            "witness_message_v2.golden.hex",
+            &format!(
+                "{}\n",
+                hex::encode(witness_message(NAMESPACE, 7, 1_800_000_000, &digest))
+            ),
+        );
+        // A channel key must be a 32-byte x25519 key.
+        let mut bad = keys.clone();
+        bad.keys[1].algorithm = "ed25519".into();
+        assert!(matches!(
+            FleetKeys::parse_canonical(&bad.to_canonical_json()),
+            Err(BundleError::MalformedArtifact(_))
+        ));
+    }
+
+    #[test]
+    fn a_session_needs_a_channel_key_and_the_one_presented_must_be_published() {
+        let now = 1_800_000_000;
+        // Without a channel key: parses (audits still work), no session.
+        let old = sample_keys();
+        assert!(FleetKeys::parse_canonical(&old.to_canonical_json()).is_ok());
+        let e = old.check_session_key(&[0x11; 32], now).unwrap_err();
+        assert_eq!(e.code(), "CF-T039");
+        assert!(e.to_string().contains("predates vault protocol v2"), "{e}");
+        assert_eq!(
+            old.check_channel_key(Some(&[0x33; 32]), now)
+                .unwrap_err()
+                .code(),
+            "CF-T039"
+        );
+        let keys = sample_keys_v2();
+        assert!(keys.check_session_key(&[0x11; 32], now).is_ok());
+        assert_eq!(
+            keys.check_channel_key(Some(&[0x33; 32]), now).unwrap().id,
+            "channel-1"
+        );
+        for (presented, why) in [
+            (None, "presents no channel key"),
+            (Some(&[0x34u8; 32][..]), "not a currently valid channel key"),
+        ] {
+            let e = keys.check_channel_key(presented, now).unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        // Expired: no session.
+        assert_eq!(
+            keys.check_channel_key(Some(&[0x33; 32]), 1_950_000_000)
+                .unwrap_err()
+                .code(),
+            "CF-T039"
         );
     }
 
@@ -608,7 +754,7 @@ pub(crate) mod tests {
 
     #[test]
     fn validity_window_and_session_key() {
-        let keys = sample_keys();
+        let keys = sample_keys_v2();
         assert!(keys.check_validity(1_800_000_000).is_ok());
         assert!(matches!(
             keys.check_validity(1_900_000_000),

@@ -41,7 +41,7 @@ pub const ERROR_CODES: &[&str] = &[
     "CF-T010", "CF-T011", "CF-T012", "CF-T013", "CF-T014", // note
     "CF-T020", "CF-T021", // checkpoint
     "CF-T030", "CF-T031", "CF-T032", "CF-T033", "CF-T034", "CF-T035", "CF-T036", "CF-T037",
-    "CF-T038", // bundle
+    "CF-T038", "CF-T039", // bundle
     "CF-T040", "CF-T041", "CF-T042", "CF-T043", "CF-T044", "CF-T045", // verify
     "CF-T050", "CF-T051", "CF-T052", "CF-T053", "CF-T054", "CF-T055", // evidence
 ];

@@ -45,6 +45,14 @@ fn keys(epoch: u64) -> FleetKeys {
                 role: KeyRole::OpaqueServer,
             },
             FleetKey {
+                algorithm: "x25519".into(),
+                id: "channel-1".into(),
+                not_after: 2_000_000_000,
+                not_before: 1_700_000_000,
+                public_key: b64(0xCC),
+                role: KeyRole::Channel,
+            },
+            FleetKey {
                 algorithm: "ed25519".into(),
                 id: "hsm-1".into(),
                 not_after: 2_000_000_000,

@@ -40,6 +40,14 @@ fn fleet(epoch: u64, hsm_pk: [u8; 32]) -> FleetKeys {
                 public_key: b64(&hsm_pk),
                 role: KeyRole::HsmIdentity,
             },
+            FleetKey {
+                algorithm: "x25519".into(),
+                id: "channel-1".into(),
+                not_after: NOW + 1000,
+                not_before: NOW - 1000,
+                public_key: b64(&[0xC0 | epoch as u8; 32]),
+                role: KeyRole::Channel,
+            },
         ],
     }
 }
@@ -150,7 +158,7 @@ fn first_contact_then_next_epoch_with_consistency_proof() {
         Some("http://127.0.0.1:7300/log/v1/entries/1")
     );
     assert_eq!(o.report.fleet_id.as_deref(), Some("test-fleet"));
-    assert_eq!(o.report.keys.len(), 2);
+    assert_eq!(o.report.keys.len(), 3);
     let state = o.next_state.clone().unwrap();
     assert_eq!(state.last_epoch, Some(2));
     // The state round-trips through JSON as the client persists it.
@@ -438,6 +446,32 @@ fn forked_and_rolled_back_logs_are_detected() {
         o.error
     );
     assert_eq!(failed_code(&o), "CF-T042");
+}
+
+#[test]
+fn a_fleet_without_a_channel_key_verifies_as_a_log_entry_but_opens_no_session() {
+    let mut log = Log::new(1);
+    let mut old = fleet(1, [0xEE; 32]);
+    old.keys.retain(|k| k.role != KeyRole::Channel);
+    log.publish(&old, 1);
+    let v = log.verifier();
+    // Audited without a session key: every check passes.
+    let o = run(&v, &log.blob(0, 1, None), &TrustState::default());
+    assert!(o.report.verified, "{:#?}", o.report);
+    // With a session: the session-key row fails and says why.
+    let o = v.verify_ota(&OtaInput {
+        blob: &log.blob(0, 1, None),
+        state: &TrustState::default(),
+        now: NOW,
+        session_server_key: Some(&[1u8; 32]),
+        evidence: None,
+    });
+    assert_eq!(failed_code(&o), "CF-T039");
+    let row = o.report.check(CheckName::SessionKey).unwrap();
+    assert_eq!(row.status, CheckStatus::Failed);
+    assert!(row.why.contains("no channel key"), "{row:?}");
+    let o = v.verify_pinned(&old, NOW, Some(&[1u8; 32]), None);
+    assert_eq!(failed_code(&o), "CF-T039");
 }
 
 #[test]

@@ -1,9 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffer_error::ErrorKind;
+use coffer_vault_proto::channel::ClientHandshake;
 use coffer_vault_proto::{
-    check_user_id, crypto, decode_response, encode_request, ksf, Bytes, FleetInfo, Request,
-    Response, StatusInfo, Suite,
+    check_user_id, crypto, decode_response, encode_request, ksf, Bytes, FleetInfo, ProtoError,
+    Request, Response, StatusInfo, Suite,
 };
 use opaque_ke::errors::ProtocolError;
 use opaque_ke::{
@@ -14,7 +16,7 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::{FleetKeyValidator, HttpTransport, Transport, ValidatedFleet, VaultError};
+use crate::{FleetKeyValidator, HttpTransport, Route, Transport, ValidatedFleet, VaultError};
 
 /// What a successful recovery gives back.
 pub struct Recovered {
@@ -33,9 +35,14 @@ impl std::fmt::Debug for Recovered {
 /// The fleet's status and whether its key validated.
 #[derive(Debug, Clone)]
 pub struct VaultStatus {
+    /// When the fleet validated: the HSMs' own answer through the channel
+    /// (guess limit, nodes, quorum, KSF), with the validated fleet identity.
+    /// Otherwise the host's plain bootstrap answer, for diagnosis only.
     pub info: StatusInfo,
     /// `Ok` with the validated fleet, or why validation failed.
     pub fleet: Result<ValidatedFleet, String>,
+    /// Whether `info` came from the HSMs through the channel.
+    pub authenticated: bool,
 }
 
 /// A vault client over some transport.
@@ -80,27 +87,20 @@ impl VaultClient {
         }
     }
 
-    /// Validates the fleet (from `status`) before the first session of this
-    /// client, so that nothing about an account, not even its id, goes to a
-    /// vault whose key does not validate.
-    async fn ensure_validated(&self) -> Result<(), VaultError> {
-        if self.preflight.lock().map(|g| g.is_some()).unwrap_or(false) {
-            return Ok(());
+    /// Validates the fleet (from the bootstrap `status`) before the first
+    /// session of this client, so that nothing about an account, not even
+    /// its id, goes to a vault whose keys do not validate; returns the
+    /// validated fleet, whose channel key every request is encrypted to.
+    async fn ensure_validated(&self) -> Result<ValidatedFleet, VaultError> {
+        if let Some(v) = self.preflight.lock().ok().and_then(|g| g.clone()) {
+            return Ok(v);
         }
-        let fleet = match self
-            .call(Request::Status {
-                known_log_size: self.validator.known_log_size(),
-            })
-            .await?
-        {
-            Response::Status { status } => status.fleet,
-            _ => return Err(protocol("expected a status")),
-        };
+        let fleet = self.bootstrap_status().await?.fleet;
         let v = self.validate(&fleet)?;
         if let Ok(mut g) = self.preflight.lock() {
-            *g = Some(v);
+            *g = Some(v.clone());
         }
-        Ok(())
+        Ok(v)
     }
 
     /// A client over HTTP to `url`, or to several nodes' URLs separated by
@@ -112,15 +112,52 @@ impl VaultClient {
         Ok(Self::new(Arc::new(t), validator))
     }
 
-    async fn call(&self, req: Request) -> Result<Response, VaultError> {
+    /// The plain `status`, outside the channel: the fleet's identity and
+    /// keys as the host presents them, to be validated. Nothing else in it
+    /// is believed.
+    async fn bootstrap_status(&self) -> Result<StatusInfo, VaultError> {
+        let req = Request::Status {
+            known_log_size: self.validator.known_log_size(),
+        };
         let bytes = self
             .transport
-            .call(encode_request(&req))
+            .call(Route::Status, encode_request(&req))
             .await
             .map_err(|e| VaultError::Unreachable(e.0))?;
         match decode_response(&bytes) {
+            Ok(Response::Status { status }) => Ok(status),
+            Ok(Response::Error { error }) => Err(VaultError::Unreachable(format!(
+                "the vault host answered the status with {} ({})",
+                error.code, error.message
+            ))),
+            Ok(_) => Err(protocol("expected a status")),
+            Err(ProtoError::UnsupportedVersion(v)) => Err(VaultError::Protocol(format!(
+                "the vault speaks protocol version {v}; this Coffer speaks version 2: update the older side"
+            ))),
+            Err(e) => Err(VaultError::Protocol(format!(
+                "{e} (a vault older than protocol v2 has no /v2/status)"
+            ))),
+        }
+    }
+
+    /// One request through the channel to the validated fleet's HSMs. Only
+    /// an authentic message 2 for this very request is believed: errors and
+    /// counts included. Anything else is [`VaultError::ChannelFailed`] (or
+    /// `Unreachable` when the host says it could not deliver), never acted on.
+    async fn call(&self, fleet: &ValidatedFleet, req: Request) -> Result<Response, VaultError> {
+        let (handshake, message) =
+            ClientHandshake::start(&fleet.channel_public_key, &fleet.fleet_id, unix_now(), &req)
+                .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+        let bytes = self
+            .transport
+            .call(Route::Channel, message)
+            .await
+            .map_err(|e| VaultError::Unreachable(e.0))?;
+        match handshake.finish(&bytes) {
             Ok(Response::Error { error }) => Err(VaultError::from_wire(error)),
             Ok(r) => Ok(r),
+            Err(ProtoError::Channel) => Err(outside_the_channel(&bytes)),
+            // Authentic, but not a response this build understands.
             Err(e) => Err(VaultError::Protocol(e.to_string())),
         }
     }
@@ -138,23 +175,55 @@ impl VaultClient {
         Ok(v)
     }
 
-    /// The fleet's status (says nothing about any account).
+    /// The fleet's status (says nothing about any account). The bootstrap
+    /// status is validated; if it validates, the status is asked again
+    /// through the channel, so that the guess limit, nodes, quorum and KSF
+    /// shown are the HSMs' own, not the host's.
     pub async fn status(&self) -> Result<VaultStatus, VaultError> {
-        match self
-            .call(Request::Status {
-                known_log_size: self.validator.known_log_size(),
-            })
-            .await?
-        {
-            Response::Status { status } => {
-                let fleet = self.validate(&status.fleet).map_err(|e| e.to_string());
-                Ok(VaultStatus {
-                    info: status,
-                    fleet,
+        let plain = self.bootstrap_status().await?;
+        let fleet = match self.validate(&plain.fleet) {
+            Ok(v) => v,
+            Err(e) => {
+                return Ok(VaultStatus {
+                    info: plain,
+                    fleet: Err(e.to_string()),
+                    authenticated: false,
                 })
             }
-            _ => Err(protocol("expected a status")),
+        };
+        let inside = match self
+            .call(
+                &fleet,
+                Request::Status {
+                    known_log_size: None,
+                },
+            )
+            .await?
+        {
+            Response::Status { status } => status,
+            _ => return Err(protocol("expected a status")),
+        };
+        if !bool::from(
+            inside
+                .fleet
+                .server_public_key
+                .0
+                .ct_eq(&fleet.server_public_key),
+        ) || inside.fleet.fleet_id != fleet.fleet_id
+        {
+            return Err(VaultError::FleetNotVerified(
+                "the HSMs report another fleet than the one validated".into(),
+            ));
         }
+        Ok(VaultStatus {
+            info: StatusInfo {
+                // The validated identity, with the bundle it was validated from.
+                fleet: plain.fleet,
+                ..inside
+            },
+            fleet: Ok(fleet),
+            authenticated: true,
+        })
     }
 
     /// Registers `code` as the recovery code protecting `key` for `user`.
@@ -166,15 +235,18 @@ impl VaultClient {
     ) -> Result<(), VaultError> {
         check_user(user)?;
         check_code(code)?;
-        self.ensure_validated().await?;
-        let (token, upload, wrapped) = self.register_upload(user, code, key).await?;
+        let fleet = self.ensure_validated().await?;
+        let (token, upload, wrapped) = self.register_upload(&fleet, user, code, key).await?;
         match self
-            .call(Request::RegisterFinish {
-                user: user.into(),
-                token,
-                upload,
-                wrapped_key: wrapped,
-            })
+            .call(
+                &fleet,
+                Request::RegisterFinish {
+                    user: user.into(),
+                    token,
+                    upload,
+                    wrapped_key: wrapped,
+                },
+            )
             .await?
         {
             Response::Registered {} => Ok(()),
@@ -182,9 +254,12 @@ impl VaultClient {
         }
     }
 
-    /// OPAQUE registration up to the upload: returns (token, upload, wrapped K).
+    /// OPAQUE registration up to the upload: returns (token, upload, wrapped
+    /// K). The registration response comes from the HSMs through the channel
+    /// (authenticated): a host cannot answer it with its own OPRF key.
     async fn register_upload(
         &self,
+        fleet: &ValidatedFleet,
         user: &str,
         code: &SecretString,
         key: &SecretBox<[u8; 32]>,
@@ -194,20 +269,20 @@ impl VaultClient {
             ClientRegistration::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
                 .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
         let resp = self
-            .call(Request::RegisterStart {
-                user: user.into(),
-                request: Bytes(start.message.serialize().to_vec()),
-            })
+            .call(
+                fleet,
+                Request::RegisterStart {
+                    user: user.into(),
+                    request: Bytes(start.message.serialize().to_vec()),
+                },
+            )
             .await?;
         let Response::RegisterStarted {
-            response,
-            token,
-            fleet,
+            response, token, ..
         } = resp
         else {
             return Err(protocol("expected registration response"));
         };
-        let validated = self.validate(&fleet)?;
         let response = RegistrationResponse::<Suite>::deserialize(&response.0)
             .map_err(|_| protocol("bad registration response"))?;
         let ksf = ksf();
@@ -223,7 +298,7 @@ impl VaultClient {
         // The server key inside the registration must be the validated fleet key.
         require_fleet_key(
             &finish.server_s_pk.serialize(),
-            &validated.server_public_key,
+            &fleet.server_public_key,
             "registration",
         )?;
         let export_key = Zeroizing::new(finish.export_key.to_vec());
@@ -240,26 +315,28 @@ impl VaultClient {
     pub async fn recover(&self, user: &str, code: &SecretString) -> Result<Recovered, VaultError> {
         check_user(user)?;
         check_code(code)?;
-        self.ensure_validated().await?;
+        let fleet = &self.ensure_validated().await?;
         let mut rng = rand::rngs::OsRng;
         let start = ClientLogin::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
             .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
         let resp = self
-            .call(Request::LoginStart {
-                user: user.into(),
-                request: Bytes(start.message.serialize().to_vec()),
-            })
+            .call(
+                fleet,
+                Request::LoginStart {
+                    user: user.into(),
+                    request: Bytes(start.message.serialize().to_vec()),
+                },
+            )
             .await?;
         let Response::LoginStarted {
             response,
             token,
             attempts_remaining,
-            fleet,
+            ..
         } = resp
         else {
             return Err(protocol("expected a login response"));
         };
-        let validated = self.validate(&fleet)?;
         let response = CredentialResponse::<Suite>::deserialize(&response.0)
             .map_err(|_| protocol("bad credential response"))?;
         let ksf = ksf();
@@ -273,7 +350,7 @@ impl VaultClient {
             Ok(f) => f,
             Err(ProtocolError::InvalidLoginError) => {
                 // Wrong code: report the failure so a last attempt destroys the record now.
-                return match self.call(Request::LoginAbort { token }).await {
+                return match self.call(fleet, Request::LoginAbort { token }).await {
                     Ok(Response::LoginAborted {
                         destroyed: true, ..
                     }) => Err(VaultError::Destroyed),
@@ -281,7 +358,8 @@ impl VaultClient {
                         attempts_remaining, ..
                     }) => Err(VaultError::WrongCode { attempts_remaining }),
                     Ok(_) => Err(protocol("expected login aborted")),
-                    // The attempt was counted at login start whatever happens here.
+                    // The attempt was counted at login start whatever happens
+                    // here (the count is the HSMs' authenticated one).
                     Err(VaultError::Unavailable | VaultError::Unreachable(_)) => {
                         Err(VaultError::WrongCode { attempts_remaining })
                     }
@@ -292,16 +370,19 @@ impl VaultClient {
         };
         require_fleet_key(
             &finish.server_s_pk.serialize(),
-            &validated.server_public_key,
+            &fleet.server_public_key,
             "login",
         )?;
         let session_key = Zeroizing::new(finish.session_key.to_vec());
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         let resp = self
-            .call(Request::LoginFinish {
-                token,
-                finalization: Bytes(finish.message.serialize().to_vec()),
-            })
+            .call(
+                fleet,
+                Request::LoginFinish {
+                    token,
+                    finalization: Bytes(finish.message.serialize().to_vec()),
+                },
+            )
             .await?;
         let Response::LoginFinished { released, auth, .. } = resp else {
             return Err(protocol("expected login finished"));
@@ -330,20 +411,24 @@ impl VaultClient {
     ) -> Result<(), VaultError> {
         check_code(new)?;
         let rec = self.recover(user, old).await?;
-        let (token, upload, wrapped) = self.register_upload(user, new, &rec.key).await?;
+        let fleet = self.ensure_validated().await?;
+        let (token, upload, wrapped) = self.register_upload(&fleet, user, new, &rec.key).await?;
         let mac = crypto::authz_mac(
             &rec.session_key,
             "change",
             &[&rec.auth.0, &token.0, &upload.0, &wrapped.0],
         );
         match self
-            .call(Request::Change {
-                auth: rec.auth.clone(),
-                token,
-                upload,
-                wrapped_key: wrapped,
-                mac: Bytes(mac),
-            })
+            .call(
+                &fleet,
+                Request::Change {
+                    auth: rec.auth.clone(),
+                    token,
+                    upload,
+                    wrapped_key: wrapped,
+                    mac: Bytes(mac),
+                },
+            )
             .await?
         {
             Response::Changed {} => Ok(()),
@@ -354,17 +439,55 @@ impl VaultClient {
     /// Deletes the record (needs the current code).
     pub async fn delete(&self, user: &str, code: &SecretString) -> Result<(), VaultError> {
         let rec = self.recover(user, code).await?;
+        let fleet = self.ensure_validated().await?;
         let mac = crypto::authz_mac(&rec.session_key, "delete", &[&rec.auth.0]);
         match self
-            .call(Request::Delete {
-                auth: rec.auth.clone(),
-                mac: Bytes(mac),
-            })
+            .call(
+                &fleet,
+                Request::Delete {
+                    auth: rec.auth.clone(),
+                    mac: Bytes(mac),
+                },
+            )
             .await?
         {
             Response::Deleted {} => Ok(()),
             _ => Err(protocol("expected deleted")),
         }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// What an answer that is not an authentic message 2 means: nothing the
+/// client acts on. The host saying it could not deliver (unavailable,
+/// unreachable, timed out, too large) is reported as "unreachable"; any
+/// other plain answer, or bytes that are not even that, is a failed
+/// channel.
+fn outside_the_channel(bytes: &[u8]) -> VaultError {
+    match decode_response(bytes) {
+        Ok(Response::Error { error })
+            if matches!(
+                error.kind,
+                ErrorKind::VaultUnavailable | ErrorKind::VaultUnreachable
+            ) || error.code == "CF-V050" =>
+        {
+            VaultError::Unreachable(format!(
+                "the vault host reported {} ({}); not an answer of the HSMs",
+                error.code, error.message
+            ))
+        }
+        Ok(Response::Error { error }) => VaultError::ChannelFailed(format!(
+            "an unauthenticated error outside the channel: {} ({})",
+            error.code, error.message
+        )),
+        _ => VaultError::ChannelFailed(
+            "the answer is not the fleet HSMs' authenticated answer to this request".into(),
+        ),
     }
 }
 

@@ -3,7 +3,7 @@ use coffer_vault_proto::WireError;
 
 pub(crate) const CODES: &[&str] = &[
     "CF-V010", "CF-V011", "CF-V012", "CF-V030", "CF-V031", "CF-V032", "CF-V033", "CF-V034",
-    "CF-V070",
+    "CF-V035", "CF-V070",
 ];
 
 /// What can go wrong for a vault client. Never carries a secret.
@@ -30,6 +30,11 @@ pub enum VaultError {
     /// Bad input from the caller.
     #[error("{0}")]
     InvalidInput(String),
+    /// An answer failed channel authentication: it is not the fleet's HSMs'
+    /// answer to this request (forged, altered, replayed, or from outside
+    /// the channel). Nothing in it was believed.
+    #[error("the vault's answer did not come from the fleet's HSMs: {0}")]
+    ChannelFailed(String),
     /// The released key did not open.
     #[error("the key released by the vault could not be opened")]
     ReleaseFailed,
@@ -61,7 +66,9 @@ impl UserFacing for VaultError {
             VaultError::Destroyed => ErrorKind::RecordDestroyed,
             VaultError::Unavailable => ErrorKind::VaultUnavailable,
             VaultError::Unreachable(_) => ErrorKind::VaultUnreachable,
-            VaultError::FleetNotVerified(_) => ErrorKind::FleetNotVerified,
+            VaultError::FleetNotVerified(_) | VaultError::ChannelFailed(_) => {
+                ErrorKind::FleetNotVerified
+            }
             VaultError::Protocol(_) | VaultError::InvalidInput(_) => ErrorKind::InvalidInput,
             VaultError::ReleaseFailed => ErrorKind::Internal,
             VaultError::TrustState(_) => ErrorKind::Io,
@@ -78,6 +85,7 @@ impl UserFacing for VaultError {
             VaultError::Protocol(_) | VaultError::Vault(_) => "CF-V032",
             VaultError::InvalidInput(_) => "CF-V033",
             VaultError::ReleaseFailed => "CF-V034",
+            VaultError::ChannelFailed(_) => "CF-V035",
             VaultError::TrustState(_) => "CF-V070",
         }
     }
@@ -97,6 +105,7 @@ impl UserFacing for VaultError {
             VaultError::Protocol(_) => "Check the vault URL and update Coffer; report it if it persists.".into(),
             VaultError::InvalidInput(_) => "Enter a non-empty recovery code and a user id of at most 128 bytes.".into(),
             VaultError::ReleaseFailed => "Report it; retrying is safe.".into(),
+            VaultError::ChannelFailed(_) => "Do not trust what this connection reported (a success, a count or an error); retry, and if it persists something between this computer and the vault's HSMs is forging or altering answers: contact support.".into(),
             VaultError::TrustState(_) => "Check the --trust-state path and its permissions; if the file is damaged, move it aside (the next check starts over from first contact) and tell support.".into(),
             VaultError::Vault(w) => w.next_step.clone(),
         }

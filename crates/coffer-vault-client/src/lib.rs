@@ -4,10 +4,14 @@
 //!
 //! The client talks to the vault through a [`Transport`] (HTTP with
 //! [`HttpTransport`], or in-process: `coffer-vault` provides one for the
-//! embedded fleet). Before it finishes a registration or trusts a login it
-//! checks the vault's OPAQUE server key against the fleet key a
-//! [`FleetKeyValidator`] validated ([`PinnedFleetKey`] now; an over-the-air
-//! validator can use the `validation_bundle` every response may carry).
+//! embedded fleet). It first validates the fleet from the plain bootstrap
+//! `status` with a [`FleetKeyValidator`] ([`PinnedFleetKey`], or
+//! [`OtaFleetKeyValidator`] on the relayed witness bundle); every other
+//! request then goes through the authenticated channel
+//! (`coffer_vault_proto::channel`, Noise NK) to the validated channel key,
+//! and only the HSMs' authenticated answer to that very request is believed:
+//! a host cannot answer a registration itself, nor forge "registered",
+//! "changed", "deleted", a count of attempts or "destroyed".
 //!
 //! The recovery code and the backup key K never leave this process: the
 //! vault only sees OPAQUE messages and K wrapped under the OPAQUE export key.
@@ -23,9 +27,9 @@ pub use client::{Recovered, VaultClient, VaultStatus};
 pub use error::VaultError;
 pub use ota::OtaFleetKeyValidator;
 pub use transport::{
-    fetch_evidence, BoxFuture, HttpTransport, Transport, TransportError, MAX_EVIDENCE_LEN,
+    fetch_evidence, BoxFuture, HttpTransport, Route, Transport, TransportError, MAX_EVIDENCE_LEN,
 };
-pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet};
+pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet, PIN_PREFIX};
 
 pub use coffer_transparency;
 pub use coffer_vault_proto::{FleetInfo, StatusInfo};

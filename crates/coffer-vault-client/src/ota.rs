@@ -6,10 +6,10 @@
 //! from the checkpoint this client remembers), and the vault's OPAQUE key
 //! must be a key of the verified artifact. The client's [`TrustState`]
 //! (last epoch, digest and checkpoint: public data, no secret) is persisted
-//! as JSON, mode 0600, after each success. Answers inside a session
-//! (`register_started`, `login_started`) need no blob of their own: their
-//! key is checked against the artifact verified from `status` just before,
-//! and a blob they do carry is verified in full.
+//! as JSON, mode 0600, after each success. The verified artifact must also
+//! publish a currently valid channel key (role `channel`), the one the
+//! vault presents: it is what every session is encrypted to (a fleet made
+//! before vault protocol v2 has none, and is refused with `CF-T039`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -147,9 +147,27 @@ impl FleetKeyValidator for OtaFleetKeyValidator {
                 keys.clone()
             }
         };
+        if fleet.fleet_id != keys.fleet_id {
+            return Err(format!(
+                "the vault presents fleet {:?}, the verified keys are fleet {:?}'s",
+                fleet.fleet_id, keys.fleet_id
+            ));
+        }
+        // The channel key the sessions are encrypted to: a published one,
+        // and the one this vault presents.
+        let presented = fleet.channel_public_key.as_ref().map(|b| b.0.as_slice());
+        let channel = keys
+            .check_channel_key(presented, now)
+            .and_then(|k| k.public_key_bytes())
+            .map_err(|e| format!("{} {}", e.code(), e))?;
+        let channel_public_key: [u8; 32] = channel
+            .as_slice()
+            .try_into()
+            .map_err(|_| "the published channel key is not 32 bytes".to_string())?;
         Ok(ValidatedFleet {
             fleet_id: keys.fleet_id,
             server_public_key: spk.clone(),
+            channel_public_key,
         })
     }
 
@@ -194,6 +212,7 @@ mod tests {
         let f = FleetInfo {
             fleet_id: "f".into(),
             server_public_key: coffer_vault_proto::Bytes(vec![1; 32]),
+            channel_public_key: None,
             validation_bundle: None,
         };
         let e = v.validate(&f).unwrap_err();

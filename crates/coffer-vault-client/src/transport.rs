@@ -12,12 +12,47 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("{0}")]
 pub struct TransportError(pub String);
 
-/// Carries encoded requests to a vault and brings back encoded responses.
-pub trait Transport: Send + Sync {
-    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>>;
+/// Which of the vault's two doors a request goes to (vault protocol v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The bootstrap `status`, plain JSON (`POST /v2/status`): what the
+    /// client validates the fleet from before it can open a channel.
+    Status,
+    /// A channel message 1 (`POST /v2/vault`, binary); the answer is a
+    /// message 2, or a plain error if there was no channel to answer in.
+    Channel,
 }
 
-/// HTTP transport: `POST {base}/v1/vault` with the encoded request as body.
+impl Route {
+    /// The HTTP path of this route.
+    pub fn path(self) -> &'static str {
+        match self {
+            Route::Status => "/v2/status",
+            Route::Channel => "/v2/vault",
+        }
+    }
+
+    /// The content type of a request body on this route.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Route::Status => "application/json",
+            Route::Channel => "application/octet-stream",
+        }
+    }
+}
+
+/// Carries encoded requests to a vault and brings back encoded responses.
+/// The host on the other side relays bytes; what it answers is never
+/// trusted beyond what the client can check (see `VaultClient`).
+pub trait Transport: Send + Sync {
+    fn call(
+        &self,
+        route: Route,
+        request: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, TransportError>>;
+}
+
+/// HTTP transport: `POST {base}{route path}` with the encoded request as body.
 /// With several base URLs (the nodes of one fleet) a request whose
 /// connection fails is sent to the next node; a request that may have been
 /// delivered is never re-sent.
@@ -45,7 +80,7 @@ impl HttpTransport {
             if !(base.starts_with("http://") || base.starts_with("https://")) {
                 return Err(TransportError(format!("not an http(s) URL: {base}")));
             }
-            endpoints.push(format!("{base}/v1/vault"));
+            endpoints.push(base.to_string());
         }
         // No idle connections are kept: a pooled connection to a node that
         // has died since fails only after the request was written, which
@@ -70,7 +105,11 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+    fn call(
+        &self,
+        route: Route,
+        request: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
         Box::pin(async move {
             let n = self.endpoints.len();
             let first = self.next.load(std::sync::atomic::Ordering::Relaxed);
@@ -79,8 +118,8 @@ impl Transport for HttpTransport {
                 let i = (first + k) % n;
                 let sent = self
                     .client
-                    .post(&self.endpoints[i])
-                    .header("content-type", "application/json")
+                    .post(format!("{}{}", self.endpoints[i], route.path()))
+                    .header("content-type", route.content_type())
                     .body(request.clone())
                     .send()
                     .await;

@@ -3,9 +3,12 @@
 //! Everything the client, the vault host and the (simulated) HSM exchange is a
 //! [`Request`] or a [`Response`] wrapped in a versioned envelope and encoded as
 //! JSON with every byte string in standard base64 (see `docs/protocol.md`,
-//! "Vault protocol"). [`decode_request`] and [`decode_response`] accept
-//! untrusted bytes: they check the size limit first, never panic, and return a
-//! [`ProtoError`] for anything malformed.
+//! "Vault protocol"). Apart from the bootstrap `status`, requests and answers
+//! travel inside the [`channel`]: one Noise NK handshake per request with the
+//! fleet's channel key, so only the HSMs can read a request or make an
+//! answer the client accepts. [`decode_request`] and [`decode_response`]
+//! accept untrusted bytes: they check the size limit first, never panic, and
+//! return a [`ProtoError`] for anything malformed.
 //!
 //! The [`crypto`] module holds the few symmetric constructions both ends use:
 //! wrapping the backup key K under the OPAQUE `export_key`, releasing the
@@ -13,6 +16,7 @@
 //! authorisation MAC for change and delete.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod crypto;
 mod error;
 mod suite;

@@ -1,8 +1,10 @@
 //! Vault messages and their encoding.
 //!
-//! Encoding: UTF-8 JSON `{"v":1,"msg":{"type":"…",…}}`, byte strings in
+//! Encoding: UTF-8 JSON `{"v":2,"msg":{"type":"…",…}}`, byte strings in
 //! standard base64 with padding, unknown fields rejected, at most
-//! [`MAX_MESSAGE_LEN`] bytes.
+//! [`MAX_MESSAGE_LEN`] bytes. Outside the channel only `status` travels
+//! this way; every other request and every answer to one travels inside
+//! the channel ([`crate::channel`]).
 
 use base64::Engine as _;
 use coffer_error::{ErrorKind, ErrorReport};
@@ -10,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ProtoError;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks: 2, the authenticated channel
+/// ([`crate::channel`]). Version 1 (plain JSON account requests) is refused.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest encoded request accepted, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
 /// The largest encoded response accepted, in bytes (room for a validation
@@ -131,6 +134,10 @@ pub struct FleetInfo {
     pub fleet_id: String,
     /// The OPAQUE server static public key (Ristretto255, 32 bytes).
     pub server_public_key: Bytes,
+    /// The channel's static public key (X25519, 32 bytes); absent for a
+    /// fleet made before protocol v2 (no session can be opened with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_public_key: Option<Bytes>,
     /// An optional over-the-air validation bundle (opaque to this crate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation_bundle: Option<Bytes>,
@@ -263,7 +270,7 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], max: usize) -> Result<T, P
     }
 }
 
-fn short(s: &str) -> String {
+pub(crate) fn short(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
@@ -282,7 +289,7 @@ pub fn check_user_id(user: &str) -> Result<(), ProtoError> {
     Ok(())
 }
 
-fn check_request(r: &Request) -> Result<(), ProtoError> {
+pub(crate) fn check_request(r: &Request) -> Result<(), ProtoError> {
     match r {
         Request::RegisterStart { user, .. }
         | Request::RegisterFinish { user, .. }
@@ -306,6 +313,19 @@ fn check_response(r: &Response) -> Result<(), ProtoError> {
         }
         _ => Ok(()),
     }
+}
+
+/// The answer to a request of protocol version 1 (any request of an old
+/// client): a v1 error telling it to update, which old clients show.
+pub fn refuse_version_1() -> Vec<u8> {
+    let e = ProtoError::OldClient(1);
+    serde_json::to_vec(&Envelope {
+        v: 1,
+        msg: Response::Error {
+            error: WireError::from_report(coffer_error::UserFacing::report(&e), None),
+        },
+    })
+    .unwrap_or_default()
 }
 
 /// Encodes a request.
@@ -399,6 +419,7 @@ mod tests {
         let fleet = FleetInfo {
             fleet_id: "f".into(),
             server_public_key: Bytes(vec![7; 32]),
+            channel_public_key: Some(Bytes(vec![8; 32])),
             validation_bundle: Some(Bytes(vec![1])),
         };
         let rs = vec![
@@ -442,7 +463,7 @@ mod tests {
         });
         assert_eq!(
             std::str::from_utf8(&bytes).unwrap(),
-            r#"{"v":1,"msg":{"type":"login_start","user":"bob","request":"AAEC"}}"#
+            r#"{"v":2,"msg":{"type":"login_start","user":"bob","request":"AAEC"}}"#
         );
     }
 
@@ -452,17 +473,18 @@ mod tests {
             (b"", "CF-V001"),
             (b"null", "CF-V001"),
             (b"\xff\xfe", "CF-V001"),
-            (br#"{"v":1,"msg":{"type":"nope"}}"#, "CF-V001"),
-            (br#"{"v":1,"msg":{"type":"status","extra":1}}"#, "CF-V001"),
+            (br#"{"v":2,"msg":{"type":"nope"}}"#, "CF-V001"),
+            (br#"{"v":2,"msg":{"type":"status","extra":1}}"#, "CF-V001"),
             (
-                br#"{"v":1,"msg":{"type":"login_start","user":"a","request":"!!"}}"#,
+                br#"{"v":2,"msg":{"type":"login_start","user":"a","request":"!!"}}"#,
                 "CF-V001",
             ),
             (
-                br#"{"v":1,"msg":{"type":"login_start","user":"","request":""}}"#,
+                br#"{"v":2,"msg":{"type":"login_start","user":"","request":""}}"#,
                 "CF-V001",
             ),
-            (br#"{"v":2,"msg":{"type":"status"}}"#, "CF-V003"),
+            (br#"{"v":3,"msg":{"type":"status"}}"#, "CF-V003"),
+            (br#"{"v":1,"msg":{"type":"status"}}"#, "CF-V003"),
             (br#"{"v":99,"msg":{"type":"whatever"}}"#, "CF-V003"),
         ];
         for (bytes, code) in cases {
@@ -483,7 +505,7 @@ mod tests {
     fn status_carries_the_known_log_size_compatibly() {
         // An older client's status (no field) still decodes, as "none remembered".
         assert_eq!(
-            decode_request(br#"{"v":1,"msg":{"type":"status"}}"#).unwrap(),
+            decode_request(br#"{"v":2,"msg":{"type":"status"}}"#).unwrap(),
             Request::Status {
                 known_log_size: None
             }
@@ -493,14 +515,14 @@ mod tests {
             encode_request(&Request::Status {
                 known_log_size: None
             }),
-            br#"{"v":1,"msg":{"type":"status"}}"#.to_vec()
+            br#"{"v":2,"msg":{"type":"status"}}"#.to_vec()
         );
         let b = encode_request(&Request::Status {
             known_log_size: Some(3),
         });
         assert_eq!(
             std::str::from_utf8(&b).unwrap(),
-            r#"{"v":1,"msg":{"type":"status","known_log_size":3}}"#
+            r#"{"v":2,"msg":{"type":"status","known_log_size":3}}"#
         );
         assert_eq!(
             decode_request(&b).unwrap(),
@@ -509,11 +531,26 @@ mod tests {
             }
         );
         for bad in [
-            &br#"{"v":1,"msg":{"type":"status","known_log_size":-1}}"#[..],
-            br#"{"v":1,"msg":{"type":"status","known_log_size":"3"}}"#,
+            &br#"{"v":2,"msg":{"type":"status","known_log_size":-1}}"#[..],
+            br#"{"v":2,"msg":{"type":"status","known_log_size":"3"}}"#,
         ] {
             assert_eq!(decode_request(bad).unwrap_err().code(), "CF-V001");
         }
+    }
+
+    #[test]
+    fn version_1_requests_get_a_version_1_error_saying_to_update() {
+        let b = refuse_version_1();
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["v"], 1);
+        assert_eq!(v["msg"]["type"], "error");
+        assert_eq!(v["msg"]["error"]["code"], "CF-V003");
+        let msg = v["msg"]["error"]["message"].as_str().unwrap();
+        assert!(msg.contains("protocol v2"), "{msg}");
+        assert!(v["msg"]["error"]["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("Update Coffer"));
     }
 
     #[test]

@@ -1,4 +1,12 @@
-//! The vault's HTTP API for clients.
+//! The vault's HTTP API for clients (vault protocol v2).
+//!
+//! * `POST /v2/status`: the bootstrap status, plain JSON, with the relayed
+//!   validation blob;
+//! * `POST /v2/vault`: a channel message 1 (`application/octet-stream`),
+//!   relayed to the HSM unread; the HSM's answer (its message 2) comes back
+//!   with HTTP 200 whatever it says, since errors are inside it;
+//! * `POST /v1/vault`: refused with a v1 error telling old clients to update;
+//! * `GET /v1/health`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,14 +19,21 @@ use axum::routing::{get, post};
 use axum::Router;
 use coffer_error::{ErrorKind, UserFacing};
 use coffer_hsm::Hsm;
-use coffer_vault_proto::{decode_request, encode_response, Response, WireError, MAX_MESSAGE_LEN};
+use coffer_vault_proto::{
+    decode_request, encode_response, refuse_version_1, Request, Response, WireError,
+    MAX_MESSAGE_LEN,
+};
 use tokio::sync::RwLock;
 
 use crate::relay::BundleSource;
 use crate::ServerError;
 
-/// Path of the client endpoint.
-pub const VAULT_PATH: &str = "/v1/vault";
+/// Path of the channel endpoint (binary Noise messages).
+pub const VAULT_PATH: &str = "/v2/vault";
+/// Path of the bootstrap status (plain JSON).
+pub const STATUS_PATH: &str = "/v2/status";
+/// The endpoint of vault protocol v1, now refused.
+pub const V1_VAULT_PATH: &str = "/v1/vault";
 /// How long one client request may take, end to end.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,7 +48,8 @@ pub struct ApiState {
     pub source: Option<Arc<dyn BundleSource>>,
 }
 
-/// The client API over an HSM slot: `POST /v1/vault`, `GET /v1/health`.
+/// The client API over an HSM slot: `POST /v2/status`, `POST /v2/vault`,
+/// `POST /v1/vault` (refused), `GET /v1/health`.
 pub fn router(hsm: HsmSlot) -> Router {
     router_with(hsm, None)
 }
@@ -41,7 +57,9 @@ pub fn router(hsm: HsmSlot) -> Router {
 /// [`router`] that relays validation blobs from `source` in `status` answers.
 pub fn router_with(hsm: HsmSlot, source: Option<Arc<dyn BundleSource>>) -> Router {
     Router::new()
-        .route(VAULT_PATH, post(vault))
+        .route(VAULT_PATH, post(channel))
+        .route(STATUS_PATH, post(status))
+        .route(V1_VAULT_PATH, post(version_1))
         .route("/v1/health", get(health))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_LEN))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -94,34 +112,96 @@ fn server_error(e: ServerError) -> Response {
     }
 }
 
-async fn vault(
+/// The body, or the plain error answering a body that could not be read.
+fn read_body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, Box<HttpResponse>> {
+    body.map_err(|e| {
+        let resp = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            server_error(ServerError::TooLarge)
+        } else {
+            Response::Error {
+                error: WireError::from_report(
+                    coffer_vault_proto::ProtoError::Malformed(
+                        "the request body could not be read".into(),
+                    )
+                    .report(),
+                    None,
+                ),
+            }
+        };
+        tracing::info!(
+            request = "unreadable",
+            code = code_of(&resp),
+            "vault request refused"
+        );
+        Box::new(answer(&resp))
+    })
+}
+
+/// A channel message: the host cannot read it, only relay it. Every answer
+/// in the channel is HTTP 200 (its errors are inside); plain JSON errors
+/// are only the HSM's "this message does not open" (400) and the host's
+/// own refusals (unreadable or oversized body, no HSM yet, time out).
+async fn channel(
     State(st): State<ApiState>,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let body = match body {
+    let body = match read_body(body) {
         Ok(b) => b,
-        Err(e) => {
-            let resp = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                server_error(ServerError::TooLarge)
-            } else {
-                Response::Error {
-                    error: WireError::from_report(
-                        coffer_vault_proto::ProtoError::Malformed(
-                            "the request body could not be read".into(),
-                        )
-                        .report(),
-                        None,
-                    ),
-                }
-            };
-            tracing::info!(
-                request = "unreadable",
-                code = code_of(&resp),
-                "vault request refused"
-            );
-            return answer(&resp);
-        }
+        Err(r) => return *r,
+    };
+    let Some(hsm) = st.hsm.read().await.clone() else {
+        return answer(&server_error(ServerError::Timeout));
+    };
+    let handled = crate::relay::handle_channel(&hsm, &body);
+    let out = match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+        Ok(Ok(bytes)) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(plain)) => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/json")],
+            plain,
+        )
+            .into_response(),
+        Err(_) => answer(&server_error(ServerError::Timeout)),
+    };
+    tracing::info!(
+        request = "channel",
+        status = out.status().as_u16(),
+        millis = started.elapsed().as_millis() as u64,
+        "vault request"
+    );
+    out
+}
+
+/// Any request of vault protocol v1: refused, in v1's own encoding, so an
+/// old client shows "update Coffer".
+async fn version_1() -> HttpResponse {
+    tracing::info!(request = "v1", code = "CF-V003", "vault request refused");
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        refuse_version_1(),
+    )
+        .into_response()
+}
+
+/// The bootstrap status (plain JSON); any other request is refused here by
+/// the HSM (it must come through the channel).
+async fn status(
+    State(st): State<ApiState>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let body = match read_body(body) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     let Some(hsm) = st.hsm.read().await.clone() else {
         return answer(&server_error(ServerError::Timeout));
@@ -134,7 +214,10 @@ async fn vault(
             },
         ),
         Ok(req) => {
-            let name = req.name();
+            let name = match &req {
+                Request::Status { .. } => "status",
+                _ => "outside the channel",
+            };
             let handled = crate::relay::handle(&hsm, st.source.as_deref(), req);
             match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
                 Ok(r) => (name, r),

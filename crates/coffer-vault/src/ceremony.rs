@@ -3,8 +3,8 @@
 //! Each (simulated) HSM gets an Ed25519 identity key inside its boundary,
 //! attested by the (simulated) HSM-vendor root over the HSM id, the identity
 //! key and the measurement of the HSM program; every HSM signs the digest of
-//! the fleet-key artifact (the fleet's OPAQUE server public key and the HSM
-//! identities) with that key (`evidence::keygen_message`); the operator root
+//! the fleet-key artifact (the fleet's OPAQUE server public key, its channel
+//! key and the HSM identities) with that key (`evidence::keygen_message`); the operator root
 //! signs the whole (`evidence::sign_evidence`). The result, the deployment
 //! evidence document, is public: it is written beside the fleet's public
 //! files and its fleet keys are published as epoch 1 through a witness.
@@ -55,17 +55,19 @@ impl std::fmt::Debug for Ceremony {
 }
 
 /// Runs the ceremony for a fleet of `hsms` HSMs whose OPAQUE server public
-/// key is `opaque_server_key`.
+/// key is `opaque_server_key` and whose channel key (the static key of the
+/// client-to-HSM Noise channel) is `channel_key`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     fleet_id: &str,
     opaque_server_key: &[u8],
+    channel_key: &[u8; 32],
     hsms: usize,
     vendor: &SimulatedVendor,
     operator: &NoteSigner,
     now: u64,
     valid_days: u64,
 ) -> Result<Ceremony, ServerError> {
-    let not_after = now.saturating_add(valid_days.saturating_mul(86_400));
     let mut identities = Vec::new();
     for i in 1..=hsms {
         identities.push(
@@ -73,6 +75,32 @@ pub fn run(
                 .map_err(|e| ServerError::Config(format!("HSM identity key: {e}")))?,
         );
     }
+    run_with_identities(
+        fleet_id,
+        opaque_server_key,
+        channel_key,
+        identities,
+        vendor,
+        operator,
+        now,
+        valid_days,
+    )
+}
+
+/// [`run`] with the HSMs' existing identity keys (new fleet keys for the
+/// same HSMs: the demo fleet's upgrade to protocol v2 adds its channel key).
+#[allow(clippy::too_many_arguments)]
+pub fn run_with_identities(
+    fleet_id: &str,
+    opaque_server_key: &[u8],
+    channel_key: &[u8; 32],
+    identities: Vec<NoteSigner>,
+    vendor: &SimulatedVendor,
+    operator: &NoteSigner,
+    now: u64,
+    valid_days: u64,
+) -> Result<Ceremony, ServerError> {
+    let not_after = now.saturating_add(valid_days.saturating_mul(86_400));
     let mut keys = vec![FleetKey {
         algorithm: "ristretto255".into(),
         id: "opaque-1".into(),
@@ -81,6 +109,14 @@ pub fn run(
         public_key: b64(opaque_server_key),
         role: KeyRole::OpaqueServer,
     }];
+    keys.push(FleetKey {
+        algorithm: "x25519".into(),
+        id: "channel-1".into(),
+        not_after,
+        not_before: now,
+        public_key: b64(channel_key),
+        role: KeyRole::Channel,
+    });
     for s in &identities {
         keys.push(FleetKey {
             algorithm: "ed25519".into(),
@@ -124,6 +160,12 @@ pub fn write(c: &Ceremony, dir: &Path, keys_dir: &Path) -> Result<(), ServerErro
         coffer_witness::keys::write_signer(&p, s)
             .map_err(|e| ServerError::Config(e.to_string()))?;
     }
+    write_public(c, dir)
+}
+
+/// Writes (or replaces) the evidence document and the fleet-key artifact.
+pub fn write_public(c: &Ceremony, dir: &Path) -> Result<(), ServerError> {
+    let io = |p: &Path, e: std::io::Error| ServerError::Io(format!("{}: {e}", p.display()));
     let ev = dir.join(EVIDENCE_FILE);
     let json = serde_json::to_string_pretty(&c.evidence)
         .map_err(|e| ServerError::Config(e.to_string()))?;
@@ -154,6 +196,30 @@ pub async fn publish(
         .await
         .map_err(|e| ServerError::Witness(e.to_string()))?;
     Ok(r.entry_url)
+}
+
+/// Publishes `keys` as the next epoch unless the witness's latest
+/// countersigned epoch already has them (the first start: epoch 1; the demo
+/// fleet's upgrade: the next one). Returns the new entry's audit link.
+pub async fn publish_current(
+    witness_url: &str,
+    operator: &NoteSigner,
+    keys: &FleetKeys,
+) -> Result<Option<String>, ServerError> {
+    let c = WitnessClient::new(witness_url).map_err(|e| ServerError::Witness(e.to_string()))?;
+    let epochs = c
+        .epochs(NAMESPACE)
+        .await
+        .map_err(|e| ServerError::Witness(e.to_string()))?;
+    let latest = epochs
+        .iter()
+        .filter(|e| e.countersigned)
+        .max_by_key(|e| e.epoch);
+    if latest.is_some_and(|e| e.digest == hex::encode(keys.digest())) {
+        return Ok(None);
+    }
+    let next = epochs.iter().map(|e| e.epoch).max().unwrap_or(0) + 1;
+    publish(witness_url, operator, next, keys).await.map(Some)
 }
 
 /// Publishes epoch 1 unless the witness already has an epoch of the namespace.

@@ -7,7 +7,10 @@
 //! HSM-vendor root keys generated on first start (`demo-operator-root.key`,
 //! `demo-vendor-root.key`, mode 0600). On first start the deployment
 //! ceremony runs (see [`crate::ceremony`]), `deployment-evidence.json` is
-//! written and the fleet keys are published as epoch 1. Status answers carry
+//! written and the fleet keys are published as epoch 1. A demo fleet made
+//! before vault protocol v2 is upgraded at start: its sealed secrets get a
+//! channel key, and its HSMs sign new fleet keys with it (published as the
+//! next epoch); its records stay as they are. Status answers carry
 //! the witness's validation blob, so clients can validate over the air
 //! ([`EmbeddedVault::ota_client`]).
 
@@ -27,7 +30,7 @@ use coffer_transparency::{
     DeploymentEvidence, FleetKeys, NoteSigner, NoteVerifier, VerificationReport, Verifier,
 };
 use coffer_vault_client::{
-    OtaFleetKeyValidator, PinnedFleetKey, Transport, TransportError, VaultClient, VaultError,
+    OtaFleetKeyValidator, PinnedFleetKey, Route, Transport, TransportError, VaultClient, VaultError,
 };
 
 use crate::relay::{BundleSource, RelayTransport, WitnessSource};
@@ -73,15 +76,26 @@ impl Replicator for AnyNode {
     }
 }
 
-/// An in-process transport straight into an HSM.
+/// An in-process transport straight into an HSM (no relayed bundle): the
+/// HSM's plain boundary for `status`, its channel for everything else.
 pub struct LocalTransport(pub Arc<Hsm>);
 
 impl Transport for LocalTransport {
     fn call(
         &self,
+        route: Route,
         request: Vec<u8>,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, TransportError>> + Send + '_>> {
-        Box::pin(async move { Ok(self.0.handle_bytes(&request).await) })
+        Box::pin(async move {
+            Ok(match route {
+                Route::Status => self.0.handle_plain_bytes(&request).await,
+                Route::Channel => self
+                    .0
+                    .handle_channel(&request)
+                    .await
+                    .unwrap_or_else(|plain| plain),
+            })
+        })
     }
 }
 
@@ -331,15 +345,30 @@ pub async fn start_with(
         Some(cs) => cs.first().map(|c| c.fleet_id.clone()).unwrap_or_default(),
         None => String::new(),
     };
+    let mut stored = stored;
+    // A demo fleet made before vault protocol v2 has no channel key: it gets
+    // one now (sealed again below; start_witness publishes it as a new epoch).
+    let upgraded = match stored.as_mut() {
+        Some(s) => s
+            .add_channel_key()
+            .map_err(|e| ServerError::Hsm(e.to_string()))?,
+        None => false,
+    };
+    if upgraded {
+        tracing::info!("demo fleet made before vault protocol v2: a channel key was added");
+    }
     let fresh = stored.is_none();
     let secrets = Arc::new(match stored {
         Some(s) => s,
-        // The fleet id is settled by the fleet file; until it exists, a placeholder.
+        // A new fleet gets its own id (the channel binds it, and the
+        // published artifact names it).
         None => HsmSecrets::generate(
-            if fleet_id.is_empty() {
-                "local"
+            &if fleet_id.is_empty() {
+                let mut id = [0u8; 8];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+                format!("local-{}", hex::encode(id))
             } else {
-                &fleet_id
+                fleet_id
             },
             guess_limit,
         )
@@ -353,7 +382,7 @@ pub async fn start_with(
         .await
         .map_err(|e| ServerError::Hsm(e.to_string()))?,
     );
-    if fresh {
+    if fresh || upgraded {
         let cs = read_configs(data_dir)?
             .ok_or_else(|| ServerError::Hsm("the fleet file was not written".into()))?;
         write_secrets(data_dir, &cs, &secrets)?;
@@ -373,9 +402,8 @@ pub async fn start_with(
     let _ = fleet
         .wait_for_leader(std::time::Duration::from_secs(5))
         .await;
-    let fleet_id = read_configs(data_dir)?
-        .and_then(|cs| cs.first().map(|c| c.fleet_id.clone()))
-        .unwrap_or_else(|| "local".into());
+    // The published fleet id is the HSMs' own: the one the channel binds.
+    let fleet_id = hsm.fleet_id().to_string();
     let witness = start_witness(data_dir, &fleet_id, &hsm, nodes).await?;
     let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&witness.url)?);
     tracing::info!(nodes, witness = %witness.url, "embedded vault fleet started (simulated HSMs, demo witness)");
@@ -404,19 +432,56 @@ async fn start_witness(
         "coffer-demo-hsm-vendor",
     )?);
     let ev_path = data_dir.join(ceremony::EVIDENCE_FILE);
+    let channel_key = hsm
+        .channel_public_key()
+        .ok_or_else(|| ServerError::Config("the fleet has no channel key".into()))?;
+    let now = coffer_witness::unix_now();
+    let ids_dir = data_dir.join("hsm-identities");
     let evidence = if ev_path.exists() {
-        ceremony::read_evidence(&ev_path)?
+        let ev = ceremony::read_evidence(&ev_path)?;
+        let current = ev.fleet_keys().is_ok_and(|k| {
+            k.fleet_id == fleet_id && k.check_channel_key(Some(&channel_key), now).is_ok()
+        });
+        if current {
+            ev
+        } else {
+            // A demo fleet made before vault protocol v2 (or whose fleet
+            // id the artifact does not name): the same HSMs sign new
+            // fleet keys with the channel key; published as the next epoch.
+            let mut ids = Vec::new();
+            for i in 1..=nodes {
+                let p = ids_dir.join(format!("hsm-{i}.key"));
+                ids.push(
+                    coffer_witness::keys::read_signer(&p)
+                        .map_err(|e| ServerError::Config(e.to_string()))?,
+                );
+            }
+            let c = ceremony::run_with_identities(
+                fleet_id,
+                &hsm.server_public_key(),
+                &channel_key,
+                ids,
+                &vendor,
+                &operator,
+                now,
+                ceremony::DEFAULT_VALID_DAYS,
+            )?;
+            ceremony::write_public(&c, data_dir)?;
+            tracing::info!("demo fleet keys renewed with the channel key");
+            c.evidence
+        }
     } else {
         let c = ceremony::run(
             fleet_id,
             &hsm.server_public_key(),
+            &channel_key,
             nodes,
             &vendor,
             &operator,
-            coffer_witness::unix_now(),
+            now,
             ceremony::DEFAULT_VALID_DAYS,
         )?;
-        ceremony::write(&c, data_dir, &data_dir.join("hsm-identities"))?;
+        ceremony::write(&c, data_dir, &ids_dir)?;
         c.evidence
     };
     let keys = evidence
@@ -456,8 +521,8 @@ async fn start_witness(
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    if let Some(link) = ceremony::publish_first(&url, &operator, &keys).await? {
-        tracing::info!(entry = %link, "demo fleet keys published as epoch 1");
+    if let Some(link) = ceremony::publish_current(&url, &operator, &keys).await? {
+        tracing::info!(entry = %link, "demo fleet keys published");
     }
     Ok(EmbeddedWitness {
         url,
@@ -470,9 +535,20 @@ async fn start_witness(
 }
 
 impl EmbeddedVault {
-    /// The fleet key (OPAQUE server public key) to pin.
+    /// The fleet key (OPAQUE server public key).
     pub fn fleet_key(&self) -> Vec<u8> {
         self.hsm.server_public_key()
+    }
+
+    /// The channel's static public key (X25519).
+    pub fn channel_key(&self) -> [u8; 32] {
+        // A running embedded fleet always has one (checked at start).
+        self.hsm.channel_public_key().unwrap_or_default()
+    }
+
+    /// What a client pins: both keys (`PinnedFleetKey::pin` is its string).
+    pub fn pinned(&self) -> PinnedFleetKey {
+        PinnedFleetKey::new(self.fleet_key(), self.channel_key())
     }
 
     pub fn hsm(&self) -> Arc<Hsm> {
@@ -564,7 +640,7 @@ impl EmbeddedVault {
     pub fn client(&self) -> VaultClient {
         VaultClient::new(
             Arc::new(LocalTransport(self.hsm.clone())),
-            Arc::new(PinnedFleetKey::new(self.fleet_key())),
+            Arc::new(self.pinned()),
         )
     }
 

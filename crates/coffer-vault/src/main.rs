@@ -211,7 +211,9 @@ async fn main() -> ExitCode {
                         "{}",
                         serde_json::json!({
                             "url": format!("http://{addr}"),
-                            "fleet_key": hex::encode(v.fleet_key()),
+                            "fleet_key": v.pinned().pin(),
+                            "opaque_key": hex::encode(v.fleet_key()),
+                            "channel_key": hex::encode(v.channel_key()),
                             "simulated_hsm": true,
                             "witness_url": v.witness_url(),
                             "witness_key": v.witness_key().to_string(),

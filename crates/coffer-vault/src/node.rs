@@ -44,8 +44,13 @@ pub struct NodeFile {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FleetPublic {
     pub fleet_id: String,
-    /// The OPAQUE server public key, hex: what clients pin.
+    /// What clients pin (`coffer vault --fleet-key`): both keys below in
+    /// one string, `coffer-fleet-v2:<OPAQUE key hex>:<channel key hex>`.
     pub fleet_key: String,
+    /// The OPAQUE server public key, hex.
+    pub opaque_key: String,
+    /// The channel's static public key (X25519), hex.
+    pub channel_key: String,
     pub guess_limit: u32,
     /// The nodes' client URLs, in node-id order.
     pub urls: Vec<String>,
@@ -167,9 +172,13 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
             "coffer-simulated-hsm-vendor",
         )?,
     });
+    let channel_key = secrets
+        .channel_public_key()
+        .ok_or_else(|| ServerError::Config("new fleet secrets without a channel key".into()))?;
     let ceremony = crate::ceremony::run(
         &opts.fleet_id,
         &secrets.server_public_key(),
+        &channel_key,
         opts.nodes,
         &vendor,
         &operator,
@@ -197,7 +206,13 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
     }
     let public = FleetPublic {
         fleet_id: opts.fleet_id.clone(),
-        fleet_key: hex::encode(secrets.server_public_key()),
+        fleet_key: coffer_vault_client::PinnedFleetKey::new(
+            secrets.server_public_key(),
+            channel_key,
+        )
+        .pin(),
+        opaque_key: hex::encode(secrets.server_public_key()),
+        channel_key: hex::encode(channel_key),
         guess_limit: opts.guess_limit,
         urls: opts.addrs.iter().map(|a| format!("http://{a}")).collect(),
         simulated_hsm: true,
@@ -372,6 +387,12 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
         },
     ));
     *hsm_slot.write().await = Some(hsm.clone());
+    if hsm.channel_public_key().is_none() {
+        tracing::warn!(
+            node = loaded.config.node_id,
+            "this fleet has no channel key (made before vault protocol v2): every account request is refused; make a new fleet"
+        );
+    }
     tracing::info!(node = loaded.config.node_id, fleet = %loaded.config.fleet_id, %addr, %fleet_addr, "vault node serving");
     Ok(RunningNode {
         addr,

@@ -8,6 +8,10 @@
 //! is public data the host cannot forge (witness- and operator-signed, with
 //! log proofs); the HSM never produces it. If the witness cannot be reached
 //! the answer carries no blob, and an over-the-air client refuses the fleet.
+//!
+//! Everything else is a channel message (vault protocol v2): the host
+//! passes it to the HSM and the answer back, as opaque bytes it can neither
+//! read nor forge ([`handle_channel`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use coffer_hsm::Hsm;
 use coffer_transparency::NAMESPACE;
-use coffer_vault_client::{BoxFuture, Transport, TransportError};
+use coffer_vault_client::{BoxFuture, Route, Transport, TransportError};
 use coffer_vault_proto::{
     decode_request, encode_response, Bytes, Request, Response, WireError, MAX_BUNDLE_LEN,
 };
@@ -141,14 +145,15 @@ impl BundleSource for WitnessSource {
     }
 }
 
-/// Handles one request at the host: the HSM answers, and a `status` answer
-/// gets the relayed blob for the client's `known_log_size`.
+/// Handles one plain request at the host (the bootstrap `status`; the HSM
+/// refuses any other outside the channel): the HSM answers, and a `status`
+/// answer gets the relayed blob for the client's `known_log_size`.
 pub async fn handle(hsm: &Hsm, source: Option<&dyn BundleSource>, request: Request) -> Response {
     let known = match &request {
         Request::Status { known_log_size } => Some(*known_log_size),
         _ => None,
     };
-    let mut resp = hsm.handle(request).await;
+    let mut resp = hsm.handle_plain(request).await;
     if let (Some(known), Some(src), Response::Status { status }) = (known, source, &mut resp) {
         match src.blob(known).await {
             Ok(b) if b.len() <= MAX_BUNDLE_LEN => status.fleet.validation_bundle = Some(Bytes(b)),
@@ -170,15 +175,33 @@ pub async fn handle_bytes(hsm: &Hsm, source: Option<&dyn BundleSource>, request:
     encode_response(&resp)
 }
 
-/// An in-process transport into an HSM through the host's relay (what the
-/// embedded fleet's clients use for over-the-air validation).
+/// A channel message 1: relayed to the HSM unread, its message 2 back
+/// (`Ok`), or the HSM's plain error if the message did not open (`Err`).
+pub async fn handle_channel(hsm: &Hsm, message: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
+    hsm.handle_channel(message).await
+}
+
+/// An in-process transport into an HSM through the host's relay: the same
+/// two routes as the HTTP API, so the embedded fleet's clients (the app)
+/// go through exactly the same channel code as remote ones.
 pub struct RelayTransport {
     pub hsm: Arc<Hsm>,
     pub source: Option<Arc<dyn BundleSource>>,
 }
 
 impl Transport for RelayTransport {
-    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
-        Box::pin(async move { Ok(handle_bytes(&self.hsm, self.source.as_deref(), &request).await) })
+    fn call(
+        &self,
+        route: Route,
+        request: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+        Box::pin(async move {
+            Ok(match route {
+                Route::Status => handle_bytes(&self.hsm, self.source.as_deref(), &request).await,
+                Route::Channel => handle_channel(&self.hsm, &request)
+                    .await
+                    .unwrap_or_else(|plain| plain),
+            })
+        })
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use coffer_vault::node::FleetPublic;
 use coffer_vault_client::{
-    BoxFuture, ExposeSecret, PinnedFleetKey, SecretBox, SecretString, Transport, TransportError,
-    VaultClient,
+    BoxFuture, ExposeSecret, PinnedFleetKey, Route, SecretBox, SecretString, Transport,
+    TransportError, VaultClient,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -123,11 +123,16 @@ struct FromHonest {
 }
 
 impl Transport for FromHonest {
-    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+    fn call(
+        &self,
+        route: Route,
+        request: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
         Box::pin(async move {
             let r = self
                 .client
-                .post(format!("{}/v1/vault", self.url))
+                .post(format!("{}{}", self.url, route.path()))
+                .header("content-type", route.content_type())
                 .body(request)
                 .send()
                 .await
@@ -152,7 +157,7 @@ fn honest_client(url: &str, public: &FleetPublic) -> VaultClient {
             client,
             url: url.to_string(),
         }),
-        Arc::new(PinnedFleetKey::from_hex(&public.fleet_key).unwrap()),
+        Arc::new(PinnedFleetKey::parse(&public.fleet_key).unwrap()),
     )
 }
 

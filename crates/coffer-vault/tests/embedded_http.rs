@@ -9,20 +9,33 @@ use coffer_vault::embedded;
 use coffer_vault_client::{
     ExposeSecret, PinnedFleetKey, SecretBox, SecretString, VaultClient, VaultError,
 };
+use coffer_vault_proto::channel::{ClientHandshake, MESSAGE_LEN};
+use coffer_vault_proto::{Bytes, Request, Response, Suite};
 
 fn code(s: &str) -> SecretString {
     SecretString::from(s.to_string())
 }
 
-async fn post(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+/// POST `body` to `url` + `path`: the HTTP status, the content type and the
+/// raw body.
+async fn post_raw(url: &str, path: &str, body: Vec<u8>) -> (u16, String, Vec<u8>) {
     let r = reqwest::Client::new()
-        .post(format!("{url}/v1/vault"))
+        .post(format!("{url}{path}"))
         .body(body)
         .send()
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let bytes = r.bytes().await.unwrap();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.bytes().await.unwrap().to_vec())
+}
+
+async fn post(url: &str, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let (status, _, bytes) = post_raw(url, path, body).await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
@@ -35,7 +48,7 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     let v = embedded::start(dir.path()).await.unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
-    let client = VaultClient::http(&url, Arc::new(PinnedFleetKey::new(v.fleet_key()))).unwrap();
+    let client = VaultClient::http(&url, Arc::new(v.pinned())).unwrap();
 
     #[cfg(unix)]
     {
@@ -48,6 +61,7 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     }
     let st = client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
+    assert!(st.authenticated);
     assert_eq!((st.info.nodes, st.info.guess_limit), (5, 10));
 
     client
@@ -67,13 +81,19 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
         }
     );
 
-    // A client pinned to another key refuses before any secret-dependent step.
-    let wrong = VaultClient::http(&url, Arc::new(PinnedFleetKey::new(vec![1; 32]))).unwrap();
-    let e = wrong
-        .recover("alice", &code("open sesame"))
-        .await
-        .unwrap_err();
-    assert_eq!(e.report().kind, coffer_error::ErrorKind::FleetNotVerified);
+    // A client pinned to another key refuses before any secret-dependent
+    // step; pinned to another channel key too.
+    for pin in [
+        PinnedFleetKey::new(vec![1; 32], v.channel_key()),
+        PinnedFleetKey::new(v.fleet_key(), [1; 32]),
+    ] {
+        let wrong = VaultClient::http(&url, Arc::new(pin)).unwrap();
+        let e = wrong
+            .recover("alice", &code("open sesame"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.report().kind, coffer_error::ErrorKind::FleetNotVerified);
+    }
 
     // Two of five nodes down: still serving.
     v.fleet().kill(0).await;
@@ -125,57 +145,157 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_oversized_and_truncated_requests_get_json_errors() {
+async fn malformed_oversized_truncated_and_version_1_requests_get_json_errors() {
     let dir = tempfile::tempdir().unwrap();
     let v = embedded::start_with(dir.path(), 1, 10).await.unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
-    let valid = br#"{"v":1,"msg":{"type":"status"}}"#.to_vec();
-    let (s, j) = post(&url, valid.clone()).await;
+    let valid = br#"{"v":2,"msg":{"type":"status"}}"#.to_vec();
+    let (s, j) = post(&url, "/v2/status", valid.clone()).await;
     assert_eq!(s, 200, "{j}");
-    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
-        (Vec::new(), 400, "CF-V001"),
-        (valid[..valid.len() - 3].to_vec(), 400, "CF-V001"),
-        (b"\x00\x01\x02".to_vec(), 400, "CF-V001"),
+    assert_eq!(
+        j["msg"]["status"]["fleet"]["channel_public_key"]
+            .as_str()
+            .map(str::len),
+        Some(44)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("/v2/status", Vec::new(), 400, "CF-V001"),
         (
+            "/v2/status",
+            valid[..valid.len() - 3].to_vec(),
+            400,
+            "CF-V001",
+        ),
+        ("/v2/status", b"\x00\x01\x02".to_vec(), 400, "CF-V001"),
+        (
+            "/v2/status",
             br#"{"v":7,"msg":{"type":"status"}}"#.to_vec(),
             400,
             "CF-V003",
         ),
+        // An account request outside the channel.
         (
-            br#"{"v":1,"msg":{"type":"login_finish","token":"AAAA","finalization":"AAAA"}}"#
-                .to_vec(),
+            "/v2/status",
+            br#"{"v":2,"msg":{"type":"login_start","user":"u","request":"AAAA"}}"#.to_vec(),
             400,
-            "CF-V014",
+            "CF-V021",
         ),
-        (
-            br#"{"v":1,"msg":{"type":"login_start","user":"u","request":"AAAA"}}"#.to_vec(),
-            400,
-            "CF-V013",
-        ),
-        (vec![b'{'; 20_000], 400, "CF-V050"),
+        ("/v2/status", vec![b'{'; 20_000], 400, "CF-V050"),
+        // Not channel messages: no channel to answer in.
+        ("/v2/vault", Vec::new(), 400, "CF-V005"),
+        ("/v2/vault", vec![7; MESSAGE_LEN], 400, "CF-V005"),
+        ("/v2/vault", valid.clone(), 400, "CF-V005"),
+        ("/v2/vault", vec![0; 20_000], 400, "CF-V050"),
     ];
-    for (body, status, code) in cases {
+    for (path, body, status, code) in cases {
         let len = body.len();
-        let (s, j) = post(&url, body).await;
-        assert_eq!(j["msg"]["error"]["code"], code, "{len} bytes: {j}");
-        assert_eq!(s, status, "{len} bytes: {j}");
+        let (s, j) = post(&url, path, body).await;
+        assert_eq!(j["msg"]["error"]["code"], code, "{path} {len} bytes: {j}");
+        assert_eq!(s, status, "{path} {len} bytes: {j}");
         assert!(j["msg"]["error"]["next_step"]
             .as_str()
             .is_some_and(|t| !t.is_empty()));
     }
+    // An old client (protocol v1), whatever it asks: a v1 error saying to update.
+    for body in [
+        valid.clone(),
+        br#"{"v":1,"msg":{"type":"status"}}"#.to_vec(),
+        br#"{"v":1,"msg":{"type":"login_start","user":"u","request":"AAAA"}}"#.to_vec(),
+    ] {
+        let (s, j) = post(&url, "/v1/vault", body).await;
+        assert_eq!(s, 400, "{j}");
+        assert_eq!(j["v"], 1, "{j}");
+        assert_eq!(j["msg"]["error"]["code"], "CF-V003", "{j}");
+        assert!(
+            j["msg"]["error"]["next_step"]
+                .as_str()
+                .unwrap()
+                .contains("Update Coffer"),
+            "{j}"
+        );
+    }
     // A 5 MB body: refused (a JSON error, or the connection closed early), never read whole.
-    let big = reqwest::Client::new()
-        .post(format!("{url}/v1/vault"))
-        .body(vec![b' '; 5_000_000])
-        .send()
-        .await;
-    if let Ok(r) = big {
-        assert_eq!(r.status().as_u16(), 400);
-        let j: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        assert_eq!(j["msg"]["error"]["code"], "CF-V050");
+    for path in ["/v2/status", "/v2/vault"] {
+        let big = reqwest::Client::new()
+            .post(format!("{url}{path}"))
+            .body(vec![b' '; 5_000_000])
+            .send()
+            .await;
+        if let Ok(r) = big {
+            assert_eq!(r.status().as_u16(), 400);
+            let j: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(j["msg"]["error"]["code"], "CF-V050");
+        }
     }
     // Still healthy.
-    assert_eq!(post(&url, valid).await.0, 200);
+    assert_eq!(post(&url, "/v2/status", valid).await.0, 200);
+    v.shutdown().await;
+}
+
+/// A `login_start` of the test's own through the channel over HTTP: what
+/// the host (and the network) sees of its answer, and the answer itself.
+async fn login_start_on_the_wire(
+    url: &str,
+    v: &embedded::EmbeddedVault,
+    user: &str,
+) -> ((u16, String, usize), Response) {
+    let c = opaque_ke::ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"any guess").unwrap();
+    let req = Request::LoginStart {
+        user: user.into(),
+        request: Bytes(c.message.serialize().to_vec()),
+    };
+    let (hs, m1) = ClientHandshake::start(
+        &v.channel_key(),
+        v.hsm().fleet_id(),
+        coffer_witness::unix_now(),
+        &req,
+    )
+    .unwrap();
+    assert_eq!(m1.len(), MESSAGE_LEN);
+    let (status, ct, body) = post_raw(url, "/v2/vault", m1).await;
+    let answer = hs.finish(&body).unwrap();
+    ((status, ct, body.len()), answer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_for_live_unknown_deleted_and_destroyed_accounts_look_alike_on_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = embedded::start_with(dir.path(), 3, 3).await.unwrap();
+    let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{addr}");
+    let client = VaultClient::http(&url, Arc::new(v.pinned())).unwrap();
+    let k = SecretBox::new(Box::new([9; 32]));
+    for u in ["live", "gone", "burnt"] {
+        client.register(u, &code("right code"), &k).await.unwrap();
+    }
+    client.delete("gone", &code("right code")).await.unwrap();
+    for _ in 0..3 {
+        client.recover("burnt", &code("wrong")).await.unwrap_err();
+    }
+    assert_eq!(
+        client
+            .recover("burnt", &code("right code"))
+            .await
+            .unwrap_err(),
+        VaultError::Destroyed
+    );
+    let mut wire = Vec::new();
+    for u in ["live", "nobody", "gone", "burnt"] {
+        let (seen, answer) = login_start_on_the_wire(&url, &v, u).await;
+        match (u, &answer) {
+            ("live" | "nobody", Response::LoginStarted { .. }) => {}
+            ("gone" | "burnt", Response::Error { error }) => assert_eq!(error.code, "CF-V011"),
+            _ => panic!("{u}: {answer:?}"),
+        }
+        wire.push((u, seen));
+    }
+    for (u, seen) in &wire {
+        assert_eq!(
+            seen,
+            &(200, "application/octet-stream".to_string(), MESSAGE_LEN),
+            "{u}: {wire:?}"
+        );
+    }
     v.shutdown().await;
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use coffer_fleet::http::MAX_ENVELOPE;
 use coffer_fleet::secure::SNAPSHOT_CHUNK;
 use coffer_vault::embedded;
+use coffer_vault_proto::channel::ClientHandshake;
 use coffer_vault_proto::{crypto, Bytes, Request, Response};
 use opaque_ke::ciphersuite::CipherSuite;
 use opaque_ke::{ClientRegistration, ClientRegistrationFinishParameters};
@@ -32,17 +33,34 @@ fn name(prefix: &str, i: usize) -> String {
     format!("{s}{}", "x".repeat(128 - s.len()))
 }
 
+/// One request through the channel, as the client sends it.
+async fn handle(hsm: &coffer_hsm::Hsm, request: Request) -> Response {
+    let key = hsm.channel_public_key().expect("a channel key");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (hs, m1) = ClientHandshake::start(&key, hsm.fleet_id(), now, &request).unwrap();
+    let m2 = hsm
+        .handle_channel(&m1)
+        .await
+        .expect("an answer in the channel");
+    hs.finish(&m2).unwrap()
+}
+
 async fn register(hsm: &coffer_hsm::Hsm, user: String) {
     let pw = user.as_bytes();
     let s = ClientRegistration::<TestSuite>::start(&mut rand::rngs::OsRng, pw).unwrap();
     let Response::RegisterStarted {
         response, token, ..
-    } = hsm
-        .handle(Request::RegisterStart {
+    } = handle(
+        hsm,
+        Request::RegisterStart {
             user: user.clone(),
             request: Bytes(s.message.serialize().to_vec()),
-        })
-        .await
+        },
+    )
+    .await
     else {
         panic!("register start")
     };
@@ -56,14 +74,16 @@ async fn register(hsm: &coffer_hsm::Hsm, user: String) {
         )
         .unwrap();
     let wrapped = crypto::wrap_key(&f.export_key, &user, &[7; 32]);
-    let r = hsm
-        .handle(Request::RegisterFinish {
+    let r = handle(
+        hsm,
+        Request::RegisterFinish {
             user,
             token,
             upload: Bytes(f.message.serialize().to_vec()),
             wrapped_key: Bytes(wrapped),
-        })
-        .await;
+        },
+    )
+    .await;
     assert!(matches!(r, Response::Registered {}), "{r:?}");
 }
 

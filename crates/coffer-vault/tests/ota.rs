@@ -16,7 +16,7 @@ use coffer_transparency::{
 use coffer_vault::embedded::{self, EmbeddedVault};
 use coffer_vault::relay::{BundleSource, RelayTransport, WitnessSource};
 use coffer_vault_client::{
-    BoxFuture, ExposeSecret, OtaFleetKeyValidator, SecretBox, SecretString, Transport,
+    BoxFuture, ExposeSecret, OtaFleetKeyValidator, Route, SecretBox, SecretString, Transport,
     TransportError, VaultClient, VaultError,
 };
 
@@ -26,23 +26,28 @@ fn code(s: &str) -> SecretString {
     SecretString::from(s.to_string())
 }
 
-type Rewrite = Box<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
+type Rewrite = Box<dyn Fn(Route, Vec<u8>) -> Vec<u8> + Send + Sync>;
+type Seen = Arc<Mutex<Vec<(Route, Vec<u8>)>>>;
 
 /// The host's side of the wire: records every request the vault received
 /// and may rewrite the answers (a malicious host).
 struct Tap {
     inner: Arc<dyn Transport>,
-    seen: Arc<Mutex<Vec<Vec<u8>>>>,
+    seen: Seen,
     rewrite: Option<Rewrite>,
 }
 
 impl Transport for Tap {
-    fn call(&self, request: Vec<u8>) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
+    fn call(
+        &self,
+        route: Route,
+        request: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Vec<u8>, TransportError>> {
         Box::pin(async move {
-            self.seen.lock().unwrap().push(request.clone());
-            let r = self.inner.call(request).await?;
+            self.seen.lock().unwrap().push((route, request.clone()));
+            let r = self.inner.call(route, request).await?;
             Ok(match &self.rewrite {
-                Some(f) => f(r),
+                Some(f) => f(route, r),
                 None => r,
             })
         })
@@ -58,20 +63,25 @@ impl BundleSource for Replay {
     }
 }
 
-fn types_seen(seen: &Mutex<Vec<Vec<u8>>>) -> Vec<String> {
+/// What the host can tell of each request: a status's type, or that it is
+/// a channel message (unreadable).
+fn types_seen(seen: &Seen) -> Vec<String> {
     seen.lock()
         .unwrap()
         .iter()
-        .map(|b| {
-            let v: serde_json::Value = serde_json::from_slice(b).unwrap();
-            v["msg"]["type"].as_str().unwrap().to_string()
+        .map(|(route, b)| match route {
+            Route::Status => {
+                let v: serde_json::Value = serde_json::from_slice(b).unwrap();
+                v["msg"]["type"].as_str().unwrap().to_string()
+            }
+            Route::Channel => "channel".into(),
         })
         .collect()
 }
 
-fn assert_nothing_about_the_account(seen: &Mutex<Vec<Vec<u8>>>) {
+fn assert_nothing_about_the_account(seen: &Seen) {
     assert_eq!(types_seen(seen), vec!["status"], "only a status was sent");
-    for b in seen.lock().unwrap().iter() {
+    for (_, b) in seen.lock().unwrap().iter() {
         assert!(
             !String::from_utf8_lossy(b).contains(USER),
             "the account id reached the vault"
@@ -84,7 +94,7 @@ fn tapped(
     inner: Arc<dyn Transport>,
     validator: Arc<OtaFleetKeyValidator>,
     rewrite: Option<Rewrite>,
-) -> (VaultClient, Arc<Mutex<Vec<Vec<u8>>>>) {
+) -> (VaultClient, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let t = Tap {
         inner,
@@ -127,7 +137,10 @@ fn blob_of_status(resp: &[u8]) -> Option<Vec<u8>> {
 
 /// Rewrites the relayed blob of a status answer with `f` (on its JSON).
 fn rewrite_blob(f: impl Fn(&mut serde_json::Value) + Send + Sync + 'static) -> Rewrite {
-    Box::new(move |resp: Vec<u8>| {
+    Box::new(move |route: Route, resp: Vec<u8>| {
+        if route == Route::Channel {
+            return resp;
+        }
         let mut v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
         if let Some(b) = blob_of_status(&resp) {
             let mut blob: serde_json::Value = serde_json::from_slice(&b).unwrap();
@@ -411,7 +424,10 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     let (c, seen) = tapped(
         relay(&v, Some(v.bundle_source())),
         validator(&v, Some(state_copy("t3.json"))),
-        Some(Box::new(|resp: Vec<u8>| {
+        Some(Box::new(|route: Route, resp: Vec<u8>| {
+            if route == Route::Channel {
+                return resp;
+            }
             let mut j: serde_json::Value = serde_json::from_slice(&resp).unwrap();
             if j["msg"]["type"] == "status" {
                 j["msg"]["status"]["fleet"]["server_public_key"] = serde_json::Value::String(
@@ -512,28 +528,27 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     );
     assert_nothing_about_the_account(&seen);
 
-    // --- Inside OPAQUE: the status verifies, then the host swaps the key in
-    // login_started. The client stops before finishing the login (nothing
+    // --- Inside the session: the status verifies, then the host alters the
+    // login_started answer (it can no longer read it, let alone swap the
+    // key in it). The client stops before finishing the login (nothing
     // derived from the code is sent; the attempt was counted, as any
     // login_start is).
     let (c, seen) = tapped(
         relay(&v, Some(v.bundle_source())),
         validator(&v, Some(state_copy("t8.json"))),
-        Some(Box::new(|resp: Vec<u8>| {
-            let mut j: serde_json::Value = serde_json::from_slice(&resp).unwrap();
-            if j["msg"]["type"] == "login_started" {
-                j["msg"]["fleet"]["server_public_key"] = serde_json::Value::String(
-                    base64::engine::general_purpose::STANDARD.encode([0x42u8; 32]),
-                );
+        Some(Box::new(|route: Route, mut resp: Vec<u8>| {
+            if route == Route::Channel {
+                let n = resp.len();
+                resp[n / 2] ^= 0x42;
             }
-            serde_json::to_vec(&j).unwrap()
+            resp
         })),
     );
     refused(
         c.recover(USER, &code("correct horse")).await.unwrap_err(),
-        "CF-T038",
+        "CF-V035",
     );
-    assert_eq!(types_seen(&seen), vec!["status", "login_start"]);
+    assert_eq!(types_seen(&seen), vec!["status", "channel"]);
 
     // --- After all that, the honest path still works from the good state.
     let ota = v.ota_client(Some(state_copy("t6.json"))).unwrap();

@@ -93,12 +93,23 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
     assert_eq!(rep.hsm_ids.len(), n);
     let keys = ev.fleet_keys().unwrap();
     assert_eq!(keys.fleet_id, "ota-test-fleet");
+    let now = coffer_witness::unix_now();
     assert!(keys
-        .check_session_key(
-            &hex::decode(&public.fleet_key).unwrap(),
-            coffer_witness::unix_now()
-        )
+        .check_session_key(&hex::decode(&public.opaque_key).unwrap(), now)
         .is_ok());
+    // The channel key is published too, and the pin names both.
+    let channel = hex::decode(&public.channel_key).unwrap();
+    assert_eq!(
+        keys.check_channel_key(Some(&channel), now).unwrap().id,
+        "channel-1"
+    );
+    assert_eq!(
+        public.fleet_key,
+        format!(
+            "coffer-fleet-v2:{}:{}",
+            public.opaque_key, public.channel_key
+        )
+    );
 
     let mut nodes = Vec::new();
     for i in 1..=n {

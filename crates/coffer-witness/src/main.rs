@@ -68,6 +68,11 @@ enum Cmd {
         /// Base64 of each OPAQUE server public key generated in the HSMs (repeatable).
         #[arg(long, required = true)]
         opaque_server_key: Vec<String>,
+        /// Base64 of the fleet's channel key (X25519, the static key of the
+        /// client-to-HSM channel of vault protocol v2). Without it, clients
+        /// open no session with the fleet.
+        #[arg(long)]
+        channel_key: Option<String>,
         /// Number of simulated HSMs.
         #[arg(long, default_value_t = 5)]
         hsms: usize,
@@ -194,6 +199,7 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
         Cmd::Ceremony {
             fleet_id,
             opaque_server_key,
+            channel_key,
             hsms,
             measurement,
             vendor_key,
@@ -237,6 +243,16 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
                     not_before: now,
                     public_key: k.clone(),
                     role: KeyRole::OpaqueServer,
+                });
+            }
+            if let Some(k) = channel_key {
+                keys.push(FleetKey {
+                    algorithm: "x25519".into(),
+                    id: "channel-1".into(),
+                    not_after,
+                    not_before: now,
+                    public_key: k,
+                    role: KeyRole::Channel,
                 });
             }
             for (id, s) in ids.iter().zip(&signers) {

@@ -134,6 +134,8 @@ async fn witness_process_end_to_end() {
         "e2e-fleet",
         "--opaque-server-key",
         &opaque1,
+        "--channel-key",
+        &b64(&[0x5B; 32]),
         "--hsms",
         "3",
         "--measurement",
@@ -347,7 +349,11 @@ async fn witness_process_end_to_end() {
         coffer_witness::audit::render_text(&audit)
     );
     assert_eq!(audit.epochs.len(), 2);
-    assert_eq!(audit.epochs[0].changes.len(), 4);
+    assert_eq!(
+        audit.epochs[0].changes.len(),
+        5,
+        "OPAQUE, channel and 3 HSM keys added"
+    );
     assert_eq!(audit.epochs[1].changes.len(), 1);
     assert_eq!(audit.epochs[1].changes[0].id, "opaque-1");
     assert!(coffer_witness::audit::render_text(&audit).contains("namespace VERIFIED"));

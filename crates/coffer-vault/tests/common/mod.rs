@@ -178,7 +178,7 @@ impl Fleet {
     }
 
     pub fn client(&self) -> VaultClient {
-        let key = PinnedFleetKey::from_hex(&self.public.fleet_key).unwrap();
+        let key = PinnedFleetKey::parse(&self.public.fleet_key).unwrap();
         VaultClient::http(&self.public.urls.join(","), Arc::new(key)).unwrap()
     }
 
