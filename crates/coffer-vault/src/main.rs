@@ -194,6 +194,7 @@ async fn main() -> ExitCode {
             };
             match v.serve(&listen).await {
                 Ok((addr, task)) => {
+                    let term = wait_term();
                     println!(
                         "{}",
                         serde_json::json!({
@@ -210,7 +211,7 @@ async fn main() -> ExitCode {
                     );
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}
-                        _ = wait_term() => {}
+                        _ = term => {}
                         _ = task => {}
                     }
                     v.shutdown().await;
@@ -222,14 +223,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn wait_term() {
+/// Waits for SIGTERM. The handler is installed when this is called (not
+/// when the future is first polled), so a SIGTERM sent as soon as the
+/// process said it is ready is never taken by the default action.
+fn wait_term() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut s) = term {
             s.recv().await;
             return;
         }
+        std::future::pending::<()>().await
     }
-    std::future::pending::<()>().await
 }
