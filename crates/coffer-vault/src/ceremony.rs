@@ -124,6 +124,13 @@ pub fn write(c: &Ceremony, dir: &Path, keys_dir: &Path) -> Result<(), ServerErro
         coffer_witness::keys::write_signer(&p, s)
             .map_err(|e| ServerError::Config(e.to_string()))?;
     }
+    write_public(c, dir)
+}
+
+/// Writes only the public outputs into `dir`: the evidence document and the
+/// fleet-key artifact (the caller keeps the HSM identity keys).
+pub fn write_public(c: &Ceremony, dir: &Path) -> Result<(), ServerError> {
+    let io = |p: &Path, e: std::io::Error| ServerError::Io(format!("{}: {e}", p.display()));
     let ev = dir.join(EVIDENCE_FILE);
     let json = serde_json::to_string_pretty(&c.evidence)
         .map_err(|e| ServerError::Config(e.to_string()))?;

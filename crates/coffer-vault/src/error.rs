@@ -1,7 +1,7 @@
 use coffer_error::{ErrorKind, UserFacing};
 
 pub(crate) const CODES: &[&str] = &[
-    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V017", "CF-V071",
+    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V017", "CF-V071",
 ];
 
 /// Why the vault server could not start or serve.
@@ -19,6 +19,12 @@ pub enum ServerError {
     Hsm(String),
     #[error("the witness refused the fleet keys or could not be reached: {0}")]
     Witness(String),
+    /// The demo fleet's sealed keys do not open with the root key given.
+    #[error("the local demo fleet's keys cannot be opened: {0}")]
+    DemoKeysLocked(String),
+    /// The folder holds a demo fleet's state but not its sealed keys.
+    #[error("the local demo fleet's sealed keys are missing: {0}")]
+    DemoKeysMissing(String),
 }
 
 impl UserFacing for ServerError {
@@ -29,6 +35,8 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => ErrorKind::Io,
             ServerError::Hsm(_) => ErrorKind::Internal,
             ServerError::Witness(_) => ErrorKind::VaultUnreachable,
+            ServerError::DemoKeysLocked(_) => ErrorKind::InvalidInput,
+            ServerError::DemoKeysMissing(_) => ErrorKind::NotFound,
         }
     }
     fn code(&self) -> &'static str {
@@ -39,6 +47,8 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "CF-V053",
             ServerError::Hsm(_) => "CF-V017",
             ServerError::Witness(_) => "CF-V071",
+            ServerError::DemoKeysLocked(_) => "CF-V054",
+            ServerError::DemoKeysMissing(_) => "CF-V055",
         }
     }
     fn next_step(&self) -> String {
@@ -49,6 +59,8 @@ impl UserFacing for ServerError {
             ServerError::Io(_) => "Free the port or pick another, and check the data directory's permissions.".into(),
             ServerError::Hsm(_) => "Check that the node runs with its own config file; see the node log.".into(),
             ServerError::Witness(_) => "Check the witness URL and that it was initialised with this operator root key; publishing can be retried with `coffer-witness publish`.".into(),
+            ServerError::DemoKeysLocked(_) => "The folder was sealed under another root key: the app keeps it in this computer's keyring, so use the computer and account that made this demo fleet (`coffer-vault embedded`: pass the --root-key-file it was started with). If the file was altered, the demo fleet cannot be opened; move its folder aside to start a new one (its vault records are then lost).".into(),
+            ServerError::DemoKeysMissing(_) => "demo-keys.sealed was removed from the folder, so the demo fleet cannot be opened; restore it from where it was copied, or move the folder aside to start a new demo fleet (its vault records are then lost).".into(),
         }
     }
 }

@@ -34,6 +34,12 @@ enum Command {
     Embedded {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The root key the demo fleet's private keys are sealed under (64
+        /// hex digits, mode 0600; made there if the file does not exist).
+        /// A test and demo convenience: the app keeps this key in the OS
+        /// keyring. It must not be inside --data-dir.
+        #[arg(long)]
+        root_key_file: PathBuf,
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
         #[arg(long, default_value_t = 5)]
@@ -179,11 +185,20 @@ async fn main() -> ExitCode {
         },
         Command::Embedded {
             data_dir,
+            root_key_file,
             listen,
             nodes,
         } => {
+            let root = match coffer_vault::demo_keys::read_or_create_root_key_file(
+                &root_key_file,
+                &data_dir,
+            ) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
             let v = match coffer_vault::embedded::start_with(
                 &data_dir,
+                &root,
                 nodes,
                 coffer_hsm::DEFAULT_GUESS_LIMIT,
             )

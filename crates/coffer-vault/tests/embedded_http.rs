@@ -32,7 +32,8 @@ async fn post(url: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start(dir.path()).await.unwrap();
+    let root = embedded::generate_root_key();
+    let v = embedded::start(dir.path(), &root).await.unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let client = VaultClient::http(&url, Arc::new(PinnedFleetKey::new(v.fleet_key()))).unwrap();
@@ -40,11 +41,11 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("hsm-secrets.json"))
+        let mode = std::fs::metadata(dir.path().join(coffer_vault::demo_keys::KEYS_FILE))
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o077, 0, "the sealed HSM secrets are private");
+        assert_eq!(mode & 0o777, 0o600, "the sealed keys are private as well");
     }
     let st = client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
@@ -105,7 +106,7 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     drop(v);
 
     // A whole restart from the same data directory: same fleet key, same records.
-    let v2 = embedded::start(dir.path()).await.unwrap();
+    let v2 = embedded::start(dir.path(), &root).await.unwrap();
     let c2 = v2.client();
     assert_eq!(
         c2.recover("alice", &code("nope")).await.unwrap_err(),
@@ -122,12 +123,21 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
         &[42; 32]
     );
     v2.shutdown().await;
+    drop(v2);
+
+    // Another root key opens nothing (and starts nothing).
+    match embedded::start(dir.path(), &embedded::generate_root_key()).await {
+        Err(e) => assert_eq!(e.code(), "CF-V054", "{e}"),
+        Ok(_) => panic!("the demo fleet started under another root key"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_and_truncated_requests_get_json_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 1, 10).await.unwrap();
+    let v = embedded::start_with(dir.path(), &embedded::generate_root_key(), 1, 10)
+        .await
+        .unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let valid = br#"{"v":1,"msg":{"type":"status"}}"#.to_vec();
