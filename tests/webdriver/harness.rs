@@ -263,6 +263,30 @@ where
     F: FnOnce(Session) -> Fut,
     Fut: Future<Output = TestResult>,
 {
+    run_full(name, extra_args, &[], prepare, body).await
+}
+
+/// Like [`run_with`], with environment variables for the app (through the
+/// driver that starts it), e.g. the session bus of a private keyring.
+pub async fn run_with_env<F, Fut>(name: &str, extra_args: &[&str], env: &[(&str, &str)], body: F)
+where
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
+    run_full(name, extra_args, env, |_| {}, body).await
+}
+
+async fn run_full<P, F, Fut>(
+    name: &str,
+    extra_args: &[&str],
+    env: &[(&str, &str)],
+    prepare: P,
+    body: F,
+) where
+    P: FnOnce(&Path),
+    F: FnOnce(Session) -> Fut,
+    Fut: Future<Output = TestResult>,
+{
     assert!(
         std::env::var_os("DISPLAY").is_some(),
         "WebDriver tests need a display: run them under xvfb-run (the README's test command does)"
@@ -302,6 +326,7 @@ where
             .env("COFFER_DATA_DIR", data.path())
             .env("XDG_CONFIG_HOME", config.path())
             .env("COFFER_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -4,7 +4,10 @@
 //! Every flow runs for real: a real repository file, real backups and
 //! restores on disk. The app is started with `--no-keyring`, so the tests are
 //! deterministic whatever keyring the machine has, and they check that
-//! "keyring unavailable" is its own error and the app keeps working.
+//! "keyring unavailable" is its own error and the app keeps working. The
+//! vault-mode flow with the local demo fleet is the exception: that fleet
+//! keeps its root key in the OS keyring (it does not run without one), so
+//! it runs against a private unlocked gnome-keyring of its own.
 
 mod a11y;
 mod dialog;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{run, run_with, Session, TestResult};
+use harness::{run, run_with, run_with_env, Session, TestResult};
 
 const NO_KEYRING: &[&str] = &["--no-keyring"];
 
@@ -531,7 +534,9 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
 /// (strength feedback, fleet verified first), a backup; then a second
 /// installation on a fresh data directory with the same vault: wrong codes
 /// show the attempts remaining and a clear warning before the last one, the
-/// right code recovers and restores; the code and K are in no file.
+/// right code recovers and restores; the code and K are in no file. Both
+/// installations are on one computer: one private keyring, which holds the
+/// demo fleet's root key.
 #[tokio::test(flavor = "multi_thread")]
 async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let shared = tempfile::tempdir().unwrap();
@@ -539,10 +544,12 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let repo = shared.path().join("usb/coffer.db");
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("ann@example.org", "correct horse battery staple");
-    let args = ["--no-keyring", "--vault-dir", fleet.to_str().unwrap()];
+    let args = ["--vault-dir", fleet.to_str().unwrap()];
+    let keyring = coffer_testenv::start_keyring();
+    let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
     {
         let (repo, src) = (repo.clone(), src.clone());
-        run_with("vault_mode_first_run", &args, |s| async move {
+        run_with_env("vault_mode_first_run", &args, &env, |s| async move {
             s.testid("onboarding-screen").await?;
             s.click("onboard-mode-vault").await?;
             s.wait_attr("onboard-fleet", "data-verified", "true", 30)
@@ -575,7 +582,7 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     // The first app has exited; give the fleet's files a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (shared_root, fleet2) = (shared.path().to_path_buf(), fleet.clone());
-    run_with("vault_mode_recovery", &args, |s| async move {
+    run_with_env("vault_mode_recovery", &args, &env, |s| async move {
         s.testid("onboarding-screen").await?;
         s.click("onboard-go-recovery").await?;
         s.type_in("recovery-repo-path", repo.to_str().unwrap())
@@ -737,9 +744,11 @@ async fn stale_backup_warning() {
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let shared = tempfile::tempdir().unwrap();
-    let vault = coffer_vault::embedded::start_with(&shared.path().join("remote-fleet"), 3, 10)
-        .await
-        .unwrap();
+    let root = coffer_vault::embedded::generate_root_key();
+    let vault =
+        coffer_vault::embedded::start_with(&shared.path().join("remote-fleet"), &root, 3, 10)
+            .await
+            .unwrap();
     let (addr, server) = vault.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let wk = vault.witness_key().to_string();

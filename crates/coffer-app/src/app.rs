@@ -140,6 +140,7 @@ impl App {
         let vault = crate::vault::Vault::new(
             crate::vault::default_dir(&data_dir),
             crate::vault::trust_dir(&data_dir),
+            keystore.clone(),
         );
         vault.set_target(crate::vault::VaultTarget::of(&settings.vault));
         Ok(Self {

@@ -2,7 +2,9 @@
 //!
 //! The data folder holds `settings.json`, the embedded demo fleet's state
 //! (`vault/`), the over-the-air trust state and saved diagnostics; never a
-//! secret (the backup key is in the OS keyring). A move **copies** the folder
+//! secret in the clear (the backup key is in the OS keyring; the demo
+//! fleet's keys are sealed under a root key in the OS keyring, found by the
+//! folder's id, so it follows a move). A move **copies** the folder
 //! to a new, empty place, checks every copied file byte for byte, and then
 //! records the new place in a one-line pointer file,
 //! `$XDG_CONFIG_HOME/coffer/data-dir` (`~/.config/coffer/data-dir`), which

@@ -18,6 +18,15 @@
 //!
 //! K is hex-encoded only for the duration of the keyring call, in a
 //! [`Zeroizing`] buffer; nothing here logs or formats key bytes.
+//!
+//! The same keyring keeps one more kind of key: the **root key of the local
+//! demo fleet** of a vault folder ([`demo_fleet_root_key`]), under the
+//! account `demo-fleet-<folder id>` (the random id in the folder's
+//! `demo-fleet.id`, so the entry follows the folder when it is moved). The
+//! demo fleet's private keys are sealed under it in the folder. It is kept
+//! only in a keyring that outlives a restart of the computer (the Secret
+//! Service): losing it would lose the demo fleet and every recovery code
+//! registered there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -32,7 +41,9 @@ use zeroize::Zeroizing;
 pub const SERVICE: &str = "app.coffer.desktop";
 
 /// Every code this module can produce (documented in docs/errors.md).
-pub const ERROR_CODES: &[&str] = &["CF-A010", "CF-A011", "CF-A012", "CF-A013"];
+pub const ERROR_CODES: &[&str] = &[
+    "CF-A010", "CF-A011", "CF-A012", "CF-A013", "CF-A014", "CF-A015", "CF-A016", "CF-A017",
+];
 
 /// Longest accepted account name (a repository id).
 pub const MAX_ACCOUNT_LEN: usize = 128;
@@ -48,6 +59,12 @@ pub trait DeviceKeyStore: Send + Sync {
     fn delete(&self, account: &str) -> Result<(), KeyringError>;
     /// Checks that the keyring can be used right now.
     fn probe(&self) -> Result<(), KeyringError>;
+    /// Whether what [`DeviceKeyStore::store`] writes now outlives a restart
+    /// of the computer (`Ok(false)`: only a keyring that forgets at reboot
+    /// works). Asked before keeping a key that cannot be made again.
+    fn store_outlives_restart(&self) -> Result<bool, KeyringError> {
+        self.probe().map(|()| true)
+    }
 }
 
 /// One OS keyring backend.
@@ -375,6 +392,140 @@ impl DeviceKeyStore for OsKeyring {
     fn probe(&self) -> Result<(), KeyringError> {
         self.active_backend().map(|_| ())
     }
+
+    fn store_outlives_restart(&self) -> Result<bool, KeyringError> {
+        // The kernel keyring is lost at reboot; the Secret Service is not.
+        Ok(self.active_backend()? == KeyringBackend::SecretService)
+    }
+}
+
+// ------------------------------------------------ the demo fleet's root key
+
+/// The keyring account of the root key of the demo fleet whose folder has
+/// the id `folder_id`.
+pub fn demo_fleet_account(folder_id: &str) -> String {
+    format!("demo-fleet-{folder_id}")
+}
+
+/// Why the local demo fleet's root key cannot be had from the keyring.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoFleetKeyError {
+    /// No keyring works, or only one that forgets its keys at reboot.
+    #[error("the local demo fleet keeps its key in the OS keyring, and no keyring that keeps keys across a restart can be used here ({})", summarize(.attempts))]
+    Unavailable { attempts: Vec<BackendFailure> },
+    /// The folder holds a demo fleet but this keyring has no key for it.
+    #[error("this computer's keyring has no key for the local demo fleet in {folder} (account {account})")]
+    Missing { folder: String, account: String },
+    /// What the keyring holds for the demo fleet is not a 256-bit key.
+    #[error("the local demo fleet's key in the {backend} keyring is damaged")]
+    Damaged { backend: KeyringBackend },
+    /// The keyring answered the availability check but failed the operation.
+    #[error("the {backend} keyring failed while {op} the local demo fleet's key: {detail}")]
+    Failed {
+        backend: KeyringBackend,
+        op: &'static str,
+        detail: String,
+    },
+    /// A bug (the account name is made here).
+    #[error(transparent)]
+    Keyring(KeyringError),
+}
+
+impl From<KeyringError> for DemoFleetKeyError {
+    fn from(e: KeyringError) -> Self {
+        match e {
+            KeyringError::Unavailable { attempts } => DemoFleetKeyError::Unavailable { attempts },
+            KeyringError::Damaged { backend } => DemoFleetKeyError::Damaged { backend },
+            KeyringError::Failed {
+                backend,
+                op,
+                detail,
+            } => DemoFleetKeyError::Failed {
+                backend,
+                op,
+                detail,
+            },
+            e @ KeyringError::InvalidAccount { .. } => DemoFleetKeyError::Keyring(e),
+        }
+    }
+}
+
+impl UserFacing for DemoFleetKeyError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            DemoFleetKeyError::Unavailable { .. } | DemoFleetKeyError::Failed { .. } => {
+                ErrorKind::KeyringUnavailable
+            }
+            DemoFleetKeyError::Missing { .. } => ErrorKind::NotFound,
+            DemoFleetKeyError::Damaged { .. } => ErrorKind::Internal,
+            DemoFleetKeyError::Keyring(e) => e.kind(),
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            DemoFleetKeyError::Unavailable { .. } => "CF-A014",
+            DemoFleetKeyError::Missing { .. } => "CF-A015",
+            DemoFleetKeyError::Damaged { .. } => "CF-A016",
+            DemoFleetKeyError::Failed { .. } => "CF-A017",
+            DemoFleetKeyError::Keyring(e) => e.code(),
+        }
+    }
+    fn next_step(&self) -> String {
+        match self {
+            DemoFleetKeyError::Unavailable { .. } => "Unlock or start your desktop keyring (GNOME Keyring or another Secret Service; log out and in again if it stays locked): the local demo fleet's keys are sealed under a key kept there, never in a file, and the kernel keyring alone forgets it at restart. Until then the demo fleet cannot run; your recovery code was not used and is not wrong. Key mode (64-digit recovery key) and a remote vault (Settings → Vault) work without it.".into(),
+            DemoFleetKeyError::Missing { .. } => "The demo fleet was made on another computer or user account (its key stayed in that keyring), or this keyring was reset. Open Coffer where the demo fleet was made; otherwise its vault records cannot be used: move the vault folder aside to start a new demo fleet, and open your backups with the 64-digit recovery key if you have one.".into(),
+            DemoFleetKeyError::Damaged { .. } => "The demo fleet cannot be opened with what the keyring holds: report it with the diagnostics report. Do not delete the keyring entry or the vault folder.".into(),
+            DemoFleetKeyError::Failed { .. } => "Make sure your desktop keyring is unlocked and try again; if it keeps failing, report the code.".into(),
+            DemoFleetKeyError::Keyring(e) => e.next_step(),
+        }
+    }
+}
+
+/// Fails unless a keyring that outlives a restart can be used now.
+pub fn require_lasting_keyring(store: &dyn DeviceKeyStore) -> Result<(), DemoFleetKeyError> {
+    match store.store_outlives_restart()? {
+        true => Ok(()),
+        false => Err(DemoFleetKeyError::Unavailable {
+            attempts: vec![BackendFailure {
+                backend: KeyringBackend::Keyutils,
+                detail: "works, but forgets its keys when the computer restarts".into(),
+            }],
+        }),
+    }
+}
+
+/// The root key of the demo fleet in the folder with id `folder_id`: the
+/// one in the keyring, or, for a folder without a sealed fleet yet
+/// (`fleet_sealed` false: new, or of the earlier plaintext layout), a new
+/// one stored there first. Never a fallback to a file.
+pub fn demo_fleet_root_key(
+    store: &dyn DeviceKeyStore,
+    folder: &std::path::Path,
+    folder_id: &str,
+    fleet_sealed: bool,
+) -> Result<coffer_vault::demo_keys::RootKey, DemoFleetKeyError> {
+    let account = demo_fleet_account(folder_id);
+    validate_account(&account)?;
+    require_lasting_keyring(store)?;
+    if let Some(k) = store.load(&account)? {
+        return Ok(secrecy_box(&k));
+    }
+    if fleet_sealed {
+        return Err(DemoFleetKeyError::Missing {
+            folder: folder.display().to_string(),
+            account,
+        });
+    }
+    let key = coffer_vault::demo_keys::generate_root_key();
+    {
+        use coffer_vault_client::ExposeSecret;
+        store.store(&account, key.expose_secret())?;
+    }
+    Ok(key)
+}
+
+fn secrecy_box(k: &Zeroizing<[u8; 32]>) -> coffer_vault::demo_keys::RootKey {
+    coffer_vault_client::SecretBox::init_with_mut(|b: &mut [u8; 32]| b.copy_from_slice(&k[..]))
 }
 
 #[cfg(test)]

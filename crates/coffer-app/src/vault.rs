@@ -3,7 +3,10 @@
 //! Two backends ([`VaultTarget`], from the settings' vault choice):
 //! * the embedded demo fleet (`coffer_vault::embedded`), started on first use
 //!   in the vault directory (`DATA_DIR/vault`, or `--vault-dir`), with its
-//!   demo witness; its trust state is `VAULT_DIR/trust-state.json`;
+//!   demo witness; its trust state is `VAULT_DIR/trust-state.json`; its
+//!   private keys are sealed in that folder under a root key kept in the OS
+//!   keyring (`keyring::demo_fleet_root_key`), so it runs only where a
+//!   lasting keyring can be used ("keyring unavailable" otherwise);
 //! * a remote fleet by URL (`VaultClient::http`) with the witness and
 //!   operator keys the user pinned; its trust state is
 //!   `DATA_DIR/vault-trust/<hash of URL and keys>.json`.
@@ -33,6 +36,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 
 use crate::error::AppError;
+use crate::keyring::DeviceKeyStore;
 use crate::settings::{SettingsError, VaultChoice};
 
 /// How long fetching a remote fleet's deployment evidence may take.
@@ -177,6 +181,8 @@ pub struct Vault {
     dir: Mutex<PathBuf>,
     /// Where the trust state of each remote fleet is remembered.
     trust_dir: PathBuf,
+    /// Where the embedded fleet's root key is kept (the OS keyring).
+    keystore: Arc<dyn DeviceKeyStore>,
     target: Mutex<VaultTarget>,
     rt: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
     running: Mutex<Option<Arc<Running>>>,
@@ -212,11 +218,13 @@ pub fn trust_file(trust_dir: &Path, url: &str, witness_key: &str, operator_key: 
 
 impl Vault {
     /// `dir`: the embedded fleet's folder; `trust_dir`: where remote fleets'
-    /// trust states are kept (`DATA_DIR/vault-trust`).
-    pub fn new(dir: PathBuf, trust_dir: PathBuf) -> Self {
+    /// trust states are kept (`DATA_DIR/vault-trust`); `keystore`: the
+    /// keyring that keeps the embedded fleet's root key.
+    pub fn new(dir: PathBuf, trust_dir: PathBuf, keystore: Arc<dyn DeviceKeyStore>) -> Self {
         Self {
             dir: Mutex::new(dir),
             trust_dir,
+            keystore,
             target: Mutex::new(VaultTarget::EMBEDDED),
             rt: Mutex::new(None),
             running: Mutex::new(None),
@@ -289,8 +297,9 @@ impl Vault {
         match &target.0 {
             VaultChoice::EmbeddedDemo | VaultChoice::KeyOnly => {
                 let dir = self.dir();
+                let root = self.demo_root_key(&dir)?;
                 let vault = self
-                    .wait(async move { coffer_vault::embedded::start(&dir).await })?
+                    .wait(async move { coffer_vault::embedded::start(&dir, &root).await })?
                     .map_err(rep)?;
                 let ota = match vault.ota_client(Some(self.dir().join("trust-state.json"))) {
                     Ok(o) => o,
@@ -355,6 +364,20 @@ impl Vault {
                 })
             }
         }
+    }
+
+    /// The embedded fleet's root key from the keyring (made and stored there
+    /// for a folder without a sealed fleet). The keyring is checked first,
+    /// so nothing is written to the folder when it cannot be used.
+    fn demo_root_key(&self, dir: &Path) -> Result<coffer_vault::embedded::RootKey, ErrorReport> {
+        use coffer_vault::demo_keys::{self, FolderState};
+        crate::keyring::require_lasting_keyring(&*self.keystore).map_err(rep)?;
+        let id = demo_keys::ensure_folder_id(dir).map_err(rep)?;
+        let sealed = matches!(
+            demo_keys::folder_state(dir),
+            FolderState::Sealed | FolderState::KeysMissing
+        );
+        crate::keyring::demo_fleet_root_key(&*self.keystore, dir, &id, sealed).map_err(rep)
     }
 
     fn running(&self) -> Result<Arc<Running>, ErrorReport> {

@@ -590,6 +590,7 @@ mod tests {
         let v = rt
             .block_on(coffer_vault::embedded::start_with(
                 &dir.path().join("vault"),
+                &coffer_vault::embedded::generate_root_key(),
                 3,
                 10,
             ))

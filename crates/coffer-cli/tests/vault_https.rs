@@ -95,6 +95,7 @@ fn vault_commands_work_over_https_and_an_untrusted_certificate_is_refused() {
     let v = rt
         .block_on(coffer_vault::embedded::start_with(
             &dir.path().join("vault"),
+            &coffer_vault::embedded::generate_root_key(),
             3,
             10,
         ))

@@ -51,7 +51,12 @@ fn vault_commands_validate_over_the_air_and_the_evidence_audits() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("vault");
     let v = rt
-        .block_on(coffer_vault::embedded::start_with(&data, 3, 10))
+        .block_on(coffer_vault::embedded::start_with(
+            &data,
+            &coffer_vault::embedded::generate_root_key(),
+            3,
+            10,
+        ))
         .unwrap();
     let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
     let url = format!("http://{addr}");

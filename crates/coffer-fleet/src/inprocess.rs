@@ -15,8 +15,12 @@ use crate::{ReplicationError, StateMachine};
 /// Makes a fresh (empty) state machine for a node.
 pub type MakeStateMachine = Arc<dyn Fn() -> Box<dyn StateMachine> + Send + Sync>;
 
-/// Name of the file (in the fleet's data directory) holding the node configs.
-/// It contains the simulated HSMs' internal keys: it is written mode 0600.
+/// Name of the file (in the fleet's data directory) holding the node configs
+/// when [`InProcessFleet::start`] keeps them. It contains the simulated HSMs'
+/// internal keys in the clear (mode 0600): for tests and benchmarks. A caller
+/// that must not leave keys on disk (the embedded demo fleet, which seals
+/// them under a root key kept in the OS keyring) keeps the configs itself and
+/// uses [`InProcessFleet::start_from`].
 pub const FLEET_FILE: &str = "fleet.json";
 
 /// N nodes in one process. Node `i` (0-based) has node id `i + 1`.
@@ -81,6 +85,34 @@ impl InProcessFleet {
             write_private(&file, json.as_bytes())?;
             cs
         };
+        Self::start_from(configs, data_dir, make_sm).await
+    }
+
+    /// Starts a fleet whose node configs (and so keys) the caller keeps:
+    /// nothing but the nodes' sealed state and rollback counters is written
+    /// under `data_dir`. Later starts with the same configs on the same
+    /// directory recover every node's state.
+    pub async fn start_from(
+        configs: Vec<NodeConfig>,
+        data_dir: &Path,
+        make_sm: MakeStateMachine,
+    ) -> Result<Self, FleetError> {
+        if configs.is_empty() {
+            return Err(FleetError::Config("a fleet has 1 to 15 nodes".into()));
+        }
+        let ids: std::collections::BTreeSet<NodeId> = configs.iter().map(|c| c.node_id).collect();
+        for c in &configs {
+            c.validate()?;
+            if c.members() != ids || c.fleet_id != configs[0].fleet_id {
+                return Err(FleetError::Config(
+                    "the node configs are not those of one fleet (ids, peers or fleet id differ)"
+                        .into(),
+                ));
+            }
+        }
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| FleetError::Storage(format!("{}: {e}", data_dir.display())))?;
+        let n = configs.len();
         let network = LocalNetwork::new();
         let fleet = Self {
             network,

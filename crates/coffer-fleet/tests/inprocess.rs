@@ -474,3 +474,68 @@ async fn rows_deleted_or_put_back_one_by_one_are_refused() {
     f.restart(4).await.unwrap();
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_whose_keys_the_caller_keeps_writes_no_key_file_and_restarts() {
+    use coffer_fleet::{FleetSetup, NodeConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let configs = FleetSetup::create(3, "local-caller-keeps", RaftTuning::local()).unwrap();
+    let f = InProcessFleet::start_from(configs.clone(), dir.path(), Arc::new(counters))
+        .await
+        .unwrap();
+    f.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    f.propose(0, b"k".to_vec()).await.unwrap();
+    let state = converged(&f, CONVERGE).await;
+    f.shutdown().await;
+    drop(f);
+    assert!(!dir
+        .path()
+        .join(coffer_fleet::inprocess::FLEET_FILE)
+        .exists());
+    // No file under the directory holds a key, in any encoding.
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    for c in &configs {
+        needles.push(c.sealing_key.expose().to_vec());
+        needles.push(hex::encode(c.sealing_key.expose()).into_bytes());
+        for p in &c.peers {
+            needles.push(p.link_key.expose().to_vec());
+            needles.push(hex::encode(p.link_key.expose()).into_bytes());
+        }
+    }
+    let mut stack = vec![dir.path().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        scanned += 1;
+        let data = std::fs::read(&p).unwrap();
+        for n in &needles {
+            assert!(
+                !data.windows(n.len()).any(|w| w == &n[..]),
+                "{} holds a node key",
+                p.display()
+            );
+        }
+    }
+    assert!(scanned >= 6, "three node directories and counters");
+
+    // The same configs recover the state; configs of another fleet are refused.
+    let g = InProcessFleet::start_from(configs.clone(), dir.path(), Arc::new(counters))
+        .await
+        .unwrap();
+    g.wait_for_leader(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(converged(&g, CONVERGE).await, state);
+    g.shutdown().await;
+    let mut mixed: Vec<NodeConfig> = configs[..2].to_vec();
+    mixed.push(FleetSetup::create(3, "local-other", RaftTuning::local()).unwrap()[2].clone());
+    assert!(matches!(
+        InProcessFleet::start_from(mixed, dir.path(), Arc::new(counters)).await,
+        Err(coffer_fleet::FleetError::Config(_))
+    ));
+    assert!(matches!(
+        InProcessFleet::start_from(Vec::new(), dir.path(), Arc::new(counters)).await,
+        Err(coffer_fleet::FleetError::Config(_))
+    ));
+}

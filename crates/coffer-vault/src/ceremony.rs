@@ -163,7 +163,8 @@ pub fn write(c: &Ceremony, dir: &Path, keys_dir: &Path) -> Result<(), ServerErro
     write_public(c, dir)
 }
 
-/// Writes (or replaces) the evidence document and the fleet-key artifact.
+/// Writes (or replaces) only the public outputs in `dir`: the evidence document and the
+/// fleet-key artifact (the caller keeps the HSM identity keys).
 pub fn write_public(c: &Ceremony, dir: &Path) -> Result<(), ServerError> {
     let io = |p: &Path, e: std::io::Error| ServerError::Io(format!("{}: {e}", p.display()));
     let ev = dir.join(EVIDENCE_FILE);

@@ -3,9 +3,8 @@
 //! says `simulated_hsm` and its fleet id starts with `local-`).
 //!
 //! It runs its own witness too (the witness's HTTP API on a loopback port,
-//! its own key and SQLite log under `witness/`), with **demo** operator and
-//! HSM-vendor root keys generated on first start (`demo-operator-root.key`,
-//! `demo-vendor-root.key`, mode 0600). On first start the deployment
+//! its SQLite log under `witness/`), with **demo** operator and HSM-vendor
+//! root keys generated on first start. On first start the deployment
 //! ceremony runs (see [`crate::ceremony`]), `deployment-evidence.json` is
 //! written and the fleet keys are published as epoch 1. A demo fleet made
 //! before vault protocol v2 is upgraded at start: its sealed secrets get a
@@ -13,6 +12,12 @@
 //! next epoch); its records stay as they are. Status answers carry
 //! the witness's validation blob, so clients can validate over the air
 //! ([`EmbeddedVault::ota_client`]).
+//!
+//! Every private key of this deployment (the simulated HSMs' sealing and
+//! link keys, the fleet secrets, the witness, operator and vendor keys, the
+//! HSM identity keys) is sealed at rest under a root key the caller passes
+//! to [`start`] and keeps elsewhere (the app: the OS keyring); see
+//! [`crate::demo_keys`]. The folder holds nothing that opens without it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,10 +26,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use base64::Engine as _;
-use coffer_fleet::inprocess::FLEET_FILE;
-use coffer_fleet::{BoxFuture, InProcessFleet, NodeConfig, ReplicationError, Replicator};
-use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState, Sealer, DEFAULT_GUESS_LIMIT};
+use coffer_fleet::{BoxFuture, InProcessFleet, ReplicationError, Replicator};
+use coffer_hsm::{Hsm, HsmConfig, HsmState, DEFAULT_GUESS_LIMIT};
 use coffer_transparency::evidence::SimulatedVendor;
 use coffer_transparency::{
     DeploymentEvidence, FleetKeys, NoteSigner, NoteVerifier, VerificationReport, Verifier,
@@ -33,21 +36,19 @@ use coffer_vault_client::{
     OtaFleetKeyValidator, PinnedFleetKey, Route, Transport, TransportError, VaultClient, VaultError,
 };
 
+use crate::demo_keys::{self, DemoKeys, FolderState};
 use crate::relay::{BundleSource, RelayTransport, WitnessSource};
 use crate::{ceremony, ServerError};
 
+pub use crate::demo_keys::{generate_root_key, RootKey};
+
 /// The witness's directory under the data dir.
 pub const WITNESS_DIR: &str = "witness";
-/// The demo operator root key (0600), generated on first start.
-pub const DEMO_OPERATOR_KEY: &str = "demo-operator-root.key";
-/// The demo (simulated) HSM-vendor root key (0600), generated on first start.
-pub const DEMO_VENDOR_KEY: &str = "demo-vendor-root.key";
 /// Where the deployment evidence is served on the witness's port.
 pub const EVIDENCE_PATH: &str = "/deployment-evidence.json";
 
 /// Nodes in the embedded fleet.
 pub const EMBEDDED_NODES: usize = 5;
-const SECRETS_FILE: &str = "hsm-secrets.json";
 
 /// Proposes through any running node of an in-process fleet.
 struct AnyNode {
@@ -250,143 +251,88 @@ pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
         .collect()
 }
 
-fn sealer_of(c: &NodeConfig) -> Sealer {
-    let mut k = [0u8; 64];
-    k.copy_from_slice(c.sealing_key.expose());
-    Sealer::new(k.into())
-}
-
-fn read_configs(dir: &Path) -> Result<Option<Vec<NodeConfig>>, ServerError> {
-    let f = dir.join(FLEET_FILE);
-    if !f.exists() {
-        return Ok(None);
-    }
-    let s = std::fs::read_to_string(&f)
-        .map_err(|e| ServerError::Io(format!("{}: {e}", f.display())))?;
-    serde_json::from_str(&s)
-        .map(Some)
-        .map_err(|e| ServerError::Config(format!("{}: {e}", f.display())))
-}
-
-fn write_secrets(
-    dir: &Path,
-    configs: &[NodeConfig],
-    secrets: &HsmSecrets,
-) -> Result<(), ServerError> {
-    // One copy per node, each sealed under that node's own key.
-    let sealed: Vec<String> = configs
-        .iter()
-        .map(|c| {
-            base64::engine::general_purpose::STANDARD.encode(secrets.seal_under(&sealer_of(c)))
-        })
-        .collect();
-    let json = serde_json::to_vec(&sealed).map_err(|e| ServerError::Config(e.to_string()))?;
-    let tmp = dir.join(format!("{SECRETS_FILE}.tmp"));
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(SECRETS_FILE))
-    };
-    write().map_err(|e| ServerError::Io(e.to_string()))
-}
-
-fn read_secrets(dir: &Path, configs: &[NodeConfig]) -> Result<Option<HsmSecrets>, ServerError> {
-    let f = dir.join(SECRETS_FILE);
-    if !f.exists() {
-        return Ok(None);
-    }
-    let s = std::fs::read(&f).map_err(|e| ServerError::Io(e.to_string()))?;
-    let sealed: Vec<String> =
-        serde_json::from_slice(&s).map_err(|e| ServerError::Config(e.to_string()))?;
-    let first = sealed
-        .first()
-        .ok_or_else(|| ServerError::Config("empty HSM secrets file".into()))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(first)
-        .map_err(|_| ServerError::Config("bad HSM secrets file".into()))?;
-    let c = configs
-        .first()
-        .ok_or_else(|| ServerError::Config("empty fleet file".into()))?;
-    HsmSecrets::open_under(&sealer_of(c), &bytes)
-        .map(Some)
-        .map_err(|e| ServerError::Hsm(e.to_string()))
-}
-
 /// Starts the embedded 5-node fleet on `data_dir` (created if needed; keys
-/// and state are reused on later starts).
-pub async fn start(data_dir: &Path) -> Result<EmbeddedVault, ServerError> {
-    start_with(data_dir, EMBEDDED_NODES, DEFAULT_GUESS_LIMIT).await
+/// and state are reused on later starts), its keys sealed under `root`.
+pub async fn start(data_dir: &Path, root: &RootKey) -> Result<EmbeddedVault, ServerError> {
+    start_with(data_dir, root, EMBEDDED_NODES, DEFAULT_GUESS_LIMIT).await
+}
+
+/// What [`start_with`] finds in `data_dir` and does about it, before any
+/// node runs: the folder's keys, opened (or made, or adopted from the
+/// plaintext layout) and sealed under `root`.
+fn load_keys(
+    data_dir: &Path,
+    root: &RootKey,
+    nodes: usize,
+    guess_limit: u32,
+) -> Result<(String, DemoKeys), ServerError> {
+    let folder_id = demo_keys::ensure_folder_id(data_dir)?;
+    let keys = match demo_keys::folder_state(data_dir) {
+        FolderState::Sealed => {
+            let k = DemoKeys::open(data_dir, &folder_id, root)?;
+            // Left over by an adoption that stopped after the rename.
+            demo_keys::remove_plaintext(data_dir)?;
+            k
+        }
+        FolderState::Plaintext => {
+            demo_keys::adopt_plaintext(data_dir, &folder_id, root, guess_limit)?
+        }
+        FolderState::Empty => {
+            let k = DemoKeys::generate(nodes, guess_limit)?;
+            // Sealed before any node writes state under these keys.
+            k.seal(data_dir, &folder_id, root)?;
+            k
+        }
+        FolderState::KeysMissing => {
+            return Err(ServerError::DemoKeysMissing(format!(
+                "{} holds a demo fleet's state but no {}",
+                data_dir.display(),
+                demo_keys::KEYS_FILE
+            )))
+        }
+    };
+    if keys.nodes.len() != nodes {
+        return Err(ServerError::Config(format!(
+            "{} holds a {}-node fleet, not {nodes}",
+            data_dir.display(),
+            keys.nodes.len()
+        )));
+    }
+    Ok((folder_id, keys))
 }
 
 /// [`start`] with another fleet size or guess limit (the limit only counts
 /// the first time; afterwards the stored fleet's is used).
 pub async fn start_with(
     data_dir: &Path,
+    root: &RootKey,
     nodes: usize,
     guess_limit: u32,
 ) -> Result<EmbeddedVault, ServerError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| ServerError::Io(format!("{}: {e}", data_dir.display())))?;
-    let existing = read_configs(data_dir)?;
-    let stored = match &existing {
-        Some(cs) => read_secrets(data_dir, cs)?,
-        None => None,
-    };
-    let fleet_id = match &existing {
-        Some(cs) => cs.first().map(|c| c.fleet_id.clone()).unwrap_or_default(),
-        None => String::new(),
-    };
-    let mut stored = stored;
+    let (folder_id, mut keys) = load_keys(data_dir, root, nodes, guess_limit)?;
     // A demo fleet made before vault protocol v2 has no channel key: it gets
-    // one now (sealed again below; start_witness publishes it as a new epoch).
-    let upgraded = match stored.as_mut() {
-        Some(s) => s
-            .add_channel_key()
-            .map_err(|e| ServerError::Hsm(e.to_string()))?,
-        None => false,
-    };
-    if upgraded {
+    // one now, sealed with the other keys before anything uses it
+    // (start_witness publishes it as the next epoch).
+    if keys.hsm_secrets.channel_public_key().is_none() {
+        let s = Arc::get_mut(&mut keys.hsm_secrets)
+            .ok_or_else(|| ServerError::Hsm("the fleet secrets are in use".into()))?;
+        s.add_channel_key()
+            .map_err(|e| ServerError::Hsm(e.to_string()))?;
+        keys.seal(data_dir, &folder_id, root)?;
         tracing::info!("demo fleet made before vault protocol v2: a channel key was added");
     }
-    let fresh = stored.is_none();
-    let secrets = Arc::new(match stored {
-        Some(s) => s,
-        // A new fleet gets its own id (the channel binds it, and the
-        // published artifact names it).
-        None => HsmSecrets::generate(
-            &if fleet_id.is_empty() {
-                let mut id = [0u8; 8];
-                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-                format!("local-{}", hex::encode(id))
-            } else {
-                fleet_id
-            },
-            guess_limit,
-        )
-        .map_err(|e| ServerError::Config(e.to_string()))?,
-    });
+    let secrets = keys.hsm_secrets.clone();
     let sm_secrets = secrets.clone();
+    let make_sm: coffer_fleet::inprocess::MakeStateMachine = Arc::new(move || {
+        Box::new(HsmState::new(sm_secrets.clone())) as Box<dyn coffer_fleet::StateMachine>
+    });
     let fleet = Arc::new(
-        InProcessFleet::start(nodes, data_dir, move || {
-            Box::new(HsmState::new(sm_secrets.clone())) as Box<dyn coffer_fleet::StateMachine>
-        })
-        .await
-        .map_err(|e| ServerError::Hsm(e.to_string()))?,
+        InProcessFleet::start_from(keys.nodes.clone(), data_dir, make_sm)
+            .await
+            .map_err(|e| ServerError::Hsm(e.to_string()))?,
     );
-    if fresh || upgraded {
-        let cs = read_configs(data_dir)?
-            .ok_or_else(|| ServerError::Hsm("the fleet file was not written".into()))?;
-        write_secrets(data_dir, &cs, &secrets)?;
-    }
     let replicator = Arc::new(AnyNode {
         fleet: fleet.clone(),
         next: AtomicUsize::new(0),
@@ -402,9 +348,20 @@ pub async fn start_with(
     let _ = fleet
         .wait_for_leader(std::time::Duration::from_secs(5))
         .await;
-    // The published fleet id is the HSMs' own: the one the channel binds.
+    // The published fleet id is the HSMs' own: the one the channel binds
+    // (a demo fleet made before protocol v2 named its node configs apart).
     let fleet_id = hsm.fleet_id().to_string();
-    let witness = start_witness(data_dir, &fleet_id, &hsm, nodes).await?;
+    let witness = match start_witness(
+        data_dir, &folder_id, root, &mut keys, &fleet_id, &hsm, nodes,
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => {
+            fleet.shutdown().await;
+            return Err(e);
+        }
+    };
     let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&witness.url)?);
     tracing::info!(nodes, witness = %witness.url, "embedded vault fleet started (simulated HSMs, demo witness)");
     Ok(EmbeddedVault {
@@ -417,6 +374,9 @@ pub async fn start_with(
 
 async fn start_witness(
     data_dir: &Path,
+    folder_id: &str,
+    root: &RootKey,
+    keys: &mut DemoKeys,
     fleet_id: &str,
     hsm: &Hsm,
     nodes: usize,
@@ -424,19 +384,14 @@ async fn start_witness(
     let wdir = data_dir.join(WITNESS_DIR);
     std::fs::create_dir_all(&wdir)
         .map_err(|e| ServerError::Io(format!("{}: {e}", wdir.display())))?;
-    let witness = ceremony::load_or_create_key(&wdir.join("witness.key"), "coffer-demo-witness")?;
-    let operator =
-        ceremony::load_or_create_key(&data_dir.join(DEMO_OPERATOR_KEY), "coffer-demo-operator")?;
-    let vendor = SimulatedVendor::new(ceremony::load_or_create_key(
-        &data_dir.join(DEMO_VENDOR_KEY),
-        "coffer-demo-hsm-vendor",
-    )?);
+    let witness = demo_keys::copy_signer(&keys.witness);
+    let operator = demo_keys::copy_signer(&keys.operator);
+    let vendor = SimulatedVendor::new(demo_keys::copy_signer(&keys.vendor));
     let ev_path = data_dir.join(ceremony::EVIDENCE_FILE);
     let channel_key = hsm
         .channel_public_key()
         .ok_or_else(|| ServerError::Config("the fleet has no channel key".into()))?;
     let now = coffer_witness::unix_now();
-    let ids_dir = data_dir.join("hsm-identities");
     let evidence = if ev_path.exists() {
         let ev = ceremony::read_evidence(&ev_path)?;
         let current = ev.fleet_keys().is_ok_and(|k| {
@@ -448,14 +403,17 @@ async fn start_witness(
             // A demo fleet made before vault protocol v2 (or whose fleet
             // id the artifact does not name): the same HSMs sign new
             // fleet keys with the channel key; published as the next epoch.
-            let mut ids = Vec::new();
-            for i in 1..=nodes {
-                let p = ids_dir.join(format!("hsm-{i}.key"));
-                ids.push(
-                    coffer_witness::keys::read_signer(&p)
-                        .map_err(|e| ServerError::Config(e.to_string()))?,
-                );
+            if keys.hsm_identities.len() != nodes {
+                return Err(ServerError::Config(format!(
+                    "the sealed keys hold {} HSM identities for {nodes} HSMs",
+                    keys.hsm_identities.len()
+                )));
             }
+            let ids = keys
+                .hsm_identities
+                .iter()
+                .map(demo_keys::copy_signer)
+                .collect();
             let c = ceremony::run_with_identities(
                 fleet_id,
                 &hsm.server_public_key(),
@@ -471,7 +429,7 @@ async fn start_witness(
             c.evidence
         }
     } else {
-        let c = ceremony::run(
+        let mut c = ceremony::run(
             fleet_id,
             &hsm.server_public_key(),
             &channel_key,
@@ -481,7 +439,12 @@ async fn start_witness(
             now,
             ceremony::DEFAULT_VALID_DAYS,
         )?;
-        ceremony::write(&c, data_dir, &ids_dir)?;
+        // The identity keys are sealed with the others before the evidence
+        // that names them is written: a crash in between runs the ceremony
+        // again next time, it never leaves evidence without its keys.
+        keys.hsm_identities = std::mem::take(&mut c.hsm_identities);
+        keys.seal(data_dir, folder_id, root)?;
+        ceremony::write_public(&c, data_dir)?;
         c.evidence
     };
     let keys = evidence

@@ -1,8 +1,8 @@
 use coffer_error::{ErrorKind, UserFacing};
 
 pub(crate) const CODES: &[&str] = &[
-    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V056", "CF-V017",
-    "CF-V071",
+    "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V056", "CF-V057",
+    "CF-V058", "CF-V017", "CF-V071",
 ];
 
 /// Why the vault server could not start or serve.
@@ -30,6 +30,12 @@ pub enum ServerError {
     Busy,
     #[error("the request did not arrive in time")]
     SlowRequest,
+    /// The demo fleet's sealed keys do not open with the root key given.
+    #[error("the local demo fleet's keys cannot be opened: {0}")]
+    DemoKeysLocked(String),
+    /// The folder holds a demo fleet's state but not its sealed keys.
+    #[error("the local demo fleet's sealed keys are missing: {0}")]
+    DemoKeysMissing(String),
 }
 
 impl UserFacing for ServerError {
@@ -43,6 +49,8 @@ impl UserFacing for ServerError {
             ServerError::Fleet(e) => e.kind(),
             ServerError::RateLimited | ServerError::Busy => ErrorKind::VaultUnavailable,
             ServerError::SlowRequest => ErrorKind::VaultUnreachable,
+            ServerError::DemoKeysLocked(_) => ErrorKind::InvalidInput,
+            ServerError::DemoKeysMissing(_) => ErrorKind::NotFound,
         }
     }
     fn code(&self) -> &'static str {
@@ -57,6 +65,8 @@ impl UserFacing for ServerError {
             ServerError::RateLimited => "CF-V054",
             ServerError::Busy => "CF-V055",
             ServerError::SlowRequest => "CF-V056",
+            ServerError::DemoKeysLocked(_) => "CF-V057",
+            ServerError::DemoKeysMissing(_) => "CF-V058",
         }
     }
     fn next_step(&self) -> String {
@@ -71,6 +81,8 @@ impl UserFacing for ServerError {
             ServerError::RateLimited => "Wait a few seconds and try again (no attempt was spent); if many computers share this network's public address, ask the vault operator to raise its per-address limits.".into(),
             ServerError::Busy => "Try again in a few seconds (no attempt was spent); operators: the node is overloaded or under attack, see its `[limits]` in docs/fleet.md.".into(),
             ServerError::SlowRequest => "Check the network connection and try again (no attempt was spent).".into(),
+            ServerError::DemoKeysLocked(_) => "The folder was sealed under another root key: the app keeps it in this computer's keyring, so use the computer and account that made this demo fleet (`coffer-vault embedded`: pass the --root-key-file it was started with). If the file was altered, the demo fleet cannot be opened; move its folder aside to start a new one (its vault records are then lost).".into(),
+            ServerError::DemoKeysMissing(_) => "demo-keys.sealed was removed from the folder, so the demo fleet cannot be opened; restore it from where it was copied, or move the folder aside to start a new demo fleet (its vault records are then lost).".into(),
         }
     }
 }

@@ -11,6 +11,9 @@
 //! * [`embedded`]: a whole fleet (5 nodes by default) in this process, on a
 //!   data directory, for the app's local demo fleet, with its own witness
 //!   (clearly labelled demo operator and vendor root keys).
+//! * [`demo_keys`]: every private key of that demo deployment, sealed in the
+//!   data directory under a root key the caller keeps elsewhere (the app:
+//!   the OS keyring), so the directory itself holds no usable key.
 //! * [`ceremony`]: the deployment ceremony (HSM identities attested by a
 //!   simulated vendor root, key-generation proofs, operator-signed
 //!   deployment evidence) and the first bundle's publication.
@@ -20,12 +23,15 @@
 //! * [`relay`]: the host relays the witness's validation blob in `status`
 //!   answers, with a consistency proof from the client's `known_log_size`.
 //!
-//! The HSMs are a **software simulation**: their internal keys live in the
-//! node config files (mode 0600), standing in for an HSM's key store.
+//! The HSMs are a **software simulation**: a node's internal keys live in its
+//! config file (mode 0600) standing in for an HSM's key store, or, for the
+//! embedded demo fleet, sealed under the caller's root key; either way they
+//! are in the memory of the process that runs the node.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod ceremony;
+pub mod demo_keys;
 pub mod embedded;
 mod error;
 pub mod limits;

@@ -34,6 +34,12 @@ enum Command {
     Embedded {
         #[arg(long)]
         data_dir: PathBuf,
+        /// The root key the demo fleet's private keys are sealed under (64
+        /// hex digits, mode 0600; made there if the file does not exist).
+        /// A test and demo convenience: the app keeps this key in the OS
+        /// keyring. It must not be inside --data-dir.
+        #[arg(long)]
+        root_key_file: PathBuf,
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
         #[arg(long, default_value_t = 5)]
@@ -192,11 +198,20 @@ async fn main() -> ExitCode {
         },
         Command::Embedded {
             data_dir,
+            root_key_file,
             listen,
             nodes,
         } => {
+            let root = match coffer_vault::demo_keys::read_or_create_root_key_file(
+                &root_key_file,
+                &data_dir,
+            ) {
+                Ok(k) => k,
+                Err(e) => return fail(e),
+            };
             let v = match coffer_vault::embedded::start_with(
                 &data_dir,
+                &root,
                 nodes,
                 coffer_hsm::DEFAULT_GUESS_LIMIT,
             )
@@ -207,6 +222,7 @@ async fn main() -> ExitCode {
             };
             match v.serve(&listen).await {
                 Ok((addr, task)) => {
+                    let term = wait_term();
                     println!(
                         "{}",
                         serde_json::json!({
@@ -225,7 +241,7 @@ async fn main() -> ExitCode {
                     );
                     tokio::select! {
                         _ = tokio::signal::ctrl_c() => {}
-                        _ = wait_term() => {}
+                        _ = term => {}
                         _ = task => {}
                     }
                     v.shutdown().await;
@@ -237,14 +253,18 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn wait_term() {
+/// Waits for SIGTERM. The handler is installed when this is called (not
+/// when the future is first polled), so a SIGTERM sent as soon as the
+/// process said it is ready is never taken by the default action.
+fn wait_term() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut s) = term {
             s.recv().await;
             return;
         }
+        std::future::pending::<()>().await
     }
-    std::future::pending::<()>().await
 }

@@ -218,9 +218,14 @@ impl rand::CryptoRng for Replayed {}
 
 async fn fleet() -> (tempfile::TempDir, EmbeddedVault) {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(&dir.path().join("fleet"), 3, 10)
-        .await
-        .unwrap();
+    let v = embedded::start_with(
+        &dir.path().join("fleet"),
+        &embedded::generate_root_key(),
+        3,
+        10,
+    )
+    .await
+    .unwrap();
     (dir, v)
 }
 

@@ -45,7 +45,8 @@ async fn post(url: &str, path: &str, body: Vec<u8>) -> (u16, serde_json::Value) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start(dir.path()).await.unwrap();
+    let root = embedded::generate_root_key();
+    let v = embedded::start(dir.path(), &root).await.unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let client = VaultClient::http(&url, Arc::new(v.pinned())).unwrap();
@@ -53,11 +54,11 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("hsm-secrets.json"))
+        let mode = std::fs::metadata(dir.path().join(coffer_vault::demo_keys::KEYS_FILE))
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o077, 0, "the sealed HSM secrets are private");
+        assert_eq!(mode & 0o777, 0o600, "the sealed keys are private as well");
     }
     let st = client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
@@ -125,7 +126,7 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
     drop(v);
 
     // A whole restart from the same data directory: same fleet key, same records.
-    let v2 = embedded::start(dir.path()).await.unwrap();
+    let v2 = embedded::start(dir.path(), &root).await.unwrap();
     let c2 = v2.client();
     assert_eq!(
         c2.recover("alice", &code("nope")).await.unwrap_err(),
@@ -142,12 +143,21 @@ async fn embedded_fleet_over_http_round_trip_faults_and_restart() {
         &[42; 32]
     );
     v2.shutdown().await;
+    drop(v2);
+
+    // Another root key opens nothing (and starts nothing).
+    match embedded::start(dir.path(), &embedded::generate_root_key()).await {
+        Err(e) => assert_eq!(e.code(), "CF-V057", "{e}"),
+        Ok(_) => panic!("the demo fleet started under another root key"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_oversized_truncated_and_version_1_requests_get_json_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 1, 10).await.unwrap();
+    let v = embedded::start_with(dir.path(), &embedded::generate_root_key(), 1, 10)
+        .await
+        .unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let valid = br#"{"v":2,"msg":{"type":"status"}}"#.to_vec();
@@ -261,7 +271,9 @@ async fn login_start_on_the_wire(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_for_live_unknown_deleted_and_destroyed_accounts_look_alike_on_the_wire() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 3, 3).await.unwrap();
+    let v = embedded::start_with(dir.path(), &embedded::generate_root_key(), 3, 3)
+        .await
+        .unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}");
     let client = VaultClient::http(&url, Arc::new(v.pinned())).unwrap();

@@ -3,10 +3,9 @@
 //! the same HSMs sign new fleet keys with it, published as the next epoch;
 //! the records stay, and a client that remembered the old epoch follows.
 
-use base64::Engine as _;
-use coffer_fleet::inprocess::FLEET_FILE;
-use coffer_fleet::NodeConfig;
-use coffer_hsm::{HsmSecrets, Sealer};
+use std::sync::Arc;
+
+use coffer_vault::demo_keys::{self, DemoKeys, RootKey};
 use coffer_vault::embedded;
 use coffer_vault_client::{ExposeSecret, SecretBox, SecretString};
 
@@ -14,37 +13,19 @@ fn code(s: &str) -> SecretString {
     SecretString::from(s.to_string())
 }
 
-fn sealer(c: &NodeConfig) -> Sealer {
-    let mut k = [0u8; 64];
-    k.copy_from_slice(c.sealing_key.expose());
-    Sealer::new(k.into())
-}
-
-/// Rewrites the demo fleet's sealed secrets as an older build wrote them.
-fn strip_channel_key(dir: &std::path::Path) {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let configs: Vec<NodeConfig> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(FLEET_FILE)).unwrap()).unwrap();
-    let sealed: Vec<String> =
-        serde_json::from_slice(&std::fs::read(dir.join("hsm-secrets.json")).unwrap()).unwrap();
-    let old: Vec<String> = configs
-        .iter()
-        .zip(&sealed)
-        .map(|(c, s)| {
-            let secrets = HsmSecrets::open_under(&sealer(c), &b64.decode(s).unwrap())
-                .unwrap()
-                .without_channel_key();
-            b64.encode(secrets.seal_under(&sealer(c)))
-        })
-        .collect();
-    std::fs::write(
-        dir.join("hsm-secrets.json"),
-        serde_json::to_vec(&old).unwrap(),
-    )
-    .unwrap();
-    let c = &configs[0];
-    let check = HsmSecrets::open_under(&sealer(c), &b64.decode(&old[0]).unwrap()).unwrap();
-    assert_eq!(check.channel_public_key(), None);
+/// Rewrites the demo fleet's sealed keys as an older build wrote them: the
+/// fleet secrets without a channel key.
+fn strip_channel_key(dir: &std::path::Path, root: &RootKey) {
+    let folder = demo_keys::folder_id(dir).unwrap().unwrap();
+    let mut keys = DemoKeys::open(dir, &folder, root).unwrap();
+    let secrets = Arc::try_unwrap(keys.hsm_secrets)
+        .ok()
+        .unwrap()
+        .without_channel_key();
+    keys.hsm_secrets = Arc::new(secrets);
+    keys.seal(dir, &folder, root).unwrap();
+    let check = DemoKeys::open(dir, &folder, root).unwrap();
+    assert_eq!(check.hsm_secrets.channel_public_key(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +33,8 @@ async fn a_demo_fleet_made_before_the_channel_gets_a_channel_key_and_keeps_its_r
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
     let trust = tmp.path().join("trust.json");
-    let v = embedded::start_with(&dir, 3, 10).await.unwrap();
+    let root = embedded::generate_root_key();
+    let v = embedded::start_with(&dir, &root, 3, 10).await.unwrap();
     let ota = v.ota_client(Some(trust.clone())).unwrap();
     let r = ota.verify().await.unwrap();
     assert!(r.verified && r.epoch == Some(1), "{r:#?}");
@@ -68,8 +50,8 @@ async fn a_demo_fleet_made_before_the_channel_gets_a_channel_key_and_keeps_its_r
     v.shutdown().await;
     drop(v);
 
-    strip_channel_key(&dir);
-    let v = embedded::start_with(&dir, 3, 10).await.unwrap();
+    strip_channel_key(&dir, &root);
+    let v = embedded::start_with(&dir, &root, 3, 10).await.unwrap();
     assert_ne!(v.channel_key(), old_channel, "a new channel key");
     assert_eq!(v.channel_key(), v.hsm().channel_public_key().unwrap());
     // The client that saw epoch 1 follows to epoch 2 (consistent log).
@@ -95,7 +77,7 @@ async fn a_demo_fleet_made_before_the_channel_gets_a_channel_key_and_keeps_its_r
     drop(v);
 
     // Started again: the same key, nothing new published.
-    let v = embedded::start_with(&dir, 3, 10).await.unwrap();
+    let v = embedded::start_with(&dir, &root, 3, 10).await.unwrap();
     assert_eq!(v.channel_key(), key);
     let r = v.ota_client(Some(trust)).unwrap().verify().await.unwrap();
     assert!(r.verified && r.epoch == Some(2), "{r:#?}");

@@ -106,7 +106,9 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_fleet_envelope_fits_the_fleet_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 3, 10).await.unwrap();
+    let v = embedded::start_with(dir.path(), &embedded::generate_root_key(), 3, 10)
+        .await
+        .unwrap();
     // Envelope sizes by what they carry (the body's first byte is the raft
     // message's variant: 0 append, 2 snapshot chunk).
     let largest = Arc::new([(); 5].map(|_| AtomicUsize::new(0)));

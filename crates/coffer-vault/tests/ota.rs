@@ -13,6 +13,7 @@ use coffer_transparency::{
     verify_evidence, CheckName, CheckStatus, DeploymentEvidence, FleetKeys, NoteSigner, TrustState,
     VerificationReport, NAMESPACE,
 };
+use coffer_vault::demo_keys;
 use coffer_vault::embedded::{self, EmbeddedVault};
 use coffer_vault::relay::{BundleSource, RelayTransport, WitnessSource};
 use coffer_vault_client::{
@@ -158,10 +159,12 @@ fn rewrite_blob(f: impl Fn(&mut serde_json::Value) + Send + Sync + 'static) -> R
 async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("vault");
-    let v = embedded::start_with(&data, 3, 10).await.unwrap();
+    let root = embedded::generate_root_key();
+    let v = embedded::start_with(&data, &root, 3, 10).await.unwrap();
     let trust = dir.path().join("trust.json");
 
-    // --- The ceremony's outputs: evidence (public), demo roots (0600).
+    // --- The ceremony's outputs: evidence (public); the demo roots, the
+    // witness key and the HSM identities sealed under the root key.
     let ev_text = std::fs::read_to_string(data.join("deployment-evidence.json")).unwrap();
     let ev: DeploymentEvidence = serde_json::from_str(&ev_text).unwrap();
     assert_eq!(&ev, v.evidence());
@@ -172,19 +175,26 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     assert!(ev_keys
         .check_session_key(&v.fleet_key(), coffer_witness::unix_now())
         .is_ok());
-    #[cfg(unix)]
+    let folder_id = demo_keys::folder_id(&data).unwrap().unwrap();
+    let sealed = demo_keys::DemoKeys::open(&data, &folder_id, &root).unwrap();
+    assert_eq!(sealed.operator.verifier(), v.operator_key());
+    assert_eq!(sealed.vendor.verifier(), v.vendor_root());
+    assert_eq!(sealed.witness.verifier(), v.witness_key());
+    assert_eq!(
+        sealed
+            .hsm_identities
+            .iter()
+            .map(|k| k.name().to_string())
+            .collect::<Vec<_>>(),
+        vec!["hsm-1", "hsm-2", "hsm-3"]
+    );
     for f in [
-        embedded::DEMO_OPERATOR_KEY,
-        embedded::DEMO_VENDOR_KEY,
+        "demo-operator-root.key",
+        "demo-vendor-root.key",
         "witness/witness.key",
-        "hsm-identities/hsm-1.key",
+        "hsm-identities",
     ] {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(data.join(f))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o077, 0, "{f} is private");
+        assert!(!data.join(f).exists(), "{f} is not in the folder");
     }
     assert!(v.operator_key().name().contains("demo"));
 
@@ -468,8 +478,8 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     // --- A forked log: the same witness key signs a second tree (other
     // entries at the same size) on another witness instance.
     let fork_dir = tempfile::tempdir().unwrap();
-    let wkey = coffer_witness::keys::read_signer(&data.join("witness/witness.key")).unwrap();
-    let op = coffer_witness::keys::read_signer(&data.join(embedded::DEMO_OPERATOR_KEY)).unwrap();
+    let stolen = demo_keys::DemoKeys::open(&data, &folder_id, &root).unwrap();
+    let (wkey, op) = (stolen.witness, stolen.operator);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fork_url = format!("http://{}", listener.local_addr().unwrap());
     let store = coffer_witness::store::Store::open(
@@ -564,7 +574,10 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_the_ceremony_and_the_log_and_publishes_nothing_new() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 1, 10).await.unwrap();
+    let root = embedded::generate_root_key();
+    let v = embedded::start_with(dir.path(), &root, 1, 10)
+        .await
+        .unwrap();
     let ev = v.evidence().clone();
     let wk = v.witness_key();
     let trust = dir.path().join("trust.json");
@@ -578,7 +591,9 @@ async fn a_restart_keeps_the_ceremony_and_the_log_and_publishes_nothing_new() {
     );
     v.shutdown().await;
     drop(v);
-    let v = embedded::start_with(dir.path(), 1, 10).await.unwrap();
+    let v = embedded::start_with(dir.path(), &root, 1, 10)
+        .await
+        .unwrap();
     assert_eq!(v.evidence(), &ev);
     assert_eq!(v.witness_key(), wk);
     let r = v.ota_client(Some(trust)).unwrap().verify().await.unwrap();

@@ -24,7 +24,9 @@ fn log_index(v: &embedded::EmbeddedVault) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_status_requests_share_one_quorum_probe() {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(dir.path(), 3, 10).await.unwrap();
+    let v = embedded::start_with(dir.path(), &embedded::generate_root_key(), 3, 10)
+        .await
+        .unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let url = format!("http://{addr}/v1/vault");
     let body = encode_request(&Request::Status {

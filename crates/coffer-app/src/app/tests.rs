@@ -438,8 +438,44 @@ fn paths_must_be_absolute_and_data_dir_errors_are_clear() {
     assert!(report.next_step.contains("--data-dir"), "{report:?}");
 }
 
+/// Set in the child process that runs a test against a private keyring.
+const KEYRING_CHILD: &str = "COFFER_APP_UNIT_KEYRING_CHILD";
+
+/// Runs `test` (this module's test of that name) again in a child process
+/// whose session bus has its own unlocked gnome-keyring, as the local demo
+/// fleet needs a keyring that outlives a restart. Returns true in the child.
+fn in_private_keyring(test: &str) -> bool {
+    if std::env::var_os(KEYRING_CHILD).is_some() {
+        return true;
+    }
+    let keyring = coffer_testenv::start_keyring();
+    coffer_testenv::run_test_in_child(
+        &format!("app::tests::{test}"),
+        &[
+            (KEYRING_CHILD, "1"),
+            ("DBUS_SESSION_BUS_ADDRESS", &keyring.address),
+        ],
+    );
+    false
+}
+
+/// An app on `dir` with the OS keyring (in the private keyring's child).
+fn keyring_app(dir: &Path) -> App {
+    App::with_parts(
+        dir.to_path_buf(),
+        Arc::new(OsKeyring::with_backends(vec![
+            KeyringBackend::SecretService,
+        ])),
+        Arc::new(Collect::default()),
+    )
+    .unwrap()
+}
+
 #[test]
 fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
+    if !in_private_keyring("vault_mode_first_run_recover_elsewhere_change_code_and_delete_record") {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let fleet = tmp.path().join("fleet");
     let src = tmp.path().join("src");
@@ -453,7 +489,7 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
         "violet tangerine orbit 42",
     );
 
-    let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
+    let a = keyring_app(&tmp.path().join("data1"));
     a.set_vault_dir(fleet.clone());
     assert_eq!(
         a.create_vault_repository(r, acct, code.into(), "other".into())
@@ -482,7 +518,7 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     let k = a
         .create_vault_repository(r, acct, code.into(), code.into())
         .unwrap();
-    assert!(!k.keyring_saved);
+    assert!(k.keyring_saved);
     a.complete_onboarding(set_input("Docs", &src, &repo))
         .unwrap();
     assert_eq!(a.overview().key_mode, Some(KeyMode::RecoveryCode));
@@ -492,8 +528,9 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     );
     a.shutdown_vault();
 
-    // A new computer: fresh data directory, same vault.
-    let b = app(&tmp.path().join("data2"), Arc::new(Collect::default()));
+    // A new installation: fresh data directory, same vault (on this
+    // computer: the demo fleet's key is in this keyring).
+    let b = keyring_app(&tmp.path().join("data2"));
     b.set_vault_dir(fleet.clone());
     let e = b
         .unlock_with_recovery_code(r, acct, "not my code at all".into())
@@ -543,6 +580,17 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     let mut needles = secret_encodings(&rk.recovery_key().to_display_string(), rk.expose_bytes());
     needles.push(code.as_bytes().to_vec());
     needles.push(new_code.as_bytes().to_vec());
+    // The demo fleet's keys are sealed in its folder under a root key that
+    // is in the keyring, under the folder's id.
+    let id = coffer_vault::demo_keys::folder_id(&fleet).unwrap().unwrap();
+    let ks = OsKeyring::with_backends(vec![KeyringBackend::SecretService]);
+    let root = ks
+        .load(&crate::keyring::demo_fleet_account(&id))
+        .unwrap()
+        .expect("the root key is in the keyring");
+    needles.push(root.to_vec());
+    needles.push(hex::encode(*root).into_bytes());
+    assert!(fleet.join(coffer_vault::demo_keys::KEYS_FILE).is_file());
     for root in [
         tmp.path().join("data1"),
         tmp.path().join("data2"),
@@ -551,6 +599,48 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     ] {
         scan_for_secrets(&root, &needles);
     }
+    println!("{}", coffer_testenv::CHILD_PASSED);
+}
+
+#[test]
+fn vault_mode_with_the_demo_fleet_needs_a_keyring_and_key_mode_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let a = app(&tmp.path().join("data"), Arc::new(Collect::default()));
+    let fleet = tmp.path().join("fleet");
+    a.set_vault_dir(fleet.clone());
+    for e in [
+        a.vault_info().unwrap_err(),
+        a.create_vault_repository(
+            r,
+            "ann",
+            "correct horse battery".into(),
+            "correct horse battery".into(),
+        )
+        .unwrap_err(),
+    ] {
+        assert_eq!(e.code, "CF-A014", "{e:?}");
+        assert_eq!(e.kind, ErrorKind::KeyringUnavailable);
+        assert!(
+            e.next_step.contains("Unlock or start your desktop keyring"),
+            "{e:?}"
+        );
+        assert!(e.next_step.contains("not wrong"), "{e:?}");
+        assert!(e.next_step.contains("Key mode"), "{e:?}");
+    }
+    assert!(
+        !fleet.exists(),
+        "nothing written without a keyring, no file fallback"
+    );
+    assert!(!repo.exists());
+    // Key mode needs no keyring (as before).
+    let k = a.create_key_repository(r).unwrap();
+    let g = k.confirm_group as usize;
+    a.confirm_recovery_key(k.confirm_group, &k.groups[g - 1])
+        .unwrap();
+    assert!(repo.is_file());
+    assert!(!fleet.exists());
 }
 
 /// A real fleet (the embedded one's public API) served over loopback HTTP,
@@ -569,7 +659,12 @@ impl LoopbackVault {
             .build()
             .unwrap();
         let vault = rt
-            .block_on(coffer_vault::embedded::start_with(dir, 3, 10))
+            .block_on(coffer_vault::embedded::start_with(
+                dir,
+                &coffer_vault::embedded::generate_root_key(),
+                3,
+                10,
+            ))
             .unwrap();
         let (addr, _server) = rt.block_on(vault.serve("127.0.0.1:0")).unwrap();
         LoopbackVault {
@@ -920,6 +1015,11 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
 /// old record deleted; afterwards only the new vault recovers the backups.
 #[test]
 fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() {
+    if !in_private_keyring(
+        "the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes",
+    ) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
     let remote = lv.choice();
@@ -931,7 +1031,8 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
     std::fs::write(src.join("a.txt"), b"alpha").unwrap();
 
     let data1 = tmp.path().join("data1");
-    let a = app(&data1, Arc::new(Collect::default()));
+    // The embedded demo fleet keeps its root key in the keyring.
+    let a = keyring_app(&data1);
     // Nothing registered yet: nothing to move (Save chooses a vault then).
     assert_eq!(
         a.move_recovery_code(remote.clone(), acct, code.into())
@@ -1004,7 +1105,7 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
 
     // The old vault's record is gone for good.
     let data2 = tmp.path().join("data2");
-    let b = app(&data2, Arc::new(Collect::default()));
+    let b = keyring_app(&data2);
     b.set_vault_dir(data1.join("vault"));
     let e = b
         .unlock_with_recovery_code(r, acct, code.into())
@@ -1032,6 +1133,7 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
             .snapshots,
         1
     );
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
 
 /// After "Move the data folder" (until the restart) nothing may change the
