@@ -86,7 +86,11 @@ fn a_fresh_client_refuses_a_superseded_epoch_that_a_relay_shows_it() {
     let dir = tempfile::tempdir().unwrap();
     // Fleet A (the embedded fleet): its keys are epoch 1 on its witness.
     let v = rt
-        .block_on(coffer_vault::embedded::start_with(&dir.path().join("a"), 1, 10))
+        .block_on(coffer_vault::embedded::start_with(
+            &dir.path().join("a"),
+            1,
+            10,
+        ))
         .unwrap();
     // Fleet B, by the same operator, replaces fleet A as epoch 2.
     let mut b = v.evidence().fleet_keys().unwrap();
@@ -125,8 +129,12 @@ fn a_fresh_client_refuses_a_superseded_epoch_that_a_relay_shows_it() {
         &ok,
     ]);
     let out = text(&o);
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(j["fleet_key_verified"], false, "the superseded epoch 1 was accepted: {j}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        j["fleet_key_verified"], false,
+        "the superseded epoch 1 was accepted: {j}"
+    );
     assert_eq!(j["verification"]["verified"], false, "{j}");
     let err = j["fleet_key_error"].as_str().unwrap_or_default();
     assert!(err.contains("CF-T046"), "{j}");

@@ -171,6 +171,7 @@ mod tests {
             last_epoch: Some(2),
             last_digest: Some("ab".repeat(32)),
             last_checkpoint: Some("origin\n1\nroot\n\n— sig\n".into()),
+            fleet_id: Some("f".into()),
         };
         write_trust_state(&p, &st).unwrap();
         assert_eq!(read_trust_state(&p).unwrap(), st);

@@ -134,6 +134,42 @@ impl Store {
         Ok(out)
     }
 
+    /// The raw leaves `[0, size)`, each rebuilt from its stored fields
+    /// (`witness_message || witness_signature`), and checked against the
+    /// stored leaf hash.
+    pub fn leaves(&self, size: u64) -> Result<Vec<Vec<u8>>, WitnessError> {
+        let mut st = self.conn.prepare(
+            "SELECT namespace, epoch, timestamp, digest, witness_signature, leaf_hash FROM entries WHERE idx < ?1 ORDER BY idx",
+        )?;
+        let rows = st.query_map(params![size.min(i64::MAX as u64) as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (ns, epoch, ts, digest, wsig, lh) = r?;
+            let bad = || WitnessError::Storage("a stored entry is malformed".into());
+            let digest = parse_digest(&digest).map_err(|_| bad())?;
+            let wsig: [u8; 64] = base64_decode(&wsig)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(bad)?;
+            let leaf = log_leaf(&ns, epoch, ts, &digest, &wsig);
+            if leaf_hash(&leaf).as_slice() != lh.as_slice() {
+                return Err(WitnessError::Storage(
+                    "a stored entry does not match its leaf hash".into(),
+                ));
+            }
+            out.push(leaf);
+        }
+        Ok(out)
+    }
+
     pub fn latest_checkpoint_note(&self) -> Result<Option<String>, WitnessError> {
         Ok(self
             .conn
@@ -456,12 +492,18 @@ impl Store {
             }),
             None => None,
         };
+        let entries = coffer_transparency::tiles::entry_bundles(&self.leaves(cp.size)?)
+            .map_err(|e| WitnessError::Storage(e.to_string()))?
+            .iter()
+            .map(|b| b64(b))
+            .collect();
         Ok(ValidationBlob {
             bundle,
             leaf_index: idx,
             inclusion_proof: proof_to_b64(&incl),
             checkpoint: note,
             consistency,
+            entries,
         })
     }
 
