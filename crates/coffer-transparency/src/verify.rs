@@ -570,6 +570,16 @@ impl Verifier {
     /// Over-the-air mode: every check of the bundle, the log and the
     /// client's remembered state. Runs every check and reports each.
     pub fn verify_ota(&self, input: &OtaInput<'_>) -> Outcome {
+        self.verify_ota_with(input, true)
+    }
+
+    /// [`Verifier::verify_ota`] for an audit of a past epoch: every check
+    /// but the first-contact rule (a past epoch is superseded by design).
+    pub fn verify_historical(&self, input: &OtaInput<'_>) -> Outcome {
+        self.verify_ota_with(input, false)
+    }
+
+    fn verify_ota_with(&self, input: &OtaInput<'_>, latest_required: bool) -> Outcome {
         let blob = input.blob;
         let bundle = &blob.bundle;
         let mut report = self.empty_report(VerificationMode::OverTheAir);
@@ -697,6 +707,10 @@ impl Verifier {
                 None,
             );
             match &leaves {
+                Some(_) if !latest_required => rec.skip(
+                    CheckName::Latest,
+                    "an audit of a past epoch: later epochs are expected",
+                ),
                 Some(leaves) => {
                     rec.record(
                         CheckName::Latest,

@@ -122,7 +122,7 @@ pub async fn audit_namespace(
         if let Some(d) = doc {
             v.evidence_url = Some(d.source.clone());
         }
-        let o = v.verify_ota(&OtaInput {
+        let o = v.verify_historical(&OtaInput {
             blob: &blob,
             state: &state,
             now: at,

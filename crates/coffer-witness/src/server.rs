@@ -3,6 +3,7 @@
 use crate::api::{
     CountersignRequest, InclusionResponse, KeysResponse, SubmitRequest, SubmitResponse,
 };
+use crate::cosigning::Cosigning;
 use crate::store::Store;
 use crate::{unix_now, WitnessError};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -21,7 +22,22 @@ pub const MAX_BODY_BYTES: usize = 128 * 1024;
 /// Every request must finish within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Shared = Arc<Mutex<Store>>;
+/// The store, shared by the handlers and the cosigning rounds.
+pub type Shared = Arc<Mutex<Store>>;
+
+/// The router's state: the store and, when a trust policy names
+/// cosigners, the cosigning client.
+#[derive(Clone)]
+struct AppState {
+    store: Shared,
+    cosigning: Option<Arc<Cosigning>>,
+}
+
+impl axum::extract::FromRef<AppState> for Shared {
+    fn from_ref(s: &AppState) -> Shared {
+        s.store.clone()
+    }
+}
 
 impl IntoResponse for WitnessError {
     fn into_response(self) -> Response {
@@ -41,7 +57,7 @@ impl IntoResponse for WitnessError {
     }
 }
 
-fn with_store<T>(
+pub fn with_store<T>(
     s: &Shared,
     f: impl FnOnce(&mut Store) -> Result<T, WitnessError>,
 ) -> Result<T, WitnessError> {
@@ -53,8 +69,19 @@ fn with_store<T>(
 
 /// The router over a store.
 pub fn router(store: Store) -> Router {
+    router_parts(store, None).0
+}
+
+/// The router over a store that collects cosignatures with `cosigning`
+/// (after every append; run [`crate::cosigning::spawn_loop`] for the
+/// periodic rounds), and the shared store for that loop.
+pub fn router_parts(store: Store, cosigning: Option<Arc<Cosigning>>) -> (Router, Shared) {
     let shared: Shared = Arc::new(Mutex::new(store));
-    Router::new()
+    let state = AppState {
+        store: shared.clone(),
+        cosigning,
+    };
+    let r = Router::new()
         .route("/v1/submit", post(submit))
         .route("/v1/countersign", post(countersign))
         .route("/v1/keys", get(keys))
@@ -73,7 +100,8 @@ pub fn router(store: Store) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(shared)
+        .with_state(state);
+    (r, shared)
 }
 
 /// Parses a JSON body into `T`, turning every rejection into a JSON error.
@@ -124,10 +152,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
 }
 
 async fn submit(
-    State(s): State<Shared>,
+    State(app): State<AppState>,
     JsonBody(req): JsonBody<SubmitRequest>,
 ) -> Result<Json<SubmitResponse>, WitnessError> {
-    with_store(&s, |st| {
+    let s = app.store.clone();
+    let r = with_store(&s, |st| {
         let r = st.submit(
             &req.namespace,
             req.epoch,
@@ -144,7 +173,15 @@ async fn submit(
             witness_signature: r.proof.witness_signature,
             entry_url: st.entry_url(r.leaf_index),
         }))
-    })
+    })?;
+    // The new checkpoint goes to the cosigners before the answer, so the
+    // blobs served from now on carry a cosigned checkpoint of it.
+    if let Some(c) = &app.cosigning {
+        if let Err(e) = c.round(&s).await {
+            tracing::warn!(error = %e, "cosigning after an append failed");
+        }
+    }
+    Ok(r)
 }
 
 async fn countersign(
@@ -196,7 +233,7 @@ async fn validation(
 async fn checkpoint(State(s): State<Shared>) -> Result<impl IntoResponse, WitnessError> {
     with_store(&s, |st| {
         let note = st
-            .latest_checkpoint_note()?
+            .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::NotFound("a checkpoint".into()))?;
         Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
     })

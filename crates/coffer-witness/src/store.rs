@@ -54,6 +54,8 @@ pub struct Store {
     signer: NoteSigner,
     operator: NoteVerifier,
     base_url: String,
+    /// The latest checkpoint with the cosignatures collected for it.
+    cosigned: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,6 +87,7 @@ impl Store {
             signer,
             operator,
             base_url: base_url.trim_end_matches('/').to_string(),
+            cosigned: None,
         };
         if s.size()? == 0 && s.latest_checkpoint_note()?.is_none() {
             // The empty tree's checkpoint, so clients can start from size 0.
@@ -179,6 +182,42 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// Keeps `note` (the latest checkpoint with cosignature lines) to serve
+    /// while it is the latest checkpoint.
+    pub fn set_cosigned(&mut self, note: &str) -> Result<(), WitnessError> {
+        let cp = Checkpoint::open(note, &self.signer.verifier())
+            .map_err(|e| WitnessError::Storage(e.to_string()))?;
+        if cp.size == self.size()? {
+            self.cosigned = Some(note.to_string());
+        }
+        Ok(())
+    }
+
+    /// The checkpoint to serve: the latest, with its cosignatures when they
+    /// were collected for it.
+    pub fn served_checkpoint_note(&self) -> Result<Option<String>, WitnessError> {
+        let Some(latest) = self.latest_checkpoint_note()? else {
+            return Ok(None);
+        };
+        if let Some(c) = &self.cosigned {
+            if c.starts_with(latest.as_str()) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        Ok(Some(latest))
+    }
+
+    /// The consistency proof (hashes) from size `first` to size `second`.
+    pub fn consistency_hashes(&self, first: u64, second: u64) -> Result<Vec<Hash>, WitnessError> {
+        let leaves = self.leaf_hashes(second)?;
+        if (leaves.len() as u64) < second {
+            return Err(WitnessError::BadRequest(format!(
+                "size {second} is larger than the log"
+            )));
+        }
+        consistency_proof(first, &leaves).map_err(|e| WitnessError::BadRequest(e.to_string()))
     }
 
     /// Checks, signs and appends a submission (or returns the existing entry
@@ -468,7 +507,7 @@ impl Store {
         let bundle = self.bundle(ns, epoch)?;
         let idx = self.index_of(ns, epoch)?;
         let note = self
-            .latest_checkpoint_note()?
+            .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::Storage("no checkpoint".into()))?;
         let cp = Checkpoint::open(&note, &self.signer.verifier())
             .map_err(|e| WitnessError::Storage(e.to_string()))?;
@@ -651,16 +690,36 @@ mod tests {
             .is_err());
         assert!(s.conn.execute("DELETE FROM checkpoints", []).is_err());
         assert_eq!(s.self_check().unwrap(), 2);
-        // Proofs from the store verify against its checkpoint.
-        let blob = s.validation(NAMESPACE, 1, Some(1)).unwrap();
+        // Proofs from the store verify against its checkpoint; epoch 1 is
+        // superseded by epoch 3 in it, epoch 3 is the one to accept.
         let v = coffer_transparency::Verifier::new(s.witness_key(), op.verifier());
-        let o = v.verify_ota(&coffer_transparency::OtaInput {
-            blob: &blob,
-            state: &Default::default(),
-            now: 1_800_000_000,
-            session_server_key: None,
-            evidence: None,
-        });
+        let check = |blob: &ValidationBlob| {
+            v.verify_ota(&coffer_transparency::OtaInput {
+                blob,
+                state: &Default::default(),
+                now: 1_800_000_000,
+                session_server_key: None,
+                evidence: None,
+            })
+        };
+        let o = check(&s.validation(NAMESPACE, 1, Some(1)).unwrap());
+        assert!(
+            matches!(
+                o.error,
+                Some(coffer_transparency::VerifyError::Superseded {
+                    epoch: 1,
+                    latest: 3,
+                    ..
+                })
+            ),
+            "{:#?}",
+            o.report
+        );
+        let e3 = s.entry(1).unwrap();
+        let csig = operator_countersign(&op, &entry_proof(&e3).witness_signature_bytes().unwrap());
+        s.countersign(NAMESPACE, 3, &b64(&csig)).unwrap();
+        let o = check(&s.validation(NAMESPACE, 3, Some(1)).unwrap());
         assert!(o.report.verified, "{:#?}", o.report);
+        assert_eq!(s.leaves(2).unwrap().len(), 2);
     }
 }
