@@ -101,6 +101,8 @@ struct EmbeddedWitness {
     vendor_root: NoteVerifier,
     evidence: DeploymentEvidence,
     task: tokio::task::JoinHandle<()>,
+    /// The demo cosigners, their policy and the log's cosigning rounds.
+    cosigners: crate::cosigners::DemoCosigners,
 }
 
 /// A ready over-the-air client of the embedded fleet and what the
@@ -159,7 +161,7 @@ pub struct PanelRow {
 /// the verified artifact), then the other checks of the report.
 pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
     use coffer_transparency::{CheckName as N, CheckStatus as S};
-    let known: [(N, &str, &str); 12] = [
+    let known: [(N, &str, &str); 15] = [
         (
             N::SessionKey,
             "pinned-key",
@@ -208,6 +210,21 @@ pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
             "Epoch not older than the last one seen",
         ),
         (N::Checkpoint, "checkpoint", "Witness checkpoint signature"),
+        (
+            N::Cosignatures,
+            "cosignatures",
+            "Checkpoint cosigned recently by the policy's quorum of cosigners",
+        ),
+        (
+            N::LogEntries,
+            "log-entries",
+            "Every entry of the witness log rebuilt and checked",
+        ),
+        (
+            N::Latest,
+            "latest",
+            "The bundle is the latest epoch in the log (first contact)",
+        ),
     ];
     known
         .iter()
@@ -452,10 +469,21 @@ async fn start_witness(
             }
         }),
     );
-    let app = coffer_witness::server::router(store).merge(evidence_route);
+    let mut cosigners = crate::cosigners::start(&wdir, &key).await?;
+    let cosigning = Arc::new(
+        coffer_witness::cosigning::Cosigning::new(cosigners.log_policy.clone(), key.clone())
+            .map_err(|e| ServerError::Witness(e.to_string()))?,
+    );
+    let (router, shared) = coffer_witness::server::router_parts(store, Some(cosigning.clone()));
+    let app = router.merge(evidence_route);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    cosigners.tasks.push(coffer_witness::cosigning::spawn_loop(
+        shared,
+        cosigning,
+        crate::cosigners::COSIGN_INTERVAL,
+    ));
     if let Some(link) = ceremony::publish_first(&url, &operator, &keys).await? {
         tracing::info!(entry = %link, "demo fleet keys published as epoch 1");
     }
@@ -466,6 +494,7 @@ async fn start_witness(
         vendor_root: vendor.root(),
         evidence,
         task,
+        cosigners,
     })
 }
 
@@ -521,7 +550,14 @@ impl EmbeddedVault {
         v.vendor_root = Some(self.vendor_root());
         v.witness_url = Some(self.witness.url.clone());
         v.evidence_url = Some(self.evidence_url());
+        v.policy = Some(self.policy().clone());
         v
+    }
+
+    /// The trust policy of the demo fleet (its log, its two cosigners, a
+    /// 2-of-2 quorum, the maximum age), as written to `witness/trust.policy`.
+    pub fn policy(&self) -> &coffer_transparency::Policy {
+        &self.witness.cosigners.policy
     }
 
     /// Where the host gets the blobs it relays.
@@ -592,6 +628,9 @@ impl EmbeddedVault {
     /// Stops every node.
     pub async fn shutdown(&self) {
         self.witness.task.abort();
+        for t in &self.witness.cosigners.tasks {
+            t.abort();
+        }
         self.fleet.shutdown().await;
     }
 }

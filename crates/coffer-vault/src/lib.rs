@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod ceremony;
+pub mod cosigners;
 pub mod embedded;
 mod error;
 pub mod node;
