@@ -8,6 +8,7 @@
 //!   and the maximum age of a cosigned checkpoint;
 //! * [`tiles`]: C2SP tlog-tiles (entry bundles, tiles, their paths);
 //! * [`monitor`]: the whole log checked leaf by leaf (every client a monitor);
+//! * [`baseline`]: the checkpoints and minimum epochs compiled into a release;
 //! * [`bundle`]: the fleet-key bundle (artifact + witness-signed,
 //!   operator-countersigned proof) and its byte-exact encodings;
 //! * [`evidence`]: deployment evidence from the fleet ceremony;
@@ -19,6 +20,7 @@
 //! section "Fleet-key validation".
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;

@@ -428,13 +428,13 @@ impl Recorder {
 impl Verifier {
     pub fn new(witness: NoteVerifier, operator: NoteVerifier) -> Self {
         Verifier {
+            baseline: crate::baseline::compiled_for(&witness),
             witness,
             operator,
             vendor_root: None,
             witness_url: None,
             evidence_url: None,
             policy: None,
-            baseline: None,
         }
     }
 
