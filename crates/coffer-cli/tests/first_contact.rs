@@ -4,78 +4,13 @@
 //! pass-through proxy that hides epoch 2 from the witness's epoch list. A
 //! client with no trust state must not accept the superseded epoch 1.
 
-use std::process::{Command, Output, Stdio};
+mod common;
+
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use coffer_transparency::bundle::b64;
 use coffer_vault::relay::{BundleSource, WitnessSource};
-
-fn coffer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coffer"))
-        .args(args)
-        .env_remove("COFFER_VAULT_URL")
-        .env_remove("COFFER_FLEET_KEY")
-        .env_remove("COFFER_WITNESS_KEY")
-        .env_remove("COFFER_OPERATOR_KEY")
-        .env_remove("COFFER_TRUST_STATE")
-        .env_remove("COFFER_TRUST_POLICY")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A pass-through proxy in front of the witness that removes every epoch
-/// from `hide_from` on from the namespace's epoch list (and changes nothing
-/// else).
-async fn hiding_proxy(witness: String, hide_from: u64) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let http = reqwest::Client::new();
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, _h: HeaderMap, body: Bytes| {
-            let http = http.clone();
-            let witness = witness.clone();
-            async move {
-                let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                let r = http
-                    .request(method, format!("{witness}{pq}"))
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
-                let ct = r
-                    .headers()
-                    .get("content-type")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("application/octet-stream")
-                    .to_string();
-                let mut bytes = r.bytes().await.unwrap().to_vec();
-                if uri.path().ends_with("/epochs") && status.is_success() {
-                    let mut v: Vec<serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
-                    v.retain(|e| e["epoch"].as_u64().unwrap() < hide_from);
-                    bytes = serde_json::to_vec(&v).unwrap();
-                }
-                (status, [("content-type", ct)], bytes)
-            }
-        },
-    );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
-}
+use common::{coffer, hiding_proxy, text};
 
 #[test]
 fn a_fresh_client_refuses_a_superseded_epoch_that_a_relay_shows_it() {
@@ -100,7 +35,7 @@ fn a_fresh_client_refuses_a_superseded_epoch_that_a_relay_shows_it() {
     rt.block_on(v.publish_epoch(2, &b)).unwrap();
 
     // Fleet A's host relays through a proxy that hides epoch 2.
-    let proxy = rt.block_on(hiding_proxy(v.witness_url().to_string(), 2));
+    let proxy = rt.block_on(hiding_proxy(v.witness_url().to_string(), |e| e >= 2));
     let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&proxy).unwrap());
     let app = coffer_vault::api::router_with(
         Arc::new(tokio::sync::RwLock::new(Some(v.hsm()))),
