@@ -79,6 +79,40 @@ fn an_entry_missing_from_the_epoch_list_fails_the_audit() {
     );
     assert!(out.contains("CF-T049"), "{out}");
     assert!(out.contains("entry 1"), "{out}");
+    // The whole-log audit names the entry too.
+    let o = coffer(&[
+        "audit",
+        "log",
+        "--witness",
+        &proxy,
+        "--witness-key",
+        &wk,
+        "--operator-key",
+        &ok,
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("CF-T049") && out.contains("log entry 1"),
+        "{out}"
+    );
+    assert!(out.contains("NOT LISTED"), "{out}");
+    let o = coffer(&[
+        "--json",
+        "audit",
+        "log",
+        "--witness",
+        &url,
+        "--witness-key",
+        &wk,
+        "--operator-key",
+        &ok,
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["log_size"], 3);
+    assert_eq!(j["entries"].as_array().unwrap().len(), 3);
+    assert_eq!(j["entries"][1]["changes"][0]["change"], "changed");
     // The honest listing audits clean.
     let o = coffer(&[
         "audit",

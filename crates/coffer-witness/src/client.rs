@@ -125,6 +125,35 @@ impl WitnessClient {
             .map_err(|_| WitnessError::BadResponse("checkpoint is not UTF-8".into()))
     }
 
+    /// A C2SP tlog-tiles resource under `/log/v1/` (`tile/…`).
+    pub async fn tile(&self, path: &str) -> Result<Vec<u8>, WitnessError> {
+        let resp = self
+            .http
+            .get(format!("{}/log/v1/{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
+        self.read(resp).await
+    }
+
+    /// Every entry of the log of `size` entries, from its entry bundles
+    /// (`tile/entries/N[.p/W]`), in order.
+    pub async fn entries(&self, size: u64) -> Result<Vec<Vec<u8>>, WitnessError> {
+        use coffer_transparency::tiles::{decode_entry_bundle, entries_path, TILE_WIDTH};
+        let mut out = Vec::with_capacity(size as usize);
+        let mut n = 0;
+        while n * TILE_WIDTH < size {
+            let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+            let b = self.tile(&entries_path(n, width)).await?;
+            out.extend(
+                decode_entry_bundle(&b, width)
+                    .map_err(|e| WitnessError::BadResponse(e.to_string()))?,
+            );
+            n += 1;
+        }
+        Ok(out)
+    }
+
     pub async fn entry(&self, index: u64) -> Result<Entry, WitnessError> {
         self.get_json(&format!("/log/v1/entries/{index}")).await
     }

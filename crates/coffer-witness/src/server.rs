@@ -94,6 +94,7 @@ pub fn router_parts(store: Store, cosigning: Option<Arc<Cosigning>>) -> (Router,
         .route("/log/v1/entries/{index}", get(entry))
         .route("/log/v1/inclusion", get(inclusion))
         .route("/log/v1/consistency", get(consistency))
+        .route("/log/v1/tile/{*path}", get(tile))
         .fallback(|| async { WitnessError::NotFound("this path".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
@@ -235,7 +236,13 @@ async fn checkpoint(State(s): State<Shared>) -> Result<impl IntoResponse, Witnes
         let note = st
             .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::NotFound("a checkpoint".into()))?;
-        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            note,
+        ))
     })
 }
 
@@ -287,4 +294,22 @@ async fn consistency(
     Q(q): Q<ConsistencyQuery>,
 ) -> Result<impl IntoResponse, WitnessError> {
     with_store(&s, |st| Ok(Json(st.consistency(q.first, q.second)?)))
+}
+
+/// C2SP tlog-tiles: `/log/v1/tile/L/N[.p/W]` and `/log/v1/tile/entries/N[.p/W]`
+/// (immutable, cacheable).
+async fn tile(
+    State(s): State<Shared>,
+    P(path): P<String>,
+) -> Result<impl IntoResponse, WitnessError> {
+    let bytes = tokio::task::spawn_blocking(move || with_store(&s, |st| st.tile(&path)))
+        .await
+        .map_err(|e| WitnessError::Storage(e.to_string()))??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    ))
 }

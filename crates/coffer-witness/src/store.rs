@@ -220,6 +220,64 @@ impl Store {
         consistency_proof(first, &leaves).map_err(|e| WitnessError::BadRequest(e.to_string()))
     }
 
+    /// A C2SP tlog-tiles resource: `entries/N[.p/W]` (an entry bundle) or
+    /// `L/N[.p/W]` (a tile). Served only when every entry or hash it holds
+    /// exists, so a served resource never changes.
+    pub fn tile(&self, path: &str) -> Result<Vec<u8>, WitnessError> {
+        use coffer_transparency::tiles::{
+            encode_entry_bundle, parse_index_path, tile_levels, TILE_WIDTH,
+        };
+        let bad = |w: &str| WitnessError::BadRequest(format!("tile path {path:?}: {w}"));
+        let (level, rest) = path.split_once('/').ok_or_else(|| bad("no level"))?;
+        let (index, width) = match rest.split_once(".p/") {
+            Some((i, w)) => {
+                let w: u64 = w
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..TILE_WIDTH).contains(w) && !rest.ends_with(".p/0"))
+                    .ok_or_else(|| bad("partial width is 1..=255"))?;
+                if w.to_string() != rest.split_once(".p/").map(|x| x.1).unwrap_or("") {
+                    return Err(bad("width is not canonical"));
+                }
+                (i, w)
+            }
+            None => (rest, TILE_WIDTH),
+        };
+        let n = parse_index_path(index).map_err(|e| bad(&e.to_string()))?;
+        let start = n
+            .checked_mul(TILE_WIDTH)
+            .ok_or_else(|| bad("index out of range"))?;
+        let not_found = || WitnessError::NotFound(format!("tile {path}"));
+        if level == "entries" {
+            let size = self.size()?;
+            if start + width > size {
+                return Err(not_found());
+            }
+            let leaves = self.leaves(start + width)?;
+            return encode_entry_bundle(&leaves[start as usize..])
+                .map_err(|e| WitnessError::Storage(e.to_string()));
+        }
+        if level.is_empty()
+            || !level.bytes().all(|b| b.is_ascii_digit())
+            || (level.len() > 1 && level.starts_with('0'))
+        {
+            return Err(bad("level is not a decimal"));
+        }
+        let l: usize = level.parse().map_err(|_| bad("level"))?;
+        if l > 63 {
+            return Err(bad("level is 0..=63"));
+        }
+        let levels = tile_levels(&self.leaf_hashes(self.size()?)?);
+        let hashes = levels.get(l).ok_or_else(not_found)?;
+        if start + width > hashes.len() as u64 {
+            return Err(not_found());
+        }
+        Ok(hashes[start as usize..(start + width) as usize]
+            .iter()
+            .flat_map(|h| h.iter().copied())
+            .collect())
+    }
+
     /// Checks, signs and appends a submission (or returns the existing entry
     /// for the same digest). Refuses a different digest for a signed epoch.
     pub fn submit(
