@@ -234,3 +234,252 @@ mod tests {
         );
     }
 }
+
+/// A perfect subtree's place in the tiles: the hashes `[start, start+count)`
+/// of tile level `level` make it up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TileRef {
+    pub level: u32,
+    pub index: u64,
+    /// The width to fetch (the tile as it exists at the tree's size).
+    pub width: u64,
+}
+
+/// Computes Merkle tree hashes of a tree of `size` leaves from its tiles
+/// (fetched by the caller): each perfect subtree from at most 256 hashes
+/// of one tile, so a proof costs O(log n) hashing and tiles.
+pub struct TileHashes {
+    size: u64,
+    tiles: std::collections::BTreeMap<(u32, u64), Vec<Hash>>,
+    /// Tiles asked for but not held (filled by a dry run).
+    missing: std::collections::BTreeSet<TileRef>,
+}
+
+impl TileHashes {
+    pub fn new(size: u64) -> Self {
+        TileHashes {
+            size,
+            tiles: Default::default(),
+            missing: Default::default(),
+        }
+    }
+
+    /// Adds a fetched tile (its bytes: 32-byte hashes).
+    pub fn add(&mut self, t: TileRef, bytes: &[u8]) -> Result<(), TileError> {
+        if bytes.len() as u64 != t.width * 32 || t.width == 0 || t.width > TILE_WIDTH {
+            return Err(TileError::Malformed("a tile is not width × 32 bytes"));
+        }
+        let hashes = bytes
+            .chunks(32)
+            .map(|c| c.try_into().expect("32 bytes"))
+            .collect();
+        self.tiles.insert((t.level, t.index), hashes);
+        self.missing.remove(&t);
+        Ok(())
+    }
+
+    /// The tiles a computation needed that were not added.
+    pub fn missing(&self) -> Vec<TileRef> {
+        self.missing.iter().copied().collect()
+    }
+
+    /// The tile holding the level-`level` hashes around `i`, at this size.
+    fn tile_of(&self, level: u32, i: u64) -> TileRef {
+        let index = i / TILE_WIDTH;
+        let at_level = self.size >> (TILE_HEIGHT * level);
+        TileRef {
+            level,
+            index,
+            width: (at_level - index * TILE_WIDTH).min(TILE_WIDTH),
+        }
+    }
+
+    /// MTH of the perfect subtree of height `h` with leaves
+    /// `[k * 2^h, (k+1) * 2^h)`. `None` while its tile is missing.
+    fn perfect(&mut self, h: u32, k: u64) -> Option<Hash> {
+        let level = h / TILE_HEIGHT;
+        let within = h % TILE_HEIGHT;
+        let first = k << within; // index of the first level-`level` hash
+        let count = 1u64 << within;
+        let t = self.tile_of(level, first);
+        let Some(hashes) = self.tiles.get(&(t.level, t.index)) else {
+            self.missing.insert(t);
+            return None;
+        };
+        let off = (first - t.index * TILE_WIDTH) as usize;
+        let run = hashes.get(off..off + count as usize)?;
+        Some(root_from_leaf_hashes(run))
+    }
+
+    /// MTH(D[lo:hi]), split as RFC 6962 splits it.
+    pub fn mth(&mut self, lo: u64, hi: u64) -> Option<Hash> {
+        let n = hi - lo;
+        if n == 0 {
+            return Some(crate::merkle::empty_root());
+        }
+        if n.is_power_of_two() && lo % n == 0 {
+            return self.perfect(n.trailing_zeros(), lo / n);
+        }
+        let k = if n.is_power_of_two() {
+            n / 2
+        } else {
+            1u64 << (63 - (n - 1).leading_zeros())
+        };
+        let (l, r) = (self.mth(lo, lo + k), self.mth(lo + k, hi));
+        Some(crate::merkle::node_hash(&l?, &r?))
+    }
+
+    /// RFC 6962 PATH(m, D[0:n]) for leaf `m`, from tiles.
+    pub fn inclusion_proof(&mut self, m: u64, n: u64) -> Option<Vec<Hash>> {
+        fn path(t: &mut TileHashes, m: u64, lo: u64, hi: u64, out: &mut Vec<Option<Hash>>) {
+            let n = hi - lo;
+            if n <= 1 {
+                return;
+            }
+            let k = 1u64 << (63 - (n - 1).leading_zeros());
+            if m < lo + k {
+                path(t, m, lo, lo + k, out);
+                out.push(t.mth(lo + k, hi));
+            } else {
+                path(t, m, lo + k, hi, out);
+                out.push(t.mth(lo, lo + k));
+            }
+        }
+        if m >= n || n > self.size {
+            return None;
+        }
+        let mut out = Vec::new();
+        path(self, m, 0, n, &mut out);
+        out.into_iter().collect()
+    }
+
+    /// RFC 6962 PROOF(m, D[0:n]), from tiles.
+    pub fn consistency_proof(&mut self, m: u64, n: u64) -> Option<Vec<Hash>> {
+        fn sub(t: &mut TileHashes, m: u64, lo: u64, hi: u64, b: bool, out: &mut Vec<Option<Hash>>) {
+            let n = hi - lo;
+            if m == n {
+                if !b {
+                    out.push(t.mth(lo, hi));
+                }
+                return;
+            }
+            let k = 1u64 << (63 - (n - 1).leading_zeros());
+            if m <= k {
+                sub(t, m, lo, lo + k, b, out);
+                out.push(t.mth(lo + k, hi));
+            } else {
+                sub(t, m - k, lo + k, hi, false, out);
+                out.push(t.mth(lo, lo + k));
+            }
+        }
+        if m > n || n > self.size {
+            return None;
+        }
+        if m == 0 || m == n {
+            return Some(vec![]);
+        }
+        let mut out = Vec::new();
+        sub(self, m, 0, n, true, &mut out);
+        out.into_iter().collect()
+    }
+}
+
+/// Runs `f` over tile hashes, fetching the tiles it names with `fetch`
+/// (at most a few rounds: each round names every tile it lacked).
+pub fn with_tiles<T>(
+    size: u64,
+    mut fetch: impl FnMut(TileRef) -> Result<Vec<u8>, TileError>,
+    mut f: impl FnMut(&mut TileHashes) -> Option<T>,
+) -> Result<T, TileError> {
+    let mut t = TileHashes::new(size);
+    for _ in 0..8 {
+        if let Some(v) = f(&mut t) {
+            return Ok(v);
+        }
+        let missing = t.missing();
+        if missing.is_empty() {
+            return Err(TileError::Malformed("a proof outside the tree"));
+        }
+        for r in missing {
+            let bytes = fetch(r)?;
+            t.add(r, &bytes)?;
+        }
+    }
+    Err(TileError::Malformed("tiles kept missing"))
+}
+
+/// The bytes of tile `r` cut from [`tile_levels`] output.
+pub fn tile_bytes(levels: &[Vec<Hash>], r: TileRef) -> Result<Vec<u8>, TileError> {
+    let hs = levels
+        .get(r.level as usize)
+        .ok_or(TileError::Malformed("no such tile level"))?;
+    let start = (r.index * TILE_WIDTH) as usize;
+    let run = hs
+        .get(start..start + r.width as usize)
+        .ok_or(TileError::Malformed("no such tile"))?;
+    Ok(run.iter().flat_map(|h| h.iter().copied()).collect())
+}
+
+#[cfg(test)]
+mod proof_tests {
+    use super::*;
+    use crate::merkle::{consistency_proof, inclusion_proof};
+
+    /// Serves tiles from a full list of leaf hashes, counting fetches.
+    fn fill(t: &mut TileHashes, levels: &[Vec<Hash>]) -> usize {
+        let mut fetched = 0;
+        for r in t.missing() {
+            let hs = &levels[r.level as usize];
+            let start = (r.index * TILE_WIDTH) as usize;
+            let bytes: Vec<u8> = hs[start..start + r.width as usize]
+                .iter()
+                .flat_map(|h| h.iter().copied())
+                .collect();
+            t.add(r, &bytes).unwrap();
+            fetched += 1;
+        }
+        fetched
+    }
+
+    #[test]
+    fn proofs_from_tiles_equal_proofs_from_all_leaves() {
+        let leaves: Vec<Hash> = (0..70_000u32)
+            .map(|i| leaf_hash(&i.to_be_bytes()))
+            .collect();
+        for &n in &[1u64, 2, 255, 256, 257, 65_536, 65_537, 70_000] {
+            let levels = tile_levels(&leaves[..n as usize]);
+            let mut t = TileHashes::new(n);
+            let probe = [0, n / 3, n - 1];
+            for &m in &probe {
+                // A dry run names the tiles; then the real one.
+                assert!(t.inclusion_proof(m, n).is_none() || t.missing().is_empty());
+                let fetched = fill(&mut t, &levels);
+                assert!(fetched <= 2 * 3 + 2, "{fetched} tiles for one proof");
+                let p = t.inclusion_proof(m, n).unwrap();
+                assert_eq!(
+                    p,
+                    inclusion_proof(m, &leaves[..n as usize]).unwrap(),
+                    "{m}/{n}"
+                );
+            }
+            for &m in &[1u64, n / 2, n - 1] {
+                if m == 0 {
+                    continue;
+                }
+                let _ = t.consistency_proof(m, n);
+                fill(&mut t, &levels);
+                assert_eq!(
+                    t.consistency_proof(m, n).unwrap(),
+                    consistency_proof(m, &leaves[..n as usize]).unwrap(),
+                    "{m}->{n}"
+                );
+            }
+            let _ = t.mth(0, n);
+            fill(&mut t, &levels);
+            assert_eq!(
+                t.mth(0, n),
+                Some(root_from_leaf_hashes(&leaves[..n as usize]))
+            );
+        }
+    }
+}

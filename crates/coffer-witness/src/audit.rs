@@ -334,7 +334,7 @@ pub async fn audit_log(
     measurement: Option<&coffer_transparency::merkle::Hash>,
 ) -> Result<LogAudit, WitnessError> {
     use coffer_transparency::bundle::{Bundle, Proof};
-    use coffer_transparency::merkle::{proof_from_b64, verify_consistency};
+    use coffer_transparency::merkle::verify_consistency;
     use coffer_transparency::monitor::{verify_log, LogError};
     use coffer_transparency::VerifyError;
     let mut out = LogAudit {
@@ -379,13 +379,15 @@ pub async fn audit_log(
                     got: cp.size,
                 });
             }
-            let c = client
-                .consistency(old.size, Some(cp.size))
+            // Computed here from the log's tiles, not taken from the witness.
+            let proof = client
+                .consistency_from_tiles(old.size, cp.size)
                 .await
                 .map_err(|_| {
-                    VerifyError::Missing("a consistency proof from the remembered checkpoint")
+                    VerifyError::Missing(
+                        "the tiles for a consistency proof from the remembered checkpoint",
+                    )
                 })?;
-            let proof = proof_from_b64(&c.proof)?;
             verify_consistency(old.size, cp.size, &proof, &old.root_hash, &cp.root_hash)
                 .map_err(|_| VerifyError::LogForked)
         }

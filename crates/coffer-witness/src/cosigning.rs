@@ -8,7 +8,7 @@
 //! Cosigning an unchanged checkpoint again gives it a new timestamp: that
 //! is what lets clients check freshness (`max-age` in the policy).
 
-use crate::server::{with_store, Shared};
+use crate::server::{blocking, Shared};
 use crate::WitnessError;
 use coffer_transparency::cosignature::{Cosigned, CosignedCheckpoint};
 use coffer_transparency::{Checkpoint, NoteVerifier, Policy};
@@ -72,10 +72,11 @@ impl Cosigning {
     pub async fn round(&self, store: &Shared) -> Result<Vec<(String, Outcome)>, WitnessError> {
         // One round at a time: the cosigners' old sizes move with it.
         let mut known = self.known.lock().await;
-        let note = with_store(store, |st| {
+        let note = blocking(store.clone(), |st| {
             st.latest_checkpoint_note()?
                 .ok_or_else(|| WitnessError::Storage("no checkpoint".into()))
-        })?;
+        })
+        .await?;
         let cp = Checkpoint::open(&note, &self.log_key)
             .map_err(|e| WitnessError::Storage(e.to_string()))?;
         let mut lines = String::new();
@@ -93,7 +94,8 @@ impl Cosigning {
                     break;
                 }
                 let proof = if old > 0 && old < cp.size {
-                    with_store(store, |st| st.consistency_hashes(old, cp.size))?
+                    let size = cp.size;
+                    blocking(store.clone(), move |st| st.consistency_hashes(old, size)).await?
                 } else {
                     vec![]
                 };
@@ -155,7 +157,7 @@ impl Cosigning {
             outcomes.push((w.name.clone(), outcome));
         }
         let cosigned = format!("{note}{lines}");
-        with_store(store, |st| st.set_cosigned(&cosigned))?;
+        blocking(store.clone(), move |st| st.set_cosigned(&cosigned)).await?;
         Ok(outcomes)
     }
 }

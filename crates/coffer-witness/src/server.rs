@@ -57,6 +57,17 @@ impl IntoResponse for WitnessError {
     }
 }
 
+/// Runs `f` on the store on the blocking pool: SQLite never blocks an
+/// async worker, so the request timeout can always answer.
+pub async fn blocking<T: Send + 'static>(
+    s: Shared,
+    f: impl FnOnce(&mut Store) -> Result<T, WitnessError> + Send + 'static,
+) -> Result<T, WitnessError> {
+    tokio::task::spawn_blocking(move || with_store(&s, f))
+        .await
+        .map_err(|e| WitnessError::Storage(e.to_string()))?
+}
+
 pub fn with_store<T>(
     s: &Shared,
     f: impl FnOnce(&mut Store) -> Result<T, WitnessError>,
@@ -157,7 +168,7 @@ async fn submit(
     JsonBody(req): JsonBody<SubmitRequest>,
 ) -> Result<Json<SubmitResponse>, WitnessError> {
     let s = app.store.clone();
-    let r = with_store(&s, |st| {
+    let r = blocking(s.clone(), move |st| {
         let r = st.submit(
             &req.namespace,
             req.epoch,
@@ -174,7 +185,8 @@ async fn submit(
             witness_signature: r.proof.witness_signature,
             entry_url: st.entry_url(r.leaf_index),
         }))
-    })?;
+    })
+    .await?;
     // The new checkpoint goes to the cosigners before the answer, so the
     // blobs served from now on carry a cosigned checkpoint of it.
     if let Some(c) = &app.cosigning {
@@ -189,17 +201,18 @@ async fn countersign(
     State(s): State<Shared>,
     JsonBody(req): JsonBody<CountersignRequest>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         Ok(Json(st.countersign(
             &req.namespace,
             req.epoch,
             &req.operator_countersignature,
         )?))
     })
+    .await
 }
 
 async fn keys(State(s): State<Shared>) -> Result<Json<KeysResponse>, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let w = st.witness_key();
         Ok(Json(KeysResponse {
             origin: w.name().to_string(),
@@ -207,13 +220,14 @@ async fn keys(State(s): State<Shared>) -> Result<Json<KeysResponse>, WitnessErro
             operator_key: st.operator_key().to_string(),
         }))
     })
+    .await
 }
 
 async fn epochs(
     State(s): State<Shared>,
     P(ns): P<String>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.epochs(&ns)?)))
+    blocking(s, move |st| Ok(Json(st.epochs(&ns)?))).await
 }
 
 #[derive(Deserialize)]
@@ -226,13 +240,14 @@ async fn validation(
     P((ns, epoch)): P<(String, u64)>,
     Q(q): Q<ValidationQuery>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         Ok(Json(st.validation(&ns, epoch, q.known_size)?))
     })
+    .await
 }
 
 async fn checkpoint(State(s): State<Shared>) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let note = st
             .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::NotFound("a checkpoint".into()))?;
@@ -244,13 +259,14 @@ async fn checkpoint(State(s): State<Shared>) -> Result<impl IntoResponse, Witnes
             note,
         ))
     })
+    .await
 }
 
 async fn entry(
     State(s): State<Shared>,
     P(index): P<u64>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.entry(index)?)))
+    blocking(s, move |st| Ok(Json(st.entry(index)?))).await
 }
 
 #[derive(Deserialize)]
@@ -264,7 +280,7 @@ async fn inclusion(
     State(s): State<Shared>,
     Q(q): Q<InclusionQuery>,
 ) -> Result<Json<InclusionResponse>, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let index = match (q.index, &q.digest) {
             (Some(i), None) => i,
             (None, Some(d)) => st.index_of_digest(d)?,
@@ -281,6 +297,7 @@ async fn inclusion(
             proof: proof_to_b64(&proof),
         }))
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -293,7 +310,7 @@ async fn consistency(
     State(s): State<Shared>,
     Q(q): Q<ConsistencyQuery>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.consistency(q.first, q.second)?)))
+    blocking(s, move |st| Ok(Json(st.consistency(q.first, q.second)?))).await
 }
 
 /// C2SP tlog-tiles: `/log/v1/tile/L/N[.p/W]` and `/log/v1/tile/entries/N[.p/W]`

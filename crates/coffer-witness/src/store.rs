@@ -11,8 +11,7 @@ use coffer_transparency::bundle::{
     witness_sign, Bundle, FleetKeys, Proof, NAMESPACE,
 };
 use coffer_transparency::merkle::{
-    consistency_proof, hash_from_b64, hash_to_b64, inclusion_proof, leaf_hash, proof_to_b64,
-    root_from_leaf_hashes, Hash,
+    hash_from_b64, hash_to_b64, leaf_hash, proof_to_b64, root_from_leaf_hashes, Hash,
 };
 use coffer_transparency::{Checkpoint, ConsistencyProof, NoteSigner, NoteVerifier, ValidationBlob};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -56,6 +55,9 @@ pub struct Store {
     base_url: String,
     /// The latest checkpoint with the cosignatures collected for it.
     cosigned: Option<String>,
+    /// The tile hashes of the whole tree (level by level), computed once
+    /// per tree size: proofs and tiles are then O(log n) each.
+    levels: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<Vec<Hash>>>)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -88,6 +90,7 @@ impl Store {
             operator,
             base_url: base_url.trim_end_matches('/').to_string(),
             cosigned: None,
+            levels: std::sync::Mutex::new(None),
         };
         if s.size()? == 0 && s.latest_checkpoint_note()?.is_none() {
             // The empty tree's checkpoint, so clients can start from size 0.
@@ -184,6 +187,37 @@ impl Store {
             .optional()?)
     }
 
+    /// The tile levels of the current tree (cached per size).
+    fn levels(&self) -> Result<std::sync::Arc<Vec<Vec<Hash>>>, WitnessError> {
+        let size = self.size()?;
+        let mut g = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, l)) = &*g {
+            if *s == size {
+                return Ok(l.clone());
+            }
+        }
+        let l = std::sync::Arc::new(coffer_transparency::tiles::tile_levels(
+            &self.leaf_hashes(size)?,
+        ));
+        *g = Some((size, l.clone()));
+        Ok(l)
+    }
+
+    /// A computation over the tree's tiles (proofs in O(log n)).
+    fn over_tiles<T>(
+        &self,
+        size: u64,
+        f: impl FnMut(&mut coffer_transparency::tiles::TileHashes) -> Option<T>,
+    ) -> Result<T, WitnessError> {
+        let levels = self.levels()?;
+        coffer_transparency::tiles::with_tiles(
+            size,
+            |r| coffer_transparency::tiles::tile_bytes(&levels, r),
+            f,
+        )
+        .map_err(|e| WitnessError::BadRequest(e.to_string()))
+    }
+
     /// Keeps `note` (the latest checkpoint with cosignature lines) to serve
     /// while it is the latest checkpoint.
     pub fn set_cosigned(&mut self, note: &str) -> Result<(), WitnessError> {
@@ -211,22 +245,20 @@ impl Store {
 
     /// The consistency proof (hashes) from size `first` to size `second`.
     pub fn consistency_hashes(&self, first: u64, second: u64) -> Result<Vec<Hash>, WitnessError> {
-        let leaves = self.leaf_hashes(second)?;
-        if (leaves.len() as u64) < second {
+        let n = self.size()?;
+        if first > second || second > n {
             return Err(WitnessError::BadRequest(format!(
-                "size {second} is larger than the log"
+                "sizes {first}..{second} (the log has {n})"
             )));
         }
-        consistency_proof(first, &leaves).map_err(|e| WitnessError::BadRequest(e.to_string()))
+        self.over_tiles(n, |t| t.consistency_proof(first, second))
     }
 
     /// A C2SP tlog-tiles resource: `entries/N[.p/W]` (an entry bundle) or
     /// `L/N[.p/W]` (a tile). Served only when every entry or hash it holds
     /// exists, so a served resource never changes.
     pub fn tile(&self, path: &str) -> Result<Vec<u8>, WitnessError> {
-        use coffer_transparency::tiles::{
-            encode_entry_bundle, parse_index_path, tile_levels, TILE_WIDTH,
-        };
+        use coffer_transparency::tiles::{encode_entry_bundle, parse_index_path, TILE_WIDTH};
         let bad = |w: &str| WitnessError::BadRequest(format!("tile path {path:?}: {w}"));
         let (level, rest) = path.split_once('/').ok_or_else(|| bad("no level"))?;
         let (index, width) = match rest.split_once(".p/") {
@@ -267,7 +299,7 @@ impl Store {
         if l > 63 {
             return Err(bad("level is 0..=63"));
         }
-        let levels = tile_levels(&self.leaf_hashes(self.size()?)?);
+        let levels = self.levels()?;
         let hashes = levels.get(l).ok_or_else(not_found)?;
         if start + width > hashes.len() as u64 {
             return Err(not_found());
@@ -509,10 +541,9 @@ impl Store {
                 "leaf {index} of a tree of size {size} (the log has {n})"
             )));
         }
-        let leaves = self.leaf_hashes(size)?;
         Ok((
             size,
-            inclusion_proof(index, &leaves).map_err(|e| WitnessError::BadRequest(e.to_string()))?,
+            self.over_tiles(n, |t| t.inclusion_proof(index, size))?,
         ))
     }
 
@@ -544,9 +575,7 @@ impl Store {
                 "sizes {first}..{second} (the log has {n})"
             )));
         }
-        let leaves = self.leaf_hashes(second)?;
-        let p = consistency_proof(first, &leaves)
-            .map_err(|e| WitnessError::BadRequest(e.to_string()))?;
+        let p = self.consistency_hashes(first, second)?;
         Ok(ConsistencyProof {
             from_size: first,
             to_size: second,
@@ -569,9 +598,7 @@ impl Store {
             .ok_or_else(|| WitnessError::Storage("no checkpoint".into()))?;
         let cp = Checkpoint::open(&note, &self.signer.verifier())
             .map_err(|e| WitnessError::Storage(e.to_string()))?;
-        let leaves = self.leaf_hashes(cp.size)?;
-        let incl =
-            inclusion_proof(idx, &leaves).map_err(|e| WitnessError::Storage(e.to_string()))?;
+        let incl = self.over_tiles(cp.size, |t| t.inclusion_proof(idx, cp.size))?;
         let consistency = match known_size {
             Some(m) if m > cp.size => {
                 return Err(WitnessError::BadRequest(format!(
@@ -582,10 +609,7 @@ impl Store {
             Some(m) => Some(ConsistencyProof {
                 from_size: m,
                 to_size: cp.size,
-                proof: proof_to_b64(
-                    &consistency_proof(m, &leaves)
-                        .map_err(|e| WitnessError::Storage(e.to_string()))?,
-                ),
+                proof: proof_to_b64(&self.consistency_hashes(m, cp.size)?),
             }),
             None => None,
         };
