@@ -764,6 +764,24 @@ impl Verifier {
             input.evidence,
         );
 
+        // A fork or a rollback is the finding that matters most: it is
+        // proof of misbehaviour, whatever else failed with it.
+        if let Some(f) = &report.fork {
+            rec.first = Some(if f.kind == "forked" {
+                VerifyError::LogForked
+            } else {
+                let size = |n: &str| {
+                    n.split('\n')
+                        .nth(1)
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0)
+                };
+                VerifyError::LogRolledBack {
+                    seen: size(&f.remembered),
+                    got: size(&f.presented),
+                }
+            });
+        }
         report.checks = rec.checks;
         report.verified = rec.first.is_none();
         let next_state = if report.verified {

@@ -877,8 +877,20 @@ fn a_baseline_stands_in_for_remembered_state() {
         min_epoch: 2,
         checkpoint: Some(log.checkpoint(2)),
     });
-    // Below the baseline's epoch: refused as a rollback.
+    // Below the baseline's epoch, in a log smaller than the baseline's
+    // checkpoint: refused as a rollback (the log's, and the epoch's).
     let o = run(&v, &log.blob(0, 1, None), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T042");
+    assert_eq!(
+        o.report
+            .check(CheckName::EpochMonotonicity)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T040")
+    );
+    // Below the baseline's epoch in a larger log: the epoch rollback.
+    let o = run(&v, &log.blob(0, 3, Some(2)), &TrustState::default());
     assert_eq!(failed_code(&o), "CF-T040");
     // A log that is not consistent with the baseline checkpoint: a fork.
     let mut other = Log::new(1);

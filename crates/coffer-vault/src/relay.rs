@@ -33,6 +33,9 @@ pub trait BundleSource: Send + Sync {
 pub struct WitnessSource {
     client: WitnessClient,
     cache: Mutex<BlobCache>,
+    /// The newest blob fetched (by checkpoint size), relayed while the
+    /// witness cannot be reached.
+    last: Mutex<Option<(u64, Vec<u8>)>>,
 }
 
 /// known_size → (the blob's log size, the blob).
@@ -59,6 +62,7 @@ impl WitnessSource {
             client: WitnessClient::new(witness_url)
                 .map_err(|e| crate::ServerError::Config(e.to_string()))?,
             cache: Mutex::new(HashMap::new()),
+            last: Mutex::new(None),
         })
     }
 
@@ -70,6 +74,52 @@ impl WitnessSource {
 
 impl BundleSource for WitnessSource {
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
+        Box::pin(async move {
+            match self.fetch(known_size).await {
+                Ok(b) => {
+                    self.remember(&b);
+                    Ok(b)
+                }
+                Err(e) => match self.last_blob() {
+                    Some(b) => {
+                        tracing::warn!(error = %e, "witness unreachable: relaying the last blob");
+                        Ok(b)
+                    }
+                    None => Err(e),
+                },
+            }
+        })
+    }
+}
+
+impl WitnessSource {
+    /// Keeps `blob` as the one to relay during an outage if its checkpoint
+    /// is not older than the one kept (the host never falls back to an
+    /// older view than it relayed; clients verify everything anyway).
+    fn remember(&self, blob: &[u8]) {
+        let Ok(b) = coffer_transparency::ValidationBlob::from_bytes(blob) else {
+            return;
+        };
+        let Some(size) = checkpoint_size(&b.checkpoint) else {
+            return;
+        };
+        if let Ok(mut g) = self.last.lock() {
+            if g.as_ref().is_none_or(|(s, _)| *s <= size) {
+                *g = Some((size, blob.to_vec()));
+            }
+        }
+    }
+
+    /// The blob relayed while the witness is down.
+    fn last_blob(&self) -> Option<Vec<u8>> {
+        self.last.lock().ok()?.as_ref().map(|(_, b)| b.clone())
+    }
+
+    /// The witness's blob for `known_size`. A witness whose log is smaller
+    /// than the client's remembered size (rolled back) refuses that size:
+    /// its blob without a consistency proof is relayed then, so the client
+    /// can say CF-T042 with both checkpoints.
+    fn fetch(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let size = self
                 .client
@@ -85,11 +135,20 @@ impl BundleSource for WitnessSource {
                     }
                 }
             }
-            let blob = self
-                .client
-                .latest_validation(NAMESPACE, known_size)
-                .await
-                .map_err(|e| e.to_string())?;
+            let blob = match self.client.latest_validation(NAMESPACE, known_size).await {
+                Err(coffer_witness::WitnessError::BadRequest(m)) if known_size.is_some() => {
+                    tracing::warn!(
+                        known_size,
+                        error = %m,
+                        "the witness refused the client's log size (rolled back?)"
+                    );
+                    self.client
+                        .latest_validation(NAMESPACE, None)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+                r => r.map_err(|e| e.to_string())?,
+            };
             let blob_size = checkpoint_size(&blob.checkpoint);
             let bytes = blob.to_bytes();
             if let (Some(s), Ok(mut c)) = (blob_size, self.cache.lock()) {
