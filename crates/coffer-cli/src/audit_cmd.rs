@@ -68,6 +68,10 @@ pub enum AuditCommand {
         /// The HSM vendor root key the evidence is checked against, string or file.
         #[arg(long, requires = "evidence")]
         vendor_root: Option<String>,
+        /// The expected SHA-256 (hex) of the HSM program: every epoch's
+        /// evidence must attest exactly it.
+        #[arg(long, requires = "evidence")]
+        measurement: Option<String>,
     },
     /// Audit the whole log: every entry through the tiles, rebuilt and
     /// checked (root, signatures, one digest per epoch, epochs rising, every
@@ -263,6 +267,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             state,
             evidence,
             vendor_root,
+            measurement,
         } => {
             let mut verifier =
                 Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
@@ -270,6 +275,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             if let Some(v) = vendor_root {
                 verifier.vendor_root = Some(read_verifier(v)?);
             }
+            verifier.measurement = parse_measurement(measurement)?;
             let docs = evidence
                 .iter()
                 .map(|f| {
@@ -518,7 +524,7 @@ mod tests {
     #[test]
     fn audit_namespace_with_evidence_ties_every_epoch_to_attested_hsms() {
         let (url, w, op, dir, _h) = witness();
-        let (vendor, k, f, _) = ceremony(&op, dir.path());
+        let (vendor, k, f, m) = ceremony(&op, dir.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -534,6 +540,28 @@ mod tests {
         let audit = |extra: &[&str]| audit_namespace_cli(&url, &wk, &ok, extra);
         // Epoch 1's keys are the attested ones.
         assert!(audit(&["--evidence", &fs, "--vendor-root", &vr]).is_ok());
+        // The HSM program measurement: the built one passes, another fails.
+        let mh = hex::encode(m);
+        assert!(audit(&[
+            "--evidence",
+            &fs,
+            "--vendor-root",
+            &vr,
+            "--measurement",
+            &mh
+        ])
+        .is_ok());
+        match audit(&[
+            "--evidence",
+            &fs,
+            "--vendor-root",
+            &vr,
+            "--measurement",
+            &"cd".repeat(32),
+        ]) {
+            Err(Failure::Error(r)) => assert_eq!(r.code, "CF-T054", "{r:?}"),
+            _ => panic!("another program measurement passed"),
+        }
         // Epoch 2 brings a key no evidence covers: refused with evidence,
         // still verified without (the log itself is fine).
         rt.block_on(async { client.publish(&op, NAMESPACE, 2, &keys(2)).await.unwrap() });

@@ -384,6 +384,9 @@ pub struct Verifier {
     pub policy: Option<Policy>,
     /// A baseline shipped with the release for this log, if any.
     pub baseline: Option<Baseline>,
+    /// The HSM program measurement (SHA-256) the client expects: when
+    /// pinned, the deployment evidence must attest exactly it.
+    pub measurement: Option<crate::merkle::Hash>,
 }
 
 struct Recorder {
@@ -435,6 +438,7 @@ impl Verifier {
             witness_url: None,
             evidence_url: None,
             policy: None,
+            measurement: None,
         }
     }
 
@@ -489,7 +493,13 @@ impl Verifier {
         let link = self.evidence_url.clone();
         match (keys, evidence, &self.vendor_root) {
             (Some(k), Some(doc), Some(vendor)) => {
-                let (_, err) = verify_evidence(doc, vendor, &self.operator, None, link.as_deref());
+                let (_, err) = verify_evidence(
+                    doc,
+                    vendor,
+                    &self.operator,
+                    self.measurement.as_ref(),
+                    link.as_deref(),
+                );
                 let r = match err {
                     Some(e) => Err(VerifyError::Evidence(e)),
                     None => keys_covered_by_evidence(k, doc).map_err(VerifyError::from),
@@ -499,8 +509,13 @@ impl Verifier {
                     r,
                     |_| {
                         format!(
-                            "deployment evidence for {} verifies and covers every fleet key",
-                            k.fleet_id
+                            "deployment evidence for {} verifies and covers every fleet key in its validity window{}",
+                            k.fleet_id,
+                            if self.measurement.is_some() {
+                                "; the HSM program measurement is the pinned one"
+                            } else {
+                                ""
+                            }
                         )
                     },
                     link,

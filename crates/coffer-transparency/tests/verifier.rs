@@ -576,6 +576,61 @@ fn deployment_evidence_ceremony_verifies_and_each_part_is_checked() {
         evidence: Some(&doc),
     });
     assert_eq!(failed_code(&o), "CF-T055");
+    // The same keys published valid for longer than the ceremony attested:
+    // not covered (a bundle may narrow a key's window, never widen it).
+    let mut wider = keys.clone();
+    wider.keys[0].not_after += 1;
+    let mut log3 = Log::new(1);
+    log3.publish(&wider, 1);
+    let run_ev = |v: &Verifier, b: &ValidationBlob| {
+        v.verify_ota(&OtaInput {
+            blob: b,
+            state: &TrustState::default(),
+            now: NOW,
+            session_server_key: None,
+            evidence: Some(&doc),
+        })
+    };
+    let o = run_ev(&v, &log3.blob(0, 1, None));
+    assert_eq!(failed_code(&o), "CF-T055");
+    assert!(o.error.unwrap().to_string().contains("attests it for"));
+    let mut narrower = keys.clone();
+    narrower.keys[0].not_after -= 1;
+    let mut log4 = Log::new(1);
+    log4.publish(&narrower, 1);
+    assert!(run_ev(&v, &log4.blob(0, 1, None)).report.verified);
+    // A pinned measurement: the evidence must attest exactly it.
+    let mut pinned = v.clone();
+    pinned.measurement = Some(measurement);
+    let o = run_ev(&pinned, &blob);
+    assert!(o.report.verified, "{:#?}", o.report);
+    assert!(o
+        .report
+        .check(CheckName::DeploymentEvidence)
+        .unwrap()
+        .why
+        .contains("measurement is the pinned one"));
+    pinned.measurement = Some([0xCD; 32]);
+    assert_eq!(failed_code(&run_ev(&pinned, &blob)), "CF-T054");
+}
+
+#[test]
+fn canonical_json_is_rfc_8785() {
+    // Escapes and non-ASCII as JCS writes them (RFC 8785 §3.2.2.2), and
+    // integers beyond 2^53 - 1 refused.
+    let mut k = fleet(1, [0xEE; 32]);
+    k.fleet_id = "caf\u{e9} \u{1}\u{1f}\"q\\/\u{7f}".into();
+    let j = k.to_canonical_json();
+    assert!(
+        j.starts_with(
+            "{\"fleet_id\":\"caf\u{e9} \\u0001\\u001f\\\"q\\\\/\u{7f}\",\"keys\":[{\"algorithm\""
+        ),
+        "{j}"
+    );
+    assert_eq!(FleetKeys::parse_canonical(&j).unwrap(), k);
+    let mut big = fleet(1, [0xEE; 32]);
+    big.keys[0].not_after = 1 << 53;
+    assert!(FleetKeys::parse_canonical(&big.to_canonical_json()).is_err());
 }
 
 #[test]

@@ -551,6 +551,8 @@ impl EmbeddedVault {
         v.witness_url = Some(self.witness.url.clone());
         v.evidence_url = Some(self.evidence_url());
         v.policy = Some(self.policy().clone());
+        // The demo fleet runs this build's simulated HSM program: pinned.
+        v.measurement = Some(ceremony::program_measurement());
         v
     }
 

@@ -302,11 +302,12 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     // A blob relayed now (size 1) is what a replaying host would keep.
     let old_blob = v.bundle_source().blob(None).await.unwrap();
 
-    // --- Epoch 2 (the fleet keys renewed for a longer window) is accepted
-    // with a consistency proof from the stored checkpoint.
+    // --- Epoch 2 (the fleet keys republished for a shorter window: within
+    // what the ceremony attested) is accepted with a consistency proof from
+    // the stored checkpoint.
     let mut keys2: FleetKeys = ev_keys.clone();
     for k in &mut keys2.keys {
-        k.not_after += 86_400;
+        k.not_after -= 86_400;
     }
     let link2 = v.publish_epoch(2, &keys2).await.unwrap();
     assert!(link2.ends_with("/log/v1/entries/1"), "{link2}");
