@@ -801,7 +801,7 @@ impl Verifier {
         report.verified = rec.first.is_none();
         let next_state = if report.verified {
             let keep_old = matches!((&state.last_checkpoint, &cp), (Some(_), Some(c)) if state.last_checkpoint.as_deref().and_then(|n| Checkpoint::open(n, &self.witness).ok()).is_some_and(|o| o.size > c.size));
-            let newer = !state.last_epoch.is_some_and(|e| e > bundle.proof.epoch);
+            let newer = state.last_epoch.is_none_or(|e| e <= bundle.proof.epoch);
             Some(TrustState {
                 last_epoch: Some(bundle.proof.epoch.max(state.last_epoch.unwrap_or(0))),
                 last_digest: if newer {

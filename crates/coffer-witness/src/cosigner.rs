@@ -324,6 +324,63 @@ impl Cosigner {
     }
 }
 
+/// The cosigner's HTTP API: `POST /add-checkpoint` (tlog-witness) and
+/// `GET /evidence` (what it refused, as JSON, for monitors and auditors).
+/// The SQLite work runs on the blocking pool, never in the async handler.
+pub fn router(cosigner: Cosigner) -> axum::Router {
+    use axum::extract::{DefaultBodyLimit, State};
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::{Arc, Mutex};
+    type Shared = Arc<Mutex<Cosigner>>;
+    async fn add(State(s): State<Shared>, body: String) -> axum::response::Response {
+        let r = tokio::task::spawn_blocking(move || {
+            let mut g = s
+                .lock()
+                .map_err(|_| AddError::Storage("a previous request panicked".into()))?;
+            g.add_checkpoint(&body, crate::unix_now())
+        })
+        .await
+        .unwrap_or_else(|e| Err(AddError::Storage(e.to_string())));
+        match r {
+            Ok(lines) => (StatusCode::OK, lines).into_response(),
+            Err(AddError::Conflict(n) | AddError::Forked(n)) => (
+                StatusCode::CONFLICT,
+                [(header::CONTENT_TYPE, "text/x.tlog.size")],
+                format!("{n}\n"),
+            )
+                .into_response(),
+            Err(e) => (
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                format!("{e}\n"),
+            )
+                .into_response(),
+        }
+    }
+    async fn evidence(State(s): State<Shared>) -> axum::response::Response {
+        let r = tokio::task::spawn_blocking(move || {
+            s.lock()
+                .map_err(|_| WitnessError::Storage("a previous request panicked".into()))?
+                .evidence()
+        })
+        .await
+        .unwrap_or_else(|e| Err(WitnessError::Storage(e.to_string())));
+        match r {
+            Ok(ev) => axum::Json(ev).into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+    axum::Router::new()
+        .route("/add-checkpoint", axum::routing::post(add))
+        .route("/evidence", axum::routing::get(evidence))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            crate::server::REQUEST_TIMEOUT,
+        ))
+        .with_state(Arc::new(Mutex::new(cosigner)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -412,61 +469,4 @@ mod tests {
             400
         );
     }
-}
-
-/// The cosigner's HTTP API: `POST /add-checkpoint` (tlog-witness) and
-/// `GET /evidence` (what it refused, as JSON, for monitors and auditors).
-/// The SQLite work runs on the blocking pool, never in the async handler.
-pub fn router(cosigner: Cosigner) -> axum::Router {
-    use axum::extract::{DefaultBodyLimit, State};
-    use axum::http::{header, StatusCode};
-    use axum::response::IntoResponse;
-    use std::sync::{Arc, Mutex};
-    type Shared = Arc<Mutex<Cosigner>>;
-    async fn add(State(s): State<Shared>, body: String) -> axum::response::Response {
-        let r = tokio::task::spawn_blocking(move || {
-            let mut g = s
-                .lock()
-                .map_err(|_| AddError::Storage("a previous request panicked".into()))?;
-            g.add_checkpoint(&body, crate::unix_now())
-        })
-        .await
-        .unwrap_or_else(|e| Err(AddError::Storage(e.to_string())));
-        match r {
-            Ok(lines) => (StatusCode::OK, lines).into_response(),
-            Err(AddError::Conflict(n) | AddError::Forked(n)) => (
-                StatusCode::CONFLICT,
-                [(header::CONTENT_TYPE, "text/x.tlog.size")],
-                format!("{n}\n"),
-            )
-                .into_response(),
-            Err(e) => (
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                format!("{e}\n"),
-            )
-                .into_response(),
-        }
-    }
-    async fn evidence(State(s): State<Shared>) -> axum::response::Response {
-        let r = tokio::task::spawn_blocking(move || {
-            s.lock()
-                .map_err(|_| WitnessError::Storage("a previous request panicked".into()))?
-                .evidence()
-        })
-        .await
-        .unwrap_or_else(|e| Err(WitnessError::Storage(e.to_string())));
-        match r {
-            Ok(ev) => axum::Json(ev).into_response(),
-            Err(e) => e.into_response(),
-        }
-    }
-    axum::Router::new()
-        .route("/add-checkpoint", axum::routing::post(add))
-        .route("/evidence", axum::routing::get(evidence))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            crate::server::REQUEST_TIMEOUT,
-        ))
-        .with_state(Arc::new(Mutex::new(cosigner)))
 }

@@ -47,6 +47,9 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 ";
 
+/// The tile levels of a tree (shared, computed once per size).
+type Levels = std::sync::Arc<Vec<Vec<Hash>>>;
+
 /// The log and the witness key.
 pub struct Store {
     conn: Connection,
@@ -57,7 +60,7 @@ pub struct Store {
     cosigned: Option<String>,
     /// The tile hashes of the whole tree (level by level), computed once
     /// per tree size: proofs and tiles are then O(log n) each.
-    levels: std::sync::Mutex<Option<(u64, std::sync::Arc<Vec<Vec<Hash>>>)>>,
+    levels: std::sync::Mutex<Option<(u64, Levels)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -188,7 +191,7 @@ impl Store {
     }
 
     /// The tile levels of the current tree (cached per size).
-    fn levels(&self) -> Result<std::sync::Arc<Vec<Vec<Hash>>>, WitnessError> {
+    fn levels(&self) -> Result<Levels, WitnessError> {
         let size = self.size()?;
         let mut g = self.levels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((s, l)) = &*g {
