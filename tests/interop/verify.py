@@ -11,13 +11,18 @@ standard library only:
 * C2SP tlog-checkpoint (https://c2sp.org/tlog-checkpoint);
 * RFC 6962 hashing and the RFC 9162 section 2.1.3.2 / 2.1.4.2 inclusion and
   consistency proof verification algorithms;
-* Coffer's bundle encodings (docs/protocol.md, "Fleet-key validation").
+* Coffer's bundle encodings (docs/protocol.md, "Fleet-key validation");
+* C2SP tlog-tiles (https://c2sp.org/tlog-tiles): tiles, entry bundles;
+* C2SP tlog-cosignature (https://c2sp.org/tlog-cosignature): cosignature/v1.
 
 Usage:
     verify.py --self-test          check the published vectors (Go sumdb note,
                                    transparency-dev/merkle RFC 6962 data)
     verify.py FIXTURES.json        verify a fixture file written by the Rust
                                    test crates/coffer-transparency/tests/interop.rs
+    verify.py --tiles VECTOR.json  verify a tiles vector (testdata/tiles.golden.json):
+                                   every tile and entry bundle, the checkpoint, its
+                                   cosignature and proofs made from the tiles
 
 Exit status 0 when everything verifies, 1 when anything does not. The last
 line is "N passed, M failed".
@@ -268,6 +273,132 @@ def verify_bundle(bundle, witness_vkey, operator_vkey):
     return msg + wsig
 
 
+# ------------------------------------------------------- tiles, cosigning --
+def mth(hashes):
+    """RFC 6962 Merkle Tree Hash over leaf hashes."""
+    n = len(hashes)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return hashes[0]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return node_hash(mth(hashes[:k]), mth(hashes[k:]))
+
+
+def index_path(n):
+    parts = ["%03d" % (n % 1000)]
+    n //= 1000
+    while n > 0:
+        parts.append("x%03d" % (n % 1000))
+        n //= 1000
+    return "/".join(reversed(parts))
+
+
+def tile_name(level, n, width):
+    p = "tile/%s/%s" % (level, index_path(n))
+    return p if width == 256 else "%s.p/%d" % (p, width)
+
+
+def parse_cosigner_vkey(vkey):
+    name, keyid_hex, b64 = vkey.split("+", 2)
+    raw = base64.b64decode(b64, validate=True)
+    if len(raw) != 33 or raw[0] != 4:
+        raise VerifyError("not a cosignature/v1 (0x04) key")
+    keyid = hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4]
+    if keyid.hex() != keyid_hex:
+        raise VerifyError("cosigner key id does not match the key")
+    return name, keyid, raw[1:]
+
+
+def check_cosignature(note, vkey):
+    """Returns the timestamp of vkey's valid cosignature on the note."""
+    name, keyid, pub = parse_cosigner_vkey(vkey)
+    i = note.rfind("\n\n")
+    text, sigs = note[: i + 1], note[i + 2 :]
+    for line in sigs[:-1].split("\n"):
+        sname, b64 = line[2:].split(" ", 1)
+        raw = base64.b64decode(b64, validate=True)
+        if sname == name and raw[:4] == keyid:
+            if len(raw) != 4 + 8 + 64:
+                raise VerifyError("cosignature has the wrong length")
+            ts = struct.unpack(">Q", raw[4:12])[0]
+            msg = ("cosignature/v1\ntime %d\n" % ts).encode() + text.encode()
+            if not ed25519_verify(pub, msg, raw[12:]):
+                raise VerifyError("cosignature does not verify")
+            return ts
+    raise VerifyError("no cosignature by the key")
+
+
+def run_tiles(fx):
+    results = []
+
+    def check(label, fn):
+        try:
+            fn()
+            results.append((label, None))
+        except (VerifyError, ValueError, KeyError, TypeError, IndexError, struct.error) as e:
+            results.append((label, str(e) or type(e).__name__))
+
+    size = fx["size"]
+    state = {}
+
+    def cp():
+        origin, n, root = parse_checkpoint(open_note(fx["checkpoint"], fx["log_key"]))
+        if n != size:
+            raise VerifyError("checkpoint size is not the vector's")
+        state["root"] = root
+    check("checkpoint", cp)
+    check("cosignature", lambda: state.__setitem__("ts", check_cosignature(fx["checkpoint"], fx["cosigner_key"])))
+    # Entry bundles: u16be-length-prefixed entries, 256 per full bundle.
+    entries = []
+    for n in range((size + 255) // 256):
+        width = min(256, size - n * 256)
+        path = "tile/entries/%s" % index_path(n) + ("" if width == 256 else ".p/%d" % width)
+        def one(path=path, width=width):
+            b = base64.b64decode(fx["entries"][path], validate=True)
+            got = []
+            while b:
+                ln = struct.unpack(">H", b[:2])[0]
+                if len(b) < 2 + ln:
+                    raise VerifyError("truncated entry")
+                got.append(b[2 : 2 + ln])
+                b = b[2 + ln :]
+            if len(got) != width:
+                raise VerifyError("bundle width")
+            entries.extend(got)
+        check("entries " + path, one)
+    leaves = [leaf_hash(e) for e in entries]
+    check("root", lambda: None if mth(leaves) == state.get("root") else (_ for _ in ()).throw(VerifyError("entries do not hash to the checkpoint")))
+    # Tiles: level 0 holds leaf hashes; level l+1 the MTH of each full tile below.
+    level = leaves
+    l = 0
+    while level:
+        for n in range((len(level) + 255) // 256):
+            chunk = level[n * 256 : (n + 1) * 256]
+            name = tile_name(l, n, len(chunk))
+            def one(name=name, chunk=chunk):
+                t = base64.b64decode(fx["tiles"][name], validate=True)
+                if t != b"".join(chunk):
+                    raise VerifyError("tile content differs from the entries")
+            check("tile " + name, one)
+        level = [mth(level[i * 256 : (i + 1) * 256]) for i in range(len(level) // 256)]
+        l += 1
+    for inc in fx["inclusion"]:
+        def one(inc=inc):
+            proof = [base64.b64decode(h, validate=True) for h in inc["proof"]]
+            verify_inclusion(inc["index"], size, leaves[inc["index"]], proof, state["root"])
+        check("inclusion %d" % inc["index"], one)
+    for con in fx["consistency"]:
+        def one(con=con):
+            proof = [base64.b64decode(h, validate=True) for h in con["proof"]]
+            m = con["from"]
+            verify_consistency(m, size, proof, mth(leaves[:m]), state["root"])
+        check("consistency %d" % con["from"], one)
+    return results
+
+
 # ------------------------------------------------------------------ driver --
 def run_fixtures(fx):
     results = []
@@ -345,10 +476,13 @@ def self_test():
 
 
 def main(argv):
-    if len(argv) != 2:
+    if len(argv) == 3 and argv[1] == "--tiles":
+        with open(argv[2], encoding="utf-8") as f:
+            results = run_tiles(json.load(f))
+    elif len(argv) != 2:
         print(__doc__)
         return 2
-    if argv[1] == "--self-test":
+    elif argv[1] == "--self-test":
         results = self_test()
     else:
         with open(argv[1], encoding="utf-8") as f:

@@ -327,13 +327,51 @@ export type VaultInfo = { fleet_id: string,
 /**
  * SHA-256 of the fleet's OPAQUE server key (first 16 bytes, hex).
  */
-key_fingerprint: string, validation_mode: string, validated: boolean, nodes: number, guess_limit: number, quorum: boolean, simulated_hsm: boolean, ksf: string, checks: Array<CheckView>, };
+key_fingerprint: string, validation_mode: string, validated: boolean, nodes: number, guess_limit: number, quorum: boolean, simulated_hsm: boolean, ksf: string, checks: Array<CheckView>, 
+/**
+ * How fresh the cosigned log checkpoint is (with a trust policy).
+ */
+freshness: CheckpointFreshness | null, 
+/**
+ * The trust policy's cosigners and what each said about the checkpoint.
+ */
+cosigners: Array<CosignerView>, 
+/**
+ * Two checkpoints of the log that cannot both be true, when the
+ * verification found a fork or a rollback: the remembered one, then
+ * the presented one (signed notes, to keep and report).
+ */
+fork_evidence: Array<string> | null, };
 
 export type CheckView = { id: string, label: string, 
 /**
  * `passed`, `failed`, `not_applicable` or `not_run`.
  */
 status: string, detail: string, };
+
+export type CheckpointFreshness = { 
+/**
+ * When the policy's quorum of cosigners last vouched for it (Unix seconds).
+ */
+cosigned_at: number, age_secs: number, 
+/**
+ * The oldest accepted (the policy's max-age).
+ */
+max_age_secs: number, 
+/**
+ * The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
+ */
+quorum: string, };
+
+export type CosignerView = { name: string, 
+/**
+ * Its key (`name+keyid+base64`): public.
+ */
+key: string, cosigned_at: number | null, 
+/**
+ * `fresh`, `stale`, `future`, `missing` or `invalid`.
+ */
+status: string, };
 
 export type VaultChoice = { "mode": "embedded_demo" } | { "mode": "remote", url: string, witness_key: string, operator_key: string, 
 /**

@@ -1260,14 +1260,17 @@ impl App {
             let st = self.state();
             (st.settings.clone(), st.recent_errors.clone())
         };
-        crate::diagnostics::DiagnosticsReport::build(crate::diagnostics::DiagnosticsInput {
-            data_dir: &self.inner.data_dir,
-            settings: &settings,
-            keyring: crate::diagnostics::KeyringStatus::of_store(self.inner.keystore.as_ref()),
-            recent_errors: &recent,
-            os: crate::diagnostics::OsInfo::current(),
-            now: now_secs(),
-        })
+        let mut report =
+            crate::diagnostics::DiagnosticsReport::build(crate::diagnostics::DiagnosticsInput {
+                data_dir: &self.inner.data_dir,
+                settings: &settings,
+                keyring: crate::diagnostics::KeyringStatus::of_store(self.inner.keystore.as_ref()),
+                recent_errors: &recent,
+                os: crate::diagnostics::OsInfo::current(),
+                now: now_secs(),
+            });
+        report.vault.trust = self.inner.vault.trust_diagnostics(&settings.vault);
+        report
     }
 
     /// The recovery guide with the steps this app knows are done.

@@ -13,7 +13,7 @@ use crate::schedule::{Freshness, Schedule};
 use crate::settings::{
     BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
 };
-use crate::vault::{CheckView, CodeStrength, VaultInfo};
+use crate::vault::{CheckView, CheckpointFreshness, CodeStrength, CosignerView, VaultInfo};
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::{
     CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
@@ -299,6 +299,8 @@ pub fn render() -> String {
         decl::<CodeStrength>(&cfg),
         decl::<VaultInfo>(&cfg),
         decl::<CheckView>(&cfg),
+        decl::<CheckpointFreshness>(&cfg),
+        decl::<CosignerView>(&cfg),
         decl::<VaultChoice>(&cfg),
         decl::<VaultSettings>(&cfg),
         decl::<VaultMoved>(&cfg),

@@ -141,6 +141,9 @@ pub struct VaultDiagnostics {
     pub url: Option<String>,
     pub witness_key_fingerprint: Option<String>,
     pub operator_key_fingerprint: Option<String>,
+    /// What the app remembers about the fleet (epoch, checkpoint size,
+    /// where it is kept): public values only.
+    pub trust: Option<crate::trust_store::TrustDiagnostics>,
 }
 
 impl VaultDiagnostics {
@@ -151,12 +154,14 @@ impl VaultDiagnostics {
                 url: None,
                 witness_key_fingerprint: None,
                 operator_key_fingerprint: None,
+                trust: None,
             },
             VaultChoice::KeyOnly => Self {
                 mode: "key_only".into(),
                 url: None,
                 witness_key_fingerprint: None,
                 operator_key_fingerprint: None,
+                trust: None,
             },
             VaultChoice::Remote {
                 url,
@@ -168,6 +173,7 @@ impl VaultDiagnostics {
                 url: Some(url.clone()),
                 witness_key_fingerprint: Some(key_fingerprint(witness_key)),
                 operator_key_fingerprint: Some(key_fingerprint(operator_key)),
+                trust: None,
             },
         }
     }
@@ -403,6 +409,25 @@ impl DiagnosticsReport {
         ));
         if let Some(f) = &self.vault.witness_key_fingerprint {
             line(format!("  witness key fingerprint: {f}"));
+        }
+        if let Some(t) = &self.vault.trust {
+            line(format!(
+                "  fleet trust state ({}): fleet {}, epoch {}, log size {}; kept in {}{}",
+                t.account,
+                t.fleet_id.clone().unwrap_or_else(none),
+                t.last_epoch.map(|e| e.to_string()).unwrap_or_else(none),
+                t.log_size.map(|e| e.to_string()).unwrap_or_else(none),
+                match (t.in_keyring, t.in_file) {
+                    (true, true) => "the OS keyring and the data folder",
+                    (true, false) => "the OS keyring",
+                    (false, true) => "the data folder only",
+                    (false, false) => "nothing yet (first contact)",
+                },
+                t.keyring_problem
+                    .as_deref()
+                    .map(|p| format!(" (keyring: {p})"))
+                    .unwrap_or_default()
+            ));
         }
         if let Some(f) = &self.vault.operator_key_fingerprint {
             line(format!("  operator key fingerprint: {f}"));

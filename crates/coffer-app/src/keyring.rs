@@ -206,7 +206,7 @@ impl std::fmt::Debug for OsKeyring {
 
 static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn entry(backend: KeyringBackend, account: &str) -> ::keyring::Result<::keyring::Entry> {
+pub(crate) fn entry(backend: KeyringBackend, account: &str) -> ::keyring::Result<::keyring::Entry> {
     Ok(match backend {
         KeyringBackend::SecretService => ::keyring::Entry::new_with_credential(Box::new(
             SsCredential::new_with_target(None, SERVICE, account)?,

@@ -21,6 +21,7 @@ pub mod paths;
 pub mod schedule;
 pub mod settings;
 pub mod support;
+pub mod trust_store;
 pub mod vault;
 
 pub use app::{keyring_account, App};

@@ -38,6 +38,7 @@ use ts_rs::TS;
 use crate::error::AppError;
 use crate::keyring::DeviceKeyStore;
 use crate::settings::{SettingsError, VaultChoice};
+use crate::trust_store::{trust_account, AppTrustStore};
 
 /// How long fetching a remote fleet's deployment evidence may take.
 const EVIDENCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -142,6 +143,41 @@ pub struct VaultInfo {
     pub simulated_hsm: bool,
     pub ksf: String,
     pub checks: Vec<CheckView>,
+    /// How fresh the cosigned log checkpoint is (with a trust policy).
+    pub freshness: Option<CheckpointFreshness>,
+    /// The trust policy's cosigners and what each said about the checkpoint.
+    pub cosigners: Vec<CosignerView>,
+    /// Two checkpoints of the log that cannot both be true, when the
+    /// verification found a fork or a rollback: the remembered one, then
+    /// the presented one (signed notes, to keep and report).
+    pub fork_evidence: Option<Vec<String>>,
+}
+
+/// The freshness of the log checkpoint the fleet's keys were verified in.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CheckpointFreshness {
+    /// When the policy's quorum of cosigners last vouched for it (Unix seconds).
+    #[ts(type = "number")]
+    pub cosigned_at: u64,
+    #[ts(type = "number")]
+    pub age_secs: u64,
+    /// The oldest accepted (the policy's max-age).
+    #[ts(type = "number")]
+    pub max_age_secs: u64,
+    /// The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
+    pub quorum: String,
+}
+
+/// One cosigner of the trust policy, as the panel shows it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CosignerView {
+    pub name: String,
+    /// Its key (`name+keyid+base64`): public.
+    pub key: String,
+    #[ts(type = "number | null")]
+    pub cosigned_at: Option<u64>,
+    /// `fresh`, `stale`, `future`, `missing` or `invalid`.
+    pub status: String,
 }
 
 /// Which fleet the app talks to: the settings' [`VaultChoice`], where key
@@ -205,15 +241,13 @@ fn pinned(what: &str, key: &str) -> Result<NoteVerifier, ErrorReport> {
     })
 }
 
-/// The trust-state file of a remote fleet: one per URL and pinned keys, so
-/// that pinning other keys (or another URL) starts from a first contact.
-pub fn trust_file(trust_dir: &Path, url: &str, witness_key: &str, operator_key: &str) -> PathBuf {
-    let mut h = Sha256::new();
-    for part in [url, witness_key, operator_key] {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
-    }
-    trust_dir.join(format!("{}.json", hex::encode(&h.finalize()[..16])))
+/// The trust-state file of a remote fleet: one per pinned witness and
+/// operator keys (its trust anchors), whatever URL reaches it; the same
+/// state is kept in the OS keyring ([`crate::trust_store`]).
+pub fn trust_file(trust_dir: &Path, witness_key: &str, operator_key: &str) -> PathBuf {
+    let account = trust_account(witness_key, operator_key);
+    let name = account.trim_start_matches("fleet-trust:");
+    trust_dir.join(format!("{name}.json"))
 }
 
 impl Vault {
@@ -301,17 +335,28 @@ impl Vault {
                 let vault = self
                     .wait(async move { coffer_vault::embedded::start(&dir, &root).await })?
                     .map_err(rep)?;
-                let ota = match vault.ota_client(Some(self.dir().join("trust-state.json"))) {
-                    Ok(o) => o,
+                let store = Arc::new(AppTrustStore::new(
+                    self.dir().join("trust-state.json"),
+                    trust_account(
+                        &vault.witness_key().to_string(),
+                        &vault.operator_key().to_string(),
+                    ),
+                ));
+                let validator = match OtaFleetKeyValidator::with_store(
+                    vault.verifier(),
+                    store,
+                    Some(vault.evidence().clone()),
+                ) {
+                    Ok(v) => Arc::new(v),
                     Err(e) => {
                         let _ = self.wait(async move { vault.shutdown().await });
                         return Err(rep(e));
                     }
                 };
                 Ok(Running {
-                    client: ota.client.clone(),
-                    validator: ota.validator.clone(),
-                    evidence_url: Some(ota.evidence_url.clone()),
+                    client: VaultClient::new(Arc::new(vault.relay_transport()), validator.clone()),
+                    validator,
+                    evidence_url: Some(vault.evidence_url()),
                     backend: Backend::Embedded(Box::new(vault)),
                 })
             }
@@ -352,9 +397,12 @@ impl Vault {
                         self.trust_dir.display()
                     )))
                 })?;
-                let state = trust_file(&self.trust_dir, url, witness_key, operator_key);
+                let store = Arc::new(AppTrustStore::new(
+                    trust_file(&self.trust_dir, witness_key, operator_key),
+                    trust_account(witness_key, operator_key),
+                ));
                 let validator =
-                    Arc::new(OtaFleetKeyValidator::new(v, Some(state), evidence).map_err(rep)?);
+                    Arc::new(OtaFleetKeyValidator::with_store(v, store, evidence).map_err(rep)?);
                 let client = VaultClient::http(url, validator.clone()).map_err(rep)?;
                 Ok(Running {
                     backend: Backend::Remote { url: url.clone() },
@@ -410,6 +458,34 @@ impl Vault {
             .take();
         if let Some(r) = r {
             self.stop(r);
+        }
+    }
+
+    /// What is remembered about the fleet `choice` names (public values),
+    /// from the keyring and the file, for the diagnostics report. `None`
+    /// without a vault, or when the demo fleet never started.
+    pub fn trust_diagnostics(
+        &self,
+        choice: &VaultChoice,
+    ) -> Option<crate::trust_store::TrustDiagnostics> {
+        match choice {
+            VaultChoice::KeyOnly => None,
+            VaultChoice::EmbeddedDemo => {
+                let dir = self.dir();
+                let k = coffer_vault::embedded::DemoPublicKeys::read(&dir)?;
+                Some(crate::trust_store::diagnostics(
+                    &dir.join("trust-state.json"),
+                    &trust_account(&k.witness_key, &k.operator_key),
+                ))
+            }
+            VaultChoice::Remote {
+                witness_key,
+                operator_key,
+                ..
+            } => Some(crate::trust_store::diagnostics(
+                &trust_file(&self.trust_dir, witness_key, operator_key),
+                &trust_account(witness_key, operator_key),
+            )),
         }
     }
 
@@ -487,6 +563,32 @@ impl Vault {
             simulated_hsm: st.info.simulated_hsm,
             ksf: st.info.ksf.clone(),
             checks,
+            freshness: report.as_ref().and_then(|r| r.freshness.as_ref()).map(|f| {
+                CheckpointFreshness {
+                    cosigned_at: f.cosigned_at,
+                    age_secs: f.age_secs,
+                    max_age_secs: f.max_age_secs,
+                    quorum: f.quorum.clone(),
+                }
+            }),
+            cosigners: report
+                .as_ref()
+                .map(|r| {
+                    r.cosigners
+                        .iter()
+                        .map(|c| CosignerView {
+                            name: c.name.clone(),
+                            key: c.key.clone(),
+                            cosigned_at: c.cosigned_at,
+                            status: c.status.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            fork_evidence: report
+                .as_ref()
+                .and_then(|r| r.fork.as_ref())
+                .map(|f| vec![f.remembered.clone(), f.presented.clone()]),
         })
     }
 

@@ -68,7 +68,63 @@ pub enum AuditCommand {
         /// The HSM vendor root key the evidence is checked against, string or file.
         #[arg(long, requires = "evidence")]
         vendor_root: Option<String>,
+        /// The expected SHA-256 (hex) of the HSM program: every epoch's
+        /// evidence must attest exactly it.
+        #[arg(long, requires = "evidence")]
+        measurement: Option<String>,
     },
+    /// Audit the whole log: every entry through the tiles, rebuilt and
+    /// checked (root, signatures, one digest per epoch, epochs rising, every
+    /// entry listed), the cosigned checkpoint's freshness with --policy,
+    /// and every key covered by evidence in its validity window.
+    Log {
+        /// The witness base URL, e.g. https://witness.example.
+        #[arg(long)]
+        witness: String,
+        /// The pinned witness (log) key, string or file.
+        #[arg(long)]
+        witness_key: String,
+        /// The pinned operator root key, string or file.
+        #[arg(long)]
+        operator_key: String,
+        /// The trust policy (tlog-policy + max-age): the checkpoint must be
+        /// cosigned by its quorum within the maximum age.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// A file remembering the last verified checkpoint between audits.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Deployment evidence documents (repeat): every key must be covered.
+        #[arg(long, requires = "vendor_root")]
+        evidence: Vec<PathBuf>,
+        /// The HSM vendor root key the evidence is checked against.
+        #[arg(long, requires = "evidence")]
+        vendor_root: Option<String>,
+        /// The expected SHA-256 (hex) of the HSM program in the evidence.
+        #[arg(long, requires = "evidence")]
+        measurement: Option<String>,
+    },
+}
+
+fn parse_measurement(m: &Option<String>) -> Result<Option<[u8; 32]>, Failure> {
+    match m {
+        Some(h) => Ok(Some(
+            coffer_transparency::bundle::parse_digest(&h.to_ascii_lowercase()).map_err(|_| {
+                WitnessError::BadRequest("--measurement must be 64 hex digits".into())
+            })?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn read_state(state: &Option<PathBuf>) -> Result<Option<String>, Failure> {
+    Ok(match state {
+        Some(p) if p.exists() => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?,
+        ),
+        _ => None,
+    })
 }
 
 /// Reads a deployment evidence document.
@@ -138,6 +194,71 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
                 Some(e) => Err(e.into()),
             }
         }
+        AuditCommand::Log {
+            witness,
+            witness_key,
+            operator_key,
+            policy,
+            state,
+            evidence,
+            vendor_root,
+            measurement,
+        } => {
+            let mut verifier =
+                Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
+            verifier.witness_url = Some(witness.trim_end_matches('/').to_string());
+            if let Some(v) = vendor_root {
+                verifier.vendor_root = Some(read_verifier(v)?);
+            }
+            if let Some(p) = policy {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?;
+                verifier.policy = Some(coffer_transparency::Policy::parse(&text)?);
+            }
+            let m = parse_measurement(measurement)?;
+            let docs = evidence
+                .iter()
+                .map(|f| {
+                    Ok(EvidenceDoc {
+                        source: f.display().to_string(),
+                        doc: read_evidence(f)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, Failure>>()?;
+            let client = WitnessClient::new(witness)?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| WitnessError::Unreachable(e.to_string()))?;
+            let remembered = read_state(state)?;
+            let audit = rt.block_on(coffer_witness::audit::audit_log(
+                &client,
+                &verifier,
+                remembered.as_deref(),
+                &docs,
+                m.as_ref(),
+            ))?;
+            if let (Some(p), true, Some(cp)) = (state, audit.verified, &audit.checkpoint) {
+                std::fs::write(p, cp)
+                    .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?;
+            }
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&audit).unwrap_or_default()
+                );
+            } else {
+                print!("{}", coffer_witness::audit::render_log_text(&audit));
+            }
+            match audit.problems.first() {
+                None => Ok(()),
+                Some(p) => Err(failed(
+                    &p.code,
+                    p.message.clone(),
+                    "Do not trust this fleet's keys; keep this output and report it to the operator and the witness.",
+                )),
+            }
+        }
         AuditCommand::Namespace {
             witness,
             witness_key,
@@ -146,6 +267,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             state,
             evidence,
             vendor_root,
+            measurement,
         } => {
             let mut verifier =
                 Verifier::new(read_verifier(witness_key)?, read_verifier(operator_key)?);
@@ -153,6 +275,7 @@ pub fn run(cli: &Cli, args: &AuditArgs) -> Result<(), Failure> {
             if let Some(v) = vendor_root {
                 verifier.vendor_root = Some(read_verifier(v)?);
             }
+            verifier.measurement = parse_measurement(measurement)?;
             let docs = evidence
                 .iter()
                 .map(|f| {
@@ -226,11 +349,14 @@ fn outcome(a: &NamespaceAudit) -> Result<(), Failure> {
         .first()
         .cloned()
         .unwrap_or_else(|| "the namespace could not be verified".into());
-    Err(failed(
-        WitnessError::BadResponse(String::new()).code(),
-        why,
-        next,
-    ))
+    // A problem found in the log itself names its code first.
+    let code = why
+        .split_once(": ")
+        .map(|(c, _)| c)
+        .filter(|c| c.starts_with("CF-"))
+        .unwrap_or(WitnessError::BadResponse(String::new()).code())
+        .to_string();
+    Err(failed(&code, why, next))
 }
 
 #[cfg(test)]
@@ -398,7 +524,7 @@ mod tests {
     #[test]
     fn audit_namespace_with_evidence_ties_every_epoch_to_attested_hsms() {
         let (url, w, op, dir, _h) = witness();
-        let (vendor, k, f, _) = ceremony(&op, dir.path());
+        let (vendor, k, f, m) = ceremony(&op, dir.path());
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -414,6 +540,28 @@ mod tests {
         let audit = |extra: &[&str]| audit_namespace_cli(&url, &wk, &ok, extra);
         // Epoch 1's keys are the attested ones.
         assert!(audit(&["--evidence", &fs, "--vendor-root", &vr]).is_ok());
+        // The HSM program measurement: the built one passes, another fails.
+        let mh = hex::encode(m);
+        assert!(audit(&[
+            "--evidence",
+            &fs,
+            "--vendor-root",
+            &vr,
+            "--measurement",
+            &mh
+        ])
+        .is_ok());
+        match audit(&[
+            "--evidence",
+            &fs,
+            "--vendor-root",
+            &vr,
+            "--measurement",
+            &"cd".repeat(32),
+        ]) {
+            Err(Failure::Error(r)) => assert_eq!(r.code, "CF-T054", "{r:?}"),
+            _ => panic!("another program measurement passed"),
+        }
         // Epoch 2 brings a key no evidence covers: refused with evidence,
         // still verified without (the log itself is fine).
         rt.block_on(async { client.publish(&op, NAMESPACE, 2, &keys(2)).await.unwrap() });

@@ -114,6 +114,14 @@ pub struct Target {
     /// Over-the-air mode: the witness's base URL, for audit links in the report.
     #[arg(long, requires = "witness_key")]
     pub witness_url: Option<String>,
+    /// Over-the-air mode: the trust policy (C2SP tlog-policy + max-age):
+    /// the log's cosigners and their quorum. The checkpoint must be
+    /// cosigned by the quorum within the maximum age (freshness).
+    #[arg(long, env = "COFFER_TRUST_POLICY", requires = "witness_key")]
+    pub policy: Option<PathBuf>,
+    /// Override the policy's maximum age of the cosigned checkpoint (seconds).
+    #[arg(long, requires = "policy")]
+    pub max_age: Option<u64>,
 }
 
 /// Both validators must accept (pinned key and over-the-air bundle).
@@ -143,6 +151,22 @@ fn ota_validator(t: &Target) -> Result<Option<Arc<OtaFleetKeyValidator>>, Failur
         parse_verifier("--operator-key", o)?,
     );
     v.witness_url = t.witness_url.clone();
+    if let Some(p) = &t.policy {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| VaultCmdError::NoVault(format!("--policy {}: {e}", p.display())))?;
+        let mut policy = coffer_transparency::Policy::parse(&text)?;
+        if let Some(a) = t.max_age {
+            policy.max_age_secs = a.max(1);
+        }
+        if policy.log(&v.witness).is_none() {
+            return Err(VaultCmdError::NoVault(format!(
+                "the policy {} does not list the pinned witness key as its log",
+                p.display()
+            ))
+            .into());
+        }
+        v.policy = Some(policy);
+    }
     Ok(Some(Arc::new(OtaFleetKeyValidator::new(
         v,
         t.trust_state.clone(),
@@ -549,6 +573,28 @@ fn report_text(r: &coffer_transparency::VerificationReport) -> String {
         if let Some(l) = &c.audit_link {
             out.push_str(&format!(" <{l}>"));
         }
+    }
+    if let Some(f) = &r.freshness {
+        out.push_str(&format!(
+            "\n  freshness: cosigned by the quorum ({}) {} s ago, at most {} s allowed",
+            f.quorum, f.age_secs, f.max_age_secs
+        ));
+    }
+    for c in &r.cosigners {
+        out.push_str(&format!(
+            "\n  cosigner {}: {}{}",
+            c.name,
+            c.status,
+            c.cosigned_at
+                .map(|t| format!(" (cosigned at {t})"))
+                .unwrap_or_default()
+        ));
+    }
+    if let Some(f) = &r.fork {
+        out.push_str(&format!(
+            "\n  EVIDENCE ({}): the checkpoint remembered:\n{}  and the one presented now:\n{}",
+            f.kind, f.remembered, f.presented
+        ));
     }
     out
 }

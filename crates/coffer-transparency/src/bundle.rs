@@ -135,10 +135,10 @@ pub struct FleetKeys {
 }
 
 impl FleetKeys {
-    /// The canonical artifact: compact JSON, object keys in sorted order, no
-    /// whitespace, integers in decimal. These are the bytes that are hashed.
+    /// The canonical artifact: RFC 8785 (JCS) JSON of these keys. These
+    /// are the bytes that are hashed.
     pub fn to_canonical_json(&self) -> String {
-        serde_json::to_string(self).expect("plain data serializes")
+        canonical_json(self)
     }
 
     /// Parses an artifact and insists that it is canonical (so the digest is
@@ -182,6 +182,12 @@ impl FleetKeys {
             if k.algorithm != want || pk.len() != 32 {
                 return Err(BundleError::MalformedArtifact(format!(
                     "key {} is not a 32-byte {want} key",
+                    k.id
+                )));
+            }
+            if k.not_after > MAX_SAFE_INTEGER {
+                return Err(BundleError::MalformedArtifact(format!(
+                    "key {} has a time beyond 2^53 - 1 (not exact in JSON)",
                     k.id
                 )));
             }
@@ -341,6 +347,16 @@ impl std::fmt::Debug for KeyFingerprint {
             .field("not_after", &self.not_after)
             .finish()
     }
+}
+
+/// The largest integer JSON carries exactly (RFC 8785 numbers are IEEE 754
+/// doubles); larger ones are refused in canonical documents.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// RFC 8785 (JCS) canonical JSON of a value: members sorted by their UTF-16
+/// code units, no whitespace, ECMAScript number and string serialization.
+pub fn canonical_json<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_jcs::to_string(v).expect("plain data serializes")
 }
 
 /// SHA-256 of the artifact's bytes.

@@ -132,9 +132,9 @@ pub fn keygen_message(hsm_id: &str, fleet_keys_digest: &Hash) -> Vec<u8> {
     m
 }
 
-/// `"coffer-deployment-evidence-v1\0" || SHA-256(canonical JSON of the body)`.
+/// `"coffer-deployment-evidence-v1\0" || SHA-256(RFC 8785 JSON of the body)`.
 pub fn evidence_message(body: &EvidenceBody) -> Vec<u8> {
-    let json = serde_json::to_string(body).expect("plain data serializes");
+    let json = crate::bundle::canonical_json(body);
     let mut m = EVIDENCE_DOMAIN.to_vec();
     m.extend_from_slice(&Sha256::digest(json.as_bytes()));
     m
@@ -442,14 +442,22 @@ pub fn keys_covered_by_evidence(
         )));
     }
     for k in &keys.keys {
-        if !ev
+        let Some(e) = ev
             .keys
             .iter()
-            .any(|e| e.id == k.id && e.role == k.role && e.public_key == k.public_key)
-        {
+            .find(|e| e.id == k.id && e.role == k.role && e.public_key == k.public_key)
+        else {
             return Err(EvidenceError::FleetKeysMismatch(format!(
                 "key {} is not in the deployment evidence",
                 k.id
+            )));
+        };
+        // The ceremony attested the key for its window: a bundle may
+        // narrow it, never widen it.
+        if k.not_before < e.not_before || k.not_after > e.not_after {
+            return Err(EvidenceError::FleetKeysMismatch(format!(
+                "key {} is valid {}..{} but the evidence attests it for {}..{} only",
+                k.id, k.not_before, k.not_after, e.not_before, e.not_after
             )));
         }
     }

@@ -265,6 +265,11 @@ pub fn verify_consistency(
     }
 }
 
+/// Constant-time equality of two hashes.
+pub fn hashes_equal(a: &Hash, b: &Hash) -> bool {
+    ct_eq(a, b)
+}
+
 fn ct_eq(a: &Hash, b: &Hash) -> bool {
     use subtle::ConstantTimeEq;
     a.ct_eq(b).into()

@@ -17,7 +17,11 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
-const ALG_ED25519: u8 = 0x01;
+/// Signature type of an Ed25519 note signer (signed-note).
+pub const ALG_ED25519: u8 = 0x01;
+/// Signature type of an Ed25519 cosigner (tlog-cosignature `cosignature/v1`):
+/// the same curve, another key id, and signatures over a timestamped message.
+pub const ALG_COSIGNATURE_V1: u8 = 0x04;
 const SIG_PREFIX: &str = "\u{2014} ";
 /// Notes longer than this are refused before parsing.
 pub const MAX_NOTE_BYTES: usize = 1 << 20;
@@ -73,11 +77,17 @@ fn valid_name(name: &str) -> bool {
         && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// The 4-byte key id of an Ed25519 key called `name`.
+/// The 4-byte key id of an Ed25519 note key called `name`.
 pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
+    key_id_of(name, ALG_ED25519, public_key)
+}
+
+/// The 4-byte key id of a key of signature type `alg` called `name`:
+/// SHA-256(name || 0x0A || alg || public_key)[0..4].
+pub fn key_id_of(name: &str, alg: u8, public_key: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
-    h.update([0x0A, ALG_ED25519]);
+    h.update([0x0A, alg]);
     h.update(public_key);
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
@@ -88,6 +98,7 @@ pub fn key_id(name: &str, public_key: &[u8; 32]) -> u32 {
 pub struct NoteVerifier {
     name: String,
     id: u32,
+    alg: u8,
     key: VerifyingKey,
 }
 
@@ -99,7 +110,7 @@ impl std::fmt::Debug for NoteVerifier {
 
 impl std::fmt::Display for NoteVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut raw = vec![ALG_ED25519];
+        let mut raw = vec![self.alg];
         raw.extend_from_slice(self.key.as_bytes());
         write!(f, "{}+{:08x}+{}", self.name, self.id, B64.encode(raw))
     }
@@ -141,21 +152,23 @@ impl NoteVerifier {
         let raw = B64
             .decode(b64)
             .map_err(|_| NoteError::MalformedKey("key is not base64"))?;
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        if raw.len() != 33 || (raw[0] != ALG_ED25519 && raw[0] != ALG_COSIGNATURE_V1) {
             return Err(NoteError::MalformedKey("not an Ed25519 key"));
         }
+        let alg = raw[0];
         let pk: [u8; 32] = raw[1..].try_into().expect("length checked");
         let key = VerifyingKey::from_bytes(&pk)
             .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 point"))?;
         if key.is_weak() {
             return Err(NoteError::MalformedKey("small-order Ed25519 key"));
         }
-        if key_id(name, &pk) != id {
+        if key_id_of(name, alg, &pk) != id {
             return Err(NoteError::MalformedKey("key id does not match the key"));
         }
         Ok(NoteVerifier {
             name: name.to_string(),
             id,
+            alg,
             key,
         })
     }
@@ -170,8 +183,15 @@ impl NoteVerifier {
         Ok(NoteVerifier {
             name: name.to_string(),
             id: key_id(name, public_key),
+            alg: ALG_ED25519,
             key,
         })
+    }
+
+    /// The signature type: [`ALG_ED25519`] (a note signer: logs, the
+    /// operator, the vendor) or [`ALG_COSIGNATURE_V1`] (a cosigner).
+    pub fn alg(&self) -> u8 {
+        self.alg
     }
 
     pub fn name(&self) -> &str {
@@ -205,6 +225,7 @@ pub fn fingerprint(public_key: &[u8]) -> String {
 /// A secret Ed25519 signing key with a note name. Its `Debug` never shows the key.
 pub struct NoteSigner {
     name: String,
+    alg: u8,
     key: SigningKey,
 }
 
@@ -228,13 +249,34 @@ impl NoteSigner {
     }
 
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, NoteError> {
+        Self::from_seed_alg(name, ALG_ED25519, seed)
+    }
+
+    /// A new random cosigner key (tlog-cosignature `cosignature/v1`).
+    pub fn generate_cosigner(name: &str) -> Result<Self, NoteError> {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        getrandom::fill(seed.as_mut()).map_err(|_| NoteError::Randomness)?;
+        Self::from_seed_alg(name, ALG_COSIGNATURE_V1, &seed)
+    }
+
+    /// A key of signature type `alg` ([`ALG_ED25519`] or [`ALG_COSIGNATURE_V1`]).
+    pub fn from_seed_alg(name: &str, alg: u8, seed: &[u8; 32]) -> Result<Self, NoteError> {
         if !valid_name(name) {
             return Err(NoteError::MalformedKey("bad key name"));
         }
+        if alg != ALG_ED25519 && alg != ALG_COSIGNATURE_V1 {
+            return Err(NoteError::MalformedKey("unknown signature type"));
+        }
         Ok(NoteSigner {
             name: name.to_string(),
+            alg,
             key: SigningKey::from_bytes(seed),
         })
+    }
+
+    /// The signature type of this key.
+    pub fn alg(&self) -> u8 {
+        self.alg
     }
 
     /// Parses `PRIVATE+KEY+name+keyid+base64(0x01||seed)`.
@@ -256,13 +298,14 @@ impl NoteSigner {
             B64.decode(b64)
                 .map_err(|_| NoteError::MalformedKey("key is not base64"))?,
         );
-        if raw.len() != 33 || raw[0] != ALG_ED25519 {
+        if raw.len() != 33 || (raw[0] != ALG_ED25519 && raw[0] != ALG_COSIGNATURE_V1) {
             return Err(NoteError::MalformedKey("not an Ed25519 key"));
         }
+        let alg = raw[0];
         let mut seed = Zeroizing::new([0u8; 32]);
         seed.copy_from_slice(&raw[1..]);
         raw.zeroize();
-        let signer = Self::from_seed(name, &seed)?;
+        let signer = Self::from_seed_alg(name, alg, &seed)?;
         if format!("{:08x}", signer.verifier().key_id()) != id_hex {
             return Err(NoteError::MalformedKey("key id does not match the key"));
         }
@@ -271,7 +314,7 @@ impl NoteSigner {
 
     /// The secret key string (keep it in a 0600 file; never log it).
     pub fn to_private_string(&self) -> Zeroizing<String> {
-        let mut raw = Zeroizing::new(vec![ALG_ED25519]);
+        let mut raw = Zeroizing::new(vec![self.alg]);
         raw.extend_from_slice(self.key.as_bytes());
         Zeroizing::new(format!(
             "PRIVATE+KEY+{}+{:08x}+{}",
@@ -289,7 +332,8 @@ impl NoteSigner {
         let pk = self.key.verifying_key();
         NoteVerifier {
             name: self.name.clone(),
-            id: key_id(&self.name, pk.as_bytes()),
+            id: key_id_of(&self.name, self.alg, pk.as_bytes()),
+            alg: self.alg,
             key: pk,
         }
     }
@@ -301,6 +345,11 @@ impl NoteSigner {
 
     /// Signs `text` (which must end in a newline) as a note.
     pub fn sign_note(&self, text: &str) -> Result<String, NoteError> {
+        if self.alg != ALG_ED25519 {
+            return Err(NoteError::MalformedKey(
+                "a cosigner key does not sign notes (see tlog-cosignature)",
+            ));
+        }
         check_text(text)?;
         let mut blob = self.verifier().key_id().to_be_bytes().to_vec();
         blob.extend_from_slice(&self.sign(text.as_bytes()));
@@ -383,6 +432,11 @@ pub fn parse_note(note: &str) -> Result<(String, Vec<NoteSignature>), NoteError>
 /// Verifies that `note` is signed by `verifier` and returns its text.
 /// Signatures by other keys are ignored, as the spec requires.
 pub fn open_note(note: &str, verifier: &NoteVerifier) -> Result<String, NoteError> {
+    if verifier.alg != ALG_ED25519 {
+        return Err(NoteError::MalformedKey(
+            "a cosigner key does not sign notes (see tlog-cosignature)",
+        ));
+    }
     let (text, sigs) = parse_note(note)?;
     let mut found = false;
     for s in &sigs {

@@ -6,11 +6,14 @@
 
 use crate::bundle::{Bundle, BundleError, FleetKeys, KeyFingerprint, NAMESPACE};
 use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::cosignature::{Cosigned, CosignedCheckpoint};
 use crate::evidence::{
     keys_covered_by_evidence, verify_evidence, DeploymentEvidence, EvidenceError,
 };
 use crate::merkle::{leaf_hash, proof_from_b64, verify_consistency, verify_inclusion, MerkleError};
+use crate::monitor::LogError;
 use crate::note::NoteVerifier;
+use crate::policy::{Policy, MAX_CLOCK_SKEW_SECS};
 use coffer_error::{ErrorKind, UserFacing};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -32,6 +35,18 @@ pub enum VerifyError {
     Missing(&'static str),
     #[error("the validation data is malformed ({0})")]
     MalformedBlob(String),
+    #[error("the vault offered fleet-key epoch {epoch}, but the log's latest epoch of the namespace is {latest} (entry {latest_index}): a superseded bundle")]
+    Superseded {
+        epoch: u64,
+        latest: u64,
+        latest_index: u64,
+    },
+    #[error("the log checkpoint lacks the cosignatures the trust policy requires ({0})")]
+    CosignatureQuorum(String),
+    #[error("the log checkpoint is not fresh: {0}")]
+    CheckpointStale(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
     #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error(transparent)]
@@ -54,6 +69,10 @@ impl UserFacing for VerifyError {
             VerifyError::LogForked => "CF-T043",
             VerifyError::Missing(_) => "CF-T044",
             VerifyError::MalformedBlob(_) => "CF-T045",
+            VerifyError::Superseded { .. } => "CF-T046",
+            VerifyError::CosignatureQuorum(_) => "CF-T047",
+            VerifyError::CheckpointStale(_) => "CF-T048",
+            VerifyError::Log(_) => "CF-T049",
             VerifyError::Bundle(e) => e.code(),
             VerifyError::Merkle(e) => e.code(),
             VerifyError::Checkpoint(e) => e.code(),
@@ -66,7 +85,8 @@ impl UserFacing for VerifyError {
             VerifyError::Merkle(e) => e.next_step(),
             VerifyError::Checkpoint(e) => e.next_step(),
             VerifyError::Evidence(e) => e.next_step(),
-            VerifyError::EpochRolledBack { .. } | VerifyError::LogRolledBack { .. } | VerifyError::LogForked | VerifyError::EpochEquivocation { .. } => {
+            VerifyError::CheckpointStale(_) => "Check the computer's clock. If it is right, the vault is showing an old view of the log or the cosigners are down: do not enter your recovery code now, try again later.".into(),
+            VerifyError::EpochRolledBack { .. } | VerifyError::LogRolledBack { .. } | VerifyError::LogForked | VerifyError::EpochEquivocation { .. } | VerifyError::Superseded { .. } | VerifyError::CosignatureQuorum(_) | VerifyError::Log(_) => {
                 "Do not enter your recovery code. Someone may be showing you an old or forked view of the fleet keys: keep the diagnostics report and contact support.".into()
             }
             _ => "Try again later; if it persists, report the code to the vault operator.".into(),
@@ -76,7 +96,8 @@ impl UserFacing for VerifyError {
 
 /// Codes of this module.
 pub const ERROR_CODES: &[&str] = &[
-    "CF-T040", "CF-T041", "CF-T042", "CF-T043", "CF-T044", "CF-T045",
+    "CF-T040", "CF-T041", "CF-T042", "CF-T043", "CF-T044", "CF-T045", "CF-T046", "CF-T047",
+    "CF-T048", "CF-T049",
 ];
 
 /// The name of a check, as the verification panel lists it.
@@ -91,7 +112,13 @@ pub enum CheckName {
     ValidityWindow,
     EpochMonotonicity,
     Checkpoint,
+    /// The policy's quorum of cosigners cosigned the checkpoint recently enough.
+    Cosignatures,
     Inclusion,
+    /// Every leaf of the log rebuilt and checked against the checkpoint.
+    LogEntries,
+    /// The bundle is the namespace's latest epoch in the log (first-contact rule).
+    Latest,
     Consistency,
     SessionKey,
     DeploymentEvidence,
@@ -180,6 +207,53 @@ pub struct VerificationReport {
     #[ts(type = "number | null")]
     pub log_size: Option<u64>,
     pub checks: Vec<Check>,
+    /// How fresh the cosigned checkpoint is (over the air, with a policy).
+    pub freshness: Option<Freshness>,
+    /// Each cosigner of the policy and what it said about the checkpoint.
+    pub cosigners: Vec<CosignerStatus>,
+    /// Two checkpoints of the log that cannot both be true (the remembered
+    /// one and the one presented now): the evidence of a fork or rollback.
+    pub fork: Option<ForkEvidence>,
+}
+
+/// The freshness of a cosigned checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct Freshness {
+    /// The quorum time: the latest time T such that the cosigners that
+    /// cosigned at T or later satisfy the quorum (Unix seconds).
+    #[ts(type = "number")]
+    pub cosigned_at: u64,
+    #[ts(type = "number")]
+    pub age_secs: u64,
+    #[ts(type = "number")]
+    pub max_age_secs: u64,
+    /// The quorum rule, in words.
+    pub quorum: String,
+}
+
+/// One cosigner of the trust policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct CosignerStatus {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its verifier key string (`name+keyid+base64`, signature type 0x04).
+    pub key: String,
+    /// When it cosigned the checkpoint, if it did.
+    #[ts(type = "number | null")]
+    pub cosigned_at: Option<u64>,
+    /// `fresh`, `stale`, `future`, `missing` or `invalid`.
+    pub status: String,
+}
+
+/// Two signed checkpoints of one log that no honest log produces both of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ForkEvidence {
+    /// `forked` (same size, other root, or no consistency) or `rolled_back`.
+    pub kind: String,
+    /// The checkpoint this client verified before (a signed note).
+    pub remembered: String,
+    /// The checkpoint presented now (a signed note).
+    pub presented: String,
 }
 
 impl VerificationReport {
@@ -200,6 +274,20 @@ pub struct TrustState {
     pub last_digest: Option<String>,
     /// The last verified checkpoint (a signed note, verified again on load).
     pub last_checkpoint: Option<String>,
+    /// The fleet id of the last verified epoch (for people: diagnostics).
+    #[serde(default)]
+    pub fleet_id: Option<String>,
+}
+
+/// The state a release ships for a known deployment, so that a fresh
+/// installation does not start from nothing: a checkpoint of its log (the
+/// log must be consistent with it) and the minimum epoch of its fleet keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct Baseline {
+    #[ts(type = "number")]
+    pub min_epoch: u64,
+    /// A checkpoint of the log signed by the pinned log key.
+    pub checkpoint: Option<String>,
 }
 
 /// A consistency proof between two tree sizes, hashes in base64.
@@ -227,6 +315,10 @@ pub struct ValidationBlob {
     /// The signed checkpoint (C2SP tlog-checkpoint as a signed note).
     pub checkpoint: String,
     pub consistency: Option<ConsistencyProof>,
+    /// The whole log at the checkpoint's size: its C2SP tlog-tiles entry
+    /// bundles (full ones of 256 entries, then the partial one), base64.
+    #[serde(default)]
+    pub entries: Vec<String>,
 }
 
 impl ValidationBlob {
@@ -287,6 +379,14 @@ pub struct Verifier {
     pub witness_url: Option<String>,
     /// Where the deployment evidence document is published (audit link).
     pub evidence_url: Option<String>,
+    /// The trust policy: the cosigners, their quorum and the maximum age
+    /// of a cosigned checkpoint. Without one, freshness is not checked.
+    pub policy: Option<Policy>,
+    /// A baseline shipped with the release for this log, if any.
+    pub baseline: Option<Baseline>,
+    /// The HSM program measurement (SHA-256) the client expects: when
+    /// pinned, the deployment evidence must attest exactly it.
+    pub measurement: Option<crate::merkle::Hash>,
 }
 
 struct Recorder {
@@ -331,11 +431,14 @@ impl Recorder {
 impl Verifier {
     pub fn new(witness: NoteVerifier, operator: NoteVerifier) -> Self {
         Verifier {
+            baseline: crate::baseline::compiled_for(&witness),
             witness,
             operator,
             vendor_root: None,
             witness_url: None,
             evidence_url: None,
+            policy: None,
+            measurement: None,
         }
     }
 
@@ -358,6 +461,9 @@ impl Verifier {
             operator_key: self.operator.to_string(),
             log_size: None,
             checks: vec![],
+            freshness: None,
+            cosigners: vec![],
+            fork: None,
         }
     }
 
@@ -387,7 +493,13 @@ impl Verifier {
         let link = self.evidence_url.clone();
         match (keys, evidence, &self.vendor_root) {
             (Some(k), Some(doc), Some(vendor)) => {
-                let (_, err) = verify_evidence(doc, vendor, &self.operator, None, link.as_deref());
+                let (_, err) = verify_evidence(
+                    doc,
+                    vendor,
+                    &self.operator,
+                    self.measurement.as_ref(),
+                    link.as_deref(),
+                );
                 let r = match err {
                     Some(e) => Err(VerifyError::Evidence(e)),
                     None => keys_covered_by_evidence(k, doc).map_err(VerifyError::from),
@@ -397,8 +509,13 @@ impl Verifier {
                     r,
                     |_| {
                         format!(
-                            "deployment evidence for {} verifies and covers every fleet key",
-                            k.fleet_id
+                            "deployment evidence for {} verifies and covers every fleet key in its validity window{}",
+                            k.fleet_id,
+                            if self.measurement.is_some() {
+                                "; the HSM program measurement is the pinned one"
+                            } else {
+                                ""
+                            }
                         )
                     },
                     link,
@@ -440,7 +557,10 @@ impl Verifier {
             CheckName::WitnessSignature,
             CheckName::OperatorCountersignature,
             CheckName::EpochMonotonicity,
+            CheckName::Cosignatures,
             CheckName::Inclusion,
+            CheckName::LogEntries,
+            CheckName::Latest,
             CheckName::Consistency,
         ] {
             rec.skip(n, "pinned mode: the fleet key is configured in the app");
@@ -465,6 +585,16 @@ impl Verifier {
     /// Over-the-air mode: every check of the bundle, the log and the
     /// client's remembered state. Runs every check and reports each.
     pub fn verify_ota(&self, input: &OtaInput<'_>) -> Outcome {
+        self.verify_ota_with(input, true)
+    }
+
+    /// [`Verifier::verify_ota`] for an audit of a past epoch: every check
+    /// but the first-contact rule (a past epoch is superseded by design).
+    pub fn verify_historical(&self, input: &OtaInput<'_>) -> Outcome {
+        self.verify_ota_with(input, false)
+    }
+
+    fn verify_ota_with(&self, input: &OtaInput<'_>, latest_required: bool) -> Outcome {
         let blob = input.blob;
         let bundle = &blob.bundle;
         let mut report = self.empty_report(VerificationMode::OverTheAir);
@@ -530,14 +660,23 @@ impl Verifier {
             }
             None => rec.skip(CheckName::ValidityWindow, "the artifact could not be read"),
         }
+        // A baseline shipped with the release stands in for a remembered
+        // state the client does not have yet.
+        let baseline = self.baseline.as_ref();
+        let mut state = input.state.clone();
+        if state.last_checkpoint.is_none() {
+            state.last_checkpoint = baseline.and_then(|b| b.checkpoint.clone());
+        }
+        let min_epoch = baseline.map(|b| b.min_epoch).unwrap_or(0);
         rec.record(
             CheckName::EpochMonotonicity,
-            check_epoch(input.state, bundle),
+            check_epoch(&state, min_epoch, bundle),
             |w| w.clone(),
             None,
         );
 
-        // The log: checkpoint, inclusion, consistency with what we saw before.
+        // The log: checkpoint, cosignatures, inclusion, the whole log, the
+        // latest epoch, consistency with what we saw before.
         let cp = rec.record(
             CheckName::Checkpoint,
             Checkpoint::open(&blob.checkpoint, &self.witness).map_err(VerifyError::from),
@@ -548,6 +687,19 @@ impl Verifier {
         );
         if let Some(cp) = &cp {
             report.log_size = Some(cp.size);
+            match &self.policy {
+                Some(policy) => {
+                    let (fresh, cosigners, r) =
+                        check_cosignatures(policy, &blob.checkpoint, &self.witness, input.now);
+                    report.freshness = fresh;
+                    report.cosigners = cosigners;
+                    rec.record(CheckName::Cosignatures, r, |w| w.clone(), None);
+                }
+                None => rec.skip(
+                    CheckName::Cosignatures,
+                    "no trust policy is pinned: the checkpoint's freshness is not checked",
+                ),
+            }
             let incl = (|| -> Result<String, VerifyError> {
                 let leaf = leaf_hash(&bundle.proof.log_leaf()?);
                 let proof = proof_from_b64(&blob.inclusion_proof)?;
@@ -558,17 +710,66 @@ impl Verifier {
                 ))
             })();
             rec.record(CheckName::Inclusion, incl, |w| w.clone(), link.clone());
-            match check_consistency(input.state, blob, cp, &self.witness) {
+            let leaves = rec.record(
+                CheckName::LogEntries,
+                check_log_entries(blob, cp, &self.witness),
+                |l| {
+                    format!(
+                        "all {} entries of the log rebuilt from their fields: witness-signed, epochs rising, root as checkpointed",
+                        l.len()
+                    )
+                },
+                None,
+            );
+            match &leaves {
+                Some(_) if !latest_required => rec.skip(
+                    CheckName::Latest,
+                    "an audit of a past epoch: later epochs are expected",
+                ),
+                Some(leaves) => {
+                    rec.record(
+                        CheckName::Latest,
+                        check_latest(leaves, bundle, blob.leaf_index),
+                        |w| w.clone(),
+                        link.clone(),
+                    );
+                }
+                None => rec.skip(CheckName::Latest, "the log's entries could not be checked"),
+            }
+            match check_consistency(&state, blob, cp, &self.witness) {
                 Ok(Some(w)) => rec.pass(CheckName::Consistency, w, None),
                 Ok(None) => rec.skip(
                     CheckName::Consistency,
                     "first contact with this log: its checkpoint is remembered from now on",
                 ),
-                Err(e) => rec.fail(CheckName::Consistency, e, None),
+                Err(e) => {
+                    if matches!(
+                        e,
+                        VerifyError::LogForked | VerifyError::LogRolledBack { .. }
+                    ) {
+                        report.fork = Some(ForkEvidence {
+                            kind: if matches!(e, VerifyError::LogForked) {
+                                "forked".into()
+                            } else {
+                                "rolled_back".into()
+                            },
+                            remembered: state.last_checkpoint.clone().unwrap_or_default(),
+                            presented: blob.checkpoint.clone(),
+                        });
+                    }
+                    rec.fail(CheckName::Consistency, e, None)
+                }
             }
         } else {
-            rec.skip(CheckName::Inclusion, "no verified checkpoint");
-            rec.skip(CheckName::Consistency, "no verified checkpoint");
+            for n in [
+                CheckName::Cosignatures,
+                CheckName::Inclusion,
+                CheckName::LogEntries,
+                CheckName::Latest,
+                CheckName::Consistency,
+            ] {
+                rec.skip(n, "no verified checkpoint");
+            }
         }
         self.session_and_evidence(
             &mut rec,
@@ -578,25 +779,45 @@ impl Verifier {
             input.evidence,
         );
 
+        // A fork or a rollback is the finding that matters most: it is
+        // proof of misbehaviour, whatever else failed with it.
+        if let Some(f) = &report.fork {
+            rec.first = Some(if f.kind == "forked" {
+                VerifyError::LogForked
+            } else {
+                let size = |n: &str| {
+                    n.split('\n')
+                        .nth(1)
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0)
+                };
+                VerifyError::LogRolledBack {
+                    seen: size(&f.remembered),
+                    got: size(&f.presented),
+                }
+            });
+        }
         report.checks = rec.checks;
         report.verified = rec.first.is_none();
         let next_state = if report.verified {
-            let keep_old = matches!((&input.state.last_checkpoint, &cp), (Some(_), Some(c)) if input.state.last_checkpoint.as_deref().and_then(|n| Checkpoint::open(n, &self.witness).ok()).is_some_and(|o| o.size > c.size));
+            let keep_old = matches!((&state.last_checkpoint, &cp), (Some(_), Some(c)) if state.last_checkpoint.as_deref().and_then(|n| Checkpoint::open(n, &self.witness).ok()).is_some_and(|o| o.size > c.size));
+            let newer = state.last_epoch.is_none_or(|e| e <= bundle.proof.epoch);
             Some(TrustState {
-                last_epoch: Some(bundle.proof.epoch.max(input.state.last_epoch.unwrap_or(0))),
-                last_digest: if input
-                    .state
-                    .last_epoch
-                    .is_some_and(|e| e > bundle.proof.epoch)
-                {
-                    input.state.last_digest.clone()
-                } else {
+                last_epoch: Some(bundle.proof.epoch.max(state.last_epoch.unwrap_or(0))),
+                last_digest: if newer {
                     Some(bundle.proof.digest.clone())
+                } else {
+                    state.last_digest.clone()
                 },
                 last_checkpoint: if keep_old {
-                    input.state.last_checkpoint.clone()
+                    state.last_checkpoint.clone()
                 } else {
                     Some(blob.checkpoint.clone())
+                },
+                fleet_id: if newer {
+                    keys.as_ref().map(|k| k.fleet_id.clone())
+                } else {
+                    state.fleet_id.clone()
                 },
             })
         } else {
@@ -611,9 +832,173 @@ impl Verifier {
     }
 }
 
-fn check_epoch(state: &TrustState, bundle: &Bundle) -> Result<String, VerifyError> {
+/// The cosignatures of the policy's cosigners on the checkpoint note, and
+/// whether those made within the maximum age satisfy the quorum.
+pub fn check_cosignatures(
+    policy: &Policy,
+    note: &str,
+    log_key: &NoteVerifier,
+    now: u64,
+) -> (
+    Option<Freshness>,
+    Vec<CosignerStatus>,
+    Result<String, VerifyError>,
+) {
+    let cp = match CosignedCheckpoint::open(note, log_key) {
+        Ok(c) => c,
+        Err(e) => return (None, vec![], Err(e.into())),
+    };
+    let oldest = now.saturating_sub(policy.max_age_secs);
+    let latest_ok = now.saturating_add(MAX_CLOCK_SKEW_SECS);
+    let said: Vec<Cosigned> = policy
+        .witnesses
+        .iter()
+        .map(|w| cp.cosignature_by(&w.key))
+        .collect();
+    let statuses = policy
+        .witnesses
+        .iter()
+        .zip(&said)
+        .map(|(w, c)| CosignerStatus {
+            name: w.name.clone(),
+            key: w.key.to_string(),
+            cosigned_at: match c {
+                Cosigned::At(t) => Some(*t),
+                _ => None,
+            },
+            status: match c {
+                Cosigned::At(t) if *t > latest_ok => "future",
+                Cosigned::At(t) if *t < oldest => "stale",
+                Cosigned::At(_) => "fresh",
+                Cosigned::Missing => "missing",
+                Cosigned::Invalid => "invalid",
+            }
+            .into(),
+        })
+        .collect();
+    let quorum = policy.describe_quorum();
+    if !policy.requires_cosigners() {
+        return (
+            None,
+            statuses,
+            Ok("the trust policy requires no cosignatures (quorum none)".into()),
+        );
+    }
+    // Cosignatures from the future do not count.
+    let valid: Vec<Option<u64>> = said
+        .iter()
+        .map(|c| match c {
+            Cosigned::At(t) if *t <= latest_ok => Some(*t),
+            _ => None,
+        })
+        .collect();
+    // The quorum time: the latest T such that the cosigners at T or later
+    // satisfy the quorum.
+    let mut times: Vec<u64> = valid.iter().flatten().copied().collect();
+    times.sort_unstable();
+    times.dedup();
+    let quorum_time = times.iter().rev().copied().find(|t| {
+        let set: Vec<bool> = valid.iter().map(|v| v.is_some_and(|v| v >= *t)).collect();
+        policy.satisfied(&set)
+    });
+    let Some(t) = quorum_time else {
+        let n = valid.iter().flatten().count();
+        return (
+            None,
+            statuses,
+            Err(VerifyError::CosignatureQuorum(format!(
+                "{n} valid cosignature(s); the quorum is {quorum}"
+            ))),
+        );
+    };
+    let age = now.saturating_sub(t);
+    let fresh = Freshness {
+        cosigned_at: t,
+        age_secs: age,
+        max_age_secs: policy.max_age_secs,
+        quorum: quorum.clone(),
+    };
+    if t < oldest {
+        return (
+            Some(fresh),
+            statuses,
+            Err(VerifyError::CheckpointStale(format!(
+                "the quorum ({quorum}) cosigned it {age} s ago, more than the {} s allowed",
+                policy.max_age_secs
+            ))),
+        );
+    }
+    (
+        Some(fresh),
+        statuses,
+        Ok(format!(
+            "cosigned by the quorum ({quorum}) {age} s ago (at most {} s allowed)",
+            policy.max_age_secs
+        )),
+    )
+}
+
+/// The whole log, from the blob's entry bundles.
+fn check_log_entries(
+    blob: &ValidationBlob,
+    cp: &Checkpoint,
+    witness: &NoteVerifier,
+) -> Result<Vec<crate::monitor::LogLeaf>, VerifyError> {
+    use base64::Engine;
+    if blob.entries.is_empty() && cp.size > 0 {
+        return Err(VerifyError::Missing("the log's entries"));
+    }
+    let bundles = blob
+        .entries
+        .iter()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| VerifyError::MalformedBlob("an entry bundle is not base64".into()))?;
+    let leaves = crate::tiles::decode_entry_bundles(&bundles, cp.size)
+        .map_err(|e| VerifyError::MalformedBlob(e.to_string()))?;
+    Ok(crate::monitor::verify_log(&leaves, cp, witness)?)
+}
+
+/// The first-contact rule: the bundle must be its namespace's latest epoch
+/// in the checkpointed log, and the very leaf at `leaf_index`.
+fn check_latest(
+    leaves: &[crate::monitor::LogLeaf],
+    bundle: &Bundle,
+    leaf_index: u64,
+) -> Result<String, VerifyError> {
+    let ours = leaves
+        .get(leaf_index as usize)
+        .filter(|l| bundle.proof.log_leaf().is_ok_and(|b| b == l.to_bytes()))
+        .ok_or(VerifyError::Missing("the bundle's entry in the log"))?;
+    let latest = crate::monitor::latest(leaves, &bundle.proof.namespace)
+        .ok_or(VerifyError::Missing("the bundle's entry in the log"))?;
+    if latest.index != ours.index {
+        return Err(VerifyError::Superseded {
+            epoch: ours.epoch,
+            latest: latest.epoch,
+            latest_index: latest.index,
+        });
+    }
+    Ok(format!(
+        "epoch {} is the latest of {} in the log of size {}",
+        ours.epoch,
+        bundle.proof.namespace,
+        leaves.len()
+    ))
+}
+
+fn check_epoch(state: &TrustState, min_epoch: u64, bundle: &Bundle) -> Result<String, VerifyError> {
     let epoch = bundle.proof.epoch;
+    if epoch < min_epoch {
+        return Err(VerifyError::EpochRolledBack {
+            seen: min_epoch,
+            got: epoch,
+        });
+    }
     match state.last_epoch {
+        None if min_epoch > 0 => Ok(format!(
+            "epoch {epoch} (the release's baseline is epoch {min_epoch})"
+        )),
         None => Ok(format!("epoch {epoch} (no earlier epoch remembered)")),
         Some(seen) if epoch < seen => Err(VerifyError::EpochRolledBack { seen, got: epoch }),
         Some(seen) if epoch == seen => {

@@ -216,3 +216,144 @@ fn golden_files_verify_independently() {
     let (ok, out) = run_python(&write(dir.path(), "golden.json", &fx));
     assert!(ok && out.contains("2 passed, 0 failed"), "{out}");
 }
+
+/// The tiles golden vector: a 260-entry log (entry i is the text
+/// `coffer tiles vector i`), its tiles and entry bundles by path, its
+/// checkpoint signed by the 0x42 witness key and cosigned at 1800000000 by
+/// the cosigner key of seed 0x44, and proofs computed from the tiles alone.
+fn tiles_vector() -> Value {
+    use coffer_transparency::note::ALG_COSIGNATURE_V1;
+    use coffer_transparency::tiles::{
+        entries_path, entry_bundles, tile_levels, tile_path, with_tiles, TILE_WIDTH,
+    };
+    let witness = NoteSigner::from_seed("witness.coffer.example/log", &[0x42; 32]).unwrap();
+    let cosigner = NoteSigner::from_seed_alg(
+        "cosigner.coffer.example/c1",
+        ALG_COSIGNATURE_V1,
+        &[0x44; 32],
+    )
+    .unwrap();
+    let entries: Vec<Vec<u8>> = (0..260)
+        .map(|i| format!("coffer tiles vector {i}").into_bytes())
+        .collect();
+    let leaves: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+    let size = leaves.len() as u64;
+    let levels = tile_levels(&leaves);
+    let b64 = |b: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let mut tiles = serde_json::Map::new();
+    for (l, hs) in levels.iter().enumerate() {
+        for (n, chunk) in hs.chunks(TILE_WIDTH as usize).enumerate() {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|h| h.iter().copied()).collect();
+            tiles.insert(
+                tile_path(l as u32, n as u64, chunk.len() as u64),
+                json!(b64(&bytes)),
+            );
+        }
+    }
+    let mut bundles = serde_json::Map::new();
+    for (n, b) in entry_bundles(&entries).unwrap().iter().enumerate() {
+        let width = (size - n as u64 * TILE_WIDTH).min(TILE_WIDTH);
+        bundles.insert(entries_path(n as u64, width), json!(b64(b)));
+    }
+    let cp = Checkpoint {
+        origin: witness.name().into(),
+        size,
+        root_hash: root_from_leaf_hashes(&leaves),
+        extensions: vec![],
+    };
+    let mut note = cp.sign(&witness).unwrap();
+    note.push_str(
+        &coffer_transparency::cosignature::cosign(&cosigner, &cp.to_text(), 1_800_000_000).unwrap(),
+    );
+    let fetch = |r| coffer_transparency::tiles::tile_bytes(&levels, r);
+    let inclusion: Vec<Value> = [0u64, 1, 128, 255, 256, 259]
+        .iter()
+        .map(|&i| {
+            let p = with_tiles(size, fetch, |t| t.inclusion_proof(i, size)).unwrap();
+            json!({"index": i, "proof": proof_to_b64(&p)})
+        })
+        .collect();
+    let consistency: Vec<Value> = [1u64, 7, 200, 256, 257]
+        .iter()
+        .map(|&m| {
+            let p = with_tiles(size, fetch, |t| t.consistency_proof(m, size)).unwrap();
+            json!({"from": m, "proof": proof_to_b64(&p)})
+        })
+        .collect();
+    json!({
+        "log_key": witness.verifier().to_string(),
+        "cosigner_key": cosigner.verifier().to_string(),
+        "checkpoint": note,
+        "size": size,
+        "tiles": tiles,
+        "entries": bundles,
+        "inclusion": inclusion,
+        "consistency": consistency,
+    })
+}
+
+#[test]
+fn tiles_golden_vector_verifies_independently_and_tampering_is_caught() {
+    let fx = tiles_vector();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tiles.golden.json");
+    let text = format!("{}\n", serde_json::to_string_pretty(&fx).unwrap());
+    if std::env::var_os("COFFER_BLESS").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "testdata/tiles.golden.json (COFFER_BLESS=1 to rewrite, then review)"
+    );
+    let (ok, out) = run_python_args(&["--tiles", path.to_str().unwrap()]);
+    assert!(ok && out.contains(" passed, 0 failed"), "{out}");
+    let dir = tempfile::tempdir().unwrap();
+    // One hash of the partial level-0 tile changed.
+    let mut bad = fx.clone();
+    let t = bad["tiles"]["tile/0/001.p/4"]
+        .as_str()
+        .unwrap()
+        .replacen('A', "B", 1);
+    bad["tiles"]["tile/0/001.p/4"] = json!(t);
+    let (ok, out) = run_python_args(&[
+        "--tiles",
+        write(dir.path(), "t1.json", &bad).to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("FAIL tile tile/0/001.p/4"), "{out}");
+    // The cosignature's timestamp changed.
+    let mut bad = fx.clone();
+    let note = bad["checkpoint"].as_str().unwrap().to_string();
+    let (head, line) = note.trim_end().rsplit_once('\n').unwrap();
+    let (name, sig) = line.rsplit_once(' ').unwrap();
+    use base64::Engine;
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(sig)
+        .unwrap();
+    raw[11] ^= 1;
+    bad["checkpoint"] = json!(format!(
+        "{head}\n{name} {}\n",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    ));
+    let (ok, out) = run_python_args(&[
+        "--tiles",
+        write(dir.path(), "t2.json", &bad).to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("FAIL cosignature"), "{out}");
+}
+
+fn run_python_args(args: &[&str]) -> (bool, String) {
+    let out = Command::new("python3")
+        .arg(verifier_script())
+        .args(args)
+        .output()
+        .expect("python3 must be installed to run the independent verifier");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

@@ -9,6 +9,7 @@ use coffer_transparency::evidence::{run_ceremony, verify_evidence, CeremonyHsm, 
 use coffer_transparency::merkle::{
     consistency_proof, inclusion_proof, leaf_hash, proof_to_b64, root_from_leaf_hashes, Hash,
 };
+use coffer_transparency::tiles::entry_bundles;
 use coffer_transparency::{
     Bundle, CheckName, CheckStatus, Checkpoint, ConsistencyProof, NoteSigner, OtaInput, TrustState,
     ValidationBlob, Verifier, VerifyError,
@@ -58,6 +59,7 @@ struct Log {
     operator: NoteSigner,
     bundles: Vec<Bundle>,
     leaves: Vec<Hash>,
+    raw: Vec<Vec<u8>>,
 }
 
 impl Log {
@@ -67,11 +69,13 @@ impl Log {
             operator: NoteSigner::from_seed("operator.test", &[2; 32]).unwrap(),
             bundles: vec![],
             leaves: vec![],
+            raw: vec![],
         }
     }
     fn publish(&mut self, keys: &FleetKeys, epoch: u64) {
         let b = make_bundle(keys, epoch, NOW - 10, &self.witness, &self.operator);
         self.leaves.push(leaf_hash(&b.proof.log_leaf().unwrap()));
+        self.raw.push(b.proof.log_leaf().unwrap());
         self.bundles.push(b);
     }
     fn checkpoint(&self, size: usize) -> String {
@@ -98,6 +102,11 @@ impl Log {
                 to_size: size as u64,
                 proof: proof_to_b64(&consistency_proof(m as u64, &self.leaves[..size]).unwrap()),
             }),
+            entries: entry_bundles(&self.raw[..size])
+                .unwrap()
+                .iter()
+                .map(|b| b64(b))
+                .collect(),
         }
     }
     fn verifier(&self) -> Verifier {
@@ -601,6 +610,61 @@ fn deployment_evidence_ceremony_verifies_and_each_part_is_checked() {
         evidence: Some(&doc),
     });
     assert_eq!(failed_code(&o), "CF-T055");
+    // The same keys published valid for longer than the ceremony attested:
+    // not covered (a bundle may narrow a key's window, never widen it).
+    let mut wider = keys.clone();
+    wider.keys[0].not_after += 1;
+    let mut log3 = Log::new(1);
+    log3.publish(&wider, 1);
+    let run_ev = |v: &Verifier, b: &ValidationBlob| {
+        v.verify_ota(&OtaInput {
+            blob: b,
+            state: &TrustState::default(),
+            now: NOW,
+            session_server_key: None,
+            evidence: Some(&doc),
+        })
+    };
+    let o = run_ev(&v, &log3.blob(0, 1, None));
+    assert_eq!(failed_code(&o), "CF-T055");
+    assert!(o.error.unwrap().to_string().contains("attests it for"));
+    let mut narrower = keys.clone();
+    narrower.keys[0].not_after -= 1;
+    let mut log4 = Log::new(1);
+    log4.publish(&narrower, 1);
+    assert!(run_ev(&v, &log4.blob(0, 1, None)).report.verified);
+    // A pinned measurement: the evidence must attest exactly it.
+    let mut pinned = v.clone();
+    pinned.measurement = Some(measurement);
+    let o = run_ev(&pinned, &blob);
+    assert!(o.report.verified, "{:#?}", o.report);
+    assert!(o
+        .report
+        .check(CheckName::DeploymentEvidence)
+        .unwrap()
+        .why
+        .contains("measurement is the pinned one"));
+    pinned.measurement = Some([0xCD; 32]);
+    assert_eq!(failed_code(&run_ev(&pinned, &blob)), "CF-T054");
+}
+
+#[test]
+fn canonical_json_is_rfc_8785() {
+    // Escapes and non-ASCII as JCS writes them (RFC 8785 §3.2.2.2), and
+    // integers beyond 2^53 - 1 refused.
+    let mut k = fleet(1, [0xEE; 32]);
+    k.fleet_id = "caf\u{e9} \u{1}\u{1f}\"q\\/\u{7f}".into();
+    let j = k.to_canonical_json();
+    assert!(
+        j.starts_with(
+            "{\"fleet_id\":\"caf\u{e9} \\u0001\\u001f\\\"q\\\\/\u{7f}\",\"keys\":[{\"algorithm\""
+        ),
+        "{j}"
+    );
+    assert_eq!(FleetKeys::parse_canonical(&j).unwrap(), k);
+    let mut big = fleet(1, [0xEE; 32]);
+    big.keys[0].not_after = 1 << 53;
+    assert!(FleetKeys::parse_canonical(&big.to_canonical_json()).is_err());
 }
 
 #[test]
@@ -685,7 +749,8 @@ fn ota_validator_moves_its_state_forward_only_on_success() {
 
 #[test]
 fn a_realistic_blob_fits_the_vault_response_limit() {
-    // One OPAQUE key and five HSM identity keys, entry 700 of a 1000-entry log.
+    // One OPAQUE key and five HSM identity keys, the latest entry of a
+    // 500-entry log (a rotation a week for nine years), with the whole log.
     let mut keys = fleet(1, [0xEE; 32]);
     for i in 2..=5 {
         let mut k = keys.keys[1].clone();
@@ -693,13 +758,242 @@ fn a_realistic_blob_fits_the_vault_response_limit() {
         keys.keys.push(k);
     }
     let mut log = Log::new(1);
-    for e in 1..=1000u64 {
+    for e in 1..=500u64 {
         log.publish(&keys, e);
     }
-    let blob = log.blob(700, 1000, Some(600));
+    let blob = log.blob(499, 500, Some(400));
     let len = blob.to_bytes().len();
     let b64_len = len.div_ceil(3) * 4;
     eprintln!("validation blob: {len} bytes of JSON, {b64_len} as base64");
-    // coffer-vault-proto's MAX_BUNDLE_LEN is 8 KiB (counted on the raw bytes).
-    assert!(len < 8 * 1024, "{len}");
+    // coffer-vault-proto's MAX_BUNDLE_LEN is 256 KiB (counted on the raw
+    // bytes); each epoch adds ~245 bytes of entry (base64), so about 1000
+    // epochs fit.
+    assert!(len < 128 * 1024, "{len}");
+}
+
+fn cosigner(seed: u8, name: &str) -> NoteSigner {
+    NoteSigner::from_seed_alg(
+        name,
+        coffer_transparency::note::ALG_COSIGNATURE_V1,
+        &[seed; 32],
+    )
+    .unwrap()
+}
+
+/// `blob` with its checkpoint cosigned by each `(cosigner, time)`.
+fn cosigned(mut blob: ValidationBlob, by: &[(&NoteSigner, u64)]) -> ValidationBlob {
+    let text = blob.checkpoint.rsplit_once("\n\n").unwrap().0.to_string() + "\n";
+    for (c, t) in by {
+        blob.checkpoint
+            .push_str(&coffer_transparency::cosignature::cosign(c, &text, *t).unwrap());
+    }
+    blob
+}
+
+fn policy_for(
+    log: &Log,
+    cosigners: &[&NoteSigner],
+    k: usize,
+    max_age: u64,
+) -> coffer_transparency::Policy {
+    let cs: Vec<_> = cosigners
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("c{i}"), c.verifier(), None))
+        .collect();
+    coffer_transparency::Policy::parse(&coffer_transparency::policy::policy_text(
+        &log.witness.verifier(),
+        None,
+        &cs,
+        k,
+        max_age,
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_fresh_client_refuses_a_superseded_epoch_and_accepts_the_latest() {
+    let log = log_with(3);
+    let v = log.verifier();
+    // Epoch 2 with the checkpoint of size 3: logged, valid, superseded.
+    let o = run(&v, &log.blob(1, 3, None), &TrustState::default());
+    assert!(!o.report.verified);
+    assert_eq!(failed_code(&o), "CF-T046");
+    assert!(
+        matches!(
+            o.error,
+            Some(VerifyError::Superseded {
+                epoch: 2,
+                latest: 3,
+                latest_index: 2
+            })
+        ),
+        "{:?}",
+        o.error
+    );
+    assert_eq!(
+        o.report.check(CheckName::Latest).unwrap().status,
+        CheckStatus::Failed
+    );
+    // The latest one passes, every leaf checked.
+    let o = run(&v, &log.blob(2, 3, None), &TrustState::default());
+    assert!(o.report.verified, "{:#?}", o.report);
+    assert!(o
+        .report
+        .check(CheckName::LogEntries)
+        .unwrap()
+        .why
+        .contains("all 3 entries"));
+    // Without the entries, or with entries that are not the log's.
+    let mut b = log.blob(2, 3, None);
+    b.entries.clear();
+    assert_eq!(failed_code(&run(&v, &b, &TrustState::default())), "CF-T044");
+    let mut b = log.blob(2, 3, None);
+    b.entries[0] = b64(&entry_bundles(&vec![vec![1u8; 3]; 3]).unwrap()[0]);
+    assert_eq!(failed_code(&run(&v, &b, &TrustState::default())), "CF-T049");
+}
+
+#[test]
+fn a_log_with_a_leaf_out_of_epoch_order_is_refused() {
+    let mut log = log_with(3);
+    // The witness key logs epoch 2 again after epoch 3 (another digest).
+    log.publish(&fleet(9, [0xEE; 32]), 2);
+    let o = run(
+        &log.verifier(),
+        &log.blob(3, 4, None),
+        &TrustState::default(),
+    );
+    assert_eq!(failed_code(&o), "CF-T049", "{:#?}", o.report);
+}
+
+#[test]
+fn cosigned_freshness_and_the_quorum() {
+    let log = log_with(2);
+    let (c1, c2, c3) = (
+        cosigner(11, "c1.test"),
+        cosigner(12, "c2.test"),
+        cosigner(13, "c3.test"),
+    );
+    let mut v = log.verifier();
+    v.policy = Some(policy_for(&log, &[&c1, &c2, &c3], 2, 3600));
+    let blob = || log.blob(1, 2, None);
+    // Two fresh cosignatures: accepted; the report names every cosigner.
+    let o = run(
+        &v,
+        &cosigned(blob(), &[(&c1, NOW - 60), (&c3, NOW - 30)]),
+        &TrustState::default(),
+    );
+    assert!(o.report.verified, "{:#?}", o.report);
+    let f = o.report.freshness.clone().unwrap();
+    assert_eq!(
+        (f.cosigned_at, f.age_secs, f.max_age_secs),
+        (NOW - 60, 60, 3600)
+    );
+    let st: Vec<&str> = o
+        .report
+        .cosigners
+        .iter()
+        .map(|c| c.status.as_str())
+        .collect();
+    assert_eq!(st, ["fresh", "missing", "fresh"]);
+    // One cosignature: below the quorum.
+    let o = run(&v, &cosigned(blob(), &[(&c1, NOW)]), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T047");
+    // None at all (the log's signature alone).
+    assert_eq!(
+        failed_code(&run(&v, &blob(), &TrustState::default())),
+        "CF-T047"
+    );
+    // Two, but one too old: the quorum's time is too old.
+    let o = run(
+        &v,
+        &cosigned(blob(), &[(&c1, NOW), (&c2, NOW - 7200)]),
+        &TrustState::default(),
+    );
+    assert_eq!(failed_code(&o), "CF-T048");
+    assert_eq!(o.report.cosigners[1].status, "stale");
+    // A cosignature from the future does not count.
+    let o = run(
+        &v,
+        &cosigned(blob(), &[(&c1, NOW), (&c2, NOW + 86_400)]),
+        &TrustState::default(),
+    );
+    assert_eq!(failed_code(&o), "CF-T047");
+    assert_eq!(o.report.cosigners[1].status, "future");
+    // A cosigner key not in the policy does not count.
+    let other = cosigner(14, "c2.test");
+    let o = run(
+        &v,
+        &cosigned(blob(), &[(&c1, NOW), (&other, NOW)]),
+        &TrustState::default(),
+    );
+    assert_eq!(failed_code(&o), "CF-T047");
+    // A forged cosignature line is "invalid".
+    let mut b = cosigned(blob(), &[(&c1, NOW), (&c2, NOW)]);
+    let last = b.checkpoint.rfind(' ').unwrap();
+    let mut raw = base64::engine::general_purpose::STANDARD
+        .decode(b.checkpoint[last + 1..].trim_end())
+        .unwrap();
+    raw[40] ^= 1; // inside the Ed25519 signature
+    b.checkpoint
+        .replace_range(last + 1.., &format!("{}\n", b64(&raw)));
+    let o = run(&v, &b, &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T047");
+    assert_eq!(o.report.cosigners[1].status, "invalid");
+}
+
+#[test]
+fn a_replayed_old_view_is_stale_even_for_a_fresh_client() {
+    // The host keeps the blob (checkpoint size 1, cosigned then) and shows
+    // it after epoch 2 was published: epoch 1 is the latest *in that
+    // checkpoint*, so only the cosignatures' age gives it away.
+    let log = log_with(2);
+    let c1 = cosigner(11, "c1.test");
+    let mut v = log.verifier();
+    v.policy = Some(policy_for(&log, &[&c1], 1, 3600));
+    let then = cosigned(log.blob(0, 1, None), &[(&c1, NOW - 2 * 86_400)]);
+    let o = run(&v, &then, &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T048", "{:#?}", o.report);
+    let now = cosigned(log.blob(1, 2, None), &[(&c1, NOW - 5)]);
+    assert!(run(&v, &now, &TrustState::default()).report.verified);
+}
+
+#[test]
+fn a_baseline_stands_in_for_remembered_state() {
+    let log = log_with(3);
+    let mut v = log.verifier();
+    v.baseline = Some(coffer_transparency::Baseline {
+        min_epoch: 2,
+        checkpoint: Some(log.checkpoint(2)),
+    });
+    // Below the baseline's epoch, in a log smaller than the baseline's
+    // checkpoint: refused as a rollback (the log's, and the epoch's).
+    let o = run(&v, &log.blob(0, 1, None), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T042");
+    assert_eq!(
+        o.report
+            .check(CheckName::EpochMonotonicity)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T040")
+    );
+    // Below the baseline's epoch in a larger log: the epoch rollback.
+    let o = run(&v, &log.blob(0, 3, Some(2)), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T040");
+    // A log that is not consistent with the baseline checkpoint: a fork.
+    let mut other = Log::new(1);
+    for e in 1..=3 {
+        other.publish(&fleet(e + 10, [0xEE; 32]), e);
+    }
+    let o = run(&v, &other.blob(2, 3, Some(2)), &TrustState::default());
+    assert_eq!(failed_code(&o), "CF-T043");
+    let fork = o.report.fork.clone().unwrap();
+    assert_eq!(fork.kind, "forked");
+    assert_eq!(fork.remembered, log.checkpoint(2));
+    assert_eq!(fork.presented, other.checkpoint(3));
+    // The honest latest, with a consistency proof from the baseline.
+    let o = run(&v, &log.blob(2, 3, Some(2)), &TrustState::default());
+    assert!(o.report.verified, "{:#?}", o.report);
+    assert_eq!(o.next_state.unwrap().last_epoch, Some(3));
 }

@@ -25,7 +25,7 @@ mod validate;
 
 pub use client::{Recovered, VaultClient, VaultStatus};
 pub use error::VaultError;
-pub use ota::OtaFleetKeyValidator;
+pub use ota::{furthest, FileTrustState, NoTrustState, OtaFleetKeyValidator, TrustStateStore};
 pub use transport::{
     fetch_evidence, BoxFuture, HttpTransport, Route, Transport, TransportError, MAX_EVIDENCE_LEN,
 };

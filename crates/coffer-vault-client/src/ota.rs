@@ -22,11 +22,73 @@ use coffer_vault_proto::FleetInfo;
 
 use crate::{FleetKeyValidator, ValidatedFleet, VaultError};
 
+/// Where a client keeps its [`TrustState`] (public values only) between
+/// sessions. `load` of nothing is a first contact; a `save` that fails
+/// refuses the fleet (a state that cannot be remembered would let the next
+/// session skip the consistency check).
+pub trait TrustStateStore: Send + Sync {
+    fn load(&self) -> Result<TrustState, VaultError>;
+    fn save(&self, state: &TrustState) -> Result<(), VaultError>;
+    /// Where it is kept, for people (diagnostics).
+    fn describe(&self) -> String;
+}
+
+/// A JSON file (mode 0600, written atomically).
+#[derive(Debug, Clone)]
+pub struct FileTrustState(pub PathBuf);
+
+impl TrustStateStore for FileTrustState {
+    fn load(&self) -> Result<TrustState, VaultError> {
+        read_trust_state(&self.0)
+    }
+    fn save(&self, state: &TrustState) -> Result<(), VaultError> {
+        write_trust_state(&self.0, state)
+    }
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+/// Kept in memory only: every run is a first contact.
+#[derive(Debug, Default)]
+pub struct NoTrustState;
+
+impl TrustStateStore for NoTrustState {
+    fn load(&self) -> Result<TrustState, VaultError> {
+        Ok(TrustState::default())
+    }
+    fn save(&self, _: &TrustState) -> Result<(), VaultError> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "not kept".into()
+    }
+}
+
+/// Of two trust states, the one that has seen more of the log: the higher
+/// epoch, then the larger checkpoint (both are verified again when used).
+pub fn furthest(a: TrustState, b: TrustState) -> TrustState {
+    fn size(s: &TrustState) -> u64 {
+        s.last_checkpoint
+            .as_deref()
+            .and_then(|n| n.split('\n').nth(1))
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(0)
+    }
+    let ka = (a.last_epoch.unwrap_or(0), size(&a));
+    let kb = (b.last_epoch.unwrap_or(0), size(&b));
+    if kb > ka {
+        b
+    } else {
+        a
+    }
+}
+
 /// Over-the-air mode: a [`FleetKeyValidator`] that verifies the validation
 /// blob the vault relays from the witness.
 pub struct OtaFleetKeyValidator {
     inner: OtaValidator,
-    state_file: Option<PathBuf>,
+    store: std::sync::Arc<dyn TrustStateStore>,
     verified: Mutex<Option<FleetKeys>>,
 }
 
@@ -34,7 +96,7 @@ impl std::fmt::Debug for OtaFleetKeyValidator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtaFleetKeyValidator")
             .field("inner", &self.inner)
-            .field("state_file", &self.state_file)
+            .field("store", &self.store.describe())
             .finish_non_exhaustive()
     }
 }
@@ -88,13 +150,24 @@ impl OtaFleetKeyValidator {
         state_file: Option<PathBuf>,
         evidence: Option<DeploymentEvidence>,
     ) -> Result<Self, VaultError> {
-        let state = match &state_file {
-            Some(p) => read_trust_state(p)?,
-            None => TrustState::default(),
+        let store: std::sync::Arc<dyn TrustStateStore> = match state_file {
+            Some(p) => std::sync::Arc::new(FileTrustState(p)),
+            None => std::sync::Arc::new(NoTrustState),
         };
+        Self::with_store(verifier, store, evidence)
+    }
+
+    /// The same with any [`TrustStateStore`] (the app keeps it in the OS
+    /// keyring as well as in a file).
+    pub fn with_store(
+        verifier: Verifier,
+        store: std::sync::Arc<dyn TrustStateStore>,
+        evidence: Option<DeploymentEvidence>,
+    ) -> Result<Self, VaultError> {
+        let state = store.load()?;
         Ok(OtaFleetKeyValidator {
             inner: OtaValidator::new(verifier, state, evidence),
-            state_file,
+            store,
             verified: Mutex::new(None),
         })
     }
@@ -128,11 +201,11 @@ impl FleetKeyValidator for OtaFleetKeyValidator {
                     .inner
                     .validate(&blob.0, spk, now)
                     .map_err(|e| format!("{} {}", e.code(), e))?;
-                if let Some(p) = &self.state_file {
-                    // Fail closed: a state that cannot be remembered would
-                    // let the next session skip the consistency check.
-                    write_trust_state(p, &self.inner.state()).map_err(|e| e.to_string())?;
-                }
+                // Fail closed: a state that cannot be remembered would
+                // let the next session skip the consistency check.
+                self.store
+                    .save(&self.inner.state())
+                    .map_err(|e| e.to_string())?;
                 *self.verified.lock().unwrap_or_else(|p| p.into_inner()) = Some(keys.clone());
                 keys
             }
@@ -189,6 +262,7 @@ mod tests {
             last_epoch: Some(2),
             last_digest: Some("ab".repeat(32)),
             last_checkpoint: Some("origin\n1\nroot\n\n— sig\n".into()),
+            fleet_id: Some("f".into()),
         };
         write_trust_state(&p, &st).unwrap();
         assert_eq!(read_trust_state(&p).unwrap(), st);

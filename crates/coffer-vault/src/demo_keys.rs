@@ -213,6 +213,9 @@ pub struct DemoKeys {
     pub vendor: NoteSigner,
     /// The HSM identity keys made at the ceremony (empty before it ran).
     pub hsm_identities: Vec<NoteSigner>,
+    /// The demo cosigning witnesses' keys ([`crate::cosigners`]; made when
+    /// first needed).
+    pub cosigners: Vec<NoteSigner>,
 }
 
 impl std::fmt::Debug for DemoKeys {
@@ -248,6 +251,9 @@ struct Payload {
     operator: String,
     vendor: String,
     hsm_identities: Vec<String>,
+    /// Absent in files sealed before the demo cosigners existed.
+    #[serde(default)]
+    cosigners: Vec<String>,
 }
 
 impl Drop for Payload {
@@ -256,7 +262,7 @@ impl Drop for Payload {
         self.witness.zeroize();
         self.operator.zeroize();
         self.vendor.zeroize();
-        for s in &mut self.hsm_identities {
+        for s in self.hsm_identities.iter_mut().chain(&mut self.cosigners) {
             s.zeroize();
         }
     }
@@ -302,6 +308,7 @@ impl DemoKeys {
             operator: gen(OPERATOR_NAME)?,
             vendor: gen(VENDOR_NAME)?,
             hsm_identities: Vec::new(),
+            cosigners: Vec::new(),
         })
     }
 
@@ -321,6 +328,11 @@ impl DemoKeys {
             vendor: self.vendor.to_private_string().to_string(),
             hsm_identities: self
                 .hsm_identities
+                .iter()
+                .map(|k| k.to_private_string().to_string())
+                .collect(),
+            cosigners: self
+                .cosigners
                 .iter()
                 .map(|k| k.to_private_string().to_string())
                 .collect(),
@@ -393,6 +405,11 @@ impl DemoKeys {
                 .hsm_identities
                 .iter()
                 .map(|k| parse_signer(k, "HSM identity"))
+                .collect::<Result<_, _>>()?,
+            cosigners: payload
+                .cosigners
+                .iter()
+                .map(|k| parse_signer(k, "cosigner"))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -510,6 +527,7 @@ pub fn adopt_plaintext(
         operator: read_legacy_signer(dir, LEGACY_OPERATOR_KEY, OPERATOR_NAME)?,
         vendor: read_legacy_signer(dir, LEGACY_VENDOR_KEY, VENDOR_NAME)?,
         hsm_identities,
+        cosigners: Vec::new(),
         nodes,
     };
     keys.seal(dir, folder_id, root)?;

@@ -46,6 +46,27 @@ pub use crate::demo_keys::{generate_root_key, RootKey};
 pub const WITNESS_DIR: &str = "witness";
 /// Where the deployment evidence is served on the witness's port.
 pub const EVIDENCE_PATH: &str = "/deployment-evidence.json";
+/// The demo deployment's public keys (what a client of it pins), written at
+/// every start, for readers that do not start the fleet (the diagnostics
+/// report). Public: the private halves are sealed ([`crate::demo_keys`]).
+pub const DEMO_PUBLIC_KEYS: &str = "demo-public-keys.json";
+
+/// The public keys of a demo deployment, as [`DEMO_PUBLIC_KEYS`] holds them
+/// (C2SP verifier key strings).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DemoPublicKeys {
+    pub witness_key: String,
+    pub operator_key: String,
+    pub vendor_root: String,
+}
+
+impl DemoPublicKeys {
+    /// Reads `data_dir`'s file; `None` if the demo fleet never started there.
+    pub fn read(data_dir: &Path) -> Option<Self> {
+        let b = std::fs::read(data_dir.join(DEMO_PUBLIC_KEYS)).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+}
 
 /// Nodes in the embedded fleet.
 pub const EMBEDDED_NODES: usize = 5;
@@ -116,6 +137,8 @@ struct EmbeddedWitness {
     vendor_root: NoteVerifier,
     evidence: DeploymentEvidence,
     task: tokio::task::JoinHandle<()>,
+    /// The demo cosigners, their policy and the log's cosigning rounds.
+    cosigners: crate::cosigners::DemoCosigners,
 }
 
 /// A ready over-the-air client of the embedded fleet and what the
@@ -174,7 +197,7 @@ pub struct PanelRow {
 /// the verified artifact), then the other checks of the report.
 pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
     use coffer_transparency::{CheckName as N, CheckStatus as S};
-    let known: [(N, &str, &str); 12] = [
+    let known: [(N, &str, &str); 15] = [
         (
             N::SessionKey,
             "pinned-key",
@@ -223,6 +246,21 @@ pub fn panel_rows(r: &VerificationReport) -> Vec<PanelRow> {
             "Epoch not older than the last one seen",
         ),
         (N::Checkpoint, "checkpoint", "Witness checkpoint signature"),
+        (
+            N::Cosignatures,
+            "cosignatures",
+            "Checkpoint cosigned recently by the policy's quorum of cosigners",
+        ),
+        (
+            N::LogEntries,
+            "log-entries",
+            "Every entry of the witness log rebuilt and checked",
+        ),
+        (
+            N::Latest,
+            "latest",
+            "The bundle is the latest epoch in the log (first contact)",
+        ),
     ];
     known
         .iter()
@@ -387,6 +425,24 @@ async fn start_witness(
     let witness = demo_keys::copy_signer(&keys.witness);
     let operator = demo_keys::copy_signer(&keys.operator);
     let vendor = SimulatedVendor::new(demo_keys::copy_signer(&keys.vendor));
+    let public = DemoPublicKeys {
+        witness_key: witness.verifier().to_string(),
+        operator_key: operator.verifier().to_string(),
+        vendor_root: keys.vendor.verifier().to_string(),
+    };
+    let p = data_dir.join(DEMO_PUBLIC_KEYS);
+    std::fs::write(
+        &p,
+        serde_json::to_vec_pretty(&public).map_err(|e| ServerError::Config(e.to_string()))?,
+    )
+    .map_err(|e| ServerError::Io(format!("{}: {e}", p.display())))?;
+    if keys.cosigners.is_empty() {
+        // Sealed before the keys are used (a folder sealed before the demo
+        // cosigners existed gets them now).
+        keys.cosigners = crate::cosigners::generate_keys()?;
+        keys.seal(data_dir, folder_id, root)?;
+    }
+    let cosigner_keys: Vec<_> = keys.cosigners.iter().map(demo_keys::copy_signer).collect();
     let ev_path = data_dir.join(ceremony::EVIDENCE_FILE);
     let channel_key = hsm
         .channel_public_key()
@@ -480,10 +536,22 @@ async fn start_witness(
             }
         }),
     );
-    let app = coffer_witness::server::router(store).merge(evidence_route);
+    let mut cosigners = crate::cosigners::start(&wdir, &key, cosigner_keys).await?;
+    let cosigning = Arc::new(
+        coffer_witness::cosigning::Cosigning::new(cosigners.log_policy.clone(), key.clone())
+            .map_err(|e| ServerError::Witness(e.to_string()))?,
+    );
+    let (router, shared) = coffer_witness::server::router_parts(store, Some(cosigning.clone()));
+    let app = router.merge(evidence_route);
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    cosigners.tasks.push(coffer_witness::cosigning::spawn_loop(
+        shared,
+        cosigning,
+        crate::cosigners::COSIGN_INTERVAL,
+    ));
+
     if let Some(link) = ceremony::publish_current(&url, &operator, &keys).await? {
         tracing::info!(entry = %link, "demo fleet keys published");
     }
@@ -494,6 +562,7 @@ async fn start_witness(
         vendor_root: vendor.root(),
         evidence,
         task,
+        cosigners,
     })
 }
 
@@ -560,7 +629,16 @@ impl EmbeddedVault {
         v.vendor_root = Some(self.vendor_root());
         v.witness_url = Some(self.witness.url.clone());
         v.evidence_url = Some(self.evidence_url());
+        v.policy = Some(self.policy().clone());
+        // The demo fleet runs this build's simulated HSM program: pinned.
+        v.measurement = Some(ceremony::program_measurement());
         v
+    }
+
+    /// The trust policy of the demo fleet (its log, its two cosigners, a
+    /// 2-of-2 quorum, the maximum age), as written to `witness/trust.policy`.
+    pub fn policy(&self) -> &coffer_transparency::Policy {
+        &self.witness.cosigners.policy
     }
 
     /// Where the host gets the blobs it relays.
@@ -631,6 +709,9 @@ impl EmbeddedVault {
     /// Stops every node.
     pub async fn shutdown(&self) {
         self.witness.task.abort();
+        for t in &self.witness.cosigners.tasks {
+            t.abort();
+        }
         self.fleet.shutdown().await;
     }
 }

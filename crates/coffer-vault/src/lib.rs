@@ -31,6 +31,7 @@
 
 pub mod api;
 pub mod ceremony;
+pub mod cosigners;
 pub mod demo_keys;
 pub mod embedded;
 mod error;

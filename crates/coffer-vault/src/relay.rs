@@ -53,6 +53,35 @@ struct SourceState {
     checkpoint: Option<(Instant, Option<u64>)>,
     /// known_size → (the blob's log size, the blob).
     blobs: HashMap<Option<u64>, (u64, Vec<u8>)>,
+    /// The newest blob fetched (by log size), relayed while the witness
+    /// cannot be reached: the vault keeps relaying a blob clients verify in
+    /// full, instead of stopping every over-the-air client.
+    last: Option<(u64, Vec<u8>)>,
+}
+
+impl SourceState {
+    /// Keeps `blob` (of log `size`) for outages, unless a newer one is kept:
+    /// the host never falls back to an older view than it relayed.
+    fn remember(&mut self, known_size: Option<u64>, size: u64, blob: &[u8]) {
+        if self.blobs.len() >= MAX_CACHED {
+            self.blobs.clear();
+        }
+        self.blobs.insert(known_size, (size, blob.to_vec()));
+        if self.last.as_ref().is_none_or(|(s, _)| *s <= size) {
+            self.last = Some((size, blob.to_vec()));
+        }
+    }
+
+    /// During an outage: the last blob, or why there is none.
+    fn outage(&self, why: String) -> Result<Vec<u8>, String> {
+        match &self.last {
+            Some((_, b)) => {
+                tracing::warn!(error = %why, "witness unreachable: relaying the last blob");
+                Ok(b.clone())
+            }
+            None => Err(why),
+        }
+    }
 }
 
 impl std::fmt::Debug for WitnessSource {
@@ -98,6 +127,8 @@ impl WitnessSource {
 }
 
 impl BundleSource for WitnessSource {
+    /// One caller at a time asks the witness (the others wait for it and use
+    /// its answer); the checkpoint's size is read at most once a second.
     fn blob(&self, known_size: Option<u64>) -> BoxFuture<'_, Result<Vec<u8>, String>> {
         Box::pin(async move {
             let mut st = self.state.lock().await;
@@ -106,39 +137,56 @@ impl BundleSource for WitnessSource {
                 _ => self.read_checkpoint(&mut st).await,
             };
             // A client may have seen a newer checkpoint elsewhere: look again
-            // (once); a size beyond the witness's gets no blob and costs no
-            // further request.
+            // (once).
             if let (Some(s), Some(k)) = (size, known_size) {
                 if k > s {
                     size = self.read_checkpoint(&mut st).await;
-                    if size.is_some_and(|s| k > s) {
-                        return Err("the client's checkpoint is beyond the witness's".into());
-                    }
                 }
             }
             let Some(size) = size else {
-                return Err("the witness's checkpoint could not be read".into());
+                return st.outage("the witness's checkpoint could not be read".into());
             };
-            if let Some((s, b)) = st.blobs.get(&known_size) {
+            // The client remembers a bigger log than the witness has now: the
+            // witness was rolled back (or forked). Its own current blob is
+            // relayed, without a consistency proof it cannot give, so the
+            // client reports CF-T042 with both checkpoints as evidence.
+            let ask = match known_size {
+                Some(k) if k > size => {
+                    tracing::warn!(
+                        known_size = k,
+                        witness_size = size,
+                        "the client's checkpoint is beyond the witness's (rolled back?)"
+                    );
+                    None
+                }
+                k => k,
+            };
+            if let Some((s, b)) = st.blobs.get(&ask) {
                 if *s == size {
                     return Ok(b.clone());
                 }
             }
-            let blob = match self.client.latest_validation(NAMESPACE, known_size).await {
+            let fetched = match self.client.latest_validation(NAMESPACE, ask).await {
+                // The witness itself refuses the client's size: the same
+                // rolled-back case, seen by the witness.
+                Err(coffer_witness::WitnessError::BadRequest(m)) if ask.is_some() => {
+                    tracing::warn!(error = %m, "the witness refused the client's log size (rolled back?)");
+                    self.client.latest_validation(NAMESPACE, None).await
+                }
+                r => r,
+            };
+            let blob = match fetched {
                 Ok(b) => b,
                 Err(e) => {
                     // Remembered as a failed read: the next second's callers
                     // do not wait on the witness again.
                     st.checkpoint = Some((Instant::now(), None));
-                    return Err(e.to_string());
+                    return st.outage(e.to_string());
                 }
             };
             let bytes = blob.to_bytes();
             if let Some(s) = checkpoint_size(&blob.checkpoint) {
-                if st.blobs.len() >= MAX_CACHED {
-                    st.blobs.clear();
-                }
-                st.blobs.insert(known_size, (s, bytes.clone()));
+                st.remember(ask, s, &bytes);
             }
             Ok(bytes)
         })

@@ -42,8 +42,35 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
         &wurl,
     )
     .unwrap();
+    // Two cosigning witnesses, each with its own key and state, and the
+    // policy (2 of 2) the log asks them by and the client pins.
+    let mut cosigners = Vec::new();
+    for i in 1..=2 {
+        let signer =
+            coffer_transparency::NoteSigner::generate_cosigner(&format!("c{i}.test")).unwrap();
+        let key = signer.verifier();
+        let c = coffer_witness::cosigner::Cosigner::open(
+            &dir.path().join(format!("c{i}.db")),
+            signer,
+            vec![wkey.clone()],
+        )
+        .unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(l, coffer_witness::cosigner::router(c)).await;
+        });
+        cosigners.push((format!("c{i}"), key, Some(url)));
+    }
+    let policy = coffer_transparency::Policy::parse(&coffer_transparency::policy::policy_text(
+        &wkey, None, &cosigners, 2, 3600,
+    ))
+    .unwrap();
+    let cosigning =
+        Arc::new(coffer_witness::cosigning::Cosigning::new(policy.clone(), wkey.clone()).unwrap());
+    let (router, _shared) = coffer_witness::server::router_parts(store, Some(cosigning));
     let wtask = tokio::spawn(async move {
-        let _ = axum::serve(listener, coffer_witness::server::router(store)).await;
+        let _ = axum::serve(listener, router).await;
     });
 
     let n = 3;
@@ -118,6 +145,7 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
     let mut verifier = Verifier::new(wkey, operator.verifier());
     verifier.vendor_root = Some(vendor);
     verifier.witness_url = Some(wurl.clone());
+    verifier.policy = Some(policy);
     let trust = dir.path().join("trust.json");
     let val = Arc::new(OtaFleetKeyValidator::new(verifier, Some(trust.clone()), Some(ev)).unwrap());
     let client = VaultClient::http(&public.urls.join(","), val.clone()).unwrap();

@@ -122,7 +122,7 @@ pub async fn audit_namespace(
         if let Some(d) = doc {
             v.evidence_url = Some(d.source.clone());
         }
-        let o = v.verify_ota(&OtaInput {
+        let o = v.verify_historical(&OtaInput {
             blob: &blob,
             state: &state,
             now: at,
@@ -159,6 +159,12 @@ pub async fn audit_namespace(
             report: o.report,
             changes,
         });
+    }
+    // The epoch list is the witness's word; the log is the fact. Every
+    // entry must be listed and every listed epoch an entry.
+    let log = audit_log(client, verifier, None, &[], None).await?;
+    for p in log.problems {
+        problems.push(format!("{}: {}", p.code, p.message));
     }
     let verified = problems.is_empty() && !out.is_empty() && out.iter().all(|e| e.verified);
     if out.is_empty() {
@@ -255,6 +261,367 @@ pub fn render_text(a: &NamespaceAudit) -> String {
             "namespace VERIFIED"
         } else {
             "namespace NOT VERIFIED"
+        }
+    );
+    s
+}
+
+/// One problem an audit found, with its error code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct Problem {
+    pub code: String,
+    pub message: String,
+}
+
+/// One entry of the whole-log audit.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct EntryAudit {
+    #[ts(type = "number")]
+    pub index: u64,
+    pub namespace: String,
+    #[ts(type = "number")]
+    pub epoch: u64,
+    pub digest: String,
+    #[ts(type = "number")]
+    pub timestamp: u64,
+    /// The witness lists this entry in its namespace's epoch list.
+    pub listed: bool,
+    pub countersigned: bool,
+    pub entry_url: String,
+    /// The evidence document that covers its keys, when evidence was given.
+    pub evidence: Option<String>,
+    /// Changes from the namespace's previous entry.
+    pub changes: Vec<KeyChange>,
+}
+
+/// The whole-log audit: every entry, from the log's tiles.
+#[derive(Debug, Clone, Serialize, Deserialize, TS)]
+pub struct LogAudit {
+    pub witness_url: String,
+    #[ts(type = "number")]
+    pub log_size: u64,
+    pub verified: bool,
+    pub entries: Vec<EntryAudit>,
+    pub problems: Vec<Problem>,
+    pub freshness: Option<coffer_transparency::Freshness>,
+    pub cosigners: Vec<coffer_transparency::CosignerStatus>,
+    /// The verified checkpoint (keep it for the next audit).
+    pub checkpoint: Option<String>,
+    /// Both checkpoints, when the log forked or rolled back since `remembered`.
+    pub fork: Option<coffer_transparency::ForkEvidence>,
+}
+
+fn problem(e: &dyn coffer_error::UserFacing) -> Problem {
+    Problem {
+        code: e.code().to_string(),
+        message: e.message(),
+    }
+}
+
+/// Audits the whole log: the (cosigned, fresh with a policy) checkpoint,
+/// consistency with the `remembered` one, every entry downloaded through
+/// the tiles and rebuilt from its fields (root, witness signatures, epochs
+/// rising per namespace, so one digest per (namespace, epoch)), every
+/// entry listed in the witness's epoch list and every listed epoch in the
+/// log, every entry's artifact and operator countersignature, and with
+/// `evidence` every key covered, within its validity window, by a
+/// document that verifies (against `measurement` when given).
+pub async fn audit_log(
+    client: &WitnessClient,
+    verifier: &Verifier,
+    remembered: Option<&str>,
+    evidence: &[EvidenceDoc],
+    measurement: Option<&coffer_transparency::merkle::Hash>,
+) -> Result<LogAudit, WitnessError> {
+    use coffer_transparency::bundle::{Bundle, Proof};
+    use coffer_transparency::merkle::verify_consistency;
+    use coffer_transparency::monitor::{verify_log, LogError};
+    use coffer_transparency::VerifyError;
+    let mut out = LogAudit {
+        witness_url: client.base_url().into(),
+        log_size: 0,
+        verified: false,
+        entries: vec![],
+        problems: vec![],
+        freshness: None,
+        cosigners: vec![],
+        checkpoint: None,
+        fork: None,
+    };
+    let note = client.checkpoint().await?;
+    let cp = match Checkpoint::open(&note, &verifier.witness) {
+        Ok(c) => c,
+        Err(e) => {
+            out.problems.push(problem(&e));
+            return Ok(out);
+        }
+    };
+    out.log_size = cp.size;
+    if let Some(policy) = &verifier.policy {
+        let (f, c, r) = coffer_transparency::verify::check_cosignatures(
+            policy,
+            &note,
+            &verifier.witness,
+            crate::unix_now(),
+        );
+        out.freshness = f;
+        out.cosigners = c;
+        if let Err(e) = r {
+            out.problems.push(problem(&e));
+        }
+    }
+    if let Some(old_note) = remembered {
+        let r: Result<(), VerifyError> = async {
+            let old = Checkpoint::open(old_note, &verifier.witness)?;
+            if old.size > cp.size {
+                return Err(VerifyError::LogRolledBack {
+                    seen: old.size,
+                    got: cp.size,
+                });
+            }
+            // Computed here from the log's tiles, not taken from the witness.
+            let proof = client
+                .consistency_from_tiles(old.size, cp.size)
+                .await
+                .map_err(|_| {
+                    VerifyError::Missing(
+                        "the tiles for a consistency proof from the remembered checkpoint",
+                    )
+                })?;
+            verify_consistency(old.size, cp.size, &proof, &old.root_hash, &cp.root_hash)
+                .map_err(|_| VerifyError::LogForked)
+        }
+        .await;
+        if let Err(e) = r {
+            if matches!(
+                e,
+                VerifyError::LogForked | VerifyError::LogRolledBack { .. }
+            ) {
+                out.fork = Some(coffer_transparency::ForkEvidence {
+                    kind: if matches!(e, VerifyError::LogForked) {
+                        "forked".into()
+                    } else {
+                        "rolled_back".into()
+                    },
+                    remembered: old_note.to_string(),
+                    presented: note.clone(),
+                });
+            }
+            out.problems.push(problem(&e));
+        }
+    }
+    // Every entry, through the tiles, rebuilt and checked.
+    let raw = client.entries(cp.size).await?;
+    let leaves = match verify_log(&raw, &cp, &verifier.witness) {
+        Ok(l) => l,
+        Err(e) => {
+            out.problems.push(problem(&VerifyError::Log(e)));
+            return Ok(out);
+        }
+    };
+    // Every entry listed, every listed epoch an entry.
+    let namespaces: std::collections::BTreeSet<&str> =
+        leaves.iter().map(|l| l.namespace.as_str()).collect();
+    let mut listed = std::collections::BTreeSet::new();
+    for ns in &namespaces {
+        for e in client.epochs(ns).await? {
+            let found = leaves.get(e.leaf_index as usize).filter(|l| {
+                l.namespace == *ns && l.epoch == e.epoch && hex::encode(l.digest) == e.digest
+            });
+            match found {
+                Some(_) => {
+                    listed.insert(e.leaf_index);
+                }
+                None => out
+                    .problems
+                    .push(problem(&VerifyError::Log(LogError::MalformedLeaf(
+                        e.leaf_index,
+                    )))),
+            }
+        }
+    }
+    let mut prev: std::collections::BTreeMap<String, FleetKeys> = Default::default();
+    for leaf in &leaves {
+        let is_listed = listed.contains(&leaf.index);
+        if !is_listed {
+            out.problems.push(Problem {
+                code: "CF-T049".into(),
+                message: format!(
+                    "log entry {} ({} epoch {}) is in the log but not in the witness's epoch list: a bundle shown only to some",
+                    leaf.index, leaf.namespace, leaf.epoch
+                ),
+            });
+        }
+        let entry = client.entry(leaf.index).await?;
+        let bundle = Bundle {
+            artifact: entry.artifact.clone(),
+            proof: Proof {
+                namespace: leaf.namespace.clone(),
+                epoch: leaf.epoch,
+                timestamp: leaf.timestamp,
+                digest: hex::encode(leaf.digest),
+                witness_signature: coffer_transparency::bundle::b64(&leaf.witness_signature),
+                operator_countersignature: entry
+                    .operator_countersignature
+                    .clone()
+                    .unwrap_or_default(),
+            },
+        };
+        let countersigned = entry.operator_countersignature.is_some();
+        let keys = if countersigned {
+            bundle.verify_signed(&verifier.witness, &verifier.operator)
+        } else {
+            bundle.check_digest().and_then(|_| bundle.fleet_keys())
+        };
+        let mut ea = EntryAudit {
+            index: leaf.index,
+            namespace: leaf.namespace.clone(),
+            epoch: leaf.epoch,
+            digest: hex::encode(leaf.digest),
+            timestamp: leaf.timestamp,
+            listed: is_listed,
+            countersigned,
+            entry_url: client_entry_url(client, leaf.index),
+            evidence: None,
+            changes: vec![],
+        };
+        match keys {
+            Err(e) => out.problems.push(Problem {
+                code: coffer_error::UserFacing::code(&e).into(),
+                message: format!("log entry {}: {e}", leaf.index),
+            }),
+            Ok(k) => {
+                if !countersigned {
+                    out.problems.push(Problem {
+                        code: "CF-T036".into(),
+                        message: format!(
+                            "log entry {} ({} epoch {}) is not countersigned by the operator",
+                            leaf.index, leaf.namespace, leaf.epoch
+                        ),
+                    });
+                }
+                if let (false, Some(vendor)) = (evidence.is_empty(), &verifier.vendor_root) {
+                    let covering = evidence.iter().find(|d| {
+                        keys_covered_by_evidence(&k, &d.doc).is_ok()
+                            && coffer_transparency::verify_evidence(
+                                &d.doc,
+                                vendor,
+                                &verifier.operator,
+                                measurement,
+                                None,
+                            )
+                            .1
+                            .is_none()
+                    });
+                    match covering {
+                        Some(d) => ea.evidence = Some(d.source.clone()),
+                        None => {
+                            // Name why, against the first document.
+                            let why = evidence
+                                .iter()
+                                .map(|d| {
+                                    coffer_transparency::verify_evidence(
+                                        &d.doc,
+                                        vendor,
+                                        &verifier.operator,
+                                        measurement,
+                                        None,
+                                    )
+                                    .1
+                                    .map(|e| problem(&e))
+                                    .or_else(|| {
+                                        keys_covered_by_evidence(&k, &d.doc)
+                                            .err()
+                                            .map(|e| problem(&e))
+                                    })
+                                })
+                                .next()
+                                .flatten()
+                                .unwrap_or(Problem {
+                                    code: "CF-T055".into(),
+                                    message: "no evidence document covers its keys".into(),
+                                });
+                            out.problems.push(Problem {
+                                code: why.code,
+                                message: format!(
+                                    "log entry {} ({} epoch {}): {}",
+                                    leaf.index, leaf.namespace, leaf.epoch, why.message
+                                ),
+                            });
+                        }
+                    }
+                }
+                ea.changes = diff_keys(prev.get(&leaf.namespace), &k);
+                prev.insert(leaf.namespace.clone(), k);
+            }
+        }
+        out.entries.push(ea);
+    }
+    out.verified = out.problems.is_empty();
+    if out.verified {
+        out.checkpoint = Some(note);
+    }
+    Ok(out)
+}
+
+fn client_entry_url(client: &WitnessClient, index: u64) -> String {
+    format!("{}/log/v1/entries/{index}", client.base_url())
+}
+
+/// A plain-text rendering of a whole-log audit.
+pub fn render_log_text(a: &LogAudit) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "log at {} (size {})", a.witness_url, a.log_size);
+    if let Some(f) = &a.freshness {
+        let _ = writeln!(
+            s,
+            "checkpoint cosigned by the quorum ({}) {} s ago (at most {} s)",
+            f.quorum, f.age_secs, f.max_age_secs
+        );
+    }
+    for c in &a.cosigners {
+        let _ = writeln!(s, "cosigner {}: {}", c.name, c.status);
+    }
+    for e in &a.entries {
+        let _ = writeln!(
+            s,
+            "entry {:>4}  {} epoch {:>4}  {}{}  {}",
+            e.index,
+            e.namespace,
+            e.epoch,
+            if e.listed { "listed" } else { "NOT LISTED" },
+            if e.countersigned {
+                ""
+            } else {
+                ", not countersigned"
+            },
+            e.entry_url
+        );
+        if let Some(d) = &e.evidence {
+            let _ = writeln!(s, "    evidence: {d}");
+        }
+        for c in &e.changes {
+            let _ = writeln!(s, "    {:?} {} ({:?}) {}", c.change, c.id, c.role, c.detail);
+        }
+    }
+    if let Some(f) = &a.fork {
+        let _ = writeln!(
+            s,
+            "EVIDENCE ({}): remembered checkpoint:\n{}presented checkpoint:\n{}",
+            f.kind, f.remembered, f.presented
+        );
+    }
+    for p in &a.problems {
+        let _ = writeln!(s, "problem {}: {}", p.code, p.message);
+    }
+    let _ = writeln!(
+        s,
+        "{}",
+        if a.verified {
+            "log VERIFIED"
+        } else {
+            "log NOT VERIFIED"
         }
     );
     s

@@ -125,6 +125,83 @@ impl WitnessClient {
             .map_err(|_| WitnessError::BadResponse("checkpoint is not UTF-8".into()))
     }
 
+    /// A C2SP tlog-tiles resource under `/log/v1/` (`tile/…`).
+    pub async fn tile(&self, path: &str) -> Result<Vec<u8>, WitnessError> {
+        let resp = self
+            .http
+            .get(format!("{}/log/v1/{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| unreachable(&self.base, &e))?;
+        self.read(resp).await
+    }
+
+    /// Every entry of the log of `size` entries, from its entry bundles
+    /// (`tile/entries/N[.p/W]`), in order.
+    pub async fn entries(&self, size: u64) -> Result<Vec<Vec<u8>>, WitnessError> {
+        use coffer_transparency::tiles::{decode_entry_bundle, entries_path, TILE_WIDTH};
+        let mut out = Vec::with_capacity(size as usize);
+        let mut n = 0;
+        while n * TILE_WIDTH < size {
+            let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+            let b = self.tile(&entries_path(n, width)).await?;
+            out.extend(
+                decode_entry_bundle(&b, width)
+                    .map_err(|e| WitnessError::BadResponse(e.to_string()))?,
+            );
+            n += 1;
+        }
+        Ok(out)
+    }
+
+    /// Runs a proof computation over the log's tiles at tree size `size`,
+    /// fetching only the tiles it needs (O(log n) of them).
+    async fn over_tiles<T>(
+        &self,
+        size: u64,
+        mut f: impl FnMut(&mut coffer_transparency::tiles::TileHashes) -> Option<T>,
+    ) -> Result<T, WitnessError> {
+        use coffer_transparency::tiles::{tile_path, TileHashes};
+        let mut t = TileHashes::new(size);
+        for _ in 0..8 {
+            if let Some(v) = f(&mut t) {
+                return Ok(v);
+            }
+            let missing = t.missing();
+            if missing.is_empty() {
+                return Err(WitnessError::BadRequest("a proof outside the tree".into()));
+            }
+            for r in missing {
+                let bytes = self.tile(&tile_path(r.level, r.index, r.width)).await?;
+                t.add(r, &bytes)
+                    .map_err(|e| WitnessError::BadResponse(e.to_string()))?;
+            }
+        }
+        Err(WitnessError::BadResponse("tiles kept missing".into()))
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `size`, computed
+    /// here from the log's tiles (verify it against a checkpoint).
+    pub async fn inclusion_from_tiles(
+        &self,
+        index: u64,
+        size: u64,
+    ) -> Result<Vec<coffer_transparency::merkle::Hash>, WitnessError> {
+        self.over_tiles(size, |t| t.inclusion_proof(index, size))
+            .await
+    }
+
+    /// The consistency proof from `first` to `second`, computed here from
+    /// the tiles of the tree of `second` leaves.
+    pub async fn consistency_from_tiles(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<Vec<coffer_transparency::merkle::Hash>, WitnessError> {
+        self.over_tiles(second, |t| t.consistency_proof(first, second))
+            .await
+    }
+
     pub async fn entry(&self, index: u64) -> Result<Entry, WitnessError> {
         self.get_json(&format!("/log/v1/entries/{index}")).await
     }

@@ -7,12 +7,17 @@
 //! * [`client`]: the HTTP client the operator tooling, the vault and
 //!   `coffer audit` use;
 //! * [`audit`]: walking a namespace's epochs and verifying each;
+//! * [`cosigner`]: a cosigning witness (C2SP tlog-witness `add-checkpoint`)
+//!   with its own key and state;
+//! * [`cosigning`]: the log asking its policy's cosigners for cosignatures;
 //! * [`keys`]: key files (0600) for the witness, operator and vendor roots.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod audit;
 pub mod client;
+pub mod cosigner;
+pub mod cosigning;
 pub mod keys;
 pub mod server;
 pub mod store;

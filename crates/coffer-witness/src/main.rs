@@ -6,7 +6,14 @@
 //! coffer-witness keygen --name operator.example --out operator.key
 //! coffer-witness ceremony --fleet-id F --opaque-server-key B64 --vendor-key V --operator-key O --out evidence.json ...
 //! coffer-witness publish --witness URL --operator-key O --fleet-keys fleet-keys.json --epoch N
+//! coffer-witness cosigner init --data-dir C --name cosigner.example/w1 --log-key LOGKEY
+//! coffer-witness cosigner serve --data-dir C --listen 127.0.0.1:7310
 //! ```
+//!
+//! `serve --policy FILE` reads a trust policy (C2SP tlog-policy plus
+//! `max-age`) listing this log and its cosigners with their URLs; the log
+//! then asks them to cosign every new checkpoint and, every
+//! `--cosign-interval` seconds, the unchanged one again (freshness).
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
@@ -52,6 +59,18 @@ enum Cmd {
         /// The URL clients reach this witness at (for audit links); default http://LISTEN.
         #[arg(long)]
         public_url: Option<String>,
+        /// The trust policy (tlog-policy + max-age) naming the cosigners to
+        /// ask, with their URLs; the same file clients pin.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Seconds between cosigning rounds of an unchanged checkpoint.
+        #[arg(long, default_value_t = 300)]
+        cosign_interval: u64,
+    },
+    /// A cosigning witness (C2SP tlog-witness) with its own key and state.
+    Cosigner {
+        #[command(subcommand)]
+        cmd: CosignerCmd,
     },
     /// Create a signing key (the operator root or the simulated HSM vendor root).
     Keygen {
@@ -112,6 +131,28 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum CosignerCmd {
+    /// Create the cosigner key (0600, signature type 0x04) and its state.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The cosigner's name (a schema-less URL, e.g. `cosigner.example/w1`).
+        #[arg(long)]
+        name: String,
+        /// A log's verifier key (string or file) it cosigns for (repeatable).
+        #[arg(long, required = true)]
+        log_key: Vec<String>,
+    },
+    /// Serve `POST /add-checkpoint` and `GET /evidence`.
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7310")]
+        listen: String,
+    },
+}
+
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -163,10 +204,74 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
             );
             Ok(())
         }
+        Cmd::Cosigner {
+            cmd:
+                CosignerCmd::Init {
+                    data_dir,
+                    name,
+                    log_key,
+                },
+        } => {
+            let logs = log_key
+                .iter()
+                .map(|k| read_verifier(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            create_private_dir(&data_dir)?;
+            let signer = NoteSigner::generate_cosigner(&name)
+                .map_err(|e| WitnessError::KeyFile(e.to_string()))?;
+            write_signer(&data_dir.join("cosigner.key"), &signer)?;
+            let text: String = logs.iter().map(|l| format!("{l}\n")).collect();
+            std::fs::write(data_dir.join("logs.txt"), text)
+                .map_err(|e| WitnessError::KeyFile(e.to_string()))?;
+            coffer_witness::cosigner::Cosigner::open(&data_dir.join("cosigner.db"), signer, logs)?;
+            println!(
+                "{}",
+                read_verifier(
+                    data_dir
+                        .join("cosigner.key.pub")
+                        .to_str()
+                        .unwrap_or_default()
+                )?
+            );
+            Ok(())
+        }
+        Cmd::Cosigner {
+            cmd: CosignerCmd::Serve { data_dir, listen },
+        } => {
+            let signer = read_signer(&data_dir.join("cosigner.key"))?;
+            let logs_text = std::fs::read_to_string(data_dir.join("logs.txt"))
+                .map_err(|e| WitnessError::KeyFile(format!("logs.txt: {e}")))?;
+            let logs = logs_text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(read_verifier)
+                .collect::<Result<Vec<_>, _>>()?;
+            let c = coffer_witness::cosigner::Cosigner::open(
+                &data_dir.join("cosigner.db"),
+                signer,
+                logs,
+            )?;
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| WitnessError::BadRequest(format!("cannot listen on {listen}: {e}")))?;
+            let addr = listener
+                .local_addr()
+                .map_err(|e| WitnessError::Storage(e.to_string()))?;
+            tracing::info!(%addr, cosigner = %c.key(), "cosigner serving");
+            println!("listening on http://{addr}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            axum::serve(listener, coffer_witness::cosigner::router(c))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| WitnessError::Storage(e.to_string()))
+        }
         Cmd::Serve {
             data_dir,
             listen,
             public_url,
+            policy,
+            cosign_interval,
         } => {
             let (key, op, db) = data_paths(&data_dir);
             let signer = read_signer(&key)?;
@@ -180,14 +285,38 @@ async fn run(cli: Cli) -> Result<(), WitnessError> {
             let url = public_url.unwrap_or_else(|| format!("http://{addr}"));
             let store = Store::open(&db, signer, operator, &url)?;
             let size = store.self_check()?;
+            let cosigning = match &policy {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| WitnessError::BadRequest(format!("{}: {e}", p.display())))?;
+                    let policy = coffer_transparency::Policy::parse(&text)
+                        .map_err(|e| WitnessError::BadRequest(e.to_string()))?;
+                    Some(std::sync::Arc::new(
+                        coffer_witness::cosigning::Cosigning::new(policy, store.witness_key())?,
+                    ))
+                }
+                None => None,
+            };
             tracing::info!(%addr, size, witness_key = %store.witness_key(), "witness serving");
+            let (app, shared) = coffer_witness::server::router_parts(store, cosigning.clone());
+            let rounds = cosigning.map(|c| {
+                coffer_witness::cosigning::spawn_loop(
+                    shared,
+                    c,
+                    std::time::Duration::from_secs(cosign_interval.max(1)),
+                )
+            });
             println!("listening on http://{addr}");
             use std::io::Write;
             let _ = std::io::stdout().flush();
-            axum::serve(listener, coffer_witness::server::router(store))
+            let r = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .map_err(|e| WitnessError::Storage(e.to_string()))
+                .map_err(|e| WitnessError::Storage(e.to_string()));
+            if let Some(t) = rounds {
+                t.abort();
+            }
+            r
         }
         Cmd::Keygen { name, out } => {
             let s =

@@ -3,6 +3,7 @@
 use crate::api::{
     CountersignRequest, InclusionResponse, KeysResponse, SubmitRequest, SubmitResponse,
 };
+use crate::cosigning::Cosigning;
 use crate::store::Store;
 use crate::{unix_now, WitnessError};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -21,7 +22,22 @@ pub const MAX_BODY_BYTES: usize = 128 * 1024;
 /// Every request must finish within this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Shared = Arc<Mutex<Store>>;
+/// The store, shared by the handlers and the cosigning rounds.
+pub type Shared = Arc<Mutex<Store>>;
+
+/// The router's state: the store and, when a trust policy names
+/// cosigners, the cosigning client.
+#[derive(Clone)]
+struct AppState {
+    store: Shared,
+    cosigning: Option<Arc<Cosigning>>,
+}
+
+impl axum::extract::FromRef<AppState> for Shared {
+    fn from_ref(s: &AppState) -> Shared {
+        s.store.clone()
+    }
+}
 
 impl IntoResponse for WitnessError {
     fn into_response(self) -> Response {
@@ -41,7 +57,18 @@ impl IntoResponse for WitnessError {
     }
 }
 
-fn with_store<T>(
+/// Runs `f` on the store on the blocking pool: SQLite never blocks an
+/// async worker, so the request timeout can always answer.
+pub async fn blocking<T: Send + 'static>(
+    s: Shared,
+    f: impl FnOnce(&mut Store) -> Result<T, WitnessError> + Send + 'static,
+) -> Result<T, WitnessError> {
+    tokio::task::spawn_blocking(move || with_store(&s, f))
+        .await
+        .map_err(|e| WitnessError::Storage(e.to_string()))?
+}
+
+pub fn with_store<T>(
     s: &Shared,
     f: impl FnOnce(&mut Store) -> Result<T, WitnessError>,
 ) -> Result<T, WitnessError> {
@@ -53,8 +80,19 @@ fn with_store<T>(
 
 /// The router over a store.
 pub fn router(store: Store) -> Router {
+    router_parts(store, None).0
+}
+
+/// The router over a store that collects cosignatures with `cosigning`
+/// (after every append; run [`crate::cosigning::spawn_loop`] for the
+/// periodic rounds), and the shared store for that loop.
+pub fn router_parts(store: Store, cosigning: Option<Arc<Cosigning>>) -> (Router, Shared) {
     let shared: Shared = Arc::new(Mutex::new(store));
-    Router::new()
+    let state = AppState {
+        store: shared.clone(),
+        cosigning,
+    };
+    let r = Router::new()
         .route("/v1/submit", post(submit))
         .route("/v1/countersign", post(countersign))
         .route("/v1/keys", get(keys))
@@ -67,13 +105,15 @@ pub fn router(store: Store) -> Router {
         .route("/log/v1/entries/{index}", get(entry))
         .route("/log/v1/inclusion", get(inclusion))
         .route("/log/v1/consistency", get(consistency))
+        .route("/log/v1/tile/{*path}", get(tile))
         .fallback(|| async { WitnessError::NotFound("this path".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .with_state(shared)
+        .with_state(state);
+    (r, shared)
 }
 
 /// Parses a JSON body into `T`, turning every rejection into a JSON error.
@@ -124,10 +164,11 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
 }
 
 async fn submit(
-    State(s): State<Shared>,
+    State(app): State<AppState>,
     JsonBody(req): JsonBody<SubmitRequest>,
 ) -> Result<Json<SubmitResponse>, WitnessError> {
-    with_store(&s, |st| {
+    let s = app.store.clone();
+    let r = blocking(s.clone(), move |st| {
         let r = st.submit(
             &req.namespace,
             req.epoch,
@@ -145,23 +186,33 @@ async fn submit(
             entry_url: st.entry_url(r.leaf_index),
         }))
     })
+    .await?;
+    // The new checkpoint goes to the cosigners before the answer, so the
+    // blobs served from now on carry a cosigned checkpoint of it.
+    if let Some(c) = &app.cosigning {
+        if let Err(e) = c.round(&s).await {
+            tracing::warn!(error = %e, "cosigning after an append failed");
+        }
+    }
+    Ok(r)
 }
 
 async fn countersign(
     State(s): State<Shared>,
     JsonBody(req): JsonBody<CountersignRequest>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         Ok(Json(st.countersign(
             &req.namespace,
             req.epoch,
             &req.operator_countersignature,
         )?))
     })
+    .await
 }
 
 async fn keys(State(s): State<Shared>) -> Result<Json<KeysResponse>, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let w = st.witness_key();
         Ok(Json(KeysResponse {
             origin: w.name().to_string(),
@@ -169,13 +220,14 @@ async fn keys(State(s): State<Shared>) -> Result<Json<KeysResponse>, WitnessErro
             operator_key: st.operator_key().to_string(),
         }))
     })
+    .await
 }
 
 async fn epochs(
     State(s): State<Shared>,
     P(ns): P<String>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.epochs(&ns)?)))
+    blocking(s, move |st| Ok(Json(st.epochs(&ns)?))).await
 }
 
 #[derive(Deserialize)]
@@ -188,25 +240,33 @@ async fn validation(
     P((ns, epoch)): P<(String, u64)>,
     Q(q): Q<ValidationQuery>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         Ok(Json(st.validation(&ns, epoch, q.known_size)?))
     })
+    .await
 }
 
 async fn checkpoint(State(s): State<Shared>) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let note = st
-            .latest_checkpoint_note()?
+            .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::NotFound("a checkpoint".into()))?;
-        Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note))
+        Ok((
+            [
+                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            note,
+        ))
     })
+    .await
 }
 
 async fn entry(
     State(s): State<Shared>,
     P(index): P<u64>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.entry(index)?)))
+    blocking(s, move |st| Ok(Json(st.entry(index)?))).await
 }
 
 #[derive(Deserialize)]
@@ -220,7 +280,7 @@ async fn inclusion(
     State(s): State<Shared>,
     Q(q): Q<InclusionQuery>,
 ) -> Result<Json<InclusionResponse>, WitnessError> {
-    with_store(&s, |st| {
+    blocking(s.clone(), move |st| {
         let index = match (q.index, &q.digest) {
             (Some(i), None) => i,
             (None, Some(d)) => st.index_of_digest(d)?,
@@ -237,6 +297,7 @@ async fn inclusion(
             proof: proof_to_b64(&proof),
         }))
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -249,5 +310,23 @@ async fn consistency(
     State(s): State<Shared>,
     Q(q): Q<ConsistencyQuery>,
 ) -> Result<impl IntoResponse, WitnessError> {
-    with_store(&s, |st| Ok(Json(st.consistency(q.first, q.second)?)))
+    blocking(s, move |st| Ok(Json(st.consistency(q.first, q.second)?))).await
+}
+
+/// C2SP tlog-tiles: `/log/v1/tile/L/N[.p/W]` and `/log/v1/tile/entries/N[.p/W]`
+/// (immutable, cacheable).
+async fn tile(
+    State(s): State<Shared>,
+    P(path): P<String>,
+) -> Result<impl IntoResponse, WitnessError> {
+    let bytes = tokio::task::spawn_blocking(move || with_store(&s, |st| st.tile(&path)))
+        .await
+        .map_err(|e| WitnessError::Storage(e.to_string()))??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
+        bytes,
+    ))
 }

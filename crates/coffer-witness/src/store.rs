@@ -11,8 +11,7 @@ use coffer_transparency::bundle::{
     witness_sign, Bundle, FleetKeys, Proof, NAMESPACE,
 };
 use coffer_transparency::merkle::{
-    consistency_proof, hash_from_b64, hash_to_b64, inclusion_proof, leaf_hash, proof_to_b64,
-    root_from_leaf_hashes, Hash,
+    hash_from_b64, hash_to_b64, leaf_hash, proof_to_b64, root_from_leaf_hashes, Hash,
 };
 use coffer_transparency::{Checkpoint, ConsistencyProof, NoteSigner, NoteVerifier, ValidationBlob};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -48,12 +47,20 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
     BEGIN SELECT RAISE(ABORT, 'the log is append-only'); END;
 ";
 
+/// The tile levels of a tree (shared, computed once per size).
+type Levels = std::sync::Arc<Vec<Vec<Hash>>>;
+
 /// The log and the witness key.
 pub struct Store {
     conn: Connection,
     signer: NoteSigner,
     operator: NoteVerifier,
     base_url: String,
+    /// The latest checkpoint with the cosignatures collected for it.
+    cosigned: Option<String>,
+    /// The tile hashes of the whole tree (level by level), computed once
+    /// per tree size: proofs and tiles are then O(log n) each.
+    levels: std::sync::Mutex<Option<(u64, Levels)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,6 +92,8 @@ impl Store {
             signer,
             operator,
             base_url: base_url.trim_end_matches('/').to_string(),
+            cosigned: None,
+            levels: std::sync::Mutex::new(None),
         };
         if s.size()? == 0 && s.latest_checkpoint_note()?.is_none() {
             // The empty tree's checkpoint, so clients can start from size 0.
@@ -134,6 +143,42 @@ impl Store {
         Ok(out)
     }
 
+    /// The raw leaves `[0, size)`, each rebuilt from its stored fields
+    /// (`witness_message || witness_signature`), and checked against the
+    /// stored leaf hash.
+    pub fn leaves(&self, size: u64) -> Result<Vec<Vec<u8>>, WitnessError> {
+        let mut st = self.conn.prepare(
+            "SELECT namespace, epoch, timestamp, digest, witness_signature, leaf_hash FROM entries WHERE idx < ?1 ORDER BY idx",
+        )?;
+        let rows = st.query_map(params![size.min(i64::MAX as u64) as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (ns, epoch, ts, digest, wsig, lh) = r?;
+            let bad = || WitnessError::Storage("a stored entry is malformed".into());
+            let digest = parse_digest(&digest).map_err(|_| bad())?;
+            let wsig: [u8; 64] = base64_decode(&wsig)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(bad)?;
+            let leaf = log_leaf(&ns, epoch, ts, &digest, &wsig);
+            if leaf_hash(&leaf).as_slice() != lh.as_slice() {
+                return Err(WitnessError::Storage(
+                    "a stored entry does not match its leaf hash".into(),
+                ));
+            }
+            out.push(leaf);
+        }
+        Ok(out)
+    }
+
     pub fn latest_checkpoint_note(&self) -> Result<Option<String>, WitnessError> {
         Ok(self
             .conn
@@ -143,6 +188,129 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The tile levels of the current tree (cached per size).
+    fn levels(&self) -> Result<Levels, WitnessError> {
+        let size = self.size()?;
+        let mut g = self.levels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((s, l)) = &*g {
+            if *s == size {
+                return Ok(l.clone());
+            }
+        }
+        let l = std::sync::Arc::new(coffer_transparency::tiles::tile_levels(
+            &self.leaf_hashes(size)?,
+        ));
+        *g = Some((size, l.clone()));
+        Ok(l)
+    }
+
+    /// A computation over the tree's tiles (proofs in O(log n)).
+    fn over_tiles<T>(
+        &self,
+        size: u64,
+        f: impl FnMut(&mut coffer_transparency::tiles::TileHashes) -> Option<T>,
+    ) -> Result<T, WitnessError> {
+        let levels = self.levels()?;
+        coffer_transparency::tiles::with_tiles(
+            size,
+            |r| coffer_transparency::tiles::tile_bytes(&levels, r),
+            f,
+        )
+        .map_err(|e| WitnessError::BadRequest(e.to_string()))
+    }
+
+    /// Keeps `note` (the latest checkpoint with cosignature lines) to serve
+    /// while it is the latest checkpoint.
+    pub fn set_cosigned(&mut self, note: &str) -> Result<(), WitnessError> {
+        let cp = Checkpoint::open(note, &self.signer.verifier())
+            .map_err(|e| WitnessError::Storage(e.to_string()))?;
+        if cp.size == self.size()? {
+            self.cosigned = Some(note.to_string());
+        }
+        Ok(())
+    }
+
+    /// The checkpoint to serve: the latest, with its cosignatures when they
+    /// were collected for it.
+    pub fn served_checkpoint_note(&self) -> Result<Option<String>, WitnessError> {
+        let Some(latest) = self.latest_checkpoint_note()? else {
+            return Ok(None);
+        };
+        if let Some(c) = &self.cosigned {
+            if c.starts_with(latest.as_str()) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        Ok(Some(latest))
+    }
+
+    /// The consistency proof (hashes) from size `first` to size `second`.
+    pub fn consistency_hashes(&self, first: u64, second: u64) -> Result<Vec<Hash>, WitnessError> {
+        let n = self.size()?;
+        if first > second || second > n {
+            return Err(WitnessError::BadRequest(format!(
+                "sizes {first}..{second} (the log has {n})"
+            )));
+        }
+        self.over_tiles(n, |t| t.consistency_proof(first, second))
+    }
+
+    /// A C2SP tlog-tiles resource: `entries/N[.p/W]` (an entry bundle) or
+    /// `L/N[.p/W]` (a tile). Served only when every entry or hash it holds
+    /// exists, so a served resource never changes.
+    pub fn tile(&self, path: &str) -> Result<Vec<u8>, WitnessError> {
+        use coffer_transparency::tiles::{encode_entry_bundle, parse_index_path, TILE_WIDTH};
+        let bad = |w: &str| WitnessError::BadRequest(format!("tile path {path:?}: {w}"));
+        let (level, rest) = path.split_once('/').ok_or_else(|| bad("no level"))?;
+        let (index, width) = match rest.split_once(".p/") {
+            Some((i, w)) => {
+                let w: u64 = w
+                    .parse()
+                    .ok()
+                    .filter(|w| (1..TILE_WIDTH).contains(w) && !rest.ends_with(".p/0"))
+                    .ok_or_else(|| bad("partial width is 1..=255"))?;
+                if w.to_string() != rest.split_once(".p/").map(|x| x.1).unwrap_or("") {
+                    return Err(bad("width is not canonical"));
+                }
+                (i, w)
+            }
+            None => (rest, TILE_WIDTH),
+        };
+        let n = parse_index_path(index).map_err(|e| bad(&e.to_string()))?;
+        let start = n
+            .checked_mul(TILE_WIDTH)
+            .ok_or_else(|| bad("index out of range"))?;
+        let not_found = || WitnessError::NotFound(format!("tile {path}"));
+        if level == "entries" {
+            let size = self.size()?;
+            if start + width > size {
+                return Err(not_found());
+            }
+            let leaves = self.leaves(start + width)?;
+            return encode_entry_bundle(&leaves[start as usize..])
+                .map_err(|e| WitnessError::Storage(e.to_string()));
+        }
+        if level.is_empty()
+            || !level.bytes().all(|b| b.is_ascii_digit())
+            || (level.len() > 1 && level.starts_with('0'))
+        {
+            return Err(bad("level is not a decimal"));
+        }
+        let l: usize = level.parse().map_err(|_| bad("level"))?;
+        if l > 63 {
+            return Err(bad("level is 0..=63"));
+        }
+        let levels = self.levels()?;
+        let hashes = levels.get(l).ok_or_else(not_found)?;
+        if start + width > hashes.len() as u64 {
+            return Err(not_found());
+        }
+        Ok(hashes[start as usize..(start + width) as usize]
+            .iter()
+            .flat_map(|h| h.iter().copied())
+            .collect())
     }
 
     /// Checks, signs and appends a submission (or returns the existing entry
@@ -376,10 +544,9 @@ impl Store {
                 "leaf {index} of a tree of size {size} (the log has {n})"
             )));
         }
-        let leaves = self.leaf_hashes(size)?;
         Ok((
             size,
-            inclusion_proof(index, &leaves).map_err(|e| WitnessError::BadRequest(e.to_string()))?,
+            self.over_tiles(n, |t| t.inclusion_proof(index, size))?,
         ))
     }
 
@@ -411,9 +578,7 @@ impl Store {
                 "sizes {first}..{second} (the log has {n})"
             )));
         }
-        let leaves = self.leaf_hashes(second)?;
-        let p = consistency_proof(first, &leaves)
-            .map_err(|e| WitnessError::BadRequest(e.to_string()))?;
+        let p = self.consistency_hashes(first, second)?;
         Ok(ConsistencyProof {
             from_size: first,
             to_size: second,
@@ -432,13 +597,11 @@ impl Store {
         let bundle = self.bundle(ns, epoch)?;
         let idx = self.index_of(ns, epoch)?;
         let note = self
-            .latest_checkpoint_note()?
+            .served_checkpoint_note()?
             .ok_or_else(|| WitnessError::Storage("no checkpoint".into()))?;
         let cp = Checkpoint::open(&note, &self.signer.verifier())
             .map_err(|e| WitnessError::Storage(e.to_string()))?;
-        let leaves = self.leaf_hashes(cp.size)?;
-        let incl =
-            inclusion_proof(idx, &leaves).map_err(|e| WitnessError::Storage(e.to_string()))?;
+        let incl = self.over_tiles(cp.size, |t| t.inclusion_proof(idx, cp.size))?;
         let consistency = match known_size {
             Some(m) if m > cp.size => {
                 return Err(WitnessError::BadRequest(format!(
@@ -449,19 +612,22 @@ impl Store {
             Some(m) => Some(ConsistencyProof {
                 from_size: m,
                 to_size: cp.size,
-                proof: proof_to_b64(
-                    &consistency_proof(m, &leaves)
-                        .map_err(|e| WitnessError::Storage(e.to_string()))?,
-                ),
+                proof: proof_to_b64(&self.consistency_hashes(m, cp.size)?),
             }),
             None => None,
         };
+        let entries = coffer_transparency::tiles::entry_bundles(&self.leaves(cp.size)?)
+            .map_err(|e| WitnessError::Storage(e.to_string()))?
+            .iter()
+            .map(|b| b64(b))
+            .collect();
         Ok(ValidationBlob {
             bundle,
             leaf_index: idx,
             inclusion_proof: proof_to_b64(&incl),
             checkpoint: note,
             consistency,
+            entries,
         })
     }
 
@@ -609,16 +775,36 @@ mod tests {
             .is_err());
         assert!(s.conn.execute("DELETE FROM checkpoints", []).is_err());
         assert_eq!(s.self_check().unwrap(), 2);
-        // Proofs from the store verify against its checkpoint.
-        let blob = s.validation(NAMESPACE, 1, Some(1)).unwrap();
+        // Proofs from the store verify against its checkpoint; epoch 1 is
+        // superseded by epoch 3 in it, epoch 3 is the one to accept.
         let v = coffer_transparency::Verifier::new(s.witness_key(), op.verifier());
-        let o = v.verify_ota(&coffer_transparency::OtaInput {
-            blob: &blob,
-            state: &Default::default(),
-            now: 1_800_000_000,
-            session_server_key: None,
-            evidence: None,
-        });
+        let check = |blob: &ValidationBlob| {
+            v.verify_ota(&coffer_transparency::OtaInput {
+                blob,
+                state: &Default::default(),
+                now: 1_800_000_000,
+                session_server_key: None,
+                evidence: None,
+            })
+        };
+        let o = check(&s.validation(NAMESPACE, 1, Some(1)).unwrap());
+        assert!(
+            matches!(
+                o.error,
+                Some(coffer_transparency::VerifyError::Superseded {
+                    epoch: 1,
+                    latest: 3,
+                    ..
+                })
+            ),
+            "{:#?}",
+            o.report
+        );
+        let e3 = s.entry(1).unwrap();
+        let csig = operator_countersign(&op, &entry_proof(&e3).witness_signature_bytes().unwrap());
+        s.countersign(NAMESPACE, 3, &b64(&csig)).unwrap();
+        let o = check(&s.validation(NAMESPACE, 3, Some(1)).unwrap());
         assert!(o.report.verified, "{:#?}", o.report);
+        assert_eq!(s.leaves(2).unwrap().len(), 2);
     }
 }

@@ -377,17 +377,26 @@ async fn witness_process_end_to_end() {
         evidence: None,
     });
     assert!(!o3.report.verified);
+    // The log's rollback is the finding (the epoch's, CF-T040, is in the report).
     assert!(
         matches!(
             o3.error,
-            Some(VerifyError::EpochRolledBack { seen: 2, got: 1 })
+            Some(VerifyError::LogRolledBack { seen: 2, got: 1 })
         ),
         "{:?}",
         o3.error
     );
     let c = o3.report.check(CheckName::Consistency).unwrap();
     assert_eq!(c.code.as_deref(), Some("CF-T042"), "{c:?}");
-    assert_eq!(o3.error.unwrap().code(), "CF-T040");
+    assert_eq!(
+        o3.report
+            .check(CheckName::EpochMonotonicity)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T040")
+    );
+    assert_eq!(o3.error.unwrap().code(), "CF-T042");
 
     // A forked witness: the same key over another history (its data copied
     // before epoch 2, then a different epoch 2 published there).
@@ -422,10 +431,19 @@ async fn witness_process_end_to_end() {
         session_server_key: None,
         evidence: None,
     });
+    // The fork is the finding; the equivocating epoch 2 is in the report.
     assert!(
-        matches!(o4.error, Some(VerifyError::EpochEquivocation { epoch: 2 })),
+        matches!(o4.error, Some(VerifyError::LogForked)),
         "{:?}",
         o4.error
+    );
+    assert_eq!(
+        o4.report
+            .check(CheckName::EpochMonotonicity)
+            .unwrap()
+            .code
+            .as_deref(),
+        Some("CF-T041")
     );
     assert_eq!(
         o4.report
