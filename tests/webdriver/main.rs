@@ -759,7 +759,11 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let repo = shared.path().join("usb/coffer.db");
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("rita@example.org", "correct horse battery staple");
-    run_with("settings_remote_vault", NO_KEYRING, |s| async move {
+    // A private keyring: the move at the end goes to the local demo fleet,
+    // whose keys are sealed under a root key kept in the OS keyring.
+    let keyring = coffer_testenv::start_keyring();
+    let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
+    run_with_env("settings_remote_vault", &[], &env, |s| async move {
         s.testid("onboarding-screen").await?;
         s.go("settings").await?;
         assert!(!s.exists("settings-vault-unavailable").await?);

@@ -177,6 +177,22 @@ fn a_replayed_old_view_is_refused_by_its_age_with_the_policy() {
     // A shorter maximum age than the policy's is honoured too: the
     // honest relay's blob is fresh and its latest epoch is fleet B's, so
     // fleet A's vault (its key is not fleet B's) is refused for that.
+    // The relay keeps the witness's answer for a moment (one fetch serves
+    // every status then): wait until it relays the log with epoch 2 in it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let blob = rt.block_on(v.bundle_source().blob(None)).unwrap();
+        let blob: coffer_transparency::ValidationBlob = serde_json::from_slice(&blob).unwrap();
+        let size: u64 = blob.checkpoint.lines().nth(1).unwrap().parse().unwrap();
+        if size >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay still serves a log of size {size} 20 s after epoch 2"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let honest = serve_vault(&rt, &v, v.bundle_source());
     let o = coffer(&[
         "--json",

@@ -214,10 +214,10 @@ async fn one_connection(
         .await
         .map_err(|_| ())?
         .map_err(|_| ())?;
-    let head = "POST /v1/vault HTTP/1.1\r\nHost: vault\r\nContent-Type: application/json\r\n";
+    let head = "POST /v2/vault HTTP/1.1\r\nHost: vault\r\nContent-Type: application/json\r\n";
     let first = match kind {
-        Slow::HalfHead => "POST /v1/vault HTTP/1.1\r\nHost: vault\r\nContent-Ty".to_string(),
-        Slow::HalfBody => format!("{head}Content-Length: 2000\r\n\r\n{{\"v\":1,\"ms"),
+        Slow::HalfHead => "POST /v2/vault HTTP/1.1\r\nHost: vault\r\nContent-Ty".to_string(),
+        Slow::HalfBody => format!("{head}Content-Length: 2000\r\n\r\n{{\"v\":2,\"ms"),
         Slow::Oversized => format!("{head}Content-Length: 50000000\r\n\r\n"),
         Slow::EndlessHeaders => head.to_string(),
     };

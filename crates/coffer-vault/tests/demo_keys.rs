@@ -405,7 +405,15 @@ fn assert_public_or_sealed(dir: &Path, root: &RootKey) {
                 serde_json::from_slice::<serde_json::Value>(&data).unwrap();
                 "public: a client's trust state"
             }
+            "demo-public-keys.json" => {
+                serde_json::from_slice::<coffer_vault::embedded::DemoPublicKeys>(&data).unwrap();
+                "public: the demo deployment's public keys"
+            }
             r if r.starts_with("witness/log.db") => "public: the witness's log",
+            r if r.starts_with("witness/cosigner-") && r.contains(".db") => {
+                "public: a cosigner's view of the log"
+            }
+            "witness/trust.policy" => "public: the trust policy",
             r if r.starts_with("node-") && (r.ends_with(".nvram") || r.contains('/')) => {
                 "sealed under a node's sealing key"
             }

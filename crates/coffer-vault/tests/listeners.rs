@@ -92,7 +92,7 @@ async fn the_fleet_port_is_apart_and_over_limit_clients_are_answered_at_once() {
     for i in 0..(limits.burst_per_ip * 3) {
         let t = Instant::now();
         let r = greedy
-            .post(format!("{url}/v1/vault"))
+            .post(format!("{url}/v2/status"))
             .body(status.clone())
             .send()
             .await
@@ -120,7 +120,7 @@ async fn the_fleet_port_is_apart_and_over_limit_clients_are_answered_at_once() {
         other => panic!("{other:?}"),
     }
     let r = other
-        .post(format!("{url}/v1/vault"))
+        .post(format!("{url}/v2/status"))
         .body(status.clone())
         .send()
         .await
@@ -139,14 +139,14 @@ async fn the_fleet_port_is_apart_and_over_limit_clients_are_answered_at_once() {
     let answer = raw(
         [127, 0, 0, 5],
         node.addr,
-        "POST /v1/vault HTTP/1.1\r\nHost: n\r\nContent-Length: 2\r\n\r\n{}",
+        "POST /v2/status HTTP/1.1\r\nHost: n\r\nContent-Length: 2\r\n\r\n{}",
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
     assert!(answer.contains("CF-V054"), "{answer}");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let r = from([127, 0, 0, 6])
-        .post(format!("{url}/v1/vault"))
+        .post(format!("{url}/v2/status"))
         .body(status)
         .send()
         .await

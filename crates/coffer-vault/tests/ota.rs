@@ -361,7 +361,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     let st: TrustState = serde_json::from_slice(&good_state).unwrap();
     assert_eq!(st.last_epoch, Some(2));
 
-    // The same over the real HTTP API (host relays on /v1/vault).
+    // The same over the real HTTP API (the host relays on /v2/vault).
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
     let http_trust = dir.path().join("http-trust.json");
     std::fs::write(&http_trust, &good_state).unwrap();

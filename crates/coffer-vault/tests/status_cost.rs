@@ -28,7 +28,7 @@ async fn many_status_requests_share_one_quorum_probe() {
         .await
         .unwrap();
     let (addr, _task) = v.serve("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{addr}/v1/vault");
+    let url = format!("http://{addr}/v2/status");
     let body = encode_request(&Request::Status {
         known_log_size: None,
     });

@@ -1143,6 +1143,11 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
 /// code. It is refused before any vault is asked, and nothing is written.
 #[test]
 fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_point() {
+    if !in_private_keyring(
+        "after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_point",
+    ) {
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
     let remote = lv.choice();
@@ -1154,7 +1159,8 @@ fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_
     std::fs::write(src.join("a.txt"), b"alpha").unwrap();
 
     let data1 = tmp.path().join("data1");
-    let a = app(&data1, Arc::new(Collect::default()));
+    // The embedded demo fleet keeps its root key in the keyring.
+    let a = keyring_app(&data1);
     a.create_vault_repository(r, acct, code.into(), code.into())
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
@@ -1185,8 +1191,9 @@ fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_
 
     // The restart on the moved folder recovers with the code, from the
     // record the moved settings point at (and K opens the backups).
-    let b = app(&moved, Arc::new(Collect::default()));
+    let b = keyring_app(&moved);
     assert_eq!(b.vault_settings().choice, VaultChoice::EmbeddedDemo);
     assert_eq!(b.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
     b.shutdown_vault();
+    println!("{}", coffer_testenv::CHILD_PASSED);
 }
