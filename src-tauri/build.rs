@@ -37,6 +37,7 @@ const COMMANDS: &[&str] = &[
     "test_vault_choice",
     "save_vault_choice",
     "load_trust_policy",
+    "shipped_trust_policy",
     "create_vault_repository",
     "unlock_with_recovery_code",
     "rehearse_recovery_code",

@@ -233,6 +233,11 @@ pub async fn load_trust_policy(app: State<'_, App>, path: String) -> R<LoadedPol
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn shipped_trust_policy(app: State<'_, App>, witness_key: String) -> R<LoadedPolicy> {
+    blocking(&app, move |a| a.shipped_trust_policy(&witness_key)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn create_vault_repository(
     app: State<'_, App>,
     path: String,

@@ -139,6 +139,7 @@ fn main() {
             commands::test_vault_choice,
             commands::save_vault_choice,
             commands::load_trust_policy,
+            commands::shipped_trust_policy,
             commands::create_vault_repository,
             commands::unlock_with_recovery_code,
             commands::rehearse_recovery_code,

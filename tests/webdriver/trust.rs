@@ -71,6 +71,9 @@ async fn trust_policy_chosen_in_settings_then_panel_shows_freshness_and_cosigner
                 .as_deref(),
             Some("")
         );
+        // This release ships no policy for this (test) witness key.
+        s.click("vault-policy-shipped").await?;
+        s.wait_text("vault-policy-summary", "CF-A038").await?;
         // The policy of another log reads, but is refused for this vault.
         s.type_in("vault-policy-file", other_file.to_str().unwrap())
             .await?;

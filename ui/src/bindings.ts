@@ -514,6 +514,7 @@ export interface Commands {
   test_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   save_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   load_trust_policy: { args: { path: string }; result: LoadedPolicy };
+  shipped_trust_policy: { args: { witness_key: string }; result: LoadedPolicy };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };

@@ -583,6 +583,20 @@ impl App {
         })())
     }
 
+    /// The trust policy this release ships for the witness log whose key is
+    /// `witness_key` (`CF-A038` when it ships none). Nothing is saved.
+    pub fn shipped_trust_policy(&self, witness_key: &str) -> R<crate::vault::LoadedPolicy> {
+        self.track((|| {
+            let (text, policy) =
+                crate::settings::shipped_policy_in(crate::settings::SHIPPED_POLICIES, witness_key)
+                    .map_err(rep)?;
+            Ok(crate::vault::LoadedPolicy {
+                text,
+                policy: crate::vault::PolicyView::of(&policy),
+            })
+        })())
+    }
+
     /// Switches to the vault `choice` describes: its form is checked, its
     /// fleet must verify, then it is saved and used. Refused while a
     /// recovery code is registered in the current vault (or in key mode);

@@ -219,6 +219,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: LoadedPolicy::name,
         },
         CommandSig {
+            name: "shipped_trust_policy",
+            args: "{ witness_key: string }",
+            result: LoadedPolicy::name,
+        },
+        CommandSig {
             name: "create_vault_repository",
             args: "{ path: string; account: string; code: string; confirm: string }",
             result: KeyInstalled::name,

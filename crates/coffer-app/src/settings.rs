@@ -41,6 +41,7 @@ pub const MAX_NAME_LEN: usize = 100;
 pub const ERROR_CODES: &[&str] = &[
     "CF-A020", "CF-A021", "CF-A022", "CF-A023", "CF-A024", "CF-A025", "CF-A026", "CF-A027",
     "CF-A028", "CF-A029", "CF-A030", "CF-A031", "CF-A032", "CF-A033", "CF-A034", "CF-A037",
+    "CF-A038",
 ];
 
 /// Which vault protects the backup key.
@@ -276,6 +277,8 @@ pub enum SettingsError {
     InvalidVault { reason: String },
     #[error("the trust policy is not usable: {reason}")]
     InvalidTrustPolicy { reason: String },
+    #[error("this release ships no trust policy for the witness log {witness}")]
+    NoShippedPolicy { witness: String },
     #[error("the trust policy file {path} could not be read: {source}")]
     PolicyFileUnreadable {
         path: PathBuf,
@@ -323,7 +326,7 @@ impl UserFacing for SettingsError {
                 ErrorKind::NotFound
             }
             PolicyFileUnreadable { .. } => ErrorKind::Io,
-            UnknownSet { .. } => ErrorKind::NotFound,
+            UnknownSet { .. } | NoShippedPolicy { .. } => ErrorKind::NotFound,
             DuplicateName { .. } => ErrorKind::AlreadyExists,
             InvalidRunRecord { .. } => ErrorKind::Internal,
             Schedule(e) => e.kind(),
@@ -359,6 +362,7 @@ impl UserFacing for SettingsError {
             InvalidExclude { .. } => "CF-A033",
             InvalidTrustPolicy { .. } => "CF-A034",
             PolicyFileUnreadable { .. } => "CF-A037",
+            NoShippedPolicy { .. } => "CF-A038",
             Schedule(e) => e.code(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.code(),
         }
@@ -382,6 +386,7 @@ impl UserFacing for SettingsError {
             InvalidExclude { .. } => "Remove the empty pattern or write it on one line.".into(),
             InvalidTrustPolicy { .. } => "Paste (or load) the trust policy file exactly as the vault operator published it: `log`, `witness`, `group`, `quorum` and `max-age` lines, its `log` line naming the witness key pinned above. Or leave the policy empty: the vault is then used without checking how fresh the witness log is.".into(),
             PolicyFileUnreadable { .. } => "Check the file's name and that you may read it, or paste the policy's text instead.".into(),
+            NoShippedPolicy { .. } => "Choose the trust policy file the vault operator publishes (Browse…), or leave the policy empty: the vault is then used without checking how fresh its witness log is.".into(),
             Schedule(e) => e.next_step(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.next_step(),
         }
@@ -535,6 +540,46 @@ pub fn read_trust_policy(
     })?;
     let policy = parse_policy(&text)?;
     Ok((text, policy))
+}
+
+/// The trust policies shipped with this release for known deployments
+/// (`trust-policies.txt` beside this crate's manifest): tlog-policy texts
+/// separated by `---` lines.
+pub const SHIPPED_POLICIES: &str = include_str!("../trust-policies.txt");
+
+/// The policy in `shipped` (texts separated by `---` lines) whose `log`
+/// line names `witness_key`: its text and the policy, or `CF-A038`.
+pub fn shipped_policy_in(
+    shipped: &str,
+    witness_key: &str,
+) -> Result<(String, coffer_vault_client::coffer_transparency::Policy)> {
+    use coffer_vault_client::coffer_transparency::NoteVerifier;
+    let witness =
+        NoteVerifier::parse(witness_key.trim()).map_err(|e| SettingsError::InvalidVault {
+            reason: format!("the witness key is not a note verifier key: {e}"),
+        })?;
+    for block in shipped.split("\n---\n") {
+        let has_lines = block.lines().any(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#')
+        });
+        if !has_lines {
+            continue;
+        }
+        let policy = parse_policy(block)?;
+        if policy.log(&witness).is_some() {
+            let text = block.trim_start_matches('\n').to_string();
+            let text = if text.ends_with('\n') {
+                text
+            } else {
+                text + "\n"
+            };
+            return Ok((text, policy));
+        }
+    }
+    Err(SettingsError::NoShippedPolicy {
+        witness: witness.name().to_string(),
+    })
 }
 
 /// Upgrades a settings file of schema `from` to [`SCHEMA_VERSION`]. Each

@@ -491,3 +491,28 @@ fn a_trust_policy_file_is_read_with_clear_errors() {
     std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
     assert_eq!(read_trust_policy(&binary).unwrap_err().code(), "CF-A034");
 }
+
+/// The shipped policies: the one whose `log` line names the witness key is
+/// found among several; none for another key is `CF-A038`; the file this
+/// release ships parses (it names no deployment yet).
+#[test]
+fn the_shipped_policy_for_a_witness_key_is_found_or_named_missing() {
+    use coffer_app::settings::{shipped_policy_in, SHIPPED_POLICIES};
+    let (a, a_text) = remote_with_policy(2, 3600);
+    let (b, b_text) = remote_with_policy(1, 7200);
+    let shipped = format!("# known deployments\n\n---\n{a_text}---\n{b_text}");
+    let key = |c: &VaultChoice| match c {
+        VaultChoice::Remote { witness_key, .. } => witness_key.clone(),
+        _ => unreachable!(),
+    };
+    let (text, p) = shipped_policy_in(&shipped, &key(&b)).unwrap();
+    assert_eq!(text, b_text);
+    assert_eq!(p.max_age_secs, 7200);
+    let (text, _) = shipped_policy_in(&shipped, &key(&a)).unwrap();
+    assert_eq!(text, a_text);
+    let (other, _) = remote_with_policy(2, 60);
+    let e = shipped_policy_in(&shipped, &key(&other)).unwrap_err();
+    assert_eq!((e.code(), e.kind()), ("CF-A038", ErrorKind::NotFound));
+    let e = shipped_policy_in(SHIPPED_POLICIES, &key(&a)).unwrap_err();
+    assert_eq!(e.code(), "CF-A038", "{e}");
+}

@@ -162,6 +162,16 @@ function vaultChoiceCard(): HTMLElement {
         `Policy read: quorum ${p.policy.quorum}; maximum age ${formatMaxAge(p.policy.max_age_secs)}; cosigners: ${p.policy.cosigners.join(", ") || "none"}. Test or save to use it.`));
     });
   }, "secondary");
+  const shippedPolicy = button("Use the policy shipped with Coffer", "vault-policy-shipped", () => {
+    void guarded(shippedPolicy, policySummary, async () => {
+      const p = await call("shipped_trust_policy", { witness_key: wk.input.value.trim() });
+      policyText.input.value = p.text;
+      showMaxAge();
+      policySummary.dataset.loaded = "true";
+      policySummary.replaceChildren(h("p", { class: "ok", testid: "vault-policy-loaded" },
+        `Shipped policy: quorum ${p.policy.quorum}; maximum age ${formatMaxAge(p.policy.max_age_secs)}; cosigners: ${p.policy.cosigners.join(", ") || "none"}. Test or save to use it.`));
+    });
+  }, "secondary");
   // A file picked in the dialog is loaded at once.
   policyFile.input.addEventListener("change", () => { if (policyFile.input.value.trim()) loadPolicy.click(); });
   const clearPolicy = button("No policy", "vault-policy-clear", () => {
@@ -171,7 +181,7 @@ function vaultChoiceCard(): HTMLElement {
     delete policySummary.dataset.loaded;
   }, "secondary");
   const policySet = h("fieldset", { testid: "vault-policy" }, h("legend", {}, "Trust policy (freshness and cosigners)"),
-    policyFile.row, h("div", { class: "actions" }, loadPolicy, clearPolicy), policySummary, policyText.row, maxAge.row);
+    policyFile.row, h("div", { class: "actions" }, loadPolicy, shippedPolicy, clearPolicy), policySummary, policyText.row, maxAge.row);
   const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row, vk.row, eurl.row, policySet);
   const sync = () => { remoteFields.disabled = !remote.input.checked; };
   embedded.input.addEventListener("change", sync);
