@@ -3,10 +3,16 @@
 //! checkpoint's freshness against that max age, the quorum, and each
 //! cosigner with its key id and cosigning time.
 
-use std::path::PathBuf;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::harness::{run_with, TestResult};
+use coffer_vault::relay::BundleSource;
+
+use crate::harness::{run_prepared, run_with, TestResult};
 use crate::NO_KEYRING;
 
 /// The key id of a note verifier key `name+keyid+base64`.
@@ -168,5 +174,137 @@ async fn trust_policy_chosen_in_settings_then_panel_shows_freshness_and_cosigner
     })
     .await;
     server.abort();
+    vault.shutdown().await;
+}
+
+/// Relays blobs from the live witness until `rolled` is set, then from the
+/// rolled-back copy: a host whose witness was restored from a backup.
+struct Switch {
+    live: Arc<dyn BundleSource>,
+    old: Arc<dyn BundleSource>,
+    rolled: AtomicBool,
+}
+
+impl BundleSource for Switch {
+    fn blob(
+        &self,
+        known_size: Option<u64>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + '_>> {
+        if self.rolled.load(Ordering::SeqCst) {
+            self.old.blob(known_size)
+        } else {
+            self.live.blob(known_size)
+        }
+    }
+}
+
+/// The vault the app uses starts relaying a witness restored from an older
+/// copy of its log: the verification panel shows ROLLED BACK with both
+/// signed checkpoints as evidence (the one verified before and the one
+/// presented now), and the fleet as not verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rolled_back_witness_log_is_shown_with_both_checkpoints() {
+    use coffer_app::settings::{SettingsStore, VaultChoice};
+    use coffer_vault::relay::WitnessSource;
+    let shared = tempfile::tempdir().unwrap();
+    let fleet = shared.path().join("remote-fleet");
+    let root = coffer_vault::embedded::generate_root_key();
+    let vault = coffer_vault::embedded::start_with(&fleet, &root, 3, 10)
+        .await
+        .unwrap();
+    // The witness's log at epoch 1, copied; then epoch 2 is published.
+    let backup = shared.path().join("backup.db");
+    rusqlite::Connection::open(fleet.join("witness/log.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    let mut keys2 = vault.evidence().fleet_keys().unwrap();
+    for k in &mut keys2.keys {
+        k.not_after += 86_400;
+    }
+    vault.publish_epoch(2, &keys2).await.unwrap();
+    // The copy served by a witness with the same key.
+    let folder = coffer_vault::demo_keys::folder_id(&fleet).unwrap().unwrap();
+    let wkey = coffer_vault::demo_keys::DemoKeys::open(&fleet, &folder, &root)
+        .unwrap()
+        .witness;
+    let store = coffer_witness::store::Store::open(
+        &backup,
+        wkey,
+        vault.operator_key(),
+        "http://rolled-back.invalid",
+    )
+    .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old_url = format!("http://{}", l.local_addr().unwrap());
+    let old_witness = coffer_vault::limits::serve(
+        l,
+        coffer_witness::server::router(store),
+        coffer_vault::limits::Limits::default(),
+    );
+    let switch = Arc::new(Switch {
+        live: vault.bundle_source(),
+        old: Arc::new(WitnessSource::new(&old_url).unwrap()),
+        rolled: AtomicBool::new(false),
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let host = coffer_vault::limits::serve(
+        l,
+        coffer_vault::api::router_with(
+            Arc::new(tokio::sync::RwLock::new(Some(vault.hsm()))),
+            Some(switch.clone() as Arc<dyn BundleSource>),
+        ),
+        coffer_vault::limits::Limits::default(),
+    );
+    let choice = VaultChoice::Remote {
+        url,
+        witness_key: vault.witness_key().to_string(),
+        operator_key: vault.operator_key().to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: None,
+    };
+    let prepare = move |dir: &Path| {
+        let store = SettingsStore::new(dir);
+        let mut st = store.load().unwrap();
+        st.vault = choice;
+        store.save(&st).unwrap();
+    };
+    let rolled = switch.clone();
+    run_prepared("rolled_back_panel", NO_KEYRING, prepare, |s| async move {
+        s.testid("onboarding-screen").await?;
+        s.go("verification").await?;
+        s.click("verification-run").await?;
+        // Verified at epoch 2; no policy, so freshness is not checked.
+        s.wait_attr("verification-freshness", "data-state", "unchecked", 30)
+            .await?;
+        s.wait_attr("verification-check-pinned-key", "data-status", "passed", 5)
+            .await?;
+        assert!(!s.testid("verification-fork").await?.is_displayed().await?);
+        s.testid("verification-cosigners-none").await?;
+        rolled.rolled.store(true, Ordering::SeqCst);
+        // The relay reads the witness's checkpoint at most once a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        s.click("verification-run").await?;
+        s.wait_attr("verification-freshness", "data-state", "forked", 30)
+            .await?;
+        s.wait_text("verification-freshness", "ROLLED BACK").await?;
+        s.wait_attr("verification-fork", "data-kind", "rolled_back", 5)
+            .await?;
+        assert!(s.testid("verification-fork").await?.is_displayed().await?);
+        let remembered = s.text("verification-fork-remembered").await?;
+        let presented = s.text("verification-fork-presented").await?;
+        assert_ne!(remembered, presented);
+        for note in [&remembered, &presented] {
+            assert!(note.contains('\u{2014}'), "a signed note: {note}");
+        }
+        s.shot("verification-rolled-back").await?;
+        TestResult::Ok(())
+    })
+    .await;
+    host.abort();
+    old_witness.abort();
     vault.shutdown().await;
 }

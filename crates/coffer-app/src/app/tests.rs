@@ -1366,3 +1366,91 @@ fn a_remote_vault_under_its_trust_policy_shows_freshness_and_cosigners() {
     assert!(info.validated && info.freshness.is_some() && info.policy.is_some());
     b.shutdown_vault();
 }
+
+/// A witness rolled back (restored from a copy of its log, with its own key)
+/// behind a host that relays from it: the app that verified the newer log
+/// refuses the fleet, and what the verification panel gets holds the fork
+/// evidence, kind `rolled_back`, with both signed checkpoints.
+#[test]
+fn a_rolled_back_witness_is_shown_with_both_checkpoints_as_evidence() {
+    use coffer_vault::relay::{BundleSource, WitnessSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = tmp.path().join("remote-fleet");
+    let root = coffer_vault::embedded::generate_root_key();
+    let v = rt
+        .block_on(coffer_vault::embedded::start_with(&fleet, &root, 3, 10))
+        .unwrap();
+    let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
+    // The witness's log as it is at epoch 1.
+    let backup = tmp.path().join("backup.db");
+    rusqlite::Connection::open(fleet.join("witness/log.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    let remote = |url: String| VaultChoice::Remote {
+        url,
+        witness_key: v.witness_key().to_string(),
+        operator_key: v.operator_key().to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: None,
+    };
+    let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
+    a.save_vault_choice(remote(format!("http://{addr}")))
+        .unwrap();
+    // Epoch 2 is published and seen by the app.
+    let mut keys2 = v.evidence().fleet_keys().unwrap();
+    for k in &mut keys2.keys {
+        k.not_after += 86_400;
+    }
+    rt.block_on(v.publish_epoch(2, &keys2)).unwrap();
+    let seen = a.vault_info().unwrap();
+    assert!(seen.validated, "{:?}", seen.checks);
+    assert!(seen.fork_evidence.is_none());
+
+    // The witness restored from the copy, and a host relaying from it.
+    let folder = coffer_vault::demo_keys::folder_id(&fleet).unwrap().unwrap();
+    let wkey = coffer_vault::demo_keys::DemoKeys::open(&fleet, &folder, &root)
+        .unwrap()
+        .witness;
+    let store = coffer_witness::store::Store::open(
+        &backup,
+        wkey,
+        v.operator_key(),
+        "http://rolled-back.invalid",
+    )
+    .unwrap();
+    let serve = |app| {
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let at = format!("http://{}", l.local_addr().unwrap());
+            coffer_vault::limits::serve(l, app, coffer_vault::limits::Limits::default());
+            at
+        })
+    };
+    let old_witness = serve(coffer_witness::server::router(store));
+    let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&old_witness).unwrap());
+    let host = serve(coffer_vault::api::router_with(
+        Arc::new(tokio::sync::RwLock::new(Some(v.hsm()))),
+        Some(source),
+    ));
+    let info = a.test_vault_choice(remote(host)).unwrap();
+    assert!(!info.validated, "a rolled-back log must not verify");
+    let fork = info.fork_evidence.expect("the rollback is reported");
+    assert_eq!(fork.kind, "rolled_back");
+    assert_ne!(fork.remembered, fork.presented);
+    for note in [&fork.remembered, &fork.presented] {
+        assert!(
+            note.contains(&format!("\u{2014} {} ", v.witness_key().name())),
+            "{note}"
+        );
+    }
+    a.shutdown_vault();
+    rt.block_on(v.shutdown());
+}
