@@ -36,6 +36,8 @@ const COMMANDS: &[&str] = &[
     "vault_settings",
     "test_vault_choice",
     "save_vault_choice",
+    "load_trust_policy",
+    "shipped_trust_policy",
     "create_vault_repository",
     "unlock_with_recovery_code",
     "rehearse_recovery_code",

@@ -9,7 +9,7 @@ use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
 use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
-use coffer_app::vault::{CodeStrength, VaultInfo};
+use coffer_app::vault::{CodeStrength, LoadedPolicy, VaultInfo};
 use coffer_app::{App, AppError};
 use coffer_error::{ErrorReport, UserFacing};
 use tauri::State;
@@ -228,6 +228,16 @@ pub async fn save_vault_choice(app: State<'_, App>, choice: VaultChoice) -> R<Va
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn load_trust_policy(app: State<'_, App>, path: String) -> R<LoadedPolicy> {
+    blocking(&app, move |a| a.load_trust_policy(&path)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn shipped_trust_policy(app: State<'_, App>, witness_key: String) -> R<LoadedPolicy> {
+    blocking(&app, move |a| a.shipped_trust_policy(&witness_key)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub async fn create_vault_repository(
     app: State<'_, App>,
     path: String,
@@ -334,7 +344,7 @@ fn show_dialog(spec: DialogSpec) -> Shown {
     }
     match spec.kind {
         PathKind::Folder => Box::pin(d.pick_folder()),
-        PathKind::OpenRepository => Box::pin(d.pick_file()),
+        PathKind::OpenRepository | PathKind::OpenPolicy => Box::pin(d.pick_file()),
         PathKind::SaveRepository | PathKind::SaveDiagnostics => Box::pin(d.save_file()),
     }
 }

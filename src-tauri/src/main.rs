@@ -138,6 +138,8 @@ fn main() {
             commands::vault_settings,
             commands::test_vault_choice,
             commands::save_vault_choice,
+            commands::load_trust_policy,
+            commands::shipped_trust_policy,
             commands::create_vault_repository,
             commands::unlock_with_recovery_code,
             commands::rehearse_recovery_code,

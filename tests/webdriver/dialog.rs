@@ -285,6 +285,11 @@ fn screen_shot(name: &str) -> String {
     }
 }
 
+/// A trust policy (its log key is RFC 8032's first test public key: the
+/// dialog only has to fill the form, the policy is not used).
+const POLICY: &str =
+    "log witness.example+7ae038f4+AddamAGCsQq31Uv+08lkBzoO4XLz2qYjJa8CGmj3B1Ea\nquorum none\nmax-age 3600\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
     let tmp = tempfile::tempdir().unwrap();
@@ -292,6 +297,8 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
     let chosen = tmp.path().join("usb");
     std::fs::create_dir_all(&chosen).unwrap();
     let repo = chosen.join("laptop.coffer");
+    let policy = chosen.join("vault.example.policy");
+    std::fs::write(&policy, POLICY).unwrap();
     let name = "browse_buttons_fill_paths_through_the_native_file_dialog";
     run_with(name, NO_KEYRING, |s| async move {
         let r = async {
@@ -377,6 +384,28 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
             let shown = s.text("support-diagnostics").await?;
             assert_eq!(saved.lines().next(), shown.lines().next(), "{saved}");
             assert_eq!(saved.lines().count(), shown.lines().count(), "{saved}");
+
+            // Settings → Vault, remote: a trust policy file picked in the
+            // open dialog is read at once into the form.
+            s.go("settings").await?;
+            s.click("vault-choice-remote").await?;
+            let pick = Answer::Path(policy.to_str().unwrap());
+            browse(
+                &s,
+                "vault-policy-file",
+                PathKind::OpenPolicy,
+                pick,
+                "picked",
+            )
+            .await?;
+            assert_eq!(
+                value(&s, "vault-policy-file").await?,
+                policy.to_str().unwrap()
+            );
+            s.wait_text("vault-policy-loaded", "maximum age 1 h")
+                .await?;
+            assert_eq!(value(&s, "vault-trust-policy").await?, POLICY);
+            assert_eq!(value(&s, "vault-max-age-hours").await?, "1");
             TestResult::Ok(())
         }
         .await;

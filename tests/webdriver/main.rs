@@ -12,6 +12,7 @@
 mod a11y;
 mod dialog;
 mod harness;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -338,10 +338,15 @@ freshness: CheckpointFreshness | null,
 cosigners: Array<CosignerView>, 
 /**
  * Two checkpoints of the log that cannot both be true, when the
- * verification found a fork or a rollback: the remembered one, then
- * the presented one (signed notes, to keep and report).
+ * verification found a fork or a rollback (signed notes, to keep and
+ * report).
  */
-fork_evidence: Array<string> | null, };
+fork_evidence: ForkEvidenceView | null, 
+/**
+ * The trust policy the checkpoint was checked against; `None`: no
+ * policy is set, so the checkpoint's freshness is not checked.
+ */
+policy: PolicyView | null, };
 
 export type CheckView = { id: string, label: string, 
 /**
@@ -367,11 +372,50 @@ export type CosignerView = { name: string,
 /**
  * Its key (`name+keyid+base64`): public.
  */
-key: string, cosigned_at: number | null, 
+key: string, 
+/**
+ * The key id part of `key` (8 hex digits), as the panel shows it.
+ */
+key_id: string, cosigned_at: number | null, 
 /**
  * `fresh`, `stale`, `future`, `missing` or `invalid`.
  */
 status: string, };
+
+export type ForkEvidenceView = { 
+/**
+ * `forked` (same size with another root, or no consistency proof) or
+ * `rolled_back` (smaller than the checkpoint seen before).
+ */
+kind: string, 
+/**
+ * The checkpoint this app verified before (a signed note).
+ */
+remembered: string, 
+/**
+ * The checkpoint the vault presents now (a signed note).
+ */
+presented: string, };
+
+export type PolicyView = { 
+/**
+ * The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
+ */
+quorum: string, 
+/**
+ * The oldest quorum cosigning accepted (seconds).
+ */
+max_age_secs: number, 
+/**
+ * The cosigners' names, in the policy's order.
+ */
+cosigners: Array<string>, };
+
+export type LoadedPolicy = { 
+/**
+ * The file's text, for the form's policy field.
+ */
+text: string, policy: PolicyView, };
 
 export type VaultChoice = { "mode": "embedded_demo" } | { "mode": "remote", url: string, witness_key: string, operator_key: string, 
 /**
@@ -388,7 +432,16 @@ vendor_key?: string,
 /**
  * Where the operator publishes the deployment evidence document.
  */
-evidence_url?: string, } | { "mode": "key_only" };
+evidence_url?: string, 
+/**
+ * The trust policy (C2SP tlog-policy plus `max-age`, as published
+ * by the vault operator), as text: which cosigners must have
+ * cosigned the witness log's checkpoint, how many of them, and how
+ * long ago at most. Its `log` line must be the pinned witness key.
+ * Without one the checkpoint's freshness is not checked (the
+ * verification panel says so). Since schema version 2.
+ */
+trust_policy?: string, } | { "mode": "key_only" };
 
 export type VaultSettings = { choice: VaultChoice, 
 /**
@@ -419,7 +472,7 @@ old_record_deleted: boolean,
  */
 old_record_error: ErrorReport | null, };
 
-export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics";
+export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics" | "open_policy";
 
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
@@ -460,6 +513,8 @@ export interface Commands {
   vault_settings: { args: Record<string, never>; result: VaultSettings };
   test_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   save_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
+  load_trust_policy: { args: { path: string }; result: LoadedPolicy };
+  shipped_trust_policy: { args: { witness_key: string }; result: LoadedPolicy };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };

@@ -569,17 +569,47 @@ impl App {
         })())
     }
 
+    /// Reads the trust policy file at `path` (absolute) for the vault
+    /// form: its text and what it requires, or why it is not a policy
+    /// (`CF-A034`) or cannot be read (`CF-A037`). Nothing is saved.
+    pub fn load_trust_policy(&self, path: &str) -> R<crate::vault::LoadedPolicy> {
+        self.track((|| {
+            let path = absolute("the trust policy file", path)?;
+            let (text, policy) = crate::settings::read_trust_policy(&path).map_err(rep)?;
+            Ok(crate::vault::LoadedPolicy {
+                text,
+                policy: crate::vault::PolicyView::of(&policy),
+            })
+        })())
+    }
+
+    /// The trust policy this release ships for the witness log whose key is
+    /// `witness_key` (`CF-A038` when it ships none). Nothing is saved.
+    pub fn shipped_trust_policy(&self, witness_key: &str) -> R<crate::vault::LoadedPolicy> {
+        self.track((|| {
+            let (text, policy) =
+                crate::settings::shipped_policy_in(crate::settings::SHIPPED_POLICIES, witness_key)
+                    .map_err(rep)?;
+            Ok(crate::vault::LoadedPolicy {
+                text,
+                policy: crate::vault::PolicyView::of(&policy),
+            })
+        })())
+    }
+
     /// Switches to the vault `choice` describes: its form is checked, its
     /// fleet must verify, then it is saved and used. Refused while a
     /// recovery code is registered in the current vault (or in key mode);
-    /// saving the current choice again is always allowed.
+    /// saving the current vault again is always allowed, also with other
+    /// verification settings (keys, links, evidence, trust policy:
+    /// [`VaultChoice::same_vault`]).
     pub fn save_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
         self.track((|| {
             self.inner.store.check_writable().map_err(rep)?;
             let target = Self::target_of(&choice)?;
             {
                 let st = self.state();
-                if st.settings.vault != choice {
+                if !st.settings.vault.same_vault(&choice) {
                     if let Some(e) = Self::switch_refused(&st) {
                         return Err(e.report_now());
                     }
@@ -590,7 +620,7 @@ impl App {
                 return Err(AppError::FleetNotVerified.report_now());
             }
             let mut st = self.state();
-            if st.settings.vault != choice && Self::switch_refused(&st).is_some() {
+            if !st.settings.vault.same_vault(&choice) && Self::switch_refused(&st).is_some() {
                 // A first run finished meanwhile.
                 return Err(Self::switch_refused(&st)
                     .unwrap_or(AppError::VaultHoldsRecord)
@@ -762,7 +792,9 @@ impl App {
                     }
                     None => return Err(AppError::NothingToMove.report_now()),
                 }
-                if st.settings.vault == choice {
+                // The same fleet checked differently holds the very record
+                // step 4 would delete.
+                if st.settings.vault.same_vault(&choice) {
                     return Err(AppError::SameVault.report_now());
                 }
             }

@@ -13,7 +13,10 @@ use crate::schedule::{Freshness, Schedule};
 use crate::settings::{
     BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
 };
-use crate::vault::{CheckView, CheckpointFreshness, CodeStrength, CosignerView, VaultInfo};
+use crate::vault::{
+    CheckView, CheckpointFreshness, CodeStrength, CosignerView, ForkEvidenceView, LoadedPolicy,
+    PolicyView, VaultInfo,
+};
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::{
     CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
@@ -211,6 +214,16 @@ pub fn commands() -> Vec<CommandSig> {
             result: VaultInfo::name,
         },
         CommandSig {
+            name: "load_trust_policy",
+            args: "{ path: string }",
+            result: LoadedPolicy::name,
+        },
+        CommandSig {
+            name: "shipped_trust_policy",
+            args: "{ witness_key: string }",
+            result: LoadedPolicy::name,
+        },
+        CommandSig {
             name: "create_vault_repository",
             args: "{ path: string; account: string; code: string; confirm: string }",
             result: KeyInstalled::name,
@@ -301,6 +314,9 @@ pub fn render() -> String {
         decl::<CheckView>(&cfg),
         decl::<CheckpointFreshness>(&cfg),
         decl::<CosignerView>(&cfg),
+        decl::<ForkEvidenceView>(&cfg),
+        decl::<PolicyView>(&cfg),
+        decl::<LoadedPolicy>(&cfg),
         decl::<VaultChoice>(&cfg),
         decl::<VaultSettings>(&cfg),
         decl::<VaultMoved>(&cfg),

@@ -144,6 +144,9 @@ pub struct VaultDiagnostics {
     /// What the app remembers about the fleet (epoch, checkpoint size,
     /// where it is kept): public values only.
     pub trust: Option<crate::trust_store::TrustDiagnostics>,
+    /// The remote vault's trust policy in words (quorum, maximum age,
+    /// cosigners and their key ids), or why it is not usable: public values.
+    pub trust_policy: Option<String>,
 }
 
 impl VaultDiagnostics {
@@ -155,6 +158,7 @@ impl VaultDiagnostics {
                 witness_key_fingerprint: None,
                 operator_key_fingerprint: None,
                 trust: None,
+                trust_policy: None,
             },
             VaultChoice::KeyOnly => Self {
                 mode: "key_only".into(),
@@ -162,11 +166,13 @@ impl VaultDiagnostics {
                 witness_key_fingerprint: None,
                 operator_key_fingerprint: None,
                 trust: None,
+                trust_policy: None,
             },
             VaultChoice::Remote {
                 url,
                 witness_key,
                 operator_key,
+                trust_policy,
                 ..
             } => Self {
                 mode: "remote".into(),
@@ -174,9 +180,42 @@ impl VaultDiagnostics {
                 witness_key_fingerprint: Some(key_fingerprint(witness_key)),
                 operator_key_fingerprint: Some(key_fingerprint(operator_key)),
                 trust: None,
+                trust_policy: Some(match trust_policy {
+                    None => "none set: the checkpoint's freshness is not checked".into(),
+                    Some(t) => match crate::settings::trust_policy(t, witness_key) {
+                        Ok(p) => describe_policy(&p),
+                        Err(e) => format!("not usable ({}): {e}", e.code()),
+                    },
+                }),
             },
         }
     }
+}
+
+/// A trust policy in one line: quorum, maximum age, each cosigner with its
+/// key id (public values only).
+pub fn describe_policy(p: &coffer_vault_client::coffer_transparency::Policy) -> String {
+    let cosigners: Vec<String> = p
+        .witnesses
+        .iter()
+        .map(|w| {
+            format!(
+                "{} ({})",
+                w.name,
+                crate::vault::key_id_of(&w.key.to_string())
+            )
+        })
+        .collect();
+    format!(
+        "quorum {}, max age {} s, cosigners: {}",
+        p.describe_quorum(),
+        p.max_age_secs,
+        if cosigners.is_empty() {
+            "none".into()
+        } else {
+            cosigners.join(", ")
+        }
+    )
 }
 
 /// Whether the OS keyring works (the result of a probe, never its content).
@@ -409,6 +448,9 @@ impl DiagnosticsReport {
         ));
         if let Some(f) = &self.vault.witness_key_fingerprint {
             line(format!("  witness key fingerprint: {f}"));
+        }
+        if let Some(p) = &self.vault.trust_policy {
+            line(format!("  trust policy: {p}"));
         }
         if let Some(t) = &self.vault.trust {
             line(format!(
@@ -684,5 +726,55 @@ mod tests {
         let t = key_mode.render_text();
         assert!(t.contains("Vault: none (recovery-key mode)\n"), "{t}");
         assert!(!t.contains("HSMs"), "{t}");
+    }
+
+    /// The trust policy of a remote vault is in the report as public values:
+    /// quorum, maximum age, each cosigner with its key id; no policy, or a
+    /// policy that cannot be used, is said as such.
+    #[test]
+    fn the_remote_vaults_trust_policy_is_described_with_key_ids() {
+        use coffer_vault_client::coffer_transparency::{policy::policy_text, NoteSigner};
+        let witness = NoteSigner::generate("witness.example").unwrap().verifier();
+        let c1 = NoteSigner::generate_cosigner("cosigner-1")
+            .unwrap()
+            .verifier();
+        let c2 = NoteSigner::generate_cosigner("cosigner-2")
+            .unwrap()
+            .verifier();
+        let cosigners = vec![
+            ("cosigner-1".to_string(), c1.clone(), None),
+            ("cosigner-2".to_string(), c2.clone(), None),
+        ];
+        let text = policy_text(&witness, None, &cosigners, 2, 7200);
+        let remote = |p: Option<String>| VaultChoice::Remote {
+            url: "https://vault.example.org".into(),
+            witness_key: witness.to_string(),
+            operator_key: "operator.example+5e6f7a8b+EfGh".into(),
+            witness_url: None,
+            vendor_key: None,
+            evidence_url: None,
+            trust_policy: p,
+        };
+        let d = VaultDiagnostics::of(&remote(Some(text.clone())));
+        let line = d.trust_policy.unwrap();
+        assert_eq!(
+            line,
+            format!(
+                "quorum 2 of [cosigner-1, cosigner-2], max age 7200 s, cosigners: cosigner-1 ({:08x}), cosigner-2 ({:08x})",
+                c1.key_id(),
+                c2.key_id()
+            )
+        );
+        let none = VaultDiagnostics::of(&remote(None)).trust_policy.unwrap();
+        assert!(none.starts_with("none set"), "{none}");
+        let other = NoteSigner::generate("other.example").unwrap().verifier();
+        let bad = VaultDiagnostics::of(&remote(Some(policy_text(&other, None, &cosigners, 2, 60))))
+            .trust_policy
+            .unwrap();
+        assert!(bad.starts_with("not usable (CF-A034)"), "{bad}");
+        assert_eq!(
+            VaultDiagnostics::of(&VaultChoice::EmbeddedDemo).trust_policy,
+            None
+        );
     }
 }

@@ -24,6 +24,8 @@ pub enum PathKind {
     SaveRepository,
     /// Where the diagnostics report is saved (Support).
     SaveDiagnostics,
+    /// An existing trust policy file (Settings, remote vault).
+    OpenPolicy,
 }
 
 /// One entry of the dialog's file-type list.
@@ -40,6 +42,10 @@ pub const REPOSITORY_EXTENSIONS: &[&str] = &["db", "coffer"];
 
 /// The name suggested for a new backup file when the field holds none.
 pub const DEFAULT_REPOSITORY_NAME: &str = "coffer.db";
+
+/// The extensions trust policy files get (the demo fleet writes
+/// `trust.policy`).
+pub const POLICY_EXTENSIONS: &[&str] = &["policy", "txt"];
 
 /// The name suggested for a saved diagnostics report.
 pub const DEFAULT_DIAGNOSTICS_NAME: &str = "coffer-diagnostics.txt";
@@ -81,6 +87,17 @@ const TEXT_FILTERS: [FileFilter; 2] = [
     },
 ];
 
+const POLICY_FILTERS: [FileFilter; 2] = [
+    FileFilter {
+        name: "Trust policies (*.policy, *.txt)",
+        extensions: POLICY_EXTENSIONS,
+    },
+    FileFilter {
+        name: "All files",
+        extensions: &["*"],
+    },
+];
+
 impl PathKind {
     /// The dialog's title.
     pub fn title(self) -> &'static str {
@@ -89,6 +106,7 @@ impl PathKind {
             PathKind::OpenRepository => "Coffer: Open a backup file",
             PathKind::SaveRepository => "Coffer: Where to keep the new backup file",
             PathKind::SaveDiagnostics => "Coffer: Save the diagnostics report",
+            PathKind::OpenPolicy => "Coffer: Open a trust policy",
         }
     }
 }
@@ -112,7 +130,7 @@ impl DialogSpec {
             (_, None) => (fallback(), None),
             (PathKind::Folder, Some(p)) => (existing_ancestor(&p), None),
             (_, Some(p)) if p.is_dir() => (Some(p), None),
-            (PathKind::OpenRepository, Some(p)) => {
+            (PathKind::OpenRepository | PathKind::OpenPolicy, Some(p)) => {
                 let dir = p.parent().and_then(existing_ancestor);
                 // Preselect the file only where it is: inside `dir`.
                 let name = match (&dir, p.parent(), p.is_file()) {
@@ -129,6 +147,7 @@ impl DialogSpec {
         let (file_name, filters) = match kind {
             PathKind::Folder => (None, Vec::new()),
             PathKind::OpenRepository => (file_name, REPOSITORY_FILTERS.to_vec()),
+            PathKind::OpenPolicy => (file_name, POLICY_FILTERS.to_vec()),
             PathKind::SaveRepository => (
                 Some(file_name.unwrap_or_else(|| DEFAULT_REPOSITORY_NAME.into())),
                 REPOSITORY_FILTERS.to_vec(),
@@ -210,6 +229,7 @@ mod tests {
                 PathKind::OpenRepository,
                 PathKind::SaveRepository,
                 PathKind::SaveDiagnostics,
+                PathKind::OpenPolicy,
             ] {
                 let s = DialogSpec::new(kind, start, Some(&home));
                 assert_eq!(
@@ -244,6 +264,14 @@ mod tests {
         let s = DialogSpec::new(PathKind::OpenRepository, deep.to_str(), None);
         assert_eq!(s.directory.as_deref(), Some(file.parent().unwrap()));
         assert_eq!(s.file_name, None);
+        // A trust policy: the same, with its own title and filters.
+        let policy = t.path().join("disk/backups/trust.policy");
+        std::fs::write(&policy, b"quorum none\n").unwrap();
+        let s = DialogSpec::new(PathKind::OpenPolicy, policy.to_str(), None);
+        assert_eq!(s.directory.as_deref(), Some(file.parent().unwrap()));
+        assert_eq!(s.file_name.as_deref(), Some("trust.policy"));
+        assert_eq!(s.title, "Coffer: Open a trust policy");
+        assert_eq!(s.filters[0].extensions, POLICY_EXTENSIONS);
         // A folder typed in the field: open inside it.
         let folder = t.path().join("disk/backups");
         let s = DialogSpec::new(PathKind::OpenRepository, folder.to_str(), None);
@@ -280,6 +308,7 @@ mod tests {
             PathKind::OpenRepository,
             PathKind::SaveRepository,
             PathKind::SaveDiagnostics,
+            PathKind::OpenPolicy,
         ];
         let titles: std::collections::BTreeSet<_> = kinds.iter().map(|k| k.title()).collect();
         assert_eq!(titles.len(), kinds.len());

@@ -154,7 +154,7 @@ impl UserFacing for AppError {
             NoAccount => "Type the account name you used when you set up the vault.".into(),
             VaultHoldsRecord => "To use the other vault, move your recovery code there: enter the vault's details and your recovery code under \"Move my recovery code\" (Settings → Vault). Coffer registers the code in the new vault first, then deletes the record in this one.".into(),
             NoVaultInKeyMode => "Nothing to change: your recovery key opens your backups without a vault. A vault is chosen before first run, for recovery-code mode.".into(),
-            SameVault => "Nothing to move. To use another vault, choose it (the remote fleet's URL and keys, or the local demo fleet) before you press \"Move my recovery code\".".into(),
+            SameVault => "Nothing to move. To use another vault, choose it (the remote fleet's URL and keys, or the local demo fleet) before you press \"Move my recovery code\". To change only how this vault is checked (its keys, links or trust policy), press Save.".into(),
             NothingToMove => "Choose the vault with Save instead; your recovery code is registered in it during first run.".into(),
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
         }

@@ -9,6 +9,14 @@
 //! so a crash leaves either the old or the new file. A missing file loads as
 //! the defaults; a corrupt one is renamed aside (`settings.json.corrupt-…`) and
 //! reported, never silently dropped; a file from a newer Coffer is left alone.
+//!
+//! Schema versions: 1, then 2 (a remote vault's trust policy,
+//! `VaultChoice::Remote::trust_policy`). A version 1 file loads as version 2
+//! ([`migrate`]) and is written as version 2 at the next save, so that an
+//! older Coffer refuses the file (`CF-A022`, left unchanged) instead of
+//! loading it without the policy it does not know and saving it back
+//! without it: the checkpoint's freshness would then silently stop being
+//! checked.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -24,15 +32,16 @@ use crate::schedule::{self, Freshness, Schedule, ScheduleError};
 
 /// File name inside the data directory.
 pub const SETTINGS_FILE: &str = "settings.json";
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build writes (it also reads every older one: [`migrate`]).
+pub const SCHEMA_VERSION: u32 = 2;
 /// Longest backup set name.
 pub const MAX_NAME_LEN: usize = 100;
 
 /// Every code this module can produce (documented in docs/errors.md).
 pub const ERROR_CODES: &[&str] = &[
     "CF-A020", "CF-A021", "CF-A022", "CF-A023", "CF-A024", "CF-A025", "CF-A026", "CF-A027",
-    "CF-A028", "CF-A029", "CF-A030", "CF-A031", "CF-A032", "CF-A033",
+    "CF-A028", "CF-A029", "CF-A030", "CF-A031", "CF-A032", "CF-A033", "CF-A034", "CF-A037",
+    "CF-A038",
 ];
 
 /// Which vault protects the backup key.
@@ -62,9 +71,32 @@ pub enum VaultChoice {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[ts(optional)]
         evidence_url: Option<String>,
+        /// The trust policy (C2SP tlog-policy plus `max-age`, as published
+        /// by the vault operator), as text: which cosigners must have
+        /// cosigned the witness log's checkpoint, how many of them, and how
+        /// long ago at most. Its `log` line must be the pinned witness key.
+        /// Without one the checkpoint's freshness is not checked (the
+        /// verification panel says so). Since schema version 2.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        trust_policy: Option<String>,
     },
     /// Key mode: no vault, the 64-digit recovery key only.
     KeyOnly,
+}
+
+impl VaultChoice {
+    /// Whether `other` is the same vault, perhaps checked differently: the
+    /// same remote fleet (the same URL, which is where its records live)
+    /// with other pinned keys, audit links, evidence or trust policy, or the
+    /// local demo fleet again. Changing only how a vault is verified is not
+    /// a switch of vaults: a recovery code registered there stays there.
+    pub fn same_vault(&self, other: &VaultChoice) -> bool {
+        match (self, other) {
+            (VaultChoice::Remote { url: a, .. }, VaultChoice::Remote { url: b, .. }) => a == b,
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
 }
 
 /// How the user chose to be able to recover, at first run.
@@ -243,6 +275,16 @@ pub enum SettingsError {
     NoSources { name: String },
     #[error("the vault settings are not acceptable: {reason}")]
     InvalidVault { reason: String },
+    #[error("the trust policy is not usable: {reason}")]
+    InvalidTrustPolicy { reason: String },
+    #[error("this release ships no trust policy for the witness log {witness}")]
+    NoShippedPolicy { witness: String },
+    #[error("the trust policy file {path} could not be read: {source}")]
+    PolicyFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the retention of {name:?} would keep no snapshot at all")]
     KeepsNothing { name: String },
     #[error("the run record is not acceptable: {reason}")]
@@ -273,7 +315,18 @@ impl UserFacing for SettingsError {
                 ErrorKind::PermissionDenied
             }
             Io { .. } | Corrupt { .. } => ErrorKind::Io,
-            UnknownSet { .. } => ErrorKind::NotFound,
+            PolicyFileUnreadable { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                ErrorKind::PermissionDenied
+            }
+            PolicyFileUnreadable { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ErrorKind::NotFound
+            }
+            PolicyFileUnreadable { .. } => ErrorKind::Io,
+            UnknownSet { .. } | NoShippedPolicy { .. } => ErrorKind::NotFound,
             DuplicateName { .. } => ErrorKind::AlreadyExists,
             InvalidRunRecord { .. } => ErrorKind::Internal,
             Schedule(e) => e.kind(),
@@ -284,6 +337,7 @@ impl UserFacing for SettingsError {
             | RepositoryInsideSource { .. }
             | NoSources { .. }
             | InvalidVault { .. }
+            | InvalidTrustPolicy { .. }
             | KeepsNothing { .. }
             | InconsistentKeyMode { .. }
             | InvalidExclude { .. } => ErrorKind::InvalidInput,
@@ -306,6 +360,9 @@ impl UserFacing for SettingsError {
             InvalidRunRecord { .. } => "CF-A031",
             InconsistentKeyMode { .. } => "CF-A032",
             InvalidExclude { .. } => "CF-A033",
+            InvalidTrustPolicy { .. } => "CF-A034",
+            PolicyFileUnreadable { .. } => "CF-A037",
+            NoShippedPolicy { .. } => "CF-A038",
             Schedule(e) => e.code(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.code(),
         }
@@ -327,6 +384,9 @@ impl UserFacing for SettingsError {
             InvalidRunRecord { .. } => "This is a bug in Coffer: report it with the diagnostics report.".into(),
             InconsistentKeyMode { .. } => "Choose a vault for recovery-code mode, or \"no vault\" for recovery-key mode.".into(),
             InvalidExclude { .. } => "Remove the empty pattern or write it on one line.".into(),
+            InvalidTrustPolicy { .. } => "Paste (or load) the trust policy file exactly as the vault operator published it: `log`, `witness`, `group`, `quorum` and `max-age` lines, its `log` line naming the witness key pinned above. Or leave the policy empty: the vault is then used without checking how fresh the witness log is.".into(),
+            PolicyFileUnreadable { .. } => "Check the file's name and that you may read it, or paste the policy's text instead.".into(),
+            NoShippedPolicy { .. } => "Choose the trust policy file the vault operator publishes (Browse…), or leave the policy empty: the vault is then used without checking how fresh its witness log is.".into(),
             Schedule(e) => e.next_step(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.next_step(),
         }
@@ -375,6 +435,7 @@ pub fn check_vault(v: &VaultChoice) -> Result<()> {
         witness_url,
         vendor_key,
         evidence_url,
+        trust_policy: policy,
     } = v
     else {
         return Ok(());
@@ -407,7 +468,130 @@ pub fn check_vault(v: &VaultChoice) -> Result<()> {
             });
         }
     }
+    if let Some(text) = policy {
+        trust_policy(text, witness_key)?;
+    }
     Ok(())
+}
+
+/// Reads a remote vault's trust policy: it must parse (coffer-transparency's
+/// [`Policy::parse`], `CF-A034` with the line otherwise) and name
+/// `witness_key`, the pinned witness, as its log (the log whose checkpoints
+/// its cosigners cosign).
+///
+/// [`Policy::parse`]: coffer_vault_client::coffer_transparency::Policy::parse
+pub fn trust_policy(
+    text: &str,
+    witness_key: &str,
+) -> Result<coffer_vault_client::coffer_transparency::Policy> {
+    use coffer_vault_client::coffer_transparency::NoteVerifier;
+    let policy = parse_policy(text)?;
+    let witness =
+        NoteVerifier::parse(witness_key.trim()).map_err(|e| SettingsError::InvalidVault {
+            reason: format!("the witness key is not a note verifier key: {e}"),
+        })?;
+    if policy.log(&witness).is_none() {
+        return Err(SettingsError::InvalidTrustPolicy {
+            reason: format!(
+                "no `log` line names the pinned witness key ({}): this policy is for another log",
+                witness.name()
+            ),
+        });
+    }
+    Ok(policy)
+}
+
+/// A trust policy's text parsed, or `CF-A034` naming the line.
+fn parse_policy(text: &str) -> Result<coffer_vault_client::coffer_transparency::Policy> {
+    use coffer_vault_client::coffer_transparency::{policy::PolicyError, Policy};
+    Policy::parse(text).map_err(|e| SettingsError::InvalidTrustPolicy {
+        reason: match e {
+            PolicyError::Malformed { line: 0, why } => why,
+            PolicyError::Malformed { line, why } => format!("line {line}: {why}"),
+        },
+    })
+}
+
+/// The largest trust policy file read (what `Policy::parse` accepts).
+pub const MAX_POLICY_BYTES: u64 = 64 * 1024;
+
+/// Reads a trust policy file chosen in the vault form: its text, parsed
+/// (the `log` line is checked against the witness key when the vault
+/// choice is tested or saved).
+pub fn read_trust_policy(
+    path: &Path,
+) -> Result<(String, coffer_vault_client::coffer_transparency::Policy)> {
+    use std::io::Read;
+    let unreadable = |source| SettingsError::PolicyFileUnreadable {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(SettingsError::InvalidTrustPolicy {
+            reason: format!("the file is larger than {} KiB", MAX_POLICY_BYTES / 1024),
+        });
+    }
+    let text = String::from_utf8(bytes).map_err(|_| SettingsError::InvalidTrustPolicy {
+        reason: "the file is not text (UTF-8)".into(),
+    })?;
+    let policy = parse_policy(&text)?;
+    Ok((text, policy))
+}
+
+/// The trust policies shipped with this release for known deployments
+/// (`trust-policies.txt` beside this crate's manifest): tlog-policy texts
+/// separated by `---` lines.
+pub const SHIPPED_POLICIES: &str = include_str!("../trust-policies.txt");
+
+/// The policy in `shipped` (texts separated by `---` lines) whose `log`
+/// line names `witness_key`: its text and the policy, or `CF-A038`.
+pub fn shipped_policy_in(
+    shipped: &str,
+    witness_key: &str,
+) -> Result<(String, coffer_vault_client::coffer_transparency::Policy)> {
+    use coffer_vault_client::coffer_transparency::NoteVerifier;
+    let witness =
+        NoteVerifier::parse(witness_key.trim()).map_err(|e| SettingsError::InvalidVault {
+            reason: format!("the witness key is not a note verifier key: {e}"),
+        })?;
+    for block in shipped.split("\n---\n") {
+        let has_lines = block.lines().any(|l| {
+            let l = l.trim();
+            !l.is_empty() && !l.starts_with('#')
+        });
+        if !has_lines {
+            continue;
+        }
+        let policy = parse_policy(block)?;
+        if policy.log(&witness).is_some() {
+            let text = block.trim_start_matches('\n').to_string();
+            let text = if text.ends_with('\n') {
+                text
+            } else {
+                text + "\n"
+            };
+            return Ok((text, policy));
+        }
+    }
+    Err(SettingsError::NoShippedPolicy {
+        witness: witness.name().to_string(),
+    })
+}
+
+/// Upgrades a settings file of schema `from` to [`SCHEMA_VERSION`]. Each
+/// step is the change of one version; a file is never written back here
+/// (the next save writes the current schema).
+fn migrate(mut value: serde_json::Value, from: u64) -> serde_json::Value {
+    // 1 -> 2: a remote vault may carry a trust policy; a version 1 file has
+    // none, which is what the missing field reads as.
+    if from < 2 {
+        value["schema_version"] = serde_json::Value::from(2);
+    }
+    value
 }
 
 /// A vault URL: https, or http only to this computer (loopback).
@@ -846,9 +1030,11 @@ impl SettingsStore {
                     supported: SCHEMA_VERSION,
                 })
             }
-            Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+            Some(v) if v >= 1 => {}
             _ => return Err(self.set_aside("no known schema_version".into())),
         }
+        let from = value["schema_version"].as_u64().unwrap_or(0);
+        let value = migrate(value, from);
         let settings: Settings = match serde_json::from_value(value) {
             Ok(s) => s,
             Err(e) => return Err(self.set_aside(format!("unexpected content: {e}"))),
@@ -1028,6 +1214,7 @@ mod tests {
                 witness_url: None,
                 vendor_key: None,
                 evidence_url: None,
+                trust_policy: None,
             },
             ..Settings::default()
         };

@@ -8,13 +8,16 @@
 //!   keyring (`keyring::demo_fleet_root_key`), so it runs only where a
 //!   lasting keyring can be used ("keyring unavailable" otherwise);
 //! * a remote fleet by URL (`VaultClient::http`) with the witness and
-//!   operator keys the user pinned; its trust state is
-//!   `DATA_DIR/vault-trust/<hash of URL and keys>.json`.
+//!   operator keys the user pinned, and the trust policy (cosigners, quorum,
+//!   maximum age) when one is set; its trust state is
+//!   `DATA_DIR/vault-trust/<hash of the keys>.json`.
 //!
 //! Either way the client validates the fleet over the air (witness-signed,
-//! operator-countersigned bundle, log inclusion and consistency with the
-//! remembered checkpoint; deployment evidence for the embedded fleet) before
-//! any session; the verification panel shows that report. Vault calls
+//! operator-countersigned bundle, the whole log, the first-contact rule,
+//! consistency with the remembered checkpoint, the checkpoint's cosigners
+//! and freshness under the trust policy; deployment evidence for the
+//! embedded fleet) before any session; the verification panel shows that
+//! report. Vault calls
 //! run on this module's own Tokio runtime, so the (synchronous) app methods
 //! can wait for them from any thread.
 //!
@@ -27,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use coffer_error::{ErrorReport, UserFacing};
 use coffer_repo::MasterKey;
 use coffer_vault::embedded::EmbeddedVault;
-use coffer_vault_client::coffer_transparency::{NoteVerifier, Verifier};
+use coffer_vault_client::coffer_transparency::{NoteVerifier, Policy, Verifier};
 use coffer_vault_client::{
     ExposeSecret, OtaFleetKeyValidator, SecretBox, SecretString, VaultClient, VaultError,
 };
@@ -148,9 +151,54 @@ pub struct VaultInfo {
     /// The trust policy's cosigners and what each said about the checkpoint.
     pub cosigners: Vec<CosignerView>,
     /// Two checkpoints of the log that cannot both be true, when the
-    /// verification found a fork or a rollback: the remembered one, then
-    /// the presented one (signed notes, to keep and report).
-    pub fork_evidence: Option<Vec<String>>,
+    /// verification found a fork or a rollback (signed notes, to keep and
+    /// report).
+    pub fork_evidence: Option<ForkEvidenceView>,
+    /// The trust policy the checkpoint was checked against; `None`: no
+    /// policy is set, so the checkpoint's freshness is not checked.
+    pub policy: Option<PolicyView>,
+}
+
+/// A fork or rollback of the witness log, with both checkpoints.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct ForkEvidenceView {
+    /// `forked` (same size with another root, or no consistency proof) or
+    /// `rolled_back` (smaller than the checkpoint seen before).
+    pub kind: String,
+    /// The checkpoint this app verified before (a signed note).
+    pub remembered: String,
+    /// The checkpoint the vault presents now (a signed note).
+    pub presented: String,
+}
+
+/// A trust policy as the app shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct PolicyView {
+    /// The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
+    pub quorum: String,
+    /// The oldest quorum cosigning accepted (seconds).
+    #[ts(type = "number")]
+    pub max_age_secs: u64,
+    /// The cosigners' names, in the policy's order.
+    pub cosigners: Vec<String>,
+}
+
+impl PolicyView {
+    pub fn of(p: &Policy) -> Self {
+        PolicyView {
+            quorum: p.describe_quorum(),
+            max_age_secs: p.max_age_secs,
+            cosigners: p.witnesses.iter().map(|w| w.name.clone()).collect(),
+        }
+    }
+}
+
+/// A trust policy file read for the vault form.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct LoadedPolicy {
+    /// The file's text, for the form's policy field.
+    pub text: String,
+    pub policy: PolicyView,
 }
 
 /// The freshness of the log checkpoint the fleet's keys were verified in.
@@ -174,10 +222,26 @@ pub struct CosignerView {
     pub name: String,
     /// Its key (`name+keyid+base64`): public.
     pub key: String,
+    /// The key id part of `key` (8 hex digits), as the panel shows it.
+    pub key_id: String,
     #[ts(type = "number | null")]
     pub cosigned_at: Option<u64>,
     /// `fresh`, `stale`, `future`, `missing` or `invalid`.
     pub status: String,
+}
+
+/// The key id of a note verifier key `name+keyid+base64` (empty when the
+/// text is not of that form).
+pub fn key_id_of(key: &str) -> String {
+    let mut parts = key.split('+');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(id), Some(_))
+            if id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            id.to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 /// Which fleet the app talks to: the settings' [`VaultChoice`], where key
@@ -210,6 +274,8 @@ struct Running {
     validator: Arc<OtaFleetKeyValidator>,
     /// Audit link of the deployment evidence (embedded fleet only).
     evidence_url: Option<String>,
+    /// The trust policy the validator checks the checkpoint against.
+    policy: Option<PolicyView>,
 }
 
 /// The vault connection of the app (started on first use).
@@ -357,6 +423,7 @@ impl Vault {
                     client: VaultClient::new(Arc::new(vault.relay_transport()), validator.clone()),
                     validator,
                     evidence_url: Some(vault.evidence_url()),
+                    policy: Some(PolicyView::of(vault.policy())),
                     backend: Backend::Embedded(Box::new(vault)),
                 })
             }
@@ -367,12 +434,21 @@ impl Vault {
                 witness_url,
                 vendor_key,
                 evidence_url,
+                trust_policy,
             } => {
                 let mut v = Verifier::new(
                     pinned("witness", witness_key)?,
                     pinned("operator", operator_key)?,
                 );
                 v.witness_url = witness_url.clone();
+                // With a policy, the checkpoint must be cosigned by its
+                // quorum within its max-age (freshness on first contact).
+                v.policy = trust_policy
+                    .as_deref()
+                    .map(|t| crate::settings::trust_policy(t, witness_key))
+                    .transpose()
+                    .map_err(rep)?;
+                let policy = v.policy.as_ref().map(PolicyView::of);
                 // A pinned vendor root demands the deployment evidence: it
                 // is fetched here and checked by the validator (each HSM
                 // attested, the keys made inside, all signed by the
@@ -409,6 +485,7 @@ impl Vault {
                     client,
                     validator,
                     evidence_url: evidence_url.clone(),
+                    policy,
                 })
             }
         }
@@ -579,16 +656,21 @@ impl Vault {
                         .map(|c| CosignerView {
                             name: c.name.clone(),
                             key: c.key.clone(),
+                            key_id: key_id_of(&c.key),
                             cosigned_at: c.cosigned_at,
                             status: c.status.clone(),
                         })
                         .collect()
                 })
                 .unwrap_or_default(),
-            fork_evidence: report
-                .as_ref()
-                .and_then(|r| r.fork.as_ref())
-                .map(|f| vec![f.remembered.clone(), f.presented.clone()]),
+            fork_evidence: report.as_ref().and_then(|r| r.fork.as_ref()).map(|f| {
+                ForkEvidenceView {
+                    kind: f.kind.clone(),
+                    remembered: f.remembered.clone(),
+                    presented: f.presented.clone(),
+                }
+            }),
+            policy: r.policy.clone(),
         })
     }
 

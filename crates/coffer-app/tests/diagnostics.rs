@@ -118,6 +118,7 @@ fn the_report_contains_what_support_needs_and_no_secret() {
             witness_url: None,
             vendor_key: None,
             evidence_url: None,
+            trust_policy: None,
         },
         ..Settings::default()
     };

@@ -30,6 +30,7 @@ fn sample(dir: &Path) -> Settings {
             witness_url: Some("https://witness.example.org".into()),
             vendor_key: None,
             evidence_url: None,
+            trust_policy: None,
         },
         vault_account: Some("sam@example.org".into()),
         ..Settings::default()
@@ -93,7 +94,7 @@ fn save_then_load_round_trips_and_leaves_no_temporary_file() {
     assert_eq!(files_in(&data), vec![SETTINGS_FILE.to_string()]);
 
     let text = std::fs::read_to_string(store.path()).unwrap();
-    assert!(text.contains("\"schema_version\": 1"), "{text}");
+    assert!(text.contains("\"schema_version\": 2"), "{text}");
 
     #[cfg(unix)]
     {
@@ -358,4 +359,160 @@ fn a_file_from_before_the_vault_account_field_loads() {
     // An account name with a control character is refused before writing.
     s.vault_account = Some("sam\u{7}".into());
     assert_eq!(store.save(&s).unwrap_err().code(), "CF-A029");
+}
+
+/// A remote vault with real witness and operator keys and, when `k` > 0, a
+/// trust policy of two cosigners with a `k`-of-2 quorum for its witness log.
+fn remote_with_policy(k: usize, max_age: u64) -> (VaultChoice, String) {
+    use coffer_vault_client::coffer_transparency::{policy::policy_text, NoteSigner};
+    let witness = NoteSigner::generate("witness.example").unwrap().verifier();
+    let operator = NoteSigner::generate("operator.example").unwrap().verifier();
+    let cosigners: Vec<_> = ["cosigner-1", "cosigner-2"]
+        .iter()
+        .map(|n| {
+            let v = NoteSigner::generate_cosigner(n).unwrap().verifier();
+            (n.to_string(), v, None)
+        })
+        .collect();
+    let text = policy_text(&witness, None, &cosigners, k, max_age);
+    let choice = VaultChoice::Remote {
+        url: "https://vault.example.org".into(),
+        witness_key: witness.to_string(),
+        operator_key: operator.to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: Some(text.clone()),
+    };
+    (choice, text)
+}
+
+/// A version 1 file (before trust policies) loads as version 2 with no
+/// policy, and is written as version 2, so that an older Coffer refuses it
+/// (`CF-A022`) rather than drop a policy it does not know when it saves.
+#[test]
+fn a_version_1_file_loads_and_is_written_as_version_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let (choice, _) = remote_with_policy(2, 3600);
+    let VaultChoice::Remote {
+        witness_key,
+        operator_key,
+        ..
+    } = &choice
+    else {
+        unreachable!()
+    };
+    let old = format!(
+        r#"{{"schema_version": 1, "onboarding_completed": false, "vault": {{"mode": "remote", "url": "https://vault.example.org", "witness_key": "{witness_key}", "operator_key": "{operator_key}"}}, "key_mode": null, "backup_sets": [], "runs": {{}}}}"#
+    );
+    std::fs::write(store.path(), old).unwrap();
+    let mut s = store.load().unwrap();
+    assert_eq!(s.schema_version, 2);
+    assert!(matches!(
+        &s.vault,
+        VaultChoice::Remote {
+            trust_policy: None,
+            ..
+        }
+    ));
+    store.save(&s).unwrap();
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(text.contains("\"schema_version\": 2"), "{text}");
+    assert!(
+        !text.contains("trust_policy"),
+        "absent stays absent: {text}"
+    );
+    // With the policy: saved and read back as it was.
+    s.vault = choice.clone();
+    store.save(&s).unwrap();
+    assert_eq!(store.load().unwrap().vault, choice);
+}
+
+/// The policy is checked before anything is written: it must parse, and its
+/// `log` line must name the pinned witness key (`CF-A034` otherwise).
+#[test]
+fn a_trust_policy_for_another_log_or_malformed_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = SettingsStore::new(tmp.path());
+    let (choice, text) = remote_with_policy(2, 3600);
+    let (other_log, _) = remote_with_policy(2, 3600);
+    let mut s = Settings {
+        vault: choice.clone(),
+        ..Settings::default()
+    };
+    store.save(&s).unwrap();
+    // The policy of another log, with this vault's keys.
+    let VaultChoice::Remote {
+        trust_policy: other_text,
+        ..
+    } = other_log
+    else {
+        unreachable!()
+    };
+    for bad in [
+        other_text.unwrap(),
+        text.replace("max-age 3600", "max-age 0"),
+        text.replace("quorum cosigners", "quorum nobody"),
+        "log\n".to_string(),
+    ] {
+        let mut v = choice.clone();
+        if let VaultChoice::Remote { trust_policy, .. } = &mut v {
+            *trust_policy = Some(bad.clone());
+        }
+        s.vault = v;
+        let e = store.save(&s).unwrap_err();
+        assert_eq!(e.code(), "CF-A034", "{bad}: {e}");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+    assert_eq!(store.load().unwrap().vault, choice, "nothing was written");
+}
+
+/// Reading a policy file chosen in the form: its text and what it requires;
+/// a missing file is `CF-A037` (not found), a file too large or not text is
+/// `CF-A034`.
+#[test]
+fn a_trust_policy_file_is_read_with_clear_errors() {
+    use coffer_app::settings::{read_trust_policy, MAX_POLICY_BYTES};
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, text) = remote_with_policy(1, 7200);
+    let file = tmp.path().join("trust.policy");
+    std::fs::write(&file, &text).unwrap();
+    let (read, policy) = read_trust_policy(&file).unwrap();
+    assert_eq!(read, text);
+    assert_eq!(policy.max_age_secs, 7200);
+    assert_eq!(policy.describe_quorum(), "1 of [cosigner-1, cosigner-2]");
+    let e = read_trust_policy(&tmp.path().join("missing.policy")).unwrap_err();
+    assert_eq!((e.code(), e.kind()), ("CF-A037", ErrorKind::NotFound));
+    let big = tmp.path().join("big.policy");
+    std::fs::write(&big, vec![b'#'; MAX_POLICY_BYTES as usize + 1]).unwrap();
+    assert_eq!(read_trust_policy(&big).unwrap_err().code(), "CF-A034");
+    let binary = tmp.path().join("binary.policy");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    assert_eq!(read_trust_policy(&binary).unwrap_err().code(), "CF-A034");
+}
+
+/// The shipped policies: the one whose `log` line names the witness key is
+/// found among several; none for another key is `CF-A038`; the file this
+/// release ships parses (it names no deployment yet).
+#[test]
+fn the_shipped_policy_for_a_witness_key_is_found_or_named_missing() {
+    use coffer_app::settings::{shipped_policy_in, SHIPPED_POLICIES};
+    let (a, a_text) = remote_with_policy(2, 3600);
+    let (b, b_text) = remote_with_policy(1, 7200);
+    let shipped = format!("# known deployments\n\n---\n{a_text}---\n{b_text}");
+    let key = |c: &VaultChoice| match c {
+        VaultChoice::Remote { witness_key, .. } => witness_key.clone(),
+        _ => unreachable!(),
+    };
+    let (text, p) = shipped_policy_in(&shipped, &key(&b)).unwrap();
+    assert_eq!(text, b_text);
+    assert_eq!(p.max_age_secs, 7200);
+    let (text, _) = shipped_policy_in(&shipped, &key(&a)).unwrap();
+    assert_eq!(text, a_text);
+    let (other, _) = remote_with_policy(2, 60);
+    let e = shipped_policy_in(&shipped, &key(&other)).unwrap_err();
+    assert_eq!((e.code(), e.kind()), ("CF-A038", ErrorKind::NotFound));
+    let e = shipped_policy_in(SHIPPED_POLICIES, &key(&a)).unwrap_err();
+    assert_eq!(e.code(), "CF-A038", "{e}");
 }

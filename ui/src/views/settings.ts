@@ -5,6 +5,7 @@ import type { VaultChoice, VaultInfo } from "../bindings";
 import { h } from "../dom";
 import { reportLine } from "../format";
 import { pathField } from "../pathfield";
+import { formatMaxAge, freshnessState, freshnessText, maxAgeOf, withMaxAge } from "../trust";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 
 export function settingsView(): HTMLElement {
@@ -131,7 +132,57 @@ function vaultChoiceCard(): HTMLElement {
   const wurl = field("Witness URL (optional)", "vault-witness-url", { placeholder: "https://witness.example.org", help: "Only used for the audit links in the report." });
   const vk = field("HSM vendor key (optional)", "vault-vendor-key", { placeholder: "hsm-vendor.example+9c0d1e2f+…", help: "The HSM vendor's root public key. With it, Coffer also checks the fleet's deployment evidence: each HSM attested by the vendor, the fleet keys made inside them." });
   const eurl = field("Deployment evidence URL (optional, with the vendor key)", "vault-evidence-url", { placeholder: "https://witness.example.org/deployment-evidence.json", help: "Where the operator publishes the deployment evidence document." });
-  const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row, vk.row, eurl.row);
+  // The trust policy: read from the file the operator publishes (native
+  // dialog or a typed path), kept as text in the settings; its max-age can
+  // be changed here.
+  const policyFile = pathField("Trust policy file", "vault-policy-file", "open_policy", { placeholder: "/path/to/trust.policy",
+    help: "The trust policy the vault operator publishes: which cosigners must vouch for the witness log, how many, and how recently. Choose it with Browse…, or type its path and press Load." });
+  const policyText = field("Trust policy (optional)", "vault-trust-policy", { multiline: true, placeholder: "log …\nwitness …\nquorum …\nmax-age 86400",
+    help: "Without a policy Coffer cannot tell whether the log checkpoint is the latest (the verification panel says so)." });
+  const maxAge = field("Maximum age of the cosigned checkpoint (hours)", "vault-max-age-hours", { type: "number",
+    help: "The oldest quorum cosigning Coffer accepts; written into the policy's max-age line." });
+  const policySummary = h("div", { testid: "vault-policy-summary", "aria-live": "polite" });
+  const showMaxAge = () => {
+    const secs = maxAgeOf(policyText.input.value);
+    maxAge.input.value = secs === null ? "" : String(Math.round((secs / 3600) * 100) / 100);
+  };
+  policyText.input.addEventListener("input", showMaxAge);
+  maxAge.input.addEventListener("input", () => {
+    const hours = Number(maxAge.input.value);
+    if (!policyText.input.value.trim() || !Number.isFinite(hours) || hours <= 0) return;
+    policyText.input.value = withMaxAge(policyText.input.value, hours * 3600);
+  });
+  const loadPolicy = button("Load", "vault-policy-load", () => {
+    void guarded(loadPolicy, policySummary, async () => {
+      const p = await call("load_trust_policy", { path: policyFile.input.value.trim() });
+      policyText.input.value = p.text;
+      showMaxAge();
+      policySummary.dataset.loaded = "true";
+      policySummary.replaceChildren(h("p", { class: "ok", testid: "vault-policy-loaded" },
+        `Policy read: quorum ${p.policy.quorum}; maximum age ${formatMaxAge(p.policy.max_age_secs)}; cosigners: ${p.policy.cosigners.join(", ") || "none"}. Test or save to use it.`));
+    });
+  }, "secondary");
+  const shippedPolicy = button("Use the policy shipped with Coffer", "vault-policy-shipped", () => {
+    void guarded(shippedPolicy, policySummary, async () => {
+      const p = await call("shipped_trust_policy", { witness_key: wk.input.value.trim() });
+      policyText.input.value = p.text;
+      showMaxAge();
+      policySummary.dataset.loaded = "true";
+      policySummary.replaceChildren(h("p", { class: "ok", testid: "vault-policy-loaded" },
+        `Shipped policy: quorum ${p.policy.quorum}; maximum age ${formatMaxAge(p.policy.max_age_secs)}; cosigners: ${p.policy.cosigners.join(", ") || "none"}. Test or save to use it.`));
+    });
+  }, "secondary");
+  // A file picked in the dialog is loaded at once.
+  policyFile.input.addEventListener("change", () => { if (policyFile.input.value.trim()) loadPolicy.click(); });
+  const clearPolicy = button("No policy", "vault-policy-clear", () => {
+    policyText.input.value = "";
+    maxAge.input.value = "";
+    policySummary.replaceChildren();
+    delete policySummary.dataset.loaded;
+  }, "secondary");
+  const policySet = h("fieldset", { testid: "vault-policy" }, h("legend", {}, "Trust policy (freshness and cosigners)"),
+    policyFile.row, h("div", { class: "actions" }, loadPolicy, shippedPolicy, clearPolicy), policySummary, policyText.row, maxAge.row);
+  const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row, vk.row, eurl.row, policySet);
   const sync = () => { remoteFields.disabled = !remote.input.checked; };
   embedded.input.addEventListener("change", sync);
   remote.input.addEventListener("change", sync);
@@ -143,11 +194,13 @@ function vaultChoiceCard(): HTMLElement {
     const w = wurl.input.value.trim();
     const v = vk.input.value.trim();
     const e = eurl.input.value.trim();
+    const p = policyText.input.value.trim();
     return {
       mode: "remote", url: url.input.value.trim(), witness_key: wk.input.value.trim(), operator_key: ok.input.value.trim(),
       ...(w ? { witness_url: w } : {}),
       ...(v ? { vendor_key: v } : {}),
       ...(e ? { evidence_url: e } : {}),
+      ...(p ? { trust_policy: `${p}\n` } : {}),
     };
   };
   const report = (v: VaultInfo, saved: boolean) => {
@@ -158,6 +211,7 @@ function vaultChoiceCard(): HTMLElement {
           ? `Fleet ${v.fleet_id} verified (fleet key ${v.key_fingerprint}); ${saved ? "saved: Coffer now uses this vault." : "not saved yet."}`
           : "The fleet could NOT be verified with these keys: do not use this vault."),
       h("p", { class: "muted small" }, `${v.nodes} nodes, quorum ${v.quorum ? "reached" : "NOT reached"}; validation: ${v.validation_mode}`),
+      h("p", { testid: "vault-choice-freshness", "data-state": freshnessState(v) }, freshnessText(v)),
       h("ul", { class: "checks", testid: "vault-choice-checks" }, ...v.checks.map((c) =>
         h("li", { testid: `vault-choice-check-${c.id}`, "data-status": c.status },
           h("span", { class: `badge status-${c.status}` }, CHECK_STATUS[c.status] ?? c.status), " ", c.label,
@@ -208,7 +262,9 @@ function vaultChoiceCard(): HTMLElement {
         wurl.input.value = c.witness_url ?? "";
         vk.input.value = c.vendor_key ?? "";
         eurl.input.value = c.evidence_url ?? "";
-        current.textContent = `Remote vault at ${c.url} (witness and operator keys pinned).`;
+        policyText.input.value = c.trust_policy ?? "";
+        showMaxAge();
+        current.textContent = `Remote vault at ${c.url} (witness and operator keys pinned; ${c.trust_policy ? "trust policy set" : "no trust policy"}).`;
       } else {
         embedded.input.checked = true;
         current.textContent = c.mode === "key_only" ? "No vault: recovery-key mode." : "Local demo fleet (5 simulated HSMs on this computer).";

@@ -682,6 +682,7 @@ impl LoopbackVault {
             witness_url: Some(self.vault.witness_url().to_string()),
             vendor_key: None,
             evidence_url: None,
+            trust_policy: None,
         }
     }
 }
@@ -735,6 +736,7 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_url: None,
         vendor_key: None,
         evidence_url: None,
+        trust_policy: None,
     };
     let repo = tmp.path().join("usb/coffer.db");
     let r = repo.to_str().unwrap();
@@ -775,6 +777,7 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_url: None,
         vendor_key: None,
         evidence_url: None,
+        trust_policy: None,
     };
     let e = a.test_vault_choice(unreachable.clone()).unwrap_err();
     assert_eq!(
@@ -973,6 +976,7 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         witness_url: None,
         vendor_key: None,
         evidence_url: None,
+        trust_policy: None,
     };
     SettingsStore::new(&data3)
         .save(&Settings {
@@ -1196,4 +1200,264 @@ fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_
     assert_eq!(b.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
     b.shutdown_vault();
     println!("{}", coffer_testenv::CHILD_PASSED);
+}
+
+/// The same remote fleet with other verification settings (here: no
+/// witness URL for the audit links) is the same vault: its record lives at
+/// that URL. "Move my recovery code" to it must be refused (it would
+/// register the code there again and then delete "the old record", the only
+/// one), and "Save" must not be refused as a switch.
+#[test]
+fn the_same_fleet_checked_differently_is_the_same_vault() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
+    let remote = lv.choice();
+    let repo = tmp.path().join("usb/coffer.db");
+    let r = repo.to_str().unwrap();
+    let (acct, code) = ("sam@example.org", "correct horse battery staple");
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
+    a.save_vault_choice(remote.clone()).unwrap();
+    a.create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap();
+    a.complete_onboarding(set_input("Docs", &src, &repo))
+        .unwrap();
+    let mut same = remote.clone();
+    if let VaultChoice::Remote { witness_url, .. } = &mut same {
+        *witness_url = None;
+    }
+    let moved = a.move_recovery_code(same.clone(), acct, code.into());
+    let still = a.rehearse_recovery_code(acct, code.into());
+    assert!(
+        still.is_ok(),
+        "the record is gone: move {moved:?}, then {still:?}"
+    );
+    let saved = a.save_vault_choice(same.clone());
+    assert!(saved.is_ok(), "{saved:?}");
+    assert_eq!(moved.unwrap_err().code, "CF-A072");
+    assert_eq!(a.vault_settings().choice, same);
+    assert_eq!(a.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
+}
+
+/// `text` with its `max-age` line replaced by `max-age secs`.
+fn with_max_age(text: &str, secs: u64) -> String {
+    text.lines()
+        .map(|l| {
+            if l.starts_with("max-age") {
+                format!("max-age {secs}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+fn with_policy(mut c: VaultChoice, text: &str) -> VaultChoice {
+    if let VaultChoice::Remote { trust_policy, .. } = &mut c {
+        *trust_policy = Some(text.to_string());
+    }
+    c
+}
+
+/// A remote vault checked under the trust policy its operator publishes:
+/// what the verification panel gets holds the checkpoint's freshness (age
+/// against the policy's max age), the quorum, and each cosigner with its
+/// key id and cosigning time. A policy for another log is refused
+/// (`CF-A034`); a max age shorter than the cosignatures' age fails the
+/// verification, and the panel says stale; the policy is saved with the
+/// vault and read back by the next start.
+#[test]
+fn a_remote_vault_under_its_trust_policy_shows_freshness_and_cosigners() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lv = LoopbackVault::start(&tmp.path().join("remote-fleet"));
+    let policy = lv.vault.policy().clone();
+    assert!(policy.witnesses.len() >= 2, "the demo fleet has cosigners");
+    let data = tmp.path().join("data1");
+    let a = app(&data, Arc::new(Collect::default()));
+
+    // No policy: verified, but nothing is said about freshness.
+    let info = a.test_vault_choice(lv.choice()).unwrap();
+    assert!(info.validated, "{:?}", info.checks);
+    assert!(
+        info.freshness.is_none() && info.policy.is_none(),
+        "{info:?}"
+    );
+    assert!(info.cosigners.is_empty());
+    let skipped = info.checks.iter().find(|c| c.id == "cosignatures");
+    assert_ne!(skipped.map(|c| c.status.as_str()), Some("passed"));
+
+    let with = with_policy(lv.choice(), policy.text());
+    let info = a.test_vault_choice(with.clone()).unwrap();
+    assert!(info.validated, "{:?}", info.checks);
+    let f = info.freshness.clone().expect("the freshness is shown");
+    assert_eq!(f.max_age_secs, policy.max_age_secs);
+    assert!(f.age_secs <= f.max_age_secs, "{f:?}");
+    assert_eq!(f.quorum, policy.describe_quorum());
+    let p = info.policy.clone().expect("the policy is shown");
+    assert_eq!(p.quorum, policy.describe_quorum());
+    assert_eq!(p.max_age_secs, policy.max_age_secs);
+    assert_eq!(info.cosigners.len(), policy.witnesses.len());
+    for (c, w) in info.cosigners.iter().zip(&policy.witnesses) {
+        assert_eq!(c.name, w.name);
+        assert_eq!(c.key, w.key.to_string());
+        assert_eq!(c.key_id.len(), 8, "{c:?}");
+        assert!(c.key.contains(&format!("+{}+", c.key_id)), "{c:?}");
+        assert_eq!(c.status, "fresh", "{c:?}");
+        assert!(c.cosigned_at.is_some());
+    }
+    assert!(info.fork_evidence.is_none());
+    assert_eq!(
+        info.checks
+            .iter()
+            .find(|c| c.id == "cosignatures")
+            .map(|c| c.status.as_str()),
+        Some("passed")
+    );
+
+    // A policy for another log (its `log` line names the operator key).
+    let VaultChoice::Remote {
+        witness_key,
+        operator_key,
+        ..
+    } = lv.choice()
+    else {
+        unreachable!()
+    };
+    let other = policy.text().replace(
+        &format!("log {witness_key}"),
+        &format!("log {operator_key}"),
+    );
+    assert_ne!(other, policy.text());
+    let e = a
+        .test_vault_choice(with_policy(lv.choice(), &other))
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A034", "{e:?}");
+    let e = a
+        .save_vault_choice(with_policy(lv.choice(), &other))
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A034", "{e:?}");
+    let e = a
+        .test_vault_choice(with_policy(lv.choice(), "quorum nobody\n"))
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A034", "{e:?}");
+
+    // The max age is the policy's: one second, two seconds later, is stale.
+    std::thread::sleep(Duration::from_millis(2100));
+    let info = a
+        .test_vault_choice(with_policy(lv.choice(), &with_max_age(policy.text(), 1)))
+        .unwrap();
+    assert!(!info.validated, "a stale checkpoint must not verify");
+    let f = info
+        .freshness
+        .expect("a stale checkpoint still shows its age");
+    assert_eq!(f.max_age_secs, 1);
+    assert!(f.age_secs > 1, "{f:?}");
+    assert!(info.cosigners.iter().all(|c| c.status == "stale"));
+    assert!(a
+        .save_vault_choice(with_policy(lv.choice(), &with_max_age(policy.text(), 1)))
+        .is_err());
+
+    // Saved with the vault, and read back by the next start.
+    a.save_vault_choice(with.clone()).unwrap();
+    assert_eq!(a.vault_settings().choice, with);
+    let saved = std::fs::read_to_string(data.join("settings.json")).unwrap();
+    assert!(saved.contains(&policy.witnesses[0].name), "{saved}");
+    a.shutdown_vault();
+    drop(a);
+    let b = app(&data, Arc::new(Collect::default()));
+    assert_eq!(b.vault_settings().choice, with);
+    let info = b.vault_info().unwrap();
+    assert!(info.validated && info.freshness.is_some() && info.policy.is_some());
+    b.shutdown_vault();
+}
+
+/// A witness rolled back (restored from a copy of its log, with its own key)
+/// behind a host that relays from it: the app that verified the newer log
+/// refuses the fleet, and what the verification panel gets holds the fork
+/// evidence, kind `rolled_back`, with both signed checkpoints.
+#[test]
+fn a_rolled_back_witness_is_shown_with_both_checkpoints_as_evidence() {
+    use coffer_vault::relay::{BundleSource, WitnessSource};
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = tmp.path().join("remote-fleet");
+    let root = coffer_vault::embedded::generate_root_key();
+    let v = rt
+        .block_on(coffer_vault::embedded::start_with(&fleet, &root, 3, 10))
+        .unwrap();
+    let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
+    // The witness's log as it is at epoch 1.
+    let backup = tmp.path().join("backup.db");
+    rusqlite::Connection::open(fleet.join("witness/log.db"))
+        .unwrap()
+        .execute("VACUUM INTO ?1", [backup.to_str().unwrap()])
+        .unwrap();
+    let remote = |url: String| VaultChoice::Remote {
+        url,
+        witness_key: v.witness_key().to_string(),
+        operator_key: v.operator_key().to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: None,
+    };
+    let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
+    a.save_vault_choice(remote(format!("http://{addr}")))
+        .unwrap();
+    // Epoch 2 is published and seen by the app.
+    let mut keys2 = v.evidence().fleet_keys().unwrap();
+    for k in &mut keys2.keys {
+        k.not_after += 86_400;
+    }
+    rt.block_on(v.publish_epoch(2, &keys2)).unwrap();
+    let seen = a.vault_info().unwrap();
+    assert!(seen.validated, "{:?}", seen.checks);
+    assert!(seen.fork_evidence.is_none());
+
+    // The witness restored from the copy, and a host relaying from it.
+    let folder = coffer_vault::demo_keys::folder_id(&fleet).unwrap().unwrap();
+    let wkey = coffer_vault::demo_keys::DemoKeys::open(&fleet, &folder, &root)
+        .unwrap()
+        .witness;
+    let store = coffer_witness::store::Store::open(
+        &backup,
+        wkey,
+        v.operator_key(),
+        "http://rolled-back.invalid",
+    )
+    .unwrap();
+    let serve = |app| {
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let at = format!("http://{}", l.local_addr().unwrap());
+            coffer_vault::limits::serve(l, app, coffer_vault::limits::Limits::default());
+            at
+        })
+    };
+    let old_witness = serve(coffer_witness::server::router(store));
+    let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&old_witness).unwrap());
+    let host = serve(coffer_vault::api::router_with(
+        Arc::new(tokio::sync::RwLock::new(Some(v.hsm()))),
+        Some(source),
+    ));
+    let info = a.test_vault_choice(remote(host)).unwrap();
+    assert!(!info.validated, "a rolled-back log must not verify");
+    let fork = info.fork_evidence.expect("the rollback is reported");
+    assert_eq!(fork.kind, "rolled_back");
+    assert_ne!(fork.remembered, fork.presented);
+    for note in [&fork.remembered, &fork.presented] {
+        assert!(
+            note.contains(&format!("\u{2014} {} ", v.witness_key().name())),
+            "{note}"
+        );
+    }
+    a.shutdown_vault();
+    rt.block_on(v.shutdown());
 }
