@@ -428,6 +428,8 @@ async fn main() {
             witness_url: None,
             operator_key: None,
             vendor_key: None,
+            mail: None,
+            throttle: None,
         };
         let public = fleet_create(dir.path(), &opts).unwrap();
         let mut nodes = Vec::new();

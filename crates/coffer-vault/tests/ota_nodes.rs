@@ -90,6 +90,8 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
         witness_url: Some(wurl.clone()),
         operator_key: Some(op_path.clone()),
         vendor_key: None,
+        mail: None,
+        throttle: None,
     };
     let public = fleet_create(&out, &opts).unwrap();
     let link = publish_first_epoch(&out, &opts, &wurl).await.unwrap();
