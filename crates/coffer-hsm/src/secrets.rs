@@ -126,6 +126,16 @@ impl HsmSecrets {
         }
     }
 
+    /// Replaces the ticket key: for the local demo fleet only, whose host
+    /// is the user's own computer and which lost its ticket key's private
+    /// half (a folder adopted from a layout that did not keep it). A real
+    /// fleet's key is fixed at the ceremony ([`HsmSecrets::set_ticket_key`]).
+    pub fn replace_ticket_key_of_demo_fleet(&mut self, key: [u8; 32]) -> Result<(), HsmError> {
+        ed25519_check(&key)?;
+        self.ticket_key = Some(key);
+        Ok(())
+    }
+
     /// The account service's ticket key, if the fleet has one.
     pub fn ticket_key(&self) -> Option<[u8; 32]> {
         self.ticket_key

@@ -331,6 +331,11 @@ struct UserEntry {
     /// that a replayed channel message counts nothing.
     #[serde(default)]
     requests: VecDeque<RequestId>,
+    /// Whether the last record was destroyed by wrong guesses (it then
+    /// answers "destroyed", as an unknown account guessed to the limit
+    /// does); after a deletion the name answers as an unknown account.
+    #[serde(default)]
+    burnt: bool,
 }
 
 /// The fake counter of an unknown account that was tried (with a valid
@@ -545,6 +550,7 @@ impl HsmState {
                     None if e.ids.contains(&record.id) => Outcome::IdReused,
                     None => {
                         e.ids.push(record.id);
+                        e.burnt = false;
                         e.live = Some(Record {
                             id: record.id,
                             upload: record.upload,
@@ -564,11 +570,16 @@ impl HsmState {
                     return Outcome::Replayed;
                 }
                 let Some(live) = e.live.as_mut() else {
-                    return Outcome::Destroyed;
+                    if e.burnt {
+                        return Outcome::Destroyed;
+                    }
+                    // Deleted: the name answers as an unknown account does.
+                    return self.ghost_attempt(user, request, at, limit);
                 };
                 if live.used >= limit {
                     // The last allowed attempt was spent and never succeeded.
                     e.live = None;
+                    e.burnt = true;
                     return Outcome::DestroyedNow;
                 }
                 if let Some(retry_at) = live.counter().with(|c| c.throttled(at, schedule)) {
@@ -599,6 +610,7 @@ impl HsmState {
                             .is_some();
                         if live.used >= limit {
                             e.live = None;
+                            e.burnt = true;
                             Outcome::Failed {
                                 remaining: 0,
                                 destroyed: true,
@@ -648,6 +660,7 @@ impl HsmState {
                                 let destroyed = at.is_some() && remaining == 0;
                                 if destroyed {
                                     e.live = None;
+                                    e.burnt = true;
                                 }
                                 at.map(|at| SettledReport {
                                     at,
@@ -723,6 +736,7 @@ impl HsmState {
                     Outcome::Stale
                 } else {
                     e.live = None;
+                    e.burnt = false;
                     e.consumed = None;
                     Outcome::Deleted
                 }

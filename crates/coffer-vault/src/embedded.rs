@@ -317,6 +317,7 @@ fn load_keys(
     root: &RootKey,
     nodes: usize,
     guess_limit: u32,
+    throttle: Option<Vec<(u32, u64)>>,
 ) -> Result<(String, DemoKeys), ServerError> {
     let folder_id = demo_keys::ensure_folder_id(data_dir)?;
     let keys = match demo_keys::folder_state(data_dir) {
@@ -330,7 +331,13 @@ fn load_keys(
             demo_keys::adopt_plaintext(data_dir, &folder_id, root, guess_limit)?
         }
         FolderState::Empty => {
-            let k = DemoKeys::generate(nodes, guess_limit)?;
+            let mut k = DemoKeys::generate(nodes, guess_limit)?;
+            if let Some(t) = throttle {
+                Arc::get_mut(&mut k.hsm_secrets)
+                    .ok_or_else(|| ServerError::Hsm("the fleet secrets are in use".into()))?
+                    .set_throttle_schedule(t)
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+            }
             // Sealed before any node writes state under these keys.
             k.seal(data_dir, &folder_id, root)?;
             k
@@ -361,9 +368,22 @@ pub async fn start_with(
     nodes: usize,
     guess_limit: u32,
 ) -> Result<EmbeddedVault, ServerError> {
+    start_opts(data_dir, root, nodes, guess_limit, None).await
+}
+
+/// [`start_with`] whose fleet, if it is made now, has the time throttle
+/// `throttle` (`Some(vec![])`: none, for tests that spend guesses quickly;
+/// `None`: [`coffer_hsm::THROTTLE_SCHEDULE`]).
+pub async fn start_opts(
+    data_dir: &Path,
+    root: &RootKey,
+    nodes: usize,
+    guess_limit: u32,
+    throttle: Option<Vec<(u32, u64)>>,
+) -> Result<EmbeddedVault, ServerError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| ServerError::Io(format!("{}: {e}", data_dir.display())))?;
-    let (folder_id, mut keys) = load_keys(data_dir, root, nodes, guess_limit)?;
+    let (folder_id, mut keys) = load_keys(data_dir, root, nodes, guess_limit, throttle)?;
     // A demo fleet made before vault protocol v2 has no channel key: it gets
     // one now, sealed with the other keys before anything uses it
     // (start_witness publishes it as the next epoch).
@@ -388,7 +408,9 @@ pub async fn start_with(
         if keys.hsm_secrets.ticket_key() != Some(public) {
             let s = Arc::get_mut(&mut keys.hsm_secrets)
                 .ok_or_else(|| ServerError::Hsm("the fleet secrets are in use".into()))?;
-            s.set_ticket_key(public)
+            // The demo host is this computer: a folder whose secrets hold
+            // a ticket key without its private half gets a new one.
+            s.replace_ticket_key_of_demo_fleet(public)
                 .map_err(|e| ServerError::Hsm(e.to_string()))?;
             changed = true;
         }
