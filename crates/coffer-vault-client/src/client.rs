@@ -20,6 +20,8 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use std::path::PathBuf;
+
 use crate::{
     BoxFuture, FleetKeyValidator, HttpTransport, Route, Transport, ValidatedFleet, VaultError,
 };
@@ -53,6 +55,78 @@ pub trait TicketSource: Send + Sync {
         account: &'a str,
         holder: [u8; 32],
     ) -> BoxFuture<'a, Result<AccountTicket, VaultError>>;
+}
+
+/// A [`crate::TicketSource`] that reads its codes from an
+/// outbox file: it asks for a code through `transport` (in-process or
+/// HTTP), reads it from the outbox and trades it for a ticket. For the
+/// local demo fleet (the app) and tests, whose mail goes to a file.
+pub struct OutboxTickets {
+    pub transport: Arc<dyn crate::Transport>,
+    pub outbox: PathBuf,
+}
+
+impl crate::TicketSource for OutboxTickets {
+    fn ticket<'a>(
+        &'a self,
+        _fleet_id: &'a str,
+        account: &'a str,
+        holder: [u8; 32],
+    ) -> crate::BoxFuture<'a, Result<AccountTicket, crate::VaultError>> {
+        use coffer_vault_proto::account::outbox_code;
+        Box::pin(async move {
+            let call = |route: Route, body: Vec<u8>| async move {
+                let bytes = self
+                    .transport
+                    .call(route, body)
+                    .await
+                    .map_err(|e| VaultError::Unreachable(e.0))?;
+                match decode_account_response(&bytes) {
+                    Ok(AccountResponse::Error { error }) => Err(VaultError::Vault(error)),
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(VaultError::Protocol(e.to_string())),
+                }
+            };
+            let v = coffer_vault_proto::PROTOCOL_VERSION;
+            let body = serde_json::to_vec(&ChallengeRequest {
+                v,
+                account: account.to_string(),
+            })
+            .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+            call(Route::AccountChallenge, body).await?;
+            let code = outbox_code(&self.outbox, account).ok_or_else(|| {
+                VaultError::Unreachable(format!(
+                    "no code for {account} in the outbox {}",
+                    self.outbox.display()
+                ))
+            })?;
+            let req = VerifyRequest {
+                v,
+                account: account.to_string(),
+                code: code.to_string(),
+                holder: coffer_vault_proto::Bytes(holder.to_vec()),
+            };
+            let body = Zeroizing::new(
+                serde_json::to_vec(&req).map_err(|e| VaultError::InvalidInput(e.to_string()))?,
+            );
+            match call(Route::AccountVerify, body.to_vec()).await? {
+                AccountResponse::Ticket { ticket } => Ok(ticket),
+                _ => Err(VaultError::Protocol("expected a ticket".into())),
+            }
+        })
+    }
+}
+
+/// The account tickets a client holds (in memory only), shareable between
+/// the clients of one vault (`VaultClient::with_tickets`): e.g. the app's
+/// connection to a vault it is about to move a code to.
+#[derive(Clone, Default)]
+pub struct Tickets(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Held>>>>);
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tickets(<redacted>)")
+    }
 }
 
 /// A ticket this client holds, with its secret.
@@ -91,7 +165,7 @@ pub struct VaultClient {
     /// The fleet validated by the first preflight (no session before it).
     preflight: Arc<std::sync::Mutex<Option<ValidatedFleet>>>,
     /// Account tickets held, by normalised account.
-    tickets: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Held>>>>,
+    tickets: Tickets,
     source: Option<Arc<dyn TicketSource>>,
 }
 
@@ -134,6 +208,14 @@ impl VaultClient {
             tickets: Default::default(),
             source: None,
         }
+    }
+
+    /// This client, holding its tickets in `tickets` (shared with the
+    /// clients that got it too). Only for clients of one vault: a ticket
+    /// names its fleet, and another fleet's HSMs refuse it.
+    pub fn with_tickets(mut self, tickets: Tickets) -> Self {
+        self.tickets = tickets;
+        self
     }
 
     /// This client, getting the tickets it does not hold from `source`.
@@ -212,14 +294,14 @@ impl VaultClient {
                 "the account service sent a ticket for another account or holder, or an expired one",
             ));
         }
-        if let Ok(mut g) = self.tickets.lock() {
+        if let Ok(mut g) = self.tickets.0.lock() {
             g.insert(account.to_string(), Arc::new(Held { ticket, holder }));
         }
         Ok(())
     }
 
     fn held(&self, account: &str) -> Option<Arc<Held>> {
-        let g = self.tickets.lock().ok()?;
+        let g = self.tickets.0.lock().ok()?;
         let h = g.get(account)?;
         (h.ticket.expires > unix_now() + TICKET_MARGIN_SECS).then(|| h.clone())
     }

@@ -23,7 +23,7 @@ pub mod ota;
 mod transport;
 mod validate;
 
-pub use client::{Recovered, TicketSource, VaultClient, VaultStatus};
+pub use client::{OutboxTickets, Recovered, TicketSource, Tickets, VaultClient, VaultStatus};
 pub use error::VaultError;
 pub use ota::{furthest, FileTrustState, NoTrustState, OtaFleetKeyValidator, TrustStateStore};
 pub use transport::{

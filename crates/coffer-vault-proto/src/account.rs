@@ -26,6 +26,8 @@
 //! message does not carry a valid ticket for exactly its account
 //! (`docs/protocol.md`, "Accounts").
 
+use std::path::Path;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -413,6 +415,39 @@ pub fn parse_mail_code(typed: &str) -> Option<Zeroizing<String>> {
     );
     (digits.len() == MAIL_CODE_DIGITS && digits.chars().all(|c| c.is_ascii_digit()))
         .then_some(digits)
+}
+
+/// One line of the outbox file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMail {
+    pub to: String,
+    pub at: u64,
+    pub subject: String,
+    pub body: String,
+    /// The code, for a code mail (so that the demo app can read it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The newest code mailed to `account` in the outbox file at `path`.
+pub fn outbox_code(path: &Path, account: &str) -> Option<Zeroizing<String>> {
+    let text = Zeroizing::new(std::fs::read_to_string(path).ok()?);
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<OutboxMail>(l).ok())
+        .find(|m| m.to == account && m.code.is_some())
+        .and_then(|m| m.code.clone().map(Zeroizing::new))
+}
+
+/// Every mail in the outbox file at `path` (oldest first).
+pub fn outbox_mails(path: &Path) -> Vec<OutboxMail> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use coffer_error::{ErrorKind, UserFacing};
@@ -163,18 +163,6 @@ impl MailLimits {
         per_address_hour: usize::MAX,
         per_client_hour: usize::MAX,
     };
-}
-
-/// One line of the outbox file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxMail {
-    pub to: String,
-    pub at: u64,
-    pub subject: String,
-    pub body: String,
-    /// The code, for a code mail (so that the demo app can read it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
 }
 
 enum Mailer {
@@ -508,27 +496,6 @@ fn append_outbox(path: &Path, mail: &OutboxMail) -> std::io::Result<()> {
     f.write_all(&line)
 }
 
-/// The newest code mailed to `account` in the outbox file at `path`.
-pub fn outbox_code(path: &Path, account: &str) -> Option<Zeroizing<String>> {
-    let text = Zeroizing::new(std::fs::read_to_string(path).ok()?);
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<OutboxMail>(l).ok())
-        .find(|m| m.to == account && m.code.is_some())
-        .and_then(|m| m.code.clone().map(Zeroizing::new))
-}
-
-/// Every mail in the outbox file at `path` (oldest first).
-pub fn outbox_mails(path: &Path) -> Vec<OutboxMail> {
-    std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// One mail by plain SMTP (RFC 5321): EHLO, MAIL, RCPT, DATA, QUIT.
 async fn smtp_send(addr: &str, from: &str, mail: &OutboxMail) -> Result<(), String> {
     if mail.to.contains(['\r', '\n', '<', '>']) {
@@ -662,72 +629,8 @@ pub fn handle(
     }
 }
 
-/// A [`coffer_vault_client::TicketSource`] that reads its codes from an
-/// outbox file: it asks for a code through `transport` (in-process or
-/// HTTP), reads it from the outbox and trades it for a ticket. For the
-/// local demo fleet (the app) and tests, whose mail goes to a file.
-pub struct OutboxTickets {
-    pub transport: Arc<dyn coffer_vault_client::Transport>,
-    pub outbox: PathBuf,
-}
-
-impl coffer_vault_client::TicketSource for OutboxTickets {
-    fn ticket<'a>(
-        &'a self,
-        _fleet_id: &'a str,
-        account: &'a str,
-        holder: [u8; 32],
-    ) -> coffer_vault_client::BoxFuture<'a, Result<AccountTicket, coffer_vault_client::VaultError>>
-    {
-        use coffer_vault_client::{Route, VaultError};
-        use coffer_vault_proto::account::{
-            decode_account_response, ChallengeRequest, VerifyRequest,
-        };
-        Box::pin(async move {
-            let call = |route: Route, body: Vec<u8>| async move {
-                let bytes = self
-                    .transport
-                    .call(route, body)
-                    .await
-                    .map_err(|e| VaultError::Unreachable(e.0))?;
-                match decode_account_response(&bytes) {
-                    Ok(AccountResponse::Error { error }) => Err(VaultError::Vault(error)),
-                    Ok(r) => Ok(r),
-                    Err(e) => Err(VaultError::Protocol(e.to_string())),
-                }
-            };
-            let v = coffer_vault_proto::PROTOCOL_VERSION;
-            let body = serde_json::to_vec(&ChallengeRequest {
-                v,
-                account: account.to_string(),
-            })
-            .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
-            call(Route::AccountChallenge, body).await?;
-            let code = outbox_code(&self.outbox, account).ok_or_else(|| {
-                VaultError::Unreachable(format!(
-                    "no code for {account} in the outbox {}",
-                    self.outbox.display()
-                ))
-            })?;
-            let req = VerifyRequest {
-                v,
-                account: account.to_string(),
-                code: code.to_string(),
-                holder: coffer_vault_proto::Bytes(holder.to_vec()),
-            };
-            let body = Zeroizing::new(
-                serde_json::to_vec(&req).map_err(|e| VaultError::InvalidInput(e.to_string()))?,
-            );
-            match call(Route::AccountVerify, body.to_vec()).await? {
-                AccountResponse::Ticket { ticket } => Ok(ticket),
-                _ => Err(VaultError::Protocol("expected a ticket".into())),
-            }
-        })
-    }
-}
-
-/// A shared service, as the API and the HSM's notice sink hold it.
-pub type SharedAccounts = Arc<AccountService>;
+pub use coffer_vault_client::OutboxTickets;
+pub use coffer_vault_proto::account::{outbox_code, outbox_mails, OutboxMail};
 
 #[cfg(test)]
 mod tests {
