@@ -327,6 +327,8 @@ fn client(t: &Target, need_key: bool) -> Result<Client, Failure> {
 /// Gets the account's ticket: the code given, or (without one and without
 /// an outbox) a code sent now and typed at a prompt.
 async fn verify_account(c: &VaultClient, t: &Target, user: &str) -> Result<(), Failure> {
+    // The fleet first: the address goes to no vault that does not verify.
+    c.verify_fleet().await?;
     if let Some(code) = &t.mail_code {
         c.verify_mail_code(user, &SecretString::from(code.clone()))
             .await?;
@@ -564,6 +566,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
         }
         VaultCommand::SendCode { target, user } => {
             let (c, _, _) = client(target, true)?;
+            c.verify_fleet().await?;
             c.send_mail_code(user).await?;
             say(
                 cli,

@@ -747,12 +747,11 @@ impl Hsm {
                 let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
                 same_account(account, &t.user)?;
                 let attempt = decode_attempt(&t.attempt)?;
-                match self.fail(&t.user, attempt).await? {
-                    (remaining, destroyed) => Ok(Response::LoginAborted {
-                        attempts_remaining: remaining,
-                        destroyed,
-                    }),
-                }
+                let (remaining, destroyed) = self.fail(&t.user, attempt).await?;
+                Ok(Response::LoginAborted {
+                    attempts_remaining: remaining,
+                    destroyed,
+                })
             }
             Request::Change {
                 auth,

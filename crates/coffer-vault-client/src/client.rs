@@ -229,6 +229,8 @@ impl VaultClient {
     /// has a vault record; a code arrives only if the address takes mail.
     pub async fn send_mail_code(&self, account: &str) -> Result<(), VaultError> {
         let account = account_of(account)?;
+        // Nothing about the account goes to a vault whose keys do not validate.
+        self.ensure_validated().await?;
         let body = serde_json::to_vec(&ChallengeRequest {
             v: coffer_vault_proto::PROTOCOL_VERSION,
             account,
@@ -250,6 +252,7 @@ impl VaultClient {
         code: &SecretString,
     ) -> Result<(), VaultError> {
         let account = account_of(account)?;
+        self.ensure_validated().await?;
         let code = parse_mail_code(code.expose_secret()).ok_or_else(|| {
             VaultError::InvalidInput("the code from the mail must be 8 digits".into())
         })?;
@@ -270,6 +273,13 @@ impl VaultClient {
             AccountResponse::Ticket { ticket } => self.hold(&account, ticket, holder),
             _ => Err(protocol("expected a ticket")),
         }
+    }
+
+    /// Validates the fleet (once per client): what every account operation
+    /// does first, so that nothing about an account, not even its address,
+    /// goes to a vault whose keys do not validate.
+    pub async fn verify_fleet(&self) -> Result<ValidatedFleet, VaultError> {
+        self.ensure_validated().await
     }
 
     /// Whether this client holds a usable ticket for `account`.
