@@ -297,6 +297,9 @@ async fn main() -> ExitCode {
                             "vendor_root": v.vendor_root().to_string(),
                             "evidence_url": v.evidence_url(),
                             "demo_keys": true,
+                            // Where the demo account service's mail goes
+                            // (codes for `coffer vault --mail-outbox`).
+                            "outbox": v.outbox(),
                         })
                     );
                     tokio::select! {
