@@ -476,3 +476,105 @@ async fn registered_unknown_deleted_and_destroyed_accounts_answer_alike() {
     assert!(fresh.recover(live, &code("right")).await.is_ok());
     v.shutdown().await;
 }
+
+/// One channel request of the test's own to a node (HTTP status, body
+/// length, the HSMs' answer).
+async fn raw_to_node(
+    url: &str,
+    public: &coffer_vault::node::FleetPublic,
+    req: Request,
+    ticket: Option<TicketProof>,
+) -> (u16, usize, Response) {
+    let channel_key = hex::decode(&public.channel_key).unwrap();
+    let (hs, m1) = ClientHandshake::start_request(
+        &channel_key,
+        &public.fleet_id,
+        &ChannelRequest {
+            time: now(),
+            ticket,
+            request: req,
+        },
+    )
+    .unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v2/vault"))
+        .body(m1)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    (status, body.len(), hs.finish(&body).unwrap())
+}
+
+#[tokio::test]
+async fn a_strangers_eleven_login_starts_to_real_nodes_spend_no_guess() {
+    let fleet = common::start_fleet(3, 10).await;
+    let public = fleet.public.clone();
+    let alice = "alice@example.org";
+    let owner = fleet.client();
+    owner
+        .register(alice, &code("correct horse"), &key(3))
+        .await
+        .unwrap();
+    // The stranger reads its own mail only: a ticket for its own address
+    // (node 2's account service, the shared test outbox).
+    let url = &public.urls[1];
+    challenge(url, "mallory@example.net").await;
+    let outbox = fleet.dir().join(common::OUTBOX);
+    let c = coffer_vault::account::outbox_code(&outbox, "mallory@example.net").unwrap();
+    let h = TicketHolder::new();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v2/account/verify"))
+        .body(
+            serde_json::to_vec(&VerifyRequest {
+                v: 2,
+                account: "mallory@example.net".into(),
+                code: c.to_string(),
+                holder: Bytes(h.commitment().to_vec()),
+            })
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let AccountResponse::Ticket { ticket } =
+        decode_account_response(&r.bytes().await.unwrap()).unwrap()
+    else {
+        panic!("no ticket for the stranger's own address")
+    };
+    let own = h.prove(&ticket);
+    // Eleven login_starts for alice, to every node, with no ticket or the
+    // stranger's own; and a registration of alice's name.
+    for i in 0..11 {
+        let t = (i % 2 == 1).then(|| own.clone());
+        let node = &public.urls[i % public.urls.len()];
+        let (status, len, r) = raw_to_node(node, &public, login_start(alice), t).await;
+        assert_eq!(
+            (status, len, code_of(&r)),
+            (200, MESSAGE_LEN, "CF-V024".to_string()),
+            "attempt {i}"
+        );
+    }
+    let (_, _, r) = raw_to_node(url, &public, register_start(alice), Some(own)).await;
+    assert_eq!(code_of(&r), "CF-V024");
+    // The owner on a new computer: the full limit, nothing was counted.
+    let new_computer = fleet.client();
+    assert_eq!(
+        new_computer
+            .recover(alice, &code("not it"))
+            .await
+            .unwrap_err(),
+        VaultError::WrongCode {
+            attempts_remaining: 9
+        }
+    );
+    let rec = new_computer
+        .recover(alice, &code("correct horse"))
+        .await
+        .unwrap();
+    use coffer_vault_client::ExposeSecret;
+    assert_eq!(rec.key.expose_secret(), &[3; 32]);
+    assert_eq!(rec.wrong_guesses, 1, "only the owner's own wrong code");
+    fleet.kill_all();
+}
