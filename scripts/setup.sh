@@ -25,11 +25,15 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # the accessibility interface; at-spi2-core is its bus) lets that test wait
 # until the dialog has taken each key (tests/webdriver/dialog.rs, a11y.py).
 # imagemagick's `import` takes the whole-screen shot a failing UI test saves.
+# python3-aiosmtpd is the real SMTP server on loopback that the vault's
+# account service mails its codes to (crates/coffer-vault/tests/accounts.rs;
+# /usr/bin/python3, or COFFER_PYTHON).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
   gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
   dunst trayer x11-utils xdotool python3-pyatspi at-spi2-core imagemagick
+  python3-aiosmtpd
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

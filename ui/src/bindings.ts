@@ -1,7 +1,7 @@
 // Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.
 // Do not edit: run `UPDATE_BINDINGS=1 cargo test -p coffer-app bindings` instead.
 
-export type ErrorKind = "invalid_input" | "wrong_recovery_code" | "wrong_recovery_key" | "record_destroyed" | "vault_unavailable" | "vault_unreachable" | "fleet_not_verified" | "keyring_unavailable" | "not_a_repository" | "repository_damaged" | "repository_busy" | "already_exists" | "not_found" | "permission_denied" | "io" | "cancelled" | "internal";
+export type ErrorKind = "invalid_input" | "wrong_recovery_code" | "wrong_recovery_key" | "record_destroyed" | "vault_unavailable" | "vault_unreachable" | "fleet_not_verified" | "keyring_unavailable" | "not_a_repository" | "repository_damaged" | "repository_busy" | "already_exists" | "not_found" | "permission_denied" | "io" | "cancelled" | "internal" | "throttled" | "account_not_verified";
 
 export type ErrorReport = { kind: ErrorKind, 
 /**

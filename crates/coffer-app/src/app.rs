@@ -708,6 +708,56 @@ impl App {
         })())
     }
 
+    /// A remote vault: asks it to mail a code to the account's address (an
+    /// e-mail address). Every vault request of the account then needs that
+    /// code, verified with [`App::verify_vault_mail_code`], within 10
+    /// minutes; the ticket it gives lasts 30. The demo vault needs neither:
+    /// its mail goes to the outbox in its folder, which the app reads.
+    pub fn send_vault_mail_code(&self, account: &str) -> R<()> {
+        self.track((|| {
+            let account = Self::account(account)?;
+            self.inner.vault.verify()?;
+            self.inner.vault.send_mail_code(&account)
+        })())
+    }
+
+    /// The code from that mail (8 digits; spaces and dashes are ignored).
+    pub fn verify_vault_mail_code(&self, account: &str, code: String) -> R<()> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let account = Self::account(account)?;
+            self.inner.vault.verify_mail_code(&account, code)
+        })())
+    }
+
+    /// [`App::send_vault_mail_code`] for the vault `choice` a code is about
+    /// to move to ([`App::move_recovery_code`]).
+    pub fn send_vault_mail_code_at(&self, choice: VaultChoice, account: &str) -> R<()> {
+        self.track((|| {
+            let target = Self::target_of(&choice)?;
+            let account = Self::account(account)?;
+            self.inner.vault.send_mail_code_at(&target, &account)
+        })())
+    }
+
+    /// [`App::verify_vault_mail_code`] for the vault `choice` (its ticket
+    /// serves the move that follows).
+    pub fn verify_vault_mail_code_at(
+        &self,
+        choice: VaultChoice,
+        account: &str,
+        code: String,
+    ) -> R<()> {
+        let code = SecretString::from(code);
+        self.track((|| {
+            let target = Self::target_of(&choice)?;
+            let account = Self::account(account)?;
+            self.inner
+                .vault
+                .verify_mail_code_at(&target, &account, code)
+        })())
+    }
+
     /// Recovery rehearsal in vault mode: the code recovers K and K opens the
     /// current repository. Nothing changes (a wrong code does cost an attempt).
     pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<u64> {

@@ -288,6 +288,10 @@ pub struct Vault {
     target: Mutex<VaultTarget>,
     rt: Mutex<Option<Arc<tokio::runtime::Runtime>>>,
     running: Mutex<Option<Arc<Running>>>,
+    /// The account tickets held for each remote vault (by URL), shared by
+    /// every connection to it: a code verified for a vault the user is
+    /// moving to serves the move's connection.
+    tickets: Mutex<std::collections::HashMap<String, coffer_vault_client::Tickets>>,
 }
 
 fn rep<E: UserFacing>(e: E) -> ErrorReport {
@@ -328,7 +332,17 @@ impl Vault {
             target: Mutex::new(VaultTarget::EMBEDDED),
             rt: Mutex::new(None),
             running: Mutex::new(None),
+            tickets: Mutex::new(Default::default()),
         }
+    }
+
+    fn tickets_for(&self, url: &str) -> coffer_vault_client::Tickets {
+        self.tickets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(url.to_string())
+            .or_default()
+            .clone()
     }
 
     /// Where the embedded fleet keeps its state (before it is started).
@@ -419,8 +433,12 @@ impl Vault {
                         return Err(rep(e));
                     }
                 };
+                // Demo mode: the embedded vault's mail goes to the outbox
+                // in its folder, which the app reads for the code.
+                let tickets = vault.outbox_tickets();
                 Ok(Running {
-                    client: VaultClient::new(Arc::new(vault.relay_transport()), validator.clone()),
+                    client: VaultClient::new(Arc::new(vault.relay_transport()), validator.clone())
+                        .with_ticket_source(tickets),
                     validator,
                     evidence_url: Some(vault.evidence_url()),
                     policy: Some(PolicyView::of(vault.policy())),
@@ -479,7 +497,9 @@ impl Vault {
                 ));
                 let validator =
                     Arc::new(OtaFleetKeyValidator::with_store(v, store, evidence).map_err(rep)?);
-                let client = VaultClient::http(url, validator.clone()).map_err(rep)?;
+                let client = VaultClient::http(url, validator.clone())
+                    .map_err(rep)?
+                    .with_tickets(self.tickets_for(url));
                 Ok(Running {
                     backend: Backend::Remote { url: url.clone() },
                     client,
@@ -731,12 +751,86 @@ impl Vault {
 
     /// Recovers K with `code` (a wrong code costs one attempt).
     pub fn recover(&self, account: &str, code: SecretString) -> Result<MasterKey, ErrorReport> {
+        self.recover_reporting(account, code).map(|(k, _)| k)
+    }
+
+    /// [`Vault::recover`], with the wrong guesses the HSMs counted since the
+    /// last successful recovery (their count, and when the last ones began,
+    /// Unix seconds): the UI must show them ("someone tried N wrong codes").
+    pub fn recover_reporting(
+        &self,
+        account: &str,
+        code: SecretString,
+    ) -> Result<(MasterKey, (u32, Vec<u64>)), ErrorReport> {
         let client = self.running()?.client.clone();
         let account = account.to_string();
         let r = self
             .wait(async move { client.recover(&account, &code).await })?
             .map_err(rep)?;
-        Ok(MasterKey::from_bytes(*r.key.expose_secret()))
+        if r.wrong_guesses > 0 {
+            tracing::warn!(
+                wrong_guesses = r.wrong_guesses,
+                "wrong recovery codes were tried since the last recovery"
+            );
+        }
+        Ok((
+            MasterKey::from_bytes(*r.key.expose_secret()),
+            (r.wrong_guesses, r.wrong_guess_times.clone()),
+        ))
+    }
+
+    /// A remote vault: asks its account service to mail a code to
+    /// `account` (an e-mail address). The demo vault needs none (its mail
+    /// goes to the outbox the app reads).
+    pub fn send_mail_code(&self, account: &str) -> Result<(), ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        self.wait(async move { client.send_mail_code(&account).await })?
+            .map_err(rep)
+    }
+
+    /// [`Vault::send_mail_code`] for the vault `target`, which is not the
+    /// one in use (a vault the code is about to move to).
+    pub fn send_mail_code_at(
+        &self,
+        target: &VaultTarget,
+        account: &str,
+    ) -> Result<(), ErrorReport> {
+        let r = Arc::new(self.connect(target)?);
+        let client = r.client.clone();
+        let account = account.to_string();
+        let out = self
+            .wait(async move { client.send_mail_code(&account).await })
+            .and_then(|x| x.map_err(rep));
+        self.stop(r);
+        out
+    }
+
+    /// [`Vault::verify_mail_code`] for the vault `target` (kept for the
+    /// connections to it that follow, e.g. the move's).
+    pub fn verify_mail_code_at(
+        &self,
+        target: &VaultTarget,
+        account: &str,
+        code: SecretString,
+    ) -> Result<(), ErrorReport> {
+        let r = Arc::new(self.connect(target)?);
+        let client = r.client.clone();
+        let account = account.to_string();
+        let out = self
+            .wait(async move { client.verify_mail_code(&account, &code).await })
+            .and_then(|x| x.map_err(rep));
+        self.stop(r);
+        out
+    }
+
+    /// The code from that mail, for the account ticket every following
+    /// request of `account` needs (30 minutes).
+    pub fn verify_mail_code(&self, account: &str, code: SecretString) -> Result<(), ErrorReport> {
+        let client = self.running()?.client.clone();
+        let account = account.to_string();
+        self.wait(async move { client.verify_mail_code(&account, &code).await })?
+            .map_err(rep)
     }
 
     /// Changes the recovery code (the old one stays valid until the new one

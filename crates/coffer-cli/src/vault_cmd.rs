@@ -42,7 +42,9 @@ use crate::{Cli, Failure};
 
 /// Codes of this module (documented in docs/errors.md, vault section).
 #[cfg(test)]
-const VAULT_CMD_ERROR_CODES: &[&str] = &["CF-V060", "CF-V061", "CF-V062", "CF-V063", "CF-V064"];
+const VAULT_CMD_ERROR_CODES: &[&str] = &[
+    "CF-V060", "CF-V061", "CF-V062", "CF-V063", "CF-V064", "CF-V065",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultCmdError {
@@ -56,6 +58,8 @@ pub enum VaultCmdError {
     NoVault(String),
     #[error("the recovered key could not be written: {0}")]
     Output(String),
+    #[error("the code from the mail could not be read: {0}")]
+    NoMailCode(String),
 }
 
 impl UserFacing for VaultCmdError {
@@ -72,6 +76,7 @@ impl UserFacing for VaultCmdError {
             VaultCmdError::NotConfirmed => "CF-V062",
             VaultCmdError::NoVault(_) => "CF-V063",
             VaultCmdError::Output(_) => "CF-V064",
+            VaultCmdError::NoMailCode(_) => "CF-V065",
         }
     }
     fn next_step(&self) -> String {
@@ -81,6 +86,7 @@ impl UserFacing for VaultCmdError {
             VaultCmdError::NotConfirmed => "Deleting destroys the only vault copy of the key: add --yes if you mean it.".into(),
             VaultCmdError::NoVault(_) => "Pass --vault URL and --fleet-key coffer-fleet-v2:<OPAQUE key>:<channel key> (the `fleet_key` of fleet-public.json; or set COFFER_VAULT_URL and COFFER_FLEET_KEY).".into(),
             VaultCmdError::Output(_) => "Choose an --out path in a folder you may write to (the file must not exist yet).".into(),
+            VaultCmdError::NoMailCode(_) => "Pass --mail-code 12345678 (from the newest mail; `coffer vault send-code` sends one), or run in a terminal and type it at the prompt.".into(),
         }
     }
 }
@@ -122,6 +128,15 @@ pub struct Target {
     /// Override the policy's maximum age of the cosigned checkpoint (seconds).
     #[arg(long, requires = "policy")]
     pub max_age: Option<u64>,
+    /// The 8-digit code from the newest mail the vault sent to the account
+    /// (`coffer vault send-code`); without it (and without
+    /// --mail-outbox) a code is sent and asked for at a prompt.
+    #[arg(long, env = "COFFER_MAIL_CODE", conflicts_with = "mail_outbox")]
+    pub mail_code: Option<String>,
+    /// A local test or demo vault whose mail goes to a file: the code is
+    /// asked for and read from this outbox (never for a real vault).
+    #[arg(long, env = "COFFER_MAIL_OUTBOX")]
+    pub mail_outbox: Option<PathBuf>,
 }
 
 /// Both validators must accept (pinned key and over-the-air bundle).
@@ -242,6 +257,14 @@ pub enum VaultCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Ask the vault to mail a code to the account's address (then pass it
+    /// as --mail-code within 10 minutes).
+    SendCode {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        user: String,
+    },
     /// The fleet's status: id, key, guess limit, nodes, quorum.
     Status {
         #[command(flatten)]
@@ -284,8 +307,50 @@ fn client(t: &Target, need_key: bool) -> Result<Client, Failure> {
         // Status without a pinned key: every key fails validation, which status reports.
         (None, None) => (Arc::new(PinnedFleetKey::new(Vec::new(), [0; 32])), false),
     };
-    let c = VaultClient::http(url, validator).map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
+    let mut c =
+        VaultClient::http(url, validator).map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
+    if let Some(outbox) = &t.mail_outbox {
+        let urls: Vec<String> = url.split(',').map(str::to_string).collect();
+        let transport = coffer_vault_client::HttpTransport::with_urls(
+            &urls,
+            std::time::Duration::from_secs(30),
+        )
+        .map_err(|e| VaultCmdError::NoVault(e.to_string()))?;
+        c = c.with_ticket_source(Arc::new(coffer_vault_client::OutboxTickets {
+            transport: Arc::new(transport),
+            outbox: outbox.clone(),
+        }));
+    }
     Ok((c, pinned, ota))
+}
+
+/// Gets the account's ticket: the code given, or (without one and without
+/// an outbox) a code sent now and typed at a prompt.
+async fn verify_account(c: &VaultClient, t: &Target, user: &str) -> Result<(), Failure> {
+    // The fleet first: the address goes to no vault that does not verify.
+    c.verify_fleet().await?;
+    if let Some(code) = &t.mail_code {
+        c.verify_mail_code(user, &SecretString::from(code.clone()))
+            .await?;
+        return Ok(());
+    }
+    if t.mail_outbox.is_some() {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(
+            VaultCmdError::NoMailCode("no --mail-code and no terminal to ask on".into()).into(),
+        );
+    }
+    c.send_mail_code(user).await?;
+    eprintln!("A code was sent to {user} (valid 10 minutes).");
+    let typed = Zeroizing::new(
+        rpassword::prompt_password("code from the mail: ")
+            .map_err(|e| VaultCmdError::NoMailCode(e.to_string()))?,
+    );
+    c.verify_mail_code(user, &SecretString::from(typed.to_string()))
+        .await?;
+    Ok(())
 }
 
 fn first_line(s: &str) -> &str {
@@ -411,6 +476,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
         VaultCommand::Register { target, user, code } => {
             let (c, _, _) = client(target, true)?;
             let key = backup_key(cli)?;
+            verify_account(&c, target, user).await?;
             let code = if code.code_file.is_none() && !code.code_stdin {
                 new_code(code, true)?
             } else {
@@ -431,12 +497,20 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
         } => {
             let (c, _, _) = client(target, true)?;
             let code = read_code(code, "recovery code: ")?;
+            verify_account(&c, target, user).await?;
             let r = c.recover(user, &code).await?;
             write_key(out, &r.key)?;
+            if r.wrong_guesses > 0 {
+                eprintln!(
+                    "warning: {} wrong recovery code(s) were tried on this vault record since its last recovery (last at Unix time {}); if they were not yours, someone can read the account's mail: secure it and change the recovery code",
+                    r.wrong_guesses,
+                    r.wrong_guess_times.last().copied().unwrap_or(0)
+                );
+            }
             if out != Path::new("-") {
                 say(
                     cli,
-                    serde_json::json!({"recovered": user, "key_file": out}),
+                    serde_json::json!({"recovered": user, "key_file": out, "wrong_guesses": r.wrong_guesses, "wrong_guess_times": r.wrong_guess_times}),
                     format!(
                         "recovered the backup key of {user}; recovery-key file written to {}",
                         out.display()
@@ -463,6 +537,7 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
                 };
                 (old, new)
             };
+            verify_account(&c, target, user).await?;
             c.change(user, &old, &new).await?;
             say(
                 cli,
@@ -481,11 +556,22 @@ async fn run_async(cli: &Cli, args: &VaultArgs) -> Result<(), Failure> {
             }
             let (c, _, _) = client(target, true)?;
             let code = read_code(code, "recovery code: ")?;
+            verify_account(&c, target, user).await?;
             c.delete(user, &code).await?;
             say(
                 cli,
                 serde_json::json!({"deleted": user}),
                 format!("deleted the vault record of {user}"),
+            );
+        }
+        VaultCommand::SendCode { target, user } => {
+            let (c, _, _) = client(target, true)?;
+            c.verify_fleet().await?;
+            c.send_mail_code(user).await?;
+            say(
+                cli,
+                serde_json::json!({"code_sent": user}),
+                format!("if {user} takes mail, a code is on its way (valid 10 minutes); pass it as --mail-code"),
             );
         }
         VaultCommand::Status { target } => {
@@ -654,7 +740,17 @@ mod tests {
         std::fs::write(p("code1"), "first code\n").unwrap();
         std::fs::write(p("code2"), "second code\n").unwrap();
         std::fs::write(p("wrong"), "not the code\n").unwrap();
-        let t = ["--vault", url.as_str(), "--fleet-key", fleet_key.as_str()];
+        let outbox = v.outbox().display().to_string();
+        let bare = ["--vault", url.as_str(), "--fleet-key", fleet_key.as_str()];
+        // The demo vault's mail goes to its outbox: the CLI reads the codes.
+        let t = [
+            bare[0],
+            bare[1],
+            bare[2],
+            bare[3],
+            "--mail-outbox",
+            outbox.as_str(),
+        ];
         let cmd = |verb: &str, rest: &[&str]| -> Vec<String> {
             let mut v: Vec<String> = vec!["vault".into(), verb.into()];
             v.extend(t.iter().map(|s| s.to_string()));
@@ -689,6 +785,34 @@ mod tests {
             )),
             None
         );
+        // Without a code from the mail and no terminal to ask on: refused
+        // before anything about the account is sent.
+        let mut a: Vec<String> = ["vault", "recover"].map(String::from).to_vec();
+        a.extend(bare.iter().map(|s| s.to_string()));
+        a.extend(
+            [
+                "--user",
+                "sam",
+                "--code-file",
+                &p("code1"),
+                "--out",
+                &p("outx"),
+            ]
+            .map(String::from),
+        );
+        assert_eq!(run_cmd(a.clone()), Some("CF-V065".into()));
+        // `send-code`, then the code typed as --mail-code (here read from
+        // the outbox, as a person reads the mail).
+        let mut send: Vec<String> = ["vault", "send-code"].map(String::from).to_vec();
+        send.extend(bare.iter().map(|s| s.to_string()));
+        send.extend(["--user", "Sam"].map(String::from));
+        assert_eq!(run_cmd(send), None);
+        let mail = coffer_vault::account::outbox_code(&v.outbox(), "sam").unwrap();
+        a.extend(["--mail-code".to_string(), mail.to_string()]);
+        assert_eq!(run_cmd(a.clone()), None);
+        // A code is good for one ticket only.
+        std::fs::remove_file(p("outx")).unwrap();
+        assert_eq!(run_cmd(a), Some("CF-V026".into()));
         let back = RecoveryKey::parse(std::fs::read_to_string(p("out1")).unwrap().trim())
             .unwrap()
             .into_master_key();
@@ -772,7 +896,9 @@ mod tests {
                 ]
             ))
             .as_deref(),
-            Some("CF-V011")
+            // A deleted account answers as an unknown one (no enumeration):
+            // a wrong code, never the key.
+            Some("CF-V010")
         );
         // No fleet key, or another fleet's key: refused before any session.
         assert_eq!(

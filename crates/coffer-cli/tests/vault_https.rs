@@ -114,7 +114,15 @@ fn vault_commands_work_over_https_and_an_untrusted_certificate_is_refused() {
     std::fs::write(p("code"), "a long recovery code for https\n").unwrap();
     let kit = coffer_repo::MasterKey::generate().unwrap();
     std::fs::write(p("kit"), kit.recovery_key().to_display_string().as_bytes()).unwrap();
-    let t = ["--vault", url.as_str(), "--fleet-key", fleet_key.as_str()];
+    let outbox = v.outbox().display().to_string();
+    let t = [
+        "--vault",
+        url.as_str(),
+        "--fleet-key",
+        fleet_key.as_str(),
+        "--mail-outbox",
+        outbox.as_str(),
+    ];
     let args = |pre: &[&str], verb: &str, rest: &[&str]| -> Vec<String> {
         pre.iter()
             .chain(["vault", verb].iter())

@@ -65,7 +65,10 @@ fn vault_commands_validate_over_the_air_and_the_evidence_audits() {
     let trust = dir.path().join("trust.json");
     let p = |n: &str| dir.path().join(n).display().to_string();
     let t = trust.display().to_string();
+    let outbox = v.outbox().display().to_string();
     let ota: Vec<&str> = vec![
+        "--mail-outbox",
+        &outbox,
         "--vault",
         &url,
         "--witness-key",

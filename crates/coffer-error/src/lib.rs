@@ -50,6 +50,12 @@ pub enum ErrorKind {
     Cancelled,
     /// A bug or an impossible state; please report it.
     Internal,
+    /// Too many wrong recovery codes (or mail codes) in a short time: the
+    /// vault waits before it takes the next one. Nothing was counted.
+    Throttled,
+    /// The account (an e-mail address) was not verified: no valid account
+    /// ticket for it, or a wrong or expired code from the mail.
+    AccountNotVerified,
 }
 
 /// One error as a person sees it. Never contains secret material.

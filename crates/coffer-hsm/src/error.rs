@@ -3,7 +3,8 @@ use coffer_fleet::ReplicationError;
 
 pub(crate) const CODES: &[&str] = &[
     "CF-V001", "CF-V010", "CF-V011", "CF-V012", "CF-V013", "CF-V014", "CF-V015", "CF-V016",
-    "CF-V017", "CF-V018", "CF-V019", "CF-V020", "CF-V021", "CF-V022",
+    "CF-V017", "CF-V018", "CF-V019", "CF-V020", "CF-V021", "CF-V022", "CF-V023", "CF-V024",
+    "CF-V025",
 ];
 
 /// Why the HSM refused or failed a request. Carries no secret.
@@ -46,6 +47,39 @@ pub enum HsmError {
     /// The fleet's secrets hold no channel key (made before protocol v2).
     #[error("this fleet has no channel key (it was made before vault protocol v2)")]
     NoChannelKey,
+    /// The time throttle: too many wrong guesses in a row, too recently.
+    #[error("too many wrong recovery codes in a row: the vault takes the next attempt in {}; {attempts_remaining} attempts remain (this one counted nothing)", wait_text(*wait_secs))]
+    Throttled {
+        retry_at: u64,
+        wait_secs: u64,
+        attempts_remaining: u32,
+    },
+    /// No valid account ticket for the request's account. The same answer
+    /// for every account and every reason (absent, forged, expired, for
+    /// another account or fleet, without its holder's secret).
+    #[error("the request carries no valid account ticket for its account: the e-mail address must be verified with a code from the mail first")]
+    NoTicket,
+    /// The fleet's secrets hold no ticket key (made before accounts were
+    /// authenticated).
+    #[error(
+        "this fleet has no account-ticket key (it was made before accounts were authenticated)"
+    )]
+    NoTicketKey,
+}
+
+/// "3 minutes", "1 hour", "45 seconds": a wait, rounded up, for messages.
+pub fn wait_text(secs: u64) -> String {
+    let (n, unit) = if secs >= 2 * 3600 {
+        (secs.div_ceil(3600), "hours")
+    } else if secs >= 120 {
+        (secs.div_ceil(60), "minutes")
+    } else {
+        (secs, "seconds")
+    };
+    match (n, unit) {
+        (1, "seconds") => "1 second".into(),
+        (n, u) => format!("{n} {u}"),
+    }
 }
 
 impl HsmError {
@@ -61,7 +95,10 @@ impl HsmError {
     /// Attempts remaining, where the error says so.
     pub fn attempts_remaining(&self) -> Option<u32> {
         match self {
-            HsmError::WrongCode { attempts_remaining } => Some(*attempts_remaining),
+            HsmError::WrongCode { attempts_remaining }
+            | HsmError::Throttled {
+                attempts_remaining, ..
+            } => Some(*attempts_remaining),
             HsmError::Destroyed => Some(0),
             _ => None,
         }
@@ -79,7 +116,9 @@ impl UserFacing for HsmError {
             | HsmError::StaleRequest { .. }
             | HsmError::ReplayedRequest
             | HsmError::NeedsChannel => ErrorKind::InvalidInput,
-            HsmError::NoChannelKey => ErrorKind::Internal,
+            HsmError::NoChannelKey | HsmError::NoTicketKey => ErrorKind::Internal,
+            HsmError::Throttled { .. } => ErrorKind::Throttled,
+            HsmError::NoTicket => ErrorKind::AccountNotVerified,
             HsmError::WrongCode { .. } => ErrorKind::WrongRecoveryCode,
             HsmError::Destroyed => ErrorKind::RecordDestroyed,
             HsmError::Unavailable => ErrorKind::VaultUnavailable,
@@ -103,6 +142,9 @@ impl UserFacing for HsmError {
             HsmError::ReplayedRequest => "CF-V020",
             HsmError::NeedsChannel => "CF-V021",
             HsmError::NoChannelKey => "CF-V022",
+            HsmError::Throttled { .. } => "CF-V023",
+            HsmError::NoTicket => "CF-V024",
+            HsmError::NoTicketKey => "CF-V025",
         }
     }
     fn next_step(&self) -> String {
@@ -143,6 +185,15 @@ impl UserFacing for HsmError {
             HsmError::NeedsChannel => "Update Coffer: account requests need vault protocol v2.".into(),
             HsmError::NoChannelKey => {
                 "Operators: this fleet predates vault protocol v2; make a new fleet with `coffer-vault fleet create`.".into()
+            }
+            HsmError::Throttled { .. } => {
+                "Wait until then and find the recovery kit meanwhile; if these attempts were not yours, someone who reads your mail is guessing: secure your mailbox.".into()
+            }
+            HsmError::NoTicket => {
+                "Ask for a code by mail, type it, and try again within 30 minutes.".into()
+            }
+            HsmError::NoTicketKey => {
+                "Operators: make a new fleet with `coffer-vault fleet create`.".into()
             }
         }
     }

@@ -1,11 +1,13 @@
 //! The HSM's request handling: OPAQUE registration and login with the guess
 //! counter committed through the fleet before any evaluation.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coffer_error::UserFacing;
 use coffer_fleet::Replicator;
+use coffer_vault_proto::account::TicketProof;
 use coffer_vault_proto::channel::{self, RequestId, REQUEST_WINDOW_SECS};
 use coffer_vault_proto::{
     crypto, decode_request, encode_response, Bytes, FleetInfo, ProtoError, Request, Response,
@@ -17,9 +19,11 @@ use opaque_ke::{
 };
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::state::{Cmd, NewRecord, Outcome, RecordId};
+use crate::notice::{AccountNotice, NoticeKind, NoticeSink};
+use crate::state::{Cmd, NewRecord, Outcome, RecordId, SettledReport};
 use crate::{HsmError, HsmSecrets, HsmState};
 
 const REG_TOKEN: &str = "coffer-hsm registration token v1";
@@ -37,21 +41,61 @@ pub struct HsmConfig {
     pub validation_bundle: Option<Vec<u8>>,
 }
 
+/// How long after a counted login attempt the HSM settles it (reports it
+/// as a wrong guess if it neither succeeded nor was reported failed): just
+/// after its login token expired, when it can no longer succeed.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(TOKEN_LIFETIME_SECS + 5);
+
 /// One HSM of the fleet. Cheap to share (`Arc`).
 pub struct Hsm {
-    secrets: Arc<HsmSecrets>,
-    replicator: Arc<dyn Replicator>,
+    core: Core,
     config: HsmConfig,
     /// The current over-the-air validation bundle (public; set by the host).
-    bundle: std::sync::RwLock<Option<Vec<u8>>>,
+    bundle: RwLock<Option<Vec<u8>>>,
+    /// Where notices for account owners go, and when an attempt is settled.
+    notices: RwLock<Option<(Arc<dyn NoticeSink>, Duration)>>,
+    /// Attempts this HSM saw end (success or reported failure): their
+    /// settle commits are skipped.
+    ended: Arc<Mutex<HashSet<(String, u64)>>>,
+}
+
+/// What committing needs; cloned into the settle tasks.
+#[derive(Clone)]
+struct Core {
+    secrets: Arc<HsmSecrets>,
+    replicator: Arc<dyn Replicator>,
     /// `status`'s quorum answer, shared by all callers for a second.
-    probe: crate::probe::QuorumProbe,
+    probe: Arc<crate::probe::QuorumProbe>,
+}
+
+impl Core {
+    async fn commit(&self, cmd: Cmd) -> Result<Outcome, HsmError> {
+        let mut nonce = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = HsmState::seal_command(&self.secrets, nonce, &cmd);
+        let out = self.replicator.propose(sealed).await.map_err(|e| {
+            self.probe.forget();
+            HsmError::from_replication(e)
+        })?;
+        let outcome = HsmState::open_response(&self.secrets, nonce, &out);
+        tracing::debug!(
+            command = cmd_name(&cmd),
+            outcome = outcome.as_ref().map_or("unopenable", outcome_name),
+            "committed"
+        );
+        match outcome {
+            Some(Outcome::Rejected) | None => Err(HsmError::Internal(
+                "a committed command had no valid response".into(),
+            )),
+            Some(o) => Ok(o),
+        }
+    }
 }
 
 impl std::fmt::Debug for Hsm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hsm")
-            .field("fleet_id", &self.secrets.fleet_id())
+            .field("fleet_id", &self.core.secrets.fleet_id())
             .finish()
     }
 }
@@ -66,40 +110,66 @@ struct RegToken {
 #[derive(Serialize, Deserialize)]
 struct LoginToken {
     user: String,
-    /// `flag (1) || record id (16) || seq (8, big-endian)`; flag 0 (and random
-    /// filler) for the dummy login of an unknown account, so that both kinds
-    /// of token have the same length.
+    /// `flag (1) || record id (16) || seq (8, big-endian)`; flag 0 (random
+    /// filler instead of the id, the fake counter's seq) for the dummy
+    /// login of an unknown account, so that both kinds of token have the
+    /// same length.
     attempt: Bytes,
     state: Bytes,
     expires: u64,
 }
 
-fn encode_attempt(a: Option<(RecordId, u64)>) -> Bytes {
+/// Whose attempt a login token is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    Record(RecordId, u64),
+    Ghost(u64),
+}
+
+impl Attempt {
+    fn seq(self) -> u64 {
+        match self {
+            Attempt::Record(_, s) | Attempt::Ghost(s) => s,
+        }
+    }
+    fn id(self) -> Option<RecordId> {
+        match self {
+            Attempt::Record(id, _) => Some(id),
+            Attempt::Ghost(_) => None,
+        }
+    }
+}
+
+fn encode_attempt(a: Attempt) -> Bytes {
     let mut v = vec![0u8; 25];
     match a {
-        Some((id, seq)) => {
+        Attempt::Record(id, seq) => {
             v[0] = 1;
             v[1..17].copy_from_slice(&id);
             v[17..].copy_from_slice(&seq.to_be_bytes());
         }
-        None => rand::rngs::OsRng.fill_bytes(&mut v[1..]),
+        Attempt::Ghost(seq) => {
+            rand::rngs::OsRng.fill_bytes(&mut v[1..17]);
+            v[17..].copy_from_slice(&seq.to_be_bytes());
+        }
     }
     Bytes(v)
 }
 
-fn decode_attempt(b: &Bytes) -> Result<Option<(RecordId, u64)>, HsmError> {
+fn decode_attempt(b: &Bytes) -> Result<Attempt, HsmError> {
     let v = &b.0;
     if v.len() != 25 {
         return Err(HsmError::BadToken);
     }
+    let mut seq = [0u8; 8];
+    seq.copy_from_slice(&v[17..]);
+    let seq = u64::from_be_bytes(seq);
     if v[0] == 0 {
-        return Ok(None);
+        return Ok(Attempt::Ghost(seq));
     }
     let mut id = [0u8; 16];
     id.copy_from_slice(&v[1..17]);
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&v[17..]);
-    Ok(Some((id, u64::from_be_bytes(seq))))
+    Ok(Attempt::Record(id, seq))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -146,17 +216,107 @@ impl Hsm {
         config: HsmConfig,
     ) -> Self {
         Hsm {
-            secrets,
-            replicator,
-            bundle: std::sync::RwLock::new(config.validation_bundle.clone()),
+            core: Core {
+                secrets,
+                replicator,
+                probe: Arc::new(crate::probe::QuorumProbe::new(crate::probe::PROBE_TTL)),
+            },
+            bundle: RwLock::new(config.validation_bundle.clone()),
             config,
-            probe: crate::probe::QuorumProbe::new(crate::probe::PROBE_TTL),
+            notices: RwLock::new(None),
+            ended: Arc::new(Mutex::new(HashSet::new())),
         }
+    }
+
+    /// Hands notices for account owners (a wrong guess counted, a record
+    /// destroyed) to `sink`, the host's account service, which mails them.
+    /// A counted attempt whose client never says how it ended is settled
+    /// `settle_after` it began ([`SETTLE_AFTER`] in a node; shorter in
+    /// tests): if it neither succeeded nor was reported failed, it was a
+    /// wrong guess, reported then. Without a sink no notice is made and
+    /// nothing is settled.
+    pub fn set_notice_sink(&self, sink: Arc<dyn NoticeSink>, settle_after: Duration) {
+        if let Ok(mut g) = self.notices.write() {
+            *g = Some((sink, settle_after));
+        }
+    }
+
+    fn sink(&self) -> Option<(Arc<dyn NoticeSink>, Duration)> {
+        self.notices.read().ok().and_then(|g| g.clone())
+    }
+
+    /// Reports a failed attempt (its first report only: the caller checks).
+    fn tell_failed(&self, account: &str, at: u64, remaining: u32, destroyed: bool) {
+        if let Some((sink, _)) = self.sink() {
+            sink.notice(AccountNotice {
+                account: account.to_string(),
+                at,
+                kind: notice_kind(remaining, destroyed),
+            });
+        }
+    }
+
+    /// This HSM saw the attempt end: its settle commit is not needed.
+    fn ended(&self, user: &str, seq: u64) {
+        if self.sink().is_some() {
+            if let Ok(mut g) = self.ended.lock() {
+                // An attempt begun at another node has no settle task here
+                // to remove it: bounded (forgetting only costs a commit).
+                if g.len() >= 100_000 {
+                    g.clear();
+                }
+                g.insert((user.to_string(), seq));
+            }
+        }
+    }
+
+    /// After a counted attempt: settle it once its token expired.
+    fn watch(&self, user: &str, attempt: Attempt) {
+        let Some((sink, after)) = self.sink() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let core = self.core.clone();
+        let ended = self.ended.clone();
+        let user = user.to_string();
+        rt.spawn(async move {
+            tokio::time::sleep(after).await;
+            let seen = ended
+                .lock()
+                .map(|mut g| g.remove(&(user.clone(), attempt.seq())))
+                .unwrap_or(false);
+            if seen {
+                return;
+            }
+            let cmd = Cmd::Settle {
+                user: user.clone(),
+                id: attempt.id(),
+                seq: attempt.seq(),
+            };
+            match core.commit(cmd).await {
+                Ok(Outcome::Settled {
+                    report:
+                        Some(SettledReport {
+                            at,
+                            remaining,
+                            destroyed,
+                        }),
+                }) => sink.notice(AccountNotice {
+                    account: user,
+                    at,
+                    kind: notice_kind(remaining, destroyed),
+                }),
+                Ok(_) => {}
+                Err(e) => tracing::info!(code = e.code(), "an attempt could not be settled"),
+            }
+        });
     }
 
     /// The fleet key (OPAQUE server static public key).
     pub fn server_public_key(&self) -> Vec<u8> {
-        self.secrets.server_public_key()
+        self.core.secrets.server_public_key()
     }
 
     /// Replaces the validation bundle attached to every `fleet` in responses
@@ -178,17 +338,36 @@ impl Hsm {
     }
 
     pub fn guess_limit(&self) -> u32 {
-        self.secrets.guess_limit()
+        self.core.secrets.guess_limit()
     }
 
     /// The fleet id (bound into every channel message).
     pub fn fleet_id(&self) -> &str {
-        self.secrets.fleet_id()
+        self.core.secrets.fleet_id()
     }
 
     /// The channel's static public key (X25519), if the fleet has one.
     pub fn channel_public_key(&self) -> Option<[u8; 32]> {
-        self.secrets.channel_public_key()
+        self.core.secrets.channel_public_key()
+    }
+
+    /// The account service's ticket key fixed in the sealed secrets.
+    pub fn ticket_key(&self) -> Option<[u8; 32]> {
+        self.core.secrets.ticket_key()
+    }
+
+    /// The account a request's ticket proves (signature by the fleet's
+    /// ticket key, not expired, presented with its holder's secret); the
+    /// caller compares it with the request's account. Every refusal is the
+    /// same error, whatever the account and the reason.
+    fn ticket_account(&self, proof: Option<&TicketProof>, now: u64) -> Result<String, HsmError> {
+        let key = self.ticket_key().ok_or(HsmError::NoTicketKey)?;
+        let proof = proof.ok_or(HsmError::NoTicket)?;
+        let account = &proof.ticket.account;
+        proof
+            .check(&key, self.fleet_id(), account, now)
+            .map_err(|_| HsmError::NoTicket)?;
+        Ok(account.clone())
     }
 
     /// The fleet's public identity. The validation bundle travels only in the
@@ -196,7 +375,7 @@ impl Hsm {
     /// inside the channel carry none, so they keep their fixed size.
     fn fleet(&self, with_bundle: bool) -> FleetInfo {
         FleetInfo {
-            fleet_id: self.secrets.fleet_id().to_string(),
+            fleet_id: self.core.secrets.fleet_id().to_string(),
             server_public_key: Bytes(self.server_public_key()),
             channel_public_key: self.channel_public_key().map(|k| Bytes(k.to_vec())),
             validation_bundle: if with_bundle {
@@ -219,8 +398,9 @@ impl Hsm {
     async fn status_info(&self, with_bundle: bool) -> StatusInfo {
         // One probe commit a second, shared by every caller (crate::probe).
         let quorum = self
+            .core
             .probe
-            .quorum(|| async { self.commit(Cmd::Probe).await.is_ok() })
+            .quorum(|| async { self.core.commit(Cmd::Probe).await.is_ok() })
             .await;
         StatusInfo {
             fleet: self.fleet(with_bundle),
@@ -266,10 +446,10 @@ impl Hsm {
     /// error (`Err`, an encoded response): there is no channel to answer in.
     /// Never panics.
     pub async fn handle_channel(&self, message: &[u8]) -> Result<Vec<u8>, Vec<u8>> {
-        let Some(key) = self.secrets.channel() else {
+        let Some(key) = self.core.secrets.channel() else {
             return Err(encode_response(&error_response(&HsmError::NoChannelKey)));
         };
-        let accepted = match channel::accept(key, self.secrets.fleet_id(), message) {
+        let accepted = match channel::accept(key, self.core.secrets.fleet_id(), message) {
             Ok(a) => a,
             Err(e) => {
                 tracing::info!(code = e.code(), "channel message refused");
@@ -291,8 +471,22 @@ impl Hsm {
             }
             Ok(req) => {
                 let name = req.request.name();
-                let outcome = match check_time(req.time, now()) {
-                    Ok(()) => self.dispatch(req.request, accepted.request_id).await,
+                let at = now();
+                let outcome = match check_time(req.time, at) {
+                    Ok(()) => match req.request {
+                        Request::Status { .. } => {
+                            self.dispatch(req.request, accepted.request_id, "").await
+                        }
+                        // Every account request: a valid ticket first, or
+                        // nothing at all happens (no commit, no evaluation).
+                        _ => match self.ticket_account(req.ticket.as_ref(), at) {
+                            Ok(account) => {
+                                self.dispatch(req.request, accepted.request_id, &account)
+                                    .await
+                            }
+                            Err(e) => Err(e),
+                        },
+                    },
                     Err(e) => Err(e),
                 };
                 match outcome {
@@ -319,30 +513,12 @@ impl Hsm {
     }
 
     async fn commit(&self, cmd: Cmd) -> Result<Outcome, HsmError> {
-        let mut nonce = [0u8; 16];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let sealed = HsmState::seal_command(&self.secrets, nonce, &cmd);
-        let out = self.replicator.propose(sealed).await.map_err(|e| {
-            self.probe.forget();
-            HsmError::from_replication(e)
-        })?;
-        let outcome = HsmState::open_response(&self.secrets, nonce, &out);
-        tracing::debug!(
-            command = cmd_name(&cmd),
-            outcome = outcome.as_ref().map_or("unopenable", outcome_name),
-            "committed"
-        );
-        match outcome {
-            Some(Outcome::Rejected) | None => Err(HsmError::Internal(
-                "a committed command had no valid response".into(),
-            )),
-            Some(o) => Ok(o),
-        }
+        self.core.commit(cmd).await
     }
 
     fn seal<T: Serialize>(&self, label: &str, t: &T) -> Bytes {
         let json = Zeroizing::new(serde_json::to_vec(t).unwrap_or_default());
-        Bytes(self.secrets.sealer().seal(label, &json))
+        Bytes(self.core.secrets.sealer().seal(label, &json))
     }
 
     fn open<T: for<'de> Deserialize<'de> + Expiring>(
@@ -351,7 +527,12 @@ impl Hsm {
         b: &Bytes,
         err: HsmError,
     ) -> Result<T, HsmError> {
-        let json = self.secrets.sealer().open(label, &b.0).ok_or(err.clone())?;
+        let json = self
+            .core
+            .secrets
+            .sealer()
+            .open(label, &b.0)
+            .ok_or(err.clone())?;
         let t: T = serde_json::from_slice(&json).map_err(|_| err.clone())?;
         if t.expires() < now() {
             return Err(err);
@@ -360,11 +541,15 @@ impl Hsm {
     }
 
     /// One request that came through the channel; `request_id` identifies
-    /// its message 1 (a replay has the same).
+    /// its message 1 (a replay has the same); `account` is the account its
+    /// ticket proved (empty for `status`, which needs none): every account
+    /// request must be for exactly that account, or it is refused like a
+    /// request without a ticket.
     async fn dispatch(
         &self,
         request: Request,
         request_id: RequestId,
+        account: &str,
     ) -> Result<Response, HsmError> {
         let limit = self.guess_limit();
         match request {
@@ -372,12 +557,13 @@ impl Hsm {
                 status: self.status_info(false).await,
             }),
             Request::RegisterStart { user, request } => {
+                same_account(account, &user)?;
                 let req = RegistrationRequest::<Suite>::deserialize(&request.0)
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
                 let mut id = [0u8; 16];
                 rand::rngs::OsRng.fill_bytes(&mut id);
                 let start = ServerRegistration::<Suite>::start(
-                    self.secrets.setup(),
+                    self.core.secrets.setup(),
                     req,
                     &credential_id(&user, &id),
                 )
@@ -402,6 +588,7 @@ impl Hsm {
                 upload,
                 wrapped_key,
             } => {
+                same_account(account, &user)?;
                 let t: RegToken = self.open(REG_TOKEN, &token, HsmError::BadToken)?;
                 if t.user != user {
                     return Err(HsmError::BadToken);
@@ -415,13 +602,16 @@ impl Hsm {
                 }
             }
             Request::LoginStart { user, request } => {
+                same_account(account, &user)?;
                 let req = CredentialRequest::<Suite>::deserialize(&request.0)
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
                 // Count the attempt through a majority BEFORE evaluating anything.
+                let at = now();
                 let (file, attempt, remaining, cid) = match self
                     .commit(Cmd::BeginAttempt {
                         user: user.clone(),
                         request: Some(request_id),
+                        at: Some(at),
                     })
                     .await?
                 {
@@ -437,33 +627,49 @@ impl Hsm {
                             })?;
                         (
                             Some(file),
-                            Some((id, seq)),
+                            Attempt::Record(id, seq),
                             limit.saturating_sub(used),
                             credential_id(&user, &id),
                         )
                     }
                     // An unknown account: opaque-ke's dummy response, same shape and flow.
-                    Outcome::Ghost { used } => (
+                    Outcome::Ghost { used, seq } => (
                         None,
-                        None,
+                        Attempt::Ghost(seq),
                         limit.saturating_sub(used),
                         credential_id(&user, &[0; 16]),
                     ),
+                    Outcome::DestroyedNow => {
+                        self.tell_failed(&user, at, 0, true);
+                        return Err(HsmError::Destroyed);
+                    }
                     Outcome::Destroyed => return Err(HsmError::Destroyed),
                     // The same message 1 again (a host or network replay):
                     // nothing was counted, nothing is evaluated.
                     Outcome::Replayed => return Err(HsmError::ReplayedRequest),
+                    // Too soon after the last wrong guesses: nothing counted.
+                    Outcome::Throttled {
+                        retry_at,
+                        remaining,
+                    } => {
+                        return Err(HsmError::Throttled {
+                            retry_at,
+                            wait_secs: retry_at.saturating_sub(at),
+                            attempts_remaining: remaining,
+                        })
+                    }
                     o => return Err(unexpected(o)),
                 };
                 let start = ServerLogin::start(
                     &mut rand::rngs::OsRng,
-                    self.secrets.setup(),
+                    self.core.secrets.setup(),
                     file,
                     req,
                     &cid,
                     ServerLoginParameters::default(),
                 )
                 .map_err(|_| HsmError::BadOpaqueMessage)?;
+                self.watch(&user, attempt);
                 let token = self.seal(
                     LOGIN_TOKEN,
                     &LoginToken {
@@ -485,44 +691,18 @@ impl Hsm {
                 finalization,
             } => {
                 let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
+                same_account(account, &t.user)?;
                 let fin = CredentialFinalization::<Suite>::deserialize(&finalization.0)
                     .map_err(|_| HsmError::BadOpaqueMessage)?;
-                let Some((id, seq)) = decode_attempt(&t.attempt)? else {
+                let attempt = decode_attempt(&t.attempt)?;
+                let Attempt::Record(id, seq) = attempt else {
                     // A dummy login cannot succeed: count it as failed, as a real one.
-                    return match self
-                        .commit(Cmd::GhostFail {
-                            user: t.user.clone(),
-                        })
-                        .await?
-                    {
-                        Outcome::Failed {
-                            destroyed: true, ..
-                        } => Err(HsmError::Destroyed),
-                        Outcome::Failed { remaining, .. } => Err(HsmError::WrongCode {
-                            attempts_remaining: remaining,
-                        }),
-                        o => Err(unexpected(o)),
-                    };
+                    return self.failed(&t.user, attempt).await;
                 };
                 let state = ServerLogin::<Suite>::deserialize(&t.state.0)
                     .map_err(|_| HsmError::BadToken)?;
                 let Ok(done) = state.finish(fin, ServerLoginParameters::default()) else {
-                    return match self
-                        .commit(Cmd::Fail {
-                            user: t.user.clone(),
-                            id,
-                        })
-                        .await?
-                    {
-                        Outcome::Failed {
-                            destroyed: true, ..
-                        } => Err(HsmError::Destroyed),
-                        Outcome::Failed { remaining, .. } => Err(HsmError::WrongCode {
-                            attempts_remaining: remaining,
-                        }),
-                        Outcome::Stale => Err(HsmError::StaleAttempt),
-                        o => Err(unexpected(o)),
-                    };
+                    return self.failed(&t.user, attempt).await;
                 };
                 let session_key = Zeroizing::new(done.session_key.to_vec());
                 match self
@@ -533,7 +713,12 @@ impl Hsm {
                     })
                     .await?
                 {
-                    Outcome::Succeeded { wrapped } => {
+                    Outcome::Succeeded {
+                        wrapped,
+                        wrong,
+                        wrong_times,
+                    } => {
+                        self.ended(&t.user, seq);
                         let released = crypto::seal_release(&session_key, &t.user, &wrapped.0);
                         let auth = self.seal(
                             AUTH_TOKEN,
@@ -549,6 +734,8 @@ impl Hsm {
                             released: Bytes(released),
                             auth,
                             attempts_remaining: limit,
+                            wrong_guesses: wrong,
+                            wrong_guess_times: wrong_times,
                         })
                     }
                     Outcome::Stale => Err(HsmError::StaleAttempt),
@@ -558,26 +745,13 @@ impl Hsm {
             }
             Request::LoginAbort { token } => {
                 let t: LoginToken = self.open(LOGIN_TOKEN, &token, HsmError::BadToken)?;
-                let cmd = match decode_attempt(&t.attempt)? {
-                    Some((id, _)) => Cmd::Fail {
-                        user: t.user.clone(),
-                        id,
-                    },
-                    None => Cmd::GhostFail {
-                        user: t.user.clone(),
-                    },
-                };
-                match self.commit(cmd).await? {
-                    Outcome::Failed {
-                        remaining,
-                        destroyed,
-                    } => Ok(Response::LoginAborted {
-                        attempts_remaining: remaining,
-                        destroyed,
-                    }),
-                    Outcome::Stale => Err(HsmError::StaleAttempt),
-                    o => Err(unexpected(o)),
-                }
+                same_account(account, &t.user)?;
+                let attempt = decode_attempt(&t.attempt)?;
+                let (remaining, destroyed) = self.fail(&t.user, attempt).await?;
+                Ok(Response::LoginAborted {
+                    attempts_remaining: remaining,
+                    destroyed,
+                })
             }
             Request::Change {
                 auth,
@@ -587,6 +761,7 @@ impl Hsm {
                 mac,
             } => {
                 let a: AuthToken = self.open(AUTH_TOKEN, &auth, HsmError::BadAuthorisation)?;
+                same_account(account, &a.user)?;
                 if !crypto::check_authz_mac(
                     &a.session_key.0,
                     "change",
@@ -618,6 +793,7 @@ impl Hsm {
             }
             Request::Delete { auth, mac } => {
                 let a: AuthToken = self.open(AUTH_TOKEN, &auth, HsmError::BadAuthorisation)?;
+                same_account(account, &a.user)?;
                 if !crypto::check_authz_mac(&a.session_key.0, "delete", &[&auth.0], &mac.0) {
                     return Err(HsmError::BadAuthorisation);
                 }
@@ -635,6 +811,48 @@ impl Hsm {
                     o => Err(unexpected(o)),
                 }
             }
+        }
+    }
+
+    /// Records that `attempt` failed (the client said so, or its
+    /// finalization did not verify); tells the owner the first time.
+    /// Returns (attempts remaining, destroyed).
+    async fn fail(&self, user: &str, attempt: Attempt) -> Result<(u32, bool), HsmError> {
+        let cmd = match attempt {
+            Attempt::Record(id, seq) => Cmd::Fail {
+                user: user.to_string(),
+                id,
+                seq: Some(seq),
+            },
+            Attempt::Ghost(seq) => Cmd::GhostFail {
+                user: user.to_string(),
+                seq: Some(seq),
+            },
+        };
+        match self.commit(cmd).await? {
+            Outcome::Failed {
+                remaining,
+                destroyed,
+                first,
+            } => {
+                self.ended(user, attempt.seq());
+                if first {
+                    self.tell_failed(user, now(), remaining, destroyed);
+                }
+                Ok((remaining, destroyed))
+            }
+            Outcome::Stale => Err(HsmError::StaleAttempt),
+            o => Err(unexpected(o)),
+        }
+    }
+
+    /// [`Hsm::fail`] as the error a failed `login_finish` answers.
+    async fn failed(&self, user: &str, attempt: Attempt) -> Result<Response, HsmError> {
+        match self.fail(user, attempt).await? {
+            (_, true) => Err(HsmError::Destroyed),
+            (remaining, false) => Err(HsmError::WrongCode {
+                attempts_remaining: remaining,
+            }),
         }
     }
 
@@ -660,8 +878,30 @@ impl Hsm {
 }
 
 fn error_response(e: &HsmError) -> Response {
-    Response::Error {
-        error: WireError::from_report(e.report(), e.attempts_remaining()),
+    let mut error = WireError::from_report(e.report(), e.attempts_remaining());
+    if let HsmError::Throttled { retry_at, .. } = e {
+        error.retry_at = Some(*retry_at);
+    }
+    Response::Error { error }
+}
+
+/// A request for `user` with a ticket for `account`: refused, like a
+/// request without a ticket, unless they are the same account.
+fn same_account(account: &str, user: &str) -> Result<(), HsmError> {
+    if bool::from(account.as_bytes().ct_eq(user.as_bytes())) {
+        Ok(())
+    } else {
+        Err(HsmError::NoTicket)
+    }
+}
+
+fn notice_kind(remaining: u32, destroyed: bool) -> NoticeKind {
+    if destroyed {
+        NoticeKind::Destroyed
+    } else {
+        NoticeKind::WrongGuess {
+            attempts_remaining: remaining,
+        }
     }
 }
 
@@ -717,6 +957,7 @@ fn cmd_name(c: &Cmd) -> &'static str {
         Cmd::Delete { .. } => "delete",
         Cmd::Probe => "probe",
         Cmd::GhostFail { .. } => "ghost_fail",
+        Cmd::Settle { .. } => "settle",
     }
 }
 
@@ -736,5 +977,8 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::Probed => "probed",
         Outcome::Replayed => "replayed",
         Outcome::Rejected => "rejected",
+        Outcome::DestroyedNow => "destroyed_now",
+        Outcome::Throttled { .. } => "throttled",
+        Outcome::Settled { .. } => "settled",
     }
 }

@@ -32,17 +32,19 @@
 
 mod error;
 mod hsm;
+mod notice;
 mod probe;
 mod seal;
 mod secrets;
 mod state;
 
-pub use error::HsmError;
-pub use hsm::{Hsm, HsmConfig};
+pub use error::{wait_text, HsmError};
+pub use hsm::{Hsm, HsmConfig, SETTLE_AFTER, TOKEN_LIFETIME_SECS};
+pub use notice::{AccountNotice, NoticeKind, NoticeSink};
 pub use probe::PROBE_TTL;
 pub use seal::Sealer;
 pub use secrets::{HsmSecrets, DEFAULT_GUESS_LIMIT};
-pub use state::HsmState;
+pub use state::{throttle_delay, throttle_delay_in, HsmState, THROTTLE_SCHEDULE};
 
 /// Every error code this crate can produce (documented in docs/errors.md).
 pub const ERROR_CODES: &[&str] = error::CODES;

@@ -24,6 +24,15 @@ pub struct HsmSecrets {
     /// `None` only for a fleet made before protocol v2 (its sealed secrets
     /// have no channel key): it serves no account request.
     channel: Option<ChannelKeypair>,
+    /// The account service's ticket key (Ed25519 public key): every account
+    /// request must carry a ticket it signed. Fixed at the ceremony, sealed
+    /// with the rest, never replaced. `None` for a fleet made before
+    /// accounts were authenticated: it serves no account request.
+    ticket_key: Option<[u8; 32]>,
+    /// The time throttle on wrong guesses, `(wrong guesses, seconds)`
+    /// ascending ([`crate::THROTTLE_SCHEDULE`] unless the ceremony chose
+    /// another; sealed, so the host cannot change it).
+    throttle: Vec<(u32, u64)>,
     state_sealer: Sealer,
 }
 
@@ -47,6 +56,12 @@ struct Stored {
     /// The channel private key (absent in secrets sealed before protocol v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     channel_key: Option<Bytes>,
+    /// The account-ticket public key (absent in secrets sealed before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket_key: Option<Bytes>,
+    /// The throttle schedule (absent: the default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    throttle: Option<Vec<(u32, u64)>>,
 }
 
 impl Drop for Stored {
@@ -73,8 +88,57 @@ impl HsmSecrets {
             guess_limit,
             setup: ServerSetup::<Suite>::new(&mut rand::rngs::OsRng),
             channel: Some(new_channel_key()?),
+            ticket_key: None,
+            throttle: crate::THROTTLE_SCHEDULE.to_vec(),
             state_sealer: Sealer::random(),
         })
+    }
+
+    /// The time throttle on wrong guesses (see [`crate::throttle_delay_in`]).
+    pub fn throttle_schedule(&self) -> &[(u32, u64)] {
+        &self.throttle
+    }
+
+    /// Sets the throttle schedule at the ceremony (before sealing): pairs
+    /// `(wrong guesses, seconds)` with strictly ascending counts and
+    /// non-decreasing waits; empty turns the throttle off (test fleets).
+    pub fn set_throttle_schedule(&mut self, schedule: Vec<(u32, u64)>) -> Result<(), HsmError> {
+        check_schedule(&schedule)?;
+        self.throttle = schedule;
+        Ok(())
+    }
+
+    /// Fixes the account service's ticket key (the ceremony's step, or the
+    /// demo fleet's upgrade; the caller seals the result). It is never
+    /// replaced: `Ok(false)` if this key was set already, an error if
+    /// another one was.
+    pub fn set_ticket_key(&mut self, key: [u8; 32]) -> Result<bool, HsmError> {
+        match self.ticket_key {
+            Some(k) if k == key => Ok(false),
+            Some(_) => Err(HsmError::Internal(
+                "the fleet's ticket key is fixed and cannot be replaced".into(),
+            )),
+            None => {
+                ed25519_check(&key)?;
+                self.ticket_key = Some(key);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Replaces the ticket key: for the local demo fleet only, whose host
+    /// is the user's own computer and which lost its ticket key's private
+    /// half (a folder adopted from a layout that did not keep it). A real
+    /// fleet's key is fixed at the ceremony ([`HsmSecrets::set_ticket_key`]).
+    pub fn replace_ticket_key_of_demo_fleet(&mut self, key: [u8; 32]) -> Result<(), HsmError> {
+        ed25519_check(&key)?;
+        self.ticket_key = Some(key);
+        Ok(())
+    }
+
+    /// The account service's ticket key, if the fleet has one.
+    pub fn ticket_key(&self) -> Option<[u8; 32]> {
+        self.ticket_key
     }
 
     /// Secrets sealed before protocol v2 have no channel key: this gives
@@ -137,6 +201,8 @@ impl HsmSecrets {
                 .channel
                 .as_ref()
                 .map(|c| Bytes(c.private_bytes().to_vec())),
+            ticket_key: self.ticket_key.map(|k| Bytes(k.to_vec())),
+            throttle: Some(self.throttle.clone()),
         };
         let json = Zeroizing::new(serde_json::to_vec(&stored).unwrap_or_default());
         device.seal(LABEL, &json)
@@ -164,14 +230,53 @@ impl HsmSecrets {
             ),
             None => None,
         };
+        let ticket_key = match &stored.ticket_key {
+            Some(k) => {
+                let k: [u8; 32] =
+                    k.0.as_slice()
+                        .try_into()
+                        .map_err(|_| HsmError::Internal("the ticket key is malformed".into()))?;
+                ed25519_check(&k)?;
+                Some(k)
+            }
+            None => None,
+        };
         Ok(HsmSecrets {
             fleet_id: stored.fleet_id.clone(),
             guess_limit: stored.guess_limit,
             setup,
             channel,
+            ticket_key,
+            throttle: match &stored.throttle {
+                Some(t) => {
+                    check_schedule(t)?;
+                    t.clone()
+                }
+                None => crate::THROTTLE_SCHEDULE.to_vec(),
+            },
             state_sealer: Sealer::new(Zeroizing::new(key)),
         })
     }
+}
+
+/// A throttle schedule: counts strictly ascending, waits non-decreasing,
+/// at most 16 steps, no wait over 30 days.
+fn check_schedule(s: &[(u32, u64)]) -> Result<(), HsmError> {
+    let ok = s.len() <= 16
+        && s.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        && s.iter().all(|(n, d)| *n > 0 && *d <= 30 * 86_400);
+    if ok {
+        Ok(())
+    } else {
+        Err(HsmError::Malformed(
+            "the throttle schedule must be (wrong guesses, seconds) pairs, counts ascending, waits non-decreasing, at most 30 days".into(),
+        ))
+    }
+}
+
+fn ed25519_check(key: &[u8; 32]) -> Result<(), HsmError> {
+    coffer_vault_proto::account::check_ticket_key(key)
+        .map_err(|_| HsmError::Internal("the ticket key is not an Ed25519 public key".into()))
 }
 
 fn new_channel_key() -> Result<ChannelKeypair, HsmError> {
@@ -209,6 +314,8 @@ mod tests {
             setup: Bytes(s.setup.serialize().to_vec()),
             seal_key: Bytes(s.state_sealer.key_bytes().to_vec()),
             channel_key: None,
+            ticket_key: None,
+            throttle: None,
         };
         let json = serde_json::to_vec(&old).unwrap();
         assert!(!String::from_utf8_lossy(&json).contains("channel"));
@@ -220,5 +327,19 @@ mod tests {
         let again = HsmSecrets::open_under(&dev, &o.seal_under(&dev)).unwrap();
         assert_eq!(again.channel_public_key(), Some(k));
         assert_eq!(again.server_public_key(), s.server_public_key());
+    }
+
+    #[test]
+    fn the_ticket_key_is_sealed_with_the_rest_and_never_replaced() {
+        let mut s = HsmSecrets::generate("f", 10).unwrap();
+        assert_eq!(s.ticket_key(), None);
+        let k = coffer_vault_proto::account::TicketSigner::generate().public();
+        assert!(s.set_ticket_key(k).unwrap());
+        assert!(!s.set_ticket_key(k).unwrap());
+        let other = coffer_vault_proto::account::TicketSigner::generate().public();
+        assert!(s.set_ticket_key(other).is_err());
+        let dev = Sealer::random();
+        let o = HsmSecrets::open_under(&dev, &s.seal_under(&dev)).unwrap();
+        assert_eq!(o.ticket_key(), Some(k));
     }
 }

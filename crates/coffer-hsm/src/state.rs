@@ -3,13 +3,17 @@
 //! cross the replication layer sealed under the fleet's state-sealing key;
 //! snapshots are sealed too, so nothing of the state is ever at rest or in
 //! transit in the clear.
+//!
+//! Time enters only through commands: a `BeginAttempt` carries the proposing
+//! HSM's clock (`at`), so every node applies the same throttle decision
+//! (see [`throttle_delay`]).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use coffer_fleet::{ReplicationError, StateMachine};
 use coffer_vault_proto::channel::RequestId;
-use coffer_vault_proto::Bytes;
+use coffer_vault_proto::{Bytes, MAX_REPORTED_TIMES};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -20,6 +24,28 @@ const RESP_LABEL: &str = "coffer-hsm response v1";
 const SNAP_LABEL: &str = "coffer-hsm snapshot v1";
 
 pub(crate) type RecordId = [u8; 16];
+
+/// The time throttle on guesses (as Apple's escrow service has): after
+/// `n` consecutive wrong guesses (attempts counted since the last success),
+/// the next attempt is taken only `delay` seconds after the last one began.
+/// One schedule for every fleet, whatever its guess limit.
+pub const THROTTLE_SCHEDULE: [(u32, u64); 4] = [(3, 60), (5, 15 * 60), (7, 3600), (9, 86_400)];
+
+/// The wait before the attempt that follows `wrong` consecutive wrong
+/// guesses (0: none), under the default [`THROTTLE_SCHEDULE`].
+pub fn throttle_delay(wrong: u32) -> u64 {
+    throttle_delay_in(&THROTTLE_SCHEDULE, wrong)
+}
+
+/// [`throttle_delay`] under the schedule `schedule` (a fleet's, sealed in
+/// its secrets: `(wrong guesses, seconds)` pairs, ascending).
+pub fn throttle_delay_in(schedule: &[(u32, u64)], wrong: u32) -> u64 {
+    schedule
+        .iter()
+        .rev()
+        .find(|(n, _)| wrong >= *n)
+        .map_or(0, |(_, d)| *d)
+}
 
 /// A new record, as registration or change makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,16 +65,23 @@ pub(crate) enum Cmd {
     /// Count one attempt (before any evaluation). `request` is the id of
     /// the channel message that asked (its handshake hash): a replayed
     /// message has the same id and is refused without counting. `None` only
-    /// in commands logged before protocol v2.
+    /// in commands logged before protocol v2. `at`: the proposing HSM's
+    /// clock (Unix seconds), for the time throttle; `None` in commands
+    /// logged before it existed (not throttled).
     BeginAttempt {
         user: String,
         #[serde(default)]
         request: Option<RequestId>,
+        #[serde(default)]
+        at: Option<u64>,
     },
     /// The attempt failed: destroy the record if the limit is reached.
+    /// `seq`: the attempt, so that it is reported to the owner once.
     Fail {
         user: String,
         id: RecordId,
+        #[serde(default)]
+        seq: Option<u64>,
     },
     /// The attempt at `seq` succeeded: reset the counter, once.
     Succeed {
@@ -74,6 +107,17 @@ pub(crate) enum Cmd {
     /// A failed dummy login of an unknown account (see `ghosts`).
     GhostFail {
         user: String,
+        #[serde(default)]
+        seq: Option<u64>,
+    },
+    /// The login token of the attempt at `seq` expired: if the attempt
+    /// neither succeeded nor was reported failed, it was a wrong guess
+    /// whose client never said so (an attacker does not): report it once.
+    /// `id: None` for an unknown account's (ghost) attempt.
+    Settle {
+        user: String,
+        id: Option<RecordId>,
+        seq: u64,
     },
 }
 
@@ -88,17 +132,31 @@ pub(crate) enum Outcome {
         used: u32,
         upload: Bytes,
     },
-    /// An unknown account; `used` is its fake counter.
+    /// An unknown account; `used` is its fake counter, `seq` its attempt.
     Ghost {
         used: u32,
+        #[serde(default)]
+        seq: u64,
     },
     Destroyed,
+    /// This very attempt destroyed the record (the last allowed one was
+    /// spent and never succeeded): to be reported to the owner.
+    DestroyedNow,
     Failed {
         remaining: u32,
         destroyed: bool,
+        /// Whether this is the first report of this attempt's failure.
+        #[serde(default)]
+        first: bool,
     },
     Succeeded {
         wrapped: Bytes,
+        /// Attempts since the previous success that did not succeed.
+        #[serde(default)]
+        wrong: u32,
+        /// When the last [`MAX_REPORTED_TIMES`] of them began, oldest first.
+        #[serde(default)]
+        wrong_times: Vec<u64>,
     },
     Stale,
     Replaced,
@@ -107,6 +165,22 @@ pub(crate) enum Outcome {
     Rejected,
     /// A `BeginAttempt` whose request id was seen before: nothing counted.
     Replayed,
+    /// A `BeginAttempt` before the throttle's delay passed: nothing counted.
+    Throttled {
+        retry_at: u64,
+        remaining: u32,
+    },
+    /// A `Settle`: `Some` if the attempt is now reported as a wrong guess.
+    Settled {
+        report: Option<SettledReport>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SettledReport {
+    pub at: u64,
+    pub remaining: u32,
+    pub destroyed: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,12 +189,130 @@ struct Sealed<T> {
     body: T,
 }
 
+/// One attempt counted since the last success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    seq: u64,
+    /// When it began (the proposing HSM's clock; 0 if unknown).
+    at: u64,
+    /// Whether its failure was reported to the owner.
+    reported: bool,
+}
+
+/// A guess counter: a live record's, or an unknown account's fake one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Counter {
+    /// Attempts counted since the last success (consecutive wrong guesses,
+    /// the one in progress included).
+    used: u32,
+    /// When the last counted attempt began (for the throttle).
+    #[serde(default)]
+    last_at: u64,
+    /// The attempts counted since the last success, oldest first.
+    #[serde(default)]
+    pending: VecDeque<Pending>,
+}
+
+impl Counter {
+    /// The throttle's answer for an attempt at `at`: `Some(retry_at)` if
+    /// it must wait.
+    fn throttled(&self, at: Option<u64>, schedule: &[(u32, u64)]) -> Option<u64> {
+        let at = at?;
+        if self.used == 0 {
+            return None;
+        }
+        let retry_at = self
+            .last_at
+            .saturating_add(throttle_delay_in(schedule, self.used));
+        (at < retry_at).then_some(retry_at)
+    }
+
+    /// Counts attempt `seq` at `at`.
+    fn count(&mut self, seq: u64, at: Option<u64>, limit: u32) {
+        self.used += 1;
+        if let Some(at) = at {
+            self.last_at = at;
+        }
+        if self.pending.len() >= limit.max(1) as usize {
+            self.pending.pop_front();
+        }
+        self.pending.push_back(Pending {
+            seq,
+            at: at.unwrap_or(0),
+            reported: false,
+        });
+    }
+
+    /// Marks attempt `seq` reported; whether it was not before (and is
+    /// one of the pending attempts).
+    fn report(&mut self, seq: u64) -> Option<u64> {
+        let p = self.pending.iter_mut().find(|p| p.seq == seq)?;
+        if p.reported {
+            return None;
+        }
+        p.reported = true;
+        Some(p.at)
+    }
+
+    /// A success at `seq`: the attempts before it were wrong guesses.
+    fn succeed(&mut self, seq: u64) -> (u32, Vec<u64>) {
+        let wrong: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|p| p.seq != seq)
+            .map(|p| p.at)
+            .collect();
+        let n = self.used.saturating_sub(1).max(wrong.len() as u32);
+        self.used = 0;
+        self.pending.clear();
+        let skip = wrong.len().saturating_sub(MAX_REPORTED_TIMES);
+        (n, wrong[skip..].to_vec())
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
     id: RecordId,
     upload: Bytes,
     wrapped: Bytes,
     used: u32,
+    #[serde(default)]
+    last_at: u64,
+    #[serde(default)]
+    pending: VecDeque<Pending>,
+}
+
+impl Record {
+    fn counter(&mut self) -> CounterRef<'_> {
+        CounterRef {
+            used: &mut self.used,
+            last_at: &mut self.last_at,
+            pending: &mut self.pending,
+        }
+    }
+}
+
+/// A record's counter fields, seen as a [`Counter`] (the record keeps them
+/// flat, as records stored before the throttle did).
+struct CounterRef<'a> {
+    used: &'a mut u32,
+    last_at: &'a mut u64,
+    pending: &'a mut VecDeque<Pending>,
+}
+
+impl CounterRef<'_> {
+    fn with<T>(&mut self, f: impl FnOnce(&mut Counter) -> T) -> T {
+        let mut c = Counter {
+            used: *self.used,
+            last_at: *self.last_at,
+            pending: std::mem::take(self.pending),
+        };
+        let out = f(&mut c);
+        *self.used = c.used;
+        *self.last_at = c.last_at;
+        *self.pending = c.pending;
+        out
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,16 +331,42 @@ struct UserEntry {
     /// that a replayed channel message counts nothing.
     #[serde(default)]
     requests: VecDeque<RequestId>,
+    /// Whether the last record was destroyed by wrong guesses (it then
+    /// answers "destroyed", as an unknown account guessed to the limit
+    /// does); after a deletion the name answers as an unknown account.
+    #[serde(default)]
+    burnt: bool,
+}
+
+/// The fake counter of an unknown account that was tried (with a valid
+/// ticket: only its address's owner, or the host, can make one).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Ghost {
+    counter: Counter,
+    seq: u64,
+    /// Whether its last allowed attempt was spent ("destroyed").
+    destroyed: bool,
+    /// Request ids, as a record's (a replay counts nothing here either).
+    requests: VecDeque<RequestId>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Data {
     users: BTreeMap<String, UserEntry>,
-    /// Fake counters of unknown accounts that were tried, so that their
-    /// dummy answers count down (and end "destroyed") like a real record's.
-    /// At most [`GHOST_CAP`] entries; the smallest id goes first when full.
-    #[serde(default)]
+    /// The fake counters of states written before the throttle (read once,
+    /// moved into `ghost_counters`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     ghosts: BTreeMap<String, u32>,
+    /// Fake counters of unknown accounts that were tried, so that their
+    /// dummy answers count down, throttle and end "destroyed" exactly like
+    /// a real record's. At most [`GHOST_CAP`]; when full, the one made
+    /// first goes (`ghost_order`), so a counter is reset only after
+    /// [`GHOST_CAP`] other unknown accounts were tried after it, each
+    /// needing a ticket for its own address.
+    #[serde(default)]
+    ghost_counters: BTreeMap<String, Ghost>,
+    #[serde(default)]
+    ghost_order: VecDeque<String>,
     /// The outcomes of the last [`RECENT_CAP`] commands, by the nonce sealed
     /// into each, oldest first. The fleet can commit a command twice in one
     /// rare case (a proposal retried after a deposed leader truncated it,
@@ -158,6 +376,25 @@ struct Data {
     /// every node, and every snapshot, agrees.
     #[serde(default)]
     recent: VecDeque<([u8; 16], Outcome)>,
+}
+
+impl Data {
+    /// Moves the fake counters of an older state into their new form.
+    fn migrate(&mut self) {
+        for (user, used) in std::mem::take(&mut self.ghosts) {
+            self.ghost_order.push_back(user.clone());
+            self.ghost_counters.insert(
+                user,
+                Ghost {
+                    counter: Counter {
+                        used,
+                        ..Counter::default()
+                    },
+                    ..Ghost::default()
+                },
+            );
+        }
+    }
 }
 
 /// How many login attempts' request ids are remembered per user. A replay
@@ -184,6 +421,19 @@ impl std::fmt::Debug for HsmState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "HsmState(<{} users>)", self.data.users.len())
     }
+}
+
+/// Remembers `id` in `requests` (bounded); whether it was there already.
+fn seen_before(requests: &mut VecDeque<RequestId>, id: Option<RequestId>) -> bool {
+    let Some(id) = id else { return false };
+    if requests.contains(&id) {
+        return true;
+    }
+    if requests.len() >= REQUESTS_PER_USER {
+        requests.pop_front();
+    }
+    requests.push_back(id);
+    false
 }
 
 impl HsmState {
@@ -221,38 +471,78 @@ impl HsmState {
         (s.nonce == nonce).then_some(s.body)
     }
 
-    fn ghost_attempt(&mut self, user: String, limit: u32) -> Outcome {
-        if !self.data.ghosts.contains_key(&user) && self.data.ghosts.len() >= GHOST_CAP {
-            self.data.ghosts.pop_first();
+    fn ghost_attempt(
+        &mut self,
+        user: String,
+        request: Option<RequestId>,
+        at: Option<u64>,
+        limit: u32,
+    ) -> Outcome {
+        if !self.data.ghost_counters.contains_key(&user) {
+            while self.data.ghost_counters.len() >= GHOST_CAP {
+                match self.data.ghost_order.pop_front() {
+                    Some(old) => {
+                        self.data.ghost_counters.remove(&old);
+                    }
+                    None => break,
+                }
+            }
+            self.data.ghost_order.push_back(user.clone());
         }
-        let g = self.data.ghosts.entry(user).or_insert(0);
-        if *g >= limit {
+        let g = self.data.ghost_counters.entry(user).or_default();
+        if seen_before(&mut g.requests, request) {
+            return Outcome::Replayed;
+        }
+        if g.destroyed {
             return Outcome::Destroyed;
         }
-        *g += 1;
-        Outcome::Ghost { used: *g }
+        if g.counter.used >= limit {
+            g.destroyed = true;
+            return Outcome::DestroyedNow;
+        }
+        if let Some(retry_at) = g.counter.throttled(at, self.secrets.throttle_schedule()) {
+            return Outcome::Throttled {
+                retry_at,
+                remaining: limit - g.counter.used,
+            };
+        }
+        g.seq += 1;
+        g.counter.count(g.seq, at, limit);
+        Outcome::Ghost {
+            used: g.counter.used,
+            seq: g.seq,
+        }
+    }
+
+    /// The failure of a ghost's attempt `seq` (a dummy login never succeeds).
+    fn ghost_fail(&mut self, user: &str, seq: Option<u64>, limit: u32) -> Outcome {
+        let Some(g) = self.data.ghost_counters.get_mut(user) else {
+            return Outcome::Failed {
+                remaining: limit.saturating_sub(1),
+                destroyed: false,
+                first: false,
+            };
+        };
+        let first = seq.and_then(|s| g.counter.report(s)).is_some();
+        if g.counter.used >= limit {
+            g.destroyed = true;
+        }
+        Outcome::Failed {
+            remaining: limit.saturating_sub(g.counter.used),
+            destroyed: g.destroyed,
+            first,
+        }
     }
 
     fn exec(&mut self, cmd: Cmd) -> Outcome {
         let limit = self.secrets.guess_limit();
+        let secrets = Arc::clone(&self.secrets);
+        let schedule = secrets.throttle_schedule();
         match cmd {
             Cmd::Probe => Outcome::Probed,
-            Cmd::GhostFail { user } => match self.data.ghosts.get(&user) {
-                Some(&g) if g >= limit => Outcome::Failed {
-                    remaining: 0,
-                    destroyed: true,
-                },
-                Some(&g) => Outcome::Failed {
-                    remaining: limit - g,
-                    destroyed: false,
-                },
-                None => Outcome::Failed {
-                    remaining: limit.saturating_sub(1),
-                    destroyed: false,
-                },
-            },
+            Cmd::GhostFail { user, seq } => self.ghost_fail(&user, seq, limit),
             Cmd::Register { user, record } => {
-                self.data.ghosts.remove(&user);
+                self.data.ghost_counters.remove(&user);
                 let e = self.data.users.entry(user).or_default();
                 match &e.live {
                     Some(live) if live.id == record.id => Outcome::Registered,
@@ -260,64 +550,77 @@ impl HsmState {
                     None if e.ids.contains(&record.id) => Outcome::IdReused,
                     None => {
                         e.ids.push(record.id);
+                        e.burnt = false;
                         e.live = Some(Record {
                             id: record.id,
                             upload: record.upload,
                             wrapped: record.wrapped,
-                            used: 0,
+                            ..Record::default()
                         });
                         e.consumed = None;
                         Outcome::Registered
                     }
                 }
             }
-            Cmd::BeginAttempt { user, request } => {
+            Cmd::BeginAttempt { user, request, at } => {
                 let Some(e) = self.data.users.get_mut(&user) else {
-                    return self.ghost_attempt(user, limit);
+                    return self.ghost_attempt(user, request, at, limit);
                 };
-                if let Some(id) = request {
-                    if e.requests.contains(&id) {
-                        return Outcome::Replayed;
-                    }
-                    if e.requests.len() >= REQUESTS_PER_USER {
-                        e.requests.pop_front();
-                    }
-                    e.requests.push_back(id);
+                if seen_before(&mut e.requests, request) {
+                    return Outcome::Replayed;
                 }
                 let Some(live) = e.live.as_mut() else {
-                    return Outcome::Destroyed;
+                    if e.burnt {
+                        return Outcome::Destroyed;
+                    }
+                    // Deleted: the name answers as an unknown account does.
+                    return self.ghost_attempt(user, request, at, limit);
                 };
                 if live.used >= limit {
                     // The last allowed attempt was spent and never succeeded.
                     e.live = None;
-                    return Outcome::Destroyed;
+                    e.burnt = true;
+                    return Outcome::DestroyedNow;
                 }
-                live.used += 1;
+                if let Some(retry_at) = live.counter().with(|c| c.throttled(at, schedule)) {
+                    return Outcome::Throttled {
+                        retry_at,
+                        remaining: limit - live.used,
+                    };
+                }
                 e.seq += 1;
+                let seq = e.seq;
+                live.counter().with(|c| c.count(seq, at, limit));
                 e.total_attempts += 1;
                 Outcome::Attempt {
                     id: live.id,
-                    seq: e.seq,
+                    seq,
                     used: live.used,
                     upload: live.upload.clone(),
                 }
             }
-            Cmd::Fail { user, id } => {
+            Cmd::Fail { user, id, seq } => {
                 let Some(e) = self.data.users.get_mut(&user) else {
                     return Outcome::Stale;
                 };
-                match &e.live {
+                match e.live.as_mut() {
                     Some(live) if live.id == id => {
+                        let first = seq
+                            .and_then(|s| live.counter().with(|c| c.report(s)))
+                            .is_some();
                         if live.used >= limit {
                             e.live = None;
+                            e.burnt = true;
                             Outcome::Failed {
                                 remaining: 0,
                                 destroyed: true,
+                                first,
                             }
                         } else {
                             Outcome::Failed {
                                 remaining: limit - live.used,
                                 destroyed: false,
+                                first,
                             }
                         }
                     }
@@ -325,8 +628,51 @@ impl HsmState {
                     None => Outcome::Failed {
                         remaining: 0,
                         destroyed: true,
+                        first: false,
                     },
                 }
+            }
+            Cmd::Settle { user, id, seq } => {
+                let report = match id {
+                    None => {
+                        let Some(g) = self.data.ghost_counters.get_mut(&user) else {
+                            return Outcome::Settled { report: None };
+                        };
+                        g.counter.report(seq).map(|at| {
+                            if g.counter.used >= limit {
+                                g.destroyed = true;
+                            }
+                            SettledReport {
+                                at,
+                                remaining: limit.saturating_sub(g.counter.used),
+                                destroyed: g.destroyed,
+                            }
+                        })
+                    }
+                    Some(id) => {
+                        let Some(e) = self.data.users.get_mut(&user) else {
+                            return Outcome::Settled { report: None };
+                        };
+                        match e.live.as_mut() {
+                            Some(live) if live.id == id => {
+                                let at = live.counter().with(|c| c.report(seq));
+                                let remaining = limit.saturating_sub(live.used);
+                                let destroyed = at.is_some() && remaining == 0;
+                                if destroyed {
+                                    e.live = None;
+                                    e.burnt = true;
+                                }
+                                at.map(|at| SettledReport {
+                                    at,
+                                    remaining,
+                                    destroyed,
+                                })
+                            }
+                            _ => None,
+                        }
+                    }
+                };
+                Outcome::Settled { report }
             }
             Cmd::Succeed { user, id, seq } => {
                 let Some(e) = self.data.users.get_mut(&user) else {
@@ -334,10 +680,12 @@ impl HsmState {
                 };
                 match e.live.as_mut() {
                     Some(live) if live.id == id && e.seq == seq && e.consumed != Some(seq) => {
-                        live.used = 0;
+                        let (wrong, wrong_times) = live.counter().with(|c| c.succeed(seq));
                         e.consumed = Some(seq);
                         Outcome::Succeeded {
                             wrapped: live.wrapped.clone(),
+                            wrong,
+                            wrong_times,
                         }
                     }
                     Some(_) => Outcome::Stale,
@@ -368,7 +716,7 @@ impl HsmState {
                         id: record.id,
                         upload: record.upload,
                         wrapped: record.wrapped,
-                        used: 0,
+                        ..Record::default()
                     });
                     // The authorisation is spent.
                     e.consumed = None;
@@ -388,6 +736,7 @@ impl HsmState {
                     Outcome::Stale
                 } else {
                     e.live = None;
+                    e.burnt = false;
                     e.consumed = None;
                     Outcome::Deleted
                 }
@@ -445,6 +794,7 @@ impl StateMachine for HsmState {
             })?;
         self.data = serde_json::from_slice(&json)
             .map_err(|_| ReplicationError::Corrupt("HSM snapshot is malformed".into()))?;
+        self.data.migrate();
         Ok(())
     }
 }
@@ -519,6 +869,7 @@ mod tests {
         Cmd::BeginAttempt {
             user,
             request: Some(id),
+            at: None,
         }
     }
 
@@ -544,6 +895,7 @@ mod tests {
         let legacy = Cmd::BeginAttempt {
             user: u(),
             request: None,
+            at: None,
         };
         assert!(matches!(
             run(&mut s, legacy.clone()),
@@ -578,7 +930,8 @@ mod tests {
             c,
             Cmd::BeginAttempt {
                 user: u(),
-                request: None
+                request: None,
+                at: None,
             }
         );
     }
@@ -624,6 +977,9 @@ mod tests {
                 o => panic!("{o:?}"),
             }
         }
+        // The attempt after the last allowed one destroys the record (and
+        // says so once, for the owner's notice); every later one finds none.
+        assert_eq!(run(&mut s, begin(u())), Outcome::DestroyedNow);
         assert_eq!(run(&mut s, begin(u())), Outcome::Destroyed);
         assert_eq!(s.total_attempts("u"), 3);
         // The same record id cannot come back (a replayed registration).
@@ -727,7 +1083,11 @@ mod tests {
             ),
             Outcome::Deleted
         );
-        assert_eq!(run(&mut s, begin(u())), Outcome::Destroyed);
+        // A deleted name answers as an unknown account (no enumeration).
+        assert!(matches!(
+            run(&mut s, begin(u())),
+            Outcome::Ghost { used: 1, .. }
+        ));
     }
 
     #[test]
@@ -758,5 +1118,255 @@ mod tests {
         bad[40] ^= 1;
         assert!(t.restore(&bad).is_err());
         assert!(state(10).restore(&snap).is_err(), "another fleet's key");
+    }
+
+    /// A `BeginAttempt` at `at` (a fresh request id).
+    fn begin_at(user: &str, at: u64) -> Cmd {
+        let Cmd::BeginAttempt { request, .. } = begin(user.into()) else {
+            unreachable!()
+        };
+        Cmd::BeginAttempt {
+            user: user.into(),
+            request,
+            at: Some(at),
+        }
+    }
+
+    fn fail(user: &str, seq: u64) -> Cmd {
+        Cmd::Fail {
+            user: user.into(),
+            id: [1; 16],
+            seq: Some(seq),
+        }
+    }
+
+    #[test]
+    fn the_throttle_follows_the_schedule_and_a_refused_attempt_counts_nothing() {
+        assert_eq!(
+            (0..=10).map(throttle_delay).collect::<Vec<_>>(),
+            vec![0, 0, 0, 60, 60, 900, 900, 3600, 3600, 86_400, 86_400]
+        );
+        let mut s = with_user_u();
+        let mut t = 1_000_000u64;
+        for wrong in 0..9u32 {
+            // The attempt after `wrong` wrong guesses waits throttle_delay(wrong).
+            let d = throttle_delay(wrong);
+            if d > 0 {
+                let early = run(&mut s, begin_at("u", t + d - 1));
+                assert_eq!(
+                    early,
+                    Outcome::Throttled {
+                        retry_at: t + d,
+                        remaining: 10 - wrong
+                    },
+                    "after {wrong} wrong"
+                );
+                assert_eq!(s.total_attempts("u"), u64::from(wrong), "nothing counted");
+            }
+            t += d;
+            let seq = match run(&mut s, begin_at("u", t)) {
+                Outcome::Attempt { seq: s2, used, .. } => {
+                    assert_eq!(used, wrong + 1);
+                    s2
+                }
+                o => panic!("after {wrong} wrong: {o:?}"),
+            };
+            assert!(matches!(
+                run(&mut s, fail("u", seq)),
+                Outcome::Failed { first: true, .. }
+            ));
+            // Reported once only.
+            assert!(matches!(
+                run(&mut s, fail("u", seq)),
+                Outcome::Failed { first: false, .. }
+            ));
+        }
+        // 9 wrong: the last attempt a day after the ninth.
+        assert!(matches!(
+            run(&mut s, begin_at("u", t + 86_399)),
+            Outcome::Throttled { remaining: 1, .. }
+        ));
+        // A clock set back (another node's) waits too; never earlier.
+        assert!(matches!(
+            run(&mut s, begin_at("u", t - 5000)),
+            Outcome::Throttled { .. }
+        ));
+        let Outcome::Attempt { seq, .. } = run(&mut s, begin_at("u", t + 86_400)) else {
+            panic!()
+        };
+        // Its success resets the counter and reports the nine wrong ones.
+        match run(
+            &mut s,
+            Cmd::Succeed {
+                user: "u".into(),
+                id: [1; 16],
+                seq,
+            },
+        ) {
+            Outcome::Succeeded {
+                wrong, wrong_times, ..
+            } => {
+                assert_eq!(wrong, 9);
+                assert_eq!(wrong_times.len(), 9);
+                assert_eq!(wrong_times[0], 1_000_000);
+                assert!(wrong_times.windows(2).all(|w| w[0] <= w[1]));
+            }
+            o => panic!("{o:?}"),
+        }
+        assert!(matches!(
+            run(&mut s, begin_at("u", t + 86_401)),
+            Outcome::Attempt { used: 1, .. }
+        ));
+        // Commands logged before the throttle carry no time: not throttled.
+        let mut s = with_user_u();
+        for _ in 0..5 {
+            assert!(matches!(run(&mut s, begin(u())), Outcome::Attempt { .. }));
+        }
+    }
+
+    fn u() -> String {
+        "u".into()
+    }
+
+    #[test]
+    fn an_abandoned_attempt_is_reported_once_when_settled_and_never_after_a_success() {
+        let mut s = with_user_u();
+        let Outcome::Attempt { seq: a, .. } = run(&mut s, begin_at("u", 10)) else {
+            panic!()
+        };
+        let settle = |seq| Cmd::Settle {
+            user: "u".into(),
+            id: Some([1; 16]),
+            seq,
+        };
+        assert_eq!(
+            run(&mut s, settle(a)),
+            Outcome::Settled {
+                report: Some(SettledReport {
+                    at: 10,
+                    remaining: 9,
+                    destroyed: false
+                })
+            }
+        );
+        assert_eq!(run(&mut s, settle(a)), Outcome::Settled { report: None });
+        // An attempt that failed and was reported: no second report.
+        let Outcome::Attempt { seq: b, .. } = run(&mut s, begin_at("u", 11)) else {
+            panic!()
+        };
+        run(&mut s, fail("u", b));
+        assert_eq!(run(&mut s, settle(b)), Outcome::Settled { report: None });
+        // A success: nothing to report.
+        let Outcome::Attempt { seq: c, .. } = run(&mut s, begin_at("u", 12)) else {
+            panic!()
+        };
+        run(
+            &mut s,
+            Cmd::Succeed {
+                user: u(),
+                id: [1; 16],
+                seq: c,
+            },
+        );
+        assert_eq!(run(&mut s, settle(c)), Outcome::Settled { report: None });
+        // The last allowed attempt abandoned: reported as destroying the record.
+        let mut s = state(1);
+        run(
+            &mut s,
+            Cmd::Register {
+                user: u(),
+                record: rec(1),
+            },
+        );
+        let Outcome::Attempt { seq, .. } = run(&mut s, begin_at("u", 20)) else {
+            panic!()
+        };
+        assert_eq!(
+            run(&mut s, settle(seq)),
+            Outcome::Settled {
+                report: Some(SettledReport {
+                    at: 20,
+                    remaining: 0,
+                    destroyed: true
+                })
+            }
+        );
+        assert!(!s.has_live_record("u"));
+    }
+
+    #[test]
+    fn an_unknown_account_counts_throttles_and_ends_like_a_record() {
+        let mut real = with_user_u();
+        let mut ghost = state(10);
+        let mut t = 5_000u64;
+        let mut trace = |s: &mut HsmState, user: &str| {
+            let mut out = Vec::new();
+            let mut t2 = t;
+            for _ in 0..30 {
+                let o = run(s, begin_at(user, t2));
+                let seq = match &o {
+                    Outcome::Attempt { seq, .. } | Outcome::Ghost { seq, .. } => Some(*seq),
+                    _ => None,
+                };
+                out.push(match o {
+                    Outcome::Attempt { used, .. } | Outcome::Ghost { used, .. } => {
+                        format!("used {used}")
+                    }
+                    Outcome::Throttled { retry_at, .. } => {
+                        t2 = retry_at;
+                        continue;
+                    }
+                    o => format!("{o:?}"),
+                });
+                if let Some(seq) = seq {
+                    let f = if user == "u" {
+                        fail(user, seq)
+                    } else {
+                        Cmd::GhostFail {
+                            user: user.into(),
+                            seq: Some(seq),
+                        }
+                    };
+                    out.push(format!("{:?}", run(s, f)));
+                }
+            }
+            t = t2;
+            out
+        };
+        let a = trace(&mut real, "u");
+        let b = trace(&mut ghost, "nobody");
+        assert_eq!(a, b);
+        assert!(a.last().unwrap().contains("Destroyed"), "{a:?}");
+    }
+
+    #[test]
+    fn ghosts_are_evicted_oldest_first_and_old_states_are_read() {
+        let mut s = state(10);
+        for i in 0..3 {
+            run(&mut s, begin_at(&format!("g{i}"), 1));
+        }
+        assert_eq!(s.data.ghost_order, ["g0", "g1", "g2"]);
+        // Registering a name drops its ghost.
+        run(
+            &mut s,
+            Cmd::Register {
+                user: "g1".into(),
+                record: rec(1),
+            },
+        );
+        assert!(!s.data.ghost_counters.contains_key("g1"));
+        // A state written before the throttle (ghosts as plain counts).
+        let mut old = Data::default();
+        old.ghosts.insert("x".into(), 4);
+        let json = serde_json::to_vec(&old).unwrap();
+        let snap = s.secrets.sealer().seal(SNAP_LABEL, &json);
+        let mut t = HsmState::new(s.secrets.clone());
+        t.restore(&snap).unwrap();
+        assert_eq!(t.data.ghost_counters["x"].counter.used, 4);
+        assert!(t.data.ghosts.is_empty());
+        assert!(matches!(
+            run(&mut t, begin_at("x", 100)),
+            Outcome::Ghost { used: 5, .. }
+        ));
     }
 }

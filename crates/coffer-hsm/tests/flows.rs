@@ -6,11 +6,15 @@ use std::sync::{Arc, Mutex};
 use coffer_error::UserFacing;
 use coffer_fleet::{BoxFuture, ReplicationError, Replicator, StateMachine};
 use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState};
+use coffer_vault_client::{AccountTicket, TicketSigner, TicketSource};
 use coffer_vault_client::{
     PinnedFleetKey, Route, SecretBox, SecretString, Transport, TransportError, VaultClient,
     VaultError,
 };
-use coffer_vault_proto::channel::{ClientHandshake, MESSAGE_LEN, REQUEST_WINDOW_SECS};
+use coffer_vault_proto::account::{TicketHolder, TicketProof};
+use coffer_vault_proto::channel::{
+    ChannelRequest, ClientHandshake, MESSAGE_LEN, REQUEST_WINDOW_SECS,
+};
 use coffer_vault_proto::{
     decode_response, encode_request, ksf, Bytes, ProtoError, Request, Response, Suite,
 };
@@ -59,6 +63,8 @@ impl Transport for Recorder {
                     .handle_channel(&request)
                     .await
                     .unwrap_or_else(|plain| plain),
+                // No account service here (tickets come from the test).
+                Route::AccountChallenge | Route::AccountVerify => Vec::new(),
             };
             self.log
                 .lock()
@@ -74,10 +80,43 @@ struct Fixture {
     rep: TestReplicator,
     rec: Arc<Recorder>,
     client: VaultClient,
+    /// The account service's ticket key (the test plays the service).
+    signer: Arc<TicketSigner>,
+    /// The account the test's own requests carry a ticket for, when the
+    /// request names none (login_finish, login_abort, change, delete).
+    last_user: Mutex<String>,
+}
+
+/// The test as the account service: a ticket for whatever is asked (as
+/// if the address was verified by mail).
+struct SignerTickets(Arc<TicketSigner>);
+
+impl TicketSource for SignerTickets {
+    fn ticket<'a>(
+        &'a self,
+        fleet_id: &'a str,
+        account: &'a str,
+        holder: [u8; 32],
+    ) -> coffer_vault_client::BoxFuture<'a, Result<AccountTicket, VaultError>> {
+        let t = self
+            .0
+            .issue(fleet_id, account, &holder, now() + 1800)
+            .unwrap();
+        Box::pin(async move { Ok(t) })
+    }
 }
 
 fn fixture(limit: u32) -> Fixture {
-    let secrets = Arc::new(HsmSecrets::generate("test-fleet", limit).unwrap());
+    fixture_with(limit, Vec::new())
+}
+
+/// A fixture whose fleet has the throttle `schedule` (empty: none).
+fn fixture_with(limit: u32, schedule: Vec<(u32, u64)>) -> Fixture {
+    let signer = Arc::new(TicketSigner::generate());
+    let mut secrets = HsmSecrets::generate("test-fleet", limit).unwrap();
+    secrets.set_ticket_key(signer.public()).unwrap();
+    secrets.set_throttle_schedule(schedule).unwrap();
+    let secrets = Arc::new(secrets);
     let rep = TestReplicator {
         state: Arc::new(Mutex::new(HsmState::new(secrets.clone()))),
         up: Arc::new(Mutex::new(true)),
@@ -94,12 +133,15 @@ fn fixture(limit: u32) -> Fixture {
         hsm: hsm.clone(),
         log: Mutex::new(Vec::new()),
     });
-    let client = VaultClient::new(rec.clone(), Arc::new(pinned(&hsm)));
+    let client = VaultClient::new(rec.clone(), Arc::new(pinned(&hsm)))
+        .with_ticket_source(Arc::new(SignerTickets(signer.clone())));
     Fixture {
         hsm,
         rep,
         rec,
         client,
+        signer,
+        last_user: Mutex::new(String::new()),
     }
 }
 
@@ -168,12 +210,40 @@ impl Fixture {
 
     /// A request of the test's own, through a channel of its own (a client
     /// that sends what it likes), at `time`.
+    /// The request carries a valid ticket for its account (the `user` it
+    /// names, or the last one named).
     async fn ask_at(&self, req: Request, time: u64) -> Response {
-        let (hs, m1) = ClientHandshake::start(
+        let user = match &req {
+            Request::LoginStart { user, .. }
+            | Request::RegisterStart { user, .. }
+            | Request::RegisterFinish { user, .. } => {
+                *self.last_user.lock().unwrap() = user.clone();
+                user.clone()
+            }
+            _ => self.last_user.lock().unwrap().clone(),
+        };
+        let proof = (!matches!(req, Request::Status { .. }) && !user.is_empty()).then(|| {
+            let h = TicketHolder::new();
+            h.prove(
+                &self
+                    .signer
+                    .issue("test-fleet", &user, &h.commitment(), now() + 1800)
+                    .unwrap(),
+            )
+        });
+        self.ask_with(req, time, proof).await
+    }
+
+    /// A request with exactly the ticket proof given (or none).
+    async fn ask_with(&self, req: Request, time: u64, proof: Option<TicketProof>) -> Response {
+        let (hs, m1) = ClientHandshake::start_request(
             &self.hsm.channel_public_key().unwrap(),
             "test-fleet",
-            time,
-            &req,
+            &ChannelRequest {
+                time,
+                ticket: proof,
+                request: req,
+            },
         )
         .unwrap();
         hs.finish(&self.hsm.handle_channel(&m1).await.unwrap())
@@ -302,12 +372,16 @@ async fn register_recover_change_delete_round_trip() {
         .delete("alice", &code("battery staple"))
         .await
         .unwrap();
+    // Deleted: the name answers as an unknown account does (no
+    // enumeration); the code opens nothing any more.
     assert_eq!(
         f.client
             .recover("alice", &code("battery staple"))
             .await
             .unwrap_err(),
-        VaultError::Destroyed
+        VaultError::WrongCode {
+            attempts_remaining: 9
+        }
     );
     let st = f.client.status().await.unwrap();
     assert!(st.info.quorum && st.info.simulated_hsm && st.fleet.is_ok());
@@ -682,8 +756,21 @@ async fn the_host_cannot_reset_a_counter_by_re_registering() {
             attempts_remaining: 1
         }
     );
-    // The host registering its own code for the same account is refused.
-    let host = VaultClient::new(f.rec.clone(), Arc::new(pinned(&f.hsm)));
+    // A stranger holds no ticket: nothing is even sent.
+    let stranger = VaultClient::new(f.rec.clone(), Arc::new(pinned(&f.hsm)));
+    assert_eq!(
+        stranger
+            .register("frank", &code("host's"), &key(9))
+            .await
+            .unwrap_err()
+            .report()
+            .code,
+        "CF-V036"
+    );
+    // The host, which can issue itself a ticket, registering its own code
+    // for the same account is refused.
+    let host = VaultClient::new(f.rec.clone(), Arc::new(pinned(&f.hsm)))
+        .with_ticket_source(Arc::new(SignerTickets(f.signer.clone())));
     assert_eq!(
         host.register("frank", &code("host's"), &key(9))
             .await
@@ -875,6 +962,7 @@ async fn malformed_requests_get_errors_never_panics() {
     .map(|r| {
         coffer_vault_proto::channel::ChannelRequest {
             time: now(),
+            ticket: None,
             request: r.clone(),
         }
         .encode()
@@ -965,7 +1053,8 @@ impl coffer_vault_client::FleetKeyValidator for NeedsBundle {
 #[tokio::test]
 async fn the_validation_hook_sees_the_bundle_the_host_relays() {
     let f = fixture(10);
-    let strict = VaultClient::new(f.rec.clone(), Arc::new(NeedsBundle(b"epoch-7".to_vec())));
+    let strict = VaultClient::new(f.rec.clone(), Arc::new(NeedsBundle(b"epoch-7".to_vec())))
+        .with_ticket_source(Arc::new(SignerTickets(f.signer.clone())));
     let e = strict
         .register("kim", &code("c"), &key(1))
         .await
@@ -1021,4 +1110,286 @@ async fn real_answers_with_the_longest_user_id_keep_the_one_size() {
             assert_eq!((q.len(), a.len()), (MESSAGE_LEN, MESSAGE_LEN));
         }
     }
+}
+
+/// What a stranger who knows an account's name (and nothing else) can send:
+/// no ticket, a ticket for the stranger's own address, a ticket the
+/// stranger signed, an expired one, and the owner's real ticket seen on the
+/// wire without its holder's secret.
+fn stranger_proofs(f: &Fixture, account: &str) -> Vec<(&'static str, Option<TicketProof>)> {
+    let mine = TicketHolder::new();
+    let own = mine.prove(
+        &f.signer
+            .issue(
+                "test-fleet",
+                "mallory@example.org",
+                &mine.commitment(),
+                now() + 1800,
+            )
+            .unwrap(),
+    );
+    let forged = {
+        let h = TicketHolder::new();
+        h.prove(
+            &TicketSigner::generate()
+                .issue("test-fleet", account, &h.commitment(), now() + 1800)
+                .unwrap(),
+        )
+    };
+    let expired = {
+        let h = TicketHolder::new();
+        h.prove(
+            &f.signer
+                .issue("test-fleet", account, &h.commitment(), now() - 1)
+                .unwrap(),
+        )
+    };
+    let other_fleet = {
+        let h = TicketHolder::new();
+        h.prove(
+            &f.signer
+                .issue("other-fleet", account, &h.commitment(), now() + 1800)
+                .unwrap(),
+        )
+    };
+    let seen = {
+        let owner = TicketHolder::new();
+        let t = f
+            .signer
+            .issue("test-fleet", account, &owner.commitment(), now() + 1800)
+            .unwrap();
+        TicketHolder::new().prove(&t)
+    };
+    vec![
+        ("none", None),
+        ("own address", Some(own)),
+        ("forged", Some(forged)),
+        ("expired", Some(expired)),
+        ("other fleet", Some(other_fleet)),
+        ("seen without its secret", Some(seen)),
+    ]
+}
+
+fn refusal_code(r: &Response) -> &str {
+    match r {
+        Response::Error { error } => &error.code,
+        _ => "answered",
+    }
+}
+
+#[tokio::test]
+async fn a_stranger_without_the_accounts_ticket_spends_no_guess_destroys_nothing_and_takes_no_name()
+{
+    let f = fixture(10);
+    let alice = "alice@example.org";
+    f.client
+        .register(alice, &code("correct horse"), &key(7))
+        .await
+        .unwrap();
+    let proofs = stranger_proofs(&f, alice);
+    // Eleven login_starts (more than the limit), every kind of bad ticket.
+    for i in 0..11 {
+        let (why, proof) = &proofs[i % proofs.len()];
+        let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"guess").unwrap();
+        let r = f
+            .ask_with(
+                Request::LoginStart {
+                    user: alice.into(),
+                    request: Bytes(c.message.serialize().to_vec()),
+                },
+                now(),
+                proof.clone(),
+            )
+            .await;
+        assert_eq!(refusal_code(&r), "CF-V024", "ticket {why}: {r:?}");
+    }
+    assert_eq!(f.total(alice), 0, "no guess was counted");
+    // Nor can the stranger take a free name or re-register a taken one.
+    for name in [alice, "bob@example.org"] {
+        for (why, proof) in stranger_proofs(&f, name) {
+            let c = ClientRegistration::<Suite>::start(&mut rand::rngs::OsRng, b"x").unwrap();
+            let r = f
+                .ask_with(
+                    Request::RegisterStart {
+                        user: name.into(),
+                        request: Bytes(c.message.serialize().to_vec()),
+                    },
+                    now(),
+                    proof,
+                )
+                .await;
+            assert_eq!(refusal_code(&r), "CF-V024", "{name}, ticket {why}: {r:?}");
+        }
+    }
+    // A client library without a ticket sends nothing about the account.
+    let before = f.channel_requests().len();
+    let stranger = VaultClient::new(f.rec.clone(), Arc::new(pinned(&f.hsm)));
+    for _ in 0..11 {
+        let e = stranger.recover(alice, &code("guess")).await.unwrap_err();
+        assert_eq!(e, VaultError::NotVerified);
+        assert_eq!(e.report().code, "CF-V036");
+    }
+    assert_eq!(
+        stranger.delete(alice, &code("guess")).await.unwrap_err(),
+        VaultError::NotVerified
+    );
+    assert_eq!(f.channel_requests().len(), before);
+    assert_eq!(f.total(alice), 0);
+    // The owner still recovers, with the full limit and nothing to report.
+    let rec = f
+        .client
+        .recover(alice, &code("correct horse"))
+        .await
+        .unwrap();
+    assert_eq!(rec.key.expose_secret(), &[7; 32]);
+    assert_eq!(rec.wrong_guesses, 0);
+    // A ticket for one account never reaches another's record, whatever
+    // the request names (a token of alice's with bob's ticket).
+    let (token, fin, _) = f.login_parts(alice, "correct horse").await;
+    let bob = TicketHolder::new();
+    let bobs = bob.prove(
+        &f.signer
+            .issue(
+                "test-fleet",
+                "bob@example.org",
+                &bob.commitment(),
+                now() + 1800,
+            )
+            .unwrap(),
+    );
+    let r = f
+        .ask_with(
+            Request::LoginFinish {
+                token,
+                finalization: fin,
+            },
+            now(),
+            Some(bobs),
+        )
+        .await;
+    assert_eq!(refusal_code(&r), "CF-V024", "{r:?}");
+}
+
+#[tokio::test]
+async fn wrong_guesses_wait_longer_and_an_early_attempt_counts_nothing() {
+    // After 2 wrong guesses the next attempt waits 2 seconds.
+    let f = fixture_with(10, vec![(2, 2)]);
+    let alice = "alice@example.org";
+    f.client
+        .register(alice, &code("right"), &key(1))
+        .await
+        .unwrap();
+    for user in [alice, "nobody@example.org"] {
+        for left in [9, 8] {
+            assert_eq!(
+                f.client.recover(user, &code("wrong")).await.unwrap_err(),
+                VaultError::WrongCode {
+                    attempts_remaining: left
+                }
+            );
+        }
+        let before = f.total(user);
+        let e = f.client.recover(user, &code("wrong")).await.unwrap_err();
+        let VaultError::Throttled {
+            retry_at,
+            attempts_remaining,
+        } = e
+        else {
+            panic!("{user}: {e:?}")
+        };
+        assert_eq!(attempts_remaining, 8, "{user}");
+        assert!(retry_at > now() && retry_at <= now() + 2, "{retry_at}");
+        assert_eq!(e.report().code, "CF-V023");
+        assert_eq!(f.total(user), before, "the early attempt counted nothing");
+        // Even the right code waits: the throttle does not look at it.
+        if user == alice {
+            assert!(matches!(
+                f.client.recover(user, &code("right")).await.unwrap_err(),
+                VaultError::Throttled { .. }
+            ));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let rec = f.client.recover(alice, &code("right")).await.unwrap();
+    assert_eq!(rec.wrong_guesses, 2);
+}
+
+#[derive(Default)]
+struct Notices(Mutex<Vec<coffer_hsm::AccountNotice>>);
+
+impl coffer_hsm::NoticeSink for Notices {
+    fn notice(&self, n: coffer_hsm::AccountNotice) {
+        self.0.lock().unwrap().push(n);
+    }
+}
+
+#[tokio::test]
+async fn the_owner_is_told_of_every_wrong_guess_by_mail_and_at_the_next_login() {
+    let f = fixture(10);
+    let notices = Arc::new(Notices::default());
+    f.hsm
+        .set_notice_sink(notices.clone(), std::time::Duration::from_millis(400));
+    let alice = "alice@example.org";
+    f.client
+        .register(alice, &code("right"), &key(2))
+        .await
+        .unwrap();
+    let t0 = now();
+    // One wrong code, reported by the guessing client itself …
+    f.client.recover(alice, &code("wrong")).await.unwrap_err();
+    // … and one login started and never finished (an attacker need not
+    // say it failed): settled as a wrong guess once its token is useless.
+    let c = ClientLogin::<Suite>::start(&mut rand::rngs::OsRng, b"another guess").unwrap();
+    let r = f
+        .ask(Request::LoginStart {
+            user: alice.into(),
+            request: Bytes(c.message.serialize().to_vec()),
+        })
+        .await;
+    assert!(matches!(r, Response::LoginStarted { .. }), "{r:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    {
+        let n = notices.0.lock().unwrap();
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(n.iter().all(|x| x.account == alice && x.at >= t0));
+        assert_eq!(
+            n[0].kind,
+            coffer_hsm::NoticeKind::WrongGuess {
+                attempts_remaining: 9
+            }
+        );
+        assert_eq!(
+            n[1].kind,
+            coffer_hsm::NoticeKind::WrongGuess {
+                attempts_remaining: 8
+            }
+        );
+    }
+    // The owner's next login reports both, with their times (authentic:
+    // inside the channel).
+    let rec = f.client.recover(alice, &code("right")).await.unwrap();
+    assert_eq!(rec.wrong_guesses, 2);
+    assert_eq!(rec.wrong_guess_times.len(), 2);
+    assert!(rec
+        .wrong_guess_times
+        .iter()
+        .all(|t| *t >= t0 && *t <= now()));
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(notices.0.lock().unwrap().len(), 2, "a success is no notice");
+    let rec = f.client.recover(alice, &code("right")).await.unwrap();
+    assert_eq!(rec.wrong_guesses, 0, "reported once");
+    // The last attempt spent: the owner is told the record is gone.
+    let g = fixture(1);
+    let n2 = Arc::new(Notices::default());
+    g.hsm
+        .set_notice_sink(n2.clone(), std::time::Duration::from_millis(400));
+    g.client.register(alice, &code("r"), &key(3)).await.unwrap();
+    assert_eq!(
+        g.client.recover(alice, &code("w")).await.unwrap_err(),
+        VaultError::Destroyed
+    );
+    assert_eq!(
+        n2.0.lock().unwrap().last().unwrap().kind,
+        coffer_hsm::NoticeKind::Destroyed
+    );
 }

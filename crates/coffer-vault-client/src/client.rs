@@ -2,7 +2,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffer_error::ErrorKind;
-use coffer_vault_proto::channel::ClientHandshake;
+use coffer_vault_proto::account::{
+    decode_account_response, normalize_account, parse_mail_code, AccountResponse, AccountTicket,
+    ChallengeRequest, TicketHolder, TicketProof, VerifyRequest,
+};
+use coffer_vault_proto::channel::{ChannelRequest, ClientHandshake};
 use coffer_vault_proto::{
     check_user_id, crypto, decode_response, encode_request, ksf, Bytes, FleetInfo, ProtoError,
     Request, Response, StatusInfo, Suite,
@@ -16,15 +20,123 @@ use secrecy::{ExposeSecret, SecretBox, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::{FleetKeyValidator, HttpTransport, Route, Transport, ValidatedFleet, VaultError};
+use std::path::PathBuf;
+
+use crate::{
+    BoxFuture, FleetKeyValidator, HttpTransport, Route, Transport, ValidatedFleet, VaultError,
+};
 
 /// What a successful recovery gives back.
 pub struct Recovered {
     /// The backup key K.
     pub key: SecretBox<[u8; 32]>,
+    /// How many login attempts since the previous successful one did not
+    /// succeed (wrong codes, and logins abandoned after the code was sent):
+    /// the HSMs' authenticated count. Not zero: someone (perhaps the owner)
+    /// was guessing, and the app must say so.
+    pub wrong_guesses: u32,
+    /// When the last of them began (Unix seconds, the vault's clock,
+    /// oldest first; at most 16).
+    pub wrong_guess_times: Vec<u64>,
     auth: Bytes,
     session_key: Zeroizing<Vec<u8>>,
 }
+
+/// Where a client gets an account ticket when it holds none for an
+/// account: e.g. the embedded demo vault's outbox, or a test's own ticket
+/// key. (A person's client gets its tickets with
+/// [`VaultClient::send_mail_code`] and [`VaultClient::verify_mail_code`].)
+pub trait TicketSource: Send + Sync {
+    /// A ticket for `account` (normalised) in the fleet `fleet_id`, held by
+    /// whoever knows the secret behind `holder`.
+    fn ticket<'a>(
+        &'a self,
+        fleet_id: &'a str,
+        account: &'a str,
+        holder: [u8; 32],
+    ) -> BoxFuture<'a, Result<AccountTicket, VaultError>>;
+}
+
+/// A [`crate::TicketSource`] that reads its codes from an
+/// outbox file: it asks for a code through `transport` (in-process or
+/// HTTP), reads it from the outbox and trades it for a ticket. For the
+/// local demo fleet (the app) and tests, whose mail goes to a file.
+pub struct OutboxTickets {
+    pub transport: Arc<dyn crate::Transport>,
+    pub outbox: PathBuf,
+}
+
+impl crate::TicketSource for OutboxTickets {
+    fn ticket<'a>(
+        &'a self,
+        _fleet_id: &'a str,
+        account: &'a str,
+        holder: [u8; 32],
+    ) -> crate::BoxFuture<'a, Result<AccountTicket, crate::VaultError>> {
+        use coffer_vault_proto::account::outbox_code;
+        Box::pin(async move {
+            let call = |route: Route, body: Vec<u8>| async move {
+                let bytes = self
+                    .transport
+                    .call(route, body)
+                    .await
+                    .map_err(|e| VaultError::Unreachable(e.0))?;
+                match decode_account_response(&bytes) {
+                    Ok(AccountResponse::Error { error }) => Err(VaultError::Vault(error)),
+                    Ok(r) => Ok(r),
+                    Err(e) => Err(VaultError::Protocol(e.to_string())),
+                }
+            };
+            let v = coffer_vault_proto::PROTOCOL_VERSION;
+            let body = serde_json::to_vec(&ChallengeRequest {
+                v,
+                account: account.to_string(),
+            })
+            .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+            call(Route::AccountChallenge, body).await?;
+            let code = outbox_code(&self.outbox, account).ok_or_else(|| {
+                VaultError::Unreachable(format!(
+                    "no code for {account} in the outbox {}",
+                    self.outbox.display()
+                ))
+            })?;
+            let req = VerifyRequest {
+                v,
+                account: account.to_string(),
+                code: code.to_string(),
+                holder: coffer_vault_proto::Bytes(holder.to_vec()),
+            };
+            let body = Zeroizing::new(
+                serde_json::to_vec(&req).map_err(|e| VaultError::InvalidInput(e.to_string()))?,
+            );
+            match call(Route::AccountVerify, body.to_vec()).await? {
+                AccountResponse::Ticket { ticket } => Ok(ticket),
+                _ => Err(VaultError::Protocol("expected a ticket".into())),
+            }
+        })
+    }
+}
+
+/// The account tickets a client holds (in memory only), shareable between
+/// the clients of one vault (`VaultClient::with_tickets`): e.g. the app's
+/// connection to a vault it is about to move a code to.
+#[derive(Clone, Default)]
+pub struct Tickets(Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<Held>>>>);
+
+impl std::fmt::Debug for Tickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tickets(<redacted>)")
+    }
+}
+
+/// A ticket this client holds, with its secret.
+struct Held {
+    ticket: AccountTicket,
+    holder: TicketHolder,
+}
+
+/// Tickets are used until this long before they expire.
+const TICKET_MARGIN_SECS: u64 = 60;
 
 impl std::fmt::Debug for Recovered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,6 +164,9 @@ pub struct VaultClient {
     validator: Arc<dyn FleetKeyValidator>,
     /// The fleet validated by the first preflight (no session before it).
     preflight: Arc<std::sync::Mutex<Option<ValidatedFleet>>>,
+    /// Account tickets held, by normalised account.
+    tickets: Tickets,
+    source: Option<Arc<dyn TicketSource>>,
 }
 
 impl std::fmt::Debug for VaultClient {
@@ -74,6 +189,12 @@ fn check_user(user: &str) -> Result<(), VaultError> {
     check_user_id(user).map_err(|e| VaultError::InvalidInput(e.to_string()))
 }
 
+/// The account as the vault knows it ([`normalize_account`]).
+fn account_of(user: &str) -> Result<String, VaultError> {
+    check_user(user.trim())?;
+    normalize_account(user).map_err(|e| VaultError::InvalidInput(e.to_string()))
+}
+
 fn protocol(what: &str) -> VaultError {
     VaultError::Protocol(what.to_string())
 }
@@ -84,6 +205,155 @@ impl VaultClient {
             transport,
             validator,
             preflight: Default::default(),
+            tickets: Default::default(),
+            source: None,
+        }
+    }
+
+    /// This client, holding its tickets in `tickets` (shared with the
+    /// clients that got it too). Only for clients of one vault: a ticket
+    /// names its fleet, and another fleet's HSMs refuse it.
+    pub fn with_tickets(mut self, tickets: Tickets) -> Self {
+        self.tickets = tickets;
+        self
+    }
+
+    /// This client, getting the tickets it does not hold from `source`.
+    pub fn with_ticket_source(mut self, source: Arc<dyn TicketSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Asks the vault's account service to mail a code to `account` (an
+    /// e-mail address). The answer is the same whether or not the address
+    /// has a vault record; a code arrives only if the address takes mail.
+    pub async fn send_mail_code(&self, account: &str) -> Result<(), VaultError> {
+        let account = account_of(account)?;
+        // Nothing about the account goes to a vault whose keys do not validate.
+        self.ensure_validated().await?;
+        let body = serde_json::to_vec(&ChallengeRequest {
+            v: coffer_vault_proto::PROTOCOL_VERSION,
+            account,
+        })
+        .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+        match self.account_call(Route::AccountChallenge, body).await? {
+            AccountResponse::ChallengeSent { .. } => Ok(()),
+            _ => Err(protocol("expected challenge_sent")),
+        }
+    }
+
+    /// Trades the code from the newest mail for an account ticket, held by
+    /// this client (in memory, for its 30 minutes) for every following
+    /// request of `account`. The ticket is bound to a secret of this
+    /// client's that goes only inside the channel to the HSMs.
+    pub async fn verify_mail_code(
+        &self,
+        account: &str,
+        code: &SecretString,
+    ) -> Result<(), VaultError> {
+        let account = account_of(account)?;
+        self.ensure_validated().await?;
+        let code = parse_mail_code(code.expose_secret()).ok_or_else(|| {
+            VaultError::InvalidInput("the code from the mail must be 8 digits".into())
+        })?;
+        let holder = TicketHolder::new();
+        let req = VerifyRequest {
+            v: coffer_vault_proto::PROTOCOL_VERSION,
+            account: account.clone(),
+            code: code.to_string(),
+            holder: Bytes(holder.commitment().to_vec()),
+        };
+        let body = Zeroizing::new(
+            serde_json::to_vec(&req).map_err(|e| VaultError::InvalidInput(e.to_string()))?,
+        );
+        match self
+            .account_call(Route::AccountVerify, body.to_vec())
+            .await?
+        {
+            AccountResponse::Ticket { ticket } => self.hold(&account, ticket, holder),
+            _ => Err(protocol("expected a ticket")),
+        }
+    }
+
+    /// Validates the fleet (once per client): what every account operation
+    /// does first, so that nothing about an account, not even its address,
+    /// goes to a vault whose keys do not validate.
+    pub async fn verify_fleet(&self) -> Result<ValidatedFleet, VaultError> {
+        self.ensure_validated().await
+    }
+
+    /// Whether this client holds a usable ticket for `account`.
+    pub fn has_ticket(&self, account: &str) -> bool {
+        account_of(account)
+            .ok()
+            .and_then(|a| self.held(&a))
+            .is_some()
+    }
+
+    fn hold(
+        &self,
+        account: &str,
+        ticket: AccountTicket,
+        holder: TicketHolder,
+    ) -> Result<(), VaultError> {
+        if ticket.account != account
+            || !bool::from(ticket.holder.0.ct_eq(&holder.commitment()))
+            || ticket.expires <= unix_now() + TICKET_MARGIN_SECS
+        {
+            return Err(protocol(
+                "the account service sent a ticket for another account or holder, or an expired one",
+            ));
+        }
+        if let Ok(mut g) = self.tickets.0.lock() {
+            g.insert(account.to_string(), Arc::new(Held { ticket, holder }));
+        }
+        Ok(())
+    }
+
+    fn held(&self, account: &str) -> Option<Arc<Held>> {
+        let g = self.tickets.0.lock().ok()?;
+        let h = g.get(account)?;
+        (h.ticket.expires > unix_now() + TICKET_MARGIN_SECS).then(|| h.clone())
+    }
+
+    /// The proof of `account` for a request: a held ticket, or one from the
+    /// ticket source.
+    async fn proof(
+        &self,
+        fleet: &ValidatedFleet,
+        account: &str,
+    ) -> Result<TicketProof, VaultError> {
+        if let Some(h) = self.held(account) {
+            return Ok(h.holder.prove(&h.ticket));
+        }
+        let Some(source) = &self.source else {
+            return Err(VaultError::NotVerified);
+        };
+        let holder = TicketHolder::new();
+        let ticket = source
+            .ticket(&fleet.fleet_id, account, holder.commitment())
+            .await?;
+        self.hold(account, ticket, holder)?;
+        let h = self.held(account).ok_or(VaultError::NotVerified)?;
+        Ok(h.holder.prove(&h.ticket))
+    }
+
+    /// One request to the account service (plain JSON: the service is the
+    /// host's, not the HSMs'; what it says is checked where it matters).
+    async fn account_call(
+        &self,
+        route: Route,
+        body: Vec<u8>,
+    ) -> Result<AccountResponse, VaultError> {
+        let bytes = self
+            .transport
+            .call(route, body)
+            .await
+            .map_err(|e| VaultError::Unreachable(e.0))?;
+        match decode_account_response(&bytes) {
+            Ok(AccountResponse::Error { error }) => Err(VaultError::from_wire(error)),
+            Ok(r) => Ok(r),
+            Err(_) => Err(outside_the_channel(&bytes)),
         }
     }
 
@@ -145,9 +415,35 @@ impl VaultClient {
     /// counts included. Anything else is [`VaultError::ChannelFailed`] (or
     /// `Unreachable` when the host says it could not deliver), never acted on.
     async fn call(&self, fleet: &ValidatedFleet, req: Request) -> Result<Response, VaultError> {
-        let (handshake, message) =
-            ClientHandshake::start(&fleet.channel_public_key, &fleet.fleet_id, unix_now(), &req)
-                .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
+        self.call_with(fleet, req, None).await
+    }
+
+    /// [`VaultClient::call`] with the account's ticket inside the channel.
+    async fn call_as(
+        &self,
+        fleet: &ValidatedFleet,
+        proof: &TicketProof,
+        req: Request,
+    ) -> Result<Response, VaultError> {
+        self.call_with(fleet, req, Some(proof)).await
+    }
+
+    async fn call_with(
+        &self,
+        fleet: &ValidatedFleet,
+        req: Request,
+        ticket: Option<&TicketProof>,
+    ) -> Result<Response, VaultError> {
+        let (handshake, message) = ClientHandshake::start_request(
+            &fleet.channel_public_key,
+            &fleet.fleet_id,
+            &ChannelRequest {
+                time: unix_now(),
+                ticket: ticket.cloned(),
+                request: req,
+            },
+        )
+        .map_err(|e| VaultError::InvalidInput(e.to_string()))?;
         let bytes = self
             .transport
             .call(Route::Channel, message)
@@ -233,13 +529,17 @@ impl VaultClient {
         code: &SecretString,
         key: &SecretBox<[u8; 32]>,
     ) -> Result<(), VaultError> {
-        check_user(user)?;
+        let user = &account_of(user)?;
         check_code(code)?;
         let fleet = self.ensure_validated().await?;
-        let (token, upload, wrapped) = self.register_upload(&fleet, user, code, key).await?;
+        let proof = self.proof(&fleet, user).await?;
+        let (token, upload, wrapped) = self
+            .register_upload(&fleet, &proof, user, code, key)
+            .await?;
         match self
-            .call(
+            .call_as(
                 &fleet,
+                &proof,
                 Request::RegisterFinish {
                     user: user.into(),
                     token,
@@ -260,6 +560,7 @@ impl VaultClient {
     async fn register_upload(
         &self,
         fleet: &ValidatedFleet,
+        proof: &TicketProof,
         user: &str,
         code: &SecretString,
         key: &SecretBox<[u8; 32]>,
@@ -269,8 +570,9 @@ impl VaultClient {
             ClientRegistration::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
                 .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
         let resp = self
-            .call(
+            .call_as(
                 fleet,
+                proof,
                 Request::RegisterStart {
                     user: user.into(),
                     request: Bytes(start.message.serialize().to_vec()),
@@ -313,15 +615,17 @@ impl VaultClient {
     /// Recovers the backup key with `code`. A wrong code costs one attempt
     /// (the error says how many remain).
     pub async fn recover(&self, user: &str, code: &SecretString) -> Result<Recovered, VaultError> {
-        check_user(user)?;
+        let user = &account_of(user)?;
         check_code(code)?;
         let fleet = &self.ensure_validated().await?;
+        let proof = &self.proof(fleet, user).await?;
         let mut rng = rand::rngs::OsRng;
         let start = ClientLogin::<Suite>::start(&mut rng, code.expose_secret().as_bytes())
             .map_err(|_| VaultError::InvalidInput("the recovery code cannot be used".into()))?;
         let resp = self
-            .call(
+            .call_as(
                 fleet,
+                proof,
                 Request::LoginStart {
                     user: user.into(),
                     request: Bytes(start.message.serialize().to_vec()),
@@ -350,7 +654,10 @@ impl VaultClient {
             Ok(f) => f,
             Err(ProtocolError::InvalidLoginError) => {
                 // Wrong code: report the failure so a last attempt destroys the record now.
-                return match self.call(fleet, Request::LoginAbort { token }).await {
+                return match self
+                    .call_as(fleet, proof, Request::LoginAbort { token })
+                    .await
+                {
                     Ok(Response::LoginAborted {
                         destroyed: true, ..
                     }) => Err(VaultError::Destroyed),
@@ -376,15 +683,23 @@ impl VaultClient {
         let session_key = Zeroizing::new(finish.session_key.to_vec());
         let export_key = Zeroizing::new(finish.export_key.to_vec());
         let resp = self
-            .call(
+            .call_as(
                 fleet,
+                proof,
                 Request::LoginFinish {
                     token,
                     finalization: Bytes(finish.message.serialize().to_vec()),
                 },
             )
             .await?;
-        let Response::LoginFinished { released, auth, .. } = resp else {
+        let Response::LoginFinished {
+            released,
+            auth,
+            wrong_guesses,
+            wrong_guess_times,
+            ..
+        } = resp
+        else {
             return Err(protocol("expected login finished"));
         };
         let wrapped = Zeroizing::new(
@@ -395,6 +710,8 @@ impl VaultClient {
             .map_err(|_| VaultError::ReleaseFailed)?;
         Ok(Recovered {
             key: SecretBox::new(Box::new(*k)),
+            wrong_guesses,
+            wrong_guess_times,
             auth,
             session_key,
         })
@@ -410,17 +727,22 @@ impl VaultClient {
         new: &SecretString,
     ) -> Result<(), VaultError> {
         check_code(new)?;
+        let user = &account_of(user)?;
         let rec = self.recover(user, old).await?;
         let fleet = self.ensure_validated().await?;
-        let (token, upload, wrapped) = self.register_upload(&fleet, user, new, &rec.key).await?;
+        let proof = self.proof(&fleet, user).await?;
+        let (token, upload, wrapped) = self
+            .register_upload(&fleet, &proof, user, new, &rec.key)
+            .await?;
         let mac = crypto::authz_mac(
             &rec.session_key,
             "change",
             &[&rec.auth.0, &token.0, &upload.0, &wrapped.0],
         );
         match self
-            .call(
+            .call_as(
                 &fleet,
+                &proof,
                 Request::Change {
                     auth: rec.auth.clone(),
                     token,
@@ -438,12 +760,15 @@ impl VaultClient {
 
     /// Deletes the record (needs the current code).
     pub async fn delete(&self, user: &str, code: &SecretString) -> Result<(), VaultError> {
+        let user = &account_of(user)?;
         let rec = self.recover(user, code).await?;
         let fleet = self.ensure_validated().await?;
+        let proof = self.proof(&fleet, user).await?;
         let mac = crypto::authz_mac(&rec.session_key, "delete", &[&rec.auth.0]);
         match self
-            .call(
+            .call_as(
                 &fleet,
+                &proof,
                 Request::Delete {
                     auth: rec.auth.clone(),
                     mac: Bytes(mac),

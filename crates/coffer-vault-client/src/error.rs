@@ -3,7 +3,7 @@ use coffer_vault_proto::WireError;
 
 pub(crate) const CODES: &[&str] = &[
     "CF-V010", "CF-V011", "CF-V012", "CF-V030", "CF-V031", "CF-V032", "CF-V033", "CF-V034",
-    "CF-V035", "CF-V070",
+    "CF-V023", "CF-V035", "CF-V036", "CF-V070",
 ];
 
 /// What can go wrong for a vault client. Never carries a secret.
@@ -41,6 +41,19 @@ pub enum VaultError {
     /// The over-the-air trust state file cannot be read or written.
     #[error("the fleet-key trust state file cannot be used: {0}")]
     TrustState(String),
+    /// This client holds no account ticket for the account (no code from
+    /// the mail was verified yet, or the ticket expired): nothing was sent.
+    #[error(
+        "the e-mail address of this vault account is not verified yet (no valid account ticket)"
+    )]
+    NotVerified,
+    /// The HSMs refused the attempt for now (the time throttle, `CF-V023`):
+    /// nothing was counted.
+    #[error("too many wrong recovery codes in a row: the vault takes the next attempt at {retry_at} (Unix time); {attempts_remaining} attempts remain")]
+    Throttled {
+        retry_at: u64,
+        attempts_remaining: u32,
+    },
     /// Any other error the vault reported (its code and text are kept).
     #[error("{}", .0.message)]
     Vault(WireError),
@@ -54,6 +67,10 @@ impl VaultError {
             },
             "CF-V011" => VaultError::Destroyed,
             "CF-V012" | "CF-V051" => VaultError::Unavailable,
+            "CF-V023" => VaultError::Throttled {
+                retry_at: e.retry_at.unwrap_or(0),
+                attempts_remaining: e.attempts_remaining.unwrap_or(0),
+            },
             _ => VaultError::Vault(e),
         }
     }
@@ -72,6 +89,8 @@ impl UserFacing for VaultError {
             VaultError::Protocol(_) | VaultError::InvalidInput(_) => ErrorKind::InvalidInput,
             VaultError::ReleaseFailed => ErrorKind::Internal,
             VaultError::TrustState(_) => ErrorKind::Io,
+            VaultError::NotVerified => ErrorKind::AccountNotVerified,
+            VaultError::Throttled { .. } => ErrorKind::Throttled,
             VaultError::Vault(w) => w.kind,
         }
     }
@@ -87,6 +106,8 @@ impl UserFacing for VaultError {
             VaultError::ReleaseFailed => "CF-V034",
             VaultError::ChannelFailed(_) => "CF-V035",
             VaultError::TrustState(_) => "CF-V070",
+            VaultError::NotVerified => "CF-V036",
+            VaultError::Throttled { .. } => "CF-V023",
         }
     }
     fn next_step(&self) -> String {
@@ -107,6 +128,8 @@ impl UserFacing for VaultError {
             VaultError::ReleaseFailed => "Report it; retrying is safe.".into(),
             VaultError::ChannelFailed(_) => "Do not trust what this connection reported (a success, a count or an error); retry, and if it persists something between this computer and the vault's HSMs is forging or altering answers: contact support.".into(),
             VaultError::TrustState(_) => "Check the --trust-state path and its permissions; if the file is damaged, move it aside (the next check starts over from first contact) and tell support.".into(),
+            VaultError::NotVerified => "Ask for a code by mail to the account's address, type it, and try again within 30 minutes.".into(),
+            VaultError::Throttled { .. } => "Wait until the time shown (nothing was counted) and find the recovery kit meanwhile; if these attempts were not yours, secure the mailbox of the account.".into(),
             VaultError::Vault(w) => w.next_step.clone(),
         }
     }

@@ -23,7 +23,7 @@ pub mod ota;
 mod transport;
 mod validate;
 
-pub use client::{Recovered, VaultClient, VaultStatus};
+pub use client::{OutboxTickets, Recovered, TicketSource, Tickets, VaultClient, VaultStatus};
 pub use error::VaultError;
 pub use ota::{furthest, FileTrustState, NoTrustState, OtaFleetKeyValidator, TrustStateStore};
 pub use transport::{
@@ -32,6 +32,7 @@ pub use transport::{
 pub use validate::{FleetKeyValidator, PinnedFleetKey, ValidatedFleet, PIN_PREFIX};
 
 pub use coffer_transparency;
+pub use coffer_vault_proto::account::{normalize_account, AccountTicket, TicketSigner};
 pub use coffer_vault_proto::{FleetInfo, StatusInfo};
 pub use secrecy::{ExposeSecret, SecretBox, SecretString};
 

@@ -21,6 +21,12 @@ pub enum Route {
     /// A channel message 1 (`POST /v2/vault`, binary); the answer is a
     /// message 2, or a plain error if there was no channel to answer in.
     Channel,
+    /// The account service: send a code to an address
+    /// (`POST /v2/account/challenge`, JSON).
+    AccountChallenge,
+    /// The account service: a mailed code for a ticket
+    /// (`POST /v2/account/verify`, JSON).
+    AccountVerify,
 }
 
 impl Route {
@@ -29,13 +35,15 @@ impl Route {
         match self {
             Route::Status => "/v2/status",
             Route::Channel => "/v2/vault",
+            Route::AccountChallenge => "/v2/account/challenge",
+            Route::AccountVerify => "/v2/account/verify",
         }
     }
 
     /// The content type of a request body on this route.
     pub fn content_type(self) -> &'static str {
         match self {
-            Route::Status => "application/json",
+            Route::Status | Route::AccountChallenge | Route::AccountVerify => "application/json",
             Route::Channel => "application/octet-stream",
         }
     }

@@ -33,6 +33,7 @@ use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::{Builder, HandshakeState};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::account::TicketProof;
 use crate::wire::short;
 use crate::{
     decode_response, encode_response, ProtoError, Request, Response, MAX_MESSAGE_LEN,
@@ -140,13 +141,16 @@ impl ChannelKeypair {
     }
 }
 
-/// What message 1 carries: the client's clock and the request.
-/// JSON `{"v":2,"time":U64,"msg":REQUEST}` (room for more fields later,
-/// e.g. an account ticket).
+/// What message 1 carries: the client's clock, the account ticket (for
+/// every account request) and the request. JSON
+/// `{"v":2,"time":U64,"ticket":TICKET_PROOF?,"msg":REQUEST}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelRequest {
     /// The client's clock, Unix seconds.
     pub time: u64,
+    /// The account ticket and its holder's secret
+    /// ([`crate::account`]); absent for `status`.
+    pub ticket: Option<TicketProof>,
     pub request: Request,
 }
 
@@ -155,6 +159,8 @@ pub struct ChannelRequest {
 struct RequestEnvelope {
     v: u32,
     time: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket: Option<TicketProof>,
     msg: Request,
 }
 
@@ -168,6 +174,7 @@ impl ChannelRequest {
         serde_json::to_vec(&RequestEnvelope {
             v: PROTOCOL_VERSION,
             time: self.time,
+            ticket: self.ticket.clone(),
             msg: self.request.clone(),
         })
         .unwrap_or_default()
@@ -183,6 +190,7 @@ impl ChannelRequest {
                 crate::wire::check_request(&e.msg)?;
                 Ok(ChannelRequest {
                     time: e.time,
+                    ticket: e.ticket,
                     request: e.msg,
                 })
             }
@@ -249,13 +257,24 @@ impl ClientHandshake {
         time: u64,
         request: &Request,
     ) -> Result<(Self, Vec<u8>), ProtoError> {
-        let plain = Zeroizing::new(
-            ChannelRequest {
+        Self::start_request(
+            channel_key,
+            fleet_id,
+            &ChannelRequest {
                 time,
+                ticket: None,
                 request: request.clone(),
-            }
-            .encode(),
-        );
+            },
+        )
+    }
+
+    /// Message 1 carrying `request` (with its ticket, if any).
+    pub fn start_request(
+        channel_key: &[u8],
+        fleet_id: &str,
+        request: &ChannelRequest,
+    ) -> Result<(Self, Vec<u8>), ProtoError> {
+        let plain = Zeroizing::new(request.encode());
         Self::start_plaintext(channel_key, fleet_id, &plain)
     }
 
@@ -509,6 +528,8 @@ mod tests {
                 released: b(64),
                 auth: b(1000),
                 attempts_remaining: 1000,
+                wrong_guesses: 1000,
+                wrong_guess_times: vec![u64::MAX; crate::MAX_REPORTED_TIMES],
             },
             Response::Error {
                 error: WireError {
@@ -517,6 +538,7 @@ mod tests {
                     message: format!("the request is malformed: {}", "\\".repeat(200)),
                     next_step: "x".repeat(300),
                     attempts_remaining: Some(1000),
+                    retry_at: Some(u64::MAX),
                 },
             },
         ];
@@ -533,8 +555,23 @@ mod tests {
             wrapped_key: b(48),
             mac: b(32),
         };
-        let (_, m1) = ClientHandshake::start(&k.public(), "f", 1, &change).unwrap();
-        assert_eq!(m1.len(), MESSAGE_LEN);
+        // The longest request with a ticket for the longest account.
+        let signer = crate::account::TicketSigner::generate();
+        let holder = crate::account::TicketHolder::new();
+        let mut ticket = signer
+            .issue("f", "a", &holder.commitment(), u64::MAX)
+            .unwrap();
+        ticket.account = user.clone();
+        for r in [change, login(&user)] {
+            let req = ChannelRequest {
+                time: u64::MAX,
+                ticket: Some(holder.prove(&ticket)),
+                request: r,
+            };
+            let (_, m1) = ClientHandshake::start_request(&k.public(), "f", &req).unwrap();
+            assert_eq!(m1.len(), MESSAGE_LEN);
+            assert_eq!(accept(&k, "f", &m1).unwrap().request.unwrap(), req);
+        }
     }
 
     #[test]

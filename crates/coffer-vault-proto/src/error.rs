@@ -1,6 +1,8 @@
 use coffer_error::{ErrorKind, UserFacing};
 
-pub(crate) const CODES: &[&str] = &["CF-V001", "CF-V002", "CF-V003", "CF-V004", "CF-V005"];
+pub(crate) const CODES: &[&str] = &[
+    "CF-V001", "CF-V002", "CF-V003", "CF-V004", "CF-V005", "CF-V028",
+];
 
 /// Why bytes could not be decoded as a vault message, or a protected value
 /// could not be opened.
@@ -27,6 +29,10 @@ pub enum ProtoError {
         "the channel message could not be opened (not for this fleet's channel key, or altered)"
     )]
     Channel,
+    /// An account that is not an e-mail address where one is needed (a
+    /// code is sent to it).
+    #[error("the account must be an e-mail address (name@example.org)")]
+    NotAnEmail,
 }
 
 impl UserFacing for ProtoError {
@@ -34,7 +40,9 @@ impl UserFacing for ProtoError {
         match self {
             ProtoError::Malformed(_) | ProtoError::TooLarge(_) => ErrorKind::InvalidInput,
             ProtoError::UnsupportedVersion(_) | ProtoError::OldClient(_) => ErrorKind::InvalidInput,
-            ProtoError::Unauthentic | ProtoError::Channel => ErrorKind::InvalidInput,
+            ProtoError::Unauthentic | ProtoError::Channel | ProtoError::NotAnEmail => {
+                ErrorKind::InvalidInput
+            }
         }
     }
     fn code(&self) -> &'static str {
@@ -44,6 +52,7 @@ impl UserFacing for ProtoError {
             ProtoError::UnsupportedVersion(_) | ProtoError::OldClient(_) => "CF-V003",
             ProtoError::Unauthentic => "CF-V004",
             ProtoError::Channel => "CF-V005",
+            ProtoError::NotAnEmail => "CF-V028",
         }
     }
     fn next_step(&self) -> String {
@@ -55,6 +64,7 @@ impl UserFacing for ProtoError {
             ProtoError::OldClient(_) => "Update Coffer: this vault needs a Coffer built for vault protocol v2.".into(),
             ProtoError::Unauthentic => "Retry; if it persists, the connection or the vault is tampering with messages: contact support.".into(),
             ProtoError::Channel => "Check that the fleet's channel key is the one pinned or published, and that client and vault are up to date; if it persists something is altering messages: contact support.".into(),
+            ProtoError::NotAnEmail => "Type the e-mail address the vault account belongs to (the one in your recovery kit).".into(),
         }
     }
 }

@@ -16,6 +16,7 @@
 //! authorisation MAC for change and delete.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod channel;
 pub mod crypto;
 mod error;

@@ -24,6 +24,8 @@ pub const MAX_RESPONSE_LEN: usize = 384 * 1024;
 pub const MAX_USER_ID_LEN: usize = 128;
 /// The largest validation bundle a response may carry, in bytes.
 pub const MAX_BUNDLE_LEN: usize = 256 * 1024;
+/// How many times of wrong guesses a successful login reports.
+pub const MAX_REPORTED_TIMES: usize = 16;
 
 /// A byte string, base64 on the wire.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -171,6 +173,11 @@ pub struct WireError {
     /// For a failed or refused login: attempts left before the record is destroyed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts_remaining: Option<u32>,
+    /// For an attempt refused by the time throttle (`CF-V023`), or a mail
+    /// code refused for now (`CF-V029`): when the next one is taken (Unix
+    /// seconds, the vault's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<u64>,
 }
 
 impl WireError {
@@ -181,6 +188,7 @@ impl WireError {
             message: r.message,
             next_step: r.next_step,
             attempts_remaining,
+            retry_at: None,
         }
     }
     pub fn report(&self) -> ErrorReport {
@@ -217,11 +225,19 @@ pub enum Response {
     },
     /// The wrapped key sealed under the session key, a sealed authorisation
     /// for `Change`/`Delete` in this session, and the attempts left (the
-    /// counter was reset: the full limit).
+    /// counter was reset: the full limit). `wrong_guesses`: how many
+    /// attempts since the last success did not succeed (wrong codes and
+    /// abandoned logins), and when the last [`MAX_REPORTED_TIMES`] of them
+    /// began (Unix seconds, oldest first), so the owner learns that
+    /// someone was guessing.
     LoginFinished {
         released: Bytes,
         auth: Bytes,
         attempts_remaining: u32,
+        #[serde(default)]
+        wrong_guesses: u32,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        wrong_guess_times: Vec<u64>,
     },
     /// The failed attempt is recorded.
     LoginAborted {
@@ -437,6 +453,7 @@ mod tests {
                     message: "m".into(),
                     next_step: "n".into(),
                     attempts_remaining: Some(3),
+                    retry_at: Some(1_800_000_000),
                 },
             },
             Response::Status {

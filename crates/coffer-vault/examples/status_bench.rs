@@ -52,6 +52,8 @@ async fn main() {
         witness_url: None,
         operator_key: None,
         vendor_key: None,
+        mail: None,
+        throttle: None,
     };
     fleet_create(dir.path(), &opts).unwrap();
     let node = run_node(&dir.path().join("node-1.toml")).await.unwrap();

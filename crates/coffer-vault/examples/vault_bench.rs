@@ -55,6 +55,21 @@ struct Http {
     urls: Vec<String>,
     fleet_id: String,
     channel_key: Vec<u8>,
+    /// The fleet's ticket key (from a node file): the benchmark plays the
+    /// account service, so that only the HSMs' side is measured (their
+    /// ticket check included).
+    signer: coffer_vault_proto::account::TicketSigner,
+}
+
+/// The ticket key of the fleet whose node file is `path`.
+fn ticket_signer(path: &std::path::Path) -> coffer_vault_proto::account::TicketSigner {
+    let file: coffer_vault::node::NodeFile =
+        toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let seed: [u8; 32] = hex::decode(&file.account.as_ref().unwrap().ticket_key)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    coffer_vault_proto::account::TicketSigner::from_seed(&seed)
 }
 
 fn unix_now() -> u64 {
@@ -65,11 +80,29 @@ fn unix_now() -> u64 {
 }
 
 impl Http {
-    /// One request through the channel, as the vault client sends it.
-    async fn call(&self, i: usize, req: Request) -> Response {
+    /// One request through the channel, as the vault client sends it
+    /// (with a ticket for `user`'s account, if any).
+    async fn call(&self, i: usize, user: Option<&str>, req: Request) -> Response {
         let url = &self.urls[i % self.urls.len()];
-        let (hs, m1) =
-            ClientHandshake::start(&self.channel_key, &self.fleet_id, unix_now(), &req).unwrap();
+        let ticket = user.map(|u| {
+            let h = coffer_vault_proto::account::TicketHolder::new();
+            h.prove(
+                &self
+                    .signer
+                    .issue(&self.fleet_id, u, &h.commitment(), unix_now() + 1800)
+                    .unwrap(),
+            )
+        });
+        let (hs, m1) = ClientHandshake::start_request(
+            &self.channel_key,
+            &self.fleet_id,
+            &coffer_vault_proto::channel::ChannelRequest {
+                time: unix_now(),
+                ticket,
+                request: req,
+            },
+        )
+        .unwrap();
         let body = self
             .client
             .post(format!("{url}/v2/vault"))
@@ -133,6 +166,7 @@ async fn register(h: &Http, i: usize, user: &str) -> Duration {
     } = h
         .call(
             i,
+            Some(user),
             Request::RegisterStart {
                 user: user.into(),
                 request: Bytes(s.message.serialize().to_vec()),
@@ -155,6 +189,7 @@ async fn register(h: &Http, i: usize, user: &str) -> Duration {
     let r = h
         .call(
             i,
+            Some(user),
             Request::RegisterFinish {
                 user: user.into(),
                 token,
@@ -176,6 +211,7 @@ async fn recover(h: &Http, i: usize, user: &str) -> Duration {
     } = h
         .call(
             i,
+            Some(user),
             Request::LoginStart {
                 user: user.into(),
                 request: Bytes(s.message.serialize().to_vec()),
@@ -197,6 +233,7 @@ async fn recover(h: &Http, i: usize, user: &str) -> Duration {
     let r = h
         .call(
             i,
+            Some(user),
             Request::LoginFinish {
                 token,
                 finalization: Bytes(f.message.serialize().to_vec()),
@@ -428,6 +465,8 @@ async fn main() {
             witness_url: None,
             operator_key: None,
             vendor_key: None,
+            mail: None,
+            throttle: None,
         };
         let public = fleet_create(dir.path(), &opts).unwrap();
         let mut nodes = Vec::new();
@@ -442,6 +481,7 @@ async fn main() {
             urls: public.urls.clone(),
             fleet_id: public.fleet_id.clone(),
             channel_key: hex::decode(&public.channel_key).unwrap(),
+            signer: ticket_signer(&dir.path().join("node-1.toml")),
         });
         // Wait until every node answers `status` with a quorum (a status
         // commits a probe and waits until the answering node applied it), so
@@ -452,6 +492,7 @@ async fn main() {
             if let Response::Status { status } = h
                 .call(
                     settled,
+                    None,
                     Request::Status {
                         known_log_size: None,
                     },

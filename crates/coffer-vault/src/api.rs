@@ -25,6 +25,7 @@ use coffer_vault_proto::{
 };
 use tokio::sync::RwLock;
 
+use crate::account::{AccountRoute, AccountService};
 use crate::relay::BundleSource;
 use crate::ServerError;
 
@@ -34,6 +35,10 @@ pub const VAULT_PATH: &str = "/v2/vault";
 pub const STATUS_PATH: &str = "/v2/status";
 /// The endpoint of vault protocol v1, now refused.
 pub const V1_VAULT_PATH: &str = "/v1/vault";
+/// The account service: mail a code.
+pub const CHALLENGE_PATH: &str = "/v2/account/challenge";
+/// The account service: a mailed code for a ticket.
+pub const VERIFY_PATH: &str = "/v2/account/verify";
 /// How long one client request may take, end to end.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -46,7 +51,13 @@ pub type HsmSlot = Arc<RwLock<Option<Arc<Hsm>>>>;
 pub struct ApiState {
     pub hsm: HsmSlot,
     pub source: Option<Arc<dyn BundleSource>>,
+    /// The host's account service (none: account routes answer `CF-V027`).
+    pub accounts: Option<Arc<AccountService>>,
 }
+
+/// The client's address, as the limits layer puts it on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
 
 /// The client API over an HSM slot: `POST /v2/status`, `POST /v2/vault`,
 /// `POST /v1/vault` (refused), `GET /v1/health`.
@@ -56,8 +67,20 @@ pub fn router(hsm: HsmSlot) -> Router {
 
 /// [`router`] that relays validation blobs from `source` in `status` answers.
 pub fn router_with(hsm: HsmSlot, source: Option<Arc<dyn BundleSource>>) -> Router {
+    router_full(hsm, source, None)
+}
+
+/// [`router_with`] with the host's account service on
+/// `POST /v2/account/challenge` and `POST /v2/account/verify`.
+pub fn router_full(
+    hsm: HsmSlot,
+    source: Option<Arc<dyn BundleSource>>,
+    accounts: Option<Arc<AccountService>>,
+) -> Router {
     Router::new()
         .route(VAULT_PATH, post(channel))
+        .route(CHALLENGE_PATH, post(challenge))
+        .route(VERIFY_PATH, post(verify))
         .route(STATUS_PATH, post(status))
         .route(V1_VAULT_PATH, post(version_1))
         .route("/v1/health", get(health))
@@ -66,7 +89,11 @@ pub fn router_with(hsm: HsmSlot, source: Option<Arc<dyn BundleSource>>) -> Route
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT + Duration::from_secs(2),
         ))
-        .with_state(ApiState { hsm, source })
+        .with_state(ApiState {
+            hsm,
+            source,
+            accounts,
+        })
 }
 
 /// A router over a ready HSM.
@@ -89,6 +116,8 @@ fn status_for(kind: ErrorKind) -> StatusCode {
         ErrorKind::RecordDestroyed => StatusCode::GONE,
         ErrorKind::AlreadyExists => StatusCode::CONFLICT,
         ErrorKind::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::AccountNotVerified => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -178,6 +207,47 @@ async fn channel(
         "vault request"
     );
     out
+}
+
+async fn challenge(
+    State(st): State<ApiState>,
+    ip: Option<axum::Extension<ClientIp>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> HttpResponse {
+    account(st, ip, body, AccountRoute::Challenge)
+}
+
+async fn verify(
+    State(st): State<ApiState>,
+    ip: Option<axum::Extension<ClientIp>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> HttpResponse {
+    account(st, ip, body, AccountRoute::Verify)
+}
+
+/// The account service (plain JSON: it is the host's, not the HSMs').
+fn account(
+    st: ApiState,
+    ip: Option<axum::Extension<ClientIp>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    route: AccountRoute,
+) -> HttpResponse {
+    let body = match read_body(body) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let ip = ip.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |e| e.0 .0);
+    let resp = crate::account::handle(st.accounts.as_deref(), route, &body, ip);
+    let status = match &resp {
+        coffer_vault_proto::account::AccountResponse::Error { error } => status_for(error.kind),
+        _ => StatusCode::OK,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        coffer_vault_proto::account::encode_account_response(&resp),
+    )
+        .into_response()
 }
 
 /// Any request of vault protocol v1: refused, in v1's own encoding, so an

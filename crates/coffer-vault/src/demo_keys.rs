@@ -216,6 +216,9 @@ pub struct DemoKeys {
     /// The demo cosigning witnesses' keys ([`crate::cosigners`]; made when
     /// first needed).
     pub cosigners: Vec<NoteSigner>,
+    /// The demo account service's ticket key ([`crate::account`]; made
+    /// when first needed, its public half then fixed in `hsm_secrets`).
+    pub ticket_signer: Option<coffer_vault_proto::account::TicketSigner>,
 }
 
 impl std::fmt::Debug for DemoKeys {
@@ -254,6 +257,10 @@ struct Payload {
     /// Absent in files sealed before the demo cosigners existed.
     #[serde(default)]
     cosigners: Vec<String>,
+    /// The account service's ticket key seed, hex (absent in files sealed
+    /// before accounts were authenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ticket_key: Option<String>,
 }
 
 impl Drop for Payload {
@@ -264,6 +271,9 @@ impl Drop for Payload {
         self.vendor.zeroize();
         for s in self.hsm_identities.iter_mut().chain(&mut self.cosigners) {
             s.zeroize();
+        }
+        if let Some(k) = self.ticket_key.as_mut() {
+            k.zeroize();
         }
     }
 }
@@ -309,6 +319,7 @@ impl DemoKeys {
             vendor: gen(VENDOR_NAME)?,
             hsm_identities: Vec::new(),
             cosigners: Vec::new(),
+            ticket_signer: None,
         })
     }
 
@@ -336,6 +347,7 @@ impl DemoKeys {
                 .iter()
                 .map(|k| k.to_private_string().to_string())
                 .collect(),
+            ticket_key: self.ticket_signer.as_ref().map(|t| hex::encode(*t.seed())),
         };
         // Sized up front so that the buffer holding the keys is never
         // reallocated (and so never leaves an unwiped copy behind).
@@ -411,6 +423,19 @@ impl DemoKeys {
                 .iter()
                 .map(|k| parse_signer(k, "cosigner"))
                 .collect::<Result<_, _>>()?,
+            ticket_signer: match &payload.ticket_key {
+                Some(h) => {
+                    let seed = Zeroizing::new(hex::decode(h).map_err(|_| {
+                        ServerError::Config(format!("{}: bad ticket key", p.display()))
+                    })?);
+                    let seed: Zeroizing<[u8; 32]> =
+                        Zeroizing::new(seed.as_slice().try_into().map_err(|_| {
+                            ServerError::Config(format!("{}: bad ticket key", p.display()))
+                        })?);
+                    Some(coffer_vault_proto::account::TicketSigner::from_seed(&seed))
+                }
+                None => None,
+            },
         })
     }
 }
@@ -528,6 +553,7 @@ pub fn adopt_plaintext(
         vendor: read_legacy_signer(dir, LEGACY_VENDOR_KEY, VENDOR_NAME)?,
         hsm_identities,
         cosigners: Vec::new(),
+        ticket_signer: None,
         nodes,
     };
     keys.seal(dir, folder_id, root)?;

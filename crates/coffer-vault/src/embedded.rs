@@ -36,9 +36,11 @@ use coffer_vault_client::{
     OtaFleetKeyValidator, PinnedFleetKey, Route, Transport, TransportError, VaultClient, VaultError,
 };
 
+use crate::account::{AccountService, MailConfig, OutboxTickets};
 use crate::demo_keys::{self, DemoKeys, FolderState};
 use crate::relay::{BundleSource, RelayTransport, WitnessSource};
 use crate::{ceremony, ServerError};
+use coffer_vault_proto::account::TicketSigner;
 
 pub use crate::demo_keys::{generate_root_key, RootKey};
 
@@ -71,6 +73,12 @@ impl DemoPublicKeys {
 /// Nodes in the embedded fleet.
 pub const EMBEDDED_NODES: usize = 5;
 
+/// The embedded vault's outbox, in its data folder: the mail its account
+/// service "sends" (codes valid 10 minutes, notices), JSON lines, 0600.
+/// Whoever reads it can get account tickets, as the host can: spend
+/// guesses (throttled, and reported to the owner), not read the key.
+pub const OUTBOX_FILE: &str = "outbox.jsonl";
+
 /// Proposes through any running node of an in-process fleet.
 struct AnyNode {
     fleet: Arc<InProcessFleet>,
@@ -99,8 +107,9 @@ impl Replicator for AnyNode {
 }
 
 /// An in-process transport straight into an HSM (no relayed bundle): the
-/// HSM's plain boundary for `status`, its channel for everything else.
-pub struct LocalTransport(pub Arc<Hsm>);
+/// HSM's plain boundary for `status`, its channel for everything else, and
+/// the host's account service (if any) for the account routes.
+pub struct LocalTransport(pub Arc<Hsm>, pub Option<Arc<AccountService>>);
 
 impl Transport for LocalTransport {
     fn call(
@@ -116,6 +125,9 @@ impl Transport for LocalTransport {
                     .handle_channel(&request)
                     .await
                     .unwrap_or_else(|plain| plain),
+                Route::AccountChallenge | Route::AccountVerify => {
+                    crate::relay::account_bytes(self.1.as_deref(), route, &request)
+                }
             })
         })
     }
@@ -123,6 +135,8 @@ impl Transport for LocalTransport {
 
 /// A running embedded fleet.
 pub struct EmbeddedVault {
+    /// The host's account service: its mail goes to [`OUTBOX_FILE`].
+    accounts: Arc<AccountService>,
     fleet: Arc<InProcessFleet>,
     hsm: Arc<Hsm>,
     witness: EmbeddedWitness,
@@ -303,6 +317,7 @@ fn load_keys(
     root: &RootKey,
     nodes: usize,
     guess_limit: u32,
+    throttle: Option<Vec<(u32, u64)>>,
 ) -> Result<(String, DemoKeys), ServerError> {
     let folder_id = demo_keys::ensure_folder_id(data_dir)?;
     let keys = match demo_keys::folder_state(data_dir) {
@@ -316,7 +331,13 @@ fn load_keys(
             demo_keys::adopt_plaintext(data_dir, &folder_id, root, guess_limit)?
         }
         FolderState::Empty => {
-            let k = DemoKeys::generate(nodes, guess_limit)?;
+            let mut k = DemoKeys::generate(nodes, guess_limit)?;
+            if let Some(t) = throttle {
+                Arc::get_mut(&mut k.hsm_secrets)
+                    .ok_or_else(|| ServerError::Hsm("the fleet secrets are in use".into()))?
+                    .set_throttle_schedule(t)
+                    .map_err(|e| ServerError::Config(e.to_string()))?;
+            }
             // Sealed before any node writes state under these keys.
             k.seal(data_dir, &folder_id, root)?;
             k
@@ -347,9 +368,22 @@ pub async fn start_with(
     nodes: usize,
     guess_limit: u32,
 ) -> Result<EmbeddedVault, ServerError> {
+    start_opts(data_dir, root, nodes, guess_limit, None).await
+}
+
+/// [`start_with`] whose fleet, if it is made now, has the time throttle
+/// `throttle` (`Some(vec![])`: none, for tests that spend guesses quickly;
+/// `None`: [`coffer_hsm::THROTTLE_SCHEDULE`]).
+pub async fn start_opts(
+    data_dir: &Path,
+    root: &RootKey,
+    nodes: usize,
+    guess_limit: u32,
+    throttle: Option<Vec<(u32, u64)>>,
+) -> Result<EmbeddedVault, ServerError> {
     std::fs::create_dir_all(data_dir)
         .map_err(|e| ServerError::Io(format!("{}: {e}", data_dir.display())))?;
-    let (folder_id, mut keys) = load_keys(data_dir, root, nodes, guess_limit)?;
+    let (folder_id, mut keys) = load_keys(data_dir, root, nodes, guess_limit, throttle)?;
     // A demo fleet made before vault protocol v2 has no channel key: it gets
     // one now, sealed with the other keys before anything uses it
     // (start_witness publishes it as the next epoch).
@@ -361,6 +395,35 @@ pub async fn start_with(
         keys.seal(data_dir, &folder_id, root)?;
         tracing::info!("demo fleet made before vault protocol v2: a channel key was added");
     }
+    // A demo fleet made before accounts were authenticated has no ticket
+    // key: its account service gets one now, and the HSMs its public half
+    // (sealed with the other keys before any request is served).
+    let mut changed = false;
+    if keys.ticket_signer.is_none() {
+        keys.ticket_signer = Some(TicketSigner::generate());
+        changed = true;
+    }
+    let ticket_public = keys.ticket_signer.as_ref().map(|t| t.public());
+    if let Some(public) = ticket_public {
+        if keys.hsm_secrets.ticket_key() != Some(public) {
+            let s = Arc::get_mut(&mut keys.hsm_secrets)
+                .ok_or_else(|| ServerError::Hsm("the fleet secrets are in use".into()))?;
+            // The demo host is this computer: a folder whose secrets hold
+            // a ticket key without its private half gets a new one.
+            s.replace_ticket_key_of_demo_fleet(public)
+                .map_err(|e| ServerError::Hsm(e.to_string()))?;
+            changed = true;
+        }
+    }
+    if changed {
+        keys.seal(data_dir, &folder_id, root)?;
+        tracing::info!("the demo fleet's account service has its ticket key");
+    }
+    let signer = keys
+        .ticket_signer
+        .as_ref()
+        .map(|t| TicketSigner::from_seed(&t.seed()))
+        .ok_or_else(|| ServerError::Hsm("no ticket key".into()))?;
     let secrets = keys.hsm_secrets.clone();
     let sm_secrets = secrets.clone();
     let make_sm: coffer_fleet::inprocess::MakeStateMachine = Arc::new(move || {
@@ -383,6 +446,17 @@ pub async fn start_with(
             validation_bundle: None,
         },
     ));
+    let accounts = Arc::new(AccountService::new(
+        hsm.fleet_id(),
+        signer,
+        &MailConfig {
+            smtp: None,
+            from: "coffer-vault@localhost".into(),
+            outbox: Some(OUTBOX_FILE.into()),
+        },
+        data_dir,
+    )?);
+    hsm.set_notice_sink(accounts.clone(), coffer_hsm::SETTLE_AFTER);
     let _ = fleet
         .wait_for_leader(std::time::Duration::from_secs(5))
         .await;
@@ -403,6 +477,7 @@ pub async fn start_with(
     let source: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&witness.url)?);
     tracing::info!(nodes, witness = %witness.url, "embedded vault fleet started (simulated HSMs, demo witness)");
     Ok(EmbeddedVault {
+        accounts,
         fleet,
         hsm,
         witness,
@@ -651,6 +726,7 @@ impl EmbeddedVault {
         RelayTransport {
             hsm: self.hsm.clone(),
             source: Some(self.source.clone()),
+            accounts: Some(self.accounts.clone()),
         }
     }
 
@@ -664,7 +740,8 @@ impl EmbeddedVault {
             Some(self.witness.evidence.clone()),
         )?);
         Ok(OtaClient {
-            client: VaultClient::new(Arc::new(self.relay_transport()), validator.clone()),
+            client: VaultClient::new(Arc::new(self.relay_transport()), validator.clone())
+                .with_ticket_source(self.outbox_tickets()),
             validator,
             evidence_url: self.evidence_url(),
             witness_url: self.witness.url.clone(),
@@ -677,12 +754,48 @@ impl EmbeddedVault {
         ceremony::publish(&self.witness.url, &self.witness.operator, epoch, keys).await
     }
 
-    /// An in-process client pinned to this fleet's key.
+    /// An in-process client pinned to this fleet's key. Its account
+    /// tickets come from the outbox ([`EmbeddedVault::outbox_tickets`]).
     pub fn client(&self) -> VaultClient {
+        self.bare_client().with_ticket_source(self.outbox_tickets())
+    }
+
+    /// [`EmbeddedVault::client`] without a ticket source: it must verify an
+    /// address itself ([`VaultClient::send_mail_code`]).
+    pub fn bare_client(&self) -> VaultClient {
         VaultClient::new(
-            Arc::new(LocalTransport(self.hsm.clone())),
+            Arc::new(LocalTransport(
+                self.hsm.clone(),
+                Some(self.accounts.clone()),
+            )),
             Arc::new(self.pinned()),
         )
+    }
+
+    /// The host's account service.
+    pub fn accounts(&self) -> Arc<AccountService> {
+        self.accounts.clone()
+    }
+
+    /// The demo outbox: every mail of the embedded vault (codes and
+    /// notices), JSON lines, in the data folder.
+    pub fn outbox(&self) -> PathBuf {
+        self.accounts
+            .outbox()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// A ticket source that asks this vault's account service for a code
+    /// and reads it from the outbox, as the demo app does.
+    pub fn outbox_tickets(&self) -> Arc<dyn coffer_vault_client::TicketSource> {
+        Arc::new(OutboxTickets {
+            transport: Arc::new(LocalTransport(
+                self.hsm.clone(),
+                Some(self.accounts.clone()),
+            )),
+            outbox: self.outbox(),
+        })
     }
 
     /// Serves the HTTP API on `addr` (e.g. `127.0.0.1:0`) under the default
@@ -697,9 +810,10 @@ impl EmbeddedVault {
         let local = listener
             .local_addr()
             .map_err(|e| ServerError::Io(e.to_string()))?;
-        let app = crate::api::router_with(
+        let app = crate::api::router_full(
             Arc::new(tokio::sync::RwLock::new(Some(self.hsm.clone()))),
             Some(self.source.clone()),
+            Some(self.accounts.clone()),
         );
         let mut limits = crate::limits::Limits::default();
         crate::limits::fit_open_files(crate::limits::raise_open_files_limit(), &mut [&mut limits]);

@@ -29,6 +29,7 @@
 //! are in the memory of the process that runs the node.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api;
 pub mod ceremony;
 pub mod cosigners;

@@ -495,7 +495,8 @@ async fn request(shared: &Shared, ip: IpAddr, req: Request<Incoming>) -> (Respon
     let Ok(_all) = shared.in_flight.clone().try_acquire_owned() else {
         return (refusal(Refusal::Server), false);
     };
-    let req = Request::from_parts(parts, Body::from(bytes));
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    req.extensions_mut().insert(crate::api::ClientIp(ip));
     match shared.app.clone().call(req).await {
         Ok(r) => (r, false),
         Err(never) => match never {},

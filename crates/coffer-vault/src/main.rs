@@ -18,6 +18,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the ceremony's options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// The fleet ceremony.
@@ -90,7 +92,47 @@ enum FleetCommand {
         /// The simulated HSM-vendor root key file (default: make `simulated-vendor-root.key` in --out).
         #[arg(long)]
         vendor_key: Option<PathBuf>,
+        /// The SMTP relay (`host:port`, plain SMTP, e.g. the local MTA) the
+        /// nodes' account services send codes and notices through.
+        #[arg(long, conflicts_with = "mail_outbox")]
+        smtp: Option<String>,
+        /// The sender address of that mail.
+        #[arg(long, default_value = "coffer-vault@localhost")]
+        mail_from: String,
+        /// Instead of SMTP: every node appends its mail to this file (JSON
+        /// lines). Local test fleets only: whoever reads it gets tickets.
+        #[arg(long)]
+        mail_outbox: Option<String>,
+        /// The time throttle on wrong guesses, sealed into the fleet:
+        /// `default` (3:60,5:900,7:3600,9:86400), `off` (test fleets only),
+        /// or `N:SECONDS,...`.
+        #[arg(long, default_value = "default")]
+        throttle: String,
     },
+}
+
+/// `--throttle`: `default`, `off`, or `N:SECONDS,...`.
+fn parse_throttle(s: &str) -> Result<Option<Vec<(u32, u64)>>, ServerError> {
+    match s.trim() {
+        "default" => Ok(None),
+        "off" => Ok(Some(Vec::new())),
+        list => list
+            .split(',')
+            .map(|p| {
+                let (n, d) = p.split_once(':').ok_or(())?;
+                Ok((
+                    n.trim().parse().map_err(|_| ())?,
+                    d.trim().parse().map_err(|_| ())?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ()>>()
+            .map(Some)
+            .map_err(|_| {
+                ServerError::Config(format!(
+                    "--throttle {list:?}: expected `default`, `off` or `N:SECONDS,...`"
+                ))
+            }),
+    }
 }
 
 fn init_logs() {
@@ -129,8 +171,24 @@ async fn main() -> ExitCode {
                     witness,
                     operator_key,
                     vendor_key,
+                    smtp,
+                    mail_from,
+                    mail_outbox,
+                    throttle,
                 },
         } => {
+            let throttle = match parse_throttle(&throttle) {
+                Ok(t) => t,
+                Err(e) => return fail(e),
+            };
+            let mail = match (smtp, mail_outbox) {
+                (None, None) => None,
+                (smtp, outbox) => Some(coffer_vault::account::MailConfig {
+                    smtp,
+                    from: mail_from,
+                    outbox,
+                }),
+            };
             let pick = |given: Vec<u16>, base: u16| -> Vec<u16> {
                 if given.is_empty() {
                     (0..nodes as u16).map(|i| base.saturating_add(i)).collect()
@@ -155,6 +213,8 @@ async fn main() -> ExitCode {
                 witness_url: witness.clone(),
                 operator_key,
                 vendor_key,
+                mail,
+                throttle,
             };
             match fleet_create(&out, &opts) {
                 Ok(public) => {
@@ -237,6 +297,9 @@ async fn main() -> ExitCode {
                             "vendor_root": v.vendor_root().to_string(),
                             "evidence_url": v.evidence_url(),
                             "demo_keys": true,
+                            // Where the demo account service's mail goes
+                            // (codes for `coffer vault --mail-outbox`).
+                            "outbox": v.outbox(),
                         })
                     );
                     tokio::select! {

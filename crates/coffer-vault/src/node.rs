@@ -11,9 +11,11 @@ use coffer_hsm::{Hsm, HsmConfig, HsmSecrets, HsmState, Sealer};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::account::{AccountService, MailConfig};
 use crate::api::{self, HsmSlot};
 use crate::limits::{self, Limits};
 use crate::ServerError;
+use coffer_vault_proto::account::TicketSigner;
 
 /// One node's config file (TOML). It holds the simulated HSM's internal keys:
 /// written mode 0600, never logged.
@@ -38,6 +40,27 @@ pub struct NodeFile {
     /// answers (over-the-air fleet-key validation); none: no blob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub witness_url: Option<String>,
+    /// The host's account service (`[account]`): the ticket key, and where
+    /// its mail goes. Without `mail` no address can be verified (`CF-V027`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountFile>,
+}
+
+/// `[account]` of a node file: the host's account service.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountFile {
+    /// The ticket key's 32-byte seed, hex (the host's secret: whoever holds
+    /// it can issue tickets; the HSMs hold its public half).
+    pub ticket_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mail: Option<MailConfig>,
+}
+
+impl Drop for AccountFile {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.ticket_key);
+    }
 }
 
 /// What `fleet create` publishes: no secrets.
@@ -80,6 +103,12 @@ pub struct CreateOptions {
     /// The simulated HSM-vendor root key file; none: `simulated-vendor-root.key`
     /// is made in the output directory.
     pub vendor_key: Option<PathBuf>,
+    /// Where the nodes' account services send mail (written into each node
+    /// file; none: the operator adds `[account.mail]` later).
+    pub mail: Option<MailConfig>,
+    /// The time throttle on wrong guesses, sealed into the fleet secrets
+    /// (none: [`coffer_hsm::THROTTLE_SCHEDULE`]; empty: off, for tests).
+    pub throttle: Option<Vec<(u32, u64)>>,
 }
 
 /// The operator root made by `fleet create` when none is given.
@@ -151,8 +180,19 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
             out.display()
         )));
     }
-    let secrets = HsmSecrets::generate(&opts.fleet_id, opts.guess_limit)
+    let mut secrets = HsmSecrets::generate(&opts.fleet_id, opts.guess_limit)
         .map_err(|e| ServerError::Config(e.to_string()))?;
+    // The account service's ticket key: its public half sealed into the
+    // HSMs' secrets, its seed into every node file (the hosts').
+    let ticket = TicketSigner::generate();
+    secrets
+        .set_ticket_key(ticket.public())
+        .map_err(|e| ServerError::Config(e.to_string()))?;
+    if let Some(t) = &opts.throttle {
+        secrets
+            .set_throttle_schedule(t.clone())
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+    }
     let mut configs = FleetSetup::create(opts.nodes, &opts.fleet_id, opts.tuning.clone())
         .map_err(|e| ServerError::Config(e.to_string()))?;
     for c in &mut configs {
@@ -195,6 +235,10 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
             hsm_secrets: base64::engine::general_purpose::STANDARD.encode(sealed),
             fleet: c,
             witness_url: opts.witness_url.clone(),
+            account: Some(AccountFile {
+                ticket_key: hex::encode(*ticket.seed()),
+                mail: opts.mail.clone(),
+            }),
         };
         let text =
             Zeroizing::new(toml::to_string(&file).map_err(|e| ServerError::Config(e.to_string()))?);
@@ -253,6 +297,8 @@ pub struct LoadedNode {
     /// not in the data directory (the host's disk).
     pub nvram: PathBuf,
     pub secrets: Arc<HsmSecrets>,
+    /// The host's account service, if the file configures its mail.
+    pub accounts: Option<Arc<AccountService>>,
 }
 
 /// Reads and opens a node config file.
@@ -286,6 +332,34 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
         ));
     }
     let base = path.parent().unwrap_or(Path::new("."));
+    let accounts = match &file.account {
+        Some(AccountFile {
+            ticket_key,
+            mail: Some(mail),
+        }) => {
+            let seed = Zeroizing::new(
+                hex::decode(ticket_key.trim())
+                    .map_err(|_| ServerError::Config("account.ticket_key is not hex".into()))?,
+            );
+            let seed: Zeroizing<[u8; 32]> =
+                Zeroizing::new(seed.as_slice().try_into().map_err(|_| {
+                    ServerError::Config("account.ticket_key is not 32 bytes".into())
+                })?);
+            let signer = TicketSigner::from_seed(&seed);
+            if secrets.ticket_key() != Some(signer.public()) {
+                return Err(ServerError::Config(
+                    "account.ticket_key is not the key the fleet's HSMs hold".into(),
+                ));
+            }
+            Some(Arc::new(AccountService::new(
+                &file.fleet.fleet_id,
+                signer,
+                mail,
+                base,
+            )?))
+        }
+        _ => None,
+    };
     let dd = Path::new(&file.data_dir);
     let data_dir = if dd.is_absolute() {
         dd.to_path_buf()
@@ -300,6 +374,7 @@ pub fn load_node(path: &Path) -> Result<LoadedNode, ServerError> {
         data_dir,
         nvram: path.with_extension("nvram"),
         secrets: Arc::new(secrets),
+        accounts,
     })
 }
 
@@ -356,7 +431,7 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
     };
     let server = limits::serve(
         listener,
-        api::router_with(hsm_slot.clone(), source),
+        api::router_full(hsm_slot.clone(), source, loaded.accounts.clone()),
         client_limits,
     );
     let fleet_server = limits::serve(
@@ -386,6 +461,13 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
             validation_bundle: None,
         },
     ));
+    match &loaded.accounts {
+        Some(a) => hsm.set_notice_sink(a.clone(), coffer_hsm::SETTLE_AFTER),
+        None => tracing::warn!(
+            node = loaded.config.node_id,
+            "no [account.mail] in the node file: no address can be verified, so every account request is refused"
+        ),
+    }
     *hsm_slot.write().await = Some(hsm.clone());
     if hsm.channel_public_key().is_none() {
         tracing::warn!(

@@ -235,6 +235,8 @@ pub async fn handle_channel(hsm: &Hsm, message: &[u8]) -> Result<Vec<u8>, Vec<u8
 pub struct RelayTransport {
     pub hsm: Arc<Hsm>,
     pub source: Option<Arc<dyn BundleSource>>,
+    /// The host's account service (none: account routes answer `CF-V027`).
+    pub accounts: Option<Arc<crate::account::AccountService>>,
 }
 
 impl Transport for RelayTransport {
@@ -249,7 +251,28 @@ impl Transport for RelayTransport {
                 Route::Channel => handle_channel(&self.hsm, &request)
                     .await
                     .unwrap_or_else(|plain| plain),
+                Route::AccountChallenge | Route::AccountVerify => {
+                    account_bytes(self.accounts.as_deref(), route, &request)
+                }
             })
         })
     }
+}
+
+/// An account-service request in process (the client is this machine).
+pub(crate) fn account_bytes(
+    accounts: Option<&crate::account::AccountService>,
+    route: Route,
+    request: &[u8],
+) -> Vec<u8> {
+    let r = match route {
+        Route::AccountVerify => crate::account::AccountRoute::Verify,
+        _ => crate::account::AccountRoute::Challenge,
+    };
+    coffer_vault_proto::account::encode_account_response(&crate::account::handle(
+        accounts,
+        r,
+        request,
+        std::net::IpAddr::from([127, 0, 0, 1]),
+    ))
 }

@@ -73,6 +73,7 @@ fn create(dir: &Path, n: usize) -> FleetPublic {
     let out = Command::new(BIN)
         .args(["fleet", "create", "--nodes", &n.to_string()])
         .args(["--fleet-id", "abuse-test", "--local-timings"])
+        .args(["--mail-outbox", "outbox.jsonl", "--throttle", "off"])
         .args(["--ports", &join(&ports[..n])])
         .args(["--fleet-ports", &join(&ports[n..])])
         .arg("--out")
@@ -145,20 +146,27 @@ impl Transport for FromHonest {
     }
 }
 
-fn honest_client(url: &str, public: &FleetPublic) -> VaultClient {
+/// An honest client (from its own loopback address), its account tickets
+/// from the fleet's outbox in `dir`.
+fn honest_client(url: &str, public: &FleetPublic, dir: &Path) -> VaultClient {
     let client = reqwest::Client::builder()
         .local_address(IpAddr::V4(HONEST))
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
+    let t = Arc::new(FromHonest {
+        client,
+        url: url.to_string(),
+    });
     VaultClient::new(
-        Arc::new(FromHonest {
-            client,
-            url: url.to_string(),
-        }),
+        t.clone(),
         Arc::new(PinnedFleetKey::parse(&public.fleet_key).unwrap()),
     )
+    .with_ticket_source(Arc::new(coffer_vault::account::OutboxTickets {
+        transport: t,
+        outbox: dir.join("outbox.jsonl"),
+    }))
 }
 
 fn code(s: &str) -> SecretString {
@@ -312,7 +320,7 @@ async fn a_thousand_slow_clients_do_not_stop_honest_clients_and_are_closed() {
     let pid = nodes[0].child.id();
 
     // Ready: the attacked node answers a status with a quorum.
-    let c = honest_client(&url, &public);
+    let c = honest_client(&url, &public, dir.path());
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(s) = c.status().await {
@@ -361,11 +369,12 @@ async fn a_thousand_slow_clients_do_not_stop_honest_clients_and_are_closed() {
     // recover, all through the attacked node. The phase lasts at least as
     // long as the slowest timeout, so slow connections live through it.
     let phase_start = Instant::now();
+    let dpath = dir.path().to_path_buf();
     let honest: Vec<_> = (0..2)
         .map(|h| {
-            let (url, public) = (url.clone(), public.clone());
+            let (url, public, dpath) = (url.clone(), public.clone(), dpath.clone());
             tokio::spawn(async move {
-                let c = honest_client(&url, &public);
+                let c = honest_client(&url, &public, &dpath);
                 let mut lat: Vec<(&'static str, Result<Duration, String>)> = Vec::new();
                 for round in 0..3 {
                     let user = format!("honest-{h}-{round}");

@@ -218,11 +218,13 @@ impl rand::CryptoRng for Replayed {}
 
 async fn fleet() -> (tempfile::TempDir, EmbeddedVault) {
     let dir = tempfile::tempdir().unwrap();
-    let v = embedded::start_with(
+    // No time throttle: these tests spend guesses quickly.
+    let v = embedded::start_opts(
         &dir.path().join("fleet"),
         &embedded::generate_root_key(),
         3,
         10,
+        Some(Vec::new()),
     )
     .await
     .unwrap();
@@ -244,7 +246,8 @@ fn through_recording(
         seen: Mutex::new(Vec::new()),
         answers,
     });
-    let client = VaultClient::new(mitm.clone(), Arc::new(v.pinned()));
+    let client =
+        VaultClient::new(mitm.clone(), Arc::new(v.pinned())).with_ticket_source(v.outbox_tickets());
     (mitm, client)
 }
 
@@ -487,6 +490,7 @@ async fn forged_attempts_remaining_and_destroyed_answers_are_not_believed() {
                 message: "forged by the host".into(),
                 next_step: "give up".into(),
                 attempts_remaining: left,
+                retry_at: None,
             },
         });
         let (_m, c) = through(

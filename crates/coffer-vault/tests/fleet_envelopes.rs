@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use coffer_fleet::http::MAX_ENVELOPE;
 use coffer_fleet::secure::SNAPSHOT_CHUNK;
+use coffer_vault::account::AccountService;
 use coffer_vault::embedded;
-use coffer_vault_proto::channel::ClientHandshake;
+use coffer_vault_proto::account::{TicketHolder, TicketProof};
+use coffer_vault_proto::channel::{ChannelRequest, ClientHandshake};
 use coffer_vault_proto::{crypto, Bytes, Request, Response};
 use opaque_ke::ciphersuite::CipherSuite;
 use opaque_ke::{ClientRegistration, ClientRegistrationFinishParameters};
@@ -34,13 +36,22 @@ fn name(prefix: &str, i: usize) -> String {
 }
 
 /// One request through the channel, as the client sends it.
-async fn handle(hsm: &coffer_hsm::Hsm, request: Request) -> Response {
+async fn handle(hsm: &coffer_hsm::Hsm, proof: &TicketProof, request: Request) -> Response {
     let key = hsm.channel_public_key().expect("a channel key");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (hs, m1) = ClientHandshake::start(&key, hsm.fleet_id(), now, &request).unwrap();
+    let (hs, m1) = ClientHandshake::start_request(
+        &key,
+        hsm.fleet_id(),
+        &ChannelRequest {
+            time: now,
+            ticket: Some(proof.clone()),
+            request,
+        },
+    )
+    .unwrap();
     let m2 = hsm
         .handle_channel(&m1)
         .await
@@ -48,13 +59,25 @@ async fn handle(hsm: &coffer_hsm::Hsm, request: Request) -> Response {
     hs.finish(&m2).unwrap()
 }
 
-async fn register(hsm: &coffer_hsm::Hsm, user: String) {
+/// The account's ticket, as its owner gets it: a code from the demo
+/// outbox, traded at the account service.
+fn ticket(accounts: &AccountService, user: &str) -> TicketProof {
+    accounts.challenge(user, [127, 0, 0, 1].into()).unwrap();
+    let code = coffer_vault::account::outbox_code(accounts.outbox().unwrap(), user).unwrap();
+    let h = TicketHolder::new();
+    h.prove(&accounts.verify(user, &code, &h.commitment()).unwrap())
+}
+
+async fn register(hsm: &coffer_hsm::Hsm, accounts: &AccountService, user: String) {
+    let proof = ticket(accounts, &user);
+    let proof = &proof;
     let pw = user.as_bytes();
     let s = ClientRegistration::<TestSuite>::start(&mut rand::rngs::OsRng, pw).unwrap();
     let Response::RegisterStarted {
         response, token, ..
     } = handle(
         hsm,
+        proof,
         Request::RegisterStart {
             user: user.clone(),
             request: Bytes(s.message.serialize().to_vec()),
@@ -76,6 +99,7 @@ async fn register(hsm: &coffer_hsm::Hsm, user: String) {
     let wrapped = crypto::wrap_key(&f.export_key, &user, &[7; 32]);
     let r = handle(
         hsm,
+        proof,
         Request::RegisterFinish {
             user,
             token,
@@ -129,9 +153,10 @@ async fn the_largest_fleet_envelope_fits_the_fleet_listener() {
     // Registrations 64 at a time: appends of up to 64 entries, and a state
     // of several snapshot chunks.
     let h = hsm.clone();
+    let accounts = v.accounts();
     batches(640, 64, move |i| {
-        let h = h.clone();
-        async move { register(&h, name("user", i)).await }
+        let (h, a) = (h.clone(), accounts.clone());
+        async move { register(&h, &a, name("user", i)).await }
     })
     .await;
     let state = v.fleet().node(0).state_snapshot().len();

@@ -54,6 +54,8 @@ async fn the_fleet_port_is_apart_and_over_limit_clients_are_answered_at_once() {
         witness_url: None,
         operator_key: None,
         vendor_key: None,
+        mail: None,
+        throttle: None,
     };
     fleet_create(dir.path(), &opts).unwrap();
     let node = run_node(&dir.path().join("node-1.toml")).await.unwrap();

@@ -76,6 +76,8 @@ fn types_seen(seen: &Seen) -> Vec<String> {
                 v["msg"]["type"].as_str().unwrap().to_string()
             }
             Route::Channel => "channel".into(),
+            Route::AccountChallenge => "account challenge".into(),
+            Route::AccountVerify => "account verify".into(),
         })
         .collect()
 }
@@ -92,6 +94,7 @@ fn assert_nothing_about_the_account(seen: &Seen) {
 
 /// An OTA client with `validator` through a tap over `inner`.
 fn tapped(
+    tickets: Arc<dyn coffer_vault_client::TicketSource>,
     inner: Arc<dyn Transport>,
     validator: Arc<OtaFleetKeyValidator>,
     rewrite: Option<Rewrite>,
@@ -102,13 +105,17 @@ fn tapped(
         seen: seen.clone(),
         rewrite,
     };
-    (VaultClient::new(Arc::new(t), validator), seen)
+    (
+        VaultClient::new(Arc::new(t), validator).with_ticket_source(tickets),
+        seen,
+    )
 }
 
 fn relay(v: &EmbeddedVault, source: Option<Arc<dyn BundleSource>>) -> Arc<dyn Transport> {
     Arc::new(RelayTransport {
         hsm: v.hsm(),
         source,
+        accounts: Some(v.accounts()),
     })
 }
 
@@ -369,7 +376,8 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
         &format!("http://{addr}"),
         validator(&v, Some(http_trust.clone())),
     )
-    .unwrap();
+    .unwrap()
+    .with_ticket_source(v.outbox_tickets());
     let st = c.status().await.unwrap();
     assert!(st.fleet.is_ok(), "{:?}", st.fleet);
 
@@ -385,7 +393,12 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     let mut verifier = v.verifier();
     verifier.witness = wrong.verifier();
     let val = Arc::new(OtaFleetKeyValidator::new(verifier, None, None).unwrap());
-    let (c, seen) = tapped(relay(&v, Some(v.bundle_source())), val.clone(), None);
+    let (c, seen) = tapped(
+        v.outbox_tickets(),
+        relay(&v, Some(v.bundle_source())),
+        val.clone(),
+        None,
+    );
     refused(
         c.recover(USER, &code("correct horse")).await.unwrap_err(),
         "CF-T03",
@@ -401,6 +414,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     // --- The host tampers with the relayed bundle (another artifact).
     let val = validator(&v, Some(state_copy("t1.json")));
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, Some(v.bundle_source())),
         val.clone(),
         Some(rewrite_blob(|b| {
@@ -430,6 +444,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
 
     // --- The host strips the bundle.
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, None),
         validator(&v, Some(state_copy("t2.json"))),
         None,
@@ -443,6 +458,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
 
     // --- The host presents another OPAQUE key than the verified artifact's.
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, Some(v.bundle_source())),
         validator(&v, Some(state_copy("t3.json"))),
         Some(Box::new(|route: Route, resp: Vec<u8>| {
@@ -467,6 +483,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     // --- A rolled-back log: the host replays the blob of size 1.
     let val = validator(&v, Some(state_copy("t4.json")));
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, Some(Arc::new(Replay(old_blob)))),
         val.clone(),
         None,
@@ -513,7 +530,12 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
         .unwrap();
     let val = validator(&v, Some(state_copy("t5.json")));
     let fork_src: Arc<dyn BundleSource> = Arc::new(WitnessSource::new(&fork_url).unwrap());
-    let (c, seen) = tapped(relay(&v, Some(fork_src)), val.clone(), None);
+    let (c, seen) = tapped(
+        v.outbox_tickets(),
+        relay(&v, Some(fork_src)),
+        val.clone(),
+        None,
+    );
     // The forger holds the log key but not the cosigners' (no quorum,
     // CF-T047 in the report); the fork is the finding reported.
     refused(
@@ -542,6 +564,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
             .port()
     );
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, Some(Arc::new(WitnessSource::new(&dead).unwrap()))),
         validator(&v, Some(state_copy("t7.json"))),
         None,
@@ -558,6 +581,7 @@ async fn over_the_air_validation_end_to_end_and_every_attack_is_refused() {
     // derived from the code is sent; the attempt was counted, as any
     // login_start is).
     let (c, seen) = tapped(
+        v.outbox_tickets(),
         relay(&v, Some(v.bundle_source())),
         validator(&v, Some(state_copy("t8.json"))),
         Some(Box::new(|route: Route, mut resp: Vec<u8>| {

@@ -90,6 +90,12 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
         witness_url: Some(wurl.clone()),
         operator_key: Some(op_path.clone()),
         vendor_key: None,
+        mail: Some(coffer_vault::account::MailConfig {
+            smtp: None,
+            from: "vault@localhost".into(),
+            outbox: Some("outbox.jsonl".into()),
+        }),
+        throttle: None,
     };
     let public = fleet_create(&out, &opts).unwrap();
     let link = publish_first_epoch(&out, &opts, &wurl).await.unwrap();
@@ -148,7 +154,18 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
     verifier.policy = Some(policy);
     let trust = dir.path().join("trust.json");
     let val = Arc::new(OtaFleetKeyValidator::new(verifier, Some(trust.clone()), Some(ev)).unwrap());
-    let client = VaultClient::http(&public.urls.join(","), val.clone()).unwrap();
+    let client = VaultClient::http(&public.urls.join(","), val.clone())
+        .unwrap()
+        .with_ticket_source(Arc::new(coffer_vault::account::OutboxTickets {
+            transport: Arc::new(
+                coffer_vault_client::HttpTransport::with_urls(
+                    &public.urls,
+                    Duration::from_secs(30),
+                )
+                .unwrap(),
+            ),
+            outbox: out.join("outbox.jsonl"),
+        }));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match client.status().await {

@@ -55,8 +55,12 @@ fn client(
     let t = RelayTransport {
         hsm: v.hsm(),
         source: Some(source),
+        accounts: Some(v.accounts()),
     };
-    (VaultClient::new(Arc::new(t), val.clone()), val)
+    (
+        VaultClient::new(Arc::new(t), val.clone()).with_ticket_source(v.outbox_tickets()),
+        val,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,8 @@ async fn concurrent_status_answers_share_one_witness_fetch() {
         witness_url: Some(wurl.clone()),
         operator_key: Some(op_path),
         vendor_key: None,
+        mail: None,
+        throttle: None,
     };
     fleet_create(&out, &opts).unwrap();
     publish_first_epoch(&out, &opts, &wurl).await.unwrap();

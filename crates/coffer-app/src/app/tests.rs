@@ -705,6 +705,19 @@ impl LoopbackVault {
     }
 }
 
+impl LoopbackVault {
+    /// What the UI does for a remote vault before the account's first
+    /// request: "Send the code", then the code typed from the mail (here
+    /// read from the loopback vault's outbox, as the user reads the mail).
+    fn verify_mail(&self, app: &App, account: &str) {
+        app.send_vault_mail_code(account).unwrap();
+        let normalized = coffer_vault_client::normalize_account(account).unwrap();
+        let code = coffer_vault::account::outbox_code(&self.vault.outbox(), &normalized).unwrap();
+        app.verify_vault_mail_code(account, code.to_string())
+            .unwrap();
+    }
+}
+
 impl Drop for LoopbackVault {
     fn drop(&mut self) {
         self.rt.block_on(self.vault.shutdown());
@@ -887,7 +900,13 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         1
     );
 
-    // First run in vault mode through the remote fleet.
+    // First run in vault mode through the remote fleet: without the
+    // code from the account's mail nothing is sent about the account.
+    let e = a
+        .create_vault_repository(r, acct, code.into(), code.into())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-V036", "{e:?}");
+    lv.verify_mail(&a, acct);
     let k = a
         .create_vault_repository(r, acct, code.into(), code.into())
         .unwrap();
@@ -949,6 +968,7 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
         .unwrap()
         .validation_mode
         .contains("remote fleet"));
+    lv.verify_mail(&b, acct);
     let e = b
         .unlock_with_recovery_code(r, acct, "not my code at all".into())
         .unwrap_err();
@@ -1088,6 +1108,19 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
     );
     assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
 
+    // The new vault is remote: its account service must know the address
+    // first ("Send the code", then the code from the mail; here the
+    // loopback vault's outbox), or the move registers nothing.
+    let e = a
+        .move_recovery_code(remote.clone(), acct, code.into())
+        .unwrap_err();
+    assert_eq!(e.code, "CF-V036", "{e:?}");
+    assert_eq!(a.vault_settings().choice, VaultChoice::EmbeddedDemo);
+    a.send_vault_mail_code_at(remote.clone(), acct).unwrap();
+    let mail = coffer_vault::account::outbox_code(&lv.vault.outbox(), acct).unwrap();
+    a.verify_vault_mail_code_at(remote.clone(), acct, mail.to_string())
+        .unwrap();
+
     // The move.
     let m = a
         .move_recovery_code(remote.clone(), acct, code.into())
@@ -1114,9 +1147,11 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
     let e = b
         .unlock_with_recovery_code(r, acct, code.into())
         .unwrap_err();
+    // A deleted record answers as an unknown account does (no
+    // enumeration): the code no longer opens anything there.
     assert_eq!(
         (e.kind, e.code.as_str()),
-        (ErrorKind::RecordDestroyed, "CF-V011"),
+        (ErrorKind::WrongRecoveryCode, "CF-V010"),
         "{e:?}"
     );
     b.shutdown_vault();
@@ -1131,6 +1166,7 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
         })
         .unwrap();
     let c = app(&data3, Arc::new(Collect::default()));
+    lv.verify_mail(&c, acct);
     assert_eq!(
         c.unlock_with_recovery_code(r, acct, code.into())
             .unwrap()

@@ -12,6 +12,8 @@ use coffer_vault::node::FleetPublic;
 use coffer_vault_client::{PinnedFleetKey, SecretBox, SecretString, VaultClient};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_coffer-vault");
+/// The test fleets' outbox (relative to the fleet directory).
+pub const OUTBOX: &str = "outbox.jsonl";
 
 /// One node process, started from its config file, its stderr appended to
 /// its log file.
@@ -95,8 +97,19 @@ pub fn test_dir() -> tempfile::TempDir {
     dir
 }
 
-/// Runs `coffer-vault fleet create` for `n` nodes on free loopback ports.
+/// Runs `coffer-vault fleet create` for `n` nodes on free loopback ports,
+/// their mail to the outbox, no throttle.
 pub fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
+    create_with(
+        dir,
+        n,
+        limit,
+        &["--mail-outbox", OUTBOX, "--throttle", "off"],
+    )
+}
+
+/// [`create`] with `extra` arguments instead of the outbox and throttle ones.
+pub fn create_with(dir: &Path, n: usize, limit: u32, extra: &[&str]) -> FleetPublic {
     let ports: Vec<String> = free_ports(2 * n).iter().map(u16::to_string).collect();
     let (ports, fleet_ports) = ports.split_at(n);
     let out = Command::new(BIN)
@@ -109,6 +122,7 @@ pub fn create(dir: &Path, n: usize, limit: u32) -> FleetPublic {
             "proc-test",
             "--local-timings",
         ])
+        .args(extra)
         .args([
             "--guess-limit",
             &limit.to_string(),
@@ -177,9 +191,29 @@ impl Fleet {
         self.dir().join(format!("node-{}", i + 1))
     }
 
+    /// A client whose account tickets come from the fleet's outbox.
     pub fn client(&self) -> VaultClient {
+        self.bare_client().with_ticket_source(self.tickets())
+    }
+
+    /// A client without tickets (a stranger's).
+    pub fn bare_client(&self) -> VaultClient {
         let key = PinnedFleetKey::parse(&self.public.fleet_key).unwrap();
         VaultClient::http(&self.public.urls.join(","), Arc::new(key)).unwrap()
+    }
+
+    /// Tickets through the nodes' account services and the outbox.
+    pub fn tickets(&self) -> Arc<dyn coffer_vault_client::TicketSource> {
+        Arc::new(coffer_vault::account::OutboxTickets {
+            transport: Arc::new(
+                coffer_vault_client::HttpTransport::with_urls(
+                    &self.public.urls,
+                    Duration::from_secs(30),
+                )
+                .unwrap(),
+            ),
+            outbox: self.dir().join(OUTBOX),
+        })
     }
 
     pub fn kill(&self, i: usize) {
