@@ -253,7 +253,12 @@ fn map_s3(e: opendal::Error) -> RemoteError {
             format!("{code}: {msg}")
         }
     };
-    if has("RequestTimeTooSkewed") || has("RequestExpired") || has("too far in the") {
+    if has("RequestTimeTooSkewed")
+        || has("RequestExpired")
+        || has("too far in the")
+        || has("Date is too old")
+        || has("Date is in the future")
+    {
         return RemoteError::ClockSkew { detail: short() };
     }
     if has("NoSuchBucket") {

@@ -365,7 +365,12 @@ impl Repository<Unlocked> {
                 continue;
             };
             let lb = live_bytes.get(&name).copied().unwrap_or(0);
-            if lb == 0 || (lb as f64) >= MIN_LIVE_SHARE * size as f64 {
+            // A new object in class C holds more than C/2 (classes double),
+            // except in the smallest class, which is only padding's.
+            if lb == 0
+                || size as usize <= layout::MIN_CLASS
+                || (lb as f64) >= MIN_LIVE_SHARE * size as f64
+            {
                 continue;
             }
             let packs = packs_in.remove(&name).unwrap_or_default();
