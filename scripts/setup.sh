@@ -25,11 +25,15 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # the accessibility interface; at-spi2-core is its bus) lets that test wait
 # until the dialog has taken each key (tests/webdriver/dialog.rs, a11y.py).
 # imagemagick's `import` takes the whole-screen shot a failing UI test saves.
+# openssh-server (sshd, sftp-server) and openssh-client (ssh-keygen): the
+# off-site tests start their own sshd on a loopback port (never the system
+# service); faketime runs `coffer` with a wrong clock (the clock-skew error).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
   gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
   dunst trayer x11-utils xdotool python3-pyatspi at-spi2-core imagemagick
+  openssh-server openssh-client faketime
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -59,6 +63,16 @@ fi
 if [ "${COFFER_SETUP_DRIVER:-1}" = 1 ] && ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver 2.1.0 (cargo install, ~30 s)"
   cargo install tauri-driver --version 2.1.0 --locked --quiet
+fi
+
+# Garage, the S3-compatible server the off-site tests run on loopback
+# (crates/coffer-testenv/src/servers.rs). Built once (~14 min on 2 cores, a
+# ~3 GB build folder that is deleted afterwards) into ~/.cargo/bin.
+if ! command -v garage >/dev/null && [ -z "${COFFER_GARAGE:-}" ]; then
+  say "installing garage 2.5.0 (cargo install, ~14 min on 2 cores, once)"
+  garage_build="$(mktemp -d)"
+  CARGO_TARGET_DIR="$garage_build" cargo install garage --version 2.5.0 --locked --quiet
+  rm -rf "$garage_build"
 fi
 
 # The UI bundle that Tauri embeds into the binary.
