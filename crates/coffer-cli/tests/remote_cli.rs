@@ -439,3 +439,264 @@ fn killed_uploads_and_a_killed_server_never_damage_earlier_snapshots() {
         verify(&ctx, id, &expected[id], 99);
     }
 }
+
+/// A destination of either kind, for the tests that run on both.
+enum Server {
+    S3(Garage),
+    /// Kept for its process (stopped on drop).
+    Sftp {
+        _sshd: coffer_testenv::servers::Sshd,
+    },
+}
+
+struct Dest {
+    _server: Server,
+    url: String,
+    ssh_key: PathBuf,
+    kit: PathBuf,
+}
+
+impl Dest {
+    fn start(tmp: &Path, sftp: bool) -> Dest {
+        let ssh_key = tmp.join("client_key");
+        let (server, url) = if sftp {
+            let s = coffer_testenv::servers::Sshd::start(&tmp.join("sshd"));
+            fs::write(&ssh_key, &s.client_key).unwrap();
+            // `//` after the host: an absolute path.
+            let url = format!(
+                "sftp://{}@127.0.0.1:{}/{}/laptop?host_key={}",
+                s.user,
+                s.port,
+                s.root.display(),
+                s.host_fingerprint
+            );
+            (Server::Sftp { _sshd: s }, url)
+        } else {
+            let g = Garage::start(&tmp.join("garage"));
+            let url = format!("s3:{}/{}/laptop?region={}", g.endpoint, g.bucket, g.region);
+            (Server::S3(g), url)
+        };
+        Dest {
+            _server: server,
+            url,
+            ssh_key,
+            kit: tmp.join("kit.txt"),
+        }
+    }
+
+    fn coffer(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_coffer"));
+        c.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("COFFER_SSH_KEY")
+            .env_remove("COFFER_SFTP_PASSWORD")
+            .env_remove("COFFER_REPOSITORY")
+            .env("COFFER_KEY_FILE", &self.kit)
+            .env("COFFER_REMOTE", &self.url)
+            .stdin(Stdio::null());
+        match &self._server {
+            Server::S3(g) => {
+                c.env("AWS_ACCESS_KEY_ID", &g.key_id)
+                    .env("AWS_SECRET_ACCESS_KEY", &g.secret);
+            }
+            Server::Sftp { .. } => {
+                c.env("COFFER_SSH_KEY", &self.ssh_key);
+            }
+        }
+        c
+    }
+
+    /// The snapshot ids the copy holds (read on a "new computer": no -r).
+    fn remote_snapshots(&self) -> BTreeSet<String> {
+        let o = ok(self.coffer().args(["snapshots", "--json"]));
+        json(&o)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Restores `id` from the copy alone into a new folder and compares it
+    /// with `want` (the files below `data`).
+    fn restores_bit_exact(
+        &self,
+        tmp: &Path,
+        id: &str,
+        data: &Path,
+        want: &BTreeMap<PathBuf, Vec<u8>>,
+    ) {
+        let target = tmp.join(format!("restored-{id}"));
+        let o = ok(self
+            .coffer()
+            .args(["restore", id, "--json", "--target"])
+            .arg(&target));
+        assert!(json(&o)["damaged"].as_array().unwrap().is_empty());
+        assert_eq!(
+            &files(&target.join(data.strip_prefix("/").unwrap())),
+            want,
+            "snapshot {id} restores bit-exact from the copy"
+        );
+        fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+/// `coffer remote push` killed (SIGKILL) mid-transfer, once data objects
+/// have reached the provider and before the new root is written: the copy
+/// is still the previous upload, whole (its snapshot restores bit-exact on
+/// a new computer, `check --read-data` finds nothing damaged, only the
+/// killed run's objects unreferenced); the next push keeps what was sent,
+/// uploads the rest, and leaves no object that no root needs.
+fn push_killed_mid_transfer(sftp: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = Dest::start(tmp.path(), sftp);
+    let repo = tmp.path().join("laptop/home.coffer");
+    fs::create_dir_all(repo.parent().unwrap()).unwrap();
+    let data = tmp.path().join("data");
+    fs::create_dir_all(data.join("docs")).unwrap();
+    fs::write(data.join("docs/notes.txt"), b"before the big upload").unwrap();
+    fs::write(data.join("first.bin"), noise(7, 3 << 20)).unwrap();
+    ok(dest.coffer().arg("-r").arg(&repo).args(["init", "--json"]));
+    let o = ok(dest
+        .coffer()
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "--json"])
+        .arg(&data));
+    assert!(json(&o)["upload"]["changed"].as_bool().unwrap());
+    let first_state = files(&data);
+    let first = dest.remote_snapshots();
+    assert_eq!(first.len(), 1);
+
+    // 80 MiB of new data, backed up here only: five 16 MiB data objects
+    // and a last, smaller one to upload.
+    let new_bytes: u64 = 5 * (16 << 20);
+    for i in 0..5u64 {
+        fs::write(data.join(format!("big{i}.bin")), noise(100 + i, 16 << 20)).unwrap();
+    }
+    ok(dest
+        .coffer()
+        .env_remove("COFFER_REMOTE")
+        .arg("-r")
+        .arg(&repo)
+        .args(["backup", "--json"])
+        .arg(&data));
+    let second_state = files(&data);
+
+    // Slowed to ~8 MiB/s so the upload takes about ten seconds; killed as
+    // soon as the database records a data object the provider has.
+    let mut child = dest
+        .coffer()
+        .arg("-r")
+        .arg(&repo)
+        .args(["remote", "push", "--json", "--limit-upload", "8MiB"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = rusqlite::Connection::open(&repo).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    let t = Instant::now();
+    let sent = loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the push ended before a data object was recorded: it cannot be killed mid-transfer"
+        );
+        // The table is created by the push itself (it exists already here:
+        // the first backup uploaded).
+        let n: i64 = db
+            .query_row(
+                "SELECT count(*) FROM remote_objects WHERE kind = 0 AND committed = 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        if n >= 1 {
+            break n;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "no data object uploaded in 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(db);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the push ended before it could be killed"
+    );
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    println!(
+        "killed the push after {:?}, {sent} data object(s) recorded",
+        t.elapsed()
+    );
+
+    // The copy is still the first upload, whole.
+    assert_eq!(dest.remote_snapshots(), first, "the copy is unchanged");
+    let id = first.iter().next().unwrap();
+    dest.restores_bit_exact(tmp.path(), id, &data, &first_state);
+    let o = ok(dest
+        .coffer()
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data", "--json"]));
+    let c = json(&o);
+    assert_eq!(c["report"]["ok"], true, "{c}");
+    assert!(
+        c["unreferenced_objects"].as_u64().unwrap() >= 1,
+        "the killed run's objects are on the server, named by no root: {c}"
+    );
+
+    // The next push keeps what the killed one sent and completes.
+    let o = ok(dest
+        .coffer()
+        .arg("-r")
+        .arg(&repo)
+        .args(["remote", "push", "--json"]));
+    let p = json(&o);
+    assert_eq!(p["changed"], true, "{p}");
+    assert!(p["packs_resumed"].as_u64().unwrap() > 0, "{p}");
+    assert!(
+        p["bytes_uploaded"].as_u64().unwrap() < new_bytes,
+        "only the rest is sent: {p}"
+    );
+    let o = ok(dest
+        .coffer()
+        .arg("-r")
+        .arg(&repo)
+        .args(["check", "--read-data", "--json"]));
+    let c = json(&o);
+    assert_eq!(c["report"]["ok"], true, "{c}");
+    assert_eq!(c["unreferenced_objects"], 0, "nothing orphaned: {c}");
+    let both = dest.remote_snapshots();
+    assert_eq!(both.len(), 2);
+    assert!(both.is_superset(&first));
+    let o = ok(dest
+        .coffer()
+        .env_remove("COFFER_REMOTE")
+        .arg("-r")
+        .arg(&repo)
+        .args(["snapshots", "--json"]));
+    let here: BTreeSet<String> = json(&o)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(both, here, "the copy has every snapshot of this computer");
+    let second = both.difference(&first).next().unwrap();
+    dest.restores_bit_exact(tmp.path(), second, &data, &second_state);
+    dest.restores_bit_exact(tmp.path(), id, &data, &first_state);
+}
+
+#[test]
+fn s3_push_killed_mid_transfer_keeps_the_copy_whole_and_the_next_push_resumes() {
+    push_killed_mid_transfer(false);
+}
+
+#[test]
+fn sftp_push_killed_mid_transfer_keeps_the_copy_whole_and_the_next_push_resumes() {
+    push_killed_mid_transfer(true);
+}
