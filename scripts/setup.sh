@@ -66,9 +66,13 @@ if [ "${COFFER_SETUP_DRIVER:-1}" = 1 ] && ! command -v tauri-driver >/dev/null; 
 fi
 
 # Garage, the S3-compatible server the off-site tests run on loopback
-# (crates/coffer-testenv/src/servers.rs). Built once (~14 min on 2 cores, a
-# ~3 GB build folder that is deleted afterwards) into ~/.cargo/bin.
-if ! command -v garage >/dev/null && [ -z "${COFFER_GARAGE:-}" ]; then
+# (crates/coffer-testenv/src/servers.rs). Built once into ~/.cargo/bin and
+# skipped whenever a garage binary is there (or on the PATH, or named by
+# COFFER_GARAGE): ~14 min on 2 idle cores, 60 min (2026-12-05) when the 2
+# cores were shared with three other builds; a ~3 GB build folder that is
+# deleted afterwards. CI should cache ~/.cargo/bin/garage.
+if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ] \
+  && [ -z "${COFFER_GARAGE:-}" ]; then
   say "installing garage 2.5.0 (cargo install, ~14 min on 2 cores, once)"
   garage_build="$(mktemp -d)"
   CARGO_TARGET_DIR="$garage_build" cargo install garage --version 2.5.0 --locked --quiet
