@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Off-site backups: coffer against restic's native S3 and SFTP backends, on
-# the same servers and data in one run: a one-node Garage (S3) and OpenSSH's
-# sftp-server behind an sshd, both on loopback, started here with their own
+# the same servers and data in one run: a one-node Garage (S3), a
+# three-node Garage cluster (replication factor 3) and OpenSSH's
+# sftp-server behind an sshd, all on loopback, started here with their own
 # folders and ports. Steps per destination: first backup (coffer: into its
 # local file and uploaded; restic: straight to the destination), no-change
 # backup, full restore on a "new computer" (no local database or cache:
@@ -36,26 +37,33 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# --- Garage, one node, blocks uncompressed (restic and coffer compress).
-G=$WORK/garage; mkdir -p "$G"
-RPC=$(free_port); API=$(free_port)
-cat >"$G/garage.toml" <<EOF
-metadata_dir = "$G/meta"
-data_dir = "$G/data"
+# --- Garage, blocks uncompressed (restic and coffer compress): one node,
+# and a cluster of three nodes (three processes on loopback, replication
+# factor 3: every block written to all three, quorum reads and writes).
+RPC_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+garage_node() { # dir replication-factor -> prints its S3 port; starts the process
+  local d=$1 rf=$2 rpc api
+  rpc=$(free_port); api=$(free_port); mkdir -p "$d"
+  cat >"$d/garage.toml" <<EOF
+metadata_dir = "$d/meta"
+data_dir = "$d/data"
 db_engine = "sqlite"
-replication_factor = 1
+replication_factor = $rf
 compression_level = "none"
-rpc_bind_addr = "127.0.0.1:$RPC"
-rpc_public_addr = "127.0.0.1:$RPC"
-rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$RPC_SECRET"
 [s3_api]
 s3_region = "garage"
-api_bind_addr = "127.0.0.1:$API"
+api_bind_addr = "127.0.0.1:$api"
 root_domain = ".s3.garage.localhost"
 EOF
+  RUST_LOG=warn "$GARAGE" -c "$d/garage.toml" server >"$d/log" 2>&1 &
+  echo "$! $api"
+}
+G=$WORK/garage
+read -r pid API < <(garage_node "$G" 1); PIDS+=("$pid")
 gcli() { "$GARAGE" -c "$G/garage.toml" "$@"; }
-RUST_LOG=warn "$GARAGE" -c "$G/garage.toml" server >"$G/log" 2>&1 &
-PIDS+=($!)
 until gcli node id -q >/dev/null 2>&1; do sleep 0.2; done
 gcli layout assign -z dc1 -c 10G "$(gcli node id -q | cut -d@ -f1)" >/dev/null
 gcli layout apply --version 1 >/dev/null
@@ -66,8 +74,33 @@ for b in coffer-bench restic-bench; do
 done
 export AWS_ACCESS_KEY_ID=$(awk -F': *' '/Key ID/ {print $2}' "$G/key")
 export AWS_SECRET_ACCESS_KEY=$(awk -F': *' '/Secret key/ {print $2}' "$G/key")
+
+# The cluster: node 1 connects to 2 and 3, one zone each, the same key
+# imported so one set of credentials serves both stores.
+C=$WORK/garage3
+CAPI=()
+for n in 1 2 3; do
+  read -r pid api < <(garage_node "$C/n$n" 3); PIDS+=("$pid"); CAPI+=("$api")
+done
+ncli() { local n=$1; shift; "$GARAGE" -c "$C/n$n/garage.toml" "$@"; }
+ccli() { ncli 1 "$@"; }
+for n in 1 2 3; do
+  until ncli $n node id -q >/dev/null 2>&1; do sleep 0.2; done
+done
+for n in 2 3; do
+  ccli node connect "$(ncli $n node id -q)" >/dev/null
+done
+for n in 1 2 3; do
+  ccli layout assign -z "dc$n" -c 10G "$(ncli $n node id -q | cut -d@ -f1)" >/dev/null
+done
+ccli layout apply --version 1 >/dev/null
+ccli key import --yes -n bench "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+for b in coffer-bench restic-bench; do
+  until ccli bucket create $b >/dev/null 2>&1; do sleep 0.2; done
+  ccli bucket allow --read --write --owner $b --key bench >/dev/null
+done
 # "Size: 4.5 MB (4.3 MiB)" -> "4.3 MiB"
-bucket_bytes() { gcli bucket info "$1" | sed -n 's/^Size:.*(\(.*\)).*/\1/p' | head -1; }
+bucket_bytes() { "$@" | sed -n 's/^Size:.*(\(.*\)).*/\1/p' | head -1; }
 
 # --- sshd with sftp-server, its own host key, a client key.
 S=$WORK/sshd; mkdir -p "$S/store"
@@ -151,8 +184,15 @@ run_destination() { # name coffer-url restic-repo [restic options...]
 
 run_destination s3 "s3:http://127.0.0.1:$API/coffer-bench/laptop?region=garage" \
   "s3:http://127.0.0.1:$API/restic-bench/laptop" -o s3.region=garage
-SIZE[s3_coffer]=$(bucket_bytes coffer-bench)
-SIZE[s3_restic]=$(bucket_bytes restic-bench)
+SIZE[s3_coffer]=$(bucket_bytes gcli bucket info coffer-bench)
+SIZE[s3_restic]=$(bucket_bytes gcli bucket info restic-bench)
+
+# The same code on the three-node cluster (S3 requests to node 1; each
+# block stored on all three: the sizes are per replica).
+run_destination s3x3 "s3:http://127.0.0.1:${CAPI[0]}/coffer-bench/laptop?region=garage" \
+  "s3:http://127.0.0.1:${CAPI[0]}/restic-bench/laptop" -o s3.region=garage
+SIZE[s3x3_coffer]=$(bucket_bytes ccli bucket info coffer-bench)
+SIZE[s3x3_restic]=$(bucket_bytes ccli bucket info restic-bench)
 
 export COFFER_SSH_KEY=$S/client
 run_destination sftp "sftp://$USER_NAME@127.0.0.1:$SSHPORT/$S/store/coffer?host_key=$HOSTFP" \
@@ -164,7 +204,7 @@ SIZE[sftp_restic]="$(mib "$S/store/restic") MiB"
 echo
 echo "corpus: $DATA ($NFILES files, $NBYTES bytes); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| destination | step | coffer | restic | restic ÷ coffer |\n|---|---|---|---|---|\n'
-for d in s3 sftp; do
+for d in s3 s3x3 sftp; do
   for s in first nochange restore; do
     c=${T[${d}_coffer_$s]}; r=${T[${d}_restic_$s]}
     if [ "$s" = restore ]; then q=${T[${d}_restore_ratio]}; else q=$(ratio "$r" "$c"); fi
