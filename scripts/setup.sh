@@ -28,12 +28,16 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # python3-aiosmtpd is the real SMTP server on loopback that the vault's
 # account service mails its codes to (crates/coffer-vault/tests/accounts.rs;
 # /usr/bin/python3, or COFFER_PYTHON).
+# openssh-server (sshd, sftp-server) and openssh-client (ssh-keygen): the
+# off-site tests start their own sshd on a loopback port (never the system
+# service); faketime runs `coffer` with a wrong clock (the clock-skew error).
 APT_PACKAGES=(
   build-essential pkg-config libssl-dev libwebkit2gtk-4.1-dev librsvg2-dev
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
   gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
   dunst trayer x11-utils xdotool python3-pyatspi at-spi2-core imagemagick
   python3-aiosmtpd
+  openssh-server openssh-client faketime
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -63,6 +67,20 @@ fi
 if [ "${COFFER_SETUP_DRIVER:-1}" = 1 ] && ! command -v tauri-driver >/dev/null; then
   say "installing tauri-driver 2.1.0 (cargo install, ~30 s)"
   cargo install tauri-driver --version 2.1.0 --locked --quiet
+fi
+
+# Garage, the S3-compatible server the off-site tests run on loopback
+# (crates/coffer-testenv/src/servers.rs). Built once into ~/.cargo/bin and
+# skipped whenever a garage binary is there (or on the PATH, or named by
+# COFFER_GARAGE): ~14 min on 2 idle cores, 60 min (2026-12-05) when the 2
+# cores were shared with three other builds; a ~3 GB build folder that is
+# deleted afterwards. CI should cache ~/.cargo/bin/garage.
+if ! command -v garage >/dev/null && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ] \
+  && [ -z "${COFFER_GARAGE:-}" ]; then
+  say "installing garage 2.5.0 (cargo install, ~14 min on 2 cores, once)"
+  garage_build="$(mktemp -d)"
+  CARGO_TARGET_DIR="$garage_build" cargo install garage --version 2.5.0 --locked --quiet
+  rm -rf "$garage_build"
 fi
 
 # The UI bundle that Tauri embeds into the binary.

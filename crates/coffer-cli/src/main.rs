@@ -10,6 +10,7 @@ mod audit_cmd;
 mod error;
 mod output;
 mod progress;
+mod remote_cmd;
 mod repo_cmd;
 mod vault_cmd;
 
@@ -47,6 +48,18 @@ pub struct Cli {
     /// No progress bar.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// An off-site copy: `s3:https://ENDPOINT/BUCKET[/PREFIX][?region=R]`
+    /// or `sftp://USER@HOST[:PORT]/PATH[?host_key=SHA256:…]` (`//PATH`:
+    /// absolute). Credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY,
+    /// or --ssh-key / COFFER_SFTP_PASSWORD; never as arguments.
+    #[arg(long = "remote", env = "COFFER_REMOTE", global = true)]
+    pub remote: Option<String>,
+    /// SFTP: the private key file (its passphrase, if any, in COFFER_SSH_KEY_PASSPHRASE).
+    #[arg(long = "ssh-key", env = "COFFER_SSH_KEY", global = true)]
+    pub ssh_key: Option<PathBuf>,
+    /// Upload at most this much per second on average (`2MiB`, `500k`).
+    #[arg(long = "limit-upload", env = "COFFER_LIMIT_UPLOAD", global = true)]
+    pub limit_upload: Option<String>,
     #[command(subcommand)]
     pub command: Commands,
 }
@@ -59,6 +72,11 @@ pub enum Commands {
     Audit(audit_cmd::AuditArgs),
     /// Register, recover, change or delete the vault record of a backup key; fleet status.
     Vault(vault_cmd::VaultArgs),
+    /// Off-site copies (--remote): test, init, push, recover, rebuild.
+    Remote {
+        #[command(subcommand)]
+        cmd: remote_cmd::RemoteCommand,
+    },
 }
 
 /// How a command ended when it did not simply succeed.
@@ -124,6 +142,7 @@ fn main() {
         Commands::Repo(cmd) => repo_cmd::run(&cli, cmd),
         Commands::Audit(args) => audit_cmd::run(&cli, args),
         Commands::Vault(args) => vault_cmd::run(&cli, args),
+        Commands::Remote { cmd } => remote_cmd::run(&cli, cmd),
     };
     match result {
         Ok(()) => {}

@@ -57,7 +57,13 @@ impl Progress for Bar {
             Phase::Checking => "check",
             Phase::Pruning => "prune",
             Phase::Finishing => "finishing",
+            Phase::Uploading => "upload",
+            Phase::Downloading => "download",
         };
+        if matches!(p, Phase::Uploading | Phase::Downloading) {
+            // A transfer counts its own bytes from zero.
+            self.bar.set_position(0);
+        }
         self.bar.set_prefix(s);
     }
     fn totals(&self, files: u64, bytes: u64) {

@@ -5,6 +5,7 @@
 use crate::error::CliError;
 use crate::output;
 use crate::progress::Bar;
+use crate::remote_cmd;
 use crate::{Cli, Failure};
 use clap::{Args, Subcommand};
 use coffer_error::UserFacing;
@@ -134,7 +135,7 @@ fn read_key_file(p: &Path) -> Result<MasterKey, Failure> {
 }
 
 /// K from the key file, or typed on the terminal (no echo).
-fn obtain_key(cli: &Cli) -> Result<MasterKey, Failure> {
+pub(crate) fn obtain_key(cli: &Cli) -> Result<MasterKey, Failure> {
     if let Some(p) = &cli.key_file {
         return read_key_file(p);
     }
@@ -146,7 +147,7 @@ fn obtain_key(cli: &Cli) -> Result<MasterKey, Failure> {
     Ok(RecoveryKey::parse(&typed)?.into_master_key())
 }
 
-fn open(cli: &Cli) -> Result<Repository<Unlocked>, Failure> {
+pub(crate) fn open(cli: &Cli) -> Result<Repository<Unlocked>, Failure> {
     let path = repo_path(cli)?;
     // Open first: "not a repository" is said before any key is asked for.
     let locked = Repository::open(path)?;
@@ -154,7 +155,7 @@ fn open(cli: &Cli) -> Result<Repository<Unlocked>, Failure> {
     Ok(locked.unlock_with_key(key)?)
 }
 
-fn cancel_on_ctrl_c() -> CancelToken {
+pub(crate) fn cancel_on_ctrl_c() -> CancelToken {
     let token = CancelToken::new();
     let t = token.clone();
     // A second handler cannot be installed; then Ctrl-C simply ends the
@@ -192,6 +193,11 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                 }
                 None => MasterKey::generate()?,
             };
+            // The destination's settings are checked before anything is made.
+            let remote = match &cli.remote {
+                Some(_) => Some(remote_cmd::open_remote(cli)?),
+                None => None,
+            };
             let repo = Repository::init(path, &key).inspect_err(|_| {
                 if wrote_key_file {
                     if let Some(kf) = &cli.key_file {
@@ -199,14 +205,21 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                     }
                 }
             })?;
+            if let Some(remote) = &remote {
+                repo.remote_init(remote)?;
+            }
             if json {
                 print_json(&serde_json::json!({
                     "repository": repo.path().display().to_string(),
                     "recovery_key": key.recovery_key().to_display_string().as_str(),
                     "key_file": cli.key_file.as_ref().map(|p| p.display().to_string()),
+                    "remote": remote.as_ref().map(|r| r.destination().to_string()),
                 }));
             } else {
                 println!("created repository {}", repo.path().display());
+                if let Some(r) = &remote {
+                    println!("with an off-site copy at {}", r.destination());
+                }
                 println!();
                 println!(
                     "Your recovery key. Write it down and keep it safe: it is shown only now,"
@@ -232,6 +245,10 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             set_name,
             parent,
         } => {
+            let remote = match &cli.remote {
+                Some(_) => Some(remote_cmd::open_remote(cli)?),
+                None => None,
+            };
             let repo = open(cli)?;
             let cancel = cancel_on_ctrl_c();
             let bar = Bar::new(bar_hidden);
@@ -241,11 +258,27 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                 set_name: set_name.clone(),
                 parent: parent.clone(),
             };
-            let r = repo.backup(&req, &bar, &cancel);
+            let (r, upload, upload_error) = match &remote {
+                None => (repo.backup(&req, &bar, &cancel), None, None),
+                Some(remote) => match repo.backup_offsite(&req, remote, &bar, &cancel) {
+                    Ok(o) => (Ok(o.snapshot), o.upload, o.upload_error),
+                    Err(coffer_repo::remote::RemoteError::Repo(e)) => (Err(e), None, None),
+                    Err(e) => {
+                        bar.finish();
+                        return Err(e.into());
+                    }
+                },
+            };
             bar.finish();
             let s = r?;
-            if json {
+            if json && remote.is_none() {
                 print_json(&s);
+            } else if json {
+                print_json(&serde_json::json!({
+                    "snapshot": s,
+                    "upload": upload,
+                    "upload_error": upload_error,
+                }));
             } else {
                 if let Some(p) = &s.parent {
                     println!("using parent snapshot {}", &p[..8]);
@@ -270,11 +303,41 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                     output::secs(s.duration_ms)
                 );
                 println!("snapshot {} saved", s.short_id);
+                if let Some(u) = &upload {
+                    remote_cmd::print_push(u);
+                }
+            }
+            if let Some(e) = upload_error {
+                if !json {
+                    eprintln!(
+                        "the snapshot is saved here; the upload did not finish and resumes on the next run"
+                    );
+                }
+                return Err(Failure::Error(e));
             }
             Ok(())
         }
         RepoCommand::Snapshots => {
-            let repo = open(cli)?;
+            // With --remote: the off-site copy's snapshots, read into a
+            // temporary database.
+            let db = match &cli.remote {
+                Some(_) => {
+                    let remote = remote_cmd::open_remote(cli)?;
+                    let bar = Bar::new(bar_hidden);
+                    let db = remote_cmd::index_db(cli, &remote, &bar, false);
+                    bar.finish();
+                    Some(db?)
+                }
+                None => None,
+            };
+            let local;
+            let repo = match &db {
+                Some(d) => &d.repo,
+                None => {
+                    local = open(cli)?;
+                    &local
+                }
+            };
             let snaps = repo.snapshots()?;
             if json {
                 print_json(&snaps);
@@ -360,7 +423,30 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             dry_run,
             overwrite,
         } => {
-            let repo = open(cli)?;
+            // With --remote: -r as it is (created from the copy when
+            // missing), or a temporary database; the packs the chosen files
+            // need are fetched from the copy.
+            let remote = match &cli.remote {
+                Some(_) => Some(remote_cmd::open_remote(cli)?),
+                None => None,
+            };
+            let db = match &remote {
+                Some(r) => {
+                    let bar = Bar::new(bar_hidden);
+                    let db = remote_cmd::index_db(cli, r, &bar, true);
+                    bar.finish();
+                    Some(db?)
+                }
+                None => None,
+            };
+            let local;
+            let repo = match &db {
+                Some(d) => &d.repo,
+                None => {
+                    local = open(cli)?;
+                    &local
+                }
+            };
             let req = RestoreRequest {
                 snapshot: snapshot.clone(),
                 include: include.clone(),
@@ -400,7 +486,10 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             }
             let cancel = cancel_on_ctrl_c();
             let bar = Bar::new(bar_hidden);
-            let r = repo.restore(&req, &bar, &cancel);
+            let r = match &remote {
+                Some(remote) => repo.restore_from_remote(remote, &req, &bar, &cancel),
+                None => repo.restore(&req, &bar, &cancel).map_err(Into::into),
+            };
             bar.finish();
             let s = r?;
             if json {
@@ -435,15 +524,54 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             Ok(())
         }
         RepoCommand::Check { read_data } => {
-            let repo = open(cli)?;
             let cancel = cancel_on_ctrl_c();
-            let bar = Bar::new(bar_hidden);
-            let r = repo.check(*read_data, &bar, &cancel);
-            bar.finish();
-            let rep = r?;
+            let remote_report = match &cli.remote {
+                None => None,
+                Some(_) => {
+                    let remote = remote_cmd::open_remote(cli)?;
+                    let bar = Bar::new(bar_hidden);
+                    // With a local database its record of the copy also
+                    // detects a copy rolled back to an older state.
+                    let r = match cli.repo.as_deref().filter(|p| p.exists()) {
+                        Some(_) => open(cli).and_then(|repo| {
+                            repo.check_remote(&remote, *read_data, &bar, &cancel)
+                                .map_err(Into::into)
+                        }),
+                        None => obtain_key(cli).and_then(|key| {
+                            remote
+                                .check(key, *read_data, &bar, &cancel)
+                                .map_err(Into::into)
+                        }),
+                    };
+                    bar.finish();
+                    Some(r?)
+                }
+            };
+            let rep = match &remote_report {
+                Some(r) => r.report.clone(),
+                None => {
+                    let repo = open(cli)?;
+                    let bar = Bar::new(bar_hidden);
+                    let r = repo.check(*read_data, &bar, &cancel);
+                    bar.finish();
+                    r?
+                }
+            };
             if json {
-                print_json(&rep);
+                match &remote_report {
+                    Some(r) => print_json(r),
+                    None => print_json(&rep),
+                }
             } else {
+                if let Some(r) = &remote_report {
+                    println!(
+                        "off-site copy version {}: {} objects ({}), {} not needed by any snapshot",
+                        r.generation,
+                        r.objects,
+                        output::bytes(r.bytes),
+                        r.unreferenced_objects
+                    );
+                }
                 println!(
                     "checked {} snapshots, {} folders, {} files, {} packs, {} chunks{}",
                     rep.snapshots,

@@ -48,6 +48,15 @@ pub enum ErrorKind {
     Io,
     /// The user cancelled the operation; nothing was lost.
     Cancelled,
+    /// An off-site destination (S3-compatible store, SFTP server) could not
+    /// be reached, or failed, after retries.
+    DestinationUnreachable,
+    /// An off-site destination refused the request: wrong credentials, no
+    /// permission, or this computer's clock is off.
+    DestinationRefused,
+    /// An SFTP server presented a host key other than the confirmed one (or
+    /// none is confirmed yet): nothing was sent to it.
+    DestinationNotTrusted,
     /// A bug or an impossible state; please report it.
     Internal,
     /// Too many wrong recovery codes (or mail codes) in a short time: the

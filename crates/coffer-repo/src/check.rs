@@ -162,7 +162,22 @@ impl Repository<Unlocked> {
                 progress.advance(0, 1);
             }
         }
-        let (snaps, bad_snaps) = store::load_snapshots(&self.conn, keys)?;
+        self.name_damage(&index, &bad_chunks, &mut rep, cancel)?;
+        Ok(rep)
+    }
+
+    /// Walks every snapshot and names each file (or directory) that needs
+    /// a chunk that is not indexed or is in `bad`, and each snapshot record
+    /// that fails authentication; sets `ok`. Shared by the local check and
+    /// the check of an off-site copy (which finds `bad` its own way).
+    pub(crate) fn name_damage(
+        &self,
+        index: &HashMap<Id, (i64, usize)>,
+        bad_chunks: &HashMap<Id, String>,
+        rep: &mut CheckReport,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let (snaps, bad_snaps) = store::load_snapshots(&self.conn, self.keys())?;
         for b in bad_snaps {
             rep.damaged_records.push(format!(
                 "snapshot {} fails authentication and cannot be used",
@@ -178,15 +193,15 @@ impl Repository<Unlocked> {
                 rec.tree,
                 Path::new(""),
                 &sid,
-                &index,
-                &bad_chunks,
+                index,
+                bad_chunks,
                 &mut cache,
-                &mut rep,
+                rep,
             )?;
         }
         rep.trees = cache.len() as u64;
         rep.ok = rep.damaged_files.is_empty() && rep.damaged_records.is_empty();
-        Ok(rep)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

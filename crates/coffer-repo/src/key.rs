@@ -65,10 +65,16 @@ impl MasterKey {
             data_seal: [0; 64],
             meta_seal: [0; 64],
             check_seal: [0; 64],
+            remote_seal: [0; 64],
         };
         xof64("coffer chunk encryption v1", &self.0, &mut k.data_seal);
         xof64("coffer metadata encryption v1", &self.0, &mut k.meta_seal);
         xof64("coffer key check v1", &self.0, &mut k.check_seal);
+        xof64(
+            "coffer remote metadata encryption v1",
+            &self.0,
+            &mut k.remote_seal,
+        );
         k
     }
 }
@@ -107,6 +113,11 @@ pub(crate) struct SubKeys {
     pub meta_seal: [u8; 64],
     /// AES-256-SIV key for the key-check record.
     pub check_seal: [u8; 64],
+    /// AES-256-SIV key for the off-site copy's own records (its roots and
+    /// index segments; the packs, trees and snapshots inside them keep
+    /// their own sealing).
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
+    pub remote_seal: [u8; 64],
 }
 
 impl SubKeys {

@@ -47,6 +47,8 @@ mod format;
 mod key;
 mod progress;
 mod prune;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod restore;
 mod store;
 mod timefmt;
@@ -166,5 +168,13 @@ mod tests {
             include_str!("../../../docs/errors.md"),
         );
         assert!(missing.is_empty(), "undocumented codes: {missing:?}");
+        #[cfg(feature = "remote")]
+        {
+            let missing = coffer_error::undocumented_codes(
+                crate::remote::REMOTE_ERROR_CODES,
+                include_str!("../../../docs/errors.md"),
+            );
+            assert!(missing.is_empty(), "undocumented codes: {missing:?}");
+        }
     }
 }

@@ -18,6 +18,10 @@ pub enum Phase {
     Checking,
     Pruning,
     Finishing,
+    /// Sending data to an off-site destination (bytes: what is uploaded).
+    Uploading,
+    /// Fetching data from an off-site destination (bytes: what is downloaded).
+    Downloading,
 }
 
 /// Implemented by whoever shows progress. All methods may be called from

@@ -96,9 +96,9 @@ pub struct RestoreSummary {
 
 type WorkerOut = Result<Vec<(usize, std::result::Result<Vec<String>, String>)>>;
 
-struct Item {
-    rel: PathBuf,
-    node: Node,
+pub(crate) struct Item {
+    pub(crate) rel: PathBuf,
+    pub(crate) node: Node,
 }
 
 fn rel_components(p: &Path) -> Vec<Vec<u8>> {
@@ -117,7 +117,7 @@ pub(crate) fn display_path(rel: &Path) -> String {
 const RESTORE_THREADS: usize = 4;
 
 impl Repository<Unlocked> {
-    fn restore_items(&self, req: &RestoreRequest) -> Result<(u64, Vec<Item>)> {
+    pub(crate) fn restore_items(&self, req: &RestoreRequest) -> Result<(u64, Vec<Item>)> {
         let (snap_id, rec) = store::resolve_snapshot(&self.conn, self.keys(), &req.snapshot)?;
         let includes: Vec<Vec<Vec<u8>>> = req.include.iter().map(|p| rel_components(p)).collect();
         let mut matched = vec![false; includes.len()];

@@ -50,6 +50,40 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 
 /// Creates the file and its schema, and the key-check record.
 pub(crate) fn create(path: &Path, key: &MasterKey) -> Result<()> {
+    let repo_id: [u8; 16] = random_bytes()?;
+    let keys = key.subkeys();
+    let check = key::seal(
+        &keys.check_seal,
+        &[b"key-check".as_slice(), &repo_id],
+        KEY_CHECK_PLAINTEXT,
+    );
+    create_with_identity(
+        path,
+        &Identity {
+            repo_id,
+            key_id: key.key_id().to_vec(),
+            key_check: check,
+            chunker: CHUNKER.to_vec(),
+        },
+    )
+}
+
+const CHUNKER: &[u8] = b"fastcdc-2020 65536/262144/1048576";
+
+/// The public facts of a repository (its `meta` table): what an off-site
+/// copy carries in clear so that a new computer can create the database
+/// again and tell a wrong key from damage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub repo_id: [u8; 16],
+    pub key_id: Vec<u8>,
+    pub key_check: Vec<u8>,
+    pub chunker: Vec<u8>,
+}
+
+/// Creates the file and its schema with the given identity (a new
+/// repository, or one rebuilt from its off-site copy).
+pub(crate) fn create_with_identity(path: &Path, id: &Identity) -> Result<()> {
     if path.exists() {
         return Err(RepoError::AlreadyExists {
             what: path.display().to_string(),
@@ -68,20 +102,13 @@ pub(crate) fn create(path: &Path, key: &MasterKey) -> Result<()> {
     configure(&conn)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     migrate(&conn, 0)?;
-    let repo_id: [u8; 16] = random_bytes()?;
-    let keys = key.subkeys();
-    let check = key::seal(
-        &keys.check_seal,
-        &[b"key-check".as_slice(), &repo_id],
-        KEY_CHECK_PLAINTEXT,
-    );
     let tx = conn.unchecked_transaction()?;
     for (k, v) in [
         ("format", b"coffer-repository".to_vec()),
-        ("repo_id", repo_id.to_vec()),
-        ("key_id", key.key_id().to_vec()),
-        ("key_check", check),
-        ("chunker", b"fastcdc-2020 65536/262144/1048576".to_vec()),
+        ("repo_id", id.repo_id.to_vec()),
+        ("key_id", id.key_id.clone()),
+        ("key_check", id.key_check.clone()),
+        ("chunker", id.chunker.clone()),
     ] {
         tx.execute(
             "INSERT INTO meta(key, value) VALUES (?1, ?2)",
@@ -90,6 +117,25 @@ pub(crate) fn create(path: &Path, key: &MasterKey) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The identity of an open repository.
+pub(crate) fn identity(conn: &Connection, repo_id: &[u8; 16]) -> Result<Identity> {
+    Ok(Identity {
+        repo_id: *repo_id,
+        key_id: meta_value(conn, "key_id")?,
+        key_check: meta_value(conn, "key_check")?,
+        chunker: meta_value(conn, "chunker")?,
+    })
+}
+
+fn meta_value(conn: &Connection, k: &str) -> Result<Vec<u8>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
+        .optional()
+        .map_err(|e| damaged_or(e.into()))?
+        .ok_or_else(|| RepoError::Damaged {
+            detail: format!("the {k} record is missing"),
+        })
 }
 
 fn migrate(conn: &Connection, from: i64) -> Result<()> {
@@ -201,23 +247,20 @@ pub(crate) fn verify_key(
     key: &MasterKey,
     keys: &SubKeys,
 ) -> Result<()> {
-    let get = |k: &str| -> Result<Vec<u8>> {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| r.get(0))
-            .optional()
-            .map_err(|e| damaged_or(e.into()))?
-            .ok_or_else(|| RepoError::Damaged {
-                detail: format!("the {k} record is missing"),
-            })
-    };
-    let stored_id = get("key_id")?;
-    if !bool::from(stored_id.as_slice().ct_eq(key.key_id().as_slice())) {
+    verify_key_against(&identity(conn, repo_id)?, key, keys)
+}
+
+/// Tells a wrong key ([`RepoError::WrongKey`]: the public fingerprint
+/// differs) from damage (the fingerprint matches but the key-check record
+/// does not open).
+pub(crate) fn verify_key_against(id: &Identity, key: &MasterKey, keys: &SubKeys) -> Result<()> {
+    if !bool::from(id.key_id.as_slice().ct_eq(key.key_id().as_slice())) {
         return Err(RepoError::WrongKey);
     }
-    let check = get("key_check")?;
     match key::open(
         &keys.check_seal,
-        &[b"key-check".as_slice(), repo_id],
-        &check,
+        &[b"key-check".as_slice(), &id.repo_id],
+        &id.key_check,
     ) {
         Some(p) if p == KEY_CHECK_PLAINTEXT => Ok(()),
         _ => Err(RepoError::Damaged {

@@ -1,11 +1,14 @@
 //! Helpers for tests that run real desktop daemons (a D-Bus session bus,
-//! Xvfb, dunst, trayer): a child process that is stopped when dropped, a
+//! Xvfb, dunst, trayer) and real storage servers (Garage for S3, OpenSSH's
+//! sftp-server; `servers`): a child process that is stopped when dropped, a
 //! private session bus, an X display that picks its own number, and a check
 //! that a tool is installed (a missing tool fails the test with the command
 //! that installs it; tests never skip).
 //!
 //! Test-only (`publish = false`); used as a dev-dependency.
 #![forbid(unsafe_code)]
+
+pub mod servers;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
