@@ -1,7 +1,7 @@
 // Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.
 // Do not edit: run `UPDATE_BINDINGS=1 cargo test -p coffer-app bindings` instead.
 
-export type ErrorKind = "invalid_input" | "wrong_recovery_code" | "wrong_recovery_key" | "record_destroyed" | "vault_unavailable" | "vault_unreachable" | "fleet_not_verified" | "keyring_unavailable" | "not_a_repository" | "repository_damaged" | "repository_busy" | "already_exists" | "not_found" | "permission_denied" | "io" | "cancelled" | "internal" | "throttled" | "account_not_verified";
+export type ErrorKind = "invalid_input" | "wrong_recovery_code" | "wrong_recovery_key" | "record_destroyed" | "vault_unavailable" | "vault_unreachable" | "fleet_not_verified" | "keyring_unavailable" | "not_a_repository" | "repository_damaged" | "repository_busy" | "already_exists" | "not_found" | "permission_denied" | "io" | "cancelled" | "destination_unreachable" | "destination_refused" | "destination_not_trusted" | "internal" | "throttled" | "account_not_verified";
 
 export type ErrorReport = { kind: ErrorKind, 
 /**
@@ -153,7 +153,7 @@ export type JobState = "running" | "done" | "failed" | "cancelled";
 
 export type JobOutcome = { "type": "backup", summary: SnapshotSummary, } | { "type": "restore", summary: RestoreSummary, } | { "type": "check", report: CheckReport, };
 
-export type Phase = "scanning" | "reading" | "writing" | "restoring" | "checking" | "pruning" | "finishing";
+export type Phase = "scanning" | "reading" | "writing" | "restoring" | "checking" | "pruning" | "finishing" | "uploading" | "downloading";
 
 export type SnapshotSummary = { id: string, short_id: string, time: string, parent: string | null, files: number, dirs: number, bytes: number, files_new: number, files_changed: number, files_unchanged: number, 
 /**

@@ -166,13 +166,16 @@ fn init_backup_and_recovery_with_the_recovery_code_through_the_vault() {
     let v = rt
         .block_on(coffer_vault::embedded::start_with(
             &tmp.path().join("vault"),
+            &coffer_vault::embedded::generate_root_key(),
             3,
             10,
         ))
         .unwrap();
     let (addr, _server) = rt.block_on(v.serve("127.0.0.1:0")).unwrap();
     let vault_url = format!("http://{addr}");
-    let fleet_key = hex::encode(v.fleet_key());
+    let fleet_key = v.pinned().pin();
+    // The vault mails its account codes here (a user reads their mail).
+    let outbox = v.outbox().display().to_string();
     fs::write(tmp.path().join("code"), "correct horse battery staple\n").unwrap();
     let vault = |verb: &str| {
         let mut c = ctx.coffer();
@@ -183,8 +186,10 @@ fn init_backup_and_recovery_with_the_recovery_code_through_the_vault() {
             &vault_url,
             "--fleet-key",
             &fleet_key,
+            "--mail-outbox",
+            &outbox,
         ])
-        .args(["--user", "sam", "--code-file"])
+        .args(["--user", "sam@example.org", "--code-file"])
         .arg(tmp.path().join("code"));
         c
     };
