@@ -75,7 +75,17 @@ keyring_saved: boolean,
 /**
  * Why not (the app still works; it asks for the key after a restart).
  */
-keyring_error: ErrorReport | null, snapshots: number, };
+keyring_error: ErrorReport | null, snapshots: number, 
+/**
+ * A recovery from the vault: the wrong codes tried since the previous
+ * successful recovery (0 otherwise). The UI warns the owner when
+ * nonzero: someone else may have been guessing.
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
 
 export type SetView = { set: BackupSet, freshness: Freshness, stale: boolean, 
 /**
@@ -517,6 +527,8 @@ export interface Commands {
   shipped_trust_policy: { args: { witness_key: string }; result: LoadedPolicy };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
+  send_vault_mail_code: { args: { account: string; target: VaultChoice | null }; result: null };
+  verify_vault_mail_code: { args: { account: string; code: string; target: VaultChoice | null }; result: null };
   rehearse_recovery_code: { args: { account: string; code: string }; result: number };
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };

@@ -457,6 +457,8 @@ impl App {
                 keyring_saved,
                 keyring_error,
                 snapshots: 0,
+                wrong_guesses: 0,
+                wrong_guess_times: Vec::new(),
             })
         })())
     }
@@ -678,6 +680,8 @@ impl App {
                 keyring_saved,
                 keyring_error,
                 snapshots: 0,
+                wrong_guesses: 0,
+                wrong_guess_times: Vec::new(),
             })
         })())
     }
@@ -697,14 +701,19 @@ impl App {
             let account = Self::account(account)?;
             let locked = Repository::open(&repo).map_err(rep)?;
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code)?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code)?;
             let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
             self.remember_account(&account);
             let vault = match &self.state().settings.vault {
                 VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
                 v => v.clone(),
             };
-            self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)
+            let mut r =
+                self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)?;
+            r.wrong_guesses = wrong_guesses;
+            r.wrong_guess_times = wrong_guess_times;
+            Ok(r)
         })())
     }
 
@@ -1460,6 +1469,8 @@ impl App {
             keyring_saved,
             keyring_error,
             snapshots,
+            wrong_guesses: 0,
+            wrong_guess_times: Vec::new(),
         })
     }
 }

@@ -234,6 +234,16 @@ pub fn commands() -> Vec<CommandSig> {
             result: KeyInstalled::name,
         },
         CommandSig {
+            name: "send_vault_mail_code",
+            args: "{ account: string; target: VaultChoice | null }",
+            result: none,
+        },
+        CommandSig {
+            name: "verify_vault_mail_code",
+            args: "{ account: string; code: string; target: VaultChoice | null }",
+            result: none,
+        },
+        CommandSig {
             name: "rehearse_recovery_code",
             args: "{ account: string; code: string }",
             result: number,

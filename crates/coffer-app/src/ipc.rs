@@ -102,6 +102,13 @@ pub struct KeyInstalled {
     pub keyring_error: Option<coffer_error::ErrorReport>,
     #[ts(type = "number")]
     pub snapshots: u64,
+    /// A recovery from the vault: the wrong codes tried since the previous
+    /// successful recovery (0 otherwise). The UI warns the owner when
+    /// nonzero: someone else may have been guessing.
+    pub wrong_guesses: u32,
+    /// When the last of those began (Unix seconds, at most 16).
+    #[ts(type = "number[]")]
+    pub wrong_guess_times: Vec<u64>,
 }
 
 /// By hand, like every key-related type: where and whether, never K.
@@ -115,6 +122,7 @@ impl std::fmt::Debug for KeyInstalled {
                 &self.keyring_error.as_ref().map(|e| e.code.as_str()),
             )
             .field("snapshots", &self.snapshots)
+            .field("wrong_guesses", &self.wrong_guesses)
             .finish()
     }
 }
