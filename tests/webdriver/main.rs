@@ -48,6 +48,27 @@ fn make_source(dir: &Path, bulk_mib: usize) -> PathBuf {
     src
 }
 
+/// The newest code a remote fleet mailed to `account`, read from its outbox
+/// as the user reads their mail (delivery runs apart from the answer, so
+/// it is waited for, up to 10 s).
+/// `replaced`: a code already read, which a newer mail replaces.
+pub(crate) async fn mail_code(outbox: &Path, account: &str, replaced: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = coffer_vault::account::outbox_code(outbox, account) {
+            if Some(code.as_str()) != replaced {
+                return code.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no code mailed to {account} in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// First run in key mode through the UI; returns the recovery key as shown.
 async fn onboard(
     s: &Session,
@@ -618,6 +639,16 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
         s.click("recovery-last-attempt-ack").await?;
         s.click("recovery-code-unlock").await?;
         s.wait_text("recovery-ok", "1 snapshot found").await?;
+        // The owner hears of the 9 wrong codes (counted by the HSMs).
+        s.wait_attr("recovery-wrong-guesses", "data-count", "9", 5)
+            .await?;
+        s.wait_text(
+            "recovery-wrong-guesses",
+            "9 wrong recovery codes were tried",
+        )
+        .await?;
+        // The demo fleet's mail goes to its outbox, read by the app: no step.
+        assert!(!s.testid("recovery-mail").await?.is_displayed().await?);
         s.click("recovery-go-snapshots").await?;
         s.testid("snapshot-row").await?;
         let out = s.data_dir.join("restored");
@@ -755,6 +786,7 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let wk = vault.witness_key().to_string();
     let ok = vault.operator_key().to_string();
     let wurl = vault.witness_url().to_string();
+    let outbox = vault.outbox();
     let wrong_ok = vault.witness_key().to_string(); // a real key, but not the operator's
     let (vendor, evidence) = (vault.vendor_root().to_string(), vault.evidence_url());
     let repo = shared.path().join("usb/coffer.db");
@@ -864,6 +896,37 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.type_in("onboard-account", acct).await?;
         s.type_in("onboard-code", code).await?;
         s.type_in("onboard-code-confirm", code).await?;
+        // A remote vault takes no request for an address not confirmed by
+        // mail: nothing is registered, and the step says what to do.
+        assert!(s.testid("onboard-mail").await?.is_displayed().await?);
+        s.wait_text("onboard-mail-send", acct).await?;
+        s.click("onboard-create-vault").await?;
+        s.wait_text("onboard-mail-needed", "send one").await?;
+        assert_eq!(s.text("error-code").await?, "CF-V036");
+        assert!(!repo.exists(), "no backup file without a registered code");
+        // The code is mailed (to the fleet's outbox here; this test fleet
+        // has no rate limit on codes). A newer mail replaces the code: the
+        // older one is refused as a wrong code would be.
+        s.click("onboard-mail-send").await?;
+        s.wait_text("onboard-mail-sent", acct).await?;
+        let first = mail_code(&outbox, acct, None).await;
+        s.click("onboard-mail-send").await?;
+        let mailed = mail_code(&outbox, acct, Some(&first)).await;
+        s.wait_text("onboard-mail-sent", acct).await?;
+        s.type_in("onboard-mail-code", &first).await?;
+        s.click("onboard-mail-verify").await?;
+        s.wait_text("onboard-mail-status", "CF-V026").await?;
+        s.wait_attr("onboard-mail", "data-verified", "false", 5)
+            .await?;
+        // The newest code, typed as the user reads it; "Create" verifies it first.
+        s.type_in("onboard-mail-code", &mailed).await?;
+        s.client
+            .execute(
+                "document.querySelector('[data-testid=\"onboard-mail\"]').scrollIntoView({block: 'center'})",
+                vec![],
+            )
+            .await?;
+        s.shot("onboarding-remote-mail-code").await?;
         s.click("onboard-create-vault").await?;
         assert_eq!(s.text("onboard-kit-account").await?, acct);
         s.click("onboard-kit-continue").await?;
@@ -899,8 +962,16 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         assert_eq!(s.text("error-code").await?, "CF-A070");
 
         // Moved instead: the code goes to the local demo fleet (registered
-        // there after it verifies), the remote record is deleted.
+        // there after it verifies), the remote record is deleted. The
+        // remote vault in use asks for the mail code (the ticket verified
+        // at first run still serves: 30 minutes); the demo fleet does not.
         assert!(s.testid("vault-move").await?.is_displayed().await?);
+        s.wait_attr("vault-move-from-mail", "data-remote", "true", 10)
+            .await?;
+        s.wait_attr("vault-mail", "data-remote", "true", 10)
+            .await?;
+        assert!(s.testid("vault-move-from-mail").await?.is_displayed().await?);
+        assert!(!s.testid("vault-move-to-mail").await?.is_displayed().await?);
         assert_eq!(
             s.testid("vault-move-account").await?.prop("value").await?.as_deref(),
             Some(acct)
@@ -928,7 +999,12 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.shot("settings-vault-move").await?;
         let saved = std::fs::read_to_string(&settings)?;
         assert!(!saved.contains(&url), "{saved}");
-        // The moved code works in the vault now in use.
+        // The moved code works in the vault now in use (the demo fleet:
+        // no mail step).
+        s.wait_attr("vault-move-from-mail", "data-remote", "false", 10)
+            .await?;
+        s.wait_attr("vault-mail", "data-remote", "false", 10)
+            .await?;
         s.type_in("rehearse-code-input", code).await?;
         s.click("rehearse-code-run").await?;
         s.wait_text("rehearse-code-ok", "0 snapshots").await?;
