@@ -552,6 +552,35 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
     .await;
 }
 
+const UNTHROTTLED_FLEET_ENV: &str = "COFFER_WD_UNTHROTTLED_FLEET";
+
+/// Run by `vault_mode_first_run_and_recovery_with_attempts_remaining` in a
+/// child process on its private keyring's bus: makes the demo fleet in the
+/// folder `$COFFER_WD_UNTHROTTLED_FLEET` with its root key in the keyring
+/// (as the app does, `coffer_app::keyring::demo_fleet_root_key`) and no
+/// time throttle. Outside that child it does nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn make_an_unthrottled_demo_fleet_in_a_child() {
+    let Some(dir) = std::env::var_os(UNTHROTTLED_FLEET_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let id = coffer_vault::demo_keys::ensure_folder_id(&dir).unwrap();
+    let keystore = coffer_app::keyring::OsKeyring::new();
+    let root = coffer_app::keyring::demo_fleet_root_key(&keystore, &dir, &id, false).unwrap();
+    let vault = coffer_vault::embedded::start_opts(
+        &dir,
+        &root,
+        coffer_vault::embedded::EMBEDDED_NODES,
+        10,
+        Some(vec![]),
+    )
+    .await
+    .unwrap();
+    vault.shutdown().await;
+    println!("{}", coffer_testenv::CHILD_PASSED);
+}
+
 /// Vault mode for real against the embedded fleet: first run with a code
 /// (strength feedback, fleet verified first), a backup; then a second
 /// installation on a fresh data directory with the same vault: wrong codes
@@ -569,6 +598,17 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let args = ["--vault-dir", fleet.to_str().unwrap()];
     let keyring = coffer_testenv::start_keyring();
     let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
+    // The demo fleet the app will use, made as the app makes it (root key
+    // in this keyring) but without the time throttle, so that 9 wrong codes
+    // can be tried in a row (the throttle has its own tests in coffer-hsm
+    // and coffer-vault).
+    coffer_testenv::run_test_in_child(
+        "make_an_unthrottled_demo_fleet_in_a_child",
+        &[
+            (UNTHROTTLED_FLEET_ENV, fleet.to_str().unwrap()),
+            ("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str()),
+        ],
+    );
     {
         let (repo, src) = (repo.clone(), src.clone());
         run_with_env("vault_mode_first_run", &args, &env, |s| async move {

@@ -1255,6 +1255,7 @@ fn the_same_fleet_checked_differently_is_the_same_vault() {
     std::fs::create_dir_all(&src).unwrap();
     let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
     a.save_vault_choice(remote.clone()).unwrap();
+    lv.verify_mail(&a, acct);
     a.create_vault_repository(r, acct, code.into(), code.into())
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
