@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{run, run_with, run_with_env, Session, TestResult};
+use harness::{run, run_prepared, run_with, run_with_env, Session, TestResult};
 
 const NO_KEYRING: &[&str] = &["--no-keyring"];
 
@@ -1050,6 +1050,149 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.wait_text("rehearse-code-ok", "0 snapshots").await?;
         TestResult::Ok(())
     })
+    .await;
+    server.abort();
+    vault.shutdown().await;
+}
+
+/// A new computer recovers from a REMOTE vault, as its user does: the
+/// Recovery wizard refuses to send anything for an address not confirmed by
+/// mail (`CF-V036`); "Send a code", the code read from the mail (the
+/// fleet's outbox here) typed in, two wrong recovery codes, then the right
+/// one: the backups open and the owner is told that 2 wrong codes were
+/// tried. In Settings, the same ticket serves changing the code,
+/// rehearsing with the new one and deleting the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
+    use coffer_app::settings::{SettingsStore, VaultChoice};
+    let shared = tempfile::tempdir().unwrap();
+    let root = coffer_vault::embedded::generate_root_key();
+    let vault =
+        coffer_vault::embedded::start_with(&shared.path().join("remote-fleet"), &root, 3, 10)
+            .await
+            .unwrap();
+    let (addr, server) = vault.serve("127.0.0.1:0").await.unwrap();
+    let outbox = vault.outbox();
+    let choice = VaultChoice::Remote {
+        url: format!("http://{addr}"),
+        witness_key: vault.witness_key().to_string(),
+        operator_key: vault.operator_key().to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: None,
+    };
+    let repo = shared.path().join("usb/coffer.db");
+    let (acct, code, new_code) = (
+        "tom@example.org",
+        "correct horse battery staple",
+        "violet tangerine orbit 42",
+    );
+    // The old computer: a backup file whose code is registered in the
+    // remote vault (through the app's domain crate, as its first run does).
+    let first_mail = {
+        let (dir, repo, choice, outbox) = (
+            shared.path().join("old-computer"),
+            repo.clone(),
+            choice.clone(),
+            outbox.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let a = coffer_app::App::with_parts(
+                dir,
+                Arc::new(coffer_app::keyring::OsKeyring::with_backends(vec![])),
+                Arc::new(coffer_app::jobs::NoEvents),
+            )
+            .unwrap();
+            a.save_vault_choice(choice).unwrap();
+            a.send_vault_mail_code(acct).unwrap();
+            let mail = coffer_vault::account::outbox_code(&outbox, acct).unwrap();
+            a.verify_vault_mail_code(acct, mail.to_string()).unwrap();
+            a.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into())
+                .unwrap();
+            a.shutdown_vault();
+            mail.to_string()
+        })
+        .await
+        .unwrap()
+    };
+    let prepare = move |dir: &Path| {
+        let store = SettingsStore::new(dir);
+        let mut st = store.load().unwrap();
+        st.vault = choice;
+        store.save(&st).unwrap();
+    };
+    run_prepared(
+        "remote_vault_recovery",
+        NO_KEYRING,
+        prepare,
+        |s| async move {
+            s.testid("onboarding-screen").await?;
+            s.click("onboard-go-recovery").await?;
+            s.type_in("recovery-repo-path", repo.to_str().unwrap())
+                .await?;
+            s.wait_attr("recovery-mail", "data-remote", "true", 10)
+                .await?;
+            s.type_in("recovery-account", acct).await?;
+            s.wait_text("recovery-mail-send", acct).await?;
+            s.type_in("recovery-code-input", code).await?;
+            s.click("recovery-code-unlock").await?;
+            s.wait_text("recovery-mail-needed", "send one").await?;
+            assert_eq!(s.text("error-code").await?, "CF-V036");
+            assert!(
+                !s.exists("recovery-attempts").await?
+                    || s.text("recovery-attempts").await?.is_empty()
+            );
+            // The mail: the code typed and verified.
+            s.click("recovery-mail-send").await?;
+            s.wait_text("recovery-mail-sent", acct).await?;
+            let mailed = mail_code(&outbox, acct, Some(&first_mail)).await;
+            s.type_in("recovery-mail-code", &mailed).await?;
+            s.click("recovery-mail-verify").await?;
+            s.wait_text("recovery-mail-verified", acct).await?;
+            s.wait_attr("recovery-mail", "data-verified", "true", 5)
+                .await?;
+            // Two wrong recovery codes, then the right one.
+            for left in [9, 8] {
+                s.type_in("recovery-code-input", &format!("wrong guess {left}"))
+                    .await?;
+                s.click("recovery-code-unlock").await?;
+                s.wait_attr("recovery-attempts", "data-remaining", &left.to_string(), 30)
+                    .await?;
+            }
+            s.type_in("recovery-code-input", code).await?;
+            s.click("recovery-code-unlock").await?;
+            s.wait_text("recovery-ok", "0 snapshots found").await?;
+            s.wait_attr("recovery-wrong-guesses", "data-count", "2", 5)
+                .await?;
+            s.wait_text(
+                "recovery-wrong-guesses",
+                "2 wrong recovery codes were tried",
+            )
+            .await?;
+            s.shot("recovery-remote-wrong-guesses").await?;
+
+            // Settings: the ticket (30 minutes) serves change, rehearse, delete.
+            s.go("settings").await?;
+            s.wait_attr("vault-mail", "data-remote", "true", 10).await?;
+            s.type_in("vault-account", acct).await?;
+            s.type_in("change-old-code", code).await?;
+            s.type_in("change-new-code", new_code).await?;
+            s.type_in("change-confirm-code", new_code).await?;
+            s.click("change-code-run").await?;
+            s.testid("change-code-ok").await?;
+            s.type_in("rehearse-code-input", new_code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("rehearse-code-ok", "0 snapshots").await?;
+            s.client
+                .execute("window.confirm = () => true;", vec![])
+                .await?;
+            s.type_in("delete-record-code", new_code).await?;
+            s.click("delete-record-run").await?;
+            s.testid("delete-record-ok").await?;
+            TestResult::Ok(())
+        },
+    )
     .await;
     server.abort();
     vault.shutdown().await;
