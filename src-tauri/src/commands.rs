@@ -295,7 +295,11 @@ pub async fn verify_vault_mail_code(
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn rehearse_recovery_code(app: State<'_, App>, account: String, code: String) -> R<u64> {
+pub async fn rehearse_recovery_code(
+    app: State<'_, App>,
+    account: String,
+    code: String,
+) -> R<Rehearsed> {
     blocking(&app, move |a| a.rehearse_recovery_code(&account, code)).await
 }
 

@@ -1024,6 +1024,9 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.click("vault-move-run").await?;
         s.wait_text("vault-move-ok", "now lives in fleet local").await?;
         s.testid("vault-move-old-deleted").await?;
+        // Step 1 of the move was a recovery: the wrong code before it is reported.
+        s.wait_attr("vault-move-wrong-guesses", "data-count", "1", 5)
+            .await?;
         s.wait_text("settings-vault", "Local demo fleet").await?;
         assert_eq!(
             s.testid("vault-move-code").await?.prop("value").await?.as_deref(),
@@ -1181,9 +1184,16 @@ async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
             s.type_in("change-confirm-code", new_code).await?;
             s.click("change-code-run").await?;
             s.testid("change-code-ok").await?;
+            // A rehearsal is a recovery too: the wrong code just before it
+            // is reported (the recovery above ended the earlier count).
+            s.type_in("rehearse-code-input", code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("vault-result", "CF-V010").await?;
             s.type_in("rehearse-code-input", new_code).await?;
             s.click("rehearse-code-run").await?;
             s.wait_text("rehearse-code-ok", "0 snapshots").await?;
+            s.wait_attr("rehearse-code-wrong-guesses", "data-count", "1", 5)
+                .await?;
             s.client
                 .execute("window.confirm = () => true;", vec![])
                 .await?;

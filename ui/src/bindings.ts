@@ -87,6 +87,20 @@ wrong_guesses: number,
  */
 wrong_guess_times: number[], };
 
+export type Rehearsed = { 
+/**
+ * Snapshots in the backup file the recovered key opened.
+ */
+snapshots: number, 
+/**
+ * Wrong codes tried since the previous successful recovery.
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
+
 export type SetView = { set: BackupSet, freshness: Freshness, stale: boolean, 
 /**
  * "Last good backup 2 hours ago (scheduled daily at 12:00)."
@@ -480,7 +494,16 @@ old_record_deleted: boolean,
  * Why not, when it was not (the code is registered in both vaults
  * then; the report's next step says what to do).
  */
-old_record_error: ErrorReport | null, };
+old_record_error: ErrorReport | null, 
+/**
+ * Wrong codes tried in the previous vault since its last successful
+ * recovery (step 1 of the move is one).
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
 
 export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics" | "open_policy";
 
@@ -529,7 +552,7 @@ export interface Commands {
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   send_vault_mail_code: { args: { account: string; target: VaultChoice | null }; result: null };
   verify_vault_mail_code: { args: { account: string; code: string; target: VaultChoice | null }; result: null };
-  rehearse_recovery_code: { args: { account: string; code: string }; result: number };
+  rehearse_recovery_code: { args: { account: string; code: string }; result: Rehearsed };
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };
   move_recovery_code: { args: { choice: VaultChoice; account: string; code: string }; result: VaultMoved };

@@ -769,18 +769,23 @@ impl App {
 
     /// Recovery rehearsal in vault mode: the code recovers K and K opens the
     /// current repository. Nothing changes (a wrong code does cost an attempt).
-    pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<u64> {
+    pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<Rehearsed> {
         let code = SecretString::from(code);
         self.track((|| {
             let repo = self.current_repo()?;
             let account = Self::account(account)?;
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code)?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code)?;
             let r = Repository::open(&repo)
                 .map_err(rep)?
                 .unlock_with_key(key)
                 .map_err(rep)?;
-            Ok(r.snapshots().map_err(rep)?.len() as u64)
+            Ok(Rehearsed {
+                snapshots: r.snapshots().map_err(rep)?.len() as u64,
+                wrong_guesses,
+                wrong_guess_times,
+            })
         })())
     }
 
@@ -861,7 +866,8 @@ impl App {
             // 1. The code, in the vault in use, recovers K, and K opens the
             //    backups: the code is right and the record is the live one.
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code.clone())?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code.clone())?;
             Repository::open(&repo)
                 .and_then(|r| r.unlock_with_key(key.clone()))
                 .map_err(rep)?;
@@ -890,6 +896,8 @@ impl App {
                 info,
                 old_record_deleted: deleted.is_ok(),
                 old_record_error: deleted.err(),
+                wrong_guesses,
+                wrong_guess_times,
             })
         })())
     }

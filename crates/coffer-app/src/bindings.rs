@@ -246,7 +246,7 @@ pub fn commands() -> Vec<CommandSig> {
         CommandSig {
             name: "rehearse_recovery_code",
             args: "{ account: string; code: string }",
-            result: number,
+            result: Rehearsed::name,
         },
         CommandSig {
             name: "change_recovery_code",
@@ -289,6 +289,7 @@ pub fn render() -> String {
         decl::<KeyMode>(&cfg),
         decl::<NewRecoveryKey>(&cfg),
         decl::<KeyInstalled>(&cfg),
+        decl::<Rehearsed>(&cfg),
         decl::<SetView>(&cfg),
         decl::<BackupSet>(&cfg),
         decl::<BackupSetInput>(&cfg),

@@ -8,6 +8,14 @@ import { pathField } from "../pathfield";
 import { formatMaxAge, freshnessState, freshnessText, maxAgeOf, withMaxAge } from "../trust";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
+import { wrongGuessesText } from "./recovery";
+
+/** The wrong codes the vault counted since the last successful recovery
+ * (a rehearsal and a move are recoveries: they end that count). */
+function wrongGuesses(testid: string, n: number, times: number[]): HTMLElement[] {
+  const text = wrongGuessesText(n, times);
+  return text === null ? [] : [h("p", { class: "warning", role: "alert", testid, "data-count": String(n) }, text)];
+}
 
 /** Fired on window when the saved vault choice is (re)read: detail is
  * whether the vault in use is remote. */
@@ -122,9 +130,10 @@ function vaultCards(): HTMLElement {
   const rc = pw("Recovery code", "rehearse-code-input");
   const rehearse = button("Rehearse with the code", "rehearse-code-run", () => {
     void guarded(rehearse, out, async () => {
-      const n = await withTicket(() => call("rehearse_recovery_code", { account: acct.input.value, code: rc.input.value }));
+      const r = await withTicket(() => call("rehearse_recovery_code", { account: acct.input.value, code: rc.input.value }));
       clear();
-      out.replaceChildren(h("p", { class: "ok", testid: "rehearse-code-ok" }, `Your code recovers the key, and it opens your backup file (${n} snapshots).`));
+      out.replaceChildren(h("p", { class: "ok", testid: "rehearse-code-ok" }, `Your code recovers the key, and it opens your backup file (${r.snapshots} snapshots).`),
+        ...wrongGuesses("rehearse-code-wrong-guesses", r.wrong_guesses, r.wrong_guess_times));
     });
   }, "secondary");
   const dc = pw("Recovery code", "delete-record-code");
@@ -286,7 +295,8 @@ function vaultChoiceCard(): HTMLElement {
         r.old_record_deleted
           ? h("p", { class: "muted", testid: "vault-move-old-deleted" }, "The record in the previous vault was deleted.")
           : h("p", { class: "warning", testid: "vault-move-old-kept" },
-            `The record in the previous vault could NOT be deleted, so the code works there too. ${r.old_record_error ? reportLine(r.old_record_error) : ""}`));
+            `The record in the previous vault could NOT be deleted, so the code works there too. ${r.old_record_error ? reportLine(r.old_record_error) : ""}`),
+        ...wrongGuesses("vault-move-wrong-guesses", r.wrong_guesses, r.wrong_guess_times));
       load();
     });
   });
