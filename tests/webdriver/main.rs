@@ -1063,10 +1063,12 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
 /// mail (`CF-V036`); "Send a code", the code read from the mail (the
 /// fleet's outbox here) typed in, two wrong recovery codes, then the right
 /// one: the backups open and the owner is told that 2 wrong codes were
-/// tried. In Settings, the same ticket serves changing the code,
-/// rehearsing with the new one and deleting the record.
+/// tried. In Settings, the same ticket serves changing the code and
+/// rehearsing with the new one; the code is then moved to a second remote
+/// vault, confirmed there with a code from ITS mail (the move-to step, the
+/// `_at` commands), and the record is deleted there.
 #[tokio::test(flavor = "multi_thread")]
-async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
+async fn remote_vault_recovery_change_move_and_delete_with_the_mail_code() {
     use coffer_app::settings::{SettingsStore, VaultChoice};
     let shared = tempfile::tempdir().unwrap();
     let root = coffer_vault::embedded::generate_root_key();
@@ -1076,6 +1078,19 @@ async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
             .unwrap();
     let (addr, server) = vault.serve("127.0.0.1:0").await.unwrap();
     let outbox = vault.outbox();
+    // The second remote vault the code moves to.
+    let root_b = coffer_vault::embedded::generate_root_key();
+    let vault_b =
+        coffer_vault::embedded::start_with(&shared.path().join("remote-fleet-b"), &root_b, 3, 10)
+            .await
+            .unwrap();
+    let (addr_b, server_b) = vault_b.serve("127.0.0.1:0").await.unwrap();
+    let (url_b, wk_b, ok_b, outbox_b) = (
+        format!("http://{addr_b}"),
+        vault_b.witness_key().to_string(),
+        vault_b.operator_key().to_string(),
+        vault_b.outbox(),
+    );
     let choice = VaultChoice::Remote {
         url: format!("http://{addr}"),
         witness_key: vault.witness_key().to_string(),
@@ -1194,6 +1209,38 @@ async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
             s.wait_text("rehearse-code-ok", "0 snapshots").await?;
             s.wait_attr("rehearse-code-wrong-guesses", "data-count", "1", 5)
                 .await?;
+
+            // Moved to the second remote vault: its step asks for a code
+            // from its own mail; the vault in use keeps its ticket.
+            s.wait_text("vault-switch-refused", "CF-A070").await?;
+            s.wait_attr("vault-move-from-mail", "data-remote", "true", 10)
+                .await?;
+            s.type_in("vault-url", &url_b).await?;
+            s.type_in("vault-witness-key", &wk_b).await?;
+            s.type_in("vault-operator-key", &ok_b).await?;
+            s.wait_attr("vault-move-to-mail", "data-remote", "true", 5)
+                .await?;
+            assert!(s.testid("vault-move-to-mail").await?.is_displayed().await?);
+            s.type_in("vault-move-account", acct).await?;
+            s.type_in("vault-move-code", new_code).await?;
+            s.click("vault-move-run").await?;
+            s.wait_text("vault-move-to-mail-needed", "send one").await?;
+            assert!(
+                !std::fs::read_to_string(s.data_dir.join("settings.json"))?.contains(&url_b),
+                "nothing moved without the new vault's ticket"
+            );
+            s.click("vault-move-to-mail-send").await?;
+            s.wait_text("vault-move-to-mail-sent", acct).await?;
+            let mailed_b = mail_code(&outbox_b, acct, None).await;
+            s.type_in("vault-move-to-mail-code", &mailed_b).await?;
+            s.click("vault-move-run").await?;
+            s.wait_text("vault-move-ok", "now lives in fleet").await?;
+            s.testid("vault-move-old-deleted").await?;
+            s.wait_text("settings-vault", &url_b).await?;
+            // The vault now in use holds the code (its ticket serves).
+            s.type_in("rehearse-code-input", new_code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("rehearse-code-ok", "0 snapshots").await?;
             s.client
                 .execute("window.confirm = () => true;", vec![])
                 .await?;
@@ -1205,5 +1252,7 @@ async fn remote_vault_recovery_change_and_delete_with_the_mail_code() {
     )
     .await;
     server.abort();
+    server_b.abort();
     vault.shutdown().await;
+    vault_b.shutdown().await;
 }
