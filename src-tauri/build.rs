@@ -40,6 +40,8 @@ const COMMANDS: &[&str] = &[
     "shipped_trust_policy",
     "create_vault_repository",
     "unlock_with_recovery_code",
+    "send_vault_mail_code",
+    "verify_vault_mail_code",
     "rehearse_recovery_code",
     "change_recovery_code",
     "delete_vault_record",

@@ -264,8 +264,42 @@ pub async fn unlock_with_recovery_code(
     .await
 }
 
+/// A remote vault mails a code to `account`: for the vault in use, or for
+/// `target`, the vault a code is about to move to.
 #[tauri::command(rename_all = "snake_case")]
-pub async fn rehearse_recovery_code(app: State<'_, App>, account: String, code: String) -> R<u64> {
+pub async fn send_vault_mail_code(
+    app: State<'_, App>,
+    account: String,
+    target: Option<VaultChoice>,
+) -> R<()> {
+    blocking(&app, move |a| match target {
+        None => a.send_vault_mail_code(&account),
+        Some(choice) => a.send_vault_mail_code_at(choice, &account),
+    })
+    .await
+}
+
+/// The code from that mail: the account ticket the following requests need.
+#[tauri::command(rename_all = "snake_case")]
+pub async fn verify_vault_mail_code(
+    app: State<'_, App>,
+    account: String,
+    code: String,
+    target: Option<VaultChoice>,
+) -> R<()> {
+    blocking(&app, move |a| match target {
+        None => a.verify_vault_mail_code(&account, code),
+        Some(choice) => a.verify_vault_mail_code_at(choice, &account, code),
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn rehearse_recovery_code(
+    app: State<'_, App>,
+    account: String,
+    code: String,
+) -> R<Rehearsed> {
     blocking(&app, move |a| a.rehearse_recovery_code(&account, code)).await
 }
 

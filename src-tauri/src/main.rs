@@ -142,6 +142,8 @@ fn main() {
             commands::shipped_trust_policy,
             commands::create_vault_repository,
             commands::unlock_with_recovery_code,
+            commands::send_vault_mail_code,
+            commands::verify_vault_mail_code,
             commands::rehearse_recovery_code,
             commands::change_recovery_code,
             commands::delete_vault_record,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use harness::{run, run_with, run_with_env, Session, TestResult};
+use harness::{run, run_prepared, run_with, run_with_env, Session, TestResult};
 
 const NO_KEYRING: &[&str] = &["--no-keyring"];
 
@@ -46,6 +46,27 @@ fn make_source(dir: &Path, bulk_mib: usize) -> PathBuf {
         }
     }
     src
+}
+
+/// The newest code a remote fleet mailed to `account`, read from its outbox
+/// as the user reads their mail (delivery runs apart from the answer, so
+/// it is waited for, up to 10 s).
+/// `replaced`: a code already read, which a newer mail replaces.
+pub(crate) async fn mail_code(outbox: &Path, account: &str, replaced: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(code) = coffer_vault::account::outbox_code(outbox, account) {
+            if Some(code.as_str()) != replaced {
+                return code.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no code mailed to {account} in {}",
+            outbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// First run in key mode through the UI; returns the recovery key as shown.
@@ -531,6 +552,35 @@ async fn support_view_codes_and_diagnostics_without_secrets() {
     .await;
 }
 
+const UNTHROTTLED_FLEET_ENV: &str = "COFFER_WD_UNTHROTTLED_FLEET";
+
+/// Run by `vault_mode_first_run_and_recovery_with_attempts_remaining` in a
+/// child process on its private keyring's bus: makes the demo fleet in the
+/// folder `$COFFER_WD_UNTHROTTLED_FLEET` with its root key in the keyring
+/// (as the app does, `coffer_app::keyring::demo_fleet_root_key`) and no
+/// time throttle. Outside that child it does nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn make_an_unthrottled_demo_fleet_in_a_child() {
+    let Some(dir) = std::env::var_os(UNTHROTTLED_FLEET_ENV) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let id = coffer_vault::demo_keys::ensure_folder_id(&dir).unwrap();
+    let keystore = coffer_app::keyring::OsKeyring::new();
+    let root = coffer_app::keyring::demo_fleet_root_key(&keystore, &dir, &id, false).unwrap();
+    let vault = coffer_vault::embedded::start_opts(
+        &dir,
+        &root,
+        coffer_vault::embedded::EMBEDDED_NODES,
+        10,
+        Some(vec![]),
+    )
+    .await
+    .unwrap();
+    vault.shutdown().await;
+    println!("{}", coffer_testenv::CHILD_PASSED);
+}
+
 /// Vault mode for real against the embedded fleet: first run with a code
 /// (strength feedback, fleet verified first), a backup; then a second
 /// installation on a fresh data directory with the same vault: wrong codes
@@ -548,6 +598,17 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let args = ["--vault-dir", fleet.to_str().unwrap()];
     let keyring = coffer_testenv::start_keyring();
     let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
+    // The demo fleet the app will use, made as the app makes it (root key
+    // in this keyring) but without the time throttle, so that 9 wrong codes
+    // can be tried in a row (the throttle has its own tests in coffer-hsm
+    // and coffer-vault).
+    coffer_testenv::run_test_in_child(
+        "make_an_unthrottled_demo_fleet_in_a_child",
+        &[
+            (UNTHROTTLED_FLEET_ENV, fleet.to_str().unwrap()),
+            ("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str()),
+        ],
+    );
     {
         let (repo, src) = (repo.clone(), src.clone());
         run_with_env("vault_mode_first_run", &args, &env, |s| async move {
@@ -618,6 +679,16 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
         s.click("recovery-last-attempt-ack").await?;
         s.click("recovery-code-unlock").await?;
         s.wait_text("recovery-ok", "1 snapshot found").await?;
+        // The owner hears of the 9 wrong codes (counted by the HSMs).
+        s.wait_attr("recovery-wrong-guesses", "data-count", "9", 5)
+            .await?;
+        s.wait_text(
+            "recovery-wrong-guesses",
+            "9 wrong recovery codes were tried",
+        )
+        .await?;
+        // The demo fleet's mail goes to its outbox, read by the app: no step.
+        assert!(!s.testid("recovery-mail").await?.is_displayed().await?);
         s.click("recovery-go-snapshots").await?;
         s.testid("snapshot-row").await?;
         let out = s.data_dir.join("restored");
@@ -755,6 +826,7 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let wk = vault.witness_key().to_string();
     let ok = vault.operator_key().to_string();
     let wurl = vault.witness_url().to_string();
+    let outbox = vault.outbox();
     let wrong_ok = vault.witness_key().to_string(); // a real key, but not the operator's
     let (vendor, evidence) = (vault.vendor_root().to_string(), vault.evidence_url());
     let repo = shared.path().join("usb/coffer.db");
@@ -864,6 +936,37 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.type_in("onboard-account", acct).await?;
         s.type_in("onboard-code", code).await?;
         s.type_in("onboard-code-confirm", code).await?;
+        // A remote vault takes no request for an address not confirmed by
+        // mail: nothing is registered, and the step says what to do.
+        assert!(s.testid("onboard-mail").await?.is_displayed().await?);
+        s.wait_text("onboard-mail-send", acct).await?;
+        s.click("onboard-create-vault").await?;
+        s.wait_text("onboard-mail-needed", "send one").await?;
+        assert_eq!(s.text("error-code").await?, "CF-V036");
+        assert!(!repo.exists(), "no backup file without a registered code");
+        // The code is mailed (to the fleet's outbox here; this test fleet
+        // has no rate limit on codes). A newer mail replaces the code: the
+        // older one is refused as a wrong code would be.
+        s.click("onboard-mail-send").await?;
+        s.wait_text("onboard-mail-sent", acct).await?;
+        let first = mail_code(&outbox, acct, None).await;
+        s.click("onboard-mail-send").await?;
+        let mailed = mail_code(&outbox, acct, Some(&first)).await;
+        s.wait_text("onboard-mail-sent", acct).await?;
+        s.type_in("onboard-mail-code", &first).await?;
+        s.click("onboard-mail-verify").await?;
+        s.wait_text("onboard-mail-status", "CF-V026").await?;
+        s.wait_attr("onboard-mail", "data-verified", "false", 5)
+            .await?;
+        // The newest code, typed as the user reads it; "Create" verifies it first.
+        s.type_in("onboard-mail-code", &mailed).await?;
+        s.client
+            .execute(
+                "document.querySelector('[data-testid=\"onboard-mail\"]').scrollIntoView({block: 'center'})",
+                vec![],
+            )
+            .await?;
+        s.shot("onboarding-remote-mail-code").await?;
         s.click("onboard-create-vault").await?;
         assert_eq!(s.text("onboard-kit-account").await?, acct);
         s.click("onboard-kit-continue").await?;
@@ -899,8 +1002,16 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         assert_eq!(s.text("error-code").await?, "CF-A070");
 
         // Moved instead: the code goes to the local demo fleet (registered
-        // there after it verifies), the remote record is deleted.
+        // there after it verifies), the remote record is deleted. The
+        // remote vault in use asks for the mail code (the ticket verified
+        // at first run still serves: 30 minutes); the demo fleet does not.
         assert!(s.testid("vault-move").await?.is_displayed().await?);
+        s.wait_attr("vault-move-from-mail", "data-remote", "true", 10)
+            .await?;
+        s.wait_attr("vault-mail", "data-remote", "true", 10)
+            .await?;
+        assert!(s.testid("vault-move-from-mail").await?.is_displayed().await?);
+        assert!(!s.testid("vault-move-to-mail").await?.is_displayed().await?);
         assert_eq!(
             s.testid("vault-move-account").await?.prop("value").await?.as_deref(),
             Some(acct)
@@ -913,6 +1024,9 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.click("vault-move-run").await?;
         s.wait_text("vault-move-ok", "now lives in fleet local").await?;
         s.testid("vault-move-old-deleted").await?;
+        // Step 1 of the move was a recovery: the wrong code before it is reported.
+        s.wait_attr("vault-move-wrong-guesses", "data-count", "1", 5)
+            .await?;
         s.wait_text("settings-vault", "Local demo fleet").await?;
         assert_eq!(
             s.testid("vault-move-code").await?.prop("value").await?.as_deref(),
@@ -928,7 +1042,12 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
         s.shot("settings-vault-move").await?;
         let saved = std::fs::read_to_string(&settings)?;
         assert!(!saved.contains(&url), "{saved}");
-        // The moved code works in the vault now in use.
+        // The moved code works in the vault now in use (the demo fleet:
+        // no mail step).
+        s.wait_attr("vault-move-from-mail", "data-remote", "false", 10)
+            .await?;
+        s.wait_attr("vault-mail", "data-remote", "false", 10)
+            .await?;
         s.type_in("rehearse-code-input", code).await?;
         s.click("rehearse-code-run").await?;
         s.wait_text("rehearse-code-ok", "0 snapshots").await?;
@@ -937,4 +1056,203 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     .await;
     server.abort();
     vault.shutdown().await;
+}
+
+/// A new computer recovers from a REMOTE vault, as its user does: the
+/// Recovery wizard refuses to send anything for an address not confirmed by
+/// mail (`CF-V036`); "Send a code", the code read from the mail (the
+/// fleet's outbox here) typed in, two wrong recovery codes, then the right
+/// one: the backups open and the owner is told that 2 wrong codes were
+/// tried. In Settings, the same ticket serves changing the code and
+/// rehearsing with the new one; the code is then moved to a second remote
+/// vault, confirmed there with a code from ITS mail (the move-to step, the
+/// `_at` commands), and the record is deleted there.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_vault_recovery_change_move_and_delete_with_the_mail_code() {
+    use coffer_app::settings::{SettingsStore, VaultChoice};
+    let shared = tempfile::tempdir().unwrap();
+    let root = coffer_vault::embedded::generate_root_key();
+    let vault =
+        coffer_vault::embedded::start_with(&shared.path().join("remote-fleet"), &root, 3, 10)
+            .await
+            .unwrap();
+    let (addr, server) = vault.serve("127.0.0.1:0").await.unwrap();
+    let outbox = vault.outbox();
+    // The second remote vault the code moves to.
+    let root_b = coffer_vault::embedded::generate_root_key();
+    let vault_b =
+        coffer_vault::embedded::start_with(&shared.path().join("remote-fleet-b"), &root_b, 3, 10)
+            .await
+            .unwrap();
+    let (addr_b, server_b) = vault_b.serve("127.0.0.1:0").await.unwrap();
+    let (url_b, wk_b, ok_b, outbox_b) = (
+        format!("http://{addr_b}"),
+        vault_b.witness_key().to_string(),
+        vault_b.operator_key().to_string(),
+        vault_b.outbox(),
+    );
+    let choice = VaultChoice::Remote {
+        url: format!("http://{addr}"),
+        witness_key: vault.witness_key().to_string(),
+        operator_key: vault.operator_key().to_string(),
+        witness_url: None,
+        vendor_key: None,
+        evidence_url: None,
+        trust_policy: None,
+    };
+    let repo = shared.path().join("usb/coffer.db");
+    let (acct, code, new_code) = (
+        "tom@example.org",
+        "correct horse battery staple",
+        "violet tangerine orbit 42",
+    );
+    // The old computer: a backup file whose code is registered in the
+    // remote vault (through the app's domain crate, as its first run does).
+    let first_mail = {
+        let (dir, repo, choice, outbox) = (
+            shared.path().join("old-computer"),
+            repo.clone(),
+            choice.clone(),
+            outbox.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let a = coffer_app::App::with_parts(
+                dir,
+                Arc::new(coffer_app::keyring::OsKeyring::with_backends(vec![])),
+                Arc::new(coffer_app::jobs::NoEvents),
+            )
+            .unwrap();
+            a.save_vault_choice(choice).unwrap();
+            a.send_vault_mail_code(acct).unwrap();
+            let mail = coffer_vault::account::outbox_code(&outbox, acct).unwrap();
+            a.verify_vault_mail_code(acct, mail.to_string()).unwrap();
+            a.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into())
+                .unwrap();
+            a.shutdown_vault();
+            mail.to_string()
+        })
+        .await
+        .unwrap()
+    };
+    let prepare = move |dir: &Path| {
+        let store = SettingsStore::new(dir);
+        let mut st = store.load().unwrap();
+        st.vault = choice;
+        store.save(&st).unwrap();
+    };
+    run_prepared(
+        "remote_vault_recovery",
+        NO_KEYRING,
+        prepare,
+        |s| async move {
+            s.testid("onboarding-screen").await?;
+            s.click("onboard-go-recovery").await?;
+            s.type_in("recovery-repo-path", repo.to_str().unwrap())
+                .await?;
+            s.wait_attr("recovery-mail", "data-remote", "true", 10)
+                .await?;
+            s.type_in("recovery-account", acct).await?;
+            s.wait_text("recovery-mail-send", acct).await?;
+            s.type_in("recovery-code-input", code).await?;
+            s.click("recovery-code-unlock").await?;
+            s.wait_text("recovery-mail-needed", "send one").await?;
+            assert_eq!(s.text("error-code").await?, "CF-V036");
+            assert!(
+                !s.exists("recovery-attempts").await?
+                    || s.text("recovery-attempts").await?.is_empty()
+            );
+            // The mail: the code typed and verified.
+            s.click("recovery-mail-send").await?;
+            s.wait_text("recovery-mail-sent", acct).await?;
+            let mailed = mail_code(&outbox, acct, Some(&first_mail)).await;
+            s.type_in("recovery-mail-code", &mailed).await?;
+            s.click("recovery-mail-verify").await?;
+            s.wait_text("recovery-mail-verified", acct).await?;
+            s.wait_attr("recovery-mail", "data-verified", "true", 5)
+                .await?;
+            // Two wrong recovery codes, then the right one.
+            for left in [9, 8] {
+                s.type_in("recovery-code-input", &format!("wrong guess {left}"))
+                    .await?;
+                s.click("recovery-code-unlock").await?;
+                s.wait_attr("recovery-attempts", "data-remaining", &left.to_string(), 30)
+                    .await?;
+            }
+            s.type_in("recovery-code-input", code).await?;
+            s.click("recovery-code-unlock").await?;
+            s.wait_text("recovery-ok", "0 snapshots found").await?;
+            s.wait_attr("recovery-wrong-guesses", "data-count", "2", 5)
+                .await?;
+            s.wait_text(
+                "recovery-wrong-guesses",
+                "2 wrong recovery codes were tried",
+            )
+            .await?;
+            s.shot("recovery-remote-wrong-guesses").await?;
+
+            // Settings: the ticket (30 minutes) serves change, rehearse, delete.
+            s.go("settings").await?;
+            s.wait_attr("vault-mail", "data-remote", "true", 10).await?;
+            s.type_in("vault-account", acct).await?;
+            s.type_in("change-old-code", code).await?;
+            s.type_in("change-new-code", new_code).await?;
+            s.type_in("change-confirm-code", new_code).await?;
+            s.click("change-code-run").await?;
+            s.testid("change-code-ok").await?;
+            // A rehearsal is a recovery too: the wrong code just before it
+            // is reported (the recovery above ended the earlier count).
+            s.type_in("rehearse-code-input", code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("vault-result", "CF-V010").await?;
+            s.type_in("rehearse-code-input", new_code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("rehearse-code-ok", "0 snapshots").await?;
+            s.wait_attr("rehearse-code-wrong-guesses", "data-count", "1", 5)
+                .await?;
+
+            // Moved to the second remote vault: its step asks for a code
+            // from its own mail; the vault in use keeps its ticket.
+            s.wait_text("vault-switch-refused", "CF-A070").await?;
+            s.wait_attr("vault-move-from-mail", "data-remote", "true", 10)
+                .await?;
+            s.type_in("vault-url", &url_b).await?;
+            s.type_in("vault-witness-key", &wk_b).await?;
+            s.type_in("vault-operator-key", &ok_b).await?;
+            s.wait_attr("vault-move-to-mail", "data-remote", "true", 5)
+                .await?;
+            assert!(s.testid("vault-move-to-mail").await?.is_displayed().await?);
+            s.type_in("vault-move-account", acct).await?;
+            s.type_in("vault-move-code", new_code).await?;
+            s.click("vault-move-run").await?;
+            s.wait_text("vault-move-to-mail-needed", "send one").await?;
+            assert!(
+                !std::fs::read_to_string(s.data_dir.join("settings.json"))?.contains(&url_b),
+                "nothing moved without the new vault's ticket"
+            );
+            s.click("vault-move-to-mail-send").await?;
+            s.wait_text("vault-move-to-mail-sent", acct).await?;
+            let mailed_b = mail_code(&outbox_b, acct, None).await;
+            s.type_in("vault-move-to-mail-code", &mailed_b).await?;
+            s.click("vault-move-run").await?;
+            s.wait_text("vault-move-ok", "now lives in fleet").await?;
+            s.testid("vault-move-old-deleted").await?;
+            s.wait_text("settings-vault", &url_b).await?;
+            // The vault now in use holds the code (its ticket serves).
+            s.type_in("rehearse-code-input", new_code).await?;
+            s.click("rehearse-code-run").await?;
+            s.wait_text("rehearse-code-ok", "0 snapshots").await?;
+            s.client
+                .execute("window.confirm = () => true;", vec![])
+                .await?;
+            s.type_in("delete-record-code", new_code).await?;
+            s.click("delete-record-run").await?;
+            s.testid("delete-record-ok").await?;
+            TestResult::Ok(())
+        },
+    )
+    .await;
+    server.abort();
+    server_b.abort();
+    vault.shutdown().await;
+    vault_b.shutdown().await;
 }

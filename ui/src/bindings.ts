@@ -75,7 +75,31 @@ keyring_saved: boolean,
 /**
  * Why not (the app still works; it asks for the key after a restart).
  */
-keyring_error: ErrorReport | null, snapshots: number, };
+keyring_error: ErrorReport | null, snapshots: number, 
+/**
+ * A recovery from the vault: the wrong codes tried since the previous
+ * successful recovery (0 otherwise). The UI warns the owner when
+ * nonzero: someone else may have been guessing.
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
+
+export type Rehearsed = { 
+/**
+ * Snapshots in the backup file the recovered key opened.
+ */
+snapshots: number, 
+/**
+ * Wrong codes tried since the previous successful recovery.
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
 
 export type SetView = { set: BackupSet, freshness: Freshness, stale: boolean, 
 /**
@@ -470,7 +494,16 @@ old_record_deleted: boolean,
  * Why not, when it was not (the code is registered in both vaults
  * then; the report's next step says what to do).
  */
-old_record_error: ErrorReport | null, };
+old_record_error: ErrorReport | null, 
+/**
+ * Wrong codes tried in the previous vault since its last successful
+ * recovery (step 1 of the move is one).
+ */
+wrong_guesses: number, 
+/**
+ * When the last of those began (Unix seconds, at most 16).
+ */
+wrong_guess_times: number[], };
 
 export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics" | "open_policy";
 
@@ -517,7 +550,9 @@ export interface Commands {
   shipped_trust_policy: { args: { witness_key: string }; result: LoadedPolicy };
   create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
-  rehearse_recovery_code: { args: { account: string; code: string }; result: number };
+  send_vault_mail_code: { args: { account: string; target: VaultChoice | null }; result: null };
+  verify_vault_mail_code: { args: { account: string; code: string; target: VaultChoice | null }; result: null };
+  rehearse_recovery_code: { args: { account: string; code: string }; result: Rehearsed };
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };
   move_recovery_code: { args: { choice: VaultChoice; account: string; code: string }; result: VaultMoved };

@@ -457,6 +457,8 @@ impl App {
                 keyring_saved,
                 keyring_error,
                 snapshots: 0,
+                wrong_guesses: 0,
+                wrong_guess_times: Vec::new(),
             })
         })())
     }
@@ -678,6 +680,8 @@ impl App {
                 keyring_saved,
                 keyring_error,
                 snapshots: 0,
+                wrong_guesses: 0,
+                wrong_guess_times: Vec::new(),
             })
         })())
     }
@@ -697,14 +701,19 @@ impl App {
             let account = Self::account(account)?;
             let locked = Repository::open(&repo).map_err(rep)?;
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code)?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code)?;
             let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
             self.remember_account(&account);
             let vault = match &self.state().settings.vault {
                 VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
                 v => v.clone(),
             };
-            self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)
+            let mut r =
+                self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)?;
+            r.wrong_guesses = wrong_guesses;
+            r.wrong_guess_times = wrong_guess_times;
+            Ok(r)
         })())
     }
 
@@ -760,18 +769,23 @@ impl App {
 
     /// Recovery rehearsal in vault mode: the code recovers K and K opens the
     /// current repository. Nothing changes (a wrong code does cost an attempt).
-    pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<u64> {
+    pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<Rehearsed> {
         let code = SecretString::from(code);
         self.track((|| {
             let repo = self.current_repo()?;
             let account = Self::account(account)?;
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code)?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code)?;
             let r = Repository::open(&repo)
                 .map_err(rep)?
                 .unlock_with_key(key)
                 .map_err(rep)?;
-            Ok(r.snapshots().map_err(rep)?.len() as u64)
+            Ok(Rehearsed {
+                snapshots: r.snapshots().map_err(rep)?.len() as u64,
+                wrong_guesses,
+                wrong_guess_times,
+            })
         })())
     }
 
@@ -852,7 +866,8 @@ impl App {
             // 1. The code, in the vault in use, recovers K, and K opens the
             //    backups: the code is right and the record is the live one.
             self.inner.vault.verify()?;
-            let key = self.inner.vault.recover(&account, code.clone())?;
+            let (key, (wrong_guesses, wrong_guess_times)) =
+                self.inner.vault.recover_reporting(&account, code.clone())?;
             Repository::open(&repo)
                 .and_then(|r| r.unlock_with_key(key.clone()))
                 .map_err(rep)?;
@@ -881,6 +896,8 @@ impl App {
                 info,
                 old_record_deleted: deleted.is_ok(),
                 old_record_error: deleted.err(),
+                wrong_guesses,
+                wrong_guess_times,
             })
         })())
     }
@@ -1460,6 +1477,8 @@ impl App {
             keyring_saved,
             keyring_error,
             snapshots,
+            wrong_guesses: 0,
+            wrong_guess_times: Vec::new(),
         })
     }
 }

@@ -234,9 +234,19 @@ pub fn commands() -> Vec<CommandSig> {
             result: KeyInstalled::name,
         },
         CommandSig {
+            name: "send_vault_mail_code",
+            args: "{ account: string; target: VaultChoice | null }",
+            result: none,
+        },
+        CommandSig {
+            name: "verify_vault_mail_code",
+            args: "{ account: string; code: string; target: VaultChoice | null }",
+            result: none,
+        },
+        CommandSig {
             name: "rehearse_recovery_code",
             args: "{ account: string; code: string }",
-            result: number,
+            result: Rehearsed::name,
         },
         CommandSig {
             name: "change_recovery_code",
@@ -279,6 +289,7 @@ pub fn render() -> String {
         decl::<KeyMode>(&cfg),
         decl::<NewRecoveryKey>(&cfg),
         decl::<KeyInstalled>(&cfg),
+        decl::<Rehearsed>(&cfg),
         decl::<SetView>(&cfg),
         decl::<BackupSet>(&cfg),
         decl::<BackupSetInput>(&cfg),

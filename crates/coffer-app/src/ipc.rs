@@ -102,6 +102,13 @@ pub struct KeyInstalled {
     pub keyring_error: Option<coffer_error::ErrorReport>,
     #[ts(type = "number")]
     pub snapshots: u64,
+    /// A recovery from the vault: the wrong codes tried since the previous
+    /// successful recovery (0 otherwise). The UI warns the owner when
+    /// nonzero: someone else may have been guessing.
+    pub wrong_guesses: u32,
+    /// When the last of those began (Unix seconds, at most 16).
+    #[ts(type = "number[]")]
+    pub wrong_guess_times: Vec<u64>,
 }
 
 /// By hand, like every key-related type: where and whether, never K.
@@ -115,6 +122,7 @@ impl std::fmt::Debug for KeyInstalled {
                 &self.keyring_error.as_ref().map(|e| e.code.as_str()),
             )
             .field("snapshots", &self.snapshots)
+            .field("wrong_guesses", &self.wrong_guesses)
             .finish()
     }
 }
@@ -181,6 +189,21 @@ pub struct VaultSettings {
     pub switch_refused: Option<coffer_error::ErrorReport>,
 }
 
+/// The result of a rehearsal with the recovery code. A rehearsal is a
+/// successful recovery: it ends the vault's count of wrong codes, so the
+/// count is shown here or the owner would never hear of it.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct Rehearsed {
+    /// Snapshots in the backup file the recovered key opened.
+    #[ts(type = "number")]
+    pub snapshots: u64,
+    /// Wrong codes tried since the previous successful recovery.
+    pub wrong_guesses: u32,
+    /// When the last of those began (Unix seconds, at most 16).
+    #[ts(type = "number[]")]
+    pub wrong_guess_times: Vec<u64>,
+}
+
 /// The result of moving the recovery code to another vault.
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct VaultMoved {
@@ -191,4 +214,10 @@ pub struct VaultMoved {
     /// Why not, when it was not (the code is registered in both vaults
     /// then; the report's next step says what to do).
     pub old_record_error: Option<coffer_error::ErrorReport>,
+    /// Wrong codes tried in the previous vault since its last successful
+    /// recovery (step 1 of the move is one).
+    pub wrong_guesses: u32,
+    /// When the last of those began (Unix seconds, at most 16).
+    #[ts(type = "number[]")]
+    pub wrong_guess_times: Vec<u64>,
 }

@@ -7,6 +7,7 @@ import { h } from "../dom";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
+import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
 import { setForm } from "./setform";
 
 export function onboardingView(ov: AppOverview | null, done: () => void): HTMLElement {
@@ -73,10 +74,16 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   const home = ov?.status.data_dir ?? "";
   const fleet = h("div", { testid: "onboard-fleet", "data-verified": "pending" }, h("p", { class: "muted" }, "Verifying the vault fleet…"));
   const path = pathField("Where to keep the backup file", "onboard-repo-path", "save_repository", { value: home ? `${home}/coffer.db` : "" });
-  const account = field("Account name (for example your e-mail address)", "onboard-account", { autocomplete: "username" });
+  const account = field("Account (your e-mail address)", "onboard-account", { autocomplete: "email",
+    help: "The vault account is an e-mail address: a remote vault mails a code to it before it takes any request." });
+  // A remote vault: the address is confirmed with a code from its mail
+  // first (the demo fleet's mail goes to an outbox Coffer reads itself).
+  const mail = mailCodeStep("onboard", account.input);
   void call("vault_settings", {}).then((vs) => {
     if (vs.account && !account.input.value) account.input.value = vs.account;
+    mail.refresh();
   }).catch(() => undefined);
+  void vaultInUseIsRemote().then(mail.setRemote);
   const code = field("Recovery code", "onboard-code", { type: "password", autocomplete: "new-password",
     help: "Four or five unrelated words are strong and easy to remember. Only a few wrong guesses are allowed." });
   const confirm = field("Type the recovery code again", "onboard-code-confirm", { type: "password", autocomplete: "new-password" });
@@ -92,9 +99,10 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   const slot = h("div", {});
   const create = button("Create and register", "onboard-create-vault", () => {
     void guarded(create, slot, async () => {
+      await mail.verifyTyped();
       const r = await call("create_vault_repository", {
         path: path.input.value, account: account.input.value, code: code.input.value, confirm: confirm.input.value,
-      });
+      }).catch((e: unknown) => { mail.explain(e); throw e; });
       const acct = account.input.value;
       code.input.value = "";
       confirm.input.value = "";
@@ -102,7 +110,7 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
     });
   });
   body.replaceChildren(card("1 · The vault", fleet),
-    card("2 · Your recovery code", path.row, account.row, code.row, h("div", { class: "strength" }, meter, strength), confirm.row,
+    card("2 · Your recovery code", path.row, account.row, mail.el, code.row, h("div", { class: "strength" }, meter, strength), confirm.row,
       h("div", { class: "actions" }, create), slot));
   void call("vault_info", {}).then((v) => {
     fleet.dataset.verified = String(v.validated);

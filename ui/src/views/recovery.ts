@@ -6,6 +6,7 @@ import { h } from "../dom";
 import { button, card, field, guarded, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
+import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
 
 export function recoveryView(): HTMLElement {
   const repo = pathField("The backup file", "recovery-repo-path", "open_repository", {
@@ -46,6 +47,20 @@ export function attemptsLeft(message: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/** After a successful recovery: the wrong codes tried since the previous
+ * one (the vault counts them; the host cannot hide them). */
+export function wrongGuessesText(n: number, times: number[]): string | null {
+  if (n <= 0) return null;
+  const last = times.length ? Math.max(...times) : null;
+  const when = last === null ? "" : ` (the last at ${new Date(last * 1000).toLocaleString()})`;
+  return `${n} wrong recovery code${n === 1 ? " was" : "s were"} tried for this account since its last successful recovery${when}. If that was not you, someone who can read this address's mail may be guessing: secure the mailbox, and change your recovery code in Settings.`;
+}
+
+function wrongGuessesWarning(n: number, times: number[]): HTMLElement[] {
+  const text = wrongGuessesText(n, times);
+  return text === null ? [] : [h("p", { class: "warning", role: "alert", testid: "recovery-wrong-guesses", "data-count": String(n) }, text)];
+}
+
 function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLElement {
   const slot = h("div", { testid: "recovery-code-result", "aria-live": "polite" });
   const fleet = h("div", { testid: "recovery-fleet", "data-verified": "pending" });
@@ -57,10 +72,14 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
         v.validated ? `Fleet ${v.fleet_id} verified (${v.validation_mode}); ${v.guess_limit} wrong guesses destroy a record.` : "The fleet could not be verified: do not enter your code."));
     });
   }, "secondary");
-  const account = field("Account name", "recovery-account", { autocomplete: "username" });
+  const account = field("Account (your e-mail address)", "recovery-account", { autocomplete: "email",
+    help: "The address in your recovery kit." });
+  const mail = mailCodeStep("recovery", account.input);
   void call("vault_settings", {}).then((vs) => {
     if (vs.account && !account.input.value) account.input.value = vs.account;
+    mail.refresh();
   }).catch(() => undefined);
+  void vaultInUseIsRemote().then(mail.setRemote);
   const code = field("Recovery code", "recovery-code-input", { type: "password", autocomplete: "current-password" });
   const attempts = h("div", { testid: "recovery-attempts", "aria-live": "assertive" });
   const ack = h("input", { type: "checkbox", id: "recovery-last-ack", testid: "recovery-last-attempt-ack" });
@@ -73,6 +92,7 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
       return;
     }
     void guarded(unlock, slot, async () => {
+      await mail.verifyTyped();
       try {
         const r = await call("unlock_with_recovery_code", { repository: repoInput.value, account: account.input.value, code: code.input.value });
         code.input.value = "";
@@ -80,10 +100,12 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
         ackRow.hidden = true;
         slot.replaceChildren(
           h("p", { class: "ok", testid: "recovery-ok" }, `The backup file is open: ${r.snapshots} snapshot${r.snapshots === 1 ? "" : "s"} found.`),
+          ...wrongGuessesWarning(r.wrong_guesses, r.wrong_guess_times),
           h("div", { testid: "recovery-keyring" }, r.keyring_saved ? "The backup key is now kept in your OS keyring." : "The key could not be kept on this computer.",
             r.keyring_error ? errorPanel(r.keyring_error) : null),
           h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "Browse and restore files")));
       } catch (e) {
+        mail.explain(e);
         const left = attemptsLeft((e as ErrorReport).message ?? "");
         if (left !== null) {
           attempts.dataset.remaining = String(left);
@@ -97,5 +119,5 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
   });
   return card("2 · Or with a recovery code (vault)",
     h("p", { class: "muted" }, "The fleet is verified before your code is used; every wrong code costs one attempt."),
-    h("div", { class: "actions" }, verify), fleet, account.row, code.row, attempts, ackRow, h("div", { class: "actions" }, unlock), slot);
+    h("div", { class: "actions" }, verify), fleet, account.row, mail.el, code.row, attempts, ackRow, h("div", { class: "actions" }, unlock), slot);
 }

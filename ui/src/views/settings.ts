@@ -7,6 +7,33 @@ import { reportLine } from "../format";
 import { pathField } from "../pathfield";
 import { formatMaxAge, freshnessState, freshnessText, maxAgeOf, withMaxAge } from "../trust";
 import { button, card, field, guarded, showError, viewHead } from "../ui";
+import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
+import { wrongGuessesText } from "./recovery";
+
+/** The wrong codes the vault counted since the last successful recovery
+ * (a rehearsal and a move are recoveries: they end that count). */
+function wrongGuesses(testid: string, n: number, times: number[]): HTMLElement[] {
+  const text = wrongGuessesText(n, times);
+  return text === null ? [] : [h("p", { class: "warning", role: "alert", testid, "data-count": String(n) }, text)];
+}
+
+/** Fired on window when the saved vault choice is (re)read: detail is
+ * whether the vault in use is remote. */
+const VAULT_CHANGED = "coffer-vault-changed";
+
+/** Runs `f(remote)` now and whenever the vault in use changes, while `el`
+ * is in the document. */
+function onVaultInUse(el: HTMLElement, f: (remote: boolean) => void): void {
+  void vaultInUseIsRemote().then(f);
+  const listener = (ev: Event) => {
+    if (!el.isConnected) {
+      window.removeEventListener(VAULT_CHANGED, listener);
+      return;
+    }
+    f((ev as CustomEvent<boolean>).detail);
+  };
+  window.addEventListener(VAULT_CHANGED, listener);
+}
 
 export function settingsView(): HTMLElement {
   const facts = h("dl", { class: "facts", testid: "settings-facts" });
@@ -74,10 +101,20 @@ function moveDataDir(): HTMLElement {
 /** Vault mode: change the recovery code, rehearse with it, delete the record. */
 function vaultCards(): HTMLElement {
   const pw = (label: string, id: string) => field(label, id, { type: "password", autocomplete: "off" });
-  const acct = field("Account name", "vault-account", { autocomplete: "username" });
+  const acct = field("Account (your e-mail address)", "vault-account", { autocomplete: "email" });
+  // A remote vault: every request below needs the address confirmed with
+  // a code from its mail (one code serves all three for 30 minutes).
+  const mail = mailCodeStep("vault", acct.input);
   void call("vault_settings", {}).then((vs) => {
     if (vs.account && !acct.input.value) acct.input.value = vs.account;
+    mail.refresh();
   }).catch(() => undefined);
+  onVaultInUse(mail.el, mail.setRemote);
+  /** An account request: a typed mail code is verified first. */
+  const withTicket = async <T>(req: () => Promise<T>): Promise<T> => {
+    await mail.verifyTyped();
+    return req().catch((e: unknown) => { mail.explain(e); throw e; });
+  };
   const old = pw("Current recovery code", "change-old-code");
   const nw = pw("New recovery code", "change-new-code");
   const conf = pw("New recovery code again", "change-confirm-code");
@@ -85,7 +122,7 @@ function vaultCards(): HTMLElement {
   const clear = () => { for (const f of [old, nw, conf, rc, dc]) f.input.value = ""; };
   const change = button("Change the recovery code", "change-code-run", () => {
     void guarded(change, out, async () => {
-      await call("change_recovery_code", { account: acct.input.value, old: old.input.value, new: nw.input.value, confirm: conf.input.value });
+      await withTicket(() => call("change_recovery_code", { account: acct.input.value, old: old.input.value, new: nw.input.value, confirm: conf.input.value }));
       clear();
       out.replaceChildren(h("p", { class: "ok", testid: "change-code-ok" }, "The recovery code was changed. The old code no longer works."));
     });
@@ -93,21 +130,22 @@ function vaultCards(): HTMLElement {
   const rc = pw("Recovery code", "rehearse-code-input");
   const rehearse = button("Rehearse with the code", "rehearse-code-run", () => {
     void guarded(rehearse, out, async () => {
-      const n = await call("rehearse_recovery_code", { account: acct.input.value, code: rc.input.value });
+      const r = await withTicket(() => call("rehearse_recovery_code", { account: acct.input.value, code: rc.input.value }));
       clear();
-      out.replaceChildren(h("p", { class: "ok", testid: "rehearse-code-ok" }, `Your code recovers the key, and it opens your backup file (${n} snapshots).`));
+      out.replaceChildren(h("p", { class: "ok", testid: "rehearse-code-ok" }, `Your code recovers the key, and it opens your backup file (${r.snapshots} snapshots).`),
+        ...wrongGuesses("rehearse-code-wrong-guesses", r.wrong_guesses, r.wrong_guess_times));
     });
   }, "secondary");
   const dc = pw("Recovery code", "delete-record-code");
   const del = button("Delete the vault record", "delete-record-run", () => {
     if (!window.confirm("Delete your vault record? Afterwards the recovery code cannot recover your backups; keep this computer's key or a recovery key.")) return;
     void guarded(del, out, async () => {
-      await call("delete_vault_record", { account: acct.input.value, code: dc.input.value });
+      await withTicket(() => call("delete_vault_record", { account: acct.input.value, code: dc.input.value }));
       clear();
       out.replaceChildren(h("p", { class: "ok", testid: "delete-record-ok" }, "The vault record was deleted."));
     });
   }, "secondary");
-  return card("Recovery code (vault mode)", acct.row,
+  return card("Recovery code (vault mode)", acct.row, mail.el,
     h("fieldset", {}, h("legend", {}, "Change the code (the old code stays valid until the new one is stored)"), old.row, nw.row, conf.row, h("div", { class: "actions" }, change)),
     h("fieldset", {}, h("legend", {}, "Rehearse recovery (a wrong code costs one attempt)"), rc.row, h("div", { class: "actions" }, rehearse)),
     h("fieldset", {}, h("legend", {}, "Delete the vault record"), dc.row, h("div", { class: "actions" }, del)),
@@ -183,7 +221,11 @@ function vaultChoiceCard(): HTMLElement {
   const policySet = h("fieldset", { testid: "vault-policy" }, h("legend", {}, "Trust policy (freshness and cosigners)"),
     policyFile.row, h("div", { class: "actions" }, loadPolicy, shippedPolicy, clearPolicy), policySummary, policyText.row, maxAge.row);
   const remoteFields = h("fieldset", { testid: "vault-remote-fields" }, h("legend", {}, "Remote fleet"), url.row, wk.row, ok.row, wurl.row, vk.row, eurl.row, policySet);
-  const sync = () => { remoteFields.disabled = !remote.input.checked; };
+  const sync = () => {
+    remoteFields.disabled = !remote.input.checked;
+    moveTo.setRemote(remote.input.checked);
+    toLegend.hidden = !remote.input.checked;
+  };
   embedded.input.addEventListener("change", sync);
   remote.input.addEventListener("change", sync);
   const current = h("p", { testid: "settings-vault" }, "…");
@@ -229,13 +271,23 @@ function vaultChoiceCard(): HTMLElement {
   // Vault mode with a registered code: "Save" is refused (CF-A070), and the
   // code is moved instead: recovered from the vault in use, registered in
   // the one chosen above, then deleted in the old one.
-  const moveAcct = field("Account name", "vault-move-account", { autocomplete: "username" });
+  const moveAcct = field("Account (your e-mail address)", "vault-move-account", { autocomplete: "email" });
+  // Remote vaults on either side: the address is confirmed in each with a
+  // code from that vault's mail (the vault in use recovers and deletes,
+  // the chosen one registers).
+  const moveFrom = mailCodeStep("vault-move-from", moveAcct.input);
+  const moveTo = mailCodeStep("vault-move-to", moveAcct.input, () => (remote.input.checked ? choice() : null));
+  const fromLegend = h("p", { class: "muted", testid: "vault-move-from-label" }, "The vault in use (your code is recovered and then deleted there):");
+  const toLegend = h("p", { class: "muted", testid: "vault-move-to-label" }, "The vault chosen above (your code is registered there):");
   const moveCode = field("Your recovery code", "vault-move-code", { type: "password", autocomplete: "off",
     help: "Coffer recovers your key with it from the vault in use (a wrong code costs one attempt there), registers the same code in the vault chosen above once that fleet verifies, switches to it, and then deletes the old record." });
   const moveOut = h("div", { testid: "vault-move-result", "aria-live": "polite" });
   const moveBtn = button("Move my recovery code to this vault", "vault-move-run", () => {
     void guarded(moveBtn, moveOut, async () => {
-      const r = await call("move_recovery_code", { choice: choice(), account: moveAcct.input.value, code: moveCode.input.value });
+      await moveFrom.verifyTyped();
+      await moveTo.verifyTyped();
+      const r = await call("move_recovery_code", { choice: choice(), account: moveAcct.input.value, code: moveCode.input.value })
+        .catch((e: unknown) => { moveFrom.explain(e); moveTo.explain(e); throw e; });
       moveCode.input.value = "";
       report(r.info, true);
       moveOut.replaceChildren(h("p", { class: "ok", testid: "vault-move-ok" },
@@ -243,17 +295,23 @@ function vaultChoiceCard(): HTMLElement {
         r.old_record_deleted
           ? h("p", { class: "muted", testid: "vault-move-old-deleted" }, "The record in the previous vault was deleted.")
           : h("p", { class: "warning", testid: "vault-move-old-kept" },
-            `The record in the previous vault could NOT be deleted, so the code works there too. ${r.old_record_error ? reportLine(r.old_record_error) : ""}`));
+            `The record in the previous vault could NOT be deleted, so the code works there too. ${r.old_record_error ? reportLine(r.old_record_error) : ""}`),
+        ...wrongGuesses("vault-move-wrong-guesses", r.wrong_guesses, r.wrong_guess_times));
       load();
     });
   });
   const move = h("fieldset", { testid: "vault-move", hidden: true },
-    h("legend", {}, "Move my recovery code"), moveAcct.row, moveCode.row, h("div", { class: "actions" }, moveBtn), moveOut);
+    h("legend", {}, "Move my recovery code"), moveAcct.row, fromLegend, moveFrom.el, toLegend, moveTo.el, moveCode.row, h("div", { class: "actions" }, moveBtn), moveOut);
   const load = () => {
     void call("vault_settings", {}).then((vs) => {
       move.hidden = vs.switch_refused?.code !== "CF-A070";
       if (vs.account && !moveAcct.input.value) moveAcct.input.value = vs.account;
+      moveFrom.refresh();
+      moveTo.refresh();
       const c = vs.choice;
+      moveFrom.setRemote(c.mode === "remote");
+      fromLegend.hidden = c.mode !== "remote";
+      window.dispatchEvent(new CustomEvent(VAULT_CHANGED, { detail: c.mode === "remote" }));
       if (c.mode === "remote") {
         remote.input.checked = true;
         url.input.value = c.url;

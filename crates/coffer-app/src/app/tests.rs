@@ -569,7 +569,11 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
             .code,
         "CF-V010"
     );
-    assert_eq!(b.rehearse_recovery_code(acct, new_code.into()).unwrap(), 1);
+    // The rehearsal is a successful recovery: it reports the wrong code
+    // tried just before (or the owner would never hear of it).
+    let r = b.rehearse_recovery_code(acct, new_code.into()).unwrap();
+    assert_eq!((r.snapshots, r.wrong_guesses), (1, 1));
+    assert_eq!(r.wrong_guess_times.len(), 1);
     b.delete_vault_record(acct, new_code.into()).unwrap();
     assert!(b.rehearse_recovery_code(acct, new_code.into()).is_err());
     b.shutdown_vault();
@@ -1137,7 +1141,12 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
         .validation_mode
         .contains("remote fleet"));
     // The moved code works in the new vault, with a full attempt budget.
-    assert_eq!(a.rehearse_recovery_code(acct, code.into()).unwrap(), 1);
+    assert_eq!(
+        a.rehearse_recovery_code(acct, code.into())
+            .unwrap()
+            .snapshots,
+        1
+    );
     a.shutdown_vault();
 
     // The old vault's record is gone for good.
@@ -1233,7 +1242,12 @@ fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_
     // record the moved settings point at (and K opens the backups).
     let b = keyring_app(&moved);
     assert_eq!(b.vault_settings().choice, VaultChoice::EmbeddedDemo);
-    assert_eq!(b.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
+    assert_eq!(
+        b.rehearse_recovery_code(acct, code.into())
+            .unwrap()
+            .snapshots,
+        0
+    );
     b.shutdown_vault();
     println!("{}", coffer_testenv::CHILD_PASSED);
 }
@@ -1255,6 +1269,7 @@ fn the_same_fleet_checked_differently_is_the_same_vault() {
     std::fs::create_dir_all(&src).unwrap();
     let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
     a.save_vault_choice(remote.clone()).unwrap();
+    lv.verify_mail(&a, acct);
     a.create_vault_repository(r, acct, code.into(), code.into())
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
@@ -1273,7 +1288,12 @@ fn the_same_fleet_checked_differently_is_the_same_vault() {
     assert!(saved.is_ok(), "{saved:?}");
     assert_eq!(moved.unwrap_err().code, "CF-A072");
     assert_eq!(a.vault_settings().choice, same);
-    assert_eq!(a.rehearse_recovery_code(acct, code.into()).unwrap(), 0);
+    assert_eq!(
+        a.rehearse_recovery_code(acct, code.into())
+            .unwrap()
+            .snapshots,
+        0
+    );
 }
 
 /// `text` with its `max-age` line replaced by `max-age secs`.
