@@ -24,7 +24,8 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # Browse… buttons, which WebDriver cannot reach, and python3-pyatspi (AT-SPI,
 # the accessibility interface; at-spi2-core is its bus) lets that test wait
 # until the dialog has taken each key (tests/webdriver/dialog.rs, a11y.py).
-# imagemagick's `import` takes the whole-screen shot a failing UI test saves.
+# imagemagick's `import` takes the whole-screen shot a failing UI test saves;
+# gdb prints the backtrace of an app that crashed in a test (tests/tray.rs).
 # python3-aiosmtpd is the real SMTP server on loopback that the vault's
 # account service mails its codes to (crates/coffer-vault/tests/accounts.rs;
 # /usr/bin/python3, or COFFER_PYTHON).
@@ -36,7 +37,7 @@ APT_PACKAGES=(
   libayatana-appindicator3-dev webkit2gtk-driver xvfb xauth dbus dbus-x11
   gnome-keyring keyutils libdbus-1-dev python3 libnotify-bin
   dunst trayer x11-utils xdotool python3-pyatspi at-spi2-core imagemagick
-  python3-aiosmtpd
+  python3-aiosmtpd gdb
   openssh-server openssh-client faketime
 )
 missing=()

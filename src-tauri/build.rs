@@ -47,6 +47,9 @@ const COMMANDS: &[&str] = &[
     "delete_vault_record",
     "move_recovery_code",
     "pick_path",
+    "test_remote",
+    "recover_from_remote_with_key",
+    "recover_from_remote_with_code",
 ];
 
 fn main() {

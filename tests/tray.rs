@@ -157,6 +157,7 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
                 repository: tmp.path().join("backup/coffer.db"),
                 schedule: coffer_app::schedule::Schedule::Manual,
                 retention: Retention::default(),
+                remote: None,
             },
             0,
         )
@@ -166,16 +167,22 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
         st.vault = VaultChoice::KeyOnly;
         store.save(&st).unwrap();
     }
+    // The app may dump core (prlimit lifts the limit, its folder is the
+    // test's): a crash then comes with the app's stderr and a backtrace.
+    let app_log = tmp.path().join("app.log");
     let mut app = Proc(
-        Command::new(env!("CARGO_BIN_EXE_coffer-desktop"))
+        Command::new("prlimit")
+            .arg("--core=unlimited")
+            .arg(env!("CARGO_BIN_EXE_coffer-desktop"))
             .arg("--data-dir")
             .arg(&data)
             .arg("--no-keyring")
+            .current_dir(tmp.path())
             .env("DISPLAY", &display)
             .env("DBUS_SESSION_BUS_ADDRESS", &bus)
             .env_remove("WAYLAND_DISPLAY")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&app_log).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -237,5 +244,44 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
     let status = app
         .wait_exit(15)
         .expect("the app did not quit from its tray menu");
-    assert!(status.success(), "the app quit with {status}");
+    assert!(
+        status.success(),
+        "the app quit with {status}\n{}",
+        crash_report(tmp.path(), &app_log)
+    );
+}
+
+/// What is known of a crashed app: its stderr's tail and, when the system
+/// left a core file in `dir` (core_pattern `core`), gdb's backtrace of every
+/// thread. Once seen: a SIGSEGV on quitting from the tray menu, on a
+/// heavily loaded machine; not reproduced in 30 runs since.
+fn crash_report(dir: &std::path::Path, app_log: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(app_log).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    let mut out = format!(
+        "the app's stderr (last lines):\n{}\n",
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    );
+    let core = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("core"))
+        });
+    match core {
+        None => out.push_str("no core file (see /proc/sys/kernel/core_pattern)"),
+        Some(core) => match Command::new("gdb")
+            .args(["-batch", "-ex", "thread apply all bt 25"])
+            .arg(env!("CARGO_BIN_EXE_coffer-desktop"))
+            .arg(&core)
+            .output()
+        {
+            Ok(o) => out.push_str(&String::from_utf8_lossy(&o.stdout)),
+            Err(e) => out.push_str(&format!("gdb could not run on {}: {e}", core.display())),
+        },
+    }
+    out
 }

@@ -3,16 +3,18 @@
 //! Work that touches the repository runs on a blocking thread (`blocking`);
 //! long operations are jobs that report through `coffer://job` events.
 
+use coffer_app::coffer_repo::remote::{ConnectionReport, Destination};
 use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::datadir::DataDirMoved;
 use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
 use coffer_app::jobs::JobEvent;
+use coffer_app::remote::RemoteCredentialsInput;
 use coffer_app::settings::{BackupSetInput, Retention, VaultChoice};
 use coffer_app::vault::{CodeStrength, LoadedPolicy, VaultInfo};
 use coffer_app::{App, AppError};
 use coffer_error::{ErrorReport, UserFacing};
-use tauri::State;
+use tauri::{Manager, State};
 
 type R<T> = Result<T, ErrorReport>;
 
@@ -90,8 +92,54 @@ pub async fn save_set(
     app: State<'_, App>,
     id: Option<String>,
     input: BackupSetInput,
+    credentials: Option<RemoteCredentialsInput>,
 ) -> R<SetView> {
-    blocking(&app, move |a| a.save_set(id.as_deref(), input)).await
+    blocking(&app, move |a| {
+        a.save_set_with_credentials(id.as_deref(), input, credentials)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn test_remote(
+    app: State<'_, App>,
+    destination: Destination,
+    credentials: Option<RemoteCredentialsInput>,
+    set_id: Option<String>,
+) -> R<ConnectionReport> {
+    blocking(&app, move |a| {
+        a.test_remote(destination, credentials, set_id.as_deref())
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn recover_from_remote_with_key(
+    app: State<'_, App>,
+    destination: Destination,
+    credentials: RemoteCredentialsInput,
+    repository: String,
+    recovery_key: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| {
+        a.recover_from_remote_with_key(destination, credentials, &repository, &recovery_key)
+    })
+    .await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn recover_from_remote_with_code(
+    app: State<'_, App>,
+    destination: Destination,
+    credentials: RemoteCredentialsInput,
+    repository: String,
+    account: String,
+    code: String,
+) -> R<KeyInstalled> {
+    blocking(&app, move |a| {
+        a.recover_from_remote_with_code(destination, credentials, &repository, &account, code)
+    })
+    .await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -334,8 +382,8 @@ pub async fn move_recovery_code(
 
 /// A "Browse…" button: shows the native file dialog (GTK) for `kind`,
 /// opening where the field's `start` points; `None` when it is cancelled.
-/// GTK wants the dialog built on the main thread; it is awaited here, so the
-/// window stays responsive.
+/// The dialog is built and answered on the main thread (GTK's), and awaited
+/// here, so the window stays responsive.
 #[tauri::command(rename_all = "snake_case")]
 pub async fn pick_path(
     handle: tauri::AppHandle,
@@ -344,41 +392,21 @@ pub async fn pick_path(
 ) -> R<Option<String>> {
     let spec = DialogSpec::for_field(kind, start.as_deref());
     let failed = |why: String| AppError::DialogFailed(why).report();
+    let window = handle.get_webview_window("main");
     let (tx, rx) = tokio::sync::oneshot::channel();
     handle
         .run_on_main_thread(move || {
-            let _ = tx.send(show_dialog(spec));
+            let parent = window.and_then(|w| w.gtk_window().ok());
+            crate::filechooser::show(&spec, parent.as_ref(), tx);
         })
         .map_err(|e| failed(e.to_string()))?;
-    let shown = rx
+    match rx
         .await
-        .map_err(|_| failed("the window's event loop has stopped".into()))?;
-    match shown.await {
+        .map_err(|_| failed("the dialog closed without an answer".into()))?
+    {
         None => Ok(None),
-        Some(file) => coffer_app::dialog::chosen_path(file.path().to_path_buf())
+        Some(path) => coffer_app::dialog::chosen_path(path)
             .map(Some)
             .map_err(|e| e.report()),
-    }
-}
-
-type Shown = std::pin::Pin<Box<dyn std::future::Future<Output = Option<rfd::FileHandle>> + Send>>;
-
-fn show_dialog(spec: DialogSpec) -> Shown {
-    let mut d = rfd::AsyncFileDialog::new()
-        .set_title(spec.title)
-        .set_can_create_directories(true);
-    if let Some(dir) = &spec.directory {
-        d = d.set_directory(dir);
-    }
-    if let Some(name) = &spec.file_name {
-        d = d.set_file_name(name);
-    }
-    for f in &spec.filters {
-        d = d.add_filter(f.name, f.extensions);
-    }
-    match spec.kind {
-        PathKind::Folder => Box::pin(d.pick_folder()),
-        PathKind::OpenRepository | PathKind::OpenPolicy => Box::pin(d.pick_file()),
-        PathKind::SaveRepository | PathKind::SaveDiagnostics => Box::pin(d.save_file()),
     }
 }

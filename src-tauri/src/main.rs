@@ -6,6 +6,7 @@
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod commands;
+mod filechooser;
 mod tray;
 
 use std::sync::Arc;
@@ -31,13 +32,23 @@ impl EventSink for WindowSink {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    {
+        // COFFER_LOG's levels, but never the debug logs of dependencies
+        // that print credentials (see `coffer_app::log_allowed`).
+        use tracing_subscriber::prelude::*;
+        let levels = tracing_subscriber::EnvFilter::try_from_env("COFFER_LOG")
+            .unwrap_or_else(|_| "info".into());
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(levels)
+                    .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+                        coffer_app::log_allowed(m.target(), m.level())
+                    })),
+            )
+            .init();
+    }
 
     // WebKitGTK's accelerated compositing costs ~75 MiB in the web process
     // (GL, software-rendered without a GPU) and this UI has no animation
@@ -149,6 +160,9 @@ fn main() {
             commands::delete_vault_record,
             commands::move_recovery_code,
             commands::pick_path,
+            commands::test_remote,
+            commands::recover_from_remote_with_key,
+            commands::recover_from_remote_with_code,
         ])
         .run(tauri::generate_context!())
         .unwrap_or_else(|e| {

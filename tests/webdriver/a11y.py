@@ -9,6 +9,8 @@ step needs instead of guessing a delay (tests/webdriver/dialog.rs).
 
     a11y.py focused TITLE        the role and name of the dialog's focused widget
     a11y.py text TITLE           the text of the dialog's focused text field
+    a11y.py accept TITLE         the dialog's default button, once it is enabled
+                                 (Return does nothing while it is not)
     a11y.py tree TITLE           the dialog's widget tree, for failure reports
 
 TITLE is the dialog window's exact title. Exits 3 when no such dialog (or
@@ -80,6 +82,21 @@ def focused_text(title):
     return t.getText(0, -1)
 
 
+def accept(title):
+    d = dialog(title)
+    button = find(
+        d,
+        lambda a: a.getRoleName() == "push button"
+        and showing(a)
+        and a.getState().contains(pyatspi.STATE_IS_DEFAULT),
+    )
+    if button is None:
+        raise NotYet("the dialog has no default button yet")
+    if not button.getState().contains(pyatspi.STATE_SENSITIVE):
+        raise NotYet(f"its default button {button.name!r} is disabled")
+    return button.name
+
+
 def tree(title):
     out = []
 
@@ -109,6 +126,8 @@ def main(argv):
             print(focused(argv[2]))
         elif len(argv) == 3 and argv[1] == "text":
             print(focused_text(argv[2]))
+        elif len(argv) == 3 and argv[1] == "accept":
+            print(accept(argv[2]))
         elif len(argv) == 3 and argv[1] == "tree":
             print(tree(argv[2]))
         else:

@@ -37,6 +37,8 @@ pub struct Session {
     /// The app's `XDG_CONFIG_HOME` (a temporary folder of its own, so a test
     /// never writes the user's ~/.config).
     pub config_dir: PathBuf,
+    /// The driver's log, where the app's own log (stderr) goes too.
+    pub log: PathBuf,
 }
 
 impl Session {
@@ -356,6 +358,7 @@ async fn run_full<P, F, Fut>(
         client: client.clone(),
         data_dir: data.path().to_path_buf(),
         config_dir: config.path().to_path_buf(),
+        log: log_path.clone(),
     };
     // A stuck test fails (with its screenshot) instead of hanging the suite;
     // the screenshot and the session close get their own short limits, since

@@ -12,6 +12,7 @@
 mod a11y;
 mod dialog;
 mod harness;
+mod offsite;
 mod trust;
 
 use std::path::{Path, PathBuf};
@@ -300,6 +301,7 @@ fn old_computer(dir: &Path) -> (PathBuf, String, PathBuf) {
         repository: repo.clone(),
         schedule: coffer_app::schedule::Schedule::Manual,
         retention: coffer_app::settings::Retention::default(),
+        remote: None,
     };
     set.retention.keep_last = 3;
     app.complete_onboarding(set).unwrap();
@@ -772,6 +774,7 @@ async fn stale_backup_warning() {
                 repository: dir.join("repo/coffer.db"),
                 schedule: coffer_app::schedule::Schedule::EveryHours { hours: 6 },
                 retention: Retention::default(),
+                remote: None,
             },
             three_days_ago,
         )

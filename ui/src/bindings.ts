@@ -115,7 +115,11 @@ id: string, name: string, sources: Array<string>, excludes: Array<string>, repos
 /**
  * Unix seconds.
  */
-created_at: number, };
+created_at: number, 
+/**
+ * The off-site copy, if any (no secret; absent from older files).
+ */
+remote: Destination | null, };
 
 export type BackupSetInput = { name: string, 
 /**
@@ -129,7 +133,12 @@ excludes: Array<string>,
 /**
  * Absolute path of the repository file.
  */
-repository: string, schedule: Schedule, retention: Retention, };
+repository: string, schedule: Schedule, retention: Retention, 
+/**
+ * The off-site copy (S3-compatible store or SFTP), if any. No secret:
+ * its credentials are kept in the OS keyring (see [`crate::remote`]).
+ */
+remote: Destination | null, };
 
 export type Schedule = { "kind": "manual" } | { "kind": "every_hours", hours: number, } | { "kind": "daily_at", hour: number, minute: number, };
 
@@ -157,7 +166,13 @@ export type JobEvent = { job_id: number, kind: JobKind,
 /**
  * The backup set this job runs for, if any.
  */
-set_id: string | null, state: JobState, phase: Phase | null, files_done: number, files_total: number, bytes_done: number, bytes_total: number, elapsed_ms: number, 
+set_id: string | null, state: JobState, phase: Phase | null, files_done: number, files_total: number, bytes_done: number, bytes_total: number, 
+/**
+ * Bytes uploaded to (or downloaded from) an off-site copy so far, and
+ * how many the transfer needs; 0 and 0 without one. Counted apart from
+ * `bytes_done`, which is the data read or restored.
+ */
+transfer_done: number, transfer_total: number, elapsed_ms: number, 
 /**
  * Bytes per second since the job started.
  */
@@ -175,7 +190,11 @@ export type JobKind = "backup" | "restore" | "check";
 
 export type JobState = "running" | "done" | "failed" | "cancelled";
 
-export type JobOutcome = { "type": "backup", summary: SnapshotSummary, } | { "type": "restore", summary: RestoreSummary, } | { "type": "check", report: CheckReport, };
+export type JobOutcome = { "type": "backup", summary: SnapshotSummary, 
+/**
+ * The upload to the set's off-site copy (none without one).
+ */
+upload: PushSummary | null, } | { "type": "restore", summary: RestoreSummary, } | { "type": "check", report: CheckReport, };
 
 export type Phase = "scanning" | "reading" | "writing" | "restoring" | "checking" | "pruning" | "finishing" | "uploading" | "downloading";
 
@@ -505,7 +524,74 @@ wrong_guesses: number,
  */
 wrong_guess_times: number[], };
 
-export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics" | "open_policy";
+export type PathKind = "folder" | "open_repository" | "save_repository" | "save_diagnostics" | "open_policy" | "open_key_file";
+
+export type Destination = { "type": "s3", 
+/**
+ * `https://s3.eu-central-1.amazonaws.com`, `http://127.0.0.1:3900`…
+ */
+endpoint: string, 
+/**
+ * The signing region (`us-east-1`, `garage`, `auto` for R2…).
+ */
+region: string, bucket: string, 
+/**
+ * A folder inside the bucket ("" for the whole bucket).
+ */
+prefix: string, } | { "type": "sftp", host: string, port: number, user: string, 
+/**
+ * The folder holding the copy (created if missing; its parent must exist).
+ */
+path: string, 
+/**
+ * The server's confirmed host key, `SHA256:…` as `ssh-keygen -lf`
+ * prints it. Without it, every connection stops with `CF-O008`
+ * naming the key the server presents, for the user to confirm.
+ */
+host_key: string | null, };
+
+export type RemoteCredentialsInput = { "type": "s3", access_key_id: string, secret_access_key: string, } | { "type": "sftp_password", password: string, } | { "type": "sftp_key", key_file: string, passphrase: string | null, };
+
+export type ConnectionReport = { destination: string, 
+/**
+ * A Coffer copy is there already: its repository id (32 hex digits).
+ */
+repository: string | null, 
+/**
+ * The SFTP server's host key (confirmed) or `None` for S3.
+ */
+host_key: string | null, 
+/**
+ * How long listing, writing, reading and deleting a probe took.
+ */
+round_trip_ms: number, };
+
+export type PushSummary = { 
+/**
+ * The copy's version after the upload (the root's generation).
+ */
+generation: number, 
+/**
+ * Whether a new root was written (false: the copy was up to date).
+ */
+changed: boolean, packs_uploaded: number, 
+/**
+ * Data and index objects written, and their stored bytes (padding
+ * included).
+ */
+objects_uploaded: number, bytes_uploaded: number, 
+/**
+ * Packs an interrupted upload had sent already (not sent again).
+ */
+packs_resumed: number, 
+/**
+ * Objects deleted because no root needs them any more.
+ */
+objects_deleted: number, 
+/**
+ * Whether the whole index was written afresh.
+ */
+compacted: boolean, duration_ms: number, };
 
 /** The event name of job progress events. */
 export const JOB_EVENT = "coffer://job";
@@ -522,7 +608,7 @@ export interface Commands {
   lock_app: { args: Record<string, never>; result: null };
   forget_device_key: { args: Record<string, never>; result: null };
   list_sets: { args: Record<string, never>; result: Array<SetView> };
-  save_set: { args: { id: string | null; input: BackupSetInput }; result: SetView };
+  save_set: { args: { id: string | null; input: BackupSetInput; credentials: RemoteCredentialsInput | null }; result: SetView };
   delete_set: { args: { id: string }; result: null };
   run_backup: { args: { set_id: string }; result: number };
   cancel_job: { args: { job_id: number }; result: null };
@@ -556,5 +642,8 @@ export interface Commands {
   change_recovery_code: { args: { account: string; old: string; new: string; confirm: string }; result: null };
   delete_vault_record: { args: { account: string; code: string }; result: null };
   move_recovery_code: { args: { choice: VaultChoice; account: string; code: string }; result: VaultMoved };
+  test_remote: { args: { destination: Destination; credentials: RemoteCredentialsInput | null; set_id: string | null }; result: ConnectionReport };
+  recover_from_remote_with_key: { args: { destination: Destination; credentials: RemoteCredentialsInput; repository: string; recovery_key: string }; result: KeyInstalled };
+  recover_from_remote_with_code: { args: { destination: Destination; credentials: RemoteCredentialsInput; repository: string; account: string; code: string }; result: KeyInstalled };
   pick_path: { args: { kind: PathKind; start: string | null }; result: string | null };
 }

@@ -18,9 +18,10 @@ export interface PathFieldOptions {
 
 /**
  * Runs `work` (which shows a native file dialog) with the window inert: the
- * GTK dialog is not modal to it (rfd's GTK backend ignores the parent
- * window), so the window itself refuses input meanwhile, and a note outside
- * the inert part says where to look. Restored however `work` ends.
+ * GTK dialog is modal, but where no window manager keeps it on top (or a
+ * desktop portal shows it elsewhere) the window could still be clicked, so
+ * it refuses input itself meanwhile, and a note outside the inert part says
+ * where to look. Restored however `work` ends.
  */
 export async function whileDialogOpen<T>(work: () => Promise<T>): Promise<T> {
   const shell = document.getElementById("app");

@@ -133,6 +133,9 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
   const bytes = h("dd", { testid: `${prefix}-bytes` }, "—");
   const speed = h("dd", { testid: `${prefix}-throughput` }, "—");
   const eta = h("dd", { testid: `${prefix}-eta` }, "—");
+  // Off-site transfer (upload after a backup, download before a restore).
+  const transfer = h("dd", { testid: `${prefix}-transfer`, "data-done": "0", "data-total": "0" }, "—");
+  const transferLabel = h("dt", { hidden: true }, "Off-site");
   const result = h("div", { testid: `${prefix}-result`, "aria-live": "polite" });
   let current = 0;
   const cancel = button("Cancel", `${prefix}-cancel`, () => {
@@ -145,7 +148,8 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
       h("dt", {}, "Files"), files,
       h("dt", {}, "Data"), bytes,
       h("dt", {}, "Speed"), speed,
-      h("dt", {}, "Time left"), eta),
+      h("dt", {}, "Time left"), eta,
+      transferLabel, transfer),
     h("div", { class: "actions" }, cancel),
     result,
   );
@@ -158,6 +162,10 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
     bytes.textContent = e.bytes_total ? `${formatBytes(e.bytes_done)} of ${formatBytes(e.bytes_total)}` : formatBytes(e.bytes_done);
     speed.textContent = `${formatBytes(e.throughput_bps)}/s`;
     eta.textContent = e.eta_secs === null ? "—" : formatDuration(e.eta_secs);
+    transfer.hidden = transferLabel.hidden = e.transfer_total === 0 && e.transfer_done === 0;
+    transfer.dataset.done = String(e.transfer_done);
+    transfer.dataset.total = String(e.transfer_total);
+    transfer.textContent = `${formatBytes(e.transfer_done)} of ${formatBytes(e.transfer_total)} ${e.phase === "downloading" ? "downloaded" : "uploaded"}`;
     bar.max = Math.max(1, e.bytes_total);
     bar.value = e.state === "done" ? bar.max : e.bytes_done;
     cancel.disabled = e.state !== "running";
@@ -166,6 +174,7 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
   const track = (jobId: number) => {
     current = jobId;
     el.hidden = false;
+    transfer.hidden = transferLabel.hidden = true;
     result.replaceChildren();
     cancel.disabled = false;
     return followJob(jobId, update);

@@ -87,6 +87,10 @@ struct State {
     /// The pointer file a move writes, and whether the folder was given at
     /// start (flag/environment, which win over the pointer).
     data_dir_origin: (Option<PathBuf>, bool),
+    /// Off-site copies recovered from in this session (repository ->
+    /// destination and the credentials' keyring line), so restores work
+    /// also where the keyring does not.
+    remotes: HashMap<PathBuf, (coffer_repo::remote::Destination, Zeroizing<String>)>,
 }
 
 struct Inner {
@@ -162,6 +166,7 @@ impl App {
                     browsed: false,
                     restored: false,
                     data_dir_origin: (None, false),
+                    remotes: HashMap::new(),
                 }),
                 keyring: Mutex::new(None),
                 vault,
@@ -905,6 +910,12 @@ impl App {
     /// First run, step 3: the first backup set; first run is then complete.
     pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
         self.track((|| {
+            // First run takes no credentials: a destination needs them kept.
+            if let Some(dest) = &first_set.remote {
+                self.stored_credentials(&first_set.repository)?
+                    .check_fits(dest)
+                    .map_err(rep)?;
+            }
             let id = {
                 let mut st = self.state();
                 let mut next = st.settings.clone();
@@ -1058,9 +1069,24 @@ impl App {
         self.track((|| {
             let mut st = self.state();
             let mut next = st.settings.clone();
-            next.remove_backup_set(id).map_err(rep)?;
+            let removed = next.remove_backup_set(id).map_err(rep)?;
             self.write_settings(&next)?;
             st.settings = next;
+            let still_used = st
+                .settings
+                .backup_sets
+                .iter()
+                .any(|s| s.repository == removed.repository && s.remote.is_some());
+            drop(st);
+            if removed.remote.is_some() && !still_used {
+                let account = crate::remote::remote_account(&removed.repository);
+                if let Err(e) = self.inner.keystore.delete(&account) {
+                    tracing::warn!(
+                        code = e.code(),
+                        "off-site credentials not removed from the keyring"
+                    );
+                }
+            }
             Ok(())
         })())
     }
@@ -1081,6 +1107,18 @@ impl App {
                     .clone()
             };
             let key = self.key_for(&set.repository)?;
+            // Credentials missing or unusable fail the upload (after the
+            // local snapshot, which a locked keyring must not prevent).
+            let offsite = set.remote.as_ref().map(|_| {
+                self.remote_of(&set.repository).and_then(|o| {
+                    o.ok_or_else(|| {
+                        crate::remote::RemoteSetupError::CredentialsMissing {
+                            repository: set.repository.clone(),
+                        }
+                        .report()
+                    })
+                })
+            });
             let req = BackupRequest {
                 paths: set.sources.clone(),
                 excludes: set.excludes.clone(),
@@ -1101,7 +1139,30 @@ impl App {
                         .and_then(|r| r.unlock_with_key(key))
                         .map_err(rep)?;
                     let summary = repo.backup(&req, p, cancel).map_err(rep)?;
-                    Ok(JobOutcome::Backup { summary })
+                    let Some(offsite) = offsite else {
+                        return Ok(JobOutcome::Backup {
+                            summary,
+                            upload: None,
+                        });
+                    };
+                    // The snapshot is made first; then the upload (resumed
+                    // where an earlier run stopped). A failed or cancelled
+                    // upload fails the run with its own code; the snapshot
+                    // stays and the next run uploads what is missing.
+                    let (dest, creds) = offsite?;
+                    let remote = coffer_repo::remote::Remote::open(dest, creds, Default::default())
+                        .map_err(rep)?;
+                    repo.remote_init(&remote).map_err(rep)?;
+                    let upload = repo.push(&remote, p, cancel).map_err(rep)?;
+                    tracing::info!(
+                        destination = %remote.destination(),
+                        bytes = upload.bytes_uploaded,
+                        "off-site copy updated"
+                    );
+                    Ok(JobOutcome::Backup {
+                        summary,
+                        upload: Some(upload),
+                    })
                 }),
                 Box::new(move |ev| app.backup_finished(&sid, &name, started_at, ev)),
             );
@@ -1112,7 +1173,7 @@ impl App {
 
     fn backup_finished(&self, set_id: &str, name: &str, started_at: i64, ev: &JobEvent) {
         let (outcome, snapshot_id, bytes) = match (&ev.state, &ev.outcome) {
-            (JobState::Done, Some(JobOutcome::Backup { summary })) => {
+            (JobState::Done, Some(JobOutcome::Backup { summary, .. })) => {
                 (RunOutcome::Ok, Some(summary.id.clone()), summary.bytes_read)
             }
             (JobState::Cancelled, _) => (RunOutcome::Cancelled, None, ev.bytes_done),
@@ -1188,6 +1249,14 @@ impl App {
             let repo_path = self.current_repo()?;
             let key = self.key_for(&repo_path)?;
             let req = self.restore_request(snapshot, include, target, false)?;
+            // With an off-site copy, the data this database lacks (all of it
+            // after a recovery from the copy) is fetched first.
+            // Without usable credentials, a database that has all the data
+            // still restores; one recovered from the copy says what is missing.
+            let offsite = self.remote_of(&repo_path).unwrap_or_else(|e| {
+                tracing::info!(code = %e.code, "restoring without the off-site copy");
+                None
+            });
             let app = self.clone();
             let app2 = self.clone();
             Ok(self.inner.jobs.start(
@@ -1197,7 +1266,16 @@ impl App {
                     let repo = Repository::open(&repo_path)
                         .and_then(|r| r.unlock_with_key(key))
                         .map_err(rep)?;
-                    let summary = repo.restore(&req, p, cancel).map_err(rep)?;
+                    let summary = match offsite {
+                        Some((dest, creds)) => {
+                            let remote =
+                                coffer_repo::remote::Remote::open(dest, creds, Default::default())
+                                    .map_err(rep)?;
+                            repo.restore_from_remote(&remote, &req, p, cancel)
+                                .map_err(rep)?
+                        }
+                        None => repo.restore(&req, p, cancel).map_err(rep)?,
+                    };
                     // Before the final event, so the guide is current when the UI hears of it.
                     app2.state().restored = true;
                     Ok(JobOutcome::Restore { summary })
@@ -1483,6 +1561,7 @@ impl App {
     }
 }
 
+mod remote;
 mod tray;
 
 #[cfg(test)]

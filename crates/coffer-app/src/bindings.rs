@@ -9,6 +9,7 @@ use crate::datadir::DataDirMoved;
 use crate::dialog::PathKind;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
+use crate::remote::RemoteCredentialsInput;
 use crate::schedule::{Freshness, Schedule};
 use crate::settings::{
     BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
@@ -18,6 +19,7 @@ use crate::vault::{
     PolicyView, VaultInfo,
 };
 use coffer_error::{ErrorKind, ErrorReport};
+use coffer_repo::remote::{ConnectionReport, Destination, PushSummary};
 use coffer_repo::{
     CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
     RestorePlan, RestoreSummary, SnapshotInfo, SnapshotSummary, TreeEntry,
@@ -95,7 +97,7 @@ pub fn commands() -> Vec<CommandSig> {
         },
         CommandSig {
             name: "save_set",
-            args: "{ id: string | null; input: BackupSetInput }",
+            args: "{ id: string | null; input: BackupSetInput; credentials: RemoteCredentialsInput | null }",
             result: SetView::name,
         },
         CommandSig {
@@ -264,6 +266,21 @@ pub fn commands() -> Vec<CommandSig> {
             result: VaultMoved::name,
         },
         CommandSig {
+            name: "test_remote",
+            args: "{ destination: Destination; credentials: RemoteCredentialsInput | null; set_id: string | null }",
+            result: ConnectionReport::name,
+        },
+        CommandSig {
+            name: "recover_from_remote_with_key",
+            args: "{ destination: Destination; credentials: RemoteCredentialsInput; repository: string; recovery_key: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
+            name: "recover_from_remote_with_code",
+            args: "{ destination: Destination; credentials: RemoteCredentialsInput; repository: string; account: string; code: string }",
+            result: KeyInstalled::name,
+        },
+        CommandSig {
             name: "pick_path",
             args: "{ kind: PathKind; start: string | null }",
             result: |_| "string | null".into(),
@@ -332,6 +349,10 @@ pub fn render() -> String {
         decl::<VaultSettings>(&cfg),
         decl::<VaultMoved>(&cfg),
         decl::<PathKind>(&cfg),
+        decl::<Destination>(&cfg),
+        decl::<RemoteCredentialsInput>(&cfg),
+        decl::<ConnectionReport>(&cfg),
+        decl::<PushSummary>(&cfg),
     ];
     let mut out = String::from(
         "// Generated from the Rust IPC types by crates/coffer-app/src/bindings.rs.\n\

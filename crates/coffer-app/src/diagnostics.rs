@@ -259,14 +259,6 @@ pub struct RecentError {
     pub code: String,
 }
 
-fn is_error_code(code: &str) -> bool {
-    let b = code.as_bytes();
-    b.len() == 7
-        && code.starts_with("CF-")
-        && b[3].is_ascii_uppercase()
-        && b[4..].iter().all(u8::is_ascii_digit)
-}
-
 /// The last [`RECENT_ERRORS_CAPACITY`] error codes the app showed, newest
 /// first. Only well-formed codes are kept (never messages).
 #[derive(Debug, Clone, Default)]
@@ -286,7 +278,7 @@ impl RecentErrors {
 
     /// Remembers `code` if it is a Coffer error code; returns whether it was.
     pub fn record_code(&mut self, at: i64, code: &str) -> bool {
-        if !is_error_code(code) {
+        if !coffer_error::is_error_code(code) {
             return false;
         }
         self.entries.push_front(RecentError {
@@ -646,6 +638,7 @@ mod tests {
                     repository: "/r/coffer.repo".into(),
                     schedule: Schedule::EveryHours { hours: 6 },
                     retention: Retention::default(),
+                    remote: None,
                 },
                 1_000_000,
             )

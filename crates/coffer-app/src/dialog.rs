@@ -2,7 +2,7 @@
 //!
 //! What each dialog is (title, filters, the folder it opens in, the suggested
 //! file name) is decided here, without a window, so it is tested; the shell
-//! only shows it (GTK's file chooser through `rfd`) and hands the chosen path
+//! only shows it (GTK's file chooser, on GTK's thread) and hands the chosen path
 //! to [`chosen_path`]. The text fields stay: a dialog only fills them.
 
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ pub enum PathKind {
     SaveDiagnostics,
     /// An existing trust policy file (Settings, remote vault).
     OpenPolicy,
+    /// An SSH private key file (a backup set's SFTP destination).
+    OpenKeyFile,
 }
 
 /// One entry of the dialog's file-type list.
@@ -107,6 +109,7 @@ impl PathKind {
             PathKind::SaveRepository => "Coffer: Where to keep the new backup file",
             PathKind::SaveDiagnostics => "Coffer: Save the diagnostics report",
             PathKind::OpenPolicy => "Coffer: Open a trust policy",
+            PathKind::OpenKeyFile => "Coffer: Choose the SSH private key",
         }
     }
 }
@@ -130,7 +133,7 @@ impl DialogSpec {
             (_, None) => (fallback(), None),
             (PathKind::Folder, Some(p)) => (existing_ancestor(&p), None),
             (_, Some(p)) if p.is_dir() => (Some(p), None),
-            (PathKind::OpenRepository | PathKind::OpenPolicy, Some(p)) => {
+            (PathKind::OpenRepository | PathKind::OpenPolicy | PathKind::OpenKeyFile, Some(p)) => {
                 let dir = p.parent().and_then(existing_ancestor);
                 // Preselect the file only where it is: inside `dir`.
                 let name = match (&dir, p.parent(), p.is_file()) {
@@ -148,6 +151,8 @@ impl DialogSpec {
             PathKind::Folder => (None, Vec::new()),
             PathKind::OpenRepository => (file_name, REPOSITORY_FILTERS.to_vec()),
             PathKind::OpenPolicy => (file_name, POLICY_FILTERS.to_vec()),
+            // Key files have no common extension (`id_ed25519`).
+            PathKind::OpenKeyFile => (file_name, Vec::new()),
             PathKind::SaveRepository => (
                 Some(file_name.unwrap_or_else(|| DEFAULT_REPOSITORY_NAME.into())),
                 REPOSITORY_FILTERS.to_vec(),

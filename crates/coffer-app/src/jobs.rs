@@ -46,9 +46,17 @@ pub enum JobState {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum JobOutcome {
-    Backup { summary: SnapshotSummary },
-    Restore { summary: RestoreSummary },
-    Check { report: CheckReport },
+    Backup {
+        summary: SnapshotSummary,
+        /// The upload to the set's off-site copy (none without one).
+        upload: Option<coffer_repo::remote::PushSummary>,
+    },
+    Restore {
+        summary: RestoreSummary,
+    },
+    Check {
+        report: CheckReport,
+    },
 }
 
 /// One progress report of a job.
@@ -69,6 +77,13 @@ pub struct JobEvent {
     pub bytes_done: u64,
     #[ts(type = "number")]
     pub bytes_total: u64,
+    /// Bytes uploaded to (or downloaded from) an off-site copy so far, and
+    /// how many the transfer needs; 0 and 0 without one. Counted apart from
+    /// `bytes_done`, which is the data read or restored.
+    #[ts(type = "number")]
+    pub transfer_done: u64,
+    #[ts(type = "number")]
+    pub transfer_total: u64,
     #[ts(type = "number")]
     pub elapsed_ms: u64,
     /// Bytes per second since the job started.
@@ -106,6 +121,10 @@ pub struct JobProgress {
     files_total: AtomicU64,
     bytes_done: AtomicU64,
     bytes_total: AtomicU64,
+    transfer_done: AtomicU64,
+    transfer_total: AtomicU64,
+    /// The phase is Uploading or Downloading: bytes count as transfer.
+    transferring: std::sync::atomic::AtomicBool,
     inner: Mutex<ProgressInner>,
     sink: Arc<dyn EventSink>,
     jobs: Arc<Mutex<HashMap<u64, JobEntry>>>,
@@ -144,6 +163,11 @@ impl JobProgress {
                 .max(self.files_done.load(Ordering::Relaxed)),
             bytes_done,
             bytes_total,
+            transfer_done: self.transfer_done.load(Ordering::Relaxed),
+            transfer_total: self
+                .transfer_total
+                .load(Ordering::Relaxed)
+                .max(self.transfer_done.load(Ordering::Relaxed)),
             elapsed_ms: elapsed.as_millis() as u64,
             throughput_bps: throughput,
             eta_secs: eta,
@@ -217,15 +241,33 @@ impl JobProgress {
 
 impl Progress for JobProgress {
     fn phase(&self, p: Phase) {
+        self.transferring.store(
+            matches!(p, Phase::Uploading | Phase::Downloading),
+            Ordering::Relaxed,
+        );
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).phase = Some(p);
         self.maybe_emit(true);
     }
     fn totals(&self, files: u64, bytes: u64) {
+        if self.transferring.load(Ordering::Relaxed) {
+            // Each transfer phase announces what it still has to move.
+            self.transfer_total.store(
+                self.transfer_done.load(Ordering::Relaxed) + bytes,
+                Ordering::Relaxed,
+            );
+            self.maybe_emit(true);
+            return;
+        }
         self.files_total.fetch_max(files, Ordering::Relaxed);
         self.bytes_total.fetch_max(bytes, Ordering::Relaxed);
         self.maybe_emit(false);
     }
     fn advance(&self, files: u64, bytes: u64) {
+        if self.transferring.load(Ordering::Relaxed) {
+            self.transfer_done.fetch_add(bytes, Ordering::Relaxed);
+            self.maybe_emit(false);
+            return;
+        }
         self.files_done.fetch_add(files, Ordering::Relaxed);
         self.bytes_done.fetch_add(bytes, Ordering::Relaxed);
         self.maybe_emit(false);
@@ -283,6 +325,9 @@ impl Jobs {
             files_total: AtomicU64::new(0),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(0),
+            transfer_done: AtomicU64::new(0),
+            transfer_total: AtomicU64::new(0),
+            transferring: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(ProgressInner {
                 phase: None,
                 current: None,

@@ -65,6 +65,13 @@ pub trait DeviceKeyStore: Send + Sync {
     fn store_outlives_restart(&self) -> Result<bool, KeyringError> {
         self.probe().map(|()| true)
     }
+    /// Stores a secret text (an off-site destination's credentials) for
+    /// `account`, replacing any earlier one. Removed with
+    /// [`DeviceKeyStore::delete`].
+    fn store_secret(&self, account: &str, secret: &str) -> Result<(), KeyringError>;
+    /// Loads what [`DeviceKeyStore::store_secret`] stored; `Ok(None)` when
+    /// nothing is stored (the keyring itself works).
+    fn load_secret(&self, account: &str) -> Result<Option<Zeroizing<String>>, KeyringError>;
 }
 
 /// One OS keyring backend.
@@ -307,7 +314,84 @@ impl OsKeyring {
     }
 }
 
+impl OsKeyring {
+    /// Writes `value` in the preferred working backend, reads it back and
+    /// compares (constant time), then removes older copies elsewhere.
+    fn store_text(&self, account: &str, value: &str) -> Result<(), KeyringError> {
+        validate_account(account)?;
+        let (usable, attempts) = self.usable();
+        let Some((&backend, others)) = usable.split_first() else {
+            return Err(KeyringError::Unavailable { attempts });
+        };
+        let failed = |op, e: ::keyring::Error| KeyringError::Failed {
+            backend,
+            op,
+            detail: e.to_string(),
+        };
+        let e = entry(backend, account).map_err(|e| failed("storing", e))?;
+        e.set_password(value).map_err(|e| failed("storing", e))?;
+        let back = Zeroizing::new(e.get_password().map_err(|e| failed("checking", e))?);
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(
+            back.as_bytes(),
+            value.as_bytes(),
+        )) {
+            return Err(KeyringError::Failed {
+                backend,
+                op: "checking",
+                detail: "the keyring returned a different value".into(),
+            });
+        }
+        for &other in others {
+            Self::delete_in(other, account)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the text stored for `account` in the first backend that has it.
+    fn load_text(
+        &self,
+        account: &str,
+    ) -> Result<Option<(KeyringBackend, Zeroizing<String>)>, KeyringError> {
+        validate_account(account)?;
+        let (usable, attempts) = self.usable();
+        if usable.is_empty() {
+            return Err(KeyringError::Unavailable { attempts });
+        }
+        for backend in usable {
+            let e = entry(backend, account).map_err(|e| KeyringError::Failed {
+                backend,
+                op: "reading",
+                detail: e.to_string(),
+            })?;
+            match e.get_password() {
+                Ok(v) => return Ok(Some((backend, Zeroizing::new(v)))),
+                Err(::keyring::Error::NoEntry) => continue,
+                Err(::keyring::Error::BadEncoding(mut bytes)) => {
+                    zeroize::Zeroize::zeroize(&mut bytes);
+                    return Err(KeyringError::Damaged { backend });
+                }
+                Err(e) => {
+                    return Err(KeyringError::Failed {
+                        backend,
+                        op: "reading",
+                        detail: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl DeviceKeyStore for OsKeyring {
+    fn store_secret(&self, account: &str, secret: &str) -> Result<(), KeyringError> {
+        self.store_text(account, secret)
+    }
+
+    fn load_secret(&self, account: &str) -> Result<Option<Zeroizing<String>>, KeyringError> {
+        Ok(self.load_text(account)?.map(|(_, v)| v))
+    }
+
     fn store(&self, account: &str, key: &[u8; 32]) -> Result<(), KeyringError> {
         validate_account(account)?;
         let (usable, attempts) = self.usable();

@@ -160,6 +160,10 @@ pub struct BackupSetInput {
     pub repository: PathBuf,
     pub schedule: Schedule,
     pub retention: Retention,
+    /// The off-site copy (S3-compatible store or SFTP), if any. No secret:
+    /// its credentials are kept in the OS keyring (see [`crate::remote`]).
+    #[serde(default)]
+    pub remote: Option<coffer_repo::remote::Destination>,
 }
 
 /// A saved backup set.
@@ -176,6 +180,9 @@ pub struct BackupSet {
     /// Unix seconds.
     #[ts(type = "number")]
     pub created_at: i64,
+    /// The off-site copy, if any (no secret; absent from older files).
+    #[serde(default)]
+    pub remote: Option<coffer_repo::remote::Destination>,
 }
 
 /// How one run ended.
@@ -301,6 +308,9 @@ pub enum SettingsError {
     },
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    /// The off-site destination is not usable (`CF-O001`).
+    #[error(transparent)]
+    Destination(coffer_repo::remote::RemoteError),
     /// The data folder was moved in this session ([`SettingsStore::retire`]):
     /// a write now would land in the abandoned folder.
     #[error("the data folder was moved to {0}; Coffer must restart before it changes settings")]
@@ -330,6 +340,7 @@ impl UserFacing for SettingsError {
             DuplicateName { .. } => ErrorKind::AlreadyExists,
             InvalidRunRecord { .. } => ErrorKind::Internal,
             Schedule(e) => e.kind(),
+            Destination(e) => e.kind(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.kind(),
             NewerVersion { .. }
             | InvalidName { .. }
@@ -364,6 +375,7 @@ impl UserFacing for SettingsError {
             PolicyFileUnreadable { .. } => "CF-A037",
             NoShippedPolicy { .. } => "CF-A038",
             Schedule(e) => e.code(),
+            Destination(e) => e.code(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.code(),
         }
     }
@@ -388,6 +400,7 @@ impl UserFacing for SettingsError {
             PolicyFileUnreadable { .. } => "Check the file's name and that you may read it, or paste the policy's text instead.".into(),
             NoShippedPolicy { .. } => "Choose the trust policy file the vault operator publishes (Browse…), or leave the policy empty: the vault is then used without checking how fresh its witness log is.".into(),
             Schedule(e) => e.next_step(),
+            Destination(e) => e.next_step(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.next_step(),
         }
     }
@@ -630,21 +643,13 @@ fn check_url(url: &str) -> Result<()> {
     Ok(())
 }
 
-fn is_error_code(code: &str) -> bool {
-    let b = code.as_bytes();
-    b.len() == 7
-        && code.starts_with("CF-")
-        && b[3].is_ascii_uppercase()
-        && b[4..].iter().all(u8::is_ascii_digit)
-}
-
 fn check_run(r: &RunRecord) -> Result<()> {
     let bad = |reason| SettingsError::InvalidRunRecord { reason };
     if r.finished_at < r.started_at {
         return Err(bad("it finished before it started"));
     }
     if let RunOutcome::Failed { code } = &r.outcome {
-        if !is_error_code(code) {
+        if !coffer_error::is_error_code(code) {
             return Err(bad("the error code is not of the form CF-X000"));
         }
     }
@@ -719,6 +724,9 @@ impl BackupSetInput {
         if self.retention.keeps_nothing() {
             return Err(SettingsError::KeepsNothing { name: name.into() });
         }
+        if let Some(d) = &self.remote {
+            d.validate().map_err(SettingsError::Destination)?;
+        }
         Ok(())
     }
 }
@@ -732,6 +740,7 @@ impl BackupSet {
             repository: self.repository.clone(),
             schedule: self.schedule,
             retention: self.retention,
+            remote: self.remote.clone(),
         }
     }
 }
@@ -851,6 +860,7 @@ impl Settings {
             schedule: input.schedule,
             retention: input.retention,
             created_at: now,
+            remote: input.remote,
         });
         Ok(id)
     }
@@ -870,6 +880,7 @@ impl Settings {
         set.repository = input.repository;
         set.schedule = input.schedule;
         set.retention = input.retention;
+        set.remote = input.remote;
         Ok(())
     }
 
@@ -1110,6 +1121,7 @@ mod tests {
             repository: "/media/ann/backup/coffer.repo".into(),
             schedule: Schedule::EveryHours { hours: 6 },
             retention: Retention::default(),
+            remote: None,
         }
     }
 

@@ -151,6 +151,7 @@ fn the_demo_fleet_follows_its_folder_when_the_data_folder_moves() {
         repository: repo.clone(),
         schedule: Schedule::Manual,
         retention: Retention::default(),
+        remote: None,
     })
     .unwrap();
     let vault = old.join("vault");

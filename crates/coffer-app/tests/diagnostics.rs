@@ -137,6 +137,7 @@ fn the_report_contains_what_support_needs_and_no_secret() {
                     minute: 30,
                 },
                 retention: Retention::default(),
+                remote: None,
             },
             1_790_000_000,
         )

@@ -134,6 +134,7 @@ fn onboard(tmp: &Path, repo: &Path, src: &Path) -> App {
         repository: repo.to_path_buf(),
         schedule: Schedule::Manual,
         retention: Retention::default(),
+        remote: None,
     })
     .unwrap();
     app

@@ -47,6 +47,7 @@ fn sample(dir: &Path) -> Settings {
                     minute: 30,
                 },
                 retention: Retention::default(),
+                remote: None,
             },
             1_700_000_000,
         )
@@ -213,6 +214,7 @@ fn a_repository_reached_through_a_symlink_into_a_source_is_refused() {
                 repository: link.join("coffer.repo"),
                 schedule: Schedule::Manual,
                 retention: Retention::default(),
+                remote: None,
             },
             0,
         )
@@ -268,6 +270,7 @@ fn a_file_system_change_after_saving_does_not_make_settings_look_corrupt() {
         repository: link.join("coffer.repo"),
         schedule: Schedule::Manual,
         retention: Retention::default(),
+        remote: None,
     };
     let mut s = Settings::default();
     let id = s.add_backup_set(input.clone(), 0).unwrap();

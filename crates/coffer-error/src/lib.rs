@@ -128,6 +128,17 @@ impl UserFacing for ErrorReport {
     }
 }
 
+/// Whether `code` has the shape of a Coffer error code: `CF-`, one capital
+/// letter for the area, three digits (`CF-V012`). Used where a code is read
+/// back from a file, so nothing but a code is ever kept there.
+pub fn is_error_code(code: &str) -> bool {
+    let b = code.as_bytes();
+    b.len() == 7
+        && code.starts_with("CF-")
+        && b[3].is_ascii_uppercase()
+        && b[4..].iter().all(u8::is_ascii_digit)
+}
+
 /// Checks that every code in `codes` is documented in `docs/errors.md`.
 /// Crates call this from a unit test with their `ERROR_CODES`.
 pub fn undocumented_codes(codes: &[&str], errors_md: &str) -> Vec<String> {
@@ -159,6 +170,16 @@ mod tests {
         }
         fn next_step(&self) -> String {
             "try again".into()
+        }
+    }
+
+    #[test]
+    fn error_code_shape() {
+        assert!(is_error_code("CF-V012"));
+        for bad in [
+            "CF-v012", "CF-V01", "CF-V0123", "XX-V012", "CF-VA12", "CF-V01é", "",
+        ] {
+            assert!(!is_error_code(bad), "{bad}");
         }
     }
 

@@ -255,6 +255,23 @@ impl FleetSetup {
     }
 }
 
+/// Writes a node's secret file (its config holds the simulated HSM's keys):
+/// a new file only (never over another), readable by its owner alone, and
+/// on disk before this returns.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

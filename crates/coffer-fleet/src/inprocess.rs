@@ -82,7 +82,8 @@ impl InProcessFleet {
             let cs = FleetSetup::create(n, &format!("local-{}", hex::encode(id)), tuning)?;
             let json =
                 serde_json::to_string_pretty(&cs).map_err(|e| FleetError::Config(e.to_string()))?;
-            write_private(&file, json.as_bytes())?;
+            crate::config::write_private(&file, json.as_bytes())
+                .map_err(|e| FleetError::Storage(format!("{}: {e}", file.display())))?;
             cs
         };
         Self::start_from(configs, data_dir, make_sm).await
@@ -240,21 +241,4 @@ impl InProcessFleet {
             self.kill(i).await;
         }
     }
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FleetError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| FleetError::Storage(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| FleetError::Storage(e.to_string()))
 }

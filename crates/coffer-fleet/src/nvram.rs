@@ -33,9 +33,6 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use aes_siv::siv::Aes256Siv;
-use aes_siv::KeyInit;
-
 use crate::config::SecretKey;
 
 /// Bytes of one sealed slot: the generation, an 8-byte version and the
@@ -172,25 +169,18 @@ impl Nvram {
         Ok(())
     }
 
-    fn cipher(&self) -> Aes256Siv {
-        Aes256Siv::new(self.key.expose().into())
-    }
-
     fn seal_slot(&self, slot: u64, version: u64) -> Result<Vec<u8>, String> {
-        let ad = [&self.context[..], b"nvram", &slot.to_be_bytes()];
+        let ad: [&[u8]; 3] = [&self.context, b"nvram", &slot.to_be_bytes()];
         let mut plain = self.generation.to_vec();
         plain.extend_from_slice(&version.to_be_bytes());
-        let sealed = self
-            .cipher()
-            .encrypt(ad, &plain)
-            .map_err(|_| "sealing the rollback counter failed".to_string())?;
+        let sealed = coffer_seal::seal(self.key.expose(), &ad, &plain);
         debug_assert_eq!(sealed.len(), SLOT);
         Ok(sealed)
     }
 
     fn open_slot(&self, slot: u64, sealed: &[u8]) -> Option<(Generation, u64)> {
-        let ad = [&self.context[..], b"nvram", &slot.to_be_bytes()];
-        let plain = self.cipher().decrypt(ad, sealed).ok()?;
+        let ad: [&[u8]; 3] = [&self.context, b"nvram", &slot.to_be_bytes()];
+        let plain = coffer_seal::open(self.key.expose(), &ad, sealed)?;
         if plain.len() != 24 {
             return None;
         }

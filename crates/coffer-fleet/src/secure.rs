@@ -492,6 +492,27 @@ impl SecureChannel {
         }
     }
 
+    /// Seals `body` for `to` and sends it: the answer's bytes, or why none.
+    async fn send(
+        &self,
+        kind: Kind,
+        to: NodeId,
+        session: [u8; 32],
+        seq: u64,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, CallError> {
+        let msg = self
+            .seal(kind, to, session, seq, body)
+            .ok_or_else(|| CallError::Unreachable("no key".into()))?;
+        self.transport
+            .call(self.me, to, msg)
+            .await
+            .map_err(|e| match e {
+                TransportError::Unreachable(m) => CallError::Unreachable(m),
+                TransportError::Lost(m) => CallError::Lost(m),
+            })
+    }
+
     async fn handshake(&self, to: NodeId) -> Result<OutSession, CallError> {
         let lock = self
             .handshake_locks
@@ -503,16 +524,14 @@ impl SecureChannel {
         }
         let mut hello = [0u8; 32];
         hello[..16].copy_from_slice(&random::<16>());
-        let msg = self
-            .seal(Kind::Hello, to, hello, 0, Vec::new())
-            .ok_or_else(|| CallError::Unreachable("no key".into()))?;
+        // A hello changes nothing at the peer: one that may have arrived
+        // is as good as one that never did.
         let reply = self
-            .transport
-            .call(self.me, to, msg)
+            .send(Kind::Hello, to, hello, 0, Vec::new())
             .await
             .map_err(|e| match e {
-                TransportError::Unreachable(m) => CallError::Unreachable(m),
-                TransportError::Lost(m) => CallError::Unreachable(m),
+                CallError::Lost(m) => CallError::Unreachable(m),
+                e => e,
             })?;
         let e = self
             .open(&reply)
@@ -548,17 +567,9 @@ impl SecureChannel {
                     None => continue,
                 }
             };
-            let msg = self
-                .seal(Kind::Request, to, session, seq, body.clone())
-                .ok_or_else(|| CallError::Unreachable("no key".into()))?;
             let reply = self
-                .transport
-                .call(self.me, to, msg)
-                .await
-                .map_err(|e| match e {
-                    TransportError::Unreachable(m) => CallError::Unreachable(m),
-                    TransportError::Lost(m) => CallError::Lost(m),
-                })?;
+                .send(Kind::Request, to, session, seq, body.clone())
+                .await?;
             let env =
                 Envelope::decode(&reply).map_err(|_| CallError::Lost("malformed answer".into()))?;
             if env.kind == Kind::Reject {

@@ -46,8 +46,6 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use aes_siv::siv::Aes256Siv;
-use aes_siv::KeyInit;
 use hmac::{Hmac, Mac};
 use openraft::storage::{LogState, RaftLogReader, RaftSnapshotBuilder, RaftStorage, Snapshot};
 use openraft::{
@@ -128,20 +126,14 @@ impl Sealer {
             context,
         }
     }
-    fn cipher(&self) -> Aes256Siv {
-        Aes256Siv::new(self.key.expose().into())
-    }
     fn seal(&self, name: &str, idx: u64, plain: &[u8]) -> Result<Vec<u8>, String> {
-        let ad = [&self.context[..], name.as_bytes(), &idx.to_be_bytes()];
-        self.cipher()
-            .encrypt(ad, plain)
-            .map_err(|_| "sealing failed".to_string())
+        let ad: [&[u8]; 3] = [&self.context, name.as_bytes(), &idx.to_be_bytes()];
+        Ok(coffer_seal::seal(self.key.expose(), &ad, plain))
     }
     fn open(&self, name: &str, idx: u64, sealed: &[u8]) -> Result<Vec<u8>, String> {
-        let ad = [&self.context[..], name.as_bytes(), &idx.to_be_bytes()];
-        self.cipher()
-            .decrypt(ad, sealed)
-            .map_err(|_| format!("stored {name} #{idx} failed authentication"))
+        let ad: [&[u8]; 3] = [&self.context, name.as_bytes(), &idx.to_be_bytes()];
+        coffer_seal::open(self.key.expose(), &ad, sealed)
+            .ok_or_else(|| format!("stored {name} #{idx} failed authentication"))
     }
     /// The chain value of log row `idx` holding `sealed`, after `prev`.
     fn link(&self, prev: &Chain, idx: u64, sealed: &[u8]) -> Chain {

@@ -1,7 +1,5 @@
 //! AES-256-SIV sealing under an HSM-internal key, with domain labels.
 
-use aes_siv::siv::Aes256Siv;
-use aes_siv::KeyInit;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
@@ -42,27 +40,13 @@ impl Sealer {
 
     /// Seals with a given nonce (deterministic: for replicated state).
     pub fn seal_with_nonce(&self, label: &str, nonce: [u8; 16], plaintext: &[u8]) -> Vec<u8> {
-        let mut siv = Aes256Siv::new(self.key.as_ref().into());
-        let ct = siv
-            .encrypt([label.as_bytes(), &nonce[..]], plaintext)
-            .unwrap_or_default();
-        let mut out = Vec::with_capacity(16 + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out
+        coffer_seal::seal_with_nonce(&self.key, label.as_bytes(), &nonce, plaintext)
     }
 
     /// Opens what `seal` sealed under the same label; `None` if forged,
     /// tampered, truncated or sealed under another key or label.
     pub fn open(&self, label: &str, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-        if sealed.len() < 32 {
-            return None;
-        }
-        let (nonce, ct) = sealed.split_at(16);
-        let mut siv = Aes256Siv::new(self.key.as_ref().into());
-        siv.decrypt([label.as_bytes(), nonce], ct)
-            .ok()
-            .map(Zeroizing::new)
+        coffer_seal::open_with_nonce(&self.key, label.as_bytes(), sealed).map(Zeroizing::new)
     }
 }
 

@@ -338,6 +338,20 @@ struct UserEntry {
     burnt: bool,
 }
 
+impl UserEntry {
+    /// Whether a change (`Replace` or `Delete`) of live record `id` is
+    /// authorised: the login of attempt `seq` succeeded on that record and
+    /// its success was not spent yet. Otherwise the answer to give:
+    /// `Destroyed` without a live record, `Stale` for anything else.
+    fn authorised_change(&self, id: RecordId, seq: u64) -> Result<(), Outcome> {
+        match &self.live {
+            None => Err(Outcome::Destroyed),
+            Some(l) if l.id == id && self.seq == seq && self.consumed == Some(seq) => Ok(()),
+            Some(_) => Err(Outcome::Stale),
+        }
+    }
+}
+
 /// The fake counter of an unknown account that was tried (with a valid
 /// ticket: only its address's owner, or the host, can make one).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -701,13 +715,8 @@ impl HsmState {
                 let Some(e) = self.data.users.get_mut(&user) else {
                     return Outcome::Stale;
                 };
-                let authorised = matches!(&e.live, Some(l) if l.id == id)
-                    && e.seq == seq
-                    && e.consumed == Some(seq);
-                if e.live.is_none() {
-                    Outcome::Destroyed
-                } else if !authorised {
-                    Outcome::Stale
+                if let Err(refused) = e.authorised_change(id, seq) {
+                    refused
                 } else if e.ids.contains(&record.id) {
                     Outcome::IdReused
                 } else {
@@ -727,13 +736,8 @@ impl HsmState {
                 let Some(e) = self.data.users.get_mut(&user) else {
                     return Outcome::Stale;
                 };
-                let authorised = matches!(&e.live, Some(l) if l.id == id)
-                    && e.seq == seq
-                    && e.consumed == Some(seq);
-                if e.live.is_none() {
-                    Outcome::Destroyed
-                } else if !authorised {
-                    Outcome::Stale
+                if let Err(refused) = e.authorised_change(id, seq) {
+                    refused
                 } else {
                     e.live = None;
                     e.burnt = false;

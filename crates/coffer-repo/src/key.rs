@@ -12,8 +12,6 @@
 //! group to re-check when a single changed or swapped digit explains it.
 
 use crate::error::{RepoError, Result};
-use aes_siv::aead::KeyInit;
-use aes_siv::siv::Aes256Siv;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -129,19 +127,10 @@ impl SubKeys {
     }
 }
 
-/// Seals `plaintext` with AES-256-SIV under `key`, binding `ad` (record type,
-/// id, place) as associated data.
-pub(crate) fn seal(key: &[u8; 64], ad: &[&[u8]], plaintext: &[u8]) -> Vec<u8> {
-    let mut c = Aes256Siv::new(key.into());
-    // Encryption with a valid key cannot fail for inputs that fit in memory.
-    c.encrypt(ad, plaintext).unwrap_or_default()
-}
-
-/// Opens a record sealed with [`seal`]; `None` if it fails authentication.
-pub(crate) fn open(key: &[u8; 64], ad: &[&[u8]], ciphertext: &[u8]) -> Option<Vec<u8>> {
-    let mut c = Aes256Siv::new(key.into());
-    c.decrypt(ad, ciphertext).ok()
-}
+/// Records are sealed with AES-256-SIV under a subkey of K, binding the
+/// record type, id and place as associated data (`coffer-seal`, shared by
+/// every party).
+pub(crate) use coffer_seal::{open, seal};
 
 /// K in its human form: 16 groups of 4 hex digits plus a 4-digit checksum.
 pub struct RecoveryKey(MasterKey);

@@ -672,10 +672,15 @@ fn damage(kind: Kind) {
     for i in 0..7u64 {
         fs::write(src.join(format!("file-{i}.bin")), noise(100 + i, 10 << 20)).unwrap();
     }
-    fs::write(src.join("small.txt"), b"a small file").unwrap();
     let (repo, key) = new_repo(&env.path("local"));
     let remote = env.remote();
     repo.remote_init(&remote).unwrap();
+    backup_and_push(&repo, &remote, &[&src]);
+    // The small file goes in a second backup, so its chunk is in a small
+    // object of its own. In one backup the parallel workers may pack it
+    // beside chunks of the big files, and the deleted object could then
+    // hold a piece of every file (seen once in a full run).
+    fs::write(src.join("small.txt"), b"a small file").unwrap();
     backup_and_push(&repo, &remote, &[&src]);
     let full: Vec<String> = env
         .objects()
@@ -724,7 +729,8 @@ fn damage(kind: Kind) {
         .chain([format!("{}/small.txt", src.display())])
         .collect();
     assert!(named.is_subset(&all_files), "{named:?}");
-    assert!(named.len() < all_files.len(), "not everything is damaged");
+    let small = format!("{}/small.txt", src.display());
+    assert!(!named.contains(&small), "the small file's object is whole");
 
     // A new computer restores everything else, and nothing damaged.
     let db = env.path("new/index.coffer");

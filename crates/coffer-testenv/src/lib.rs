@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod servers;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

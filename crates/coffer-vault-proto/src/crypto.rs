@@ -11,8 +11,6 @@
 //!   `HMAC-SHA-256(k_auth, op || 0x00 || len-prefixed fields)` with
 //!   `k_auth = HKDF-SHA-512(ikm = session_key, info = "coffer vault authz v1")`.
 
-use aes_siv::siv::Aes256Siv;
-use aes_siv::KeyInit;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Sha256, Sha512};
@@ -34,16 +32,10 @@ fn derive(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; 64]> {
     out
 }
 
-fn siv(key: &[u8; 64]) -> Aes256Siv {
-    Aes256Siv::new(key.into())
-}
-
 /// Wraps K under the OPAQUE export key, bound to `user`.
 pub fn wrap_key(export_key: &[u8], user: &str, key: &[u8; KEY_LEN]) -> Vec<u8> {
     let k = derive(export_key, b"coffer vault key wrap v1");
-    siv(&k)
-        .encrypt([LABEL, user.as_bytes()], key)
-        .unwrap_or_default()
+    coffer_seal::seal(&k, &[LABEL, user.as_bytes()], key)
 }
 
 /// Unwraps K; fails if the export key, user or ciphertext is not the one wrapped.
@@ -54,9 +46,7 @@ pub fn unwrap_key(
 ) -> Result<Zeroizing<[u8; KEY_LEN]>, ProtoError> {
     let k = derive(export_key, b"coffer vault key wrap v1");
     let plain = Zeroizing::new(
-        siv(&k)
-            .decrypt([LABEL, user.as_bytes()], wrapped)
-            .map_err(|_| ProtoError::Unauthentic)?,
+        coffer_seal::open(&k, &[LABEL, user.as_bytes()], wrapped).ok_or(ProtoError::Unauthentic)?,
     );
     if plain.len() != KEY_LEN {
         return Err(ProtoError::Unauthentic);
@@ -69,9 +59,7 @@ pub fn unwrap_key(
 /// Seals the wrapped key under the login's session key (HSM side).
 pub fn seal_release(session_key: &[u8], user: &str, wrapped: &[u8]) -> Vec<u8> {
     let k = derive(session_key, b"coffer vault release v1");
-    siv(&k)
-        .encrypt([LABEL, user.as_bytes()], wrapped)
-        .unwrap_or_default()
+    coffer_seal::seal(&k, &[LABEL, user.as_bytes()], wrapped)
 }
 
 /// Opens what [`seal_release`] sealed (client side).
@@ -81,9 +69,7 @@ pub fn open_release(
     released: &[u8],
 ) -> Result<Vec<u8>, ProtoError> {
     let k = derive(session_key, b"coffer vault release v1");
-    siv(&k)
-        .decrypt([LABEL, user.as_bytes()], released)
-        .map_err(|_| ProtoError::Unauthentic)
+    coffer_seal::open(&k, &[LABEL, user.as_bytes()], released).ok_or(ProtoError::Unauthentic)
 }
 
 /// The session-bound authorisation MAC over `op` and `fields`.

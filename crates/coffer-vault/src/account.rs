@@ -20,9 +20,16 @@
 //! comes from the HSMs, through the channel). A stranger who cannot read
 //! the address's mail gets no ticket.
 //!
-//! Mail goes out by SMTP to a relay the operator configures (plain SMTP on
-//! a loopback or private address: the local MTA does TLS onwards), or, for
-//! the local demo fleet and tests, to an outbox file (JSON lines, 0600).
+//! Mail goes out by SMTP ([`crate::mail`]: STARTTLS by default, or implicit
+//! TLS, with a login; plain SMTP only to a relay on loopback), or, for the
+//! local demo fleet and tests, to an outbox file (JSON lines, 0600).
+//!
+//! **What the service keeps, in memory only**: the pending code of each
+//! address (a salted SHA-256 of it, its expiry and tries left) and the
+//! times of the codes sent in the last hour per address and per client
+//! network address (the rate limits). Nothing of it is on disk: a restart
+//! of the node forgets every pending code (they no longer verify) and
+//! resets the rate limits; each node's service keeps its own.
 //!
 //! The service also mails the owner of an account when the HSMs report a
 //! wrong guess or a destroyed record ([`coffer_hsm::NoticeSink`]).
@@ -31,7 +38,6 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use coffer_error::{ErrorKind, UserFacing};
 use coffer_hsm::{AccountNotice, NoticeKind, NoticeSink};
@@ -45,14 +51,13 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use zeroize::Zeroizing;
+
+use crate::mail::{MailError, SmtpMailer, SmtpTls};
 
 /// How many addresses (and client addresses) the service remembers at most;
 /// the oldest entries go first when full.
 const MAX_ENTRIES: usize = 100_000;
-/// How long one SMTP delivery may take.
-const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why the account service refused a request. Carries no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,7 +73,7 @@ pub enum AccountError {
     Input(#[from] ProtoError),
     /// Too many codes asked for this address or from this client.
     #[error(
-        "too many codes were asked for this address or from this network address; no mail was sent"
+        "too many codes were asked for this address or from this network address; no mail was sent. A new code can be asked for at {} (in {} s)", format_time(*retry_at), retry_at.saturating_sub(now()).max(1)
     )]
     TooMany { retry_at: u64 },
 }
@@ -118,13 +123,32 @@ impl AccountError {
     }
 }
 
-/// Where the service's mail goes.
+/// Where the service's mail goes (`[account.mail]` of a node file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MailConfig {
-    /// `host:port` of the SMTP relay (plain SMTP; a local MTA).
+    /// `host:port` of the SMTP server (the port defaults to 587 for
+    /// STARTTLS, 465 for implicit TLS, 25 for none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<String>,
+    /// `starttls` (the default: the server must offer it), `tls` (SMTPS),
+    /// or `none` (plain SMTP: loopback relays only, without a login).
+    #[serde(default, skip_serializing_if = "SmtpTls::is_default")]
+    pub smtp_tls: SmtpTls,
+    /// The SMTP login (AUTH) user; needs one password source below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_user: Option<String>,
+    /// A file holding the SMTP password (its first line; relative to the
+    /// node file). The password is never in the node file itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password_file: Option<String>,
+    /// The name of an environment variable holding the SMTP password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_password_env: Option<String>,
+    /// A PEM file of the CA(s) that sign the SMTP server's certificate (a
+    /// private CA); set, it replaces the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp_ca_file: Option<String>,
     /// The sender address.
     #[serde(default = "default_from")]
     pub from: String,
@@ -133,6 +157,39 @@ pub struct MailConfig {
     /// reads every account's codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<String>,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp: None,
+            smtp_tls: SmtpTls::default(),
+            smtp_user: None,
+            smtp_password_file: None,
+            smtp_password_env: None,
+            smtp_ca_file: None,
+            from: default_from(),
+            outbox: None,
+        }
+    }
+}
+
+impl MailConfig {
+    /// Mail to the outbox file `path` (the demo fleet and tests).
+    pub fn outbox(path: &str) -> Self {
+        MailConfig {
+            outbox: Some(path.into()),
+            ..Default::default()
+        }
+    }
+
+    fn smtp_fields_set(&self) -> bool {
+        self.smtp_tls != SmtpTls::default()
+            || self.smtp_user.is_some()
+            || self.smtp_password_file.is_some()
+            || self.smtp_password_env.is_some()
+            || self.smtp_ca_file.is_some()
+    }
 }
 
 fn default_from() -> String {
@@ -166,7 +223,7 @@ impl MailLimits {
 }
 
 enum Mailer {
-    Smtp { addr: String, from: String },
+    Smtp(std::sync::Arc<SmtpMailer>),
     Outbox { path: PathBuf },
 }
 
@@ -242,14 +299,21 @@ impl AccountService {
         mail: &MailConfig,
         base: &Path,
     ) -> Result<Self, crate::ServerError> {
+        if mail.from.contains(['\r', '\n', '<', '>']) {
+            return Err(crate::ServerError::Config(
+                "[account.mail] from is not an address".into(),
+            ));
+        }
         let (mailer, limits) = match (&mail.smtp, &mail.outbox) {
             (Some(addr), None) => (
-                Mailer::Smtp {
-                    addr: addr.clone(),
-                    from: mail.from.clone(),
-                },
+                Mailer::Smtp(std::sync::Arc::new(SmtpMailer::new(addr, mail, base)?)),
                 MailLimits::DEFAULT,
             ),
+            (None, Some(_)) if mail.smtp_fields_set() => {
+                return Err(crate::ServerError::Config(
+                    "[account.mail] smtp_* settings need `smtp`, not `outbox`".into(),
+                ))
+            }
             (None, Some(p)) => {
                 let p = Path::new(p);
                 let path = if p.is_absolute() {
@@ -265,11 +329,6 @@ impl AccountService {
                 ))
             }
         };
-        if mail.from.contains(['\r', '\n', '<', '>']) {
-            return Err(crate::ServerError::Config(
-                "[account.mail] from is not an address".into(),
-            ));
-        }
         Ok(AccountService {
             fleet_id: fleet_id.into(),
             signer,
@@ -294,14 +353,38 @@ impl AccountService {
     pub fn outbox(&self) -> Option<&Path> {
         match &self.mailer {
             Mailer::Outbox { path } => Some(path),
-            Mailer::Smtp { .. } => None,
+            Mailer::Smtp(_) => None,
+        }
+    }
+
+    /// The start-up check of the SMTP server (TLS and login, no mail);
+    /// `None` for an outbox.
+    pub async fn check_mail(&self) -> Option<Result<(), MailError>> {
+        match &self.mailer {
+            Mailer::Smtp(m) => Some(m.check().await),
+            Mailer::Outbox { .. } => None,
+        }
+    }
+
+    /// [`Self::check_mail`], its outcome logged (`CF-V08x` on failure).
+    pub async fn log_mail_check(&self) {
+        if let Mailer::Smtp(m) = &self.mailer {
+            match m.check().await {
+                Ok(()) => tracing::info!(
+                    server = m.server(),
+                    "the SMTP server accepted TLS and the login"
+                ),
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = %e, next_step = %e.next_step(), "the SMTP server cannot take the vault's mail: no code can be mailed")
+                }
+            }
         }
     }
 
     fn account(&self, raw: &str) -> Result<String, AccountError> {
         Ok(match self.mailer {
             // Real mail: the account must be an address.
-            Mailer::Smtp { .. } => normalize_email(raw)?,
+            Mailer::Smtp(_) => normalize_email(raw)?,
             // The demo outbox: any account name (no one's mailbox).
             Mailer::Outbox { .. } => normalize_account(raw)?,
         })
@@ -414,16 +497,19 @@ impl AccountService {
                     tracing::warn!(error = %e, "the outbox could not be written");
                 }
             }
-            Mailer::Smtp { addr, from } => {
-                let (addr, from) = (addr.clone(), from.clone());
+            Mailer::Smtp(m) => {
+                let m = m.clone();
                 let Ok(rt) = tokio::runtime::Handle::try_current() else {
                     return;
                 };
                 rt.spawn(async move {
-                    match tokio::time::timeout(SMTP_TIMEOUT, smtp_send(&addr, &from, &mail)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::warn!(error = %e, "a mail was not delivered"),
-                        Err(_) => tracing::warn!("a mail was not delivered: the relay timed out"),
+                    if let Err(e) = m.send(&mail).await {
+                        tracing::warn!(
+                            code = e.code(),
+                            error = %e,
+                            next_step = %e.next_step(),
+                            "a mail was not delivered"
+                        );
                     }
                 });
             }
@@ -494,72 +580,6 @@ fn append_outbox(path: &Path, mail: &OutboxMail) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(mail).map_err(std::io::Error::other)?;
     line.push(b'\n');
     f.write_all(&line)
-}
-
-/// One mail by plain SMTP (RFC 5321): EHLO, MAIL, RCPT, DATA, QUIT.
-async fn smtp_send(addr: &str, from: &str, mail: &OutboxMail) -> Result<(), String> {
-    if mail.to.contains(['\r', '\n', '<', '>']) {
-        return Err("not an address".into());
-    }
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    async fn reply(
-        r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
-        want: char,
-    ) -> Result<(), String> {
-        loop {
-            let mut line = String::new();
-            let n = r.read_line(&mut line).await.map_err(|e| e.to_string())?;
-            if n == 0 || line.len() > 1024 {
-                return Err("the SMTP relay closed or sent a bad line".into());
-            }
-            if line.len() >= 4 && &line[3..4] == "-" {
-                continue;
-            }
-            return if line.starts_with(want) {
-                Ok(())
-            } else {
-                Err(format!("the SMTP relay answered {}", line.trim_end()))
-            };
-        }
-    }
-    reply(&mut r, '2').await?;
-    for (cmd, want) in [
-        ("EHLO coffer-vault\r\n".to_string(), '2'),
-        (format!("MAIL FROM:<{from}>\r\n"), '2'),
-        (format!("RCPT TO:<{}>\r\n", mail.to), '2'),
-        ("DATA\r\n".to_string(), '3'),
-    ] {
-        w.write_all(cmd.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        reply(&mut r, want).await?;
-    }
-    let mut data = format!(
-        "From: Coffer vault <{from}>\r\nTo: <{}>\r\nSubject: {}\r\nDate: {}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n",
-        mail.to,
-        mail.subject,
-        format_time(mail.at)
-    );
-    for line in mail.body.split("\r\n") {
-        // Dot-stuffing.
-        if line.starts_with('.') {
-            data.push('.');
-        }
-        data.push_str(line);
-        data.push_str("\r\n");
-    }
-    data.push_str(".\r\n");
-    let data = Zeroizing::new(data);
-    w.write_all(data.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    reply(&mut r, '2').await?;
-    let _ = w.write_all(b"QUIT\r\n").await;
-    Ok(())
 }
 
 /// Which account request a body is for.
@@ -646,11 +666,7 @@ mod tests {
         AccountService::new(
             "f",
             TicketSigner::generate(),
-            &MailConfig {
-                smtp: None,
-                from: default_from(),
-                outbox: Some("outbox.jsonl".into()),
-            },
+            &MailConfig::outbox("outbox.jsonl"),
             dir,
         )
         .unwrap()
@@ -697,6 +713,19 @@ mod tests {
     }
 
     #[test]
+    fn a_password_in_the_node_file_is_refused_without_echoing_it() {
+        let text = "smtp = \"mail.example.net:587\"\nsmtp_user = \"v\"\nsmtp_password = \"hunter2-secret\"\n";
+        let e = toml::from_str::<MailConfig>(text).unwrap_err();
+        // What load_node reports (the message, without the source line).
+        assert!(e.message().contains("smtp_password"), "{}", e.message());
+        assert!(!e.message().contains("hunter2"), "{}", e.message());
+        // The defaults: STARTTLS, and nothing SMTP-only written back.
+        let c: MailConfig = toml::from_str("smtp = \"mail.example.net\"\n").unwrap();
+        assert_eq!(c.smtp_tls, SmtpTls::Starttls);
+        assert_eq!(toml::to_string(&c).unwrap().lines().count(), 2);
+    }
+
+    #[test]
     fn codes_are_rate_limited_per_address_and_per_client() {
         let d = tempfile::tempdir().unwrap();
         let s = outbox_service(d.path()).with_limits(MailLimits::DEFAULT);
@@ -712,6 +741,15 @@ mod tests {
         let e = s.challenge("z@b.c", ip).unwrap_err();
         assert!(matches!(e, AccountError::TooMany { .. }));
         assert_eq!(e.code(), "CF-V029");
+        // The message says when (the wire answer carries retry_at too).
+        let AccountError::TooMany { retry_at } = e else {
+            unreachable!()
+        };
+        assert!(
+            e.to_string()
+                .contains(&format!("asked for at {} (in ", format_time(retry_at))),
+            "{e}"
+        );
         // The refused ones mailed nothing.
         assert_eq!(outbox_mails(s.outbox().unwrap()).len(), 30);
     }

@@ -29,7 +29,8 @@ pub struct DemoCosigners {
     pub policy: Policy,
     /// The same with the cosigners' loopback URLs, for the log.
     pub log_policy: Policy,
-    pub tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The cosigners' servers: stopped with [`DemoCosigners::stop`].
+    pub servers: crate::embedded::Servers,
 }
 
 /// New keys for the demo cosigners.
@@ -51,7 +52,7 @@ pub async fn start(
 ) -> Result<DemoCosigners, ServerError> {
     let mut listed = Vec::new();
     let mut with_urls = Vec::new();
-    let mut tasks = Vec::new();
+    let servers = crate::embedded::Servers::default();
     for (n, signer) in keys.into_iter().enumerate() {
         let i = n + 1;
         let key = signer.verifier();
@@ -70,10 +71,7 @@ pub async fn start(
                 .local_addr()
                 .map_err(|e| ServerError::Io(e.to_string()))?
         );
-        let app = coffer_witness::cosigner::router(c);
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
+        servers.serve(listener, coffer_witness::cosigner::router(c));
         listed.push((format!("cosigner-{i}"), key.clone(), None));
         with_urls.push((format!("cosigner-{i}"), key, Some(url)));
     }
@@ -94,6 +92,6 @@ pub async fn start(
     Ok(DemoCosigners {
         policy,
         log_policy,
-        tasks,
+        servers,
     })
 }

@@ -150,7 +150,8 @@ struct EmbeddedWitness {
     operator: NoteSigner,
     vendor_root: NoteVerifier,
     evidence: DeploymentEvidence,
-    task: tokio::task::JoinHandle<()>,
+    /// The witness's server and its cosigning loop.
+    servers: Servers,
     /// The demo cosigners, their policy and the log's cosigning rounds.
     cosigners: crate::cosigners::DemoCosigners,
 }
@@ -449,11 +450,7 @@ pub async fn start_opts(
     let accounts = Arc::new(AccountService::new(
         hsm.fleet_id(),
         signer,
-        &MailConfig {
-            smtp: None,
-            from: "coffer-vault@localhost".into(),
-            outbox: Some(OUTBOX_FILE.into()),
-        },
+        &MailConfig::outbox(OUTBOX_FILE),
         data_dir,
     )?);
     hsm.set_notice_sink(accounts.clone(), coffer_hsm::SETTLE_AFTER);
@@ -611,17 +608,17 @@ async fn start_witness(
             }
         }),
     );
-    let mut cosigners = crate::cosigners::start(&wdir, &key, cosigner_keys).await?;
+    let cosigners = crate::cosigners::start(&wdir, &key, cosigner_keys).await?;
     let cosigning = Arc::new(
         coffer_witness::cosigning::Cosigning::new(cosigners.log_policy.clone(), key.clone())
             .map_err(|e| ServerError::Witness(e.to_string()))?,
     );
     let (router, shared) = coffer_witness::server::router_parts(store, Some(cosigning.clone()));
     let app = router.merge(evidence_route);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    cosigners.tasks.push(coffer_witness::cosigning::spawn_loop(
+    let servers = Servers::default();
+    servers.serve(listener, app);
+    // The loop holds the log's store too: it stops with the servers.
+    servers.push(coffer_witness::cosigning::spawn_loop(
         shared,
         cosigning,
         crate::cosigners::COSIGN_INTERVAL,
@@ -636,7 +633,7 @@ async fn start_witness(
         operator,
         vendor_root: vendor.root(),
         evidence,
-        task,
+        servers,
         cosigners,
     })
 }
@@ -804,6 +801,17 @@ impl EmbeddedVault {
         &self,
         addr: &str,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
+        self.serve_with(addr, crate::limits::Limits::default())
+            .await
+    }
+
+    /// [`EmbeddedVault::serve`] under other `limits` (for a test that sends
+    /// more requests from one address than a client may).
+    pub async fn serve_with(
+        &self,
+        addr: &str,
+        mut limits: crate::limits::Limits,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServerError> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| ServerError::Io(format!("cannot listen on {addr}: {e}")))?;
@@ -815,17 +823,69 @@ impl EmbeddedVault {
             Some(self.source.clone()),
             Some(self.accounts.clone()),
         );
-        let mut limits = crate::limits::Limits::default();
         crate::limits::fit_open_files(crate::limits::raise_open_files_limit(), &mut [&mut limits]);
         Ok((local, crate::limits::serve(listener, app, limits)))
     }
 
     /// Stops every node.
+    /// Stops the vault. When this returns, its witness, cosigners and nodes
+    /// have stopped and closed their databases: the data folder can be
+    /// copied, moved or opened again.
     pub async fn shutdown(&self) {
-        self.witness.task.abort();
-        for t in &self.witness.cosigners.tasks {
+        self.witness.servers.stop().await;
+        self.witness.cosigners.servers.stop().await;
+        self.fleet.shutdown().await;
+    }
+}
+
+/// HTTP servers and loops that stop together and are waited for.
+#[derive(Default)]
+pub struct Servers {
+    stop: tokio::sync::watch::Sender<bool>,
+    servers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    loops: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Servers {
+    /// How long [`Servers::stop`] lets requests under way finish.
+    const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// Serves `app` on `listener` until [`Servers::stop`].
+    pub fn serve(&self, listener: tokio::net::TcpListener, app: axum::Router) {
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        });
+        self.servers.lock().expect("servers lock").push(task);
+    }
+
+    /// A loop that runs until [`Servers::stop`] aborts it.
+    pub fn push(&self, task: tokio::task::JoinHandle<()>) {
+        self.loops.lock().expect("servers lock").push(task);
+    }
+
+    /// Stops accepting, lets requests under way finish (for at most
+    /// [`Self::GRACE`]; then they are cut), aborts the loops, and waits
+    /// until every one is gone, so nothing holds their databases any more.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let loops = std::mem::take(&mut *self.loops.lock().expect("servers lock"));
+        for t in &loops {
             t.abort();
         }
-        self.fleet.shutdown().await;
+        let servers = std::mem::take(&mut *self.servers.lock().expect("servers lock"));
+        for mut t in servers {
+            if tokio::time::timeout(Self::GRACE, &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+        for t in loops {
+            let _ = t.await;
+        }
     }
 }

@@ -3,7 +3,8 @@ use coffer_error::{ErrorKind, UserFacing};
 pub(crate) const CODES: &[&str] = &[
     "CF-V050", "CF-V051", "CF-V052", "CF-V053", "CF-V054", "CF-V055", "CF-V056", "CF-V057",
     "CF-V058", "CF-V017", "CF-V071", // The account service (crate::account).
-    "CF-V026", "CF-V027", "CF-V029",
+    "CF-V026", "CF-V027", "CF-V029", // The account service's SMTP mail (crate::mail).
+    "CF-V080", "CF-V081", "CF-V082",
 ];
 
 /// Why the vault server could not start or serve.

@@ -37,6 +37,7 @@ pub mod demo_keys;
 pub mod embedded;
 mod error;
 pub mod limits;
+pub mod mail;
 pub mod node;
 pub mod relay;
 

@@ -92,10 +92,30 @@ enum FleetCommand {
         /// The simulated HSM-vendor root key file (default: make `simulated-vendor-root.key` in --out).
         #[arg(long)]
         vendor_key: Option<PathBuf>,
-        /// The SMTP relay (`host:port`, plain SMTP, e.g. the local MTA) the
-        /// nodes' account services send codes and notices through.
+        /// The SMTP server (`host:port`) the nodes' account services send
+        /// codes and notices through (STARTTLS unless --smtp-tls says
+        /// otherwise; written into `[account.mail]` of every node file).
         #[arg(long, conflicts_with = "mail_outbox")]
         smtp: Option<String>,
+        /// `starttls` (default; the server must offer it), `tls` (SMTPS,
+        /// port 465) or `none` (plain SMTP: a relay on loopback only).
+        #[arg(long, requires = "smtp", default_value = "starttls")]
+        smtp_tls: coffer_vault::mail::SmtpTls,
+        /// The SMTP login user (with --smtp-password-file or --smtp-password-env).
+        #[arg(long, requires = "smtp")]
+        smtp_user: Option<String>,
+        /// A file holding the SMTP password (read by each node at start;
+        /// the password is never written into the node files).
+        #[arg(long, requires = "smtp_user", conflicts_with = "smtp_password_env")]
+        smtp_password_file: Option<String>,
+        /// The name of an environment variable holding the SMTP password
+        /// (read by each node at start).
+        #[arg(long, requires = "smtp_user")]
+        smtp_password_env: Option<String>,
+        /// A PEM file of the CA that signs the SMTP server's certificate
+        /// (replaces the system's roots).
+        #[arg(long, requires = "smtp")]
+        smtp_ca_file: Option<String>,
         /// The sender address of that mail.
         #[arg(long, default_value = "coffer-vault@localhost")]
         mail_from: String,
@@ -172,6 +192,11 @@ async fn main() -> ExitCode {
                     operator_key,
                     vendor_key,
                     smtp,
+                    smtp_tls,
+                    smtp_user,
+                    smtp_password_file,
+                    smtp_password_env,
+                    smtp_ca_file,
                     mail_from,
                     mail_outbox,
                     throttle,
@@ -181,10 +206,25 @@ async fn main() -> ExitCode {
                 Ok(t) => t,
                 Err(e) => return fail(e),
             };
+            // Files named on the command line: absolute in the node files
+            // (which resolve relative paths against their own folder).
+            let abs = |p: Option<String>| {
+                p.map(|p| {
+                    std::path::absolute(&p)
+                        .map(|a| a.display().to_string())
+                        .unwrap_or(p)
+                })
+            };
+            let (smtp_password_file, smtp_ca_file) = (abs(smtp_password_file), abs(smtp_ca_file));
             let mail = match (smtp, mail_outbox) {
                 (None, None) => None,
                 (smtp, outbox) => Some(coffer_vault::account::MailConfig {
                     smtp,
+                    smtp_tls,
+                    smtp_user,
+                    smtp_password_file,
+                    smtp_password_env,
+                    smtp_ca_file,
                     from: mail_from,
                     outbox,
                 }),

@@ -180,6 +180,11 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
             out.display()
         )));
     }
+    if let Some(mail) = &opts.mail {
+        if let Some(smtp) = &mail.smtp {
+            crate::mail::check_settings(smtp, mail)?;
+        }
+    }
     let mut secrets = HsmSecrets::generate(&opts.fleet_id, opts.guess_limit)
         .map_err(|e| ServerError::Config(e.to_string()))?;
     // The account service's ticket key: its public half sealed into the
@@ -269,20 +274,8 @@ pub fn fleet_create(out: &Path, opts: &CreateOptions) -> Result<FleetPublic, Ser
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| ServerError::Io(e.to_string()))
+    coffer_fleet::config::write_private(path, bytes)
+        .map_err(|e| ServerError::Io(format!("{}: {e}", path.display())))
 }
 
 /// A node config file, parsed and opened.
@@ -462,7 +455,14 @@ pub async fn run_node(path: &Path) -> Result<RunningNode, ServerError> {
         },
     ));
     match &loaded.accounts {
-        Some(a) => hsm.set_notice_sink(a.clone(), coffer_hsm::SETTLE_AFTER),
+        Some(a) => {
+            hsm.set_notice_sink(a.clone(), coffer_hsm::SETTLE_AFTER);
+            // The SMTP server is checked (TLS, login) at start, so a wrong
+            // password or a server without TLS is in the log before the
+            // first code is asked for; the node serves either way.
+            let a = a.clone();
+            tokio::spawn(async move { a.log_mail_check().await });
+        }
         None => tracing::warn!(
             node = loaded.config.node_id,
             "no [account.mail] in the node file: no address can be verified, so every account request is refused"

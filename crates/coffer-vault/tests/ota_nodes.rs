@@ -91,9 +91,8 @@ async fn fleet_create_runs_the_ceremony_publishes_epoch_1_and_nodes_relay_the_bl
         operator_key: Some(op_path.clone()),
         vendor_key: None,
         mail: Some(coffer_vault::account::MailConfig {
-            smtp: None,
             from: "vault@localhost".into(),
-            outbox: Some("outbox.jsonl".into()),
+            ..coffer_vault::account::MailConfig::outbox("outbox.jsonl")
         }),
         throttle: None,
     };

@@ -31,7 +31,7 @@ export function backupsView(): HTMLElement {
     const err = h("div", {});
     const save = button(existing ? "Save changes" : "Create set", "set-save", () => {
       void guarded(save, err, async () => {
-        await call("save_set", { id: existing?.set.id ?? null, input: form.read() });
+        await call("save_set", { id: existing?.set.id ?? null, input: form.read(), credentials: form.credentials() });
         editor.replaceChildren();
         await refresh();
       });
@@ -49,7 +49,11 @@ export function backupsView(): HTMLElement {
         const o = end.outcome.summary;
         job.el.querySelector('[data-testid="job-result"]')?.replaceChildren(
           h("p", { class: "ok", testid: "job-summary" },
-            `Snapshot ${o.short_id}: ${o.files} files (${o.files_new} new, ${o.files_changed} changed), ${formatBytes(o.bytes_added)} added.`));
+            `Snapshot ${o.short_id}: ${o.files} files (${o.files_new} new, ${o.files_changed} changed), ${formatBytes(o.bytes_added)} added.`),
+          end.outcome.upload
+            ? h("p", { class: "ok", testid: "job-upload-summary", "data-bytes": String(end.outcome.upload.bytes_uploaded) },
+                `Off-site copy updated (version ${end.outcome.upload.generation}): ${formatBytes(end.outcome.upload.bytes_uploaded)} uploaded.`)
+            : "");
       }
       await refresh();
     });
@@ -70,6 +74,8 @@ export function backupsView(): HTMLElement {
           h("dt", {}, "Folders"), h("dd", { class: "mono" }, s.set.sources.join(", ")),
           h("dt", {}, "Backup file"), h("dd", { class: "mono" }, s.set.repository),
           h("dt", {}, "Schedule"), h("dd", {}, s.schedule_text),
+          h("dt", {}, "Off-site copy"), h("dd", { class: "mono", testid: `set-offsite-${s.set.id}` },
+            s.set.remote ? (s.set.remote.type === "s3" ? `${s.set.remote.endpoint}/${s.set.remote.bucket}${s.set.remote.prefix ? `/${s.set.remote.prefix}` : ""}` : `sftp://${s.set.remote.user}@${s.set.remote.host}:${s.set.remote.port}/${s.set.remote.path}`) : "none"),
           h("dt", {}, "Last run"), h("dd", { testid: `set-last-${s.set.id}` },
             last ? `${new Date(last.finished_at * 1000).toLocaleString()} — ${last.outcome.status}${last.outcome.status === "failed" ? ` (${last.outcome.code})` : ""}` : "never")),
         h("div", { class: "actions" },

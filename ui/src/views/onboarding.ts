@@ -174,7 +174,7 @@ function stepFirstSet(body: HTMLElement, k: NewRecoveryKey, r: KeyInstalled, don
       errorPanel(r.keyring_error),
       h("p", { class: "muted" }, "Coffer still works: while it stays open it remembers the key; after a restart it asks for your recovery key."));
   }
-  const form = setForm(null, { repository: k.repository });
+  const form = setForm(null, { repository: k.repository, offsite: false });
   const slot = h("div", {});
   const save = button("Save and finish", "onboard-finish", () => {
     void guarded(save, slot, async () => {

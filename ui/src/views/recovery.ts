@@ -7,6 +7,8 @@ import { button, card, field, guarded, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
 import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
+import { remoteFields } from "../remoteform";
+import type { KeyInstalled } from "../bindings";
 
 export function recoveryView(): HTMLElement {
   const repo = pathField("The backup file", "recovery-repo-path", "open_repository", {
@@ -38,7 +40,69 @@ export function recoveryView(): HTMLElement {
     card("1 · The backup file", repo.row),
     card("2 · With a recovery key", key.row, h("div", { class: "actions" }, unlock), slot),
     vaultCard(repo.input),
+    offsiteCard(),
   );
+}
+
+/** Recovery from the off-site copy alone (no old disk): the destination and
+ * its credentials, where to keep the new local backup file, then the
+ * recovery key or the recovery code. Only the copy's index is downloaded
+ * now; restoring fetches the files' data. */
+function offsiteCard(): HTMLElement {
+  const remote = remoteFields("recovery-remote", null, null, false);
+  const local = pathField("Where to keep the backup file on this computer", "recovery-remote-repo-path", "save_repository", {
+    placeholder: "/home/me/coffer.db",
+    help: "A new file: the list of snapshots and files is downloaded into it; file data is fetched when you restore.",
+  });
+  const slot = h("div", { testid: "recovery-remote-result", "aria-live": "polite" });
+  const done = (r: KeyInstalled) => {
+    slot.replaceChildren(
+      h("p", { class: "ok", testid: "recovery-remote-ok" }, `The off-site copy is open: ${r.snapshots} snapshot${r.snapshots === 1 ? "" : "s"} found.`),
+      ...wrongGuessesWarning(r.wrong_guesses, r.wrong_guess_times),
+      h("div", { testid: "recovery-remote-keyring" }, r.keyring_saved ? "The backup key is now kept in your OS keyring." : "The key could not be kept on this computer (Coffer asks again after a restart).",
+        r.keyring_error ? errorPanel(r.keyring_error) : null),
+      h("p", {}, h("a", { href: "#snapshots", testid: "recovery-remote-go-snapshots", class: "button-link" }, "Browse and restore files")));
+  };
+  const needCreds = () => {
+    const d = remote.destination();
+    const c = remote.credentials();
+    if (!d || !c) throw { kind: "invalid_input", code: "CF-A092", message: "these credentials do not fit the destination: enter the destination's secret, password or key file", next_step: "Fill in the credentials that belong to the chosen destination type (an access key for S3; a password or a private key for SFTP)." };
+    return { destination: d, credentials: c };
+  };
+  const key = field("Your 64-digit recovery key", "recovery-remote-key", { multiline: true, autocomplete: "off",
+    help: "Spaces, dashes and upper case do not matter." });
+  const withKey = button("Open with my recovery key", "recovery-remote-unlock", () => {
+    void guarded(withKey, slot, async () => {
+      const r = await call("recover_from_remote_with_key", { ...needCreds(), repository: local.input.value, recovery_key: key.input.value });
+      key.input.value = "";
+      remote.clearSecrets();
+      done(r);
+    });
+  });
+  const account = field("Account (your e-mail address)", "recovery-remote-account", { autocomplete: "email" });
+  const mail = mailCodeStep("recovery-remote", account.input);
+  void vaultInUseIsRemote().then(mail.setRemote);
+  const code = field("Recovery code", "recovery-remote-code", { type: "password", autocomplete: "current-password" });
+  const withCode = button("Open with my recovery code", "recovery-remote-code-unlock", () => {
+    void guarded(withCode, slot, async () => {
+      await mail.verifyTyped();
+      try {
+        const r = await call("recover_from_remote_with_code", { ...needCreds(), repository: local.input.value, account: account.input.value, code: code.input.value });
+        code.input.value = "";
+        remote.clearSecrets();
+        done(r);
+      } catch (e) {
+        mail.explain(e);
+        throw e;
+      }
+    });
+  });
+  return card("3 · Or from the off-site copy (no old disk needed)",
+    remote.el, local.row,
+    h("div", { class: "grid-2" },
+      h("div", {}, key.row, h("div", { class: "actions" }, withKey)),
+      h("div", {}, account.row, mail.el, code.row, h("div", { class: "actions" }, withCode))),
+    slot);
 }
 
 /** "N attempts remain" from a wrong-code error (CF-V010). */

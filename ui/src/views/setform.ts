@@ -1,7 +1,8 @@
 // The backup set form (first run and the Backups screen).
-import type { BackupSet, BackupSetInput, Retention, Schedule } from "../bindings";
+import type { BackupSet, BackupSetInput, RemoteCredentialsInput, Retention, Schedule } from "../bindings";
 import { h } from "../dom";
 import { pathField } from "../pathfield";
+import { remoteFields } from "../remoteform";
 import { field, select } from "../ui";
 
 export const RETENTION_FIELDS: [keyof Retention, string][] = [
@@ -38,8 +39,10 @@ function lines(s: string): string[] {
   return s.split("\n").map((l) => l.trim()).filter((l) => l.length > 0);
 }
 
-/** The form; `read()` returns what the user typed as a BackupSetInput. */
-export function setForm(existing: BackupSet | null, defaults: { repository?: string; name?: string } = {}): { el: HTMLElement; read: () => BackupSetInput } {
+/** The form; `read()` returns what the user typed as a BackupSetInput,
+ * `credentials()` the off-site secret typed (null: none typed). First run
+ * (`offsite: false`) leaves the off-site copy for later. */
+export function setForm(existing: BackupSet | null, defaults: { repository?: string; name?: string; offsite?: boolean } = {}): { el: HTMLElement; read: () => BackupSetInput; credentials: () => RemoteCredentialsInput | null } {
   const name = field("Name", "set-name", { value: existing?.name ?? defaults.name ?? "Documents" });
   const sources = pathField("Folders to back up (one per line)", "set-sources", "folder", {
     multiline: true,
@@ -71,10 +74,11 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
   kind.input.addEventListener("change", syncValue);
   syncValue();
   const retention = retentionInputs("set", existing?.retention ?? DEFAULT_RETENTION);
+  const remote = defaults.offsite === false ? null : remoteFields("set-remote", existing?.remote ?? null, existing?.id ?? null);
   const el = h("div", { class: "form", testid: "set-form" },
     name.row, sources.row, excludes.row, repository.row,
     h("div", { class: "grid-2" }, kind.row, value.row),
-    retention.el);
+    retention.el, remote?.el ?? null);
   const read = (): BackupSetInput => {
     let schedule: Schedule;
     const v = value.input.value.trim();
@@ -90,7 +94,8 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
       repository: repository.input.value.trim(),
       schedule,
       retention: retention.read(),
+      remote: remote ? remote.destination() : (existing?.remote ?? null),
     };
   };
-  return { el, read };
+  return { el, read, credentials: () => remote?.credentials() ?? null };
 }

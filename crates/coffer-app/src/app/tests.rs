@@ -51,6 +51,7 @@ fn set_input(name: &str, src: &Path, repo: &Path) -> BackupSetInput {
         repository: repo.to_path_buf(),
         schedule: Schedule::Manual,
         retention: Retention::default(),
+        remote: None,
     }
 }
 
@@ -115,7 +116,7 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
     let job = a.run_backup("set-1").unwrap();
     let ev = wait(&a, job);
     assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
-    let Some(JobOutcome::Backup { summary }) = &ev.outcome else {
+    let Some(JobOutcome::Backup { summary, .. }) = &ev.outcome else {
         panic!("no summary")
     };
     assert_eq!(summary.files, 2, "skip.tmp is excluded");
