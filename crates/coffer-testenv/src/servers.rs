@@ -131,8 +131,12 @@ impl Garage {
             proc: None,
         };
         g.start_process();
+        // `node id` reads the node's key from disk and answers before the
+        // node listens; `status` asks the running node over RPC, which the
+        // layout commands need.
         let id = wait_for(60, "garage's node id", || g.cli(&["node", "id", "-q"]).ok());
         let id = id.trim().split('@').next().unwrap_or("").to_string();
+        g.wait_rpc();
         g.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &id])
             .unwrap();
         g.cli(&["layout", "apply", "--version", "1"]).unwrap();
@@ -178,6 +182,35 @@ impl Garage {
             .spawn()
             .expect("garage starts");
         self.proc = Some(Proc(child));
+    }
+
+    /// Waits (60 s at most) until the node answers `garage status` over
+    /// its RPC port; fails with the node's log if it exits first.
+    fn wait_rpc(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let last = match self.cli(&["status"]) {
+                Ok(_) => return,
+                Err(e) => e,
+            };
+            let exited = self
+                .proc
+                .as_mut()
+                .and_then(|p| p.0.try_wait().ok().flatten());
+            let log = || std::fs::read_to_string(self.dir.join("garage.log")).unwrap_or_default();
+            if let Some(status) = exited {
+                panic!(
+                    "garage exited ({status}) before its RPC answered: {last}\n{}",
+                    log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "garage's RPC did not answer in 60 s: {last}\n{}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Runs the `garage` command line against this node.
