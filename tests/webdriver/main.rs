@@ -598,19 +598,16 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("ann@example.org", "correct horse battery staple");
     let args = ["--vault-dir", fleet.to_str().unwrap()];
-    let keyring = coffer_testenv::start_keyring();
-    let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
+    let mut keyring = coffer_testenv::start_keyring();
     // The demo fleet the app will use, made as the app makes it (root key
     // in this keyring) but without the time throttle, so that 9 wrong codes
     // can be tried in a row (the throttle has its own tests in coffer-hsm
     // and coffer-vault).
-    coffer_testenv::run_test_in_child(
+    keyring.run_test_in_child(
         "make_an_unthrottled_demo_fleet_in_a_child",
-        &[
-            (UNTHROTTLED_FLEET_ENV, fleet.to_str().unwrap()),
-            ("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str()),
-        ],
+        &[(UNTHROTTLED_FLEET_ENV, fleet.to_str().unwrap())],
     );
+    let env = [("DBUS_SESSION_BUS_ADDRESS", keyring.address.as_str())];
     {
         let (repo, src) = (repo.clone(), src.clone());
         run_with_env("vault_mode_first_run", &args, &env, |s| async move {

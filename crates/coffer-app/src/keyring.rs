@@ -274,20 +274,6 @@ impl OsKeyring {
         }
     }
 
-    /// The backends that work right now, in preference order, and why the
-    /// others do not.
-    fn usable(&self) -> (Vec<KeyringBackend>, Vec<BackendFailure>) {
-        let mut ok = Vec::new();
-        let mut failed = Vec::new();
-        for &b in &self.backends {
-            match Self::probe_backend(b) {
-                Ok(()) => ok.push(b),
-                Err(f) => failed.push(f),
-            }
-        }
-        (ok, failed)
-    }
-
     /// The first backend that works right now (what `store` would use).
     pub fn active_backend(&self) -> Result<KeyringBackend, KeyringError> {
         let mut attempts = Vec::new();
@@ -300,86 +286,120 @@ impl OsKeyring {
         Err(KeyringError::Unavailable { attempts })
     }
 
-    fn delete_in(backend: KeyringBackend, account: &str) -> Result<(), KeyringError> {
-        let failed = |e: ::keyring::Error| KeyringError::Failed {
-            backend,
-            op: "deleting",
-            detail: e.to_string(),
-        };
-        let e = entry(backend, account).map_err(failed)?;
-        match e.delete_credential() {
-            Ok(()) | Err(::keyring::Error::NoEntry) => Ok(()),
-            Err(e) => Err(failed(e)),
+    /// Why a backend that failed an operation failed: if it passes the
+    /// probe it works, and this operation failed (`Failed`); otherwise it
+    /// is not usable now, and the next backend is tried.
+    fn failed_or_unusable(
+        backend: KeyringBackend,
+        op: &'static str,
+        e: ::keyring::Error,
+    ) -> Result<BackendFailure, KeyringError> {
+        match Self::probe_backend(backend) {
+            Ok(()) => Err(KeyringError::Failed {
+                backend,
+                op,
+                detail: e.to_string(),
+            }),
+            Err(f) => Ok(f),
         }
+    }
+
+    /// Deletes `account` from every backend of `backends` that can be
+    /// reached, and says why the others could not be (all of them: none
+    /// was reached). Backends are only probed when an operation fails, so
+    /// a working keyring sees one connection per operation, not a probe's
+    /// write, read and delete first.
+    fn delete_from(
+        backends: &[KeyringBackend],
+        account: &str,
+    ) -> Result<Vec<BackendFailure>, KeyringError> {
+        let mut unreachable = Vec::new();
+        for &backend in backends {
+            let deleted = entry(backend, account).and_then(|e| match e.delete_credential() {
+                Ok(()) | Err(::keyring::Error::NoEntry) => Ok(()),
+                Err(e) => Err(e),
+            });
+            if let Err(e) = deleted {
+                unreachable.push(Self::failed_or_unusable(backend, "deleting", e)?);
+            }
+        }
+        Ok(unreachable)
     }
 }
 
 impl OsKeyring {
-    /// Writes `value` in the preferred working backend, reads it back and
-    /// compares (constant time), then removes older copies elsewhere.
+    /// Writes `value` in the first backend, in preference order, that
+    /// takes it, reads it back and compares (constant time), then removes
+    /// older copies from the less preferred backends.
     fn store_text(&self, account: &str, value: &str) -> Result<(), KeyringError> {
         validate_account(account)?;
-        let (usable, attempts) = self.usable();
-        let Some((&backend, others)) = usable.split_first() else {
-            return Err(KeyringError::Unavailable { attempts });
-        };
-        let failed = |op, e: ::keyring::Error| KeyringError::Failed {
-            backend,
-            op,
-            detail: e.to_string(),
-        };
-        let e = entry(backend, account).map_err(|e| failed("storing", e))?;
-        e.set_password(value).map_err(|e| failed("storing", e))?;
-        let back = Zeroizing::new(e.get_password().map_err(|e| failed("checking", e))?);
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            back.as_bytes(),
-            value.as_bytes(),
-        )) {
-            return Err(KeyringError::Failed {
+        let mut attempts = Vec::new();
+        for (i, &backend) in self.backends.iter().enumerate() {
+            let e = match entry(backend, account) {
+                Ok(e) => e,
+                Err(e) => {
+                    attempts.push(Self::failed_or_unusable(backend, "storing", e)?);
+                    continue;
+                }
+            };
+            if let Err(e) = e.set_password(value) {
+                attempts.push(Self::failed_or_unusable(backend, "storing", e)?);
+                continue;
+            }
+            // Read it back: a keyring that accepts but loses the value must
+            // not leave the user believing the copy exists.
+            let failed = |op, detail: String| KeyringError::Failed {
                 backend,
-                op: "checking",
-                detail: "the keyring returned a different value".into(),
-            });
+                op,
+                detail,
+            };
+            let back = Zeroizing::new(
+                e.get_password()
+                    .map_err(|e| failed("checking", e.to_string()))?,
+            );
+            if !bool::from(subtle::ConstantTimeEq::ct_eq(
+                back.as_bytes(),
+                value.as_bytes(),
+            )) {
+                return Err(failed(
+                    "checking",
+                    "the keyring returned a different value".into(),
+                ));
+            }
+            // An older copy in a less preferred backend would shadow nothing
+            // today but could resurface when this backend is unavailable.
+            Self::delete_from(&self.backends[i + 1..], account)?;
+            return Ok(());
         }
-        for &other in others {
-            Self::delete_in(other, account)?;
-        }
-        Ok(())
+        Err(KeyringError::Unavailable { attempts })
     }
 
-    /// Reads the text stored for `account` in the first backend that has it.
+    /// Reads the text stored for `account` in the first backend, in
+    /// preference order, that has it; `Ok(None)` when a backend answered
+    /// and none has it.
     fn load_text(
         &self,
         account: &str,
     ) -> Result<Option<(KeyringBackend, Zeroizing<String>)>, KeyringError> {
         validate_account(account)?;
-        let (usable, attempts) = self.usable();
-        if usable.is_empty() {
-            return Err(KeyringError::Unavailable { attempts });
-        }
-        for backend in usable {
-            let e = entry(backend, account).map_err(|e| KeyringError::Failed {
-                backend,
-                op: "reading",
-                detail: e.to_string(),
-            })?;
-            match e.get_password() {
+        let mut attempts = Vec::new();
+        let mut answered = false;
+        for &backend in &self.backends {
+            match entry(backend, account).and_then(|e| e.get_password()) {
                 Ok(v) => return Ok(Some((backend, Zeroizing::new(v)))),
-                Err(::keyring::Error::NoEntry) => continue,
+                Err(::keyring::Error::NoEntry) => answered = true,
                 Err(::keyring::Error::BadEncoding(mut bytes)) => {
                     zeroize::Zeroize::zeroize(&mut bytes);
                     return Err(KeyringError::Damaged { backend });
                 }
-                Err(e) => {
-                    return Err(KeyringError::Failed {
-                        backend,
-                        op: "reading",
-                        detail: e.to_string(),
-                    })
-                }
+                Err(e) => attempts.push(Self::failed_or_unusable(backend, "reading", e)?),
             }
         }
-        Ok(None)
+        if answered {
+            Ok(None)
+        } else {
+            Err(KeyringError::Unavailable { attempts })
+        }
     }
 }
 
@@ -393,82 +413,23 @@ impl DeviceKeyStore for OsKeyring {
     }
 
     fn store(&self, account: &str, key: &[u8; 32]) -> Result<(), KeyringError> {
-        validate_account(account)?;
-        let (usable, attempts) = self.usable();
-        let Some((&backend, others)) = usable.split_first() else {
-            return Err(KeyringError::Unavailable { attempts });
-        };
-        let failed = |op, e: ::keyring::Error| KeyringError::Failed {
-            backend,
-            op,
-            detail: e.to_string(),
-        };
-        let e = entry(backend, account).map_err(|e| failed("storing", e))?;
-        {
-            let encoded = Zeroizing::new(hex::encode(key));
-            e.set_password(&encoded).map_err(|e| failed("storing", e))?;
-        }
-        // Read it back: a keyring that accepts but loses the key must not
-        // leave the user believing the device copy exists.
-        let back = Zeroizing::new(e.get_password().map_err(|e| failed("checking", e))?);
-        let decoded = decode_key(backend, &back)?;
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(&decoded[..], &key[..])) {
-            return Err(KeyringError::Failed {
-                backend,
-                op: "checking",
-                detail: "the keyring returned a different value".into(),
-            });
-        }
-        // An older copy in a less preferred backend would shadow nothing
-        // today but could resurface when this backend is unavailable.
-        for &other in others {
-            Self::delete_in(other, account)?;
-        }
-        Ok(())
+        self.store_text(account, &Zeroizing::new(hex::encode(key)))
     }
 
     fn load(&self, account: &str) -> Result<Option<Zeroizing<[u8; 32]>>, KeyringError> {
-        validate_account(account)?;
-        let (usable, attempts) = self.usable();
-        if usable.is_empty() {
-            return Err(KeyringError::Unavailable { attempts });
+        match self.load_text(account)? {
+            Some((backend, v)) => decode_key(backend, &v).map(Some),
+            None => Ok(None),
         }
-        for backend in usable {
-            let e = entry(backend, account).map_err(|e| KeyringError::Failed {
-                backend,
-                op: "reading",
-                detail: e.to_string(),
-            })?;
-            match e.get_password() {
-                Ok(v) => {
-                    let v = Zeroizing::new(v);
-                    return decode_key(backend, &v).map(Some);
-                }
-                Err(::keyring::Error::NoEntry) => continue,
-                Err(::keyring::Error::BadEncoding(mut bytes)) => {
-                    zeroize::Zeroize::zeroize(&mut bytes);
-                    return Err(KeyringError::Damaged { backend });
-                }
-                Err(e) => {
-                    return Err(KeyringError::Failed {
-                        backend,
-                        op: "reading",
-                        detail: e.to_string(),
-                    })
-                }
-            }
-        }
-        Ok(None)
     }
 
     fn delete(&self, account: &str) -> Result<(), KeyringError> {
         validate_account(account)?;
-        let (usable, attempts) = self.usable();
-        if usable.is_empty() {
-            return Err(KeyringError::Unavailable { attempts });
-        }
-        for backend in usable {
-            Self::delete_in(backend, account)?;
+        let unreachable = Self::delete_from(&self.backends, account)?;
+        if unreachable.len() == self.backends.len() {
+            return Err(KeyringError::Unavailable {
+                attempts: unreachable,
+            });
         }
         Ok(())
     }

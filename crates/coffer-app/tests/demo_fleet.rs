@@ -20,7 +20,7 @@ use coffer_app::schedule::Schedule;
 use coffer_app::settings::{BackupSetInput, Retention};
 use coffer_app::App;
 use coffer_error::{ErrorKind, UserFacing};
-use coffer_testenv::{run_test_in_child, start_keyring, CHILD_PASSED};
+use coffer_testenv::{start_keyring, CHILD_PASSED};
 use coffer_vault::demo_keys;
 use coffer_vault_client::ExposeSecret;
 
@@ -32,14 +32,7 @@ fn in_private_keyring(test: &str) -> bool {
     if std::env::var_os(CHILD_ENV).is_some() {
         return true;
     }
-    let keyring = start_keyring();
-    run_test_in_child(
-        test,
-        &[
-            (CHILD_ENV, "1"),
-            ("DBUS_SESSION_BUS_ADDRESS", &keyring.address),
-        ],
-    );
+    start_keyring().run_test_in_child(test, &[(CHILD_ENV, "1")]);
     false
 }
 

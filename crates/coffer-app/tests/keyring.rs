@@ -78,8 +78,7 @@ fn round_trip(backend: KeyringBackend) {
 /// Runs `test_name` of this binary again in a child process whose session
 /// bus is a private one with its own unlocked gnome-keyring.
 fn run_in_child_with_private_keyring(test_name: &str) {
-    let keyring = start_keyring();
-    run_in_child(test_name, &keyring.address);
+    start_keyring().run_test_in_child(test_name, &[(CHILD_ENV, "1")]);
 }
 
 #[test]

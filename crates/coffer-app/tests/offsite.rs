@@ -601,14 +601,9 @@ fn in_private_keyring(test: &str, tmp: &Path) -> bool {
         return true;
     }
     let server = garage(&tmp.join("garage"));
-    let keyring = coffer_testenv::start_keyring();
-    coffer_testenv::run_test_in_child(
+    coffer_testenv::start_keyring().run_test_in_child(
         test,
-        &[
-            (CHILD_ENV, "1"),
-            (S3::ENV, &S3::of(&server).to_env()),
-            ("DBUS_SESSION_BUS_ADDRESS", &keyring.address),
-        ],
+        &[(CHILD_ENV, "1"), (S3::ENV, &S3::of(&server).to_env())],
     );
     false
 }

@@ -6,7 +6,7 @@
 
 use coffer_app::keyring::KeyringBackend;
 use coffer_app::trust_store::{diagnostics, trust_account, AppTrustStore};
-use coffer_testenv::{run_test_in_child, start_keyring};
+use coffer_testenv::start_keyring;
 use coffer_vault_client::coffer_transparency::TrustState;
 use coffer_vault_client::TrustStateStore;
 
@@ -31,10 +31,9 @@ fn account(tag: &str) -> String {
 #[test]
 fn the_trust_state_survives_a_deleted_data_folder_through_the_keyring() {
     if std::env::var_os(CHILD_ENV).is_none() {
-        let k = start_keyring();
-        return run_test_in_child(
+        return start_keyring().run_test_in_child(
             "the_trust_state_survives_a_deleted_data_folder_through_the_keyring",
-            &[(CHILD_ENV, "1"), ("DBUS_SESSION_BUS_ADDRESS", &k.address)],
+            &[(CHILD_ENV, "1")],
         );
     }
     let dir = tempfile::tempdir().unwrap();

@@ -146,7 +146,12 @@ pub fn name_has_owner(address: &str, name: &str) -> bool {
 }
 
 /// Starts a private bus and an unlocked gnome-keyring on it, and waits
-/// (10 s at most) until it serves the Secret Service.
+/// (10 s at most) until it serves the Secret Service with its default
+/// collection unlocked: owning the bus name comes before the daemon has
+/// made and unlocked the login keyring, and a request in between is not
+/// what a user's logged-in session ever sees. The daemon's own output is
+/// kept in its folder and shown when a test in it fails
+/// ([`Keyring::run_test_in_child`]).
 pub fn start_keyring() -> Keyring {
     for tool in ["dbus-daemon", "dbus-send", "gnome-keyring-daemon"] {
         require_tool(tool);
@@ -161,14 +166,17 @@ pub fn start_keyring() -> Keyring {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
     let mut child = Command::new("gnome-keyring-daemon")
         .args(["--foreground", "--unlock", "--components=secrets"])
         .env("DBUS_SESSION_BUS_ADDRESS", &address)
         .env("XDG_DATA_HOME", &dir)
         .env("XDG_RUNTIME_DIR", &dir)
+        // The test run's own daemon must never be found or replaced.
+        .env_remove("GNOME_KEYRING_CONTROL")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("gnome-keyring-daemon could not start: run scripts/setup.sh");
     // The login keyring's password, then end of input.
@@ -178,21 +186,74 @@ pub fn start_keyring() -> Keyring {
         .expect("stdin is piped")
         .write_all(b"coffer-test")
         .unwrap();
-    let keyring = Keyring {
+    let mut keyring = Keyring {
         _daemon: Proc(child),
         _bus: bus,
         address,
         dir,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !name_has_owner(&keyring.address, "org.freedesktop.secrets") {
+    while !keyring.default_collection_unlocked() {
+        if let Ok(Some(status)) = keyring._daemon.0.try_wait() {
+            panic!(
+                "gnome-keyring-daemon exited ({status}) before it served: {}",
+                keyring.daemon_log()
+            );
+        }
         assert!(
             Instant::now() < deadline,
-            "gnome-keyring-daemon did not come up in 10 s"
+            "gnome-keyring-daemon did not serve an unlocked default collection in 10 s: {}",
+            keyring.daemon_log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     keyring
+}
+
+impl Keyring {
+    /// Whether the Secret Service answers on this bus and its default
+    /// collection (the login keyring) is unlocked. Asked without
+    /// auto-start, so the bus never activates another daemon from its
+    /// service files.
+    fn default_collection_unlocked(&self) -> bool {
+        name_has_owner(&self.address, "org.freedesktop.secrets")
+            && Command::new("dbus-send")
+                .args([
+                    "--session",
+                    "--print-reply=literal",
+                    "--dest=org.freedesktop.secrets",
+                    "/org/freedesktop/secrets/aliases/default",
+                    "org.freedesktop.DBus.Properties.Get",
+                    "string:org.freedesktop.Secret.Collection",
+                    "string:Locked",
+                ])
+                .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+                .output()
+                .is_ok_and(|o| {
+                    o.status.success() && String::from_utf8_lossy(&o.stdout).contains("false")
+                })
+    }
+
+    /// What the daemon printed, and whether it still runs.
+    pub fn daemon_log(&mut self) -> String {
+        let state = match self._daemon.0.try_wait() {
+            Ok(Some(status)) => format!("the daemon exited ({status})"),
+            _ => "the daemon still runs".to_string(),
+        };
+        let log = std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default();
+        format!("{state}; its output:\n{log}")
+    }
+
+    /// [`run_test_in_child`] on this keyring's bus (`env` added); a
+    /// failure also shows the daemon's state and output.
+    pub fn run_test_in_child(&mut self, name: &str, env: &[(&str, &str)]) {
+        let address = self.address.clone();
+        let mut all = vec![("DBUS_SESSION_BUS_ADDRESS", address.as_str())];
+        all.extend_from_slice(env);
+        if let Err(failure) = child_test(name, &all) {
+            panic!("{failure}\nkeyring: {}", self.daemon_log());
+        }
+    }
 }
 
 /// The line a test prints when it ran to the end in a child process.
@@ -203,6 +264,12 @@ pub const CHILD_PASSED: &str = "CHILD-CHECKS-PASSED";
 /// [`CHILD_PASSED`] last). For tests that need another environment (another
 /// session bus) without changing this process's global state.
 pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) {
+    if let Err(failure) = child_test(name, env) {
+        panic!("{failure}");
+    }
+}
+
+fn child_test(name: &str, env: &[(&str, &str)]) -> Result<(), String> {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
     for (k, v) in env {
@@ -211,8 +278,11 @@ pub fn run_test_in_child(name: &str, env: &[(&str, &str)]) {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains(CHILD_PASSED),
-        "the test {name} failed in its child process:\n{stdout}\n{stderr}"
-    );
+    if out.status.success() && stdout.contains(CHILD_PASSED) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the test {name} failed in its child process:\n{stdout}\n{stderr}"
+        ))
+    }
 }

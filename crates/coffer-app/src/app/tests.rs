@@ -449,14 +449,8 @@ fn in_private_keyring(test: &str) -> bool {
     if std::env::var_os(KEYRING_CHILD).is_some() {
         return true;
     }
-    let keyring = coffer_testenv::start_keyring();
-    coffer_testenv::run_test_in_child(
-        &format!("app::tests::{test}"),
-        &[
-            (KEYRING_CHILD, "1"),
-            ("DBUS_SESSION_BUS_ADDRESS", &keyring.address),
-        ],
-    );
+    coffer_testenv::start_keyring()
+        .run_test_in_child(&format!("app::tests::{test}"), &[(KEYRING_CHILD, "1")]);
     false
 }
 
