@@ -196,3 +196,12 @@ fn json(s: &str) -> String {
     o.push('"');
     o
 }
+
+/// The 8 digits of the code in a code mail ("… vault is 1234 5678."), or
+/// "" when the mail holds none.
+pub fn code_in(mail: &str) -> String {
+    mail.split("vault is ")
+        .nth(1)
+        .map(|r| r.chars().take(9).filter(char::is_ascii_digit).collect())
+        .unwrap_or_default()
+}

@@ -11,12 +11,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coffer_error::UserFacing;
+use coffer_testenv::smtp::{code_in, SmtpOptions, SmtpServer, SmtpTls};
 use coffer_vault::embedded;
 use coffer_vault_client::{PinnedFleetKey, SecretBox, SecretString, VaultClient, VaultError};
 use coffer_vault_proto::account::{
@@ -42,102 +41,23 @@ fn now() -> u64 {
         .as_secs()
 }
 
-/// A python with aiosmtpd (Debian's python3-aiosmtpd; `COFFER_PYTHON`
-/// overrides).
-fn python() -> String {
-    if let Ok(p) = std::env::var("COFFER_PYTHON") {
-        return p;
-    }
-    for p in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(p)
-            .args(["-c", "import aiosmtpd"])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return p.into();
+/// Waits for the `n`-th mail to `to` whose text contains `what`; with
+/// several, the one with the lowest code.
+async fn wait_for_mail(smtp: &SmtpServer, to: &str, what: &str, n: usize) -> String {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut m: Vec<String> = smtp
+            .mails()
+            .into_iter()
+            .filter(|m| m.contains(&format!("To: {to}")) && m.contains(what))
+            .collect();
+        if m.len() >= n {
+            m.sort_by_key(|t| code_in(t));
+            return m.swap_remove(0);
         }
+        assert!(Instant::now() < end, "no mail {n} to {to} with {what:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("no python3 with aiosmtpd: install python3-aiosmtpd (scripts/setup.sh)")
-}
-
-/// A real SMTP server on loopback delivering into a Maildir.
-struct Smtp {
-    child: Child,
-    port: u16,
-    maildir: PathBuf,
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Smtp {
-    fn start(dir: &Path) -> Smtp {
-        let port = common::free_ports(1)[0];
-        let maildir = dir.join("maildir");
-        let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&maildir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let end = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "aiosmtpd did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Smtp {
-            child,
-            port,
-            maildir,
-        }
-    }
-
-    /// Every delivered mail's text.
-    fn mails(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for sub in ["new", "cur"] {
-            if let Ok(rd) = std::fs::read_dir(self.maildir.join(sub)) {
-                for e in rd.flatten() {
-                    out.push(std::fs::read_to_string(e.path()).unwrap_or_default());
-                }
-            }
-        }
-        out
-    }
-
-    /// Waits for the `n`-th mail to `to` whose text contains `what`.
-    async fn wait_for(&self, to: &str, what: &str, n: usize) -> String {
-        let end = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut m: Vec<String> = self
-                .mails()
-                .into_iter()
-                .filter(|m| m.contains(&format!("To: {to}")) && m.contains(what))
-                .collect();
-            if m.len() >= n {
-                m.sort_by_key(|t| code_in(t));
-                return m.swap_remove(0);
-            }
-            assert!(Instant::now() < end, "no mail {n} to {to} with {what:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-/// The 8 digits after "is " in a code mail ("is 1234 5678.").
-fn code_in(mail: &str) -> String {
-    mail.split("vault is ")
-        .nth(1)
-        .map(|r| r.chars().take(9).filter(char::is_ascii_digit).collect())
-        .unwrap_or_default()
 }
 
 /// A client of one node only (its account service keeps its own codes).
@@ -148,7 +68,15 @@ fn client_of(url: &str, pin: &str) -> VaultClient {
 #[tokio::test]
 async fn codes_over_real_smtp_give_the_owner_tickets_and_a_stranger_none() {
     let dir = common::test_dir();
-    let smtp = Smtp::start(dir.path());
+    let smtp = SmtpServer::start(
+        &dir.path().join("smtp"),
+        &SmtpOptions {
+            tls: SmtpTls::Plain,
+            cert_chain: None,
+            key: None,
+            login: None,
+        },
+    );
     let port = smtp.port.to_string();
     let smtp_addr = format!("127.0.0.1:{port}");
     // The default throttle: the test spends one wrong guess only.
@@ -182,7 +110,7 @@ async fn codes_over_real_smtp_give_the_owner_tickets_and_a_stranger_none() {
         "no ticket, nothing sent"
     );
     first.send_mail_code(" Alice@Example.org").await.unwrap();
-    let mail = smtp.wait_for(alice, "vault is", 1).await;
+    let mail = wait_for_mail(&smtp, alice, "vault is", 1).await;
     assert!(
         mail.contains("From: \"Coffer vault\" <vault@example.net>"),
         "{mail}"
@@ -205,7 +133,7 @@ async fn codes_over_real_smtp_give_the_owner_tickets_and_a_stranger_none() {
     // mailbox, not to the stranger; guessed codes get no ticket.
     let stranger = client_of(&public.urls[1], &pin);
     stranger.send_mail_code(alice).await.unwrap();
-    let _ = smtp.wait_for(alice, "vault is", 2).await;
+    let _ = wait_for_mail(&smtp, alice, "vault is", 2).await;
     for guess in ["00000000", "12345678", "87654321", "11111111", "99999999"] {
         let e = stranger
             .verify_mail_code(alice, &code(guess))
@@ -234,7 +162,7 @@ async fn codes_over_real_smtp_give_the_owner_tickets_and_a_stranger_none() {
     // code are all it needs. One wrong code first: the mailbox hears of it.
     let new_computer = client_of(&public.urls[2], &pin);
     new_computer.send_mail_code(alice).await.unwrap();
-    let mail = smtp.wait_for(alice, "vault is", 3).await;
+    let mail = wait_for_mail(&smtp, alice, "vault is", 3).await;
     let codes: Vec<String> = smtp
         .mails()
         .iter()
@@ -261,9 +189,7 @@ async fn codes_over_real_smtp_give_the_owner_tickets_and_a_stranger_none() {
             attempts_remaining: 9
         }
     );
-    let notice = smtp
-        .wait_for(alice, "A wrong recovery code was tried", 1)
-        .await;
+    let notice = wait_for_mail(&smtp, alice, "A wrong recovery code was tried", 1).await;
     assert!(notice.contains("9 attempts remain"), "{notice}");
     let rec = new_computer
         .recover(alice, &code("correct horse"))

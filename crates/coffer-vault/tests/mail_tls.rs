@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coffer_testenv::smtp::{SmtpOptions, SmtpServer, SmtpTls};
+use coffer_testenv::smtp::{code_in, SmtpOptions, SmtpServer, SmtpTls};
 use coffer_vault_client::{PinnedFleetKey, VaultClient};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
@@ -99,14 +99,6 @@ async fn until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The 8 digits after "vault is " in a code mail ("is 1234 5678.").
-fn code_in(mail: &str) -> String {
-    mail.split("vault is ")
-        .nth(1)
-        .map(|r| r.chars().take(9).filter(char::is_ascii_digit).collect())
-        .unwrap_or_default()
 }
 
 /// Runs of exactly 8 digits (or "dddd dddd", as a mail shows a code) that
