@@ -691,6 +691,16 @@ impl App {
         })())
     }
 
+    /// The vault a recovery with the code went through, and so the one the
+    /// app uses afterwards: the chosen vault, or the demo fleet when this
+    /// computer was in key mode.
+    pub(crate) fn vault_of_a_code_recovery(&self) -> VaultChoice {
+        match &self.state().settings.vault {
+            VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
+            v => v.clone(),
+        }
+    }
+
     /// Vault-mode recovery: the fleet is verified, the code recovers K from
     /// the vault (a wrong code costs one attempt; the error says how many
     /// remain), and K opens the repository.
@@ -710,10 +720,7 @@ impl App {
                 self.inner.vault.recover_reporting(&account, code)?;
             let unlocked = locked.unlock_with_key(key.clone()).map_err(rep)?;
             self.remember_account(&account);
-            let vault = match &self.state().settings.vault {
-                VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
-                v => v.clone(),
-            };
+            let vault = self.vault_of_a_code_recovery();
             let mut r =
                 self.adopt_recovered_key(&repo, unlocked, key, KeyMode::RecoveryCode, vault)?;
             r.wrong_guesses = wrong_guesses;

@@ -186,10 +186,7 @@ impl App {
             let (key, (wrong_guesses, wrong_guess_times)) =
                 self.inner.vault.recover_reporting(&account, code)?;
             self.remember_account(&account);
-            let vault = match &self.state().settings.vault {
-                VaultChoice::KeyOnly => VaultChoice::EmbeddedDemo,
-                v => v.clone(),
-            };
+            let vault = self.vault_of_a_code_recovery();
             let mut r = self.finish_remote_recovery(
                 remote,
                 &repo,
