@@ -11,11 +11,17 @@
 #
 #   benches/offsite.sh [DATA_DIR] [RESTORE_ROUNDS]
 #
+# DESTINATIONS="s3 s3x3 sftp" (the default) picks which destinations run.
 # DATA_DIR defaults to the Rust toolchain's docs ($(rustc --print
 # sysroot)/share/doc). Needs: restic (Debian), garage (scripts/setup.sh),
 # openssh-server, and a release build of coffer (built here if COFFER_BIN is
 # not set). As in benches/compare.sh, the corpus is re-read right before
 # every timed step, and restores alternate coffer/restic in rounds.
+# Nothing is deleted while the script measures (this disk's ext4 creates
+# files several times slower within minutes of a mass deletion: see
+# docs/performance.md, "Why restores of many small files varied so much"):
+# restored trees are moved aside and deleted at the end, and an earlier
+# run's files are deleted first and SETTLE seconds (default 400) waited out.
 set -euo pipefail
 
 DATA=${1:-$(rustc --print sysroot)/share/doc}
@@ -31,9 +37,18 @@ for t in restic "$GARAGE" /usr/sbin/sshd ssh ssh-keygen "$COFFER_BIN"; do
   command -v "$t" >/dev/null || { echo "missing: $t" >&2; exit 1; }
 done
 
-rm -rf "$WORK"; mkdir -p "$WORK"
+if [ -e "$WORK" ]; then
+  echo "deleting an earlier run in $WORK, then waiting ${SETTLE:-400} s ..." >&2
+  rm -rf "$WORK"; sync; sleep "${SETTLE:-400}"
+fi
+mkdir -p "$WORK"
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -n "${HOLD:-}" ] || rm -rf "$WORK"/trash.*
+}
+trash=0
+aside() { trash=$((trash + 1)); mv "$1" "$WORK/trash.$trash"; sync; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -166,45 +181,59 @@ run_destination() { # name coffer-url restic-repo [restic options...]
   echo "[$name] restores on a new computer ($ROUNDS rounds) ..." >&2
   local cr=() rr=() lr=() ratios=()
   for i in $(seq "$ROUNDS"); do
-    rm -rf "$WORK/r-coffer" "$WORK/r-restic" "$WORK/$name-restic-fresh-cache"
-    local a b
-    a=$(t "$COFFER_BIN" -q --remote "$curl" restore latest --target "$WORK/r-coffer")
-    b=$(t env RESTIC_CACHE_DIR=$WORK/$name-restic-fresh-cache restic -r "$rrepo" "${ropts[@]}" restore latest --target "$WORK/r-restic")
-    rm -rf "$WORK/r-local"
+    local a b c cache=$WORK/$name-restic-fresh-cache.$i
+    # The order alternates, so neither tool always runs right after the
+    # other's writes.
+    if [ $((i % 2)) = 1 ]; then
+      a=$(t "$COFFER_BIN" -q --remote "$curl" restore latest --target "$WORK/r-coffer")
+      b=$(t env RESTIC_CACHE_DIR=$cache restic -r "$rrepo" "${ropts[@]}" restore latest --target "$WORK/r-restic")
+    else
+      b=$(t env RESTIC_CACHE_DIR=$cache restic -r "$rrepo" "${ropts[@]}" restore latest --target "$WORK/r-restic")
+      a=$(t "$COFFER_BIN" -q --remote "$curl" restore latest --target "$WORK/r-coffer")
+    fi
     c=$(t "$COFFER_BIN" -q -r "$repo" restore latest --target "$WORK/r-local")
     cr+=("$a"); rr+=("$b"); lr+=("$c"); ratios+=("$(ratio "$b" "$a")")
+    [ "$i" = "$ROUNDS" ] || aside "$WORK/r-coffer"
+    aside "$WORK/r-restic"; aside "$WORK/r-local"
   done
   diff -r "$SRC" "$WORK/r-coffer$SRC" >/dev/null || { echo "coffer's restore differs" >&2; exit 1; }
+  aside "$WORK/r-coffer"
   T[${name}_coffer_restore]=$(median "${cr[@]}")
   T[${name}_restic_restore]=$(median "${rr[@]}")
   T[${name}_restore_ratio]=$(median "${ratios[@]}")
   T[${name}_restore_rounds]="coffer ${cr[*]} / restic ${rr[*]} / coffer from its local file ${lr[*]}"
-  rm -rf "$WORK/r-coffer" "$WORK/r-restic" "$WORK/r-local"
 }
 
+want() { [[ " ${DESTINATIONS:-s3 s3x3 sftp} " == *" $1 "* ]]; }
+if want s3; then
 run_destination s3 "s3:http://127.0.0.1:$API/coffer-bench/laptop?region=garage" \
   "s3:http://127.0.0.1:$API/restic-bench/laptop" -o s3.region=garage
 SIZE[s3_coffer]=$(bucket_bytes gcli bucket info coffer-bench)
 SIZE[s3_restic]=$(bucket_bytes gcli bucket info restic-bench)
+fi
 
 # The same code on the three-node cluster (S3 requests to node 1; each
 # block stored on all three: the sizes are per replica).
+if want s3x3; then
 run_destination s3x3 "s3:http://127.0.0.1:${CAPI[0]}/coffer-bench/laptop?region=garage" \
   "s3:http://127.0.0.1:${CAPI[0]}/restic-bench/laptop" -o s3.region=garage
 SIZE[s3x3_coffer]=$(bucket_bytes ccli bucket info coffer-bench)
 SIZE[s3x3_restic]=$(bucket_bytes ccli bucket info restic-bench)
+fi
 
 export COFFER_SSH_KEY=$S/client
+if want sftp; then
 run_destination sftp "sftp://$USER_NAME@127.0.0.1:$SSHPORT/$S/store/coffer?host_key=$HOSTFP" \
   "sftp:$USER_NAME@127.0.0.1:$S/store/restic" -o sftp.command="$SSH_CMD"
 mib() { echo "scale=1; $(du -sb "$1" | cut -f1) / 1048576" | bc -l; }
 SIZE[sftp_coffer]="$(mib "$S/store/coffer") MiB"
 SIZE[sftp_restic]="$(mib "$S/store/restic") MiB"
+fi
 
 echo
 echo "corpus: $DATA ($NFILES files, $NBYTES bytes); $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '| destination | step | coffer | restic | restic ÷ coffer |\n|---|---|---|---|---|\n'
-for d in s3 s3x3 sftp; do
+for d in ${DESTINATIONS:-s3 s3x3 sftp}; do
   for s in first nochange restore; do
     c=${T[${d}_coffer_$s]}; r=${T[${d}_restic_$s]}
     if [ "$s" = restore ]; then q=${T[${d}_restore_ratio]}; else q=$(ratio "$r" "$c"); fi
@@ -213,3 +242,17 @@ for d in s3 s3x3 sftp; do
   printf '| %s | stored | %s | %s | |\n' "$d" "${SIZE[${d}_coffer]}" "${SIZE[${d}_restic]}"
   echo "restore rounds ($d): ${T[${d}_restore_rounds]}"
 done
+
+# HOLD=1 keeps the servers and the repositories for profiling by hand: the
+# variables a coffer or restic command needs are in $WORK/env.
+if [ -n "${HOLD:-}" ]; then
+  {
+    echo "export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY"
+    echo "export COFFER_KEY_FILE=$COFFER_KEY_FILE RESTIC_PASSWORD=$RESTIC_PASSWORD COFFER_SSH_KEY=$S/client"
+    echo "S3_COFFER='s3:http://127.0.0.1:$API/coffer-bench/laptop?region=garage'"
+    echo "S3_RESTIC='s3:http://127.0.0.1:$API/restic-bench/laptop'"
+    echo "SFTP_COFFER='sftp://$USER_NAME@127.0.0.1:$SSHPORT/$S/store/coffer?host_key=$HOSTFP'"
+  } >"$WORK/env"
+  echo "servers kept (HOLD): source $WORK/env; Ctrl-C or kill $$ ends them" >&2
+  sleep infinity
+fi

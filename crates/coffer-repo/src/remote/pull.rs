@@ -275,24 +275,24 @@ impl Remote {
                 .filter(|(id, _)| !bad_packs.contains_key(id))
                 .cloned()
                 .collect();
-            let mut on_pack =
-                |id: i64, sealed: std::result::Result<Vec<u8>, String>| -> Result<()> {
-                    if let Err(problem) = repo.verify_pack(id, sealed) {
-                        let mut any = false;
-                        for (cid, (pack, _)) in &index {
-                            if *pack == id {
-                                bad_chunks.insert(*cid, problem.clone());
-                                any = true;
-                            }
-                        }
-                        if !any {
-                            rep.damaged_records
-                                .push(format!("{problem} (used by no file)"));
+            let verifier = PackVerifier::new(&repo, &wanted)?;
+            let mut on_verified = |id: i64, verified: Verified| -> Result<()> {
+                if let Err(problem) = verified {
+                    let mut any = false;
+                    for (cid, (pack, _)) in &index {
+                        if *pack == id {
+                            bad_chunks.insert(*cid, problem.clone());
+                            any = true;
                         }
                     }
-                    Ok(())
-                };
-            self.download_packs(&wanted, true, progress, cancel, &mut on_pack)?;
+                    if !any {
+                        rep.damaged_records
+                            .push(format!("{problem} (used by no file)"));
+                    }
+                }
+                Ok(())
+            };
+            verifier.download(self, &wanted, true, progress, cancel, &mut on_verified)?;
         }
         repo.name_damage(&index, &bad_chunks, &mut rep, cancel)?;
         Ok(RemoteCheckReport {
@@ -399,7 +399,8 @@ impl Remote {
                         let complete = slot.iter().all(|p| p.is_some());
                         if complete {
                             let parts = pieces.remove(&id).unwrap_or_default();
-                            let sealed: Vec<u8> = parts.into_iter().flatten().flatten().collect();
+                            let sealed: Vec<u8> =
+                                parts.into_iter().flatten().collect::<Vec<_>>().concat();
                             on_pack(id, Ok(sealed))?;
                         }
                     }
@@ -435,31 +436,39 @@ impl Remote {
     }
 }
 
-impl Repository<Unlocked> {
-    /// Authenticates a fetched pack and re-hashes each of its chunks
-    /// against the chunk rows that name it.
-    fn verify_pack(
-        &self,
-        id: i64,
-        sealed: std::result::Result<Vec<u8>, String>,
-    ) -> std::result::Result<Vec<u8>, String> {
+/// Checks fetched packs on worker threads: each is authenticated and each
+/// of its chunks re-hashed against the chunk rows that name it (loaded
+/// once, before the download starts).
+struct PackVerifier<'a> {
+    keys: &'a crate::key::SubKeys,
+    rows: HashMap<i64, Vec<(Id, usize)>>,
+}
+
+impl<'a> PackVerifier<'a> {
+    fn new(repo: &'a Repository<Unlocked>, packs: &[(i64, Extents)]) -> Result<Self> {
+        let wanted: HashSet<i64> = packs.iter().map(|(id, _)| *id).collect();
+        let mut rows: HashMap<i64, Vec<(Id, usize)>> = HashMap::new();
+        for (cid, (pack, seq)) in store::load_index(&repo.conn)? {
+            if wanted.contains(&pack) {
+                rows.entry(pack).or_default().push((cid, seq));
+            }
+        }
+        Ok(Self {
+            keys: repo.keys(),
+            rows,
+        })
+    }
+
+    fn verify(&self, id: i64, sealed: std::result::Result<Vec<u8>, String>) -> Verified {
         let sealed = sealed?;
-        let p = store::open_pack(self.keys(), id, &sealed).map_err(|e| match e {
+        let p = store::open_pack(self.keys, id, &sealed).map_err(|e| match e {
             crate::RepoError::Damaged { detail } => detail,
             other => other.to_string(),
         })?;
-        let rows: Vec<(Vec<u8>, i64)> = self
-            .conn
-            .prepare_cached("SELECT id, seq FROM chunks WHERE pack = ?1")
-            .and_then(|mut s| {
-                s.query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .map_err(|e| e.to_string())?;
-        for (cid, seq) in rows {
+        for (cid, seq) in self.rows.get(&id).map(Vec::as_slice).unwrap_or_default() {
             let ok = p
-                .chunk(seq as usize)
-                .is_some_and(|d| self.keys().chunk_id(d).as_slice() == cid.as_slice());
+                .chunk(*seq)
+                .is_some_and(|d| self.keys.chunk_id(d).as_slice() == cid.as_slice());
             if !ok {
                 return Err(format!("pack {id:016x}: a chunk does not match its id"));
             }
@@ -467,6 +476,62 @@ impl Repository<Unlocked> {
         Ok(sealed)
     }
 
+    /// Downloads `packs` and verifies them on one thread per core while
+    /// the download goes on; `on_verified` gets each result (the sealed
+    /// bytes, or why the pack is damaged) on this thread.
+    fn download(
+        &self,
+        remote: &Remote,
+        packs: &[(i64, Extents)],
+        prefer_whole: bool,
+        progress: &dyn Progress,
+        cancel: &CancelToken,
+        on_verified: &mut dyn FnMut(i64, Verified) -> Result<()>,
+    ) -> Result<u64> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let (todo_tx, todo_rx) = crossbeam_channel::bounded::<(i64, Verified)>(workers * 2);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<(i64, Verified)>();
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                let (todo_rx, done_tx) = (todo_rx.clone(), done_tx.clone());
+                s.spawn(move || {
+                    for (id, sealed) in todo_rx {
+                        if done_tx.send((id, self.verify(id, sealed))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop((todo_rx, done_tx));
+            let mut handed_on: Result<()> = Ok(());
+            let mut on_pack = |id: i64, sealed: std::result::Result<Vec<u8>, String>| {
+                for (id, r) in done_rx.try_iter() {
+                    on_verified(id, r)?;
+                }
+                todo_tx.send((id, sealed)).map_err(|_| {
+                    RemoteError::Repo(crate::RepoError::Internal("a pack verifier stopped".into()))
+                })
+            };
+            let downloaded =
+                remote.download_packs(packs, prefer_whole, progress, cancel, &mut on_pack);
+            drop(todo_tx);
+            // The workers end once the queue is empty; their last results
+            // are handed on here.
+            for (id, r) in done_rx.iter() {
+                if handed_on.is_ok() {
+                    handed_on = on_verified(id, r);
+                }
+            }
+            let downloaded = downloaded?;
+            handed_on.map(|()| downloaded)
+        })
+    }
+}
+
+/// A verified pack's sealed bytes, or why it is damaged.
+type Verified = std::result::Result<Vec<u8>, String>;
+
+impl Repository<Unlocked> {
     /// Fetches packs from the copy into this database (verified first; a
     /// pack that fails is left out and listed).
     pub(crate) fn fetch_packs(
@@ -505,8 +570,9 @@ impl Repository<Unlocked> {
             tx.commit()?;
             Ok(())
         };
-        let mut on_pack = |id: i64, sealed: std::result::Result<Vec<u8>, String>| -> Result<()> {
-            match self.verify_pack(id, sealed) {
+        let verifier = PackVerifier::new(self, &wanted)?;
+        let mut on_verified = |id: i64, verified: Verified| -> Result<()> {
+            match verified {
                 Ok(data) => {
                     batch_bytes += data.len();
                     batch.push((id, data));
@@ -520,7 +586,7 @@ impl Repository<Unlocked> {
             }
             Ok(())
         };
-        let r = remote.download_packs(&wanted, false, progress, cancel, &mut on_pack);
+        let r = verifier.download(remote, &wanted, false, progress, cancel, &mut on_verified);
         flush(&mut batch)?;
         s.bytes_downloaded = r?;
         Ok(s)
