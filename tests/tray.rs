@@ -158,6 +158,7 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
                 schedule: coffer_app::schedule::Schedule::Manual,
                 retention: Retention::default(),
                 remote: None,
+                upload_limit: None,
             },
             0,
         )

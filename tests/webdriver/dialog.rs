@@ -473,6 +473,26 @@ async fn browse_buttons_fill_paths_through_the_native_file_dialog() {
                 repo.to_str().unwrap()
             );
 
+            // A backup set's SFTP destination: the private key file picked
+            // in the open dialog (the picker only fills in the path; the
+            // key is read when the connection is tested).
+            s.go("backups").await?;
+            s.click("set-edit-set-1").await?;
+            s.testid("set-remote-type")
+                .await?
+                .select_by_value("sftp")
+                .await?;
+            let key_file = chosen.join("id_ed25519");
+            std::fs::write(&key_file, "a private key")?;
+            let pick = Answer::Path(key_file.to_str().unwrap());
+            let kind = PathKind::OpenKeyFile;
+            browse(&s, x, "set-remote-key-file", kind, pick, "picked").await?;
+            assert_eq!(
+                value(&s, "set-remote-key-file").await?,
+                key_file.to_str().unwrap()
+            );
+            s.click("set-cancel").await?;
+
             // Support: the diagnostics report saved where the dialog says;
             // cancelled, nothing is written.
             s.go("support").await?;

@@ -186,7 +186,15 @@ async fn first_run_key_mode_then_backup_with_progress() {
             );
             assert_eq!(s.text("job-files").await?, "10 of 10");
             assert!(s.text("job-bytes").await?.contains("MB"));
-            assert!(s.text("job-throughput").await?.ends_with("/s"));
+            // Ended: the average rate, no phase, no Cancel, no time left.
+            let rate = s.text("job-throughput").await?;
+            assert!(
+                rate.ends_with("/s on average") && !rate.starts_with("0 B"),
+                "{rate}"
+            );
+            assert_eq!(s.text("job-phase").await?, "");
+            assert!(!s.testid("job-cancel").await?.is_displayed().await?);
+            assert_eq!(s.text("job-eta").await?, "—");
             s.wait_text("set-last-set-1", "ok").await?;
             s.shot("backups").await?;
             s.go("snapshots").await?;
@@ -248,9 +256,39 @@ async fn restore_chosen_files_with_preview_and_check() {
             );
             s.click("check-run").await?;
             s.wait_attr("check-summary", "data-ok", "true", 30).await?;
+            // The panel counts what the check did: the files it walked and
+            // the data it read, not packs shown as bytes.
+            assert_eq!(s.text("check-job-files").await?, "2 of 2");
+            let data = s.text("check-job-bytes").await?;
+            let (read, of) = data.split_once(" of ").unwrap_or_default();
+            // The bytes of the sealed pack read (46 B for two short
+            // files), not a count of packs ("1 B of 1 B" before).
+            assert!(read == of && read != "1 B" && read != "0 B", "{data}");
+            assert_eq!(s.text("check-job-phase").await?, "");
             // Retention preview with "keep last 1" keeps the only snapshot.
             s.click("retention-preview").await?;
             s.wait_text("retention-summary", "Would keep 1").await?;
+
+            // The key forgotten (no keyring here): the error links to the
+            // Recovery wizard, which already names the backup file.
+            s.go("settings").await?;
+            s.click("settings-lock").await?;
+            s.go("snapshots").await?;
+            s.click("error-unlock-link").await?;
+            s.testid("recovery-screen").await?;
+            let known = repo.to_str().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let v = s.testid("recovery-repo-path").await?.prop("value").await?;
+                if v.as_deref() == Some(known) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the backup file is not filled in: {v:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             TestResult::Ok(())
         },
     )
@@ -302,6 +340,7 @@ fn old_computer(dir: &Path) -> (PathBuf, String, PathBuf) {
         schedule: coffer_app::schedule::Schedule::Manual,
         retention: coffer_app::settings::Retention::default(),
         remote: None,
+        upload_limit: None,
     };
     set.retention.keep_last = 3;
     app.complete_onboarding(set).unwrap();
@@ -659,6 +698,31 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
             s.wait_attr("recovery-attempts", "data-remaining", &left.to_string(), 30)
                 .await?;
             assert_eq!(s.text("error-code").await?, "CF-V010");
+            // The refused code is cleared from the field.
+            assert_eq!(
+                s.testid("recovery-code-input")
+                    .await?
+                    .prop("value")
+                    .await?
+                    .unwrap_or_default(),
+                ""
+            );
+            if left == 8 {
+                // The same wrong code again, submitted with Enter: refused
+                // by the app, no attempt used (still 8 left).
+                let enter = fantoccini::key::Key::Enter;
+                s.type_in("recovery-code-input", &format!("wrong guess 8{enter}"))
+                    .await?;
+                s.wait_text("error-code", "CF-A095").await?;
+                assert_eq!(
+                    s.testid("recovery-attempts")
+                        .await?
+                        .attr("data-remaining")
+                        .await?
+                        .as_deref(),
+                    Some("8")
+                );
+            }
         }
         // Before the last attempt: a clear warning, and no attempt without ticking it.
         assert!(
@@ -772,6 +836,7 @@ async fn stale_backup_warning() {
                 schedule: coffer_app::schedule::Schedule::EveryHours { hours: 6 },
                 retention: Retention::default(),
                 remote: None,
+                upload_limit: None,
             },
             three_days_ago,
         )
@@ -800,6 +865,38 @@ async fn stale_backup_warning() {
                 w.contains("never been backed up successfully") && w.contains("every 6 hours"),
                 "{w}"
             );
+
+            // Deleting the set asks first, in the app's own dialog with
+            // verb buttons (not WebKit's "JavaScript - tauri://…" box).
+            s.click("set-delete-set-1").await?;
+            let dialog = s.testid("confirm-dialog").await?;
+            assert_eq!(
+                dialog.attr("data-for").await?.as_deref(),
+                Some("set-delete-set-1")
+            );
+            assert!(s
+                .text("confirm-dialog")
+                .await?
+                .contains("Delete the backup set “Photos”?"));
+            assert_eq!(s.text("confirm-ok").await?, "Delete set");
+            s.shot("confirm-delete-set").await?;
+            // Cancel, and Escape, keep the set; the dialog is gone.
+            s.click("confirm-cancel").await?;
+            assert!(!s.exists("confirm-dialog").await?);
+            s.click("set-delete-set-1").await?;
+            s.testid("confirm-dialog").await?;
+            let esc = fantoccini::key::Key::Escape.to_string();
+            s.testid("confirm-cancel").await?.send_keys(&esc).await?;
+            let gone = Instant::now() + Duration::from_secs(5);
+            while s.exists("confirm-dialog").await? {
+                assert!(Instant::now() < gone, "Escape did not close the dialog");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(s.testid("set-card-set-1").await?.is_displayed().await?);
+            // The verb deletes it.
+            s.click("set-delete-set-1").await?;
+            s.click("confirm-ok").await?;
+            s.testid("sets-empty").await?;
             TestResult::Ok(())
         },
     )
@@ -1241,11 +1338,10 @@ async fn remote_vault_recovery_change_move_and_delete_with_the_mail_code() {
             s.type_in("rehearse-code-input", new_code).await?;
             s.click("rehearse-code-run").await?;
             s.wait_text("rehearse-code-ok", "0 snapshots").await?;
-            s.client
-                .execute("window.confirm = () => true;", vec![])
-                .await?;
             s.type_in("delete-record-code", new_code).await?;
             s.click("delete-record-run").await?;
+            assert_eq!(s.text("confirm-ok").await?, "Delete record");
+            s.click("confirm-ok").await?;
             s.testid("delete-record-ok").await?;
             TestResult::Ok(())
         },

@@ -98,15 +98,27 @@ async fn offsite_set_form_test_connection_and_backup_with_upload_progress() {
             .text("set-remote-test-ok")
             .await?
             .contains("No Coffer copy is there yet"));
+        // An upload limit that is not a number is refused, not saved as
+        // "no limit"; 20 MB/s is kept and shown on the card.
+        s.type_in("set-remote-upload-limit", "fast").await?;
+        s.click("set-save").await?;
+        s.wait_text("error-code", "CF-A094").await?;
+        assert!(!contains(
+            &std::fs::read(s.data_dir.join("settings.json"))?,
+            g.bucket.as_bytes()
+        ));
+        s.type_in("set-remote-upload-limit", "20").await?;
         s.shot("offsite-set-form").await?;
         s.click("set-save").await?;
         s.wait_text("set-offsite-set-1", &g.bucket).await?;
+        assert_eq!(s.text("set-upload-limit-set-1").await?, "20 MB/s");
 
         // Saved: settings.json holds the destination, not the secret.
         let settings = std::fs::read(s.data_dir.join("settings.json"))?;
         assert!(contains(&settings, g.bucket.as_bytes()));
         assert!(!contains(&settings, g.secret.as_bytes()));
         assert!(!contains(&settings, WRONG_SECRET.as_bytes()));
+        assert!(contains(&settings, b"\"upload_limit\": 20000000"));
 
         // Back up: the upload's bytes are shown while it runs.
         s.click("set-run-set-1").await?;

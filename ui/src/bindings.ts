@@ -119,7 +119,12 @@ created_at: number,
 /**
  * The off-site copy, if any (no secret; absent from older files).
  */
-remote: Destination | null, };
+remote: Destination | null, 
+/**
+ * The off-site upload's limit in bytes per second (absent from older
+ * files: no limit).
+ */
+upload_limit: number | null, };
 
 export type BackupSetInput = { name: string, 
 /**
@@ -138,7 +143,12 @@ repository: string, schedule: Schedule, retention: Retention,
  * The off-site copy (S3-compatible store or SFTP), if any. No secret:
  * its credentials are kept in the OS keyring (see [`crate::remote`]).
  */
-remote: Destination | null, };
+remote: Destination | null, 
+/**
+ * The off-site upload's limit in bytes per second, on average (at
+ * least [`MIN_UPLOAD_LIMIT`]); `None`: as fast as the line allows.
+ */
+upload_limit: number | null, };
 
 export type Schedule = { "kind": "manual" } | { "kind": "every_hours", hours: number, } | { "kind": "daily_at", hour: number, minute: number, };
 
@@ -240,7 +250,14 @@ damaged_files: Array<DamagedItem>,
  * Damaged records that belong to no file (snapshot records, the
  * database structure, packs no snapshot uses).
  */
-damaged_records: Array<string>, };
+damaged_records: Array<string>, 
+/**
+ * Packs the index names that this database does not hold because its
+ * off-site copy does (a database recovered from the copy and not
+ * rebuilt): not damage here. `check --remote` checks them, `remote
+ * rebuild` downloads them.
+ */
+packs_only_remote: number, };
 
 export type DamagedItem = { 
 /**

@@ -16,6 +16,19 @@ export interface RemoteFields {
   credentials: () => RemoteCredentialsInput | null;
   /** Empties every secret field (after a save). */
   clearSecrets: () => void;
+  /** The upload limit typed, in bytes per second (null: none; 0: not a
+   * number, which the backend refuses with CF-A094). Only in the set form. */
+  uploadLimit: () => number | null;
+}
+
+/** "2.5" (MB/s, a comma as decimal mark too) -> 2500000 bytes per second;
+ * "" -> null (no limit); anything else -> 0, which is refused (CF-A094)
+ * rather than saved as "no limit". */
+export function parseUploadLimit(text: string): number | null {
+  const t = text.trim().replace(",", ".");
+  if (t === "") return null;
+  const mbps = /^[0-9]*\.?[0-9]+$/.test(t) ? Number(t) : NaN;
+  return Number.isFinite(mbps) && mbps > 0 ? Math.round(mbps * 1e6) : 0;
 }
 
 /** `SHA256:…` named by a "host key not confirmed" error (CF-O008). */
@@ -29,7 +42,7 @@ export function presentedHostKey(message: string): string | null {
  * are in the keyring: the secret fields stay empty and mean "keep").
  * `setId`: the saved set, whose kept credentials Test connection may use.
  */
-export function remoteFields(prefix: string, existing: Destination | null, setId: string | null, withNone = true): RemoteFields {
+export function remoteFields(prefix: string, existing: Destination | null, setId: string | null, withNone = true, uploadLimit?: number | null): RemoteFields {
   const kinds: [string, string][] = [
     ...(withNone ? [["none", "None (this computer only)"] as [string, string]] : []),
     ["s3", "S3-compatible object storage"],
@@ -65,7 +78,16 @@ export function remoteFields(prefix: string, existing: Destination | null, setId
   const sftpBox = h("fieldset", { class: "grid-2", testid: `${prefix}-sftp` }, h("legend", {}, "SFTP server"),
     host.row, port.row, user.row, path.row, hostKey.row, auth.row, keyFile.row, passphrase.row, password.row);
 
+  // The set form only: uploads happen in backups, not in a recovery.
+  const limit = uploadLimit === undefined ? null : field("Upload limit in MB/s (optional)", `${prefix}-upload-limit`, {
+    value: uploadLimit ? String(uploadLimit / 1e6) : "",
+    placeholder: "no limit",
+    help: "Leave empty to upload as fast as the connection allows; for example 2.5 keeps uploads to about 2.5 MB/s (20 Mbit/s) on average.",
+  });
+  limit?.input.setAttribute("inputmode", "decimal");
+
   const sync = () => {
+    if (limit) limit.row.hidden = kind.input.value === "none";
     s3Box.hidden = kind.input.value !== "s3";
     sftpBox.hidden = kind.input.value !== "sftp";
     const byKey = auth.input.value === "key";
@@ -137,9 +159,10 @@ export function remoteFields(prefix: string, existing: Destination | null, setId
   sync();
   const el = h("fieldset", { class: "form", testid: `${prefix}` }, h("legend", {}, "Off-site copy"),
     h("p", { class: "muted" }, "Keep an encrypted copy on a server too, so a lost or stolen computer (and its disks) loses no backup. The provider sees only encrypted objects with random names. Secrets are kept in your OS keyring, never in Coffer's settings file."),
-    kind.row, s3Box, sftpBox, h("div", { class: "actions" }, test), result);
+    kind.row, s3Box, sftpBox, limit?.row ?? null, h("div", { class: "actions" }, test), result);
   const clearSecrets = () => {
     for (const f of [keyId, secret, passphrase, password]) f.input.value = "";
   };
-  return { el, destination, credentials, clearSecrets };
+  const readLimit = () => (limit && kind.input.value !== "none" ? parseUploadLimit(limit.input.value) : null);
+  return { el, destination, credentials, clearSecrets, uploadLimit: readLimit };
 }

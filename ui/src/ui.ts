@@ -61,6 +61,36 @@ export function card(title: string, ...children: (Node | null | false | undefine
   return h("section", { class: "card" }, h("h2", {}, title), ...children.filter((c): c is Node => !!c));
 }
 
+/**
+ * Asks before something that cannot be undone, in the app's own style (a
+ * modal `<dialog>`, not `window.confirm`): the question, what happens, and
+ * verb buttons. Resolves true only for `verb`; Cancel, Escape and closing
+ * resolve false. Cancel has the focus, so Enter alone never destroys.
+ */
+export function confirmAction(opts: { title: string; body: string; verb: string; testid: string }): Promise<boolean> {
+  return new Promise((resolve) => {
+    let answered = false;
+    const finish = (yes: boolean) => {
+      if (answered) return;
+      answered = true;
+      dlg.close();
+      dlg.remove();
+      resolve(yes);
+    };
+    const no = button("Cancel", "confirm-cancel", () => finish(false), "secondary");
+    const yes = button(opts.verb, "confirm-ok", () => finish(true), "danger");
+    const dlg = h("dialog", { class: "confirm", testid: "confirm-dialog", "data-for": opts.testid, "aria-labelledby": "confirm-title" },
+      h("h2", { id: "confirm-title" }, opts.title),
+      h("p", {}, opts.body),
+      h("div", { class: "actions" }, yes, no)) as HTMLDialogElement;
+    dlg.addEventListener("cancel", () => finish(false));
+    dlg.addEventListener("close", () => finish(false));
+    document.body.append(dlg);
+    dlg.showModal();
+    no.focus();
+  });
+}
+
 export function viewHead(id: string, title: string, lede: string): HTMLElement {
   return h("header", { class: "view-head" }, h("h1", { id }, title), h("p", { class: "lede" }, lede));
 }
@@ -70,7 +100,7 @@ export function showError(slot: HTMLElement, e: unknown): void {
   const r = e as ErrorReport;
   const panel = errorPanel(r);
   if (r.kind === "keyring_unavailable" || r.code === "CF-A051") {
-    panel.append(h("p", {}, h("a", { href: "#recovery", testid: "error-unlock-link" }, "Enter your recovery key in the Recovery wizard")));
+    panel.append(h("p", {}, h("a", { href: "#recovery", testid: "error-unlock-link" }, "Unlock your backups in the Recovery wizard")));
   }
   slot.replaceChildren(panel);
 }
@@ -157,18 +187,23 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
     state.textContent = e.state;
     state.dataset.state = e.state;
     el.dataset.state = e.state;
-    phase.textContent = e.phase ? `· ${e.phase}` : "";
+    const running = e.state === "running";
+    // A finished job names no phase ("· finishing") and offers no Cancel.
+    phase.textContent = running && e.phase ? `· ${e.phase}` : "";
     files.textContent = e.files_total ? `${e.files_done} of ${e.files_total}` : `${e.files_done}`;
     bytes.textContent = e.bytes_total ? `${formatBytes(e.bytes_done)} of ${formatBytes(e.bytes_total)}` : formatBytes(e.bytes_done);
-    speed.textContent = `${formatBytes(e.throughput_bps)}/s`;
-    eta.textContent = e.eta_secs === null ? "—" : formatDuration(e.eta_secs);
+    // While running: the current rate; once ended: the average over the job.
+    const rate = running ? e.throughput_bps : e.elapsed_ms > 0 ? Math.round((e.bytes_done * 1000) / e.elapsed_ms) : 0;
+    speed.textContent = running || e.bytes_done > 0 ? `${formatBytes(rate)}/s${running ? "" : " on average"}` : "—";
+    eta.textContent = running && e.eta_secs !== null ? formatDuration(e.eta_secs) : "—";
     transfer.hidden = transferLabel.hidden = e.transfer_total === 0 && e.transfer_done === 0;
     transfer.dataset.done = String(e.transfer_done);
     transfer.dataset.total = String(e.transfer_total);
     transfer.textContent = `${formatBytes(e.transfer_done)} of ${formatBytes(e.transfer_total)} ${e.phase === "downloading" ? "downloaded" : "uploaded"}`;
     bar.max = Math.max(1, e.bytes_total);
     bar.value = e.state === "done" ? bar.max : e.bytes_done;
-    cancel.disabled = e.state !== "running";
+    cancel.disabled = !running;
+    cancel.hidden = !running;
     if (e.error) showError(result, e.error);
   };
   const track = (jobId: number) => {
@@ -177,6 +212,7 @@ export function jobPanel(prefix: string): { el: HTMLElement; track: (jobId: numb
     transfer.hidden = transferLabel.hidden = true;
     result.replaceChildren();
     cancel.disabled = false;
+    cancel.hidden = false;
     return followJob(jobId, update);
   };
   return { el, track };

@@ -1133,6 +1133,10 @@ impl App {
                 parent: None,
             };
             let repo_path = set.repository.clone();
+            let options = coffer_repo::remote::RemoteOptions {
+                bandwidth_limit: set.upload_limit,
+                ..Default::default()
+            };
             let started_at = now_secs();
             let app = self.clone();
             let sid = set.id.clone();
@@ -1157,8 +1161,8 @@ impl App {
                     // upload fails the run with its own code; the snapshot
                     // stays and the next run uploads what is missing.
                     let (dest, creds) = offsite?;
-                    let remote = coffer_repo::remote::Remote::open(dest, creds, Default::default())
-                        .map_err(rep)?;
+                    let remote =
+                        coffer_repo::remote::Remote::open(dest, creds, options).map_err(rep)?;
                     repo.remote_init(&remote).map_err(rep)?;
                     let upload = repo.push(&remote, p, cancel).map_err(rep)?;
                     tracing::info!(

@@ -639,6 +639,7 @@ mod tests {
                     schedule: Schedule::EveryHours { hours: 6 },
                     retention: Retention::default(),
                     remote: None,
+                    upload_limit: None,
                 },
                 1_000_000,
             )

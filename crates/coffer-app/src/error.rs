@@ -10,7 +10,7 @@ use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
-    "CF-A070", "CF-A071", "CF-A072", "CF-A073", "CF-A075",
+    "CF-A057", "CF-A058", "CF-A070", "CF-A071", "CF-A072", "CF-A073", "CF-A075", "CF-A095",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,8 @@ pub enum AppError {
     NothingToMove,
     #[error("the file dialog could not be shown or did not return a usable path: {0}")]
     DialogFailed(String),
+    #[error("this is the recovery code the vault refused just before: it was not sent again, and no attempt was used")]
+    SameWrongCode,
 }
 
 impl AppError {
@@ -101,6 +103,7 @@ impl UserFacing for AppError {
             | SameVault
             | NothingToMove => ErrorKind::InvalidInput,
             DialogFailed(_) => ErrorKind::Io,
+            SameWrongCode => ErrorKind::WrongRecoveryCode,
         }
     }
     fn code(&self) -> &'static str {
@@ -129,6 +132,7 @@ impl UserFacing for AppError {
             SameVault => "CF-A072",
             NothingToMove => "CF-A073",
             DialogFailed(_) => "CF-A075",
+            SameWrongCode => "CF-A095",
         }
     }
     fn next_step(&self) -> String {
@@ -157,6 +161,7 @@ impl UserFacing for AppError {
             SameVault => "Nothing to move. To use another vault, choose it (the remote fleet's URL and keys, or the local demo fleet) before you press \"Move my recovery code\". To change only how this vault is checked (its keys, links or trust policy), press Save.".into(),
             NothingToMove => "Choose the vault with Save instead; your recovery code is registered in it during first run.".into(),
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
+            SameWrongCode => "Check the code against your recovery kit (every character counts, including spaces and capitals) and type it again.".into(),
         }
     }
 }

@@ -36,12 +36,15 @@ pub const SETTINGS_FILE: &str = "settings.json";
 pub const SCHEMA_VERSION: u32 = 2;
 /// Longest backup set name.
 pub const MAX_NAME_LEN: usize = 100;
+/// The lowest upload limit a set may have (bytes per second): below it one
+/// 16 MiB object would take over 17 minutes.
+pub const MIN_UPLOAD_LIMIT: u64 = 16 * 1024;
 
 /// Every code this module can produce (documented in docs/errors.md).
 pub const ERROR_CODES: &[&str] = &[
     "CF-A020", "CF-A021", "CF-A022", "CF-A023", "CF-A024", "CF-A025", "CF-A026", "CF-A027",
     "CF-A028", "CF-A029", "CF-A030", "CF-A031", "CF-A032", "CF-A033", "CF-A034", "CF-A037",
-    "CF-A038",
+    "CF-A038", "CF-A094",
 ];
 
 /// Which vault protects the backup key.
@@ -164,6 +167,11 @@ pub struct BackupSetInput {
     /// its credentials are kept in the OS keyring (see [`crate::remote`]).
     #[serde(default)]
     pub remote: Option<coffer_repo::remote::Destination>,
+    /// The off-site upload's limit in bytes per second, on average (at
+    /// least [`MIN_UPLOAD_LIMIT`]); `None`: as fast as the line allows.
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub upload_limit: Option<u64>,
 }
 
 /// A saved backup set.
@@ -183,6 +191,11 @@ pub struct BackupSet {
     /// The off-site copy, if any (no secret; absent from older files).
     #[serde(default)]
     pub remote: Option<coffer_repo::remote::Destination>,
+    /// The off-site upload's limit in bytes per second (absent from older
+    /// files: no limit).
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub upload_limit: Option<u64>,
 }
 
 /// How one run ended.
@@ -306,6 +319,8 @@ pub enum SettingsError {
         pattern: String,
         reason: &'static str,
     },
+    #[error("an upload limit of {limit} bytes per second is below the lowest allowed, 16 KiB/s")]
+    UploadLimitTooLow { limit: u64 },
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     /// The off-site destination is not usable (`CF-O001`).
@@ -351,7 +366,8 @@ impl UserFacing for SettingsError {
             | InvalidTrustPolicy { .. }
             | KeepsNothing { .. }
             | InconsistentKeyMode { .. }
-            | InvalidExclude { .. } => ErrorKind::InvalidInput,
+            | InvalidExclude { .. }
+            | UploadLimitTooLow { .. } => ErrorKind::InvalidInput,
         }
     }
     fn code(&self) -> &'static str {
@@ -374,6 +390,7 @@ impl UserFacing for SettingsError {
             InvalidTrustPolicy { .. } => "CF-A034",
             PolicyFileUnreadable { .. } => "CF-A037",
             NoShippedPolicy { .. } => "CF-A038",
+            UploadLimitTooLow { .. } => "CF-A094",
             Schedule(e) => e.code(),
             Destination(e) => e.code(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.code(),
@@ -399,6 +416,7 @@ impl UserFacing for SettingsError {
             InvalidTrustPolicy { .. } => "Paste (or load) the trust policy file exactly as the vault operator published it: `log`, `witness`, `group`, `quorum` and `max-age` lines, its `log` line naming the witness key pinned above. Or leave the policy empty: the vault is then used without checking how fresh the witness log is.".into(),
             PolicyFileUnreadable { .. } => "Check the file's name and that you may read it, or paste the policy's text instead.".into(),
             NoShippedPolicy { .. } => "Choose the trust policy file the vault operator publishes (Browse…), or leave the policy empty: the vault is then used without checking how fresh its witness log is.".into(),
+            UploadLimitTooLow { .. } => "Enter an upload limit of at least 0.02 MB/s, or leave the field empty for no limit.".into(),
             Schedule(e) => e.next_step(),
             Destination(e) => e.next_step(),
             Retired(_) => crate::datadir::MoveError::RestartNeeded.next_step(),
@@ -727,6 +745,9 @@ impl BackupSetInput {
         if let Some(d) = &self.remote {
             d.validate().map_err(SettingsError::Destination)?;
         }
+        if let Some(limit) = self.upload_limit.filter(|&l| l < MIN_UPLOAD_LIMIT) {
+            return Err(SettingsError::UploadLimitTooLow { limit });
+        }
         Ok(())
     }
 }
@@ -741,6 +762,7 @@ impl BackupSet {
             schedule: self.schedule,
             retention: self.retention,
             remote: self.remote.clone(),
+            upload_limit: self.upload_limit,
         }
     }
 }
@@ -861,6 +883,7 @@ impl Settings {
             retention: input.retention,
             created_at: now,
             remote: input.remote,
+            upload_limit: input.upload_limit,
         });
         Ok(id)
     }
@@ -881,6 +904,7 @@ impl Settings {
         set.schedule = input.schedule;
         set.retention = input.retention;
         set.remote = input.remote;
+        set.upload_limit = input.upload_limit;
         Ok(())
     }
 
@@ -1122,6 +1146,7 @@ mod tests {
             schedule: Schedule::EveryHours { hours: 6 },
             retention: Retention::default(),
             remote: None,
+            upload_limit: None,
         }
     }
 

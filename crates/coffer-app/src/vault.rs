@@ -292,6 +292,21 @@ pub struct Vault {
     /// every connection to it: a code verified for a vault the user is
     /// moving to serves the move's connection.
     tickets: Mutex<std::collections::HashMap<String, coffer_vault_client::Tickets>>,
+    /// The (account, code) the vault last refused as a wrong code, as a
+    /// digest keyed with this process's random key (never the code): the
+    /// same code again is refused here without costing an attempt.
+    refused: Mutex<Option<[u8; 32]>>,
+    refusal_key: zeroize::Zeroizing<[u8; 32]>,
+}
+
+/// A digest of an attempt, to compare with the last refused one.
+fn attempt_digest(key: &[u8; 32], account: &str, code: &SecretString) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key);
+    h.update((account.len() as u64).to_be_bytes());
+    h.update(account.as_bytes());
+    h.update(code.expose_secret().as_bytes());
+    h.finalize().into()
 }
 
 fn rep<E: UserFacing>(e: E) -> ErrorReport {
@@ -333,6 +348,12 @@ impl Vault {
             rt: Mutex::new(None),
             running: Mutex::new(None),
             tickets: Mutex::new(Default::default()),
+            refused: Mutex::new(None),
+            refusal_key: {
+                let mut k = zeroize::Zeroizing::new([0u8; 32]);
+                getrandom::fill(k.as_mut()).expect("the OS random generator failed");
+                k
+            },
         }
     }
 
@@ -763,10 +784,21 @@ impl Vault {
         code: SecretString,
     ) -> Result<(MasterKey, (u32, Vec<u64>)), ErrorReport> {
         let client = self.running()?.client.clone();
+        let attempt = attempt_digest(&self.refusal_key, account, &code);
+        {
+            use subtle::ConstantTimeEq;
+            let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            if refused.is_some_and(|r| bool::from(r.ct_eq(&attempt))) {
+                return Err(AppError::SameWrongCode.report());
+            }
+        }
         let account = account.to_string();
-        let r = self
-            .wait(async move { client.recover(&account, &code).await })?
-            .map_err(rep)?;
+        let r = self.wait(async move { client.recover(&account, &code).await })?;
+        *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = match &r {
+            Err(e) if e.kind() == coffer_error::ErrorKind::WrongRecoveryCode => Some(attempt),
+            _ => None,
+        };
+        let r = r.map_err(rep)?;
         if r.wrong_guesses > 0 {
             tracing::warn!(
                 wrong_guesses = r.wrong_guesses,

@@ -42,6 +42,7 @@ fn the_data_folder_moves_and_the_next_start_uses_it() {
         schedule: Schedule::Manual,
         retention: Retention::default(),
         remote: None,
+        upload_limit: None,
     };
     a.complete_onboarding(input("Documents")).unwrap();
     let before = std::fs::read(old.join("settings.json")).unwrap();

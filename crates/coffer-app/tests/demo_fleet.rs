@@ -145,6 +145,7 @@ fn the_demo_fleet_follows_its_folder_when_the_data_folder_moves() {
         schedule: Schedule::Manual,
         retention: Retention::default(),
         remote: None,
+        upload_limit: None,
     })
     .unwrap();
     let vault = old.join("vault");

@@ -134,6 +134,7 @@ fn the_report_contains_what_support_needs_and_no_secret() {
                 },
                 retention: Retention::default(),
                 remote: None,
+                upload_limit: None,
             },
             1_790_000_000,
         )

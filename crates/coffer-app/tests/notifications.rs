@@ -135,6 +135,7 @@ fn onboard(tmp: &Path, repo: &Path, src: &Path) -> App {
         schedule: Schedule::Manual,
         retention: Retention::default(),
         remote: None,
+        upload_limit: None,
     })
     .unwrap();
     app

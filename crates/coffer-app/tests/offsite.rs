@@ -13,7 +13,9 @@
 //! * SFTP: the host key is confirmed first (`CF-O008`), a stranger key is
 //!   refused (`CF-O003`), a missing key file is `CF-A091`;
 //! * cancelling during the upload keeps the snapshot and the next run
-//!   completes the copy.
+//!   completes the copy;
+//! * a set's upload limit is checked when saved (`CF-A094`), kept, and
+//!   holds the upload to it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -146,6 +148,7 @@ fn set(src: &Path, repo: &Path, remote: Option<Destination>) -> BackupSetInput {
         schedule: coffer_app::schedule::Schedule::Manual,
         retention: Retention::default(),
         remote,
+        upload_limit: None,
     }
 }
 
@@ -587,6 +590,78 @@ fn cancelling_the_upload_keeps_the_snapshot_and_the_next_run_completes_it() {
         )
         .unwrap();
     assert_eq!(got.snapshots, 2);
+}
+
+#[test]
+fn the_upload_limit_is_checked_kept_and_holds_the_upload_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = garage(&tmp.path().join("garage"));
+    let g = S3::of(&server);
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    // 3 MiB that do not compress: one data object of the 4 MiB class.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let data: Vec<u8> = (0..(3 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("photo.raw"), data).unwrap();
+    let repo = tmp.path().join("usb/coffer.db");
+    let app = App::with_parts(
+        tmp.path().join("data"),
+        keyring(),
+        Arc::new(Events::default()),
+    )
+    .unwrap();
+    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let g1 = k.groups[k.confirm_group as usize - 1].clone();
+    app.confirm_recovery_key(k.confirm_group, &g1).unwrap();
+    app.complete_onboarding(set(&src, &repo, None)).unwrap();
+
+    // Below 16 KiB/s is refused, and nothing is saved.
+    let mut slow = set(&src, &repo, Some(s3(&g)));
+    slow.upload_limit = Some(1000);
+    let e = app
+        .save_set_with_credentials(Some("set-1"), slow, Some(creds(&g, &g.secret)))
+        .unwrap_err();
+    assert_eq!(e.code, "CF-A094", "{e:?}");
+    assert!(app.list_sets()[0].set.remote.is_none(), "nothing saved");
+
+    // 1 MB/s: kept in the settings, and the data object the backup
+    // uploads first (over 3 MiB) holds the next request (the index) back
+    // for over 3 s.
+    let mut limited = set(&src, &repo, Some(s3(&g)));
+    limited.upload_limit = Some(1_000_000);
+    app.save_set_with_credentials(Some("set-1"), limited, Some(creds(&g, &g.secret)))
+        .unwrap();
+    assert_eq!(app.list_sets()[0].set.upload_limit, Some(1_000_000));
+    let saved = std::fs::read_to_string(tmp.path().join("data/settings.json")).unwrap();
+    assert!(saved.contains("\"upload_limit\": 1000000"), "{saved}");
+    let t = Instant::now();
+    let ev = wait(&app, app.run_backup("set-1").unwrap());
+    let took = t.elapsed();
+    assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
+    let Some(JobOutcome::Backup {
+        upload: Some(up), ..
+    }) = &ev.outcome
+    else {
+        panic!("no upload in {:?}", ev.outcome)
+    };
+    assert!(up.bytes_uploaded >= 3 << 20, "{up:?}");
+    // A lower bound only: what the limit guarantees, whatever the machine.
+    assert!(
+        took >= Duration::from_secs_f64((3 << 20) as f64 / 1e6),
+        "{} bytes at 1 MB/s in {took:?}",
+        up.bytes_uploaded
+    );
+    println!(
+        "uploaded {} bytes at a 1 MB/s limit in {took:?}",
+        up.bytes_uploaded
+    );
 }
 
 const CHILD_ENV: &str = "COFFER_OFFSITE_TEST_CHILD";

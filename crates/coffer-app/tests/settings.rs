@@ -48,6 +48,7 @@ fn sample(dir: &Path) -> Settings {
                 },
                 retention: Retention::default(),
                 remote: None,
+                upload_limit: None,
             },
             1_700_000_000,
         )
@@ -215,6 +216,7 @@ fn a_repository_reached_through_a_symlink_into_a_source_is_refused() {
                 schedule: Schedule::Manual,
                 retention: Retention::default(),
                 remote: None,
+                upload_limit: None,
             },
             0,
         )
@@ -271,6 +273,7 @@ fn a_file_system_change_after_saving_does_not_make_settings_look_corrupt() {
         schedule: Schedule::Manual,
         retention: Retention::default(),
         remote: None,
+        upload_limit: None,
     };
     let mut s = Settings::default();
     let id = s.add_backup_set(input.clone(), 0).unwrap();

@@ -585,6 +585,12 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                         ""
                     }
                 );
+                if rep.packs_only_remote > 0 && remote_report.is_none() {
+                    println!(
+                        "{} packs are kept only in the off-site copy (this file was recovered from it): `check --remote` checks them, `remote rebuild` downloads them",
+                        rep.packs_only_remote
+                    );
+                }
                 for r in &rep.damaged_records {
                     println!("DAMAGED: {r}");
                 }

@@ -705,3 +705,48 @@ fn s3_push_killed_mid_transfer_keeps_the_copy_whole_and_the_next_push_resumes() 
 fn sftp_push_killed_mid_transfer_keeps_the_copy_whole_and_the_next_push_resumes() {
     push_killed_mid_transfer(true);
 }
+
+/// The CLI never prints the S3 secret, whatever the log variables say: it
+/// installs no log subscriber (reqsign's debug log prints signing
+/// material; the app holds it at INFO, `coffer_app::log_allowed`), and an
+/// error about a refused secret does not quote it.
+#[test]
+fn the_s3_secret_is_never_printed_even_with_logs_at_trace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = start(tmp.path());
+    let repo = tmp.path().join("home.coffer");
+    let data = tmp.path().join("data");
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("letter.txt"), b"dear reader").unwrap();
+    let traced = || {
+        let mut c = ctx.coffer();
+        c.env("RUST_LOG", "trace")
+            .env("COFFER_LOG", "trace")
+            .env("RUST_BACKTRACE", "1")
+            .arg("-r")
+            .arg(&repo);
+        c
+    };
+    let mut outputs = vec![
+        ok(traced().arg("init")),
+        ok(traced().arg("backup").arg(&data)),
+        ok(traced().args(["remote", "test"])),
+        ok(traced().args(["check", "--read-data", "--remote", &ctx.url])),
+    ];
+    const WRONG: &str = "wrong-secret-5f2b9c0e7d41a6";
+    let refused = traced()
+        .env("AWS_SECRET_ACCESS_KEY", WRONG)
+        .args(["remote", "test", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(err_code(&refused), "CF-O003");
+    outputs.push(refused);
+    for o in &outputs {
+        for stream in [&o.stdout, &o.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for secret in [ctx.garage.secret.as_str(), WRONG] {
+                assert!(!text.contains(secret), "the secret is printed: {text}");
+            }
+        }
+    }
+}

@@ -48,6 +48,12 @@ pub struct CheckReport {
     /// Damaged records that belong to no file (snapshot records, the
     /// database structure, packs no snapshot uses).
     pub damaged_records: Vec<String>,
+    /// Packs the index names that this database does not hold because its
+    /// off-site copy does (a database recovered from the copy and not
+    /// rebuilt): not damage here. `check --remote` checks them, `remote
+    /// rebuild` downloads them.
+    #[ts(type = "number")]
+    pub packs_only_remote: u64,
 }
 
 type TreeCache = HashMap<Id, std::result::Result<Arc<Vec<Node>>, String>>;
@@ -77,6 +83,7 @@ impl Repository<Unlocked> {
             chunks: 0,
             damaged_files: Vec::new(),
             damaged_records: Vec::new(),
+            packs_only_remote: 0,
         };
         match self.conn.prepare("PRAGMA quick_check").and_then(|mut s| {
             s.query_map([], |r| r.get::<_, String>(0))?
@@ -99,31 +106,44 @@ impl Repository<Unlocked> {
             }
         };
         rep.chunks = index.len() as u64;
-        let mut pack_ids: Vec<i64> = Vec::new();
-        match self.conn.prepare("SELECT id FROM packs").and_then(|mut s| {
-            s.query_map([], |r| r.get::<_, i64>(0))?
-                .collect::<rusqlite::Result<Vec<i64>>>()
-        }) {
-            Ok(v) => pack_ids = v,
+        // (pack, sealed size): progress is counted in the bytes read.
+        let mut packs_sized: Vec<(i64, u64)> = Vec::new();
+        match self
+            .conn
+            .prepare("SELECT id, length(data) FROM packs")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u64>(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            }) {
+            Ok(v) => packs_sized = v,
             Err(e) => rep
                 .damaged_records
                 .push(format!("pack list unreadable: {e}")),
         }
+        let pack_ids: Vec<i64> = packs_sized.iter().map(|(id, _)| *id).collect();
         rep.packs = pack_ids.len() as u64;
         let pack_set: HashSet<i64> = pack_ids.iter().copied().collect();
+        let in_copy = self.packs_in_offsite_copy()?;
+        let mut only_remote: HashSet<i64> = HashSet::new();
         let mut bad_chunks: HashMap<Id, String> = HashMap::new();
         for (id, (pack, _)) in &index {
-            if !pack_set.contains(pack) {
+            if pack_set.contains(pack) {
+                continue;
+            }
+            if in_copy.contains(pack) {
+                only_remote.insert(*pack);
+            } else {
                 bad_chunks.insert(*id, format!("pack {pack:016x} is missing"));
             }
         }
+        rep.packs_only_remote = only_remote.len() as u64;
         if read_data {
             let mut by_pack: HashMap<i64, Vec<(Id, usize)>> = HashMap::new();
             for (id, (pack, seq)) in &index {
                 by_pack.entry(*pack).or_default().push((*id, *seq));
             }
-            progress.totals(0, pack_ids.len() as u64);
-            for pid in &pack_ids {
+            progress.totals(0, packs_sized.iter().map(|(_, n)| n).sum());
+            for (pid, size) in &packs_sized {
                 cancel.check()?;
                 let members = by_pack.remove(pid).unwrap_or_default();
                 match store::read_pack(&self.conn, keys, *pid) {
@@ -159,11 +179,31 @@ impl Repository<Unlocked> {
                         }
                     }
                 }
-                progress.advance(0, 1);
+                progress.advance(0, *size);
             }
         }
         self.name_damage(&index, &bad_chunks, &mut rep, cancel)?;
+        progress.advance(rep.files, 0);
         Ok(rep)
+    }
+
+    /// The packs this database's off-site copy holds, as it last recorded
+    /// them (none when it never had a copy: the table is made on first use).
+    fn packs_in_offsite_copy(&self) -> Result<HashSet<i64>> {
+        let has_table: bool = self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'remote_packs')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_table {
+            return Ok(HashSet::new());
+        }
+        let ids = self
+            .conn
+            .prepare("SELECT id FROM remote_packs WHERE committed = 1")?
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<HashSet<i64>>>()?;
+        Ok(ids)
     }
 
     /// Walks every snapshot and names each file (or directory) that needs

@@ -499,6 +499,13 @@ fn round_trip(kind: Kind) {
     let snaps = fresh.snapshots().unwrap();
     assert_eq!(snaps.len(), 2);
     assert_eq!(count_packs(&db), 0, "recovery downloads no file data");
+    // A local check of the index-only database: the packs kept only in
+    // the copy are counted as such, not reported missing.
+    let c = fresh
+        .check(false, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert!(c.ok && c.damaged_files.is_empty(), "{c:?}");
+    assert_eq!(c.packs_only_remote as i64, old_packs, "{c:?}");
 
     // One file: only the packs it needs.
     let one = env.path("one");
@@ -537,6 +544,7 @@ fn round_trip(kind: Kind) {
     assert_eq!(count_packs(&db), old_packs);
     let c = fresh.check(true, &NoProgress, &CancelToken::new()).unwrap();
     assert!(c.ok, "{c:?}");
+    assert_eq!(c.packs_only_remote, 0);
     // The rebuilt database carries on: a new backup uploads only itself.
     fs::write(src.join("after-recovery"), b"continued").unwrap();
     let third = backup_and_push(&fresh, &remote, &[&src]).upload.unwrap();

@@ -3,7 +3,7 @@ import { call } from "../api";
 import type { SetView } from "../bindings";
 import { h } from "../dom";
 import { formatBytes } from "../format";
-import { button, card, guarded, jobPanel, showError, viewHead } from "../ui";
+import { button, card, confirmAction, guarded, jobPanel, showError, viewHead } from "../ui";
 import { setForm } from "./setform";
 
 export function backupsView(): HTMLElement {
@@ -76,13 +76,15 @@ export function backupsView(): HTMLElement {
           h("dt", {}, "Schedule"), h("dd", {}, s.schedule_text),
           h("dt", {}, "Off-site copy"), h("dd", { class: "mono", testid: `set-offsite-${s.set.id}` },
             s.set.remote ? (s.set.remote.type === "s3" ? `${s.set.remote.endpoint}/${s.set.remote.bucket}${s.set.remote.prefix ? `/${s.set.remote.prefix}` : ""}` : `sftp://${s.set.remote.user}@${s.set.remote.host}:${s.set.remote.port}/${s.set.remote.path}`) : "none"),
+          ...(s.set.remote && s.set.upload_limit ? [h("dt", {}, "Upload limit"), h("dd", { testid: `set-upload-limit-${s.set.id}` }, `${s.set.upload_limit / 1e6} MB/s`)] : []),
           h("dt", {}, "Last run"), h("dd", { testid: `set-last-${s.set.id}` },
             last ? `${new Date(last.finished_at * 1000).toLocaleString()} — ${last.outcome.status}${last.outcome.status === "failed" ? ` (${last.outcome.code})` : ""}` : "never")),
         h("div", { class: "actions" },
           runBtn,
           button("Edit", `set-edit-${s.set.id}`, () => openEditor(s), "secondary"),
-          button("Delete", `set-delete-${s.set.id}`, () => {
-            if (!window.confirm(`Delete the backup set “${s.set.name}”? Its snapshots stay in the backup file.`)) return;
+          button("Delete", `set-delete-${s.set.id}`, async () => {
+            const yes = await confirmAction({ title: `Delete the backup set “${s.set.name}”?`, body: "Coffer stops backing up these folders. The snapshots already made stay in the backup file and can still be restored.", verb: "Delete set", testid: `set-delete-${s.set.id}` });
+            if (!yes) return;
             void guarded(null, slot, async () => {
               await call("delete_set", { id: s.set.id });
               await refresh();

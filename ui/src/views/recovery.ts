@@ -21,6 +21,11 @@ export function recoveryView(): HTMLElement {
     help: "Spaces, dashes and upper case do not matter. A typo is caught by the checksum before anything is tried.",
     autocomplete: "off",
   });
+  // The file this installation already uses (unlocking after a restart):
+  // filled in, so only the key or code is asked for.
+  void call("app_overview", {}).then((o) => {
+    if (o.repository && !repo.input.value) repo.input.value = o.repository;
+  }).catch(() => undefined);
   const slot = h("div", { testid: "recovery-result", "aria-live": "polite" });
   const unlock = button("Open my backups", "recovery-unlock", () => {
     void guarded(unlock, slot, async () => {
@@ -170,6 +175,11 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
           h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "Browse and restore files")));
       } catch (e) {
         mail.explain(e);
+        if ((e as ErrorReport).kind === "wrong_recovery_code") {
+          // Ready for the next try: the refused code is not left to resubmit.
+          code.input.value = "";
+          code.input.focus();
+        }
         const left = attemptsLeft((e as ErrorReport).message ?? "");
         if (left !== null) {
           attempts.dataset.remaining = String(left);
@@ -180,6 +190,13 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
         throw e;
       }
     });
+  });
+  // Enter in the code field submits, as the button does.
+  code.input.addEventListener("keydown", (ev) => {
+    if ((ev as KeyboardEvent).key === "Enter") {
+      ev.preventDefault();
+      unlock.click();
+    }
   });
   return card("2 · Or with a recovery code (vault)",
     h("p", { class: "muted" }, "The fleet is verified before your code is used; every wrong code costs one attempt."),

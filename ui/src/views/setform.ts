@@ -74,7 +74,7 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
   kind.input.addEventListener("change", syncValue);
   syncValue();
   const retention = retentionInputs("set", existing?.retention ?? DEFAULT_RETENTION);
-  const remote = defaults.offsite === false ? null : remoteFields("set-remote", existing?.remote ?? null, existing?.id ?? null);
+  const remote = defaults.offsite === false ? null : remoteFields("set-remote", existing?.remote ?? null, existing?.id ?? null, true, existing?.upload_limit ?? null);
   const el = h("div", { class: "form", testid: "set-form" },
     name.row, sources.row, excludes.row, repository.row,
     h("div", { class: "grid-2" }, kind.row, value.row),
@@ -95,6 +95,7 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
       schedule,
       retention: retention.read(),
       remote: remote ? remote.destination() : (existing?.remote ?? null),
+      upload_limit: remote ? remote.uploadLimit() : (existing?.upload_limit ?? null),
     };
   };
   return { el, read, credentials: () => remote?.credentials() ?? null };

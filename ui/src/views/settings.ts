@@ -6,7 +6,7 @@ import { h } from "../dom";
 import { reportLine } from "../format";
 import { pathField } from "../pathfield";
 import { formatMaxAge, freshnessState, freshnessText, maxAgeOf, withMaxAge } from "../trust";
-import { button, card, field, guarded, showError, viewHead } from "../ui";
+import { button, card, confirmAction, field, guarded, showError, viewHead } from "../ui";
 import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
 import { wrongGuessesText } from "./recovery";
 
@@ -53,8 +53,8 @@ export function settingsView(): HTMLElement {
       keyOut.replaceChildren(h("p", { class: "ok" }, "The key was removed from memory. The keyring copy (if any) stays."));
     });
   }, "secondary");
-  const forget = button("Remove the key from this computer's keyring", "settings-forget-key", () => {
-    if (!window.confirm("Remove the backup key from this computer? Scheduled backups stop until you enter your recovery key again.")) return;
+  const forget = button("Remove the key from this computer's keyring", "settings-forget-key", async () => {
+    if (!(await confirmAction({ title: "Remove the backup key from this computer?", body: "Scheduled backups stop until you enter your recovery key or code again. Your backups are not touched.", verb: "Remove key", testid: "settings-forget-key" }))) return;
     void guarded(forget, keyOut, async () => {
       await call("forget_device_key", {});
       keyOut.replaceChildren(h("p", { class: "ok" }, "The key was removed from this computer."));
@@ -137,8 +137,8 @@ function vaultCards(): HTMLElement {
     });
   }, "secondary");
   const dc = pw("Recovery code", "delete-record-code");
-  const del = button("Delete the vault record", "delete-record-run", () => {
-    if (!window.confirm("Delete your vault record? Afterwards the recovery code cannot recover your backups; keep this computer's key or a recovery key.")) return;
+  const del = button("Delete the vault record", "delete-record-run", async () => {
+    if (!(await confirmAction({ title: "Delete your vault record?", body: "Afterwards your recovery code can no longer recover your backups. Keep this computer's key, or a recovery key, before you go on.", verb: "Delete record", testid: "delete-record-run" }))) return;
     void guarded(del, out, async () => {
       await withTicket(() => call("delete_vault_record", { account: acct.input.value, code: dc.input.value }));
       clear();

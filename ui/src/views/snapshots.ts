@@ -4,7 +4,7 @@ import { call } from "../api";
 import type { RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
 import { h } from "../dom";
 import { formatBytes } from "../format";
-import { button, card, checkbox, field, guarded, jobPanel, showError, viewHead } from "../ui";
+import { button, card, checkbox, confirmAction, field, guarded, jobPanel, showError, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { DEFAULT_RETENTION, retentionInputs } from "./setform";
 
@@ -149,12 +149,13 @@ export function snapshotsView(): HTMLElement {
         const r = end.outcome.report;
         checkSlot.replaceChildren(h("p", { class: r.ok ? "ok" : "warning", testid: "check-summary", "data-ok": String(r.ok) },
           r.ok ? `All ${r.snapshots} snapshots, ${r.files} files and ${r.chunks} chunks are intact.`
-            : `Damage found: ${r.damaged_files.length} files and ${r.damaged_records.length} records.`));
+            : `Damage found: ${r.damaged_files.length} files and ${r.damaged_records.length} records.`,
+          r.packs_only_remote > 0 ? ` The data of ${r.packs_only_remote} packs is kept only in the off-site copy (this backup file was recovered from it); restores fetch what they need.` : ""));
       }
     });
   });
-  const retentionRun = (dry: boolean, btn: HTMLButtonElement) => {
-    if (!dry && !window.confirm("Remove the snapshots the rules do not keep, and free their space?")) return;
+  const retentionRun = async (dry: boolean, btn: HTMLButtonElement) => {
+    if (!dry && !(await confirmAction({ title: "Remove old snapshots?", body: "The snapshots the rules do not keep are removed and their space is freed. This cannot be undone; Preview shows which ones first.", verb: "Remove snapshots", testid: "retention-apply" }))) return;
     void guarded(btn, retentionOut, async () => {
       const r = await call("apply_retention", { retention: retention.read(), dry_run: dry });
       retentionOut.replaceChildren(h("p", { testid: "retention-summary" },
@@ -163,8 +164,8 @@ export function snapshotsView(): HTMLElement {
       if (!dry) await refresh();
     });
   };
-  const retPreview = button("Preview", "retention-preview", () => retentionRun(true, retPreview), "secondary");
-  const retApply = button("Apply and prune", "retention-apply", () => retentionRun(false, retApply));
+  const retPreview = button("Preview", "retention-preview", () => void retentionRun(true, retPreview), "secondary");
+  const retApply = button("Apply and prune", "retention-apply", () => void retentionRun(false, retApply));
 
   const view = h("section", { class: "view wide", testid: "snapshots-screen", "aria-labelledby": "snapshots-title" },
     viewHead("snapshots-title", "Snapshots", "Every backup is a snapshot. Browse or search, choose files, preview where they will go, then restore."),

@@ -52,6 +52,7 @@ fn set_input(name: &str, src: &Path, repo: &Path) -> BackupSetInput {
         schedule: Schedule::Manual,
         retention: Retention::default(),
         remote: None,
+        upload_limit: None,
     }
 }
 
@@ -533,8 +534,15 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     assert_eq!(e.code, "CF-V010", "{e:?}");
     assert_eq!(e.kind, ErrorKind::WrongRecoveryCode);
     assert!(e.message.contains("9 attempts remain"), "{e:?}");
+    // The same wrong code again is refused here: no attempt is used.
+    let again = b
+        .unlock_with_recovery_code(r, acct, "not my code at all".into())
+        .unwrap_err();
+    assert_eq!(again.code, "CF-A095", "{again:?}");
+    assert_eq!(again.kind, ErrorKind::WrongRecoveryCode);
     let ok = b.unlock_with_recovery_code(r, acct, code.into()).unwrap();
     assert_eq!(ok.snapshots, 1);
+    assert_eq!(ok.wrong_guesses, 1, "the repeated code cost nothing");
     let out = tmp.path().join("out");
     assert_eq!(
         wait(

@@ -159,6 +159,7 @@ impl Remote {
             chunks: 0,
             damaged_files: Vec::new(),
             damaged_records: Vec::new(),
+            packs_only_remote: 0,
         };
         // The newest root that opens; a damaged newest root is reported
         // and the one before is used if it is still there.
