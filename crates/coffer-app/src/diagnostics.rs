@@ -254,7 +254,6 @@ impl KeyringStatus {
 /// One recent error: when, and its code only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RecentError {
-    #[ts(type = "number")]
     pub at: i64,
     pub code: String,
 }
@@ -297,13 +296,11 @@ impl RecentErrors {
 /// The last run of a set, without paths.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RunSummary {
-    #[ts(type = "number")]
     pub finished_at: i64,
     /// `ok`, `failed` or `cancelled`.
     pub status: String,
     pub error_code: Option<String>,
     pub snapshot_id: Option<String>,
-    #[ts(type = "number")]
     pub bytes: u64,
 }
 
@@ -323,7 +320,6 @@ pub struct SetDiagnostics {
 /// The whole report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct DiagnosticsReport {
-    #[ts(type = "number")]
     pub generated_at: i64,
     pub app_version: String,
     pub os: OsInfo,

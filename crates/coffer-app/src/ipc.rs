@@ -68,7 +68,6 @@ pub struct AppOverview {
     /// A problem loading settings.json (it was kept aside), if any.
     pub settings_error: Option<coffer_error::ErrorReport>,
     pub running_jobs: Vec<crate::jobs::JobEvent>,
-    #[ts(type = "number")]
     pub stale_sets: u32,
 }
 
@@ -79,7 +78,6 @@ pub struct NewRecoveryKey {
     /// 17 groups of 4 hex digits (the last is the checksum).
     pub groups: Vec<String>,
     /// Which group (1-based) the user must type back to confirm.
-    #[ts(type = "number")]
     pub confirm_group: u32,
 }
 
@@ -100,7 +98,6 @@ pub struct KeyInstalled {
     pub keyring_saved: bool,
     /// Why not (the app still works; it asks for the key after a restart).
     pub keyring_error: Option<coffer_error::ErrorReport>,
-    #[ts(type = "number")]
     pub snapshots: u64,
     /// A recovery from the vault: the wrong codes tried since the previous
     /// successful recovery (0 otherwise). The UI warns the owner when
@@ -137,9 +134,7 @@ pub struct SetView {
     pub sentence: String,
     pub schedule_text: String,
     pub last: Option<crate::settings::RunRecord>,
-    #[ts(type = "number | null")]
     pub next_due: Option<i64>,
-    #[ts(type = "number | null")]
     pub running_job: Option<u64>,
 }
 
@@ -195,7 +190,6 @@ pub struct VaultSettings {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct Rehearsed {
     /// Snapshots in the backup file the recovered key opened.
-    #[ts(type = "number")]
     pub snapshots: u64,
     /// Wrong codes tried since the previous successful recovery.
     pub wrong_guesses: u32,

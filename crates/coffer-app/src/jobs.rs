@@ -62,35 +62,25 @@ pub enum JobOutcome {
 /// One progress report of a job.
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct JobEvent {
-    #[ts(type = "number")]
     pub job_id: u64,
     pub kind: JobKind,
     /// The backup set this job runs for, if any.
     pub set_id: Option<String>,
     pub state: JobState,
     pub phase: Option<Phase>,
-    #[ts(type = "number")]
     pub files_done: u64,
-    #[ts(type = "number")]
     pub files_total: u64,
-    #[ts(type = "number")]
     pub bytes_done: u64,
-    #[ts(type = "number")]
     pub bytes_total: u64,
     /// Bytes uploaded to (or downloaded from) an off-site copy so far, and
     /// how many the transfer needs; 0 and 0 without one. Counted apart from
     /// `bytes_done`, which is the data read or restored.
-    #[ts(type = "number")]
     pub transfer_done: u64,
-    #[ts(type = "number")]
     pub transfer_total: u64,
-    #[ts(type = "number")]
     pub elapsed_ms: u64,
     /// Bytes per second since the job started.
-    #[ts(type = "number")]
     pub throughput_bps: u64,
     /// Estimated seconds left (when it can be estimated).
-    #[ts(type = "number | null")]
     pub eta_secs: Option<u64>,
     /// The file being worked on (display only).
     pub current_path: Option<String>,

@@ -202,23 +202,19 @@ pub fn is_due(
 pub enum Freshness {
     /// A manual set: never called stale.
     Manual {
-        #[ts(type = "number | null")]
         age_secs: Option<i64>,
     },
     /// Scheduled, never backed up yet, but created recently enough.
     NotYet,
     /// The last good backup is within what the schedule allows.
     Fresh {
-        #[ts(type = "number")]
         age_secs: i64,
     },
     /// Older than the schedule allows (or never succeeded, for longer than
     /// the schedule allows): the UI shows a warning.
     Stale {
         /// `None` when there never was a good backup.
-        #[ts(type = "number | null")]
         age_secs: Option<i64>,
-        #[ts(type = "number")]
         allowed_secs: i64,
     },
 }

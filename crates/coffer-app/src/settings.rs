@@ -170,7 +170,6 @@ pub struct BackupSetInput {
     /// The off-site upload's limit in bytes per second, on average (at
     /// least [`MIN_UPLOAD_LIMIT`]); `None`: as fast as the line allows.
     #[serde(default)]
-    #[ts(type = "number | null")]
     pub upload_limit: Option<u64>,
 }
 
@@ -186,7 +185,6 @@ pub struct BackupSet {
     pub schedule: Schedule,
     pub retention: Retention,
     /// Unix seconds.
-    #[ts(type = "number")]
     pub created_at: i64,
     /// The off-site copy, if any (no secret; absent from older files).
     #[serde(default)]
@@ -194,7 +192,6 @@ pub struct BackupSet {
     /// The off-site upload's limit in bytes per second (absent from older
     /// files: no limit).
     #[serde(default)]
-    #[ts(type = "number | null")]
     pub upload_limit: Option<u64>,
 }
 
@@ -215,14 +212,11 @@ pub enum RunOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct RunRecord {
     /// Unix seconds.
-    #[ts(type = "number")]
     pub started_at: i64,
-    #[ts(type = "number")]
     pub finished_at: i64,
     pub outcome: RunOutcome,
     pub snapshot_id: Option<String>,
     /// Bytes read from the source folders.
-    #[ts(type = "number")]
     pub bytes: u64,
 }
 

@@ -172,10 +172,8 @@ pub struct TrustDiagnostics {
     /// The keyring account (`fleet-trust:` + hash of the pinned keys).
     pub account: String,
     pub fleet_id: Option<String>,
-    #[ts(type = "number | null")]
     pub last_epoch: Option<u64>,
     /// The size of the remembered cosigned checkpoint.
-    #[ts(type = "number | null")]
     pub log_size: Option<u64>,
     pub in_keyring: bool,
     pub in_file: bool,

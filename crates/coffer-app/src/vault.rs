@@ -177,7 +177,6 @@ pub struct PolicyView {
     /// The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
     pub quorum: String,
     /// The oldest quorum cosigning accepted (seconds).
-    #[ts(type = "number")]
     pub max_age_secs: u64,
     /// The cosigners' names, in the policy's order.
     pub cosigners: Vec<String>,
@@ -205,12 +204,9 @@ pub struct LoadedPolicy {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct CheckpointFreshness {
     /// When the policy's quorum of cosigners last vouched for it (Unix seconds).
-    #[ts(type = "number")]
     pub cosigned_at: u64,
-    #[ts(type = "number")]
     pub age_secs: u64,
     /// The oldest accepted (the policy's max-age).
-    #[ts(type = "number")]
     pub max_age_secs: u64,
     /// The quorum rule, e.g. `2 of [cosigner-1, cosigner-2]`.
     pub quorum: String,
@@ -224,7 +220,6 @@ pub struct CosignerView {
     pub key: String,
     /// The key id part of `key` (8 hex digits), as the panel shows it.
     pub key_id: String,
-    #[ts(type = "number | null")]
     pub cosigned_at: Option<u64>,
     /// `fresh`, `stale`, `future`, `missing` or `invalid`.
     pub status: String,

@@ -55,27 +55,17 @@ pub struct SnapshotSummary {
     pub short_id: String,
     pub time: String,
     pub parent: Option<String>,
-    #[ts(type = "number")]
     pub files: u64,
-    #[ts(type = "number")]
     pub dirs: u64,
-    #[ts(type = "number")]
     pub bytes: u64,
-    #[ts(type = "number")]
     pub files_new: u64,
-    #[ts(type = "number")]
     pub files_changed: u64,
-    #[ts(type = "number")]
     pub files_unchanged: u64,
     /// Bytes actually read from disk (unchanged files are not read).
-    #[ts(type = "number")]
     pub bytes_read: u64,
     /// Bytes added to the repository (sealed, compressed).
-    #[ts(type = "number")]
     pub bytes_added: u64,
-    #[ts(type = "number")]
     pub chunks_added: u64,
-    #[ts(type = "number")]
     pub duration_ms: u64,
     /// Files skipped with the reason (unreadable, special files…).
     pub warnings: Vec<String>,

@@ -36,19 +36,14 @@ pub struct SnapshotInfo {
     pub short_id: String,
     /// UTC, RFC 3339.
     pub time: String,
-    #[ts(type = "number")]
     pub unix_time: i64,
     pub hostname: String,
     pub set_name: String,
     pub paths: Vec<String>,
     pub parent: Option<String>,
-    #[ts(type = "number")]
     pub files: u64,
-    #[ts(type = "number")]
     pub dirs: u64,
-    #[ts(type = "number")]
     pub bytes: u64,
-    #[ts(type = "number")]
     pub bytes_added: u64,
 }
 
@@ -58,7 +53,6 @@ pub struct TreeEntry {
     /// Absolute path inside the snapshot (non-UTF-8 bytes shown as U+FFFD).
     pub path: String,
     pub kind: EntryKind,
-    #[ts(type = "number")]
     pub size: u64,
     pub mode: u32,
     /// UTC, RFC 3339.

@@ -33,15 +33,10 @@ pub struct CheckReport {
     pub ok: bool,
     /// Whether all data was read and verified.
     pub read_data: bool,
-    #[ts(type = "number")]
     pub snapshots: u64,
-    #[ts(type = "number")]
     pub trees: u64,
-    #[ts(type = "number")]
     pub files: u64,
-    #[ts(type = "number")]
     pub packs: u64,
-    #[ts(type = "number")]
     pub chunks: u64,
     /// Files (and directories) whose data cannot be restored.
     pub damaged_files: Vec<DamagedItem>,
@@ -52,7 +47,6 @@ pub struct CheckReport {
     /// off-site copy does (a database recovered from the copy and not
     /// rebuilt): not damage here. `check --remote` checks them, `remote
     /// rebuild` downloads them.
-    #[ts(type = "number")]
     pub packs_only_remote: u64,
 }
 

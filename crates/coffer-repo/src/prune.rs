@@ -45,19 +45,12 @@ pub struct ForgetPlan {
 /// What `prune` did.
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct PruneSummary {
-    #[ts(type = "number")]
     pub packs_deleted: u64,
-    #[ts(type = "number")]
     pub packs_repacked: u64,
-    #[ts(type = "number")]
     pub packs_written: u64,
-    #[ts(type = "number")]
     pub chunks_deleted: u64,
-    #[ts(type = "number")]
     pub trees_deleted: u64,
-    #[ts(type = "number")]
     pub bytes_before: u64,
-    #[ts(type = "number")]
     pub bytes_after: u64,
 }
 

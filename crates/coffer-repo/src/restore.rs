@@ -47,7 +47,6 @@ pub struct PlanItem {
     /// Where it would be written.
     pub target: String,
     pub kind: EntryKind,
-    #[ts(type = "number")]
     pub size: u64,
     /// Something already exists there (and would be replaced with `overwrite`).
     pub exists: bool,
@@ -58,16 +57,11 @@ pub struct PlanItem {
 pub struct RestorePlan {
     pub snapshot: String,
     pub target: String,
-    #[ts(type = "number")]
     pub files: u64,
-    #[ts(type = "number")]
     pub dirs: u64,
-    #[ts(type = "number")]
     pub symlinks: u64,
-    #[ts(type = "number")]
     pub bytes: u64,
     /// How many items already exist at the target.
-    #[ts(type = "number")]
     pub conflicts: u64,
     pub items: Vec<PlanItem>,
 }
@@ -77,20 +71,15 @@ pub struct RestorePlan {
 pub struct RestoreSummary {
     pub snapshot: String,
     pub target: String,
-    #[ts(type = "number")]
     pub files: u64,
-    #[ts(type = "number")]
     pub dirs: u64,
-    #[ts(type = "number")]
     pub symlinks: u64,
-    #[ts(type = "number")]
     pub bytes: u64,
     /// Files that could not be restored because their data is damaged
     /// (snapshot paths); everything else was restored.
     pub damaged: Vec<String>,
     /// Metadata that could not be applied, and similar non-fatal problems.
     pub warnings: Vec<String>,
-    #[ts(type = "number")]
     pub duration_ms: u64,
 }
 

@@ -329,9 +329,7 @@ pub struct KeyFingerprint {
     pub algorithm: String,
     /// Hex SHA-256 of the raw public key.
     pub fingerprint: String,
-    #[ts(type = "number")]
     pub not_before: u64,
-    #[ts(type = "number")]
     pub not_after: u64,
 }
 
@@ -414,10 +412,8 @@ pub fn log_leaf(
 #[serde(deny_unknown_fields)]
 pub struct Proof {
     pub namespace: String,
-    #[ts(type = "number")]
     pub epoch: u64,
     /// Unix seconds at which the witness signed.
-    #[ts(type = "number")]
     pub timestamp: u64,
     /// Lower-case hex SHA-256 of the artifact.
     pub digest: String,

@@ -86,7 +86,6 @@ pub struct HsmEvidence {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
 pub struct EvidenceBody {
-    #[ts(type = "number")]
     pub created_at: u64,
     pub fleet_id: String,
     /// The canonical fleet-key artifact generated in the ceremony.

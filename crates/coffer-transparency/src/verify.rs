@@ -198,13 +198,11 @@ pub struct VerificationReport {
     pub verified: bool,
     pub namespace: String,
     pub fleet_id: Option<String>,
-    #[ts(type = "number | null")]
     pub epoch: Option<u64>,
     pub keys: Vec<KeyFingerprint>,
     /// The pinned witness and operator keys (verifier key strings).
     pub witness_key: String,
     pub operator_key: String,
-    #[ts(type = "number | null")]
     pub log_size: Option<u64>,
     pub checks: Vec<Check>,
     /// How fresh the cosigned checkpoint is (over the air, with a policy).
@@ -221,11 +219,8 @@ pub struct VerificationReport {
 pub struct Freshness {
     /// The quorum time: the latest time T such that the cosigners that
     /// cosigned at T or later satisfy the quorum (Unix seconds).
-    #[ts(type = "number")]
     pub cosigned_at: u64,
-    #[ts(type = "number")]
     pub age_secs: u64,
-    #[ts(type = "number")]
     pub max_age_secs: u64,
     /// The quorum rule, in words.
     pub quorum: String,
@@ -239,7 +234,6 @@ pub struct CosignerStatus {
     /// Its verifier key string (`name+keyid+base64`, signature type 0x04).
     pub key: String,
     /// When it cosigned the checkpoint, if it did.
-    #[ts(type = "number | null")]
     pub cosigned_at: Option<u64>,
     /// `fresh`, `stale`, `future`, `missing` or `invalid`.
     pub status: String,
@@ -268,7 +262,6 @@ impl VerificationReport {
 /// What the client remembers between sessions (store it as JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct TrustState {
-    #[ts(type = "number | null")]
     pub last_epoch: Option<u64>,
     /// Hex digest of the artifact verified at `last_epoch`.
     pub last_digest: Option<String>,
@@ -284,7 +277,6 @@ pub struct TrustState {
 /// log must be consistent with it) and the minimum epoch of its fleet keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct Baseline {
-    #[ts(type = "number")]
     pub min_epoch: u64,
     /// A checkpoint of the log signed by the pinned log key.
     pub checkpoint: Option<String>,
@@ -294,9 +286,7 @@ pub struct Baseline {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyProof {
-    #[ts(type = "number")]
     pub from_size: u64,
-    #[ts(type = "number")]
     pub to_size: u64,
     pub proof: Vec<String>,
 }
@@ -309,7 +299,6 @@ pub struct ConsistencyProof {
 #[serde(deny_unknown_fields)]
 pub struct ValidationBlob {
     pub bundle: Bundle,
-    #[ts(type = "number")]
     pub leaf_index: u64,
     pub inclusion_proof: Vec<String>,
     /// The signed checkpoint (C2SP tlog-checkpoint as a signed note).

@@ -51,12 +51,9 @@ pub struct CountersignRequest {
 /// One log entry, as served at its stable URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct Entry {
-    #[ts(type = "number")]
     pub index: u64,
     pub namespace: String,
-    #[ts(type = "number")]
     pub epoch: u64,
-    #[ts(type = "number")]
     pub timestamp: u64,
     pub digest: String,
     pub witness_signature: String,
@@ -70,12 +67,9 @@ pub struct Entry {
 /// One epoch in a namespace listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct EpochInfo {
-    #[ts(type = "number")]
     pub epoch: u64,
-    #[ts(type = "number")]
     pub leaf_index: u64,
     pub digest: String,
-    #[ts(type = "number")]
     pub timestamp: u64,
     pub countersigned: bool,
     pub entry_url: String,

@@ -16,12 +16,9 @@ use ts_rs::TS;
 /// One epoch of the walk.
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct EpochAudit {
-    #[ts(type = "number")]
     pub epoch: u64,
-    #[ts(type = "number")]
     pub leaf_index: u64,
     pub digest: String,
-    #[ts(type = "number")]
     pub timestamp: u64,
     pub entry_url: String,
     pub verified: bool,
@@ -35,7 +32,6 @@ pub struct EpochAudit {
 pub struct NamespaceAudit {
     pub witness_url: String,
     pub namespace: String,
-    #[ts(type = "number")]
     pub log_size: u64,
     pub verified: bool,
     pub epochs: Vec<EpochAudit>,
@@ -276,13 +272,10 @@ pub struct Problem {
 /// One entry of the whole-log audit.
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct EntryAudit {
-    #[ts(type = "number")]
     pub index: u64,
     pub namespace: String,
-    #[ts(type = "number")]
     pub epoch: u64,
     pub digest: String,
-    #[ts(type = "number")]
     pub timestamp: u64,
     /// The witness lists this entry in its namespace's epoch list.
     pub listed: bool,
@@ -298,7 +291,6 @@ pub struct EntryAudit {
 #[derive(Debug, Clone, Serialize, Deserialize, TS)]
 pub struct LogAudit {
     pub witness_url: String,
-    #[ts(type = "number")]
     pub log_size: u64,
     pub verified: bool,
     pub entries: Vec<EntryAudit>,

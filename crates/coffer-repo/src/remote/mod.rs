@@ -316,7 +316,6 @@ pub struct ConnectionReport {
     /// The SFTP server's host key (confirmed) or `None` for S3.
     pub host_key: Option<String>,
     /// How long listing, writing, reading and deleting a probe took.
-    #[ts(type = "number")]
     pub round_trip_ms: u64,
 }
 

@@ -29,9 +29,7 @@ use ts_rs::TS;
 /// What fetching packs did.
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct FetchSummary {
-    #[ts(type = "number")]
     pub packs_fetched: u64,
-    #[ts(type = "number")]
     pub bytes_downloaded: u64,
     /// Packs that could not be fetched or failed verification, and why;
     /// the files that need them are reported damaged by restore and check.
@@ -42,16 +40,12 @@ pub struct FetchSummary {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct RemoteCheckReport {
     /// The copy's generation (its newest root).
-    #[ts(type = "number")]
     pub generation: u64,
     /// Objects stored at the destination, and their bytes.
-    #[ts(type = "number")]
     pub objects: u64,
-    #[ts(type = "number")]
     pub bytes: u64,
     /// Objects no root needs (left by an interrupted upload; the next
     /// upload deletes them).
-    #[ts(type = "number")]
     pub unreferenced_objects: u64,
     /// Damaged files per snapshot and damaged records, as the local check
     /// reports them.

@@ -41,27 +41,20 @@ const MIN_LIVE_SHARE: f64 = 0.5;
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct PushSummary {
     /// The copy's version after the upload (the root's generation).
-    #[ts(type = "number")]
     pub generation: u64,
     /// Whether a new root was written (false: the copy was up to date).
     pub changed: bool,
-    #[ts(type = "number")]
     pub packs_uploaded: u64,
     /// Data and index objects written, and their stored bytes (padding
     /// included).
-    #[ts(type = "number")]
     pub objects_uploaded: u64,
-    #[ts(type = "number")]
     pub bytes_uploaded: u64,
     /// Packs an interrupted upload had sent already (not sent again).
-    #[ts(type = "number")]
     pub packs_resumed: u64,
     /// Objects deleted because no root needs them any more.
-    #[ts(type = "number")]
     pub objects_deleted: u64,
     /// Whether the whole index was written afresh.
     pub compacted: bool,
-    #[ts(type = "number")]
     pub duration_ms: u64,
 }
 
