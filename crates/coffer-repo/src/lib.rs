@@ -35,6 +35,79 @@
 //!   prune.
 //!
 //! Progress and cancellation go through [`Progress`] and [`CancelToken`].
+//!
+//! ## A tour, as running code
+//!
+//! Make a key and a repository file, back a folder up, change a file and
+//! back up again (only the change is read), then lose everything but the
+//! file and the recovery key: open the file with the typed key, restore a
+//! snapshot and check it. This runs as a doctest in the test command.
+//!
+//! ```
+//! use coffer_repo::{
+//!     BackupRequest, CancelToken, MasterKey, NoProgress, RepoError, Repository, RestoreRequest,
+//! };
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let tmp = tempfile::tempdir()?;
+//! let docs = tmp.path().join("docs");
+//! std::fs::create_dir_all(&docs)?;
+//! std::fs::write(docs.join("letter.txt"), "dear reader")?;
+//!
+//! // 1. A new key K, and the repository file it protects. The user is
+//! //    shown the recovery key once (17 groups of 4 hex digits).
+//! let key = MasterKey::generate()?;
+//! let recovery_key = key.recovery_key().to_display_string();
+//! let file = tmp.path().join("backup.coffer");
+//! let repo = Repository::init(&file, &key)?;
+//!
+//! // 2. Back up; progress and cancel are the caller's (here: none).
+//! let (progress, cancel) = (NoProgress, CancelToken::new());
+//! let request = BackupRequest {
+//!     paths: vec![docs.clone()],
+//!     excludes: vec!["*.tmp".into()],
+//!     set_name: "Documents".into(),
+//!     parent: None,
+//! };
+//! let first = repo.backup(&request, &progress, &cancel)?;
+//! assert_eq!((first.files, first.files_new), (1, 1));
+//!
+//! // 3. Change one file and add one: the next snapshot reads only those.
+//! std::fs::write(docs.join("notes.md"), "# notes")?;
+//! std::fs::write(docs.join("letter.txt"), "dear reader, again")?;
+//! let second = repo.backup(&request, &progress, &cancel)?;
+//! assert_eq!((second.files_new, second.files_changed), (1, 1));
+//! drop(repo);
+//!
+//! // 4. On a new computer: a wrong key is told apart from damage...
+//! let other = MasterKey::generate()?;
+//! let wrong = Repository::open(&file)?.unlock_with_key(other);
+//! assert!(matches!(wrong, Err(RepoError::WrongKey)));
+//! // ...and the typed recovery key opens the file (a typo would be caught
+//! // by its checksum before the file is touched).
+//! let repo = Repository::open(&file)?.unlock_with_recovery_key(&recovery_key)?;
+//! assert_eq!(repo.snapshots()?.len(), 2);
+//!
+//! // 5. Restore the newest snapshot (paths are recreated below the
+//! //    target), then check every record and chunk.
+//! let target = tmp.path().join("restored");
+//! let restored = repo.restore(
+//!     &RestoreRequest {
+//!         snapshot: "latest".into(),
+//!         include: vec![],
+//!         target: target.clone(),
+//!         overwrite: false,
+//!         dry_run: false,
+//!     },
+//!     &progress,
+//!     &cancel,
+//! )?;
+//! assert_eq!(restored.files, 2);
+//! let inside = target.join(docs.strip_prefix("/")?);
+//! assert_eq!(std::fs::read_to_string(inside.join("letter.txt"))?, "dear reader, again");
+//! assert!(repo.check(true, &progress, &cancel)?.ok);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod backup;

@@ -15,6 +15,49 @@
 //!
 //! The recovery code and the backup key K never leave this process: the
 //! vault only sees OPAQUE messages and K wrapped under the OPAQUE export key.
+//!
+//! ## A tour, as running code
+//!
+//! Against the embedded demo fleet (five simulated HSMs with openraft in
+//! this process, `coffer-vault`): check the fleet, register a recovery code
+//! that protects a backup key, try a wrong code (it costs one of 10
+//! attempts and says so), then recover the key with the right code and hear
+//! of the wrong try. This runs as a doctest in the test command.
+//!
+//! ```
+//! use coffer_vault::embedded;
+//! use coffer_vault_client::{ExposeSecret, SecretBox, SecretString, VaultError};
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let fleet = embedded::start(dir.path(), &embedded::generate_root_key()).await?;
+//! // A client of that fleet: it validates the fleet's keys before it sends
+//! // anything that depends on the code.
+//! let client = fleet.client();
+//! let status = client.status().await?;
+//! assert!(status.authenticated && status.info.quorum);
+//! assert_eq!((status.info.nodes, status.info.guess_limit), (5, 10));
+//!
+//! // Registration: the vault stores an OPAQUE record and K wrapped under the
+//! // OPAQUE export key; it never sees the code or K.
+//! let backup_key = SecretBox::new(Box::new([7u8; 32]));
+//! let code = SecretString::from("violet tangerine orbit 42");
+//! client.register("alice@example.org", &code, &backup_key).await?;
+//!
+//! // A wrong code is one failed OPAQUE login, counted by the HSMs.
+//! let typo = SecretString::from("violet tangerine orbit 43");
+//! match client.recover("alice@example.org", &typo).await {
+//!     Err(VaultError::WrongCode { attempts_remaining }) => assert_eq!(attempts_remaining, 9),
+//!     other => panic!("expected a wrong code, got {other:?}"),
+//! }
+//!
+//! // The right code gives K back; account names are compared without case.
+//! let recovered = client.recover("Alice@Example.org", &code).await?;
+//! assert_eq!(recovered.key.expose_secret(), &[7u8; 32]);
+//! assert_eq!(recovered.wrong_guesses, 1);
+//! # Ok(())
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 
 mod client;
