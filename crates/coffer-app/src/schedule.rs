@@ -201,15 +201,11 @@ pub fn is_due(
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Freshness {
     /// A manual set: never called stale.
-    Manual {
-        age_secs: Option<i64>,
-    },
+    Manual { age_secs: Option<i64> },
     /// Scheduled, never backed up yet, but created recently enough.
     NotYet,
     /// The last good backup is within what the schedule allows.
-    Fresh {
-        age_secs: i64,
-    },
+    Fresh { age_secs: i64 },
     /// Older than the schedule allows (or never succeeded, for longer than
     /// the schedule allows): the UI shows a warning.
     Stale {
