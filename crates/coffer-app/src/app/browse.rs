@@ -1,0 +1,92 @@
+//! Browsing: snapshots, one folder level at a time, search, restore plans.
+
+use super::*;
+
+impl App {
+    /// Snapshots of the current repository, newest first.
+    pub fn list_snapshots(&self) -> R<Vec<SnapshotInfo>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let mut v = repo.snapshots().map_err(rep)?;
+            v.reverse();
+            self.state().browsed = true;
+            Ok(v)
+        })())
+    }
+
+    /// One directory level of a snapshot (`path` None: the top).
+    pub fn list_tree(&self, snapshot: &str, path: Option<&str>) -> R<Vec<TreeEntry>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            repo.list_tree(snapshot, path.filter(|p| !p.is_empty()).map(Path::new))
+                .map_err(rep)
+        })())
+    }
+
+    /// Files whose name matches a glob pattern, in every snapshot.
+    pub fn find_files(&self, pattern: &str) -> R<Vec<FindMatch>> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let mut v = repo.find(pattern.trim()).map_err(rep)?;
+            v.truncate(500);
+            Ok(v)
+        })())
+    }
+
+    pub(super) fn restore_request(
+        &self,
+        snapshot: &str,
+        include: Vec<String>,
+        target: &str,
+        dry_run: bool,
+    ) -> R<RestoreRequest> {
+        Ok(RestoreRequest {
+            snapshot: snapshot.to_string(),
+            include: include
+                .into_iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            target: absolute("the restore folder", target)?,
+            overwrite: false,
+            dry_run,
+        })
+    }
+
+    /// The preview of a restore: what would be written where.
+    pub fn plan_restore(
+        &self,
+        snapshot: &str,
+        include: Vec<String>,
+        target: &str,
+    ) -> R<RestorePlan> {
+        self.track((|| {
+            let req = self.restore_request(snapshot, include, target, true)?;
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            repo.plan_restore(&req).map_err(rep)
+        })())
+    }
+
+    /// Applies a retention policy to the current repository (dry run: only
+    /// the plan) and prunes what no snapshot uses any more.
+    pub fn apply_retention(&self, retention: Retention, dry_run: bool) -> R<RetentionResult> {
+        self.track((|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            let policy = RetentionPolicy {
+                keep_last: retention.keep_last,
+                keep_hourly: retention.keep_hourly,
+                keep_daily: retention.keep_daily,
+                keep_weekly: retention.keep_weekly,
+                keep_monthly: retention.keep_monthly,
+                keep_yearly: retention.keep_yearly,
+            };
+            let plan = repo.forget(&policy, dry_run).map_err(rep)?;
+            let prune = if dry_run {
+                None
+            } else {
+                Some(repo.prune().map_err(rep)?)
+            };
+            Ok(RetentionResult { plan, prune })
+        })())
+    }
+}
