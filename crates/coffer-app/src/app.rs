@@ -185,6 +185,12 @@ impl App {
     }
 
     /// Remembers the code of an error for the diagnostics report.
+    /// Runs `f` and records its error, if any, for the Support screen (the
+    /// body of most commands).
+    fn tracked<T>(&self, f: impl FnOnce() -> R<T>) -> R<T> {
+        self.track(f())
+    }
+
     fn track<T>(&self, r: R<T>) -> R<T> {
         if let Err(e) = &r {
             self.state().recent_errors.record(now_secs(), e);

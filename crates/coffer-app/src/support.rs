@@ -52,15 +52,34 @@ pub fn lookup_error(code: &str) -> Result<ErrorCatalogEntry, ErrorReport> {
         .ok_or_else(|| AppError::UnknownCode(code.trim().chars().take(16).collect()).report_now())
 }
 
+/// What the app knows of a recovery in progress (each field marks steps
+/// of the guide done).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuideProgress {
+    /// How this installation recovers (names "recovery key" or "code").
+    pub mode: Option<KeyMode>,
+    /// The backup file is known and exists.
+    pub repo_ok: bool,
+    /// K for it is in memory (the key or code was entered).
+    pub unlocked: bool,
+    /// The snapshots were looked at in this session.
+    pub browsed: bool,
+    /// A restore finished in this session.
+    pub restored: bool,
+    /// K is kept in the OS keyring.
+    pub in_keyring: bool,
+}
+
 /// The recovery guide support staff walk a user through.
-pub fn guide(
-    mode: Option<KeyMode>,
-    repo_ok: bool,
-    unlocked: bool,
-    browsed: bool,
-    restored: bool,
-    in_keyring: bool,
-) -> Vec<GuideStep> {
+pub fn guide(p: GuideProgress) -> Vec<GuideStep> {
+    let GuideProgress {
+        mode,
+        repo_ok,
+        unlocked,
+        browsed,
+        restored,
+        in_keyring,
+    } = p;
     let step = |id: &str, title: &str, detail: &str, done: bool| GuideStep {
         id: id.into(),
         title: title.into(),
@@ -175,18 +194,19 @@ mod tests {
 
     #[test]
     fn the_guide_marks_what_is_done() {
-        let g = guide(Some(KeyMode::RecoveryKey), true, true, false, false, false);
+        let g = guide(GuideProgress {
+            mode: Some(KeyMode::RecoveryKey),
+            repo_ok: true,
+            unlocked: true,
+            ..Default::default()
+        });
         let done: Vec<&str> = g.iter().filter(|s| s.done).map(|s| s.id.as_str()).collect();
         assert_eq!(done, ["kit", "repository", "key"]);
         assert!(g.iter().any(|s| s.title == "Enter the recovery key"));
-        let g = guide(
-            Some(KeyMode::RecoveryCode),
-            false,
-            false,
-            false,
-            false,
-            false,
-        );
+        let g = guide(GuideProgress {
+            mode: Some(KeyMode::RecoveryCode),
+            ..Default::default()
+        });
         assert!(g.iter().all(|s| !s.done));
         assert!(g.iter().any(|s| s.title == "Enter the recovery code"));
     }

@@ -5,32 +5,32 @@ use super::*;
 impl App {
     /// Snapshots of the current repository, newest first.
     pub fn list_snapshots(&self) -> R<Vec<SnapshotInfo>> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
             let mut v = repo.snapshots().map_err(rep)?;
             v.reverse();
             self.state().browsed = true;
             Ok(v)
-        })())
+        })
     }
 
     /// One directory level of a snapshot (`path` None: the top).
     pub fn list_tree(&self, snapshot: &str, path: Option<&str>) -> R<Vec<TreeEntry>> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
             repo.list_tree(snapshot, path.filter(|p| !p.is_empty()).map(Path::new))
                 .map_err(rep)
-        })())
+        })
     }
 
     /// Files whose name matches a glob pattern, in every snapshot.
     pub fn find_files(&self, pattern: &str) -> R<Vec<FindMatch>> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
             let mut v = repo.find(pattern.trim()).map_err(rep)?;
             v.truncate(500);
             Ok(v)
-        })())
+        })
     }
 
     pub(super) fn restore_request(
@@ -60,17 +60,17 @@ impl App {
         include: Vec<String>,
         target: &str,
     ) -> R<RestorePlan> {
-        self.track((|| {
+        self.tracked(|| {
             let req = self.restore_request(snapshot, include, target, true)?;
             let repo = self.open_unlocked(&self.current_repo()?)?;
             repo.plan_restore(&req).map_err(rep)
-        })())
+        })
     }
 
     /// Applies a retention policy to the current repository (dry run: only
     /// the plan) and prunes what no snapshot uses any more.
     pub fn apply_retention(&self, retention: Retention, dry_run: bool) -> R<RetentionResult> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
             let policy = RetentionPolicy {
                 keep_last: retention.keep_last,
@@ -87,6 +87,6 @@ impl App {
                 Some(repo.prune().map_err(rep)?)
             };
             Ok(RetentionResult { plan, prune })
-        })())
+        })
     }
 }

@@ -17,7 +17,7 @@ impl App {
     /// afterwards: until then settings are not written.
     pub fn move_data_dir(&self, target: &str) -> R<crate::datadir::DataDirMoved> {
         use crate::datadir::MoveError;
-        self.track((|| {
+        self.tracked(|| {
             let (pointer, given_at_start) = {
                 let st = self.state();
                 if !st.running.is_empty() {
@@ -46,6 +46,6 @@ impl App {
                 bytes_copied: bytes,
                 overridden_at_start: given_at_start,
             })
-        })())
+        })
     }
 }

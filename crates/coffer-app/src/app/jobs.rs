@@ -5,7 +5,7 @@ use super::*;
 impl App {
     /// Starts a backup of a set now; returns the job id.
     pub fn run_backup(&self, set_id: &str) -> R<u64> {
-        self.track((|| {
+        self.tracked(|| {
             let set = {
                 let st = self.state();
                 if st.running.contains_key(set_id) {
@@ -82,7 +82,7 @@ impl App {
             );
             st.running.insert(set.id.clone(), job);
             Ok(job)
-        })())
+        })
     }
 
     fn backup_finished(&self, set_id: &str, name: &str, started_at: i64, ev: &JobEvent) {
@@ -159,7 +159,7 @@ impl App {
 
     /// Restores chosen paths of a snapshot into a folder, as a job.
     pub fn run_restore(&self, snapshot: &str, include: Vec<String>, target: &str) -> R<u64> {
-        self.track((|| {
+        self.tracked(|| {
             let repo_path = self.current_repo()?;
             let key = self.key_for(&repo_path)?;
             let req = self.restore_request(snapshot, include, target, false)?;
@@ -203,12 +203,12 @@ impl App {
                     }
                 }),
             ))
-        })())
+        })
     }
 
     /// Checks the current repository (every chunk read and authenticated).
     pub fn run_check(&self) -> R<u64> {
-        self.track((|| {
+        self.tracked(|| {
             let repo_path = self.current_repo()?;
             let key = self.key_for(&repo_path)?;
             Ok(self.inner.jobs.start(
@@ -223,6 +223,6 @@ impl App {
                 }),
                 Box::new(|_| {}),
             ))
-        })())
+        })
     }
 }

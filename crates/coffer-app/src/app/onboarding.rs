@@ -6,7 +6,7 @@ impl App {
     /// First run, key mode, step 1: creates a repository at `path` with a new
     /// K and returns its recovery key to show once.
     pub fn create_key_repository(&self, path: &str) -> R<NewRecoveryKey> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the repository file", path)?;
             if let Some(parent) = repo.parent() {
                 std::fs::create_dir_all(parent)
@@ -33,13 +33,13 @@ impl App {
                 groups,
                 confirm_group: confirm_group as u32,
             })
-        })())
+        })
     }
 
     /// First run, step 2: the user typed group `group` back; on a match K
     /// goes to the OS keyring (when it works).
     pub fn confirm_recovery_key(&self, group: u32, typed: &str) -> R<KeyInstalled> {
-        self.track((|| {
+        self.tracked(|| {
             let (repo, key) = {
                 let st = self.state();
                 let p = st
@@ -75,6 +75,6 @@ impl App {
                 wrong_guesses: 0,
                 wrong_guess_times: Vec::new(),
             })
-        })())
+        })
     }
 }

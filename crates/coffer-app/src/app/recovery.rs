@@ -11,7 +11,7 @@ impl App {
         repository: &str,
         recovery_key: &str,
     ) -> R<KeyInstalled> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the repository file", repository)?;
             let rk = RecoveryKey::parse(recovery_key).map_err(rep)?;
             let key = rk.into_master_key();
@@ -26,13 +26,13 @@ impl App {
                 KeyMode::RecoveryKey,
                 VaultChoice::KeyOnly,
             )
-        })())
+        })
     }
 
     /// Recovery rehearsal: does this recovery key open the current
     /// repository? Changes nothing.
     pub fn rehearse_recovery_key(&self, recovery_key: &str) -> R<u64> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.current_repo()?;
             let rk = RecoveryKey::parse(recovery_key).map_err(rep)?;
             let r = Repository::open(&repo)
@@ -40,7 +40,7 @@ impl App {
                 .unlock_with_key(rk.into_master_key())
                 .map_err(rep)?;
             Ok(r.snapshots().map_err(rep)?.len() as u64)
-        })())
+        })
     }
 
     /// Forgets K in memory (the keyring copy stays): the app asks again.
@@ -51,7 +51,7 @@ impl App {
     /// Removes the device copy of K of the current repository from the
     /// keyring and from memory.
     pub fn forget_device_key(&self) -> R<()> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.current_repo()?;
             self.inner
                 .keystore
@@ -59,7 +59,7 @@ impl App {
                 .map_err(rep)?;
             self.state().keys.remove(&repo);
             Ok(())
-        })())
+        })
     }
 
     /// After a recovery opened `repo`: keep K (memory + keyring), and on a

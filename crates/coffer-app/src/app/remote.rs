@@ -75,7 +75,7 @@ impl App {
         input: BackupSetInput,
         credentials: Option<RemoteCredentialsInput>,
     ) -> R<SetView> {
-        self.track((|| {
+        self.tracked(|| {
             if let Some(dest) = &input.remote {
                 dest.validate().map_err(rep)?;
                 match &credentials {
@@ -95,7 +95,7 @@ impl App {
                 }
             }
             Ok(())
-        })())?;
+        })?;
         self.save_set(id, input)
     }
 
@@ -108,7 +108,7 @@ impl App {
         credentials: Option<RemoteCredentialsInput>,
         set_id: Option<&str>,
     ) -> R<ConnectionReport> {
-        self.track((|| {
+        self.tracked(|| {
             let creds = match credentials {
                 Some(c) => c,
                 None => {
@@ -138,7 +138,7 @@ impl App {
             let report = remote.test().map_err(rep)?;
             tracing::info!(destination = %report.destination, ms = report.round_trip_ms, "off-site destination tested");
             Ok(report)
-        })())
+        })
     }
 
     /// Recovery on a new computer from the off-site copy alone, with the
@@ -151,7 +151,7 @@ impl App {
         repository: &str,
         recovery_key: &str,
     ) -> R<KeyInstalled> {
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the new backup file", repository)?;
             let rk = RecoveryKey::parse(recovery_key).map_err(rep)?;
             let remote = self.open_for_recovery(&destination, &credentials)?;
@@ -163,7 +163,7 @@ impl App {
                 KeyMode::RecoveryKey,
                 VaultChoice::KeyOnly,
             )
-        })())
+        })
     }
 
     /// The same with the recovery code, through the vault (the fleet is
@@ -177,7 +177,7 @@ impl App {
         code: String,
     ) -> R<KeyInstalled> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the new backup file", repository)?;
             let account = Self::account(account)?;
             // The copy is reached before the code is spent.
@@ -198,7 +198,7 @@ impl App {
             r.wrong_guesses = wrong_guesses;
             r.wrong_guess_times = wrong_guess_times;
             Ok(r)
-        })())
+        })
     }
 
     fn open_for_recovery(

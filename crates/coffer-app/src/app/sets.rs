@@ -44,7 +44,7 @@ impl App {
 
     /// Creates (`id` = None) or edits a backup set.
     pub fn save_set(&self, id: Option<&str>, input: BackupSetInput) -> R<SetView> {
-        self.track((|| {
+        self.tracked(|| {
             let id = {
                 let mut st = self.state();
                 let mut next = st.settings.clone();
@@ -63,12 +63,12 @@ impl App {
                 id
             };
             self.set_view(&id)
-        })())
+        })
     }
 
     /// Deletes a backup set (its snapshots stay in the repository).
     pub fn delete_set(&self, id: &str) -> R<()> {
-        self.track((|| {
+        self.tracked(|| {
             let mut st = self.state();
             let mut next = st.settings.clone();
             let removed = next.remove_backup_set(id).map_err(rep)?;
@@ -90,6 +90,6 @@ impl App {
                 }
             }
             Ok(())
-        })())
+        })
     }
 }

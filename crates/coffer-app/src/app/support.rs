@@ -21,7 +21,7 @@ impl App {
 
     /// Saves the diagnostics report as `path` (from the Save dialog).
     pub fn save_diagnostics_as(&self, path: &str) -> R<DiagnosticsText> {
-        self.track((|| {
+        self.tracked(|| {
             let path = absolute("where to save the diagnostics report", path)?;
             let report = self.diagnostics_report();
             report.save_text_to(&path).map_err(rep)?;
@@ -29,7 +29,7 @@ impl App {
                 text: report.render_text(),
                 saved_to: Some(path.display().to_string()),
             })
-        })())
+        })
     }
 
     fn diagnostics_report(&self) -> crate::diagnostics::DiagnosticsReport {
@@ -68,7 +68,14 @@ impl App {
         let in_keyring = repo
             .as_deref()
             .is_some_and(|r| matches!(self.inner.keystore.load(&keyring_account(r)), Ok(Some(_))));
-        crate::support::guide(mode, repo_ok, unlocked, browsed, restored, in_keyring)
+        crate::support::guide(crate::support::GuideProgress {
+            mode,
+            repo_ok,
+            unlocked,
+            browsed,
+            restored,
+            in_keyring,
+        })
     }
 
     /// Opens an audit link in the system browser (http and https only).

@@ -103,30 +103,30 @@ impl App {
     /// the air, without saving anything (the report shows which checks
     /// passed; an unverified fleet is a report with `validated: false`).
     pub fn test_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
-        self.track((|| {
+        self.tracked(|| {
             let target = Self::target_of(&choice)?;
             self.inner.vault.test(&target)
-        })())
+        })
     }
 
     /// Reads the trust policy file at `path` (absolute) for the vault
     /// form: its text and what it requires, or why it is not a policy
     /// (`CF-A034`) or cannot be read (`CF-A037`). Nothing is saved.
     pub fn load_trust_policy(&self, path: &str) -> R<crate::vault::LoadedPolicy> {
-        self.track((|| {
+        self.tracked(|| {
             let path = absolute("the trust policy file", path)?;
             let (text, policy) = crate::settings::read_trust_policy(&path).map_err(rep)?;
             Ok(crate::vault::LoadedPolicy {
                 text,
                 policy: crate::vault::PolicyView::of(&policy),
             })
-        })())
+        })
     }
 
     /// The trust policy this release ships for the witness log whose key is
     /// `witness_key` (`CF-A038` when it ships none). Nothing is saved.
     pub fn shipped_trust_policy(&self, witness_key: &str) -> R<crate::vault::LoadedPolicy> {
-        self.track((|| {
+        self.tracked(|| {
             let (text, policy) =
                 crate::settings::shipped_policy_in(crate::settings::SHIPPED_POLICIES, witness_key)
                     .map_err(rep)?;
@@ -134,7 +134,7 @@ impl App {
                 text,
                 policy: crate::vault::PolicyView::of(&policy),
             })
-        })())
+        })
     }
 
     /// Switches to the vault `choice` describes: its form is checked, its
@@ -144,7 +144,7 @@ impl App {
     /// verification settings (keys, links, evidence, trust policy:
     /// [`VaultChoice::same_vault`]).
     pub fn save_vault_choice(&self, choice: VaultChoice) -> R<crate::vault::VaultInfo> {
-        self.track((|| {
+        self.tracked(|| {
             self.inner.store.check_writable().map_err(rep)?;
             let target = Self::target_of(&choice)?;
             {
@@ -174,7 +174,7 @@ impl App {
             self.inner.vault.set_target(target);
             tracing::info!("vault choice saved");
             Ok(info)
-        })())
+        })
     }
 
     /// First run, vault mode: verifies the fleet, then creates a repository
@@ -188,7 +188,7 @@ impl App {
     ) -> R<KeyInstalled> {
         let code = Zeroizing::new(code);
         let confirm = Zeroizing::new(confirm);
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the repository file", path)?;
             let account = Self::account(account)?;
             Self::check_new_code(&code, &confirm)?;
@@ -221,7 +221,7 @@ impl App {
                 wrong_guesses: 0,
                 wrong_guess_times: Vec::new(),
             })
-        })())
+        })
     }
 
     /// The vault a recovery with the code went through, and so the one the
@@ -244,7 +244,7 @@ impl App {
         code: String,
     ) -> R<KeyInstalled> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let repo = absolute("the repository file", repository)?;
             let account = Self::account(account)?;
             let locked = Repository::open(&repo).map_err(rep)?;
@@ -259,7 +259,7 @@ impl App {
             r.wrong_guesses = wrong_guesses;
             r.wrong_guess_times = wrong_guess_times;
             Ok(r)
-        })())
+        })
     }
 
     /// A remote vault: asks it to mail a code to the account's address (an
@@ -268,30 +268,30 @@ impl App {
     /// minutes; the ticket it gives lasts 30. The demo vault needs neither:
     /// its mail goes to the outbox in its folder, which the app reads.
     pub fn send_vault_mail_code(&self, account: &str) -> R<()> {
-        self.track((|| {
+        self.tracked(|| {
             let account = Self::account(account)?;
             self.inner.vault.verify()?;
             self.inner.vault.send_mail_code(&account)
-        })())
+        })
     }
 
     /// The code from that mail (8 digits; spaces and dashes are ignored).
     pub fn verify_vault_mail_code(&self, account: &str, code: String) -> R<()> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let account = Self::account(account)?;
             self.inner.vault.verify_mail_code(&account, code)
-        })())
+        })
     }
 
     /// [`App::send_vault_mail_code`] for the vault `choice` a code is about
     /// to move to ([`App::move_recovery_code`]).
     pub fn send_vault_mail_code_at(&self, choice: VaultChoice, account: &str) -> R<()> {
-        self.track((|| {
+        self.tracked(|| {
             let target = Self::target_of(&choice)?;
             let account = Self::account(account)?;
             self.inner.vault.send_mail_code_at(&target, &account)
-        })())
+        })
     }
 
     /// [`App::verify_vault_mail_code`] for the vault `choice` (its ticket
@@ -303,20 +303,20 @@ impl App {
         code: String,
     ) -> R<()> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let target = Self::target_of(&choice)?;
             let account = Self::account(account)?;
             self.inner
                 .vault
                 .verify_mail_code_at(&target, &account, code)
-        })())
+        })
     }
 
     /// Recovery rehearsal in vault mode: the code recovers K and K opens the
     /// current repository. Nothing changes (a wrong code does cost an attempt).
     pub fn rehearse_recovery_code(&self, account: &str, code: String) -> R<Rehearsed> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let repo = self.current_repo()?;
             let account = Self::account(account)?;
             self.inner.vault.verify()?;
@@ -331,7 +331,7 @@ impl App {
                 wrong_guesses,
                 wrong_guess_times,
             })
-        })())
+        })
     }
 
     /// Changes the recovery code (the old code stays valid until the new
@@ -346,25 +346,25 @@ impl App {
         let old = SecretString::from(old);
         let new = Zeroizing::new(new);
         let confirm = Zeroizing::new(confirm);
-        self.track((|| {
+        self.tracked(|| {
             let account = Self::account(account)?;
             Self::check_new_code(&new, &confirm)?;
             self.inner.vault.verify()?;
             self.inner
                 .vault
                 .change(&account, old, SecretString::from(new.to_string()))
-        })())
+        })
     }
 
     /// Deletes the vault record (needs the current code). The backups stay
     /// readable with K on this device; write down a recovery key first.
     pub fn delete_vault_record(&self, account: &str, code: String) -> R<()> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             let account = Self::account(account)?;
             self.inner.vault.verify()?;
             self.inner.vault.delete(&account, code)
-        })())
+        })
     }
 
     /// Moves the recovery code to the vault `choice` describes, so that the
@@ -385,7 +385,7 @@ impl App {
         code: String,
     ) -> R<VaultMoved> {
         let code = SecretString::from(code);
-        self.track((|| {
+        self.tracked(|| {
             // Step 3 saves the new choice: after a data-folder move that
             // save is refused, and step 4 would then delete the record the
             // moved folder's settings still use. So stop before step 1.
@@ -444,12 +444,12 @@ impl App {
                 wrong_guesses,
                 wrong_guess_times,
             })
-        })())
+        })
     }
 
     /// First run, step 3: the first backup set; first run is then complete.
     pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
-        self.track((|| {
+        self.tracked(|| {
             // First run takes no credentials: a destination needs them kept.
             if let Some(dest) = &first_set.remote {
                 self.stored_credentials(&first_set.repository)?
@@ -475,6 +475,6 @@ impl App {
                 id
             };
             self.set_view(&id)
-        })())
+        })
     }
 }
