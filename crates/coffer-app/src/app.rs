@@ -192,6 +192,7 @@ impl App {
     }
 
     fn track<T>(&self, r: R<T>) -> R<T> {
+        let r = r.map_err(crate::wording::for_the_app);
         if let Err(e) = &r {
             self.state().recent_errors.record(now_secs(), e);
         }
@@ -339,6 +340,9 @@ impl App {
         if let Some(k) = self.state().keys.get(repo) {
             return Ok(k.clone());
         }
+        // A backup file that is not there (a disk not connected) is said
+        // as such, not as a keyring problem.
+        Repository::open(repo).map_err(rep)?;
         if let Some(KeyringStatus { error: Some(e), .. }) = self.cached_keyring() {
             // Known to be unavailable: its own error, without waiting again.
             return Err(e);

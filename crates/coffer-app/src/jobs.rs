@@ -205,6 +205,7 @@ impl JobProgress {
     }
 
     fn finish(&self, result: Result<JobOutcome, ErrorReport>) -> JobEvent {
+        let result = result.map_err(crate::wording::for_the_app);
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let ev = match result {
             Ok(outcome) => {

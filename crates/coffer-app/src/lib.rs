@@ -24,6 +24,7 @@ pub mod settings;
 pub mod support;
 pub mod trust_store;
 pub mod vault;
+pub mod wording;
 
 pub use app::{keyring_account, App};
 /// The repository crate, re-exported for the shell (its result types cross IPC).

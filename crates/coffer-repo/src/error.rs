@@ -13,8 +13,8 @@ pub enum RepoError {
     KeyTypo { hint: String },
     #[error("that is not a recovery key: {reason}")]
     KeyFormat { reason: String },
-    #[error("{path} is not a Coffer repository")]
-    NotARepository { path: PathBuf },
+    #[error("{path} is not a Coffer repository: {reason}")]
+    NotARepository { path: PathBuf, reason: &'static str },
     #[error("this repository uses format version {found}, which this Coffer does not know (it knows up to {known})")]
     UnsupportedVersion { found: i64, known: i64 },
     #[error("the repository is damaged: {detail}")]

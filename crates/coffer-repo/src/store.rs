@@ -151,15 +151,18 @@ fn migrate(conn: &Connection, from: i64) -> Result<()> {
 /// Opens an existing repository and reads its id. Tells "not a repository"
 /// apart from "damaged".
 pub(crate) fn open(path: &Path) -> Result<(Connection, [u8; 16])> {
-    let not_repo = || RepoError::NotARepository {
+    let not_repo = |reason| RepoError::NotARepository {
         path: path.to_path_buf(),
+        reason,
     };
     let md = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => not_repo(),
+        std::io::ErrorKind::NotFound => {
+            not_repo("there is no such file (is the disk it is on connected?)")
+        }
         _ => RepoError::io(path, e),
     })?;
     if !md.is_file() {
-        return Err(not_repo());
+        return Err(not_repo("it is not a file"));
     }
     // Look at the header ourselves: SQLite's errors do not say which case it is.
     let mut head = [0u8; 100];
@@ -177,12 +180,12 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, [u8; 16])> {
         n
     };
     if n < 16 || &head[..16] != b"SQLite format 3\0" {
-        return Err(not_repo());
+        return Err(not_repo("it is not a Coffer backup file"));
     }
     if n < 100
         || i64::from(u32::from_be_bytes([head[68], head[69], head[70], head[71]])) != APPLICATION_ID
     {
-        return Err(not_repo());
+        return Err(not_repo("it is not a Coffer backup file"));
     }
     let page_size = match u16::from_be_bytes([head[16], head[17]]) {
         1 => 65_536u64,

@@ -296,6 +296,45 @@ fn scan_for_secrets(root: &Path, needles: &[Vec<u8>]) {
     assert!(files > 0, "nothing was scanned under {}", root.display());
 }
 
+/// Errors in the app give the app's next step, never a command or flag of
+/// the CLI, and a backup file that is not there is said as such (not as a
+/// keyring problem).
+#[test]
+fn errors_in_the_app_say_what_to_do_in_the_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _key, repo, _src) = onboard(tmp.path(), Arc::new(Collect::default()));
+    assert_eq!(
+        wait(&a, a.run_backup("set-1").unwrap()).state,
+        JobState::Done
+    );
+    let out = tmp.path().join("out");
+    let target = out.to_str().unwrap();
+    assert_eq!(
+        wait(&a, a.run_restore("latest", vec![], target).unwrap()).state,
+        JobState::Done
+    );
+    // Restoring again onto the same files: refused, with advice for the app.
+    let ev = wait(&a, a.run_restore("latest", vec![], target).unwrap());
+    let e = ev
+        .error
+        .expect("a second restore onto the same files fails");
+    assert_eq!(e.code, "CF-R011", "{e:?}");
+    assert!(!e.next_step.contains("--"), "{}", e.next_step);
+    assert!(e.next_step.contains("empty folder"), "{}", e.next_step);
+    a.shutdown_vault();
+    drop(a);
+
+    // The backup file's disk is gone: a new start (the key was in memory
+    // only) says the file is not there, and what to do, not CF-A010.
+    std::fs::rename(repo.parent().unwrap(), tmp.path().join("unplugged")).unwrap();
+    let b = app(&tmp.path().join("data"), Arc::new(Collect::default()));
+    let e = b.run_backup("set-1").unwrap_err();
+    assert_eq!(e.code, "CF-R004", "{e:?}");
+    assert!(e.message.contains("no such file"), "{}", e.message);
+    assert!(e.next_step.contains("connect the disk"), "{}", e.next_step);
+    assert!(!e.next_step.contains("`coffer"), "{}", e.next_step);
+}
+
 #[test]
 fn cancelling_a_backup_leaves_no_snapshot_and_records_the_run() {
     let tmp = tempfile::tempdir().unwrap();
