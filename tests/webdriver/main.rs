@@ -658,6 +658,10 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
             s.type_in("onboard-repo-path", repo.to_str().unwrap())
                 .await?;
             s.type_in("onboard-account", acct).await?;
+            // 24 times one letter is long, but not strong.
+            s.type_in("onboard-code", &"a".repeat(24)).await?;
+            s.wait_attr("onboard-code-strength", "data-acceptable", "false", 10)
+                .await?;
             s.type_in("onboard-code", "password1").await?;
             s.wait_attr("onboard-code-strength", "data-acceptable", "false", 10)
                 .await?;
@@ -841,6 +845,22 @@ async fn stale_backup_warning() {
             three_days_ago,
         )
         .unwrap();
+        // A manual set (never stale) with the longest name allowed, in one
+        // word: it must wrap inside its card.
+        st.add_backup_set(
+            BackupSetInput {
+                name: "W".repeat(100),
+                sources: vec![dir.join("photos")],
+                excludes: vec![],
+                repository: dir.join("repo/coffer.db"),
+                schedule: coffer_app::schedule::Schedule::Manual,
+                retention: Retention::default(),
+                remote: None,
+                upload_limit: None,
+            },
+            three_days_ago,
+        )
+        .unwrap();
         st.onboarding_completed = true;
         st.key_mode = Some(coffer_app::settings::KeyMode::RecoveryKey);
         st.vault = coffer_app::settings::VaultChoice::KeyOnly;
@@ -865,6 +885,24 @@ async fn stale_backup_warning() {
                 w.contains("never been backed up successfully") && w.contains("every 6 hours"),
                 "{w}"
             );
+
+            // The 100-character name wraps inside its card (at the
+            // smallest supported window too).
+            s.client.set_window_size(800, 600).await?;
+            let overflow = s
+                .client
+                .execute(
+                    "const c = document.querySelector('[data-testid=\"set-card-set-2\"]');
+                     return c.scrollWidth - c.clientWidth;",
+                    vec![],
+                )
+                .await?;
+            assert_eq!(
+                overflow.as_i64(),
+                Some(0),
+                "the long name overflows its card"
+            );
+            s.shot("backups-long-name").await?;
 
             // Deleting the set asks first, in the app's own dialog with
             // verb buttons (not WebKit's "JavaScript - tauri://…" box).
@@ -896,7 +934,12 @@ async fn stale_backup_warning() {
             // The verb deletes it.
             s.click("set-delete-set-1").await?;
             s.click("confirm-ok").await?;
-            s.testid("sets-empty").await?;
+            let gone = Instant::now() + Duration::from_secs(10);
+            while s.exists("set-card-set-1").await? {
+                assert!(Instant::now() < gone, "the set was not deleted");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(s.exists("set-card-set-2").await?);
             TestResult::Ok(())
         },
     )
