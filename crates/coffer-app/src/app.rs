@@ -81,7 +81,11 @@ struct State {
     /// Backup set id -> running job id.
     running: HashMap<String, u64>,
     recent_errors: crate::diagnostics::RecentErrors,
-    /// For the recovery guide.
+    /// For the recovery guide: a recovery (key or code entered) opened a
+    /// backup file in this session, and since then the snapshots were
+    /// looked at and a restore finished. On the computer that made the
+    /// backups (K from first run or the keyring) none of these is set.
+    recovered: bool,
     browsed: bool,
     restored: bool,
     /// The pointer file a move writes, and whether the folder was given at
@@ -163,6 +167,7 @@ impl App {
                     mode_chosen: None,
                     running: HashMap::new(),
                     recent_errors: crate::diagnostics::RecentErrors::new(),
+                    recovered: false,
                     browsed: false,
                     restored: false,
                     data_dir_origin: (None, false),

@@ -78,6 +78,7 @@ impl App {
         let (keyring_saved, keyring_error) = self.install_key(repo, key);
         {
             let mut st = self.state();
+            st.recovered = true;
             if !st.settings.onboarding_completed && st.settings.key_mode.is_none() {
                 st.settings.key_mode = Some(mode);
                 st.settings.vault = vault;

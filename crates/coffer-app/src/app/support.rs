@@ -52,19 +52,24 @@ impl App {
 
     /// The recovery guide with the steps this app knows are done.
     pub fn recovery_guide(&self) -> Vec<GuideStep> {
-        let (repo, browsed, restored, mode) = {
+        let (repo, recovered, browsed, restored, mode) = {
             let st = self.state();
             (
                 st.current.clone(),
+                st.recovered,
                 st.browsed,
                 st.restored,
                 st.settings.key_mode,
             )
         };
         let repo_ok = repo.as_deref().is_some_and(Path::is_file);
-        let unlocked = repo
-            .as_deref()
-            .is_some_and(|r| self.state().keys.contains_key(r));
+        // Steps of a recovery are done only by a recovery in this session:
+        // on the computer that made the backups nothing was entered.
+        let unlocked = recovered
+            && repo
+                .as_deref()
+                .is_some_and(|r| self.state().keys.contains_key(r));
+        let (browsed, restored) = (recovered && browsed, recovered && restored);
         let in_keyring = repo
             .as_deref()
             .is_some_and(|r| matches!(self.inner.keystore.load(&keyring_account(r)), Ok(Some(_))));
