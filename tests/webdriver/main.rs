@@ -226,8 +226,63 @@ async fn restore_chosen_files_with_preview_and_check() {
             onboard(&s, &repo, &src).await?;
             back_up(&s, "done").await?;
             s.go("snapshots").await?;
-            // The newest snapshot opens by itself; walk down one folder and up.
+            // The newest snapshot opens by itself, one folder level at a
+            // time: walk down to the backed-up folder, where only its own
+            // entries show (folders first), with short names.
             s.testid("tree-entry").await?;
+            let want = src.to_str().unwrap().to_string();
+            // The listing read in one go (a folder opening replaces it).
+            let listing = || async {
+                let v = s
+                    .client
+                    .execute(
+                        "return Array.from(document.querySelectorAll('[data-testid=\"tree-entry\"]'))
+                           .map(e => e.getAttribute('data-path'));",
+                        vec![],
+                    )
+                    .await?;
+                Ok::<Vec<String>, fantoccini::error::CmdError>(
+                    serde_json::from_value(v).unwrap_or_default(),
+                )
+            };
+            for _ in 0..20 {
+                let here = listing().await?;
+                if here.iter().any(|p| p == &format!("{want}/notes.md")) {
+                    assert_eq!(
+                        here,
+                        [format!("{want}/docs"), format!("{want}/notes.md")],
+                        "one level, folders first"
+                    );
+                    break;
+                }
+                let next = here
+                    .iter()
+                    .find(|p| **p == want || want.starts_with(&format!("{p}/")))
+                    .unwrap_or_else(|| panic!("no way down to {want} in {here:?}"));
+                s.client
+                    .find(fantoccini::Locator::Css(&format!(
+                        "[data-testid=\"tree-entry\"][data-path=\"{next}\"] [data-testid=\"tree-open\"]"
+                    )))
+                    .await?
+                    .click()
+                    .await?;
+                let shown = Instant::now() + Duration::from_secs(10);
+                while listing().await? == here {
+                    assert!(Instant::now() < shown, "the folder did not open");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            let label = s.text("tree-entry").await?;
+            assert!(label.starts_with("docs"), "a short name: {label}");
+            // The breadcrumbs lead back up: the first is the snapshot's top.
+            let crumbs = s.all("tree-crumb").await?;
+            assert!(crumbs.len() >= 3, "{} crumbs", crumbs.len());
+            crumbs[0].click().await?;
+            let top = Instant::now() + Duration::from_secs(10);
+            while s.all("tree-crumb").await?.len() != 1 {
+                assert!(Instant::now() < top, "the top did not open");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             s.click("tree-open").await?;
             s.testid("tree-up").await?;
             s.click("tree-up").await?;

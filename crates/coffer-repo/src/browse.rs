@@ -188,6 +188,27 @@ impl Repository<Unlocked> {
         Ok(out)
     }
 
+    /// One folder level of a snapshot, as a file manager shows it: the
+    /// entries directly inside `path` (`None`: the top), folders first,
+    /// then by name. A file's path gives that file alone.
+    pub fn list_dir(&self, snapshot: &str, path: Option<&Path>) -> Result<Vec<TreeEntry>> {
+        let (_, rec) = store::resolve_snapshot(&self.conn, self.keys(), snapshot)?;
+        let (rel, node, tree) = self.node_at(rec.tree, path.unwrap_or(Path::new("/")))?;
+        if let Some(n) = node.as_ref().filter(|n| n.kind != NodeKind::Dir) {
+            return Ok(vec![entry(&rel, n)]);
+        }
+        let mut nodes = store::load_tree(&self.conn, self.keys(), &tree)?;
+        nodes.sort_by(|a, b| {
+            (b.kind == NodeKind::Dir)
+                .cmp(&(a.kind == NodeKind::Dir))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        Ok(nodes
+            .iter()
+            .map(|n| entry(&rel.join(OsStr::from_bytes(&n.name)), n))
+            .collect())
+    }
+
     /// Calls `f` for every node below `tree`, pre-order.
     fn walk(&self, tree: Id, at: &Path, f: &mut dyn FnMut(&Path, &Node) -> bool) -> Result<()> {
         for n in store::load_tree(&self.conn, self.keys(), &tree)? {

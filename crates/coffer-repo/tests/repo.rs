@@ -354,6 +354,30 @@ fn incremental_backup_skips_unchanged_files_and_reuses_chunks() {
         .list_tree(&third.short_id, Some(&src.join("d")))
         .unwrap();
     assert_eq!(ls.len(), 22, "the dir and its 21 files");
+    // One folder level, as the app shows it: the folder's parent lists the
+    // folder (folders first, then by name), not the 21 files inside it.
+    let level = repo.list_dir(&third.short_id, Some(&src)).unwrap();
+    let names: Vec<&str> = level
+        .iter()
+        .map(|e| e.path.rsplit('/').next().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_by_key(|n| (*n != "d", n.to_string()));
+    assert!(names.contains(&"d") && names == sorted, "{names:?}");
+    assert!(
+        level
+            .iter()
+            .all(|e| e.path.matches('/').count()
+                == src.display().to_string().matches('/').count() + 1)
+    );
+    let inside = repo
+        .list_dir(&third.short_id, Some(&src.join("d")))
+        .unwrap();
+    assert_eq!(inside.len(), 21, "the files directly in d");
+    let one = repo
+        .list_dir(&third.short_id, Some(&src.join("d/f3")))
+        .unwrap();
+    assert_eq!(one.len(), 1);
     assert_eq!(repo.snapshots().unwrap().len(), 3);
     // An attribute set on an unchanged file (its ctime moves, not its
     // mtime) is seen, stored and shown as a metadata change.

@@ -13,7 +13,8 @@ export function snapshotsView(): HTMLElement {
   const selected = new Set<string>();
 
   const list = h("div", { testid: "snapshots-list", "aria-busy": "true" });
-  const treeHead = h("p", { class: "mono", testid: "tree-path" }, "");
+  // Breadcrumbs: the snapshot, then each folder down to the one shown.
+  const treeHead = h("nav", { class: "crumbs", testid: "tree-path", "aria-label": "Folder" });
   const tree = h("ul", { class: "tree", testid: "tree" });
   const treeSlot = h("div", {});
   const selection = h("p", { testid: "restore-selection", class: "muted" }, "Nothing chosen: the whole snapshot is restored.");
@@ -42,7 +43,10 @@ export function snapshotsView(): HTMLElement {
   };
 
   const entryRow = (e: TreeEntry, snap: string, testPrefix: string): HTMLElement => {
-    const cb = checkbox(e.path, `${testPrefix}-select`, { "data-path": e.path });
+    // A folder shows short names (its path is in the breadcrumbs); search
+    // results show where each hit is.
+    const label = testPrefix === "tree" ? baseName(e.path) : e.path;
+    const cb = checkbox(label, `${testPrefix}-select`, { "data-path": e.path });
     cb.input.checked = selected.has(e.path) && snap === snapshot;
     cb.input.addEventListener("change", () => {
       if (snap !== snapshot) {
@@ -54,12 +58,22 @@ export function snapshotsView(): HTMLElement {
     return h("li", { testid: `${testPrefix}-entry`, "data-path": e.path, "data-kind": e.kind },
       cb.row,
       h("span", { class: "muted" }, e.kind === "dir" ? " folder" : e.kind === "symlink" ? ` → ${e.target ?? ""}` : ` ${formatBytes(e.size)}`),
+      h("span", { class: "muted", testid: `${testPrefix}-mtime` }, ` · ${e.mtime.replace("T", " ").replace(/(:\d\d)(\.\d+)?Z$/, "$1 UTC")}`),
       e.kind === "dir" && testPrefix === "tree" ? button("Open", "tree-open", () => void openDir(e.path), "secondary small") : null);
   };
 
   const openDir = async (path: string | null) => {
     if (!snapshot) return;
-    treeHead.textContent = `${snapshot.slice(0, 8)}: ${path ?? "/"}`;
+    const parts = (path ?? "").split("/").filter((x) => x.length > 0);
+    treeHead.replaceChildren(
+      button(`${snapshot.slice(0, 8)}:/`, "tree-crumb", () => void openDir(null), "secondary small"),
+      ...parts.map((name, i) => {
+        const at = "/" + parts.slice(0, i + 1).join("/");
+        const b = button(name, "tree-crumb", () => void openDir(at), "secondary small");
+        b.dataset.path = at;
+        if (i === parts.length - 1) b.setAttribute("aria-current", "location");
+        return b;
+      }));
     try {
       const entries = await call("list_tree", { snapshot, path });
       const snap = snapshot;
@@ -180,6 +194,11 @@ export function snapshotsView(): HTMLElement {
   );
   void refresh();
   return view;
+}
+
+function baseName(p: string): string {
+  const t = p.replace(/\/+$/, "");
+  return t.slice(t.lastIndexOf("/") + 1) || "/";
 }
 
 function parentOf(p: string): string | null {

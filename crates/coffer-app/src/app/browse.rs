@@ -18,7 +18,7 @@ impl App {
     pub fn list_tree(&self, snapshot: &str, path: Option<&str>) -> R<Vec<TreeEntry>> {
         self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
-            repo.list_tree(snapshot, path.filter(|p| !p.is_empty()).map(Path::new))
+            repo.list_dir(snapshot, path.filter(|p| !p.is_empty()).map(Path::new))
                 .map_err(rep)
         })
     }
