@@ -71,7 +71,7 @@ export function snapshotsView(): HTMLElement {
         const at = "/" + parts.slice(0, i + 1).join("/");
         const b = button(name, "tree-crumb", () => void openDir(at), "secondary small");
         b.dataset.path = at;
-        if (i === parts.length - 1) b.setAttribute("aria-current", "location");
+        if (i === parts.length - 1) b.setAttribute("aria-current", CURRENT_FOLDER);
         return b;
       }));
     try {
@@ -195,6 +195,9 @@ export function snapshotsView(): HTMLElement {
   void refresh();
   return view;
 }
+
+/** `aria-current` of the breadcrumb of the folder shown. */
+const CURRENT_FOLDER = "location";
 
 function baseName(p: string): string {
   const t = p.replace(/\/+$/, "");
