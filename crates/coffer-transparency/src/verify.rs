@@ -1049,7 +1049,8 @@ mod ts_tests {
 
     #[test]
     fn the_report_has_a_typescript_shape_the_app_can_use() {
-        let cfg = ts_rs::Config::default();
+        // As the app exports its bindings: 64-bit integers as numbers.
+        let cfg = ts_rs::Config::new().with_large_int("number");
         let d = VerificationReport::decl(&cfg);
         for field in [
             "mode",
