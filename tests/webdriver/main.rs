@@ -943,6 +943,21 @@ async fn stale_backup_warning() {
                 "{w}"
             );
 
+            // A folder that is not there (an unmounted disk) is refused
+            // when the set is saved, with the folder named.
+            s.click("sets-new").await?;
+            s.type_in("set-name", "USB photos").await?;
+            s.type_in("set-sources", "/media/not-mounted/Photos")
+                .await?;
+            s.click("set-save").await?;
+            s.wait_text("error-code", "CF-A096").await?;
+            assert!(s
+                .text("error-message")
+                .await?
+                .contains("/media/not-mounted/Photos"));
+            assert!(!s.exists("set-card-set-3").await?, "nothing saved");
+            s.click("set-cancel").await?;
+
             // The 100-character name wraps inside its card (at the
             // smallest supported window too).
             s.client.set_window_size(800, 600).await?;

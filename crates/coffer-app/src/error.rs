@@ -11,6 +11,7 @@ pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
     "CF-A057", "CF-A058", "CF-A070", "CF-A071", "CF-A072", "CF-A073", "CF-A075", "CF-A095",
+    "CF-A096",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,8 @@ pub enum AppError {
     DialogFailed(String),
     #[error("this is the recovery code the vault refused just before: it was not sent again, and no attempt was used")]
     SameWrongCode,
+    #[error("the folder to back up {0} is not there")]
+    SourceMissing(PathBuf),
 }
 
 impl AppError {
@@ -104,6 +107,7 @@ impl UserFacing for AppError {
             | NothingToMove => ErrorKind::InvalidInput,
             DialogFailed(_) => ErrorKind::Io,
             SameWrongCode => ErrorKind::WrongRecoveryCode,
+            SourceMissing(_) => ErrorKind::NotFound,
         }
     }
     fn code(&self) -> &'static str {
@@ -133,6 +137,7 @@ impl UserFacing for AppError {
             NothingToMove => "CF-A073",
             DialogFailed(_) => "CF-A075",
             SameWrongCode => "CF-A095",
+            SourceMissing(_) => "CF-A096",
         }
     }
     fn next_step(&self) -> String {
@@ -162,6 +167,7 @@ impl UserFacing for AppError {
             NothingToMove => "Choose the vault with Save instead; your recovery code is registered in it during first run.".into(),
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
             SameWrongCode => "Check the code against your recovery kit (every character counts, including spaces and capitals) and type it again.".into(),
+            SourceMissing(_) => "Choose a folder that exists (connect the disk it is on first), or remove it from the list. Nothing was saved.".into(),
         }
     }
 }

@@ -45,6 +45,7 @@ impl App {
     /// Creates (`id` = None) or edits a backup set.
     pub fn save_set(&self, id: Option<&str>, input: BackupSetInput) -> R<SetView> {
         self.tracked(|| {
+            Self::sources_exist(&input)?;
             let id = {
                 let mut st = self.state();
                 let mut next = st.settings.clone();
@@ -91,5 +92,18 @@ impl App {
             }
             Ok(())
         })
+    }
+
+    /// A folder to back up must be there when the set is saved: a typo or
+    /// an unmounted disk would otherwise only show as a failed first run.
+    pub(super) fn sources_exist(input: &BackupSetInput) -> R<()> {
+        match input
+            .sources
+            .iter()
+            .find(|s| s.is_absolute() && !s.exists())
+        {
+            Some(missing) => Err(AppError::SourceMissing(missing.clone()).report_now()),
+            None => Ok(()),
+        }
     }
 }

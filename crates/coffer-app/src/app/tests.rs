@@ -353,6 +353,27 @@ fn errors_in_the_app_say_what_to_do_in_the_app() {
     assert!(!e.next_step.contains("`coffer"), "{}", e.next_step);
 }
 
+/// A folder to back up that is not there is refused when the set is
+/// saved (first run or later), and nothing is saved.
+#[test]
+fn a_missing_source_folder_is_refused_when_the_set_is_saved() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _key, repo, src) = onboard(tmp.path(), Arc::new(Collect::default()));
+    let gone = tmp.path().join("usb-not-mounted/Photos");
+    let mut input = set_input("Photos", &gone, &repo);
+    let e = a.save_set(None, input.clone()).unwrap_err();
+    assert_eq!(e.code, "CF-A096", "{e:?}");
+    assert!(e.message.contains("usb-not-mounted/Photos"), "{e:?}");
+    assert_eq!(a.list_sets().len(), 1, "nothing saved");
+    // One missing among several is enough to refuse.
+    input.sources.insert(0, src.clone());
+    assert_eq!(
+        a.save_set(Some("set-1"), input).unwrap_err().code,
+        "CF-A096"
+    );
+    assert_eq!(a.list_sets()[0].set.sources, vec![src]);
+}
+
 #[test]
 fn cancelling_a_backup_leaves_no_snapshot_and_records_the_run() {
     let tmp = tempfile::tempdir().unwrap();

@@ -450,6 +450,7 @@ impl App {
     /// First run, step 3: the first backup set; first run is then complete.
     pub fn complete_onboarding(&self, first_set: BackupSetInput) -> R<SetView> {
         self.tracked(|| {
+            Self::sources_exist(&first_set)?;
             // First run takes no credentials: a destination needs them kept.
             if let Some(dest) = &first_set.remote {
                 self.stored_credentials(&first_set.repository)?
