@@ -152,6 +152,18 @@ fn set(src: &Path, repo: &Path, remote: Option<Destination>) -> BackupSetInput {
     }
 }
 
+/// `len` bytes that do not compress (xorshift from the state `x`).
+fn noise(x: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x as u8
+        })
+        .collect()
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -526,14 +538,7 @@ fn cancelling_the_upload_keeps_the_snapshot_and_the_next_run_completes_it() {
     std::fs::create_dir_all(&src).unwrap();
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for i in 0..3 {
-        let part: Vec<u8> = (0..(16 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let part = noise(&mut x, 16 << 20);
         std::fs::write(src.join(format!("part-{i}.bin")), part).unwrap();
     }
     let repo = tmp.path().join("usb/coffer.db");
@@ -600,15 +605,7 @@ fn the_upload_limit_is_checked_kept_and_holds_the_upload_back() {
     let src = tmp.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
     // 3 MiB that do not compress: one data object of the 4 MiB class.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let data: Vec<u8> = (0..(3 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = noise(&mut 0x9E37_79B9_7F4A_7C15, 3 << 20);
     std::fs::write(src.join("photo.raw"), data).unwrap();
     let repo = tmp.path().join("usb/coffer.db");
     let app = App::with_parts(
