@@ -827,10 +827,13 @@ impl EmbeddedVault {
         Ok((local, crate::limits::serve(listener, app, limits)))
     }
 
-    /// Stops every node.
     /// Stops the vault. When this returns, its witness, cosigners and nodes
-    /// have stopped and closed their databases: the data folder can be
-    /// copied, moved or opened again.
+    /// have stopped serving and writing; the witness's and cosigners'
+    /// databases are closed as the last HTTP connection's task ends, a
+    /// moment later (axum's server returns when that connection says it is
+    /// done, just before the task drops its copy of the router). Every write
+    /// is committed before, so the data folder can be copied, moved or
+    /// opened again.
     pub async fn shutdown(&self) {
         self.witness.servers.stop().await;
         self.witness.cosigners.servers.stop().await;
