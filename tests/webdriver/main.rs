@@ -792,6 +792,9 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
                 .is_displayed()
                 .await?
         );
+        // Written for a vault user, who has no recovery key to fall back on.
+        let warning = s.text("recovery-last-attempt-warning").await?;
+        assert!(!warning.contains("recovery key"), "{warning}");
         s.shot("recovery-last-attempt").await?;
         s.type_in("recovery-code-input", code).await?;
         s.click("recovery-code-unlock").await?;

@@ -40,7 +40,7 @@ function renderBanner(banner: HTMLElement, ov: AppOverview): void {
   if (ov.onboarded && ov.repository && !ov.unlocked) {
     banner.append(h("div", { class: "note", testid: "home-unlock-needed" },
       "The backup key is not on this device right now, so backups cannot run. ",
-      h("a", { href: "#recovery" }, "Enter your recovery key"), "."));
+      h("a", { href: "#recovery" }, ov.key_mode === "recovery_code" ? "Enter your recovery code" : "Enter your recovery key"), "."));
   }
   if (ov.stale_sets > 0) {
     banner.append(h("div", { class: "warning", role: "alert", testid: "home-stale-warning" },

@@ -169,10 +169,12 @@ function stepFirstSet(body: HTMLElement, k: NewRecoveryKey, r: KeyInstalled, don
   if (r.keyring_saved) {
     keyring.append(h("p", { class: "ok" }, "The backup key is now kept in your OS keyring, so scheduled backups run without asking."));
   } else if (r.keyring_error) {
+    // Vault mode comes here from the kit (no key groups were shown).
+    const secret = k.groups.length === 0 ? "recovery code" : "recovery key";
     keyring.append(
-      h("p", {}, "Your recovery key is confirmed, but the key could not be kept on this computer:"),
+      h("p", {}, `Your ${secret} is set up, but the backup key could not be kept on this computer:`),
       errorPanel(r.keyring_error),
-      h("p", { class: "muted" }, "Coffer still works: while it stays open it remembers the key; after a restart it asks for your recovery key."));
+      h("p", { class: "muted" }, `Coffer still works: while it stays open it remembers the key; after a restart it asks for your ${secret}.`));
   }
   const form = setForm(null, { repository: k.repository, offsite: false });
   const slot = h("div", {});

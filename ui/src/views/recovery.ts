@@ -41,7 +41,7 @@ export function recoveryView(): HTMLElement {
     });
   });
   return h("section", { class: "view", testid: "recovery-screen", "aria-labelledby": "recovery-title" },
-    viewHead("recovery-title", "Recovery wizard", "Open your backups on a new computer: you need only the backup file and your recovery key."),
+    viewHead("recovery-title", "Recovery wizard", "Open your backups on a new computer: you need only the backup file and your recovery key, or your recovery code through the vault."),
     card("1 · The backup file", repo.row),
     card("2 · With a recovery key", key.row, h("div", { class: "actions" }, unlock), slot),
     vaultCard(repo.input),
@@ -153,7 +153,7 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
   const attempts = h("div", { testid: "recovery-attempts", "aria-live": "assertive" });
   const ack = h("input", { type: "checkbox", id: "recovery-last-ack", testid: "recovery-last-attempt-ack" });
   const ackRow = h("p", { class: "warning", testid: "recovery-last-attempt-warning", hidden: true },
-    "This is your LAST attempt: one more wrong code destroys the vault record for good, and the backups can then only be opened with a recovery key. Find your recovery kit first. ",
+    "This is your LAST attempt: one more wrong code destroys the vault record for good, and your backups could then be opened only on a computer that still keeps the backup key (such as your old one). Find your recovery kit first. ",
     ack, h("label", { for: "recovery-last-ack" }, "I have checked my recovery kit"));
   const unlock = button("Open with my recovery code", "recovery-code-unlock", () => {
     if (!ackRow.hidden && !ack.checked) {
