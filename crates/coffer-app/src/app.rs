@@ -385,24 +385,32 @@ impl App {
             .ok_or_else(|| AppError::NoRepository.report_now())
     }
 
-    /// Puts K on this device: memory, and the OS keyring when it works.
-    fn install_key(&self, repo: &Path, key: MasterKey) -> (bool, Option<ErrorReport>) {
+    /// Puts K on this device: memory, and the OS keyring when it works;
+    /// says so for `repo` (which holds `snapshots`).
+    fn install_key(&self, repo: &Path, key: MasterKey, snapshots: u64) -> KeyInstalled {
         let saved = self
             .inner
             .keystore
             .store(&keyring_account(repo), key.expose_bytes());
-        let mut st = self.state();
-        st.keys.insert(repo.to_path_buf(), key);
-        st.current = Some(repo.to_path_buf());
-        match saved {
-            Ok(()) => (true, None),
-            Err(e) => {
-                tracing::warn!(
-                    code = e.code(),
-                    "the device copy of the key could not be stored"
-                );
-                (false, Some(e.report()))
-            }
+        {
+            let mut st = self.state();
+            st.keys.insert(repo.to_path_buf(), key);
+            st.current = Some(repo.to_path_buf());
+        }
+        let keyring_error = saved.err().map(|e| {
+            tracing::warn!(
+                code = e.code(),
+                "the device copy of the key could not be stored"
+            );
+            e.report()
+        });
+        KeyInstalled {
+            repository: repo.display().to_string(),
+            keyring_saved: keyring_error.is_none(),
+            keyring_error,
+            snapshots,
+            wrong_guesses: 0,
+            wrong_guess_times: Vec::new(),
         }
     }
 }

@@ -66,15 +66,7 @@ impl App {
             };
             self.state().pending = None;
             self.state().mode_chosen = Some(KeyMode::RecoveryKey);
-            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
-            Ok(KeyInstalled {
-                repository: repo.display().to_string(),
-                keyring_saved,
-                keyring_error,
-                snapshots: 0,
-                wrong_guesses: 0,
-                wrong_guess_times: Vec::new(),
-            })
+            Ok(self.install_key(&repo, key, 0))
         })
     }
 }

@@ -75,7 +75,7 @@ impl App {
     ) -> R<KeyInstalled> {
         let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
         drop(unlocked);
-        let (keyring_saved, keyring_error) = self.install_key(repo, key);
+        let installed = self.install_key(repo, key, snapshots);
         {
             let mut st = self.state();
             st.recovered = true;
@@ -87,13 +87,6 @@ impl App {
                 }
             }
         }
-        Ok(KeyInstalled {
-            repository: repo.display().to_string(),
-            keyring_saved,
-            keyring_error,
-            snapshots,
-            wrong_guesses: 0,
-            wrong_guess_times: Vec::new(),
-        })
+        Ok(installed)
     }
 }

@@ -211,16 +211,9 @@ impl App {
             }
             self.state().mode_chosen = Some(KeyMode::RecoveryCode);
             self.remember_account(&account);
-            let (keyring_saved, keyring_error) = self.install_key(&repo, key);
+            let installed = self.install_key(&repo, key, 0);
             tracing::info!(repository = %repo.display(), "new vault-mode repository created");
-            Ok(KeyInstalled {
-                repository: repo.display().to_string(),
-                keyring_saved,
-                keyring_error,
-                snapshots: 0,
-                wrong_guesses: 0,
-                wrong_guess_times: Vec::new(),
-            })
+            Ok(installed)
         })
     }
 
