@@ -155,7 +155,7 @@ fn tray_icon_docks_in_an_xembed_tray_and_its_menu_quits() {
                 sources: vec![tmp.path().join("docs")],
                 excludes: vec![],
                 repository: tmp.path().join("backup/coffer.db"),
-                schedule: coffer_app::schedule::Schedule::Manual,
+                schedule: coffer_app::schedule::Schedule::Manual.into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,

@@ -37,8 +37,12 @@ pub async fn app_overview(app: State<'_, App>) -> R<AppOverview> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn create_key_repository(app: State<'_, App>, path: String) -> R<NewRecoveryKey> {
-    blocking(&app, move |a| a.create_key_repository(&path)).await
+pub async fn create_key_repository(
+    app: State<'_, App>,
+    path: String,
+    create_folder: bool,
+) -> R<NewRecoveryKey> {
+    blocking(&app, move |a| a.create_key_repository(&path, create_folder)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -292,9 +296,10 @@ pub async fn create_vault_repository(
     account: String,
     code: String,
     confirm: String,
+    create_folder: bool,
 ) -> R<KeyInstalled> {
     blocking(&app, move |a| {
-        a.create_vault_repository(&path, &account, code, confirm)
+        a.create_vault_repository(&path, &account, code, confirm, create_folder)
     })
     .await
 }

@@ -81,7 +81,26 @@ async fn onboard(
     s.click("onboard-mode-key").await?;
     s.type_in("onboard-repo-path", repo.to_str().unwrap())
         .await?;
+    let folder = repo.parent().unwrap();
+    let folder_missing = !folder.exists();
     s.click("onboard-create").await?;
+    if folder_missing {
+        // A folder that is not there (an unplugged disk's mount point) is
+        // not made unasked: the app asks; Cancel makes nothing.
+        let d = s.testid("confirm-dialog").await?;
+        assert_eq!(
+            d.attr("data-for").await?.as_deref(),
+            Some("onboard-create-folder")
+        );
+        assert!(s.text("confirm-dialog").await?.contains("does not exist"));
+        assert_eq!(s.text("confirm-ok").await?, "Create folder");
+        s.shot("onboarding-create-folder").await?;
+        s.click("confirm-cancel").await?;
+        s.wait_text("error-code", "CF-A097").await?;
+        assert!(!folder.exists(), "a folder was made unasked");
+        s.click("onboard-create").await?;
+        s.click("confirm-ok").await?;
+    }
     s.testid("onboard-recovery-key").await?;
     let mut groups = Vec::new();
     for i in 1..=17 {
@@ -195,7 +214,7 @@ async fn first_run_key_mode_then_backup_with_progress() {
             assert_eq!(s.text("job-phase").await?, "");
             assert!(!s.testid("job-cancel").await?.is_displayed().await?);
             assert_eq!(s.text("job-eta").await?, "—");
-            s.wait_text("set-last-set-1", "ok").await?;
+            s.wait_text("set-last-set-1", "finished").await?;
             s.shot("backups").await?;
             s.go("snapshots").await?;
             s.testid("snapshot-row").await?;
@@ -384,7 +403,9 @@ fn old_computer(dir: &Path) -> (PathBuf, String, PathBuf) {
         Arc::new(coffer_app::jobs::NoEvents),
     )
     .unwrap();
-    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let k = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let g = k.groups[k.confirm_group as usize - 1].clone();
     app.confirm_recovery_key(k.confirm_group, &g).unwrap();
     let mut set = coffer_app::settings::BackupSetInput {
@@ -392,7 +413,7 @@ fn old_computer(dir: &Path) -> (PathBuf, String, PathBuf) {
         sources: vec![src.clone()],
         excludes: vec!["*.tmp".into()],
         repository: repo.clone(),
-        schedule: coffer_app::schedule::Schedule::Manual,
+        schedule: coffer_app::schedule::Schedule::Manual.into(),
         retention: coffer_app::settings::Retention::default(),
         remote: None,
         upload_limit: None,
@@ -691,6 +712,8 @@ async fn vault_mode_first_run_and_recovery_with_attempts_remaining() {
     let shared = tempfile::tempdir().unwrap();
     let fleet = shared.path().join("fleet");
     let repo = shared.path().join("usb/coffer.db");
+    // The USB disk is connected: its folder is there.
+    std::fs::create_dir_all(repo.parent().unwrap()).unwrap();
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("ann@example.org", "correct horse battery staple");
     let args = ["--vault-dir", fleet.to_str().unwrap()];
@@ -897,7 +920,7 @@ async fn stale_backup_warning() {
                 sources: vec![dir.join("photos")],
                 excludes: vec![],
                 repository: dir.join("repo/coffer.db"),
-                schedule: coffer_app::schedule::Schedule::EveryHours { hours: 6 },
+                schedule: coffer_app::schedule::Schedule::EveryHours { hours: 6 }.into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,
@@ -913,12 +936,26 @@ async fn stale_backup_warning() {
                 sources: vec![dir.join("photos")],
                 excludes: vec![],
                 repository: dir.join("repo/coffer.db"),
-                schedule: coffer_app::schedule::Schedule::Manual,
+                schedule: coffer_app::schedule::Schedule::Manual.into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,
             },
             three_days_ago,
+        )
+        .unwrap();
+        // Its last scheduled run failed: the photos' disk was not there.
+        st.record_run(
+            "set-1",
+            coffer_app::settings::RunRecord {
+                started_at: three_days_ago + 3600,
+                finished_at: three_days_ago + 3601,
+                outcome: coffer_app::settings::RunOutcome::Failed {
+                    code: "CF-R016".into(),
+                },
+                snapshot_id: None,
+                bytes: 0,
+            },
         )
         .unwrap();
         st.onboarding_completed = true;
@@ -938,6 +975,14 @@ async fn stale_backup_warning() {
                 .text("home-set-sentence-set-1")
                 .await?
                 .starts_with("Warning"));
+            // The failed run is red on Home, in words, with the step to
+            // take in the app (no code, no command).
+            s.wait_text("home-failed-warning", "The last backup of 1 backup set failed")
+                .await?;
+            let f = s.text("home-set-failure-set-1").await?;
+            assert!(f.contains("does not exist") && f.contains("Connect the disk"), "{f}");
+            assert!(!f.contains("CF-") && !f.contains("`coffer"), "{f}");
+            assert!(!s.exists("home-set-failure-set-2").await?);
             s.shot("home-stale").await?;
             s.go("backups").await?;
             let w = s.text("set-stale-set-1").await?;
@@ -945,6 +990,56 @@ async fn stale_backup_warning() {
                 w.contains("never been backed up successfully") && w.contains("every 6 hours"),
                 "{w}"
             );
+            // And on its card: red, why, what to do, the code for support.
+            let card = s.testid("set-card-set-1").await?;
+            assert_eq!(card.attr("data-failed").await?.as_deref(), Some("true"));
+            let f = s.text("set-failure-set-1").await?;
+            assert!(f.contains("The last backup failed.") && f.contains("Connect the disk"), "{f}");
+            assert!(f.contains("CF-R016"), "{f}");
+            assert!(s.text("set-last-set-1").await?.contains("failed"));
+            let ok = s.testid("set-card-set-2").await?;
+            assert_eq!(ok.attr("data-failed").await?.as_deref(), Some("false"));
+
+            // A schedule is typed in a number field or a time picker and
+            // checked before it is saved: an empty time or "0" hours is
+            // refused with the reason, never saved as daily at 00:00.
+            let folder = s.data_dir.join("pictures");
+            std::fs::create_dir_all(&folder)?;
+            s.click("sets-new").await?;
+            s.type_in("set-name", "Pictures").await?;
+            s.type_in("set-sources", folder.to_str().unwrap()).await?;
+            let repo = s.data_dir.join("repo/coffer.db");
+            s.type_in("set-repository", repo.to_str().unwrap()).await?;
+            assert_eq!(
+                s.testid("set-schedule-time").await?.attr("type").await?.as_deref(),
+                Some("time")
+            );
+            s.testid("set-schedule-kind").await?.select_by_value("daily_at").await?;
+            s.testid("set-schedule-time").await?.clear().await?;
+            s.click("set-save").await?;
+            s.wait_text("error-code", "CF-A035").await?;
+            assert!(s.text("error-message").await?.contains("An empty field"));
+            // The error has the focus, so a screen reader says it at once.
+            let focused = s
+                .client
+                .execute(
+                    "return document.activeElement?.closest('[data-testid=\"error-panel\"]') !== null;",
+                    vec![],
+                )
+                .await?;
+            assert_eq!(focused.as_bool(), Some(true), "focus stayed on the button");
+            s.testid("set-schedule-kind").await?.select_by_value("every_hours").await?;
+            s.type_in("set-schedule-hours", "0").await?;
+            s.click("set-save").await?;
+            s.wait_text("error-code", "CF-A036").await?;
+            assert!(!s.exists("set-card-set-3").await?, "nothing saved");
+            s.testid("set-schedule-kind").await?.select_by_value("daily_at").await?;
+            s.type_in("set-schedule-time", "14:30").await?;
+            s.shot("set-form-schedule").await?;
+            s.click("set-save").await?;
+            s.testid("set-card-set-3").await?;
+            let sched = s.text("set-card-set-3").await?;
+            assert!(sched.contains("daily at 14:30"), "{sched}");
 
             // A folder that is not there (an unmounted disk) is refused
             // when the set is saved, with the folder named.
@@ -958,7 +1053,7 @@ async fn stale_backup_warning() {
                 .text("error-message")
                 .await?
                 .contains("/media/not-mounted/Photos"));
-            assert!(!s.exists("set-card-set-3").await?, "nothing saved");
+            assert!(!s.exists("set-card-set-4").await?, "nothing saved");
             s.click("set-cancel").await?;
 
             // The 100-character name wraps inside its card (at the
@@ -1045,6 +1140,8 @@ async fn settings_remote_vault_by_url_then_first_run_against_it() {
     let wrong_ok = vault.witness_key().to_string(); // a real key, but not the operator's
     let (vendor, evidence) = (vault.vendor_root().to_string(), vault.evidence_url());
     let repo = shared.path().join("usb/coffer.db");
+    // The USB disk is connected: its folder is there.
+    std::fs::create_dir_all(repo.parent().unwrap()).unwrap();
     let src = make_source(shared.path(), 0);
     let (acct, code) = ("rita@example.org", "correct horse battery staple");
     // A private keyring: the move at the end goes to the local demo fleet,
@@ -1341,7 +1438,7 @@ async fn remote_vault_recovery_change_move_and_delete_with_the_mail_code() {
             a.send_vault_mail_code(acct).unwrap();
             let mail = coffer_vault::account::outbox_code(&outbox, acct).unwrap();
             a.verify_vault_mail_code(acct, mail.to_string()).unwrap();
-            a.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into())
+            a.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into(), true)
                 .unwrap();
             a.shutdown_vault();
             mail.to_string()

@@ -53,7 +53,11 @@ unlocked: boolean, keyring: KeyringStatus,
 /**
  * A problem loading settings.json (it was kept aside), if any.
  */
-settings_error: ErrorReport | null, running_jobs: Array<JobEvent>, stale_sets: number, };
+settings_error: ErrorReport | null, running_jobs: Array<JobEvent>, stale_sets: number, 
+/**
+ * Sets whose last run failed.
+ */
+failed_sets: number, };
 
 export type KeyMode = "recovery_code" | "recovery_key";
 
@@ -105,7 +109,13 @@ export type SetView = { set: BackupSet, freshness: Freshness, stale: boolean,
 /**
  * "Last good backup 2 hours ago (scheduled daily at 12:00)."
  */
-sentence: string, schedule_text: string, last: RunRecord | null, next_due: number | null, running_job: number | null, };
+sentence: string, schedule_text: string, last: RunRecord | null, next_due: number | null, running_job: number | null, 
+/**
+ * Why the last run failed (absent when it did not).
+ */
+failure: RunFailure | null, };
+
+export type RunFailure = { code: string, message: string, next_step: string, };
 
 export type BackupSet = { 
 /**
@@ -138,7 +148,11 @@ excludes: Array<string>,
 /**
  * Absolute path of the repository file.
  */
-repository: string, schedule: Schedule, retention: Retention, 
+repository: string, 
+/**
+ * As typed; parsed by [`ScheduleInput::parse`] when the set is saved.
+ */
+schedule: ScheduleInput, retention: Retention, 
 /**
  * The off-site copy (S3-compatible store or SFTP), if any. No secret:
  * its credentials are kept in the OS keyring (see [`crate::remote`]).
@@ -151,6 +165,8 @@ remote: Destination | null,
 upload_limit: number | null, };
 
 export type Schedule = { "kind": "manual" } | { "kind": "every_hours", hours: number, } | { "kind": "daily_at", hour: number, minute: number, };
+
+export type ScheduleInput = { "kind": "manual" } | { "kind": "every_hours", hours: string, } | { "kind": "daily_at", time: string, };
 
 export type Retention = { keep_last: number, keep_hourly: number, keep_daily: number, keep_weekly: number, keep_monthly: number, keep_yearly: number, };
 
@@ -617,7 +633,7 @@ export const JOB_EVENT = "coffer://job";
 export interface Commands {
   app_status: { args: Record<string, never>; result: AppStatus };
   app_overview: { args: Record<string, never>; result: AppOverview };
-  create_key_repository: { args: { path: string }; result: NewRecoveryKey };
+  create_key_repository: { args: { path: string; create_folder: boolean }; result: NewRecoveryKey };
   confirm_recovery_key: { args: { group: number; typed: string }; result: KeyInstalled };
   complete_onboarding: { args: { first_set: BackupSetInput }; result: SetView };
   unlock_with_recovery_key: { args: { repository: string; recovery_key: string }; result: KeyInstalled };
@@ -651,7 +667,7 @@ export interface Commands {
   save_vault_choice: { args: { choice: VaultChoice }; result: VaultInfo };
   load_trust_policy: { args: { path: string }; result: LoadedPolicy };
   shipped_trust_policy: { args: { witness_key: string }; result: LoadedPolicy };
-  create_vault_repository: { args: { path: string; account: string; code: string; confirm: string }; result: KeyInstalled };
+  create_vault_repository: { args: { path: string; account: string; code: string; confirm: string; create_folder: boolean }; result: KeyInstalled };
   unlock_with_recovery_code: { args: { repository: string; account: string; code: string }; result: KeyInstalled };
   send_vault_mail_code: { args: { account: string; target: VaultChoice | null }; result: null };
   verify_vault_mail_code: { args: { account: string; code: string; target: VaultChoice | null }; result: null };

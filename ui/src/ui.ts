@@ -113,6 +113,9 @@ export async function guarded<T>(btn: HTMLButtonElement | null, slot: HTMLElemen
     return await work();
   } catch (e) {
     showError(slot, e);
+    // The answer to what the user just did: focus moves to it, so it is
+    // seen (scrolled to) and read out at once.
+    slot.querySelector<HTMLElement>('[data-testid="error-panel"]')?.focus();
     return undefined;
   } finally {
     if (btn) btn.disabled = false;

@@ -303,15 +303,15 @@ impl App {
         let status = self.status();
         let keyring = self.cached_keyring();
         let now = now_secs();
-        let (onboarded, key_mode, repository, settings_error, stale_sets) = {
+        let (onboarded, key_mode, repository, settings_error, stale_sets, failed_sets) = {
             let st = self.state();
-            let stale = st.settings.stale_count(now) as u32;
             (
                 st.settings.onboarding_completed,
                 st.settings.key_mode,
                 st.current.clone(),
                 st.settings_error.clone(),
-                stale,
+                st.settings.stale_count(now) as u32,
+                st.settings.failed_count() as u32,
             )
         };
         let unlocked = repository.as_deref().is_some_and(|r| {
@@ -333,7 +333,25 @@ impl App {
             settings_error,
             running_jobs: self.inner.jobs.running(),
             stale_sets,
+            failed_sets,
         }
+    }
+
+    /// The folder a new backup file goes into: it must exist, or the user
+    /// said to create it. An unmounted disk's mount point is an empty folder
+    /// that may not exist: a file made there silently would put the backups
+    /// on this computer's own disk.
+    pub(super) fn repository_folder(repo: &Path, create: bool) -> R<()> {
+        let Some(parent) = repo.parent() else {
+            return Ok(());
+        };
+        if parent.is_dir() {
+            return Ok(());
+        }
+        if !create {
+            return Err(AppError::RepositoryFolderMissing(parent.to_path_buf()).report_now());
+        }
+        std::fs::create_dir_all(parent).map_err(|e| rep(coffer_repo::RepoError::io(parent, e)))
     }
 
     // ------------------------------------------------------------- the key

@@ -10,7 +10,7 @@ use crate::dialog::PathKind;
 use crate::ipc::*;
 use crate::jobs::{JobEvent, JobKind, JobOutcome, JobState};
 use crate::remote::RemoteCredentialsInput;
-use crate::schedule::{Freshness, Schedule};
+use crate::schedule::{Freshness, Schedule, ScheduleInput};
 use crate::settings::{
     BackupSet, BackupSetInput, KeyMode, Retention, RunOutcome, RunRecord, VaultChoice,
 };
@@ -57,7 +57,7 @@ pub fn commands() -> Vec<CommandSig> {
         },
         CommandSig {
             name: "create_key_repository",
-            args: "{ path: string }",
+            args: "{ path: string; create_folder: boolean }",
             result: NewRecoveryKey::name,
         },
         CommandSig {
@@ -227,7 +227,7 @@ pub fn commands() -> Vec<CommandSig> {
         },
         CommandSig {
             name: "create_vault_repository",
-            args: "{ path: string; account: string; code: string; confirm: string }",
+            args: "{ path: string; account: string; code: string; confirm: string; create_folder: boolean }",
             result: KeyInstalled::name,
         },
         CommandSig {
@@ -308,9 +308,11 @@ pub fn render() -> String {
         decl::<KeyInstalled>(&cfg),
         decl::<Rehearsed>(&cfg),
         decl::<SetView>(&cfg),
+        decl::<RunFailure>(&cfg),
         decl::<BackupSet>(&cfg),
         decl::<BackupSetInput>(&cfg),
         decl::<Schedule>(&cfg),
+        decl::<ScheduleInput>(&cfg),
         decl::<Retention>(&cfg),
         decl::<Freshness>(&cfg),
         decl::<RunRecord>(&cfg),

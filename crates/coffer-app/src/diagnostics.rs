@@ -632,7 +632,7 @@ mod tests {
                     sources: vec!["/p".into()],
                     excludes: vec![],
                     repository: "/r/coffer.repo".into(),
-                    schedule: Schedule::EveryHours { hours: 6 },
+                    schedule: Schedule::EveryHours { hours: 6 }.into(),
                     retention: Retention::default(),
                     remote: None,
                     upload_limit: None,

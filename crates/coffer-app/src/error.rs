@@ -11,7 +11,7 @@ pub const ERROR_CODES: &[&str] = &[
     "CF-A001", "CF-A050", "CF-A051", "CF-A052", "CF-A053", "CF-A054", "CF-A055", "CF-A056",
     "CF-A059", "CF-A060", "CF-A061", "CF-A062", "CF-A063", "CF-A064", "CF-A065", "CF-A066",
     "CF-A057", "CF-A058", "CF-A070", "CF-A071", "CF-A072", "CF-A073", "CF-A075", "CF-A095",
-    "CF-A096",
+    "CF-A096", "CF-A097",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,8 @@ pub enum AppError {
     SameWrongCode,
     #[error("the folder to back up {0} is not there")]
     SourceMissing(PathBuf),
+    #[error("the folder {0} for the backup file does not exist")]
+    RepositoryFolderMissing(PathBuf),
 }
 
 impl AppError {
@@ -108,6 +110,7 @@ impl UserFacing for AppError {
             DialogFailed(_) => ErrorKind::Io,
             SameWrongCode => ErrorKind::WrongRecoveryCode,
             SourceMissing(_) => ErrorKind::NotFound,
+            RepositoryFolderMissing(_) => ErrorKind::NotFound,
         }
     }
     fn code(&self) -> &'static str {
@@ -138,6 +141,7 @@ impl UserFacing for AppError {
             DialogFailed(_) => "CF-A075",
             SameWrongCode => "CF-A095",
             SourceMissing(_) => "CF-A096",
+            RepositoryFolderMissing(_) => "CF-A097",
         }
     }
     fn next_step(&self) -> String {
@@ -168,6 +172,7 @@ impl UserFacing for AppError {
             DialogFailed(_) => "Type the path into the field instead (the full path, starting with /).".into(),
             SameWrongCode => "Check the code against your recovery kit (every character counts, including spaces and capitals) and type it again.".into(),
             SourceMissing(_) => "Choose a folder that exists (connect the disk it is on first), or remove it from the list. Nothing was saved.".into(),
+            RepositoryFolderMissing(_) => "If it is on a disk that is not connected, connect it and try again: otherwise the backups would land on this computer's own disk. To make a new folder there, confirm that you want it created.".into(),
         }
     }
 }

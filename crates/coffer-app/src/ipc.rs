@@ -69,6 +69,8 @@ pub struct AppOverview {
     pub settings_error: Option<coffer_error::ErrorReport>,
     pub running_jobs: Vec<crate::jobs::JobEvent>,
     pub stale_sets: u32,
+    /// Sets whose last run failed.
+    pub failed_sets: u32,
 }
 
 /// A new recovery key, shown once during first run.
@@ -136,6 +138,17 @@ pub struct SetView {
     pub last: Option<crate::settings::RunRecord>,
     pub next_due: Option<i64>,
     pub running_job: Option<u64>,
+    /// Why the last run failed (absent when it did not).
+    pub failure: Option<RunFailure>,
+}
+
+/// A failed run in words for the app: what went wrong and what to do, with
+/// the code for support.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct RunFailure {
+    pub code: String,
+    pub message: String,
+    pub next_step: String,
 }
 
 /// The result of applying a retention policy (and pruning).

@@ -45,10 +45,19 @@ impl Default for Schedule {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("{text:?} is not a time of day (use HH:MM, 00:00 to 23:59)")]
+    #[error("{} is not a time of day (use HH:MM, 00:00 to 23:59)", typed(text))]
     InvalidTimeOfDay { text: String },
-    #[error("a backup every {hours} hours is not possible (use 1 to 168 hours)")]
-    InvalidInterval { hours: u32 },
+    #[error("{} is not a number of hours from 1 to 168", typed(text))]
+    InvalidInterval { text: String },
+}
+
+/// What was typed, quoted; an empty field says so.
+fn typed(text: &str) -> String {
+    if text.trim().is_empty() {
+        "An empty field".into()
+    } else {
+        format!("{text:?}")
+    }
 }
 
 impl UserFacing for ScheduleError {
@@ -70,6 +79,60 @@ impl UserFacing for ScheduleError {
             ScheduleError::InvalidInterval { .. } => {
                 "Choose an interval between 1 and 168 hours, or a daily time.".into()
             }
+        }
+    }
+}
+
+/// A schedule as the form has it: the text typed, parsed here and only
+/// here (the UI never turns "noon" or an empty field into a time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScheduleInput {
+    Manual,
+    /// The number of hours as typed.
+    EveryHours {
+        hours: String,
+    },
+    /// The time of day as typed (HH:MM, 24-hour clock).
+    DailyAt {
+        time: String,
+    },
+}
+
+impl ScheduleInput {
+    /// The schedule, or why the text is not one.
+    pub fn parse(&self) -> Result<Schedule, ScheduleError> {
+        match self {
+            ScheduleInput::Manual => Ok(Schedule::Manual),
+            ScheduleInput::DailyAt { time } => Schedule::daily_at(time),
+            ScheduleInput::EveryHours { hours } => {
+                let t = hours.trim();
+                let bad = || ScheduleError::InvalidInterval {
+                    text: t.chars().take(16).collect(),
+                };
+                if t.is_empty() || t.len() > 3 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(bad());
+                }
+                let s = Schedule::EveryHours {
+                    hours: t.parse().map_err(|_| bad())?,
+                };
+                s.validate().map_err(|_| bad())?;
+                Ok(s)
+            }
+        }
+    }
+}
+
+impl From<Schedule> for ScheduleInput {
+    fn from(s: Schedule) -> Self {
+        match s {
+            Schedule::Manual => ScheduleInput::Manual,
+            Schedule::EveryHours { hours } => ScheduleInput::EveryHours {
+                hours: hours.to_string(),
+            },
+            Schedule::DailyAt { hour, minute } => ScheduleInput::DailyAt {
+                time: format!("{hour:02}:{minute:02}"),
+            },
         }
     }
 }
@@ -98,7 +161,9 @@ impl Schedule {
         match *self {
             Schedule::Manual => Ok(()),
             Schedule::EveryHours { hours } if (1..=MAX_INTERVAL_HOURS).contains(&hours) => Ok(()),
-            Schedule::EveryHours { hours } => Err(ScheduleError::InvalidInterval { hours }),
+            Schedule::EveryHours { hours } => Err(ScheduleError::InvalidInterval {
+                text: hours.to_string(),
+            }),
             Schedule::DailyAt { hour, minute } if hour < 24 && minute < 60 => Ok(()),
             Schedule::DailyAt { hour, minute } => Err(ScheduleError::InvalidTimeOfDay {
                 text: format!("{hour:02}:{minute:02}"),
@@ -140,29 +205,26 @@ impl Schedule {
 
 /// When a set should run next, in unix seconds; `None` for manual sets.
 ///
-/// - never run: due at `now`;
-/// - every N hours: N hours after the last attempt;
-/// - daily at HH:MM: the first local HH:MM strictly after the last attempt
+/// `anchor` is the start of the last attempt, or the set's creation when it
+/// never ran: a new set waits for its first regular time, so nothing starts
+/// unasked the moment it is saved (the user has "Back up now" for that).
+///
+/// - every N hours: N hours after the anchor;
+/// - daily at HH:MM: the first local HH:MM strictly after the anchor
 ///   (if the computer was off then, the result is in the past: run at once);
 /// - after a failed attempt, no later than [`RETRY_AFTER_FAILURE_SECS`] after it.
 pub fn next_due(
     schedule: &Schedule,
-    last_attempt: Option<i64>,
+    anchor: i64,
     last_attempt_failed: bool,
-    now: i64,
     utc_offset_secs: i32,
 ) -> Option<i64> {
-    let last = match (schedule, last_attempt) {
-        (Schedule::Manual, _) => return None,
-        (_, None) => return Some(now),
-        (_, Some(t)) => t,
-    };
     let regular = match *schedule {
         Schedule::Manual => return None,
-        Schedule::EveryHours { hours } => last + i64::from(hours) * HOUR,
+        Schedule::EveryHours { hours } => anchor + i64::from(hours) * HOUR,
         Schedule::DailyAt { hour, minute } => {
             let off = i64::from(utc_offset_secs);
-            let local = last + off;
+            let local = anchor + off;
             let mut candidate =
                 local.div_euclid(DAY) * DAY + i64::from(hour) * HOUR + i64::from(minute) * 60;
             if candidate <= local {
@@ -172,7 +234,7 @@ pub fn next_due(
         }
     };
     Some(if last_attempt_failed {
-        regular.min(last + RETRY_AFTER_FAILURE_SECS)
+        regular.min(anchor + RETRY_AFTER_FAILURE_SECS)
     } else {
         regular
     })
@@ -181,19 +243,12 @@ pub fn next_due(
 /// Whether a set should start now.
 pub fn is_due(
     schedule: &Schedule,
-    last_attempt: Option<i64>,
+    anchor: i64,
     last_attempt_failed: bool,
     now: i64,
     utc_offset_secs: i32,
 ) -> bool {
-    next_due(
-        schedule,
-        last_attempt,
-        last_attempt_failed,
-        now,
-        utc_offset_secs,
-    )
-    .is_some_and(|t| t <= now)
+    next_due(schedule, anchor, last_attempt_failed, utc_offset_secs).is_some_and(|t| t <= now)
 }
 
 /// How old the last good backup of a set is, measured against its schedule.
@@ -363,14 +418,42 @@ mod tests {
     }
 
     #[test]
-    fn manual_sets_are_never_due() {
+    fn typed_schedules_parse_or_say_why_not() {
+        let p = |i: ScheduleInput| i.parse();
+        let daily = |t: &str| ScheduleInput::DailyAt { time: t.into() };
+        let hours = |t: &str| ScheduleInput::EveryHours { hours: t.into() };
+        assert_eq!(p(ScheduleInput::Manual), Ok(Schedule::Manual));
         assert_eq!(
-            next_due(&Schedule::Manual, None, false, t(0, 5, 0), 0),
-            None
+            p(daily("14:05")),
+            Ok(Schedule::DailyAt {
+                hour: 14,
+                minute: 5
+            })
         );
+        assert_eq!(p(hours(" 6 ")), Ok(Schedule::EveryHours { hours: 6 }));
+        // What the old form saved as "daily at 00:00" or "every 0 hours".
+        for bad in ["noon", "", "12", "12:00 pm"] {
+            assert_eq!(p(daily(bad)).unwrap_err().code(), "CF-A035", "{bad:?}");
+        }
+        for bad in ["", "six", "0", "169", "2.5", "-1", "99999999999"] {
+            assert_eq!(p(hours(bad)).unwrap_err().code(), "CF-A036", "{bad:?}");
+        }
+        // A saved schedule comes back as the text the form shows.
+        for s in [
+            Schedule::Manual,
+            Schedule::EveryHours { hours: 12 },
+            Schedule::DailyAt { hour: 7, minute: 0 },
+        ] {
+            assert_eq!(ScheduleInput::from(s).parse(), Ok(s));
+        }
+    }
+
+    #[test]
+    fn manual_sets_are_never_due() {
+        assert_eq!(next_due(&Schedule::Manual, t(0, 5, 0), false, 0), None);
         assert!(!is_due(
             &Schedule::Manual,
-            Some(t(-30, 0, 0)),
+            t(-30, 0, 0),
             true,
             t(0, 0, 0),
             0
@@ -378,19 +461,26 @@ mod tests {
     }
 
     #[test]
-    fn a_set_never_run_is_due_now() {
+    fn a_new_set_waits_for_its_first_regular_time() {
+        // Created at 09:00 (the anchor): nothing starts the moment it is saved.
         let s = Schedule::EveryHours { hours: 6 };
-        assert_eq!(next_due(&s, None, false, t(0, 9, 0), 0), Some(t(0, 9, 0)));
-        assert!(is_due(&s, None, false, t(0, 9, 0), 0));
+        assert_eq!(next_due(&s, t(0, 9, 0), false, 0), Some(t(0, 15, 0)));
+        assert!(!is_due(&s, t(0, 9, 0), false, t(0, 9, 0), 0));
+        let d = Schedule::DailyAt {
+            hour: 12,
+            minute: 0,
+        };
+        assert_eq!(next_due(&d, t(0, 9, 0), false, 0), Some(t(0, 12, 0)));
+        assert!(!is_due(&d, t(0, 9, 0), false, t(0, 9, 1), 0));
     }
 
     #[test]
     fn every_n_hours_counts_from_the_last_attempt() {
         let s = Schedule::EveryHours { hours: 6 };
         let last = t(0, 9, 17);
-        assert_eq!(next_due(&s, Some(last), false, last, 0), Some(t(0, 15, 17)));
-        assert!(!is_due(&s, Some(last), false, t(0, 15, 16), 0));
-        assert!(is_due(&s, Some(last), false, t(0, 15, 17), 0));
+        assert_eq!(next_due(&s, last, false, 0), Some(t(0, 15, 17)));
+        assert!(!is_due(&s, last, false, t(0, 15, 16), 0));
+        assert!(is_due(&s, last, false, t(0, 15, 17), 0));
     }
 
     #[test]
@@ -400,20 +490,11 @@ mod tests {
             minute: 30,
         };
         // Last run at 01:00 UTC, before today's 02:30: due today.
-        assert_eq!(
-            next_due(&s, Some(t(0, 1, 0)), false, t(0, 1, 0), 0),
-            Some(t(0, 2, 30))
-        );
+        assert_eq!(next_due(&s, t(0, 1, 0), false, 0), Some(t(0, 2, 30)));
         // Last run exactly at 02:30: tomorrow.
-        assert_eq!(
-            next_due(&s, Some(t(0, 2, 30)), false, t(0, 2, 30), 0),
-            Some(t(1, 2, 30))
-        );
+        assert_eq!(next_due(&s, t(0, 2, 30), false, 0), Some(t(1, 2, 30)));
         // Last run in the evening: tomorrow.
-        assert_eq!(
-            next_due(&s, Some(t(0, 22, 0)), false, t(0, 22, 0), 0),
-            Some(t(1, 2, 30))
-        );
+        assert_eq!(next_due(&s, t(0, 22, 0), false, 0), Some(t(1, 2, 30)));
     }
 
     #[test]
@@ -425,17 +506,11 @@ mod tests {
         // UTC+2: 02:30 local is 00:30 UTC. Last run at 23:00 UTC on day 0 =
         // 01:00 local on day 1, so due at 02:30 local on day 1 = 00:30 UTC day 1.
         let plus2 = 2 * 3600;
-        assert_eq!(
-            next_due(&s, Some(t(0, 23, 0)), false, t(0, 23, 0), plus2),
-            Some(t(1, 0, 30))
-        );
+        assert_eq!(next_due(&s, t(0, 23, 0), false, plus2), Some(t(1, 0, 30)));
         // UTC-5: 02:30 local is 07:30 UTC. Last run 03:00 UTC day 1 = 22:00
         // local day 0, so due 02:30 local day 1 = 07:30 UTC day 1.
         let minus5 = -5 * 3600;
-        assert_eq!(
-            next_due(&s, Some(t(1, 3, 0)), false, t(1, 3, 0), minus5),
-            Some(t(1, 7, 30))
-        );
+        assert_eq!(next_due(&s, t(1, 3, 0), false, minus5), Some(t(1, 7, 30)));
     }
 
     #[test]
@@ -446,8 +521,8 @@ mod tests {
         };
         let last = t(0, 3, 0);
         let now = t(3, 12, 0); // three days later
-        assert_eq!(next_due(&s, Some(last), false, now, 0), Some(t(1, 2, 30)));
-        assert!(is_due(&s, Some(last), false, now, 0));
+        assert_eq!(next_due(&s, last, false, 0), Some(t(1, 2, 30)));
+        assert!(is_due(&s, last, false, now, 0));
     }
 
     #[test]
@@ -457,19 +532,13 @@ mod tests {
             minute: 30,
         };
         let last = t(0, 2, 30);
-        assert_eq!(next_due(&s, Some(last), true, last, 0), Some(t(0, 3, 0)));
+        assert_eq!(next_due(&s, last, true, 0), Some(t(0, 3, 0)));
         // ... unless the schedule is sooner anyway.
         let hourly = Schedule::EveryHours { hours: 1 };
-        assert_eq!(
-            next_due(&hourly, Some(last), true, last, 0),
-            Some(t(0, 3, 0))
-        );
+        assert_eq!(next_due(&hourly, last, true, 0), Some(t(0, 3, 0)));
         let two = Schedule::EveryHours { hours: 2 };
-        assert_eq!(next_due(&two, Some(last), true, last, 0), Some(t(0, 3, 0)));
-        assert_eq!(
-            next_due(&two, Some(last), false, last, 0),
-            Some(t(0, 4, 30))
-        );
+        assert_eq!(next_due(&two, last, true, 0), Some(t(0, 3, 0)));
+        assert_eq!(next_due(&two, last, false, 0), Some(t(0, 4, 30)));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use coffer_error::{ErrorKind, UserFacing};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::schedule::{self, Freshness, Schedule, ScheduleError};
+use crate::schedule::{self, Freshness, Schedule, ScheduleError, ScheduleInput};
 
 /// File name inside the data directory.
 pub const SETTINGS_FILE: &str = "settings.json";
@@ -161,7 +161,8 @@ pub struct BackupSetInput {
     pub excludes: Vec<String>,
     /// Absolute path of the repository file.
     pub repository: PathBuf,
-    pub schedule: Schedule,
+    /// As typed; parsed by [`ScheduleInput::parse`] when the set is saved.
+    pub schedule: ScheduleInput,
     pub retention: Retention,
     /// The off-site copy (S3-compatible store or SFTP), if any. No secret:
     /// its credentials are kept in the OS keyring (see [`crate::remote`]).
@@ -732,7 +733,7 @@ impl BackupSetInput {
                 });
             }
         }
-        self.schedule.validate()?;
+        self.schedule.parse()?;
         if self.retention.keeps_nothing() {
             return Err(SettingsError::KeepsNothing { name: name.into() });
         }
@@ -753,7 +754,7 @@ impl BackupSet {
             sources: self.sources.clone(),
             excludes: self.excludes.clone(),
             repository: self.repository.clone(),
-            schedule: self.schedule,
+            schedule: self.schedule.into(),
             retention: self.retention,
             remote: self.remote.clone(),
             upload_limit: self.upload_limit,
@@ -873,7 +874,7 @@ impl Settings {
             sources: input.sources,
             excludes: input.excludes,
             repository: input.repository,
-            schedule: input.schedule,
+            schedule: input.schedule.parse()?,
             retention: input.retention,
             created_at: now,
             remote: input.remote,
@@ -895,7 +896,7 @@ impl Settings {
         set.sources = input.sources;
         set.excludes = input.excludes;
         set.repository = input.repository;
-        set.schedule = input.schedule;
+        set.schedule = input.schedule.parse()?;
         set.retention = input.retention;
         set.remote = input.remote;
         set.upload_limit = input.upload_limit;
@@ -927,6 +928,22 @@ impl Settings {
         Ok(())
     }
 
+    /// The error code of the set's last run, when it failed.
+    pub fn last_failure_code(&self, id: &str) -> Option<&str> {
+        match &self.runs.get(id)?.last.as_ref()?.outcome {
+            RunOutcome::Failed { code } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// How many sets' last run failed.
+    pub fn failed_count(&self) -> usize {
+        self.backup_sets
+            .iter()
+            .filter(|s| self.last_failure_code(&s.id).is_some())
+            .count()
+    }
+
     /// How many sets' last good backup is older than their schedule allows.
     pub fn stale_count(&self, now: i64) -> usize {
         self.backup_sets
@@ -952,14 +969,13 @@ impl Settings {
     }
 
     /// When the set should run next (see [`schedule::next_due`]).
-    pub fn next_due(&self, id: &str, now: i64, utc_offset_secs: i32) -> Option<i64> {
+    pub fn next_due(&self, id: &str, utc_offset_secs: i32) -> Option<i64> {
         let set = self.backup_set(id)?;
         let last = self.runs.get(id).and_then(|h| h.last.as_ref());
         schedule::next_due(
             &set.schedule,
-            last.map(|r| r.started_at),
+            last.map_or(set.created_at, |r| r.started_at),
             last.is_some_and(|r| matches!(r.outcome, RunOutcome::Failed { .. })),
-            now,
             utc_offset_secs,
         )
     }
@@ -973,7 +989,7 @@ impl Settings {
             .backup_sets
             .iter()
             .filter_map(|set| {
-                let t = self.next_due(&set.id, now, utc_offset_secs)?;
+                let t = self.next_due(&set.id, utc_offset_secs)?;
                 (t <= now).then_some((t, set.id.as_str()))
             })
             .collect();
@@ -1137,7 +1153,7 @@ mod tests {
             sources: vec!["/home/ann/Documents".into(), "/home/ann/Pictures".into()],
             excludes: vec!["*.tmp".into()],
             repository: "/media/ann/backup/coffer.repo".into(),
-            schedule: Schedule::EveryHours { hours: 6 },
+            schedule: Schedule::EveryHours { hours: 6 }.into(),
             retention: Retention::default(),
             remote: None,
             upload_limit: None,
@@ -1212,7 +1228,7 @@ mod tests {
         i.excludes.push(" ".into());
         assert_eq!(code_of(s.add_backup_set(i, 0)), "CF-A033");
         let mut i = input("Sched");
-        i.schedule = Schedule::EveryHours { hours: 0 };
+        i.schedule = Schedule::EveryHours { hours: 0 }.into();
         assert_eq!(code_of(s.add_backup_set(i, 0)), "CF-A036");
 
         assert_eq!(s, before, "failed edits change nothing");
@@ -1227,7 +1243,7 @@ mod tests {
         let a = s.add_backup_set(input("A"), 0).unwrap();
         s.add_backup_set(input("B"), 0).unwrap();
         let mut i = input("a"); // its own name, other case: fine
-        i.schedule = Schedule::Manual;
+        i.schedule = Schedule::Manual.into();
         s.update_backup_set(&a, i).unwrap();
         assert_eq!(s.backup_set(&a).unwrap().schedule, Schedule::Manual);
         assert_eq!(code_of(s.update_backup_set(&a, input("b"))), "CF-A026");
@@ -1313,16 +1329,19 @@ mod tests {
     fn due_and_stale_sets_follow_the_schedules() {
         let mut s = Settings::default();
         let mut i = input("Hourly");
-        i.schedule = Schedule::EveryHours { hours: 1 };
+        i.schedule = Schedule::EveryHours { hours: 1 }.into();
         let hourly = s.add_backup_set(i, 0).unwrap();
         let mut i = input("Manual");
-        i.schedule = Schedule::Manual;
+        i.schedule = Schedule::Manual.into();
         let manual = s.add_backup_set(i, 0).unwrap();
         let mut i = input("Daily");
-        i.schedule = Schedule::DailyAt { hour: 3, minute: 0 };
+        i.schedule = Schedule::DailyAt { hour: 3, minute: 0 }.into();
         let daily = s.add_backup_set(i, 0).unwrap();
-        // Never run: both scheduled sets are due, the manual one never.
-        assert_eq!(s.due_sets(100, 0), vec![hourly.clone(), daily.clone()]);
+        // Never run: each scheduled set waits for its first regular time
+        // after its creation (at 0), the manual one forever.
+        assert!(s.due_sets(100, 0).is_empty());
+        assert_eq!(s.due_sets(3600, 0), vec![hourly.clone()]);
+        assert_eq!(s.due_sets(10_800, 0), vec![hourly.clone(), daily.clone()]);
         assert!(s.stale_sets(100).is_empty());
 
         let ok = |start| RunRecord {
@@ -1361,7 +1380,7 @@ mod tests {
         assert_eq!(h.last.as_ref().unwrap().outcome, failed);
         assert_eq!(h.last_success.as_ref().unwrap().started_at, 1000);
         // Retry half an hour after the failed start.
-        assert_eq!(s.next_due(&id, 2100, 0), Some(2000 + 1800));
+        assert_eq!(s.next_due(&id, 0), Some(2000 + 1800));
         // Good backup finished at 1060, every 6 hours + 1.5 h grace.
         assert!(!s.freshness(&id, 1060 + 27_000).unwrap().is_stale());
         assert!(s.freshness(&id, 1060 + 27_001).unwrap().is_stale());

@@ -30,7 +30,9 @@ fn the_data_folder_moves_and_the_next_start_uses_it() {
     std::fs::write(src.join("a.txt"), b"hello").unwrap();
     let repo = t.path().join("backups/coffer.db");
     let a = open(&old);
-    let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let new = a
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let g = new.confirm_group as usize;
     a.confirm_recovery_key(new.confirm_group, &new.groups[g - 1])
         .unwrap();
@@ -39,7 +41,7 @@ fn the_data_folder_moves_and_the_next_start_uses_it() {
         sources: vec![src.clone()],
         excludes: vec![],
         repository: repo.clone(),
-        schedule: Schedule::Manual,
+        schedule: Schedule::Manual.into(),
         retention: Retention::default(),
         remote: None,
         upload_limit: None,

@@ -135,14 +135,14 @@ fn the_demo_fleet_follows_its_folder_when_the_data_folder_moves() {
 
     // Vault mode with the demo fleet in DATA_DIR/vault.
     let a = keyring_app(&old);
-    a.create_vault_repository(r, acct, code.into(), code.into())
+    a.create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     a.complete_onboarding(BackupSetInput {
         name: "Docs".into(),
         sources: vec![src.clone()],
         excludes: vec![],
         repository: repo.clone(),
-        schedule: Schedule::Manual,
+        schedule: Schedule::Manual.into(),
         retention: Retention::default(),
         remote: None,
         upload_limit: None,

@@ -131,7 +131,8 @@ fn the_report_contains_what_support_needs_and_no_secret() {
                 schedule: Schedule::DailyAt {
                     hour: 2,
                     minute: 30,
-                },
+                }
+                .into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,

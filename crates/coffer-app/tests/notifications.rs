@@ -123,7 +123,9 @@ fn onboard(tmp: &Path, repo: &Path, src: &Path) -> App {
         Arc::new(DesktopSink),
     )
     .unwrap();
-    let new = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let new = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let group = new.confirm_group;
     app.confirm_recovery_key(group, &new.groups[group as usize - 1])
         .unwrap();
@@ -132,7 +134,7 @@ fn onboard(tmp: &Path, repo: &Path, src: &Path) -> App {
         sources: vec![src.to_path_buf()],
         excludes: vec![],
         repository: repo.to_path_buf(),
-        schedule: Schedule::Manual,
+        schedule: Schedule::Manual.into(),
         retention: Retention::default(),
         remote: None,
         upload_limit: None,
@@ -177,13 +179,19 @@ fn finished_and_failed_backups_reach_the_notification_daemon() {
     assert_eq!(body, "Letters: backed up 3 files.");
 
     // The repository disappears (a drive unplugged): the run fails, and the
-    // notification names the error code the app shows.
+    // notification says so in plain words, with the step to take in the app.
     std::fs::rename(tmp.path().join("dest"), tmp.path().join("unplugged")).unwrap();
     let ev = wait_job(&app, app.run_backup("set-1").unwrap());
     assert_eq!(ev.state, JobState::Failed);
     let code = ev.error.expect("a failed run carries its error").code;
     let (appname, _, body) = wait_for("Backup failed");
     assert_eq!(appname, "Coffer");
-    assert_eq!(body, format!("Letters: error {code}."));
+    let words = coffer_app::wording::run_failure(&code);
+    assert_eq!(
+        body,
+        format!("Letters: {} {}", words.message, words.next_step)
+    );
+    assert!(body.contains("does not exist"), "{body}");
+    assert!(!body.contains("CF-") && !body.contains("`coffer"), "{body}");
     assert_eq!(dunst_history().len(), 2, "one notification per run");
 }

@@ -145,7 +145,7 @@ fn set(src: &Path, repo: &Path, remote: Option<Destination>) -> BackupSetInput {
         sources: vec![src.to_path_buf()],
         excludes: vec![],
         repository: repo.to_path_buf(),
-        schedule: coffer_app::schedule::Schedule::Manual,
+        schedule: coffer_app::schedule::Schedule::Manual.into(),
         retention: Retention::default(),
         remote,
         upload_limit: None,
@@ -233,7 +233,9 @@ fn offsite_set_keeps_the_secret_in_the_keyring_uploads_and_recovers_on_a_fresh_d
     let data = tmp.path().join("data");
     let events = Arc::new(Events::default());
     let app = App::with_parts(data.clone(), keyring(), events.clone()).unwrap();
-    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let k = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let recovery_key = k.groups.join("-");
     let g1 = k.groups[k.confirm_group as usize - 1].clone();
     app.confirm_recovery_key(k.confirm_group, &g1).unwrap();
@@ -452,7 +454,9 @@ fn sftp_set_confirms_the_host_key_and_uploads_with_a_key_file() {
     let repo = tmp.path().join("usb/coffer.db");
     let data = tmp.path().join("data");
     let app = App::with_parts(data.clone(), keyring(), Arc::new(Events::default())).unwrap();
-    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let k = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let g1 = k.groups[k.confirm_group as usize - 1].clone();
     app.confirm_recovery_key(k.confirm_group, &g1).unwrap();
     app.complete_onboarding(set(&src, &repo, None)).unwrap();
@@ -545,7 +549,9 @@ fn cancelling_the_upload_keeps_the_snapshot_and_the_next_run_completes_it() {
     let sink = Arc::new(CancelAtUpload::default());
     let app = App::with_parts(tmp.path().join("data"), keyring(), sink.clone()).unwrap();
     let _ = sink.app.set(app.clone());
-    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let k = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let recovery_key = k.groups.join("-");
     let g1 = k.groups[k.confirm_group as usize - 1].clone();
     app.confirm_recovery_key(k.confirm_group, &g1).unwrap();
@@ -614,7 +620,9 @@ fn the_upload_limit_is_checked_kept_and_holds_the_upload_back() {
         Arc::new(Events::default()),
     )
     .unwrap();
-    let k = app.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let k = app
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let g1 = k.groups[k.confirm_group as usize - 1].clone();
     app.confirm_recovery_key(k.confirm_group, &g1).unwrap();
     app.complete_onboarding(set(&src, &repo, None)).unwrap();
@@ -708,7 +716,7 @@ fn recovery_from_the_copy_with_the_recovery_code_through_the_vault() {
     };
     let old = App::with_parts(tmp.path().join("old"), ss(), Arc::new(Events::default())).unwrap();
     old.set_vault_dir(vault.clone());
-    old.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into())
+    old.create_vault_repository(repo.to_str().unwrap(), acct, code.into(), code.into(), true)
         .unwrap();
     old.complete_onboarding(set(&src, &repo, None)).unwrap();
     old.save_set_with_credentials(

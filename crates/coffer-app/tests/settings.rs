@@ -45,7 +45,8 @@ fn sample(dir: &Path) -> Settings {
                 schedule: Schedule::DailyAt {
                     hour: 2,
                     minute: 30,
-                },
+                }
+                .into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,
@@ -213,7 +214,7 @@ fn a_repository_reached_through_a_symlink_into_a_source_is_refused() {
                 sources: vec![docs.clone()],
                 excludes: vec![],
                 repository: link.join("coffer.repo"),
-                schedule: Schedule::Manual,
+                schedule: Schedule::Manual.into(),
                 retention: Retention::default(),
                 remote: None,
                 upload_limit: None,
@@ -270,7 +271,7 @@ fn a_file_system_change_after_saving_does_not_make_settings_look_corrupt() {
         sources: vec![docs.clone()],
         excludes: vec![],
         repository: link.join("coffer.repo"),
-        schedule: Schedule::Manual,
+        schedule: Schedule::Manual.into(),
         retention: Retention::default(),
         remote: None,
         upload_limit: None,

@@ -1,10 +1,20 @@
 // Backup sets: create, edit, delete, run now with live progress and cancel.
 import { call } from "../api";
-import type { SetView } from "../bindings";
+import type { RunFailure, RunOutcome, SetView } from "../bindings";
 import { h } from "../dom";
 import { formatBytes } from "../format";
 import { button, card, confirmAction, guarded, jobPanel, showError, viewHead } from "../ui";
 import { setForm } from "./setform";
+
+const RUN_WORDS: Record<RunOutcome["status"], string> = { ok: "finished", failed: "failed", cancelled: "cancelled" };
+
+/** A failed last run in words: what went wrong, what to do, the code for support. */
+export function failureNote(testid: string, f: RunFailure): HTMLElement {
+  return h("div", { class: "warning", role: "alert", testid },
+    h("p", { class: "error-message" }, `The last backup failed. ${f.message}`),
+    h("p", { class: "error-next" }, f.next_step),
+    h("p", { class: "error-code" }, "Code ", h("code", {}, f.code), " · ", h("a", { href: `#support?code=${encodeURIComponent(f.code)}` }, "Look it up in Support")));
+}
 
 export function backupsView(): HTMLElement {
   const list = h("div", { testid: "sets-list", "aria-busy": "true" });
@@ -67,8 +77,9 @@ export function backupsView(): HTMLElement {
     list.replaceChildren(...sets.map((s) => {
       const runBtn = button("Back up now", `set-run-${s.set.id}`, () => run(s, runBtn));
       const last = s.last;
-      return h("article", { class: `card set${s.stale ? " stale" : ""}`, testid: `set-card-${s.set.id}`, "data-set-name": s.set.name },
+      return h("article", { class: `card set${s.stale || s.failure ? " stale" : ""}`, testid: `set-card-${s.set.id}`, "data-set-name": s.set.name, "data-failed": s.failure ? "true" : "false" },
         h("h2", {}, s.set.name),
+        s.failure ? failureNote(`set-failure-${s.set.id}`, s.failure) : null,
         s.stale ? h("p", { class: "warning", role: "alert", testid: `set-stale-${s.set.id}` }, s.sentence) : h("p", { testid: `set-sentence-${s.set.id}` }, s.sentence),
         h("dl", { class: "facts compact" },
           h("dt", {}, "Folders"), h("dd", { class: "mono" }, s.set.sources.join(", ")),
@@ -78,7 +89,7 @@ export function backupsView(): HTMLElement {
             s.set.remote ? (s.set.remote.type === "s3" ? `${s.set.remote.endpoint}/${s.set.remote.bucket}${s.set.remote.prefix ? `/${s.set.remote.prefix}` : ""}` : `sftp://${s.set.remote.user}@${s.set.remote.host}:${s.set.remote.port}/${s.set.remote.path}`) : "none"),
           ...(s.set.remote && s.set.upload_limit ? [h("dt", {}, "Upload limit"), h("dd", { testid: `set-upload-limit-${s.set.id}` }, `${s.set.upload_limit / 1e6} MB/s`)] : []),
           h("dt", {}, "Last run"), h("dd", { testid: `set-last-${s.set.id}` },
-            last ? `${new Date(last.finished_at * 1000).toLocaleString()} — ${last.outcome.status}${last.outcome.status === "failed" ? ` (${last.outcome.code})` : ""}` : "never")),
+            last ? `${new Date(last.finished_at * 1000).toLocaleString()} — ${RUN_WORDS[last.outcome.status]}` : "never")),
         h("div", { class: "actions" },
           runBtn,
           button("Edit", `set-edit-${s.set.id}`, () => openEditor(s), "secondary"),

@@ -42,6 +42,11 @@ function renderBanner(banner: HTMLElement, ov: AppOverview): void {
       "The backup key is not on this device right now, so backups cannot run. ",
       h("a", { href: "#recovery" }, ov.key_mode === "recovery_code" ? "Enter your recovery code" : "Enter your recovery key"), "."));
   }
+  if (ov.failed_sets > 0) {
+    banner.append(h("div", { class: "warning", role: "alert", testid: "home-failed-warning" },
+      `The last backup of ${ov.failed_sets} backup set${ov.failed_sets > 1 ? "s" : ""} failed. `,
+      h("a", { href: "#backups" }, "Open Backups to see why"), "."));
+  }
   if (ov.stale_sets > 0) {
     banner.append(h("div", { class: "warning", role: "alert", testid: "home-stale-warning" },
       `${ov.stale_sets} backup set${ov.stale_sets > 1 ? "s are" : " is"} older than the schedule allows. `,
@@ -58,8 +63,9 @@ function renderSets(el: HTMLElement, sets: SetView[]): void {
     return;
   }
   el.append(h("ul", { class: "set-summary" }, ...sets.map((s) =>
-    h("li", { testid: `home-set-${s.set.id}`, class: s.stale ? "stale" : undefined },
-      h("strong", {}, s.set.name), " — ", h("span", { testid: `home-set-sentence-${s.set.id}` }, s.sentence)))));
+    h("li", { testid: `home-set-${s.set.id}`, class: s.stale || s.failure ? "stale" : undefined },
+      h("strong", {}, s.set.name), " — ", h("span", { testid: `home-set-sentence-${s.set.id}` }, s.sentence),
+      s.failure ? h("span", { testid: `home-set-failure-${s.set.id}` }, ` Last backup failed: ${s.failure.message} ${s.failure.next_step}`) : null))));
 }
 
 function renderStatus(card: HTMLElement, ov: AppOverview): void {

@@ -2,9 +2,9 @@
 // repository, show the 64-digit recovery key once, confirm one group, keep K
 // in the OS keyring, and create the first backup set.
 import { call } from "../api";
-import type { AppOverview, KeyInstalled, NewRecoveryKey } from "../bindings";
+import type { AppOverview, ErrorReport, KeyInstalled, NewRecoveryKey } from "../bindings";
 import { h } from "../dom";
-import { button, card, field, guarded, showError, viewHead } from "../ui";
+import { button, card, confirmAction, field, guarded, showError, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { errorPanel } from "./error";
 import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
@@ -59,7 +59,8 @@ function stepRepo(body: HTMLElement, ov: AppOverview | null, done: () => void): 
   const slot = h("div", {});
   const create = button("Create the backup file", "onboard-create", () => {
     void guarded(create, slot, async () => {
-      const k = await call("create_key_repository", { path: path.input.value });
+      const k = await askToCreateFolder(path.input.value, (create_folder) =>
+        call("create_key_repository", { path: path.input.value, create_folder }));
       stepShowKey(body, k, done);
     });
   });
@@ -100,9 +101,9 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
   const create = button("Create and register", "onboard-create-vault", () => {
     void guarded(create, slot, async () => {
       await mail.verifyTyped();
-      const r = await call("create_vault_repository", {
-        path: path.input.value, account: account.input.value, code: code.input.value, confirm: confirm.input.value,
-      }).catch((e: unknown) => { mail.explain(e); throw e; });
+      const r = await askToCreateFolder(path.input.value, (create_folder) => call("create_vault_repository", {
+        path: path.input.value, account: account.input.value, code: code.input.value, confirm: confirm.input.value, create_folder,
+      })).catch((e: unknown) => { mail.explain(e); throw e; });
       const acct = account.input.value;
       code.input.value = "";
       confirm.input.value = "";
@@ -120,6 +121,28 @@ function stepVault(body: HTMLElement, ov: AppOverview | null, done: () => void):
       h("dt", {}, "Verified"), h("dd", {}, v.validated ? `yes (${v.validation_mode})` : "NO — do not continue"),
       h("dt", {}, "Wrong guesses allowed"), h("dd", {}, String(v.guess_limit))));
   }).catch((e) => showError(fleet, e));
+}
+
+/**
+ * Makes the backup file, never a missing folder unasked: when the folder is
+ * not there (CF-A097: often an unplugged disk's mount point) the user is
+ * asked, and only "Create folder" makes it; Cancel leaves the error shown.
+ */
+async function askToCreateFolder<T>(path: string, make: (createFolder: boolean) => Promise<T>): Promise<T> {
+  try {
+    return await make(false);
+  } catch (e) {
+    if ((e as ErrorReport).code !== "CF-A097") throw e;
+    const folder = path.trim().replace(/\/[^/]*$/, "") || "/";
+    const yes = await confirmAction({
+      title: `The folder ${folder} does not exist. Create it?`,
+      body: "If it is on a disk that is not connected (a USB disk), choose Cancel and connect the disk first: otherwise your backups would be kept on this computer's own disk.",
+      verb: "Create folder",
+      testid: "onboard-create-folder",
+    });
+    if (!yes) throw e;
+    return make(true);
+  }
 }
 
 /** Vault mode: the recovery kit (what to keep; the code itself is not shown). */

@@ -1,5 +1,5 @@
 // The backup set form (first run and the Backups screen).
-import type { BackupSet, BackupSetInput, RemoteCredentialsInput, Retention, Schedule } from "../bindings";
+import type { BackupSet, BackupSetInput, RemoteCredentialsInput, Retention, Schedule, ScheduleInput } from "../bindings";
 import { h } from "../dom";
 import { pathField } from "../pathfield";
 import { remoteFields } from "../remoteform";
@@ -65,11 +65,21 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
     ["every_hours", "Every N hours"],
     ["daily_at", "Daily at a time"],
   ], sched.kind);
-  const value = field("Hours, or time of day (HH:MM)", "set-schedule-value", {
-    value: sched.kind === "every_hours" ? String(sched.hours) : sched.kind === "daily_at" ? `${String(sched.hour).padStart(2, "0")}:${String(sched.minute).padStart(2, "0")}` : "",
+  // A number field and a time picker; what they hold goes to Rust as typed
+  // (ScheduleInput), which refuses an empty or impossible value.
+  const hours = field("Every how many hours (1 to 168)", "set-schedule-hours", {
+    type: "number", value: sched.kind === "every_hours" ? String(sched.hours) : "24",
+  });
+  hours.input.setAttribute("min", "1");
+  hours.input.setAttribute("max", "168");
+  hours.input.setAttribute("step", "1");
+  const time = field("Time of day (24-hour clock)", "set-schedule-time", {
+    type: "time",
+    value: sched.kind === "daily_at" ? `${String(sched.hour).padStart(2, "0")}:${String(sched.minute).padStart(2, "0")}` : "12:00",
   });
   const syncValue = () => {
-    value.row.hidden = kind.input.value === "manual";
+    hours.row.hidden = kind.input.value !== "every_hours";
+    time.row.hidden = kind.input.value !== "daily_at";
   };
   kind.input.addEventListener("change", syncValue);
   syncValue();
@@ -77,16 +87,12 @@ export function setForm(existing: BackupSet | null, defaults: { repository?: str
   const remote = defaults.offsite === false ? null : remoteFields("set-remote", existing?.remote ?? null, existing?.id ?? null, true, existing?.upload_limit ?? null);
   const el = h("div", { class: "form", testid: "set-form" },
     name.row, sources.row, excludes.row, repository.row,
-    h("div", { class: "grid-2" }, kind.row, value.row),
+    h("div", { class: "grid-2" }, kind.row, hours.row, time.row),
     retention.el, remote?.el ?? null);
   const read = (): BackupSetInput => {
-    let schedule: Schedule;
-    const v = value.input.value.trim();
-    if (kind.input.value === "every_hours") schedule = { kind: "every_hours", hours: Math.floor(Number(v) || 0) };
-    else if (kind.input.value === "daily_at") {
-      const [hh, mm] = v.split(":");
-      schedule = { kind: "daily_at", hour: Number(hh) || 0, minute: Number(mm) || 0 };
-    } else schedule = { kind: "manual" };
+    const schedule: ScheduleInput = kind.input.value === "every_hours" ? { kind: "every_hours", hours: hours.input.value }
+      : kind.input.value === "daily_at" ? { kind: "daily_at", time: time.input.value }
+      : { kind: "manual" };
     return {
       name: name.input.value,
       sources: lines(sources.input.value),

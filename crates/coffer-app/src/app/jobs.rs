@@ -133,16 +133,14 @@ impl App {
                 "Backup cancelled".to_string(),
                 format!("{name}: nothing was lost."),
             ),
-            _ => (
-                "Backup failed".to_string(),
-                format!(
-                    "{name}: error {}.",
-                    ev.error
-                        .as_ref()
-                        .map(|e| e.code.as_str())
-                        .unwrap_or("CF-A059")
-                ),
-            ),
+            _ => {
+                let code = ev.error.as_ref().map_or("CF-A059", |e| e.code.as_str());
+                let f = crate::wording::run_failure(code);
+                (
+                    "Backup failed".to_string(),
+                    format!("{name}: {} {}", f.message, f.next_step),
+                )
+            }
         };
         self.inner.sink.notify(&title, &body);
     }

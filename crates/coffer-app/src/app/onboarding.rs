@@ -4,14 +4,12 @@ use super::*;
 
 impl App {
     /// First run, key mode, step 1: creates a repository at `path` with a new
-    /// K and returns its recovery key to show once.
-    pub fn create_key_repository(&self, path: &str) -> R<NewRecoveryKey> {
+    /// K and returns its recovery key to show once. A missing folder is
+    /// created only with `create_folder` (the user was asked).
+    pub fn create_key_repository(&self, path: &str, create_folder: bool) -> R<NewRecoveryKey> {
         self.tracked(|| {
             let repo = absolute("the repository file", path)?;
-            if let Some(parent) = repo.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| rep(coffer_repo::RepoError::io(parent, e)))?;
-            }
+            Self::repository_folder(&repo, create_folder)?;
             let key = MasterKey::generate().map_err(rep)?;
             Repository::init(&repo, &key).map_err(rep)?;
             let display = key.recovery_key().to_display_string();

@@ -28,15 +28,9 @@ impl App {
         let due: Vec<String> = {
             let st = self.state();
             st.settings
-                .backup_sets
-                .iter()
-                .filter(|s| !st.running.contains_key(&s.id))
-                .filter(|s| {
-                    st.settings
-                        .next_due(&s.id, now, crate::schedule::local_utc_offset_secs(now))
-                        .is_some_and(|t| t <= now)
-                })
-                .map(|s| s.id.clone())
+                .due_sets(now, crate::schedule::local_utc_offset_secs(now))
+                .into_iter()
+                .filter(|id| !st.running.contains_key(id))
                 .collect()
         };
         let mut jobs = Vec::new();

@@ -23,8 +23,12 @@ impl App {
             stale: freshness.is_stale(),
             sentence: crate::schedule::freshness_sentence(&set.schedule, &freshness),
             schedule_text: set.schedule.describe(),
+            failure: st
+                .settings
+                .last_failure_code(id)
+                .map(crate::wording::run_failure),
             last: st.settings.runs.get(id).and_then(|h| h.last.clone()),
-            next_due: st.settings.next_due(id, now, offset),
+            next_due: st.settings.next_due(id, offset),
             running_job: st.running.get(id).copied(),
             freshness,
             set,

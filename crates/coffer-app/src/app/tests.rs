@@ -49,7 +49,7 @@ fn set_input(name: &str, src: &Path, repo: &Path) -> BackupSetInput {
         sources: vec![src.to_path_buf()],
         excludes: vec!["*.tmp".into()],
         repository: repo.to_path_buf(),
-        schedule: Schedule::Manual,
+        schedule: Schedule::Manual.into(),
         retention: Retention::default(),
         remote: None,
         upload_limit: None,
@@ -72,7 +72,9 @@ fn onboard(tmp: &Path, sink: Arc<Collect>) -> (App, String, PathBuf, PathBuf) {
     assert!(o.keyring.error.is_none(), "not probed yet");
     assert_eq!(a.keyring_status().error.unwrap().code, "CF-A010");
     assert_eq!(a.overview().keyring.error.unwrap().code, "CF-A010");
-    let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let new = a
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     assert_eq!(new.groups.len(), 17);
     assert!((1..=16).contains(&new.confirm_group));
     let g = new.confirm_group as usize;
@@ -436,7 +438,7 @@ fn sets_are_saved_edited_deleted_and_due_ones_run() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, _key, repo, src) = onboard(tmp.path(), Arc::new(Collect::default()));
     let mut input = set_input("Hourly", &src, &repo);
-    input.schedule = Schedule::EveryHours { hours: 1 };
+    input.schedule = Schedule::EveryHours { hours: 1 }.into();
     let v = a.save_set(None, input.clone()).unwrap();
     assert_eq!(v.schedule_text, "every hour");
     assert!(!v.stale);
@@ -450,7 +452,17 @@ fn sets_are_saved_edited_deleted_and_due_ones_run() {
         a.save_set(Some(&v.set.id), input).unwrap().set.name,
         "Every hour"
     );
-    // Never run + scheduled: due now; the manual set is not.
+    // Just saved: nothing starts unasked, not even a scheduled set.
+    assert!(a.run_due_sets().is_empty());
+    // Made two hours ago and never run: its first hour has come; the
+    // manual set is never due.
+    a.state()
+        .settings
+        .backup_sets
+        .iter_mut()
+        .find(|s| s.id == v.set.id)
+        .unwrap()
+        .created_at -= 7200;
     let jobs = a.run_due_sets();
     assert_eq!(jobs.len(), 1);
     assert_eq!(wait(&a, jobs[0]).state, JobState::Done);
@@ -484,7 +496,9 @@ fn the_device_copy_goes_to_the_kernel_keyring_when_it_works() {
     let data = tmp.path().join("data");
     let repo = tmp.path().join("r.db");
     let a = App::with_parts(data.clone(), Arc::new(ks), Arc::new(Collect::default())).unwrap();
-    let new = a.create_key_repository(repo.to_str().unwrap()).unwrap();
+    let new = a
+        .create_key_repository(repo.to_str().unwrap(), true)
+        .unwrap();
     let g = new.groups[new.confirm_group as usize - 1].clone();
     let k = a.confirm_recovery_key(new.confirm_group, &g).unwrap();
     assert!(k.keyring_saved, "{:?}", k.keyring_error);
@@ -506,9 +520,27 @@ fn paths_must_be_absolute_and_data_dir_errors_are_clear() {
     let tmp = tempfile::tempdir().unwrap();
     let a = app(tmp.path(), Arc::new(Collect::default()));
     assert_eq!(
-        a.create_key_repository("relative/r.db").unwrap_err().code,
+        a.create_key_repository("relative/r.db", true)
+            .unwrap_err()
+            .code,
         "CF-A056"
     );
+    // A folder that is not there (an unmounted USB disk's mount point) is
+    // not made unasked: nothing is created until the user says so.
+    let usb = tmp.path().join("media/usb");
+    let on_usb = usb.join("coffer.db");
+    let e = a
+        .create_key_repository(on_usb.to_str().unwrap(), false)
+        .unwrap_err();
+    assert_eq!((e.code.as_str(), e.kind), ("CF-A097", ErrorKind::NotFound));
+    assert!(e.message.contains("media/usb"), "{}", e.message);
+    assert!(
+        !tmp.path().join("media").exists(),
+        "a folder was made unasked"
+    );
+    a.create_key_repository(on_usb.to_str().unwrap(), true)
+        .unwrap();
+    assert!(on_usb.is_file());
     assert_eq!(a.status().data_dir, tmp.path().display().to_string());
     let file = tmp.path().join("a-file");
     std::fs::write(&file, b"x").unwrap();
@@ -566,19 +598,19 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     let a = keyring_app(&tmp.path().join("data1"));
     a.set_vault_dir(fleet.clone());
     assert_eq!(
-        a.create_vault_repository(r, acct, code.into(), "other".into())
+        a.create_vault_repository(r, acct, code.into(), "other".into(), true)
             .unwrap_err()
             .code,
         "CF-A064"
     );
     assert_eq!(
-        a.create_vault_repository(r, acct, "short".into(), "short".into())
+        a.create_vault_repository(r, acct, "short".into(), "short".into(), true)
             .unwrap_err()
             .code,
         "CF-A065"
     );
     assert_eq!(
-        a.create_vault_repository(r, " ", code.into(), code.into())
+        a.create_vault_repository(r, " ", code.into(), code.into(), true)
             .unwrap_err()
             .code,
         "CF-A066"
@@ -590,7 +622,7 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     assert_eq!(info.checks[0].status, "passed");
     assert_eq!(info.key_fingerprint.len(), 32);
     let k = a
-        .create_vault_repository(r, acct, code.into(), code.into())
+        .create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     assert!(k.keyring_saved);
     a.complete_onboarding(set_input("Docs", &src, &repo))
@@ -702,6 +734,7 @@ fn vault_mode_with_the_demo_fleet_needs_a_keyring_and_key_mode_does_not() {
             "ann",
             "correct horse battery".into(),
             "correct horse battery".into(),
+            true,
         )
         .unwrap_err(),
     ] {
@@ -720,7 +753,7 @@ fn vault_mode_with_the_demo_fleet_needs_a_keyring_and_key_mode_does_not() {
     );
     assert!(!repo.exists());
     // Key mode needs no keyring (as before).
-    let k = a.create_key_repository(r).unwrap();
+    let k = a.create_key_repository(r, true).unwrap();
     let g = k.confirm_group as usize;
     a.confirm_recovery_key(k.confirm_group, &k.groups[g - 1])
         .unwrap();
@@ -988,12 +1021,12 @@ fn remote_vault_by_url_registers_recovers_and_refuses_bad_keys_and_switches() {
     // First run in vault mode through the remote fleet: without the
     // code from the account's mail nothing is sent about the account.
     let e = a
-        .create_vault_repository(r, acct, code.into(), code.into())
+        .create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap_err();
     assert_eq!(e.code, "CF-V036", "{e:?}");
     lv.verify_mail(&a, acct);
     let k = a
-        .create_vault_repository(r, acct, code.into(), code.into())
+        .create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     assert_eq!(k.snapshots, 0);
     assert_eq!(a.vault_settings().account.as_deref(), Some(acct));
@@ -1149,7 +1182,7 @@ fn the_recovery_code_moves_to_another_vault_and_only_then_the_old_record_goes() 
             .code,
         "CF-A073"
     );
-    a.create_vault_repository(r, acct, code.into(), code.into())
+    a.create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
         .unwrap();
@@ -1291,7 +1324,7 @@ fn after_the_data_folder_moved_the_recovery_code_stays_where_the_moved_settings_
     let data1 = tmp.path().join("data1");
     // The embedded demo fleet keeps its root key in the keyring.
     let a = keyring_app(&data1);
-    a.create_vault_repository(r, acct, code.into(), code.into())
+    a.create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
         .unwrap();
@@ -1351,7 +1384,7 @@ fn the_same_fleet_checked_differently_is_the_same_vault() {
     let a = app(&tmp.path().join("data1"), Arc::new(Collect::default()));
     a.save_vault_choice(remote.clone()).unwrap();
     lv.verify_mail(&a, acct);
-    a.create_vault_repository(r, acct, code.into(), code.into())
+    a.create_vault_repository(r, acct, code.into(), code.into(), true)
         .unwrap();
     a.complete_onboarding(set_input("Docs", &src, &repo))
         .unwrap();

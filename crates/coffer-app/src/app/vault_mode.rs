@@ -179,12 +179,14 @@ impl App {
 
     /// First run, vault mode: verifies the fleet, then creates a repository
     /// with a new K and registers `code` as its recovery code in the vault.
+    /// A missing folder is created only with `create_folder`.
     pub fn create_vault_repository(
         &self,
         path: &str,
         account: &str,
         code: String,
         confirm: String,
+        create_folder: bool,
     ) -> R<KeyInstalled> {
         let code = Zeroizing::new(code);
         let confirm = Zeroizing::new(confirm);
@@ -194,10 +196,7 @@ impl App {
             Self::check_new_code(&code, &confirm)?;
             // The fleet is verified before the code is used.
             self.inner.vault.verify()?;
-            if let Some(parent) = repo.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| rep(coffer_repo::RepoError::io(parent, e)))?;
-            }
+            Self::repository_folder(&repo, create_folder)?;
             let key = MasterKey::generate().map_err(rep)?;
             Repository::init(&repo, &key).map_err(rep)?;
             if let Err(e) =
