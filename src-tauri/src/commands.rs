@@ -4,7 +4,7 @@
 //! long operations are jobs that report through `coffer://job` events.
 
 use coffer_app::coffer_repo::remote::{ConnectionReport, Destination};
-use coffer_app::coffer_repo::{FindMatch, RestorePlan, SnapshotInfo, TreeEntry};
+use coffer_app::coffer_repo::{FindMatch, OnExisting, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::datadir::DataDirMoved;
 use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
@@ -191,8 +191,12 @@ pub async fn plan_restore(
     snapshot: String,
     include: Vec<String>,
     target: String,
+    on_existing: OnExisting,
 ) -> R<RestorePlan> {
-    blocking(&app, move |a| a.plan_restore(&snapshot, include, &target)).await
+    blocking(&app, move |a| {
+        a.plan_restore(&snapshot, include, &target, on_existing)
+    })
+    .await
 }
 
 #[tauri::command(rename_all = "snake_case")]
@@ -201,8 +205,12 @@ pub async fn run_restore(
     snapshot: String,
     include: Vec<String>,
     target: String,
+    on_existing: OnExisting,
 ) -> R<u64> {
-    blocking(&app, move |a| a.run_restore(&snapshot, include, &target)).await
+    blocking(&app, move |a| {
+        a.run_restore(&snapshot, include, &target, on_existing)
+    })
+    .await
 }
 
 #[tauri::command(rename_all = "snake_case")]

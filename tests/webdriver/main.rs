@@ -315,19 +315,59 @@ async fn restore_chosen_files_with_preview_and_check() {
             let out = s.data_dir.join("restored");
             s.type_in("restore-target", out.to_str().unwrap()).await?;
             s.click("restore-preview").await?;
-            let summary = s.wait_text("restore-plan-summary", "1 files").await?;
+            let summary = s.wait_text("restore-plan-summary", "1 file,").await?;
             assert!(summary.contains(out.to_str().unwrap()), "{summary}");
             s.wait_text("restore-plan", "letter.txt").await?;
             let restored = out.join(path.trim_start_matches('/'));
             assert!(!restored.exists(), "a preview writes nothing");
             s.shot("snapshots").await?;
             s.click("restore-run").await?;
-            s.wait_text("restore-done", "Restored 1 files").await?;
+            s.wait_text("restore-done", "Restored 1 file (").await?;
             assert_eq!(std::fs::read(&restored)?, b"dear reader");
             assert!(
                 !out.join(src.strip_prefix("/")?).join("notes.md").exists(),
                 "only the chosen file"
             );
+
+            // Back to where it was backed up, where the user changed it
+            // since. Keep both (the default) puts the snapshot's copy beside.
+            std::fs::write(&path, b"edited since")?;
+            let beside = path.replace("letter.txt", "letter (restored).txt");
+            s.testid("restore-where").await?.select_by_value("original").await?;
+            assert!(!s.testid("restore-target").await?.is_displayed().await?);
+            s.click("restore-preview").await?;
+            s.wait_attr("restore-plan-summary", "data-conflicts", "1", 10).await?;
+            let items = s.all("restore-plan-item").await?;
+            let item = items.last().unwrap();
+            assert_eq!(item.attr("data-path").await?.as_deref(), Some(path.as_str()));
+            assert_eq!(item.attr("data-action").await?.as_deref(), Some("keep_both"));
+            // The folders above it are there already: used, not made.
+            assert_eq!(items[0].attr("data-action").await?.as_deref(), Some("use_folder"));
+            assert!(s.text("restore-plan").await?.contains("folder already there: /tmp"));
+            assert!(item.text().await?.ends_with(&beside), "{}", item.text().await?);
+            s.shot("restore-choices").await?;
+            s.click("restore-run").await?;
+            s.wait_text("restore-done", "original location").await?;
+            assert_eq!(std::fs::read(&path)?, b"edited since");
+            assert_eq!(std::fs::read(&beside)?, b"dear reader");
+            // Skip leaves it and says so.
+            s.testid("restore-existing").await?.select_by_value("skip").await?;
+            s.click("restore-run").await?;
+            s.wait_text("restore-done", "1 item already there was left").await?;
+            assert_eq!(std::fs::read(&path)?, b"edited since");
+            // Replace asks first; Cancel changes nothing, the verb replaces.
+            s.testid("restore-existing").await?.select_by_value("replace").await?;
+            s.click("restore-run").await?;
+            let d = s.testid("confirm-dialog").await?;
+            assert_eq!(d.attr("data-for").await?.as_deref(), Some("restore-replace"));
+            assert!(s.text("confirm-dialog").await?.contains("Replace 1 item"));
+            s.click("confirm-cancel").await?;
+            assert_eq!(std::fs::read(&path)?, b"edited since");
+            s.click("restore-run").await?;
+            s.click("confirm-ok").await?;
+            s.wait_text("restore-done", "Restored 1 file (").await?;
+            assert_eq!(std::fs::read(&path)?, b"dear reader");
+            std::fs::remove_file(&beside)?;
             s.click("check-run").await?;
             s.wait_attr("check-summary", "data-ok", "true", 30).await?;
             // The panel counts what the check did: the files it walked and

@@ -240,6 +240,10 @@ warnings: Array<string>, };
 
 export type RestoreSummary = { snapshot: string, target: string, files: number, dirs: number, symlinks: number, bytes: number, 
 /**
+ * Items not restored because something was there ([`OnExisting::Skip`]).
+ */
+skipped: number, 
+/**
  * Files that could not be restored because their data is damaged
  * (snapshot paths); everything else was restored.
  */
@@ -329,7 +333,12 @@ export type RestorePlan = { snapshot: string, target: string, files: number, dir
 /**
  * How many items already exist at the target.
  */
-conflicts: number, items: Array<PlanItem>, };
+conflicts: number, 
+/**
+ * How many items are not restored because something is there
+ * ([`OnExisting::Skip`]; what is below a skipped folder included).
+ */
+skipped: number, items: Array<PlanItem>, };
 
 export type PlanItem = { 
 /**
@@ -341,9 +350,13 @@ path: string,
  */
 target: string, kind: EntryKind, size: number, 
 /**
- * Something already exists there (and would be replaced with `overwrite`).
+ * Something already exists where the snapshot path goes.
  */
-exists: boolean, };
+exists: boolean, action: PlanAction, };
+
+export type PlanAction = "write" | "replace" | "skip" | "keep_both" | "conflict" | "use_folder";
+
+export type OnExisting = "refuse" | "replace" | "skip" | "keep_both";
 
 export type ForgetPlan = { keep: Array<SnapshotInfo>, remove: Array<SnapshotInfo>, 
 /**
@@ -649,8 +662,8 @@ export interface Commands {
   list_snapshots: { args: Record<string, never>; result: Array<SnapshotInfo> };
   list_tree: { args: { snapshot: string; path: string | null }; result: Array<TreeEntry> };
   find_files: { args: { pattern: string }; result: Array<FindMatch> };
-  plan_restore: { args: { snapshot: string; include: string[]; target: string }; result: RestorePlan };
-  run_restore: { args: { snapshot: string; include: string[]; target: string }; result: number };
+  plan_restore: { args: { snapshot: string; include: string[]; target: string; on_existing: OnExisting }; result: RestorePlan };
+  run_restore: { args: { snapshot: string; include: string[]; target: string; on_existing: OnExisting }; result: number };
   run_check: { args: Record<string, never>; result: number };
   apply_retention: { args: { retention: Retention; dry_run: boolean }; result: RetentionResult };
   diagnostics: { args: { save: boolean }; result: DiagnosticsText };

@@ -14,6 +14,11 @@ export function formatBytes(n: number): string {
   return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${UNITS[i]}`;
 }
 
+/** 1 -> "1 file", 3 -> "3 files" (`plural` when not just an added "s"). */
+export function count(n: number, one: string, plural = `${one}s`): string {
+  return `${n} ${n === 1 ? one : plural}`;
+}
+
 /** Seconds -> "1 h 02 min", "3 min 05 s", "12 s". */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "—";

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 use coffer_repo::{
-    BackupRequest, FindMatch, MasterKey, RecoveryKey, Repository, RestorePlan, RestoreRequest,
-    RetentionPolicy, SnapshotInfo, TreeEntry, Unlocked,
+    BackupRequest, FindMatch, MasterKey, OnExisting, RecoveryKey, Repository, RestorePlan,
+    RestoreRequest, RetentionPolicy, SnapshotInfo, TreeEntry, Unlocked,
 };
 use coffer_vault_client::SecretString;
 use sha2::{Digest, Sha256};

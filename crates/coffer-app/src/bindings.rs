@@ -21,8 +21,8 @@ use crate::vault::{
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::remote::{ConnectionReport, Destination, PushSummary};
 use coffer_repo::{
-    CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, Phase, PlanItem, PruneSummary,
-    RestorePlan, RestoreSummary, SnapshotInfo, SnapshotSummary, TreeEntry,
+    CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, OnExisting, Phase, PlanAction,
+    PlanItem, PruneSummary, RestorePlan, RestoreSummary, SnapshotInfo, SnapshotSummary, TreeEntry,
 };
 
 /// One Tauri command: its name, the TS type of its arguments object, and the
@@ -43,7 +43,8 @@ pub fn commands() -> Vec<CommandSig> {
         "number".into()
     }
     const NO_ARGS: &str = "Record<string, never>";
-    const RESTORE_ARGS: &str = "{ snapshot: string; include: string[]; target: string }";
+    const RESTORE_ARGS: &str =
+        "{ snapshot: string; include: string[]; target: string; on_existing: OnExisting }";
     vec![
         CommandSig {
             name: "app_status",
@@ -332,6 +333,8 @@ pub fn render() -> String {
         decl::<FindMatch>(&cfg),
         decl::<RestorePlan>(&cfg),
         decl::<PlanItem>(&cfg),
+        decl::<PlanAction>(&cfg),
+        decl::<OnExisting>(&cfg),
         decl::<ForgetPlan>(&cfg),
         decl::<PruneSummary>(&cfg),
         decl::<RetentionResult>(&cfg),

@@ -17,7 +17,7 @@ pub const APP_NEXT_STEPS: &[(&str, &str)] = &[
     ("CF-R008", "Open Snapshots and pick one of the snapshots listed."),
     ("CF-R010", "Browse the snapshot in Snapshots to see the files it holds."),
     ("CF-R016", "Connect the disk the folder is on, or remove the folder from the set (Backups → Edit). Nothing was backed up in this run; earlier snapshots are unaffected."),
-    ("CF-R011", "Choose an empty folder to restore into: the app never replaces files that exist."),
+    ("CF-R011", "Choose what to do with the files already there (Skip, Keep both or Replace, under \"If a file is already there\"), press Preview to see each one, or choose an empty folder."),
     ("CF-O009", "Check the bucket, folder or path. To start an off-site copy there, save it as the backup set's off-site copy and back up: the first backup makes it."),
     ("CF-O011", "Do not delete anything. The provider lost or hid the newest uploads; contact it. The backup file on this computer is unaffected, and the next backup uploads everything again."),
     ("CF-O012", "Open Snapshots and press Check the backup file to see which files are affected; if this computer has the backup file, the next backup uploads the missing parts again."),

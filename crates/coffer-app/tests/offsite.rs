@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coffer_app::coffer_repo::remote::Destination;
+use coffer_app::coffer_repo::OnExisting;
 use coffer_app::jobs::{EventSink, JobEvent, JobOutcome, JobState};
 use coffer_app::keyring::{DeviceKeyStore, KeyringBackend, OsKeyring};
 use coffer_app::remote::RemoteCredentialsInput;
@@ -359,7 +360,12 @@ fn offsite_set_keeps_the_secret_in_the_keyring_uploads_and_recovers_on_a_fresh_d
     let snaps = app2.list_snapshots().unwrap();
     let out = tmp.path().join("restored");
     let job = app2
-        .run_restore(&snaps[0].id, vec![], out.to_str().unwrap())
+        .run_restore(
+            &snaps[0].id,
+            vec![],
+            out.to_str().unwrap(),
+            OnExisting::Refuse,
+        )
         .unwrap();
     let ev = wait(&app2, job);
     assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
@@ -758,8 +764,13 @@ fn recovery_from_the_copy_with_the_recovery_code_through_the_vault() {
     let out = tmp.path().join("restored");
     let ev = wait(
         &new,
-        new.run_restore(&snaps[0].id, vec![], out.to_str().unwrap())
-            .unwrap(),
+        new.run_restore(
+            &snaps[0].id,
+            vec![],
+            out.to_str().unwrap(),
+            OnExisting::Refuse,
+        )
+        .unwrap(),
     );
     assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
     let back = out.join(src.strip_prefix("/").unwrap());

@@ -10,8 +10,8 @@ use crate::{Cli, Failure};
 use clap::{Args, Subcommand};
 use coffer_error::UserFacing;
 use coffer_repo::{
-    BackupRequest, CancelToken, MasterKey, RecoveryKey, Repository, RestoreRequest,
-    RetentionPolicy, Unlocked,
+    BackupRequest, CancelToken, MasterKey, OnExisting, PlanAction, RecoveryKey, Repository,
+    RestoreRequest, RetentionPolicy, Unlocked,
 };
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -60,8 +60,15 @@ pub enum RepoCommand {
         #[arg(long)]
         dry_run: bool,
         /// Replace files that exist at the target.
-        #[arg(long)]
+        #[arg(long, group = "existing")]
         overwrite: bool,
+        /// Leave files that exist at the target and restore the rest.
+        #[arg(long, group = "existing")]
+        skip_existing: bool,
+        /// Keep files that exist at the target and restore the snapshot's
+        /// version beside each, as "name (restored).ext".
+        #[arg(long, group = "existing")]
+        keep_both: bool,
     },
     /// Verify the repository: every record authenticated; with --read-data every chunk too.
     Check {
@@ -422,7 +429,15 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
             include,
             dry_run,
             overwrite,
+            skip_existing,
+            keep_both,
         } => {
+            let on_existing = match (*overwrite, *skip_existing, *keep_both) {
+                (true, _, _) => OnExisting::Replace,
+                (_, true, _) => OnExisting::Skip,
+                (_, _, true) => OnExisting::KeepBoth,
+                _ => OnExisting::Refuse,
+            };
             // With --remote: -r as it is (created from the copy when
             // missing), or a temporary database; the packs the chosen files
             // need are fetched from the copy.
@@ -451,7 +466,7 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                 snapshot: snapshot.clone(),
                 include: include.clone(),
                 target: target.clone(),
-                overwrite: *overwrite,
+                on_existing,
                 dry_run: *dry_run,
             };
             if *dry_run {
@@ -460,14 +475,13 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                     print_json(&plan);
                 } else {
                     for i in &plan.items {
-                        let mark = if i.exists {
-                            if *overwrite {
-                                "replace"
-                            } else {
-                                "EXISTS "
-                            }
-                        } else {
-                            "new    "
+                        let mark = match i.action {
+                            PlanAction::Write => "new      ",
+                            PlanAction::Replace => "replace  ",
+                            PlanAction::Skip => "skip     ",
+                            PlanAction::KeepBoth => "keep both",
+                            PlanAction::Conflict => "EXISTS   ",
+                            PlanAction::UseFolder => "folder   ",
                         };
                         println!("{mark}  {}", i.target);
                     }

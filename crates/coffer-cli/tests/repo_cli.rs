@@ -140,6 +140,53 @@ fn init_backup_browse_restore_and_errors() {
         e.contains("error CF-R011") && e.contains("next step:"),
         "{e}"
     );
+    // --keep-both writes the snapshot's version beside the edited one;
+    // --skip-existing leaves it; the two choices exclude each other.
+    fs::write(restored.join("docs/report.txt"), b"edited").unwrap();
+    let plan = ok(coffer(&repo, &key)
+        .args(["restore", "latest", "--keep-both", "--dry-run", "--target"])
+        .arg(&target)
+        .arg("--include")
+        .arg(data.join("docs")));
+    let plan = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(
+        plan.contains("keep both  ") && plan.contains("report (restored).txt"),
+        "{plan}"
+    );
+    ok(coffer(&repo, &key)
+        .args(["restore", "latest", "--keep-both", "--target"])
+        .arg(&target)
+        .arg("--include")
+        .arg(data.join("docs")));
+    assert_eq!(
+        fs::read(restored.join("docs/report.txt")).unwrap(),
+        b"edited"
+    );
+    assert_eq!(
+        fs::read(restored.join("docs/report (restored).txt")).unwrap(),
+        b"quarterly report"
+    );
+    ok(coffer(&repo, &key)
+        .args(["restore", "latest", "--skip-existing", "--target"])
+        .arg(&target)
+        .arg("--include")
+        .arg(data.join("docs")));
+    assert_eq!(
+        fs::read(restored.join("docs/report.txt")).unwrap(),
+        b"edited"
+    );
+    let o = coffer(&repo, &key)
+        .args([
+            "restore",
+            "latest",
+            "--skip-existing",
+            "--overwrite",
+            "--target",
+        ])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "clap refuses both");
 
     let o = ok(coffer(&repo, &key).args(["key", "show", "--json"]));
     assert_eq!(json(&o)["recovery_key"].as_str().unwrap(), shown);

@@ -152,7 +152,7 @@ impl UserFacing for RepoError {
             SnapshotNotFound(_) => "List the snapshots with `coffer snapshots` and use one of their ids (or `latest`).".into(),
             AmbiguousSnapshot(_) => "Type more characters of the snapshot id.".into(),
             PathNotFound { .. } => "List the snapshot with `coffer ls SNAPSHOT` to see the paths it holds.".into(),
-            AlreadyExists { .. } => "Choose an empty target folder, or allow overwriting explicitly (`--overwrite`).".into(),
+            AlreadyExists { .. } => "Choose an empty target folder, or say what to do with what exists: `--skip-existing`, `--keep-both` or `--overwrite`.".into(),
             PermissionDenied { .. } => "Choose a place you may write to (or read from), or fix the permissions, then try again.".into(),
             Io { .. } => "Check that the disk is connected and has free space, then try again.".into(),
             Cancelled => "Start the operation again when you are ready.".into(),

@@ -95,7 +95,7 @@
 //!         snapshot: "latest".into(),
 //!         include: vec![],
 //!         target: target.clone(),
-//!         overwrite: false,
+//!         on_existing: coffer_repo::OnExisting::Refuse,
 //!         dry_run: false,
 //!     },
 //!     &progress,
@@ -133,7 +133,7 @@ pub use error::{RepoError, Result, ERROR_CODES};
 pub use key::{MasterKey, RecoveryKey};
 pub use progress::{CancelToken, NoProgress, Phase, Progress};
 pub use prune::{ForgetPlan, PruneSummary, RetentionPolicy};
-pub use restore::{PlanItem, RestorePlan, RestoreRequest, RestoreSummary};
+pub use restore::{OnExisting, PlanAction, PlanItem, RestorePlan, RestoreRequest, RestoreSummary};
 pub use timefmt::format_utc;
 
 use key::SubKeys;

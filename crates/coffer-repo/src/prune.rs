@@ -360,7 +360,7 @@ mod reader_tests {
             snapshot: "latest".into(),
             include: vec![],
             target: tmp.path().join(to),
-            overwrite: false,
+            on_existing: crate::OnExisting::Refuse,
             dry_run: false,
         };
 

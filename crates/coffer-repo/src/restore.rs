@@ -1,6 +1,8 @@
 //! Restore a whole snapshot or chosen paths into a chosen folder, with
 //! modes, times, owners (when permitted), symlinks, empty directories and
-//! holes of sparse files. Existing files are never overwritten unless asked.
+//! holes of sparse files. Existing files are never overwritten unless asked:
+//! what happens to them is the request's [`OnExisting`], and the plan (the
+//! preview) says it item by item before anything is written.
 
 use crate::browse::EntryKind;
 use crate::chunker;
@@ -13,7 +15,7 @@ use crate::store::{self, PackCache};
 use crate::{Repository, Unlocked};
 use filetime::FileTime;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -31,12 +33,50 @@ pub struct RestoreRequest {
     /// Paths inside the snapshot to restore (with everything below them);
     /// empty = the whole snapshot. `/home/me/doc` and `home/me/doc` are the same.
     pub include: Vec<PathBuf>,
-    /// The folder to restore into; snapshot paths are recreated below it.
+    /// The folder to restore into; snapshot paths are recreated below it
+    /// (`/`: where they were backed up).
     pub target: PathBuf,
-    /// Replace files that already exist at the target.
-    pub overwrite: bool,
+    /// What to do where something already exists.
+    pub on_existing: OnExisting,
     /// Only plan; write nothing.
     pub dry_run: bool,
+}
+
+/// What a restore does where something already exists at the target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExisting {
+    /// Restore nothing and say what exists ([`RepoError::AlreadyExists`]).
+    #[default]
+    Refuse,
+    /// Replace it with the snapshot's version.
+    Replace,
+    /// Leave it, and do not restore that item (nor what is below it).
+    Skip,
+    /// Keep it, and restore the snapshot's version beside it as
+    /// `name (restored).ext` (`name (restored 2).ext`, … if that exists too).
+    KeepBoth,
+}
+
+/// What the restore does with one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanAction {
+    /// Nothing is there: written.
+    Write,
+    /// Something is there and is replaced.
+    Replace,
+    /// Something is there and is left; this item is not restored.
+    Skip,
+    /// Something is there and is left; this item is written beside it
+    /// (the item's `target` is the new name).
+    KeepBoth,
+    /// Something is there and the restore refuses ([`OnExisting::Refuse`]).
+    Conflict,
+    /// A folder that is already there: what is restored goes into it. Its
+    /// own mode, times and flags are left as they are, except with
+    /// [`OnExisting::Replace`], which sets the snapshot's.
+    UseFolder,
 }
 
 /// One thing a restore would write.
@@ -48,8 +88,9 @@ pub struct PlanItem {
     pub target: String,
     pub kind: EntryKind,
     pub size: u64,
-    /// Something already exists there (and would be replaced with `overwrite`).
+    /// Something already exists where the snapshot path goes.
     pub exists: bool,
+    pub action: PlanAction,
 }
 
 /// The preview of a restore (nothing written).
@@ -63,6 +104,9 @@ pub struct RestorePlan {
     pub bytes: u64,
     /// How many items already exist at the target.
     pub conflicts: u64,
+    /// How many items are not restored because something is there
+    /// ([`OnExisting::Skip`]; what is below a skipped folder included).
+    pub skipped: u64,
     pub items: Vec<PlanItem>,
 }
 
@@ -75,6 +119,8 @@ pub struct RestoreSummary {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
+    /// Items not restored because something was there ([`OnExisting::Skip`]).
+    pub skipped: u64,
     /// Files that could not be restored because their data is damaged
     /// (snapshot paths); everything else was restored.
     pub damaged: Vec<String>,
@@ -172,7 +218,9 @@ impl Repository<Unlocked> {
     }
 
     /// The plan, with its list of items only if `list` (a restore needs the
-    /// counts and the first conflicts, not two more strings per item).
+    /// counts and the first conflicts, not two more strings per item), and
+    /// the items to write: without those skipped, renamed where kept beside
+    /// what exists ([`OnExisting`]).
     fn plan_inner(&self, req: &RestoreRequest, list: bool) -> Result<(RestorePlan, Vec<Item>)> {
         let (snap_id, items) = self.restore_items(req)?;
         let mut plan = RestorePlan {
@@ -183,11 +231,33 @@ impl Repository<Unlocked> {
             symlinks: 0,
             bytes: 0,
             conflicts: 0,
+            skipped: 0,
             items: Vec::with_capacity(if list { items.len() } else { 3 }),
         };
         // Into a new or empty folder nothing can exist: no look-up per item.
         let empty_target = is_missing_or_empty(&req.target);
-        for it in &items {
+        let on_disk = |p: &Path| !empty_target && std::fs::symlink_metadata(p).is_ok();
+        // Folders skipped, and folders renamed (snapshot path -> written path).
+        let mut skipped_dirs: HashSet<PathBuf> = HashSet::new();
+        let mut renamed: HashMap<PathBuf, PathBuf> = HashMap::new();
+        // Paths this restore writes, so a new name never takes one of them.
+        let mut planned: HashSet<PathBuf> = HashSet::new();
+        let mut out = Vec::with_capacity(items.len());
+        for mut it in items {
+            if it.rel.ancestors().skip(1).any(|a| skipped_dirs.contains(a)) {
+                plan.skipped += 1;
+                continue;
+            }
+            let path = display_path(&it.rel);
+            // Below a renamed folder: the same path inside the new name.
+            if let Some((old, new)) = it
+                .rel
+                .ancestors()
+                .skip(1)
+                .find_map(|a| renamed.get(a).map(|n| (a.to_path_buf(), n.clone())))
+            {
+                it.rel = new.join(it.rel.strip_prefix(&old).unwrap_or(&it.rel));
+            }
             let target = req.target.join(&it.rel);
             let existing = if empty_target {
                 None
@@ -195,35 +265,70 @@ impl Repository<Unlocked> {
                 std::fs::symlink_metadata(&target).ok()
             };
             let exists = match (&existing, it.node.kind) {
-                (None, _) => false,
+                (None, _) => planned.contains(&target),
                 (Some(m), NodeKind::Dir) => !m.is_dir(),
                 (Some(_), _) => true,
             };
-            match it.node.kind {
-                NodeKind::File => {
-                    plan.files += 1;
-                    plan.bytes += it.node.size;
-                }
-                NodeKind::Dir => plan.dirs += 1,
-                NodeKind::Symlink => plan.symlinks += 1,
-            }
+            let folder_there = it.node.kind == NodeKind::Dir && existing.is_some() && !exists;
+            let action = match (exists, req.on_existing) {
+                (false, _) if folder_there => PlanAction::UseFolder,
+                (false, _) => PlanAction::Write,
+                (true, OnExisting::Refuse) => PlanAction::Conflict,
+                (true, OnExisting::Replace) => PlanAction::Replace,
+                (true, OnExisting::Skip) => PlanAction::Skip,
+                (true, OnExisting::KeepBoth) => PlanAction::KeepBoth,
+            };
             if exists {
                 plan.conflicts += 1;
             }
-            // Without the list, the first three conflicts (for the error).
-            let keep = list || (exists && plan.conflicts <= 3);
-            if !keep {
-                continue;
+            let mut written = target;
+            match action {
+                PlanAction::Skip => {
+                    plan.skipped += 1;
+                    if it.node.kind == NodeKind::Dir {
+                        skipped_dirs.insert(it.rel.clone());
+                    }
+                }
+                PlanAction::KeepBoth => {
+                    let old = it.rel.clone();
+                    it.rel = beside(&it.rel, |rel| {
+                        let p = req.target.join(rel);
+                        on_disk(&p) || planned.contains(&p)
+                    });
+                    if it.node.kind == NodeKind::Dir {
+                        renamed.insert(old, it.rel.clone());
+                    }
+                    written = req.target.join(&it.rel);
+                }
+                _ => {}
             }
-            plan.items.push(PlanItem {
-                path: display_path(&it.rel),
-                target: target.display().to_string(),
-                kind: it.node.kind.into(),
-                size: it.node.size,
-                exists,
-            });
+            if action != PlanAction::Skip {
+                match it.node.kind {
+                    NodeKind::File => {
+                        plan.files += 1;
+                        plan.bytes += it.node.size;
+                    }
+                    NodeKind::Dir => plan.dirs += 1,
+                    NodeKind::Symlink => plan.symlinks += 1,
+                }
+                planned.insert(written.clone());
+            }
+            // Without the list, the first three conflicts (for the error).
+            if list || (action == PlanAction::Conflict && plan.conflicts <= 3) {
+                plan.items.push(PlanItem {
+                    path,
+                    target: written.display().to_string(),
+                    kind: it.node.kind.into(),
+                    size: it.node.size,
+                    exists,
+                    action,
+                });
+            }
+            if action != PlanAction::Skip {
+                out.push(it);
+            }
         }
-        Ok((plan, items))
+        Ok((plan, out))
     }
 
     /// Restores (or with `dry_run`, only checks that it could). Files whose
@@ -236,11 +341,11 @@ impl Repository<Unlocked> {
     ) -> Result<RestoreSummary> {
         let started = Instant::now();
         let (plan, items) = self.plan_inner(req, false)?;
-        if plan.conflicts > 0 && !req.overwrite {
+        if plan.conflicts > 0 && req.on_existing == OnExisting::Refuse {
             let first: Vec<&str> = plan
                 .items
                 .iter()
-                .filter(|i| i.exists)
+                .filter(|i| i.action == PlanAction::Conflict)
                 .take(3)
                 .map(|i| i.target.as_str())
                 .collect();
@@ -259,6 +364,7 @@ impl Repository<Unlocked> {
             dirs: plan.dirs,
             symlinks: plan.symlinks,
             bytes: plan.bytes,
+            skipped: plan.skipped,
             damaged: Vec::new(),
             warnings: Vec::new(),
             duration_ms: 0,
@@ -271,6 +377,13 @@ impl Repository<Unlocked> {
         let _reading = store::read_lock_if_possible(self)?;
         progress.phase(Phase::Restoring);
         progress.totals(plan.files, plan.bytes);
+        // Only Replace removes what is there; every other choice writes
+        // where nothing is (skipped and renamed items are settled above).
+        let overwrite = req.on_existing == OnExisting::Replace;
+        // A folder that is already there keeps its own mode, times and
+        // flags unless the user chose Replace (restoring to the original
+        // location must not reset /home on a Skip or Keep both).
+        let mut existed: HashSet<usize> = HashSet::new();
         std::fs::create_dir_all(&req.target).map_err(|e| RepoError::io(&req.target, e))?;
         // Directories and symlinks first (in order), files in parallel.
         let mut files = Vec::new();
@@ -281,18 +394,24 @@ impl Repository<Unlocked> {
                 NodeKind::Dir => match std::fs::create_dir(&dst) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dst.is_dir() => {
-                        // Make sure we can write into it until its mode is set.
-                        let _ =
-                            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o700));
+                        if overwrite {
+                            // Make sure we can write into it until its mode is set.
+                            let _ = std::fs::set_permissions(
+                                &dst,
+                                std::fs::Permissions::from_mode(0o700),
+                            );
+                        } else {
+                            existed.insert(i);
+                        }
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && req.overwrite => {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && overwrite => {
                         std::fs::remove_file(&dst).map_err(|e| RepoError::io(&dst, e))?;
                         std::fs::create_dir(&dst).map_err(|e| RepoError::io(&dst, e))?;
                     }
                     Err(e) => return Err(RepoError::io(&dst, e)),
                 },
                 NodeKind::Symlink => {
-                    if req.overwrite && std::fs::symlink_metadata(&dst).is_ok() {
+                    if overwrite && std::fs::symlink_metadata(&dst).is_ok() {
                         remove_any(&dst)?;
                     }
                     std::os::unix::fs::symlink(OsStr::from_bytes(&it.node.target), &dst)
@@ -300,7 +419,7 @@ impl Repository<Unlocked> {
                     apply_meta(&dst, &it.node, &mut summary.warnings);
                 }
                 NodeKind::File => {
-                    if req.overwrite {
+                    if overwrite {
                         if let Ok(m) = std::fs::symlink_metadata(&dst) {
                             if !m.is_file() {
                                 remove_any(&dst)?;
@@ -345,7 +464,7 @@ impl Repository<Unlocked> {
         // One file, content and metadata, through a given connection (each
         // worker has its own; the link fallback below uses the repository's).
         let write = |conn: &rusqlite::Connection, dst: &Path, node: &Node| {
-            write_file(conn, &chunks, dst, node, req.overwrite)
+            write_file(conn, &chunks, dst, node, overwrite)
         };
         let results: Vec<WorkerOut> = std::thread::scope(|s| {
             // More writers than cores: creating a file mostly waits on the
@@ -419,7 +538,7 @@ impl Repository<Unlocked> {
                     .push(format!("{} ({detail})", display_path(&it.rel)));
                 continue;
             }
-            if req.overwrite && std::fs::symlink_metadata(&dst).is_ok() {
+            if overwrite && std::fs::symlink_metadata(&dst).is_ok() {
                 remove_any(&dst)?;
             }
             let src = req.target.join(&items[first].rel);
@@ -435,8 +554,8 @@ impl Repository<Unlocked> {
             progress.advance(1, it.node.size);
         }
         // Directory metadata last, deepest first, so children do not touch mtimes.
-        for it in items.iter().rev() {
-            if it.node.kind == NodeKind::Dir {
+        for (i, it) in items.iter().enumerate().rev() {
+            if it.node.kind == NodeKind::Dir && !existed.contains(&i) {
                 apply_meta(&req.target.join(&it.rel), &it.node, &mut summary.warnings);
             }
         }
@@ -445,7 +564,7 @@ impl Repository<Unlocked> {
         // times, an immutable file no new name.
         for (i, it) in items.iter().enumerate().rev() {
             let several_names = it.node.kind == NodeKind::File && it.node.nlink > 1;
-            if !(several_names || it.node.kind == NodeKind::Dir) {
+            if !(several_names || it.node.kind == NodeKind::Dir) || existed.contains(&i) {
                 continue;
             }
             if several_names {
@@ -461,13 +580,42 @@ impl Repository<Unlocked> {
             flags::set_path(
                 &req.target.join(&it.rel),
                 it.node.flags,
-                req.overwrite,
+                overwrite,
                 &mut summary.warnings,
             );
         }
         summary.duration_ms = started.elapsed().as_millis() as u64;
         Ok(summary)
     }
+}
+
+/// `rel` renamed to `name (restored).ext`, or `name (restored N).ext` for
+/// the first N from 2 on that is free (`taken` says whether a path is).
+fn beside(rel: &Path, taken: impl Fn(&Path) -> bool) -> PathBuf {
+    let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or(b"restored");
+    // The extension starts at the last dot that is not the first byte
+    // (".bashrc" has none).
+    let dot = name.iter().rposition(|&b| b == b'.').filter(|&i| i > 0);
+    let (stem, ext) = match dot {
+        Some(i) => name.split_at(i),
+        None => (name, &b""[..]),
+    };
+    (1u32..)
+        .map(|n| {
+            let mut new = stem.to_vec();
+            new.extend_from_slice(
+                if n == 1 {
+                    b" (restored)".to_vec()
+                } else {
+                    format!(" (restored {n})").into_bytes()
+                }
+                .as_slice(),
+            );
+            new.extend_from_slice(ext);
+            rel.with_file_name(OsStr::from_bytes(&new))
+        })
+        .find(|p| !taken(p))
+        .expect("some number is free")
 }
 
 /// Whether `dir` does not exist or is an empty folder (not a link to one).

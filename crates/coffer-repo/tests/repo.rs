@@ -280,7 +280,7 @@ fn round_trip_of_every_odd_case_is_bit_exact() {
                 snapshot: "latest".into(),
                 include: vec![src.join("linked-too")],
                 target: one.clone(),
-                overwrite: false,
+                on_existing: OnExisting::Refuse,
                 dry_run: false,
             },
             &NoProgress,
@@ -469,6 +469,111 @@ fn wrong_key_typo_and_bad_files_are_clear_errors() {
         .is_ok());
 }
 
+/// Skip leaves what is there and restores the rest; KeepBoth writes the
+/// snapshot's version beside it under a free name; both are previewed item
+/// by item first, and neither touches an existing folder.
+#[test]
+fn restore_skips_or_keeps_both_where_something_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("report.pdf"), b"snapshot report").unwrap();
+    fs::write(src.join(".bashrc"), b"snapshot rc").unwrap();
+    fs::write(src.join("new.txt"), b"only in the snapshot").unwrap();
+    fs::write(src.join("dir/inner"), b"inner").unwrap();
+    let (repo, _) = new_repo(tmp.path());
+    backup(&repo, &[&src]);
+    let target = tmp.path().join("t");
+    let root = snapshot_root(&target, &src);
+    // The user's own files where the snapshot's go; "dir" is a file here.
+    let user_files = || {
+        let _ = fs::remove_dir_all(&target);
+        fs::create_dir_all(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o751)).unwrap();
+        fs::write(root.join("report.pdf"), b"user report").unwrap();
+        fs::write(root.join("report (restored).pdf"), b"an older copy").unwrap();
+        fs::write(root.join(".bashrc"), b"user rc").unwrap();
+        fs::write(root.join("dir"), b"a file, not a folder").unwrap();
+    };
+    let req = |on_existing| RestoreRequest {
+        snapshot: "latest".into(),
+        target: target.clone(),
+        include: vec![src.clone()],
+        on_existing,
+        dry_run: false,
+    };
+    let action = |plan: &coffer_repo::RestorePlan, name: &str| {
+        plan.items
+            .iter()
+            .find(|i| i.path.ends_with(&format!("/{name}")))
+            .map(|i| (i.action, i.target.rsplit('/').next().unwrap().to_string()))
+            .unwrap()
+    };
+
+    user_files();
+    let plan = repo.plan_restore(&req(OnExisting::Skip)).unwrap();
+    assert_eq!(plan.conflicts, 3, "report.pdf, .bashrc, dir");
+    assert_eq!(
+        plan.skipped, 4,
+        "the three and dir/inner below the skipped dir"
+    );
+    assert_eq!(action(&plan, "report.pdf").0, PlanAction::Skip);
+    assert_eq!(action(&plan, "new.txt").0, PlanAction::Write);
+    let r = repo
+        .restore(&req(OnExisting::Skip), &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!((r.files, r.skipped), (1, 4));
+    assert_eq!(fs::read(root.join("report.pdf")).unwrap(), b"user report");
+    assert_eq!(fs::read(root.join("dir")).unwrap(), b"a file, not a folder");
+    assert_eq!(
+        fs::read(root.join("new.txt")).unwrap(),
+        b"only in the snapshot"
+    );
+    assert_eq!(
+        fs::metadata(&root).unwrap().permissions().mode() & 0o7777,
+        0o751,
+        "an existing folder keeps its own mode"
+    );
+
+    user_files();
+    let plan = repo.plan_restore(&req(OnExisting::KeepBoth)).unwrap();
+    assert_eq!(
+        action(&plan, "report.pdf"),
+        (PlanAction::KeepBoth, "report (restored 2).pdf".into()),
+        "\"report (restored).pdf\" is taken"
+    );
+    assert_eq!(
+        action(&plan, ".bashrc"),
+        (PlanAction::KeepBoth, ".bashrc (restored)".into())
+    );
+    assert_eq!(action(&plan, "dir").1, "dir (restored)");
+    assert!(plan
+        .items
+        .iter()
+        .any(|i| i.target.ends_with("/dir (restored)/inner")));
+    assert!(!root.join("new.txt").exists(), "a plan wrote something");
+    repo.restore(&req(OnExisting::KeepBoth), &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(fs::read(root.join("report.pdf")).unwrap(), b"user report");
+    assert_eq!(
+        fs::read(root.join("report (restored).pdf")).unwrap(),
+        b"an older copy"
+    );
+    assert_eq!(
+        fs::read(root.join("report (restored 2).pdf")).unwrap(),
+        b"snapshot report"
+    );
+    assert_eq!(
+        fs::read(root.join(".bashrc (restored)")).unwrap(),
+        b"snapshot rc"
+    );
+    assert_eq!(
+        fs::read(root.join("dir (restored)/inner")).unwrap(),
+        b"inner"
+    );
+    assert_eq!(fs::read(root.join("dir")).unwrap(), b"a file, not a folder");
+}
+
 #[test]
 fn restore_never_overwrites_without_the_flag_and_dry_run_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -513,7 +618,7 @@ fn restore_never_overwrites_without_the_flag_and_dry_run_writes_nothing() {
         fs::read(restored.join("a")).unwrap(),
         b"changed by the user"
     );
-    req.overwrite = true;
+    req.on_existing = OnExisting::Replace;
     repo.restore(&req, &NoProgress, &CancelToken::new())
         .unwrap();
     assert_eq!(fs::read(restored.join("a")).unwrap(), b"original");
@@ -1131,7 +1236,7 @@ fn inode_flags_are_kept_and_set_last() {
                 snapshot: "latest".into(),
                 include: vec![src.join("probe")],
                 target: again.clone(),
-                overwrite: true,
+                on_existing: OnExisting::Replace,
                 dry_run: false,
             },
             &NoProgress,

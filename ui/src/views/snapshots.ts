@@ -1,12 +1,21 @@
 // Snapshots: list, browse a tree, search, restore chosen files to a chosen
 // folder after a preview, check the repository, retention and prune.
 import { call } from "../api";
-import type { RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
+import type { OnExisting, PlanAction, RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
 import { h } from "../dom";
-import { formatBytes } from "../format";
-import { button, card, checkbox, confirmAction, field, guarded, jobPanel, showError, viewHead } from "../ui";
+import { count, formatBytes } from "../format";
+import { button, card, checkbox, confirmAction, field, guarded, jobPanel, select, showError, viewHead } from "../ui";
 import { pathField } from "../pathfield";
 import { DEFAULT_RETENTION, retentionInputs } from "./setform";
+
+const PLAN_WORDS: Record<PlanAction, string> = {
+  write: "new",
+  replace: "replace",
+  skip: "skip (already there)",
+  keep_both: "keep both",
+  conflict: "already there",
+  use_folder: "folder already there",
+};
 
 export function snapshotsView(): HTMLElement {
   let snapshot: string | null = null;
@@ -18,7 +27,26 @@ export function snapshotsView(): HTMLElement {
   const tree = h("ul", { class: "tree", testid: "tree" });
   const treeSlot = h("div", {});
   const selection = h("p", { testid: "restore-selection", class: "muted" }, "Nothing chosen: the whole snapshot is restored.");
-  const target = pathField("Restore into this folder", "restore-target", "folder", { placeholder: "/home/me/Restored", help: "Paths from the snapshot are recreated inside it. Existing files are never overwritten." });
+  // Where: back where the files were backed up ("/" below which the
+  // snapshot's full paths are recreated), or into a chosen folder.
+  const where = select("Restore to", "restore-where", [
+    ["original", "Where they were backed up (the original location)"],
+    ["folder", "Another folder"],
+  ], "folder");
+  const target = pathField("Restore into this folder", "restore-target", "folder", { placeholder: "/home/me/Restored", help: "Paths from the snapshot are recreated inside it." });
+  const existing = select("If a file is already there", "restore-existing", [
+    ["keep_both", "Keep both (the restored copy is renamed)"],
+    ["skip", "Skip it: keep the file that is there"],
+    ["replace", "Replace it with the snapshot's version"],
+  ], "keep_both");
+  const syncWhere = () => {
+    target.row.hidden = where.input.value === "original";
+    planEl.replaceChildren();
+  };
+  where.input.addEventListener("change", syncWhere);
+  existing.input.addEventListener("change", () => planEl.replaceChildren());
+  const restoreTo = () => (where.input.value === "original" ? "/" : target.input.value);
+  const onExisting = () => existing.input.value as OnExisting;
   const planEl = h("div", { testid: "restore-plan" });
   const restoreSlot = h("div", {});
   const restoreJob = jobPanel("restore-job");
@@ -132,27 +160,49 @@ export function snapshotsView(): HTMLElement {
   });
 
   const renderPlan = (p: RestorePlan) => {
+    const n = (a: PlanAction) => p.items.filter((i) => i.action === a).length;
+    const there = p.conflicts === 0 ? "Nothing is there yet."
+      : `${count(p.conflicts, "item")} already there: ${[
+          n("keep_both") ? `${n("keep_both")} kept, the restored copy beside it` : "",
+          n("skip") ? `${n("skip")} skipped` : "",
+          n("replace") ? `${n("replace")} replaced` : "",
+          n("conflict") ? `${n("conflict")} in the way` : "",
+        ].filter(Boolean).join(", ")}.`;
     planEl.replaceChildren(
-      h("p", { testid: "restore-plan-summary" },
-        `${p.files} files, ${p.dirs} folders, ${formatBytes(p.bytes)} into ${p.target}`,
-        p.conflicts > 0 ? ` — ${p.conflicts} already exist and will be skipped with an error` : ""),
+      h("p", { testid: "restore-plan-summary", "data-conflicts": String(p.conflicts) },
+        `${count(p.files, "file")}, ${count(p.dirs, "folder")}, ${formatBytes(p.bytes)} into ${p.target === "/" ? "their original location" : p.target}. ${there}`),
       h("ul", { class: "plan mono" }, ...p.items.slice(0, 200).map((i) =>
-        h("li", { testid: "restore-plan-item", class: i.exists ? "exists" : undefined }, `${i.path} → ${i.target}`))));
+        h("li", { testid: "restore-plan-item", "data-action": i.action, "data-path": i.path, class: i.exists ? "exists" : undefined },
+          `${PLAN_WORDS[i.action]}: ${i.path}${i.action === "skip" || i.path === i.target ? "" : ` → ${i.target}`}`))),
+      p.items.length > 200 ? h("p", { class: "muted" }, `and ${p.items.length - 200} more.`) : "");
+  };
+  const plan = async () => {
+    if (!snapshot) throw { kind: "invalid_input", code: "CF-A050", message: "Choose a snapshot first.", next_step: "Press Browse next to a snapshot." };
+    const p = await call("plan_restore", { snapshot, include: [...selected], target: restoreTo(), on_existing: onExisting() });
+    renderPlan(p);
+    return p;
   };
   const previewBtn = button("Preview", "restore-preview", () => {
-    void guarded(previewBtn, restoreSlot, async () => {
-      if (!snapshot) throw { kind: "invalid_input", code: "CF-A050", message: "Choose a snapshot first.", next_step: "Press Browse next to a snapshot." };
-      renderPlan(await call("plan_restore", { snapshot, include: [...selected], target: target.input.value }));
-    });
+    void guarded(previewBtn, restoreSlot, async () => { await plan(); });
   });
   const restoreBtn = button("Restore", "restore-run", () => {
     void guarded(restoreBtn, restoreSlot, async () => {
       if (!snapshot) return;
-      const id = await call("run_restore", { snapshot, include: [...selected], target: target.input.value });
+      // Replacing files is asked first, with the count from a fresh plan.
+      const p = await plan();
+      const replaced = p.items.filter((i) => i.action === "replace").length;
+      if (replaced > 0 && !(await confirmAction({
+        title: `Replace ${count(replaced, "item")} that ${replaced === 1 ? "is" : "are"} already there?`,
+        body: "The files there now are replaced by the snapshot's versions and cannot be brought back, unless another snapshot has them. The preview lists each one.",
+        verb: "Replace", testid: "restore-replace",
+      }))) return;
+      const id = await call("run_restore", { snapshot, include: [...selected], target: restoreTo(), on_existing: onExisting() });
       const end = await restoreJob.track(id);
       if (end.state === "done" && end.outcome?.type === "restore") {
         const s = end.outcome.summary;
-        restoreSlot.replaceChildren(h("p", { class: "ok", testid: "restore-done" }, `Restored ${s.files} files (${formatBytes(s.bytes)}) into ${s.target}.`));
+        restoreSlot.replaceChildren(h("p", { class: "ok", testid: "restore-done" },
+          `Restored ${count(s.files, "file")} (${formatBytes(s.bytes)}) into ${s.target === "/" ? "their original location" : s.target}.`,
+          s.skipped > 0 ? ` ${count(s.skipped, "item")} already there ${s.skipped === 1 ? "was" : "were"} left as ${s.skipped === 1 ? "it was" : "they were"}.` : ""));
       }
     });
   });
@@ -187,7 +237,7 @@ export function snapshotsView(): HTMLElement {
     h("div", { class: "grid-2 top" },
       card("Browse", treeHead, tree, treeSlot),
       card("Search", search.row, h("div", { class: "actions" }, searchBtn), results)),
-    card("Restore", selection, target.row, h("div", { class: "actions" }, previewBtn, restoreBtn), planEl, restoreJob.el, restoreSlot),
+    card("Restore", selection, h("div", { class: "grid-2" }, where.row, existing.row), target.row, h("div", { class: "actions" }, previewBtn, restoreBtn), planEl, restoreJob.el, restoreSlot),
     card("Check", h("p", { class: "muted" }, "Reads and authenticates every piece of every snapshot; names anything damaged."),
       h("div", { class: "actions" }, checkBtn), checkJob.el, checkSlot),
     card("Retention", retention.el, h("div", { class: "actions" }, retPreview, retApply), retentionOut),

@@ -38,6 +38,7 @@ impl App {
         snapshot: &str,
         include: Vec<String>,
         target: &str,
+        on_existing: OnExisting,
         dry_run: bool,
     ) -> R<RestoreRequest> {
         Ok(RestoreRequest {
@@ -48,20 +49,22 @@ impl App {
                 .map(PathBuf::from)
                 .collect(),
             target: absolute("the restore folder", target)?,
-            overwrite: false,
+            on_existing,
             dry_run,
         })
     }
 
-    /// The preview of a restore: what would be written where.
+    /// The preview of a restore: what would be written where, and what
+    /// happens to each thing already there.
     pub fn plan_restore(
         &self,
         snapshot: &str,
         include: Vec<String>,
         target: &str,
+        on_existing: OnExisting,
     ) -> R<RestorePlan> {
         self.tracked(|| {
-            let req = self.restore_request(snapshot, include, target, true)?;
+            let req = self.restore_request(snapshot, include, target, on_existing, true)?;
             let repo = self.open_unlocked(&self.current_repo()?)?;
             repo.plan_restore(&req).map_err(rep)
         })

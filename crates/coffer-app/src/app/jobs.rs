@@ -156,11 +156,17 @@ impl App {
     }
 
     /// Restores chosen paths of a snapshot into a folder, as a job.
-    pub fn run_restore(&self, snapshot: &str, include: Vec<String>, target: &str) -> R<u64> {
+    pub fn run_restore(
+        &self,
+        snapshot: &str,
+        include: Vec<String>,
+        target: &str,
+        on_existing: OnExisting,
+    ) -> R<u64> {
         self.tracked(|| {
             let repo_path = self.current_repo()?;
             let key = self.key_for(&repo_path)?;
-            let req = self.restore_request(snapshot, include, target, false)?;
+            let req = self.restore_request(snapshot, include, target, on_existing, false)?;
             // With an off-site copy, the data this database lacks (all of it
             // after a recovery from the copy) is fetched first.
             // Without usable credentials, a database that has all the data

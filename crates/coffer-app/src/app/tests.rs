@@ -148,7 +148,12 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
 
     let out = tmp.path().join("restored");
     let plan = a
-        .plan_restore(&snaps[0].id, vec![letter.clone()], out.to_str().unwrap())
+        .plan_restore(
+            &snaps[0].id,
+            vec![letter.clone()],
+            out.to_str().unwrap(),
+            OnExisting::Refuse,
+        )
         .unwrap();
     assert_eq!(plan.files, 1);
     assert!(
@@ -157,14 +162,53 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
     );
     let ev = wait(
         &a,
-        a.run_restore(&snaps[0].id, vec![letter.clone()], out.to_str().unwrap())
-            .unwrap(),
+        a.run_restore(
+            &snaps[0].id,
+            vec![letter.clone()],
+            out.to_str().unwrap(),
+            OnExisting::Refuse,
+        )
+        .unwrap(),
     );
     assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
     assert_eq!(
         std::fs::read(out.join(letter.trim_start_matches('/'))).unwrap(),
         b"dear reader"
     );
+    // To the original location ("/"), where the user changed the letter
+    // since: refused unless told; Skip keeps theirs; KeepBoth puts the
+    // snapshot's beside it.
+    std::fs::write(&letter, b"edited since").unwrap();
+    let to_original = |on: OnExisting| {
+        let ev = wait(
+            &a,
+            a.run_restore(&snaps[0].id, vec![letter.clone()], "/", on)
+                .unwrap(),
+        );
+        (ev.state, ev.error.map(|e| e.code))
+    };
+    assert_eq!(
+        to_original(OnExisting::Refuse),
+        (JobState::Failed, Some("CF-R011".into()))
+    );
+    let plan = a
+        .plan_restore(
+            &snaps[0].id,
+            vec![letter.clone()],
+            "/",
+            OnExisting::KeepBoth,
+        )
+        .unwrap();
+    let beside = letter.replace("letter.txt", "letter (restored).txt");
+    assert_eq!(plan.items.last().unwrap().target, beside);
+    assert_eq!(to_original(OnExisting::Skip), (JobState::Done, None));
+    assert_eq!(std::fs::read(&letter).unwrap(), b"edited since");
+    assert_eq!(to_original(OnExisting::KeepBoth), (JobState::Done, None));
+    assert_eq!(std::fs::read(&letter).unwrap(), b"edited since");
+    assert_eq!(std::fs::read(&beside).unwrap(), b"dear reader");
+    std::fs::remove_file(&beside).unwrap();
+    assert_eq!(to_original(OnExisting::Replace), (JobState::Done, None));
+    assert_eq!(std::fs::read(&letter).unwrap(), b"dear reader");
     // The computer that made the backups entered no key: the guide's
     // recovery steps stay open though it browsed and restored.
     let done: Vec<String> = a
@@ -208,7 +252,7 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
     let out2 = tmp.path().join("restored2");
     let ev = wait(
         &b,
-        b.run_restore("latest", vec![], out2.to_str().unwrap())
+        b.run_restore("latest", vec![], out2.to_str().unwrap(), OnExisting::Refuse)
             .unwrap(),
     );
     assert_eq!(ev.state, JobState::Done, "{:?}", ev.error);
@@ -330,11 +374,20 @@ fn errors_in_the_app_say_what_to_do_in_the_app() {
     let out = tmp.path().join("out");
     let target = out.to_str().unwrap();
     assert_eq!(
-        wait(&a, a.run_restore("latest", vec![], target).unwrap()).state,
+        wait(
+            &a,
+            a.run_restore("latest", vec![], target, OnExisting::Refuse)
+                .unwrap()
+        )
+        .state,
         JobState::Done
     );
     // Restoring again onto the same files: refused, with advice for the app.
-    let ev = wait(&a, a.run_restore("latest", vec![], target).unwrap());
+    let ev = wait(
+        &a,
+        a.run_restore("latest", vec![], target, OnExisting::Refuse)
+            .unwrap(),
+    );
     let e = ev
         .error
         .expect("a second restore onto the same files fails");
@@ -657,7 +710,7 @@ fn vault_mode_first_run_recover_elsewhere_change_code_and_delete_record() {
     assert_eq!(
         wait(
             &b,
-            b.run_restore("latest", vec![], out.to_str().unwrap())
+            b.run_restore("latest", vec![], out.to_str().unwrap(), OnExisting::Refuse)
                 .unwrap()
         )
         .state,
