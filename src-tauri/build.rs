@@ -11,6 +11,7 @@ const COMMANDS: &[&str] = &[
     "rehearse_recovery_key",
     "lock_app",
     "forget_device_key",
+    "keep_backing_up",
     "list_sets",
     "save_set",
     "delete_set",

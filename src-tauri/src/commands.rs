@@ -87,6 +87,11 @@ pub async fn forget_device_key(app: State<'_, App>) -> R<()> {
 }
 
 #[tauri::command(rename_all = "snake_case")]
+pub async fn keep_backing_up(app: State<'_, App>) -> R<CarryOn> {
+    blocking(&app, |a| a.keep_backing_up()).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
 pub fn list_sets(app: State<'_, App>) -> Vec<SetView> {
     app.list_sets()
 }

@@ -124,6 +124,7 @@ fn main() {
             commands::rehearse_recovery_key,
             commands::lock_app,
             commands::forget_device_key,
+            commands::keep_backing_up,
             commands::list_sets,
             commands::save_set,
             commands::delete_set,

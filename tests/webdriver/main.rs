@@ -584,7 +584,48 @@ async fn recovery_on_a_fresh_data_dir_with_typo_and_wrong_key() {
                     .as_deref(),
                 Some("")
             );
-            s.click("recovery-go-snapshots").await?;
+            // The set travelled in the file: the new computer carries on
+            // with it instead of starting from nothing.
+            let found = s.wait_text("recovery-sets-found", "Documents").await?;
+            assert!(
+                found.contains(src.to_str().unwrap()) && found.contains("manual only"),
+                "{found}"
+            );
+            assert!(
+                s.testid("nav-item-onboarding")
+                    .await?
+                    .is_displayed()
+                    .await?
+            );
+            s.client
+                .execute(
+                    "document.querySelector('[data-testid=\"recovery-carry-on\"]').scrollIntoView({block: 'center'})",
+                    vec![],
+                )
+                .await?;
+            s.shot("recovery-carry-on").await?;
+            s.click("recovery-keep-backing-up").await?;
+            s.wait_text("recovery-carry-on-done", "again: Documents")
+                .await?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while s
+                .testid("nav-item-onboarding")
+                .await?
+                .is_displayed()
+                .await?
+            {
+                assert!(Instant::now() < deadline, "Set up is still offered");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            s.go("backups").await?;
+            let card = s.testid("set-card-set-1").await?;
+            assert_eq!(
+                card.attr("data-set-name").await?.as_deref(),
+                Some("Documents")
+            );
+            assert!(card.text().await?.contains(repo.to_str().unwrap()));
+            s.go("recovery").await?;
+            s.go("snapshots").await?;
             s.testid("snapshot-row").await?;
             let out = s.data_dir.join("restored");
             s.type_in("restore-target", out.to_str().unwrap()).await?;

@@ -89,7 +89,12 @@ wrong_guesses: number,
 /**
  * When the last of those began (Unix seconds, at most 16).
  */
-wrong_guess_times: number[], };
+wrong_guess_times: number[], 
+/**
+ * After a recovery: the backup sets that travelled in the file and are
+ * not set up here yet (what "Keep backing up to this file" adopts).
+ */
+sets_found: Array<FoundSet>, };
 
 export type Rehearsed = { 
 /**
@@ -116,6 +121,27 @@ sentence: string, schedule_text: string, last: RunRecord | null, next_due: numbe
 failure: RunFailure | null, };
 
 export type RunFailure = { code: string, message: string, next_step: string, };
+
+export type FoundSet = { name: string, sources: Array<string>, 
+/**
+ * Its folders that are not on this computer (it is adopted only
+ * when there are none).
+ */
+missing: Array<string>, 
+/**
+ * "daily at 12:00", "manual only".
+ */
+schedule_text: string, };
+
+export type CarryOn = { repository: string, 
+/**
+ * The sets now set up here, as Backups shows them.
+ */
+adopted: Array<SetView>, 
+/**
+ * The sets left out because their folders are not on this computer.
+ */
+not_adopted: Array<FoundSet>, };
 
 export type BackupSet = { 
 /**
@@ -653,6 +679,7 @@ export interface Commands {
   rehearse_recovery_key: { args: { recovery_key: string }; result: number };
   lock_app: { args: Record<string, never>; result: null };
   forget_device_key: { args: Record<string, never>; result: null };
+  keep_backing_up: { args: Record<string, never>; result: CarryOn };
   list_sets: { args: Record<string, never>; result: Array<SetView> };
   save_set: { args: { id: string | null; input: BackupSetInput; credentials: RemoteCredentialsInput | null }; result: SetView };
   delete_set: { args: { id: string }; result: null };

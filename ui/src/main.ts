@@ -3,7 +3,7 @@
 import { call } from "./api";
 import type { AppOverview } from "./bindings";
 import { clear, h } from "./dom";
-import { startJobEvents } from "./ui";
+import { OVERVIEW_CHANGED, startJobEvents } from "./ui";
 import { backupsView } from "./views/backups";
 import { homeView } from "./views/home";
 import { onboardingView } from "./views/onboarding";
@@ -54,6 +54,9 @@ function buildNav(): void {
     );
   }
   window.addEventListener("hashchange", () => show(location.hash.slice(1)));
+  // A screen that changed what the navigation shows (first-run setup ended
+  // by "Keep backing up to this file") says so.
+  window.addEventListener(OVERVIEW_CHANGED, () => void refreshOverview());
 }
 
 async function refreshOverview(): Promise<void> {

@@ -9,6 +9,10 @@ import { h } from "./dom";
 import { formatBytes, formatDuration } from "./format";
 import { errorPanel } from "./views/error";
 
+/** Dispatched on `window` when the installation's overview changed
+ * (the navigation then hides "Set up" once it is done). */
+export const OVERVIEW_CHANGED = "coffer-overview-changed";
+
 let uid = 0;
 /** A labelled input (or textarea / select) with its own id. */
 export function field(

@@ -429,6 +429,7 @@ impl App {
             snapshots,
             wrong_guesses: 0,
             wrong_guess_times: Vec::new(),
+            sets_found: Vec::new(),
         }
     }
 }

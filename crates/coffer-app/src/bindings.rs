@@ -92,6 +92,11 @@ pub fn commands() -> Vec<CommandSig> {
             result: none,
         },
         CommandSig {
+            name: "keep_backing_up",
+            args: NO_ARGS,
+            result: CarryOn::name,
+        },
+        CommandSig {
             name: "list_sets",
             args: NO_ARGS,
             result: |c| format!("Array<{}>", SetView::name(c)),
@@ -310,6 +315,8 @@ pub fn render() -> String {
         decl::<Rehearsed>(&cfg),
         decl::<SetView>(&cfg),
         decl::<RunFailure>(&cfg),
+        decl::<FoundSet>(&cfg),
+        decl::<CarryOn>(&cfg),
         decl::<BackupSet>(&cfg),
         decl::<BackupSetInput>(&cfg),
         decl::<Schedule>(&cfg),

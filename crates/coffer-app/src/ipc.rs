@@ -108,6 +108,31 @@ pub struct KeyInstalled {
     /// When the last of those began (Unix seconds, at most 16).
     #[ts(type = "number[]")]
     pub wrong_guess_times: Vec<u64>,
+    /// After a recovery: the backup sets that travelled in the file and are
+    /// not set up here yet (what "Keep backing up to this file" adopts).
+    pub sets_found: Vec<FoundSet>,
+}
+
+/// A backup set found in a recovered file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, TS)]
+pub struct FoundSet {
+    pub name: String,
+    pub sources: Vec<String>,
+    /// Its folders that are not on this computer (it is adopted only
+    /// when there are none).
+    pub missing: Vec<String>,
+    /// "daily at 12:00", "manual only".
+    pub schedule_text: String,
+}
+
+/// What "Keep backing up to this file" did.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct CarryOn {
+    pub repository: String,
+    /// The sets now set up here, as Backups shows them.
+    pub adopted: Vec<SetView>,
+    /// The sets left out because their folders are not on this computer.
+    pub not_adopted: Vec<FoundSet>,
 }
 
 /// By hand, like every key-related type: where and whether, never K.
@@ -122,6 +147,7 @@ impl std::fmt::Debug for KeyInstalled {
             )
             .field("snapshots", &self.snapshots)
             .field("wrong_guesses", &self.wrong_guesses)
+            .field("sets_found", &self.sets_found.len())
             .finish()
     }
 }

@@ -683,6 +683,16 @@ fn check_run(r: &RunRecord) -> Result<()> {
 }
 
 impl BackupSetInput {
+    /// A set that travelled in the repository at `repository`; `None` for
+    /// bytes that are not one (another version's, or another program's).
+    pub fn travelled(bytes: &[u8], repository: &Path) -> Option<BackupSetInput> {
+        let t: TravellingSet = serde_json::from_slice(bytes).ok()?;
+        (t.version == 1).then(|| BackupSetInput {
+            repository: repository.to_path_buf(),
+            ..t.set
+        })
+    }
+
     /// `resolve_symlinks` also compares the paths with symlinks resolved on
     /// the real file system: done when the user edits a set, not when a saved
     /// file is loaded (a file system that changed since must not make valid
@@ -747,7 +757,31 @@ impl BackupSetInput {
     }
 }
 
+/// A backup set as it travels inside the repository, sealed with each of
+/// its snapshots ([`coffer_repo::BackupRequest::app_data`]): what a new
+/// computer needs to carry on with the same sets. No repository path (the
+/// file is wherever it is found) and no secret (off-site credentials stay in
+/// the keyring).
+#[derive(Serialize, Deserialize)]
+struct TravellingSet {
+    /// 1.
+    version: u32,
+    set: BackupSetInput,
+}
+
 impl BackupSet {
+    /// The bytes kept with each snapshot of this set.
+    pub fn travelling(&self) -> Vec<u8> {
+        let t = TravellingSet {
+            version: 1,
+            set: BackupSetInput {
+                repository: PathBuf::new(),
+                ..self.input()
+            },
+        };
+        serde_json::to_vec(&t).unwrap_or_default()
+    }
+
     pub fn input(&self) -> BackupSetInput {
         BackupSetInput {
             name: self.name.clone(),

@@ -357,6 +357,10 @@ fn offsite_set_keeps_the_secret_in_the_keyring_uploads_and_recovers_on_a_fresh_d
         )
         .unwrap();
     assert_eq!(got.snapshots, 1);
+    // The set, off-site destination included, travelled in the copy too.
+    assert_eq!(got.sets_found.len(), 1, "{:?}", got.sets_found);
+    let carry = app2.keep_backing_up().unwrap();
+    assert_eq!(carry.adopted[0].set.remote, Some(s3(&g)));
     let snaps = app2.list_snapshots().unwrap();
     let out = tmp.path().join("restored");
     let job = app2

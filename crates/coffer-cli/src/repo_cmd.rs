@@ -264,6 +264,7 @@ pub fn run(cli: &Cli, cmd: &RepoCommand) -> Res {
                 excludes: excludes.clone(),
                 set_name: set_name.clone(),
                 parent: parent.clone(),
+                app_data: Vec::new(),
             };
             let (r, upload, upload_error) = match &remote {
                 None => (repo.backup(&req, &bar, &cancel), None, None),

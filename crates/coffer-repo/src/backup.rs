@@ -46,6 +46,11 @@ pub struct BackupRequest {
     /// The parent snapshot (an id, or `latest`: the newest snapshot if there is
     /// one). `None`: the newest snapshot of the same set and paths.
     pub parent: Option<String>,
+    /// Opaque bytes kept, sealed, with the snapshot (at most
+    /// [`crate::format::MAX_APP_DATA`]); read back with
+    /// [`Repository::latest_app_data`]. The app keeps the set's settings here.
+    #[ts(skip)]
+    pub app_data: Vec<u8>,
 }
 
 /// What a backup did.
@@ -829,6 +834,13 @@ impl Repository<Unlocked> {
                 "no path to back up was given".into(),
             ));
         }
+        if req.app_data.len() > crate::format::MAX_APP_DATA {
+            return Err(RepoError::InvalidRequest(format!(
+                "the application data is {} bytes (at most {})",
+                req.app_data.len(),
+                crate::format::MAX_APP_DATA
+            )));
+        }
         // Resolve and de-nest the paths.
         let mut paths = Vec::new();
         for p in &req.paths {
@@ -1030,6 +1042,7 @@ impl Repository<Unlocked> {
             bytes_read: fin.bytes_read,
             bytes_added: bytes_packs + fin.tree_bytes,
             duration_ms: started.elapsed().as_millis() as u64,
+            app_data: req.app_data.clone(),
         };
         cancel.check()?;
         // The trees were committed with the packs; this makes them a

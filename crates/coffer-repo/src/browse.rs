@@ -132,6 +132,21 @@ impl Repository<Unlocked> {
         Ok(snaps.iter().map(|(id, r)| info(*id, r)).collect())
     }
 
+    /// Per set name, the application data of its newest snapshot that has
+    /// any ([`crate::BackupRequest::app_data`]): what a new computer reads to
+    /// carry on with the same backup sets.
+    pub fn latest_app_data(&self) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        let (mut snaps, _) = store::load_snapshots(&self.conn, self.keys())?;
+        snaps.sort_by_key(|(_, r)| (r.time_s, r.time_ns));
+        let mut out = std::collections::BTreeMap::new();
+        for (_, r) in snaps {
+            if !r.app_data.is_empty() {
+                out.insert(r.set_name, r.app_data);
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolves `latest` or an id prefix to a snapshot.
     pub fn snapshot(&self, name: &str) -> Result<SnapshotInfo> {
         let (id, r) = store::resolve_snapshot(&self.conn, self.keys(), name)?;

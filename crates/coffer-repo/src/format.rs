@@ -310,9 +310,16 @@ pub(crate) struct SnapshotRecord {
     pub bytes_read: u64,
     pub bytes_added: u64,
     pub duration_ms: u64,
+    /// Opaque bytes the application keeps with the snapshot (Coffer: the
+    /// backup set's settings, so a new computer can carry on). Sealed with
+    /// the record; a trailing field, absent (empty) in older records, which
+    /// older versions skip.
+    pub app_data: Vec<u8>,
 }
 
 const SNAP_VERSION: u64 = 1;
+/// The most application data one snapshot carries.
+pub const MAX_APP_DATA: usize = 64 * 1024;
 
 pub(crate) fn encode_snapshot(s: &SnapshotRecord) -> Vec<u8> {
     let mut e = Enc::default();
@@ -340,6 +347,9 @@ pub(crate) fn encode_snapshot(s: &SnapshotRecord) -> Vec<u8> {
     ] {
         e.u64(v);
     }
+    if !s.app_data.is_empty() {
+        e.bytes(&s.app_data);
+    }
     e.0
 }
 
@@ -366,6 +376,10 @@ pub(crate) fn decode_snapshot(b: &[u8]) -> Result<SnapshotRecord> {
     for x in v.iter_mut() {
         *x = d.u64()?;
     }
+    let app_data = if d.done() { Vec::new() } else { d.bytes()? };
+    if app_data.len() > MAX_APP_DATA {
+        return Err(bad());
+    }
     Ok(SnapshotRecord {
         time_s,
         time_ns,
@@ -383,6 +397,7 @@ pub(crate) fn decode_snapshot(b: &[u8]) -> Result<SnapshotRecord> {
         bytes_read: v[6],
         bytes_added: v[7],
         duration_ms: v[8],
+        app_data,
     })
 }
 
@@ -597,8 +612,19 @@ mod tests {
             bytes_read: 7,
             bytes_added: 8,
             duration_ms: 9,
+            app_data: Vec::new(),
         };
-        assert_eq!(decode_snapshot(&encode_snapshot(&s)).unwrap(), s);
+        let old = encode_snapshot(&s);
+        assert_eq!(decode_snapshot(&old).unwrap(), s);
+        // With application data: a trailing field, which an older record
+        // (the bytes above) simply lacks.
+        let with = SnapshotRecord {
+            app_data: b"{\"set\":1}".to_vec(),
+            ..s.clone()
+        };
+        let b = encode_snapshot(&with);
+        assert!(b.starts_with(&old));
+        assert_eq!(decode_snapshot(&b).unwrap(), with);
     }
 
     #[test]

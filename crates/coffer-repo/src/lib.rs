@@ -67,6 +67,8 @@
 //!     excludes: vec!["*.tmp".into()],
 //!     set_name: "Documents".into(),
 //!     parent: None,
+//!     // Bytes of the application's own, sealed with the snapshot.
+//!     app_data: Vec::new(),
 //! };
 //! let first = repo.backup(&request, &progress, &cancel)?;
 //! assert_eq!((first.files, first.files_new), (1, 1));

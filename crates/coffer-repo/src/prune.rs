@@ -344,6 +344,7 @@ mod reader_tests {
             excludes: vec![],
             set_name: "s".into(),
             parent: None,
+            app_data: Vec::new(),
         };
         repo.backup(&req, &NoProgress, &CancelToken::new()).unwrap();
         (repo, key, req)

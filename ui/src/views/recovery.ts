@@ -9,6 +9,48 @@ import { errorPanel } from "./error";
 import { mailCodeStep, vaultInUseIsRemote } from "../mailcode";
 import { remoteFields } from "../remoteform";
 import type { KeyInstalled } from "../bindings";
+import { OVERVIEW_CHANGED, showError } from "../ui";
+
+/**
+ * After a recovery: "Keep backing up to this file". The backup sets that
+ * travelled inside the file are listed and, on the button, set up on this
+ * computer (those whose folders are here); first-run setup is then over.
+ * Shown when sets were found, or this installation was never set up.
+ */
+function carryOn(r: KeyInstalled): HTMLElement {
+  const el = h("div", { testid: "recovery-carry-on" });
+  const show = (onboarded: boolean) => {
+    if (r.sets_found.length === 0 && onboarded) return;
+    const out = h("div", { testid: "recovery-carry-on-result", "aria-live": "polite" });
+    const go = button("Keep backing up to this file", "recovery-keep-backing-up", () => {
+      void guarded(go, out, async () => {
+        const c = await call("keep_backing_up", {});
+        window.dispatchEvent(new Event(OVERVIEW_CHANGED));
+        go.hidden = true;
+        out.replaceChildren(
+          h("p", { class: "ok", testid: "recovery-carry-on-done" },
+            c.adopted.length > 0
+              ? `Backing up to ${c.repository} again: ${c.adopted.map((v) => v.set.name).join(", ")}. `
+              : `Backups go to ${c.repository}. `,
+            h("a", { href: "#backups" }, c.adopted.length > 0 ? "Open Backups" : "Create a backup set in Backups"), "."),
+          ...c.not_adopted.map((f) => h("p", { class: "warning", testid: "recovery-not-adopted" },
+            `“${f.name}” was not set up here: ${f.missing.join(", ")} ${f.missing.length === 1 ? "is" : "are"} not on this computer. Create it in Backups with the folders as they are here.`)));
+      });
+    });
+    el.replaceChildren(card("Carry on on this computer",
+      r.sets_found.length > 0
+        ? h("div", {},
+            h("p", {}, "These backup sets were kept in the backup file. Set them up here, to go on backing up to the same file:"),
+            h("ul", { testid: "recovery-sets-found" }, ...r.sets_found.map((f) =>
+              h("li", { "data-set-name": f.name, "data-missing": String(f.missing.length) },
+                h("strong", {}, f.name), ` — ${f.sources.join(", ")} (${f.schedule_text})`,
+                f.missing.length > 0 ? h("span", { class: "muted" }, ` — not on this computer: ${f.missing.join(", ")}`) : ""))))
+        : h("p", {}, "Go on backing up to this file from this computer; you then create your backup sets in Backups."),
+      h("div", { class: "actions" }, go), out));
+  };
+  void call("app_overview", {}).then((o) => show(o.onboarded)).catch((e) => showError(el, e));
+  return el;
+}
 
 export function recoveryView(): HTMLElement {
   const repo = pathField("The backup file", "recovery-repo-path", "open_repository", {
@@ -37,7 +79,8 @@ export function recoveryView(): HTMLElement {
           ? h("p", { testid: "recovery-keyring" }, "The backup key is now kept in your OS keyring on this computer.")
           : h("div", { testid: "recovery-keyring" }, h("p", {}, "The key could not be kept on this computer (Coffer asks again after a restart):"),
               r.keyring_error ? errorPanel(r.keyring_error) : null),
-        h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "3 · Browse and restore files")));
+        h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "3 · Browse and restore files")),
+        carryOn(r));
     });
   });
   return h("section", { class: "view", testid: "recovery-screen", "aria-labelledby": "recovery-title" },
@@ -66,7 +109,8 @@ function offsiteCard(): HTMLElement {
       ...wrongGuessesWarning(r.wrong_guesses, r.wrong_guess_times),
       h("div", { testid: "recovery-remote-keyring" }, r.keyring_saved ? "The backup key is now kept in your OS keyring." : "The key could not be kept on this computer (Coffer asks again after a restart).",
         r.keyring_error ? errorPanel(r.keyring_error) : null),
-      h("p", {}, h("a", { href: "#snapshots", testid: "recovery-remote-go-snapshots", class: "button-link" }, "Browse and restore files")));
+      h("p", {}, h("a", { href: "#snapshots", testid: "recovery-remote-go-snapshots", class: "button-link" }, "Browse and restore files")),
+      carryOn(r));
   };
   const needCreds = () => {
     const d = remote.destination();
@@ -172,7 +216,8 @@ function vaultCard(repoInput: HTMLInputElement | HTMLTextAreaElement): HTMLEleme
           ...wrongGuessesWarning(r.wrong_guesses, r.wrong_guess_times),
           h("div", { testid: "recovery-keyring" }, r.keyring_saved ? "The backup key is now kept in your OS keyring." : "The key could not be kept on this computer.",
             r.keyring_error ? errorPanel(r.keyring_error) : null),
-          h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "Browse and restore files")));
+          h("p", {}, h("a", { href: "#snapshots", testid: "recovery-go-snapshots", class: "button-link" }, "Browse and restore files")),
+          carryOn(r));
       } catch (e) {
         mail.explain(e);
         if ((e as ErrorReport).kind === "wrong_recovery_code") {

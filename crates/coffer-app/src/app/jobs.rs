@@ -34,6 +34,9 @@ impl App {
                 excludes: set.excludes.clone(),
                 set_name: set.name.clone(),
                 parent: None,
+                // The set itself travels with its snapshots, so a new
+                // computer that recovers this file can carry on.
+                app_data: set.travelling(),
             };
             let repo_path = set.repository.clone();
             let options = coffer_repo::remote::RemoteOptions {

@@ -62,6 +62,94 @@ impl App {
         })
     }
 
+    /// The backup sets that travelled in `repo` (newest snapshot of each)
+    /// and are not set up here yet, each with what the UI shows of it.
+    fn sets_in(
+        &self,
+        unlocked: &Repository<Unlocked>,
+        repo: &Path,
+    ) -> Vec<(BackupSetInput, FoundSet)> {
+        let data = match unlocked.latest_app_data() {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(code = %e.code(), "the sets in the backup file could not be read");
+                return Vec::new();
+            }
+        };
+        let st = self.state();
+        data.values()
+            .filter_map(|bytes| BackupSetInput::travelled(bytes, repo))
+            .filter(|s| {
+                !st.settings
+                    .backup_sets
+                    .iter()
+                    .any(|have| have.name.eq_ignore_ascii_case(s.name.trim()))
+            })
+            .map(|s| {
+                let found = FoundSet {
+                    name: s.name.clone(),
+                    sources: s.sources.iter().map(|p| p.display().to_string()).collect(),
+                    missing: s
+                        .sources
+                        .iter()
+                        .filter(|p| !p.exists())
+                        .map(|p| p.display().to_string())
+                        .collect(),
+                    schedule_text: s
+                        .schedule
+                        .parse()
+                        .map_or_else(|_| "manual only".into(), |x| x.describe()),
+                };
+                (s, found)
+            })
+            .collect()
+    }
+
+    /// "Keep backing up to this file" after a recovery: the sets that
+    /// travelled in the current backup file are set up here (those whose
+    /// folders are all on this computer), and first-run setup is over, so
+    /// "Set up" no longer offers to make a new file.
+    pub fn keep_backing_up(&self) -> R<CarryOn> {
+        self.tracked(|| {
+            let repo = self.current_repo()?;
+            let unlocked = self.open_unlocked(&repo)?;
+            let found = self.sets_in(&unlocked, &repo);
+            drop(unlocked);
+            let mut ids = Vec::new();
+            let mut not_adopted = Vec::new();
+            {
+                let mut st = self.state();
+                let mut next = st.settings.clone();
+                for (input, f) in found {
+                    if !f.missing.is_empty() {
+                        not_adopted.push(f);
+                        continue;
+                    }
+                    match next.add_backup_set(input, now_secs()) {
+                        Ok(id) => ids.push(id),
+                        Err(e) => {
+                            tracing::info!(code = %rep(e).code, "a travelled set was not adopted");
+                            not_adopted.push(f);
+                        }
+                    }
+                }
+                next.onboarding_completed = true;
+                self.write_settings(&next)?;
+                st.settings = next;
+            }
+            tracing::info!(
+                adopted = ids.len(),
+                left = not_adopted.len(),
+                "carrying on with the recovered backup file"
+            );
+            Ok(CarryOn {
+                repository: repo.display().to_string(),
+                adopted: ids.iter().map(|id| self.set_view(id)).collect::<R<_>>()?,
+                not_adopted,
+            })
+        })
+    }
+
     /// After a recovery opened `repo`: keep K (memory + keyring), and on a
     /// first run remember how this installation recovers. Settings that
     /// cannot be saved are not fatal: the repository is open for this session.
@@ -74,8 +162,10 @@ impl App {
         vault: VaultChoice,
     ) -> R<KeyInstalled> {
         let snapshots = unlocked.snapshots().map_err(rep)?.len() as u64;
+        let found = self.sets_in(&unlocked, repo);
         drop(unlocked);
-        let installed = self.install_key(repo, key, snapshots);
+        let mut installed = self.install_key(repo, key, snapshots);
+        installed.sets_found = found.into_iter().map(|(_, f)| f).collect();
         {
             let mut st = self.state();
             st.recovered = true;

@@ -249,6 +249,37 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
         .unlock_with_recovery_key(repo.to_str().unwrap(), &key.replace('-', " "))
         .unwrap();
     assert_eq!(k.snapshots, 1);
+    // The set travelled in the file: the new computer can carry on.
+    assert_eq!(k.sets_found.len(), 1, "{:?}", k.sets_found);
+    assert_eq!(k.sets_found[0].name, "Documents");
+    assert_eq!(k.sets_found[0].sources, [src.display().to_string()]);
+    assert!(k.sets_found[0].missing.is_empty());
+    assert!(!b.overview().onboarded);
+    let carry = b.keep_backing_up().unwrap();
+    assert_eq!(carry.adopted.len(), 1);
+    let adopted = &carry.adopted[0].set;
+    assert_eq!(
+        (adopted.name.as_str(), &adopted.repository),
+        ("Documents", &repo)
+    );
+    assert_eq!(adopted.excludes, ["*.tmp"], "the set came whole");
+    assert!(b.overview().onboarded, "Set up no longer offers a new file");
+    // Asked again: nothing twice.
+    assert!(b.keep_backing_up().unwrap().adopted.is_empty());
+    // A third computer without that folder: the set is named, not adopted
+    // (a set whose folder is not there would only fail).
+    let c = app(&tmp.path().join("data3"), Arc::new(Collect::default()));
+    let moved = tmp.path().join("src-elsewhere");
+    std::fs::rename(&src, &moved).unwrap();
+    let k3 = c
+        .unlock_with_recovery_key(repo.to_str().unwrap(), &key)
+        .unwrap();
+    assert_eq!(k3.sets_found[0].missing, [src.display().to_string()]);
+    let carry = c.keep_backing_up().unwrap();
+    assert!(carry.adopted.is_empty());
+    assert_eq!(carry.not_adopted[0].name, "Documents");
+    assert!(c.list_sets().is_empty());
+    std::fs::rename(&moved, &src).unwrap();
     let out2 = tmp.path().join("restored2");
     let ev = wait(
         &b,
