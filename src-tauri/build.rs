@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "list_snapshots",
     "list_tree",
     "find_files",
+    "file_versions",
     "plan_restore",
     "run_restore",
     "run_check",

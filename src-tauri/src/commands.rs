@@ -4,7 +4,7 @@
 //! long operations are jobs that report through `coffer://job` events.
 
 use coffer_app::coffer_repo::remote::{ConnectionReport, Destination};
-use coffer_app::coffer_repo::{FindMatch, OnExisting, RestorePlan, SnapshotInfo, TreeEntry};
+use coffer_app::coffer_repo::{FileVersion, OnExisting, RestorePlan, SnapshotInfo, TreeEntry};
 use coffer_app::datadir::DataDirMoved;
 use coffer_app::dialog::{DialogSpec, PathKind};
 use coffer_app::ipc::*;
@@ -186,8 +186,13 @@ pub async fn list_tree(
 }
 
 #[tauri::command(rename_all = "snake_case")]
-pub async fn find_files(app: State<'_, App>, pattern: String) -> R<Vec<FindMatch>> {
+pub async fn find_files(app: State<'_, App>, pattern: String) -> R<SearchResult> {
     blocking(&app, move |a| a.find_files(&pattern)).await
+}
+
+#[tauri::command(rename_all = "snake_case")]
+pub async fn file_versions(app: State<'_, App>, path: String) -> R<Vec<FileVersion>> {
+    blocking(&app, move |a| a.file_versions(&path)).await
 }
 
 #[tauri::command(rename_all = "snake_case")]

@@ -134,6 +134,7 @@ fn main() {
             commands::list_snapshots,
             commands::list_tree,
             commands::find_files,
+            commands::file_versions,
             commands::plan_restore,
             commands::run_restore,
             commands::run_check,

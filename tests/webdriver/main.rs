@@ -213,6 +213,9 @@ async fn first_run_key_mode_then_backup_with_progress() {
             );
             assert_eq!(s.text("job-phase").await?, "");
             assert!(!s.testid("job-cancel").await?.is_displayed().await?);
+            // The file sits on the disk of the folders, with no off-site
+            // copy: the card says what that risks.
+            s.wait_text("set-same-disk-set-1", "same disk").await?;
             assert_eq!(s.text("job-eta").await?, "—");
             s.wait_text("set-last-set-1", "finished").await?;
             s.shot("backups").await?;
@@ -382,6 +385,33 @@ async fn restore_chosen_files_with_preview_and_check() {
             // Retention preview with "keep last 1" keeps the only snapshot.
             s.click("retention-preview").await?;
             s.wait_text("retention-summary", "Would keep 1").await?;
+
+            // A second snapshot with the letter changed: search shows the
+            // file once, with how many snapshots have it; its versions
+            // list both, and the older one restores by itself.
+            std::fs::write(&path, b"second draft")?;
+            back_up(&s, "done").await?;
+            s.go("snapshots").await?;
+            s.type_in("search-input", "letter.txt").await?;
+            s.click("search-run").await?;
+            s.wait_attr("search-entry", "data-snapshots", "2", 10).await?;
+            assert_eq!(s.all("search-entry").await?.len(), 1, "one row per file");
+            assert!(s.text("search-count").await?.contains("1 match"));
+            s.click("search-versions").await?;
+            s.testid("versions-list").await?;
+            let rows = s.all("version-row").await?;
+            assert_eq!(rows.len(), 2, "two versions");
+            s.shot("versions").await?;
+            let older = rows[1].attr("data-snapshot").await?.unwrap();
+            rows[1].find(fantoccini::Locator::Css("[data-testid=\"version-restore\"]")).await?.click().await?;
+            s.wait_text("restore-selection", "the version of").await?;
+            s.testid("restore-where").await?.select_by_value("folder").await?;
+            let out2 = s.data_dir.join("older");
+            s.type_in("restore-target", out2.to_str().unwrap()).await?;
+            s.click("restore-run").await?;
+            s.wait_text("restore-done", "Restored 1 file (").await?;
+            assert_eq!(std::fs::read(out2.join(path.trim_start_matches('/')))?, b"dear reader");
+            assert!(older.len() >= 8);
 
             // The key forgotten (no keyring here): the error links to the
             // Recovery wizard, which already names the backup file.
@@ -1115,7 +1145,18 @@ async fn stale_backup_warning() {
             s.wait_text("error-code", "CF-A036").await?;
             assert!(!s.exists("set-card-set-3").await?, "nothing saved");
             s.testid("set-schedule-kind").await?.select_by_value("daily_at").await?;
-            s.type_in("set-schedule-time", "14:30").await?;
+            // The picker's value is always HH:MM, whatever the locale shows
+            // (12-hour "02:30 PM" without LANG); typing into WebKit's
+            // segmented widget depends on that locale, so the value is set
+            // as the picker sets it.
+            s.client
+                .execute(
+                    "const t = document.querySelector('[data-testid=\"set-schedule-time\"]');
+                     t.value = '14:30'; t.dispatchEvent(new Event('input', {bubbles: true}));
+                     t.dispatchEvent(new Event('change', {bubbles: true}));",
+                    vec![],
+                )
+                .await?;
             s.shot("set-form-schedule").await?;
             s.click("set-save").await?;
             s.testid("set-card-set-3").await?;

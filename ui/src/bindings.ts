@@ -118,7 +118,12 @@ sentence: string, schedule_text: string, last: RunRecord | null, next_due: numbe
 /**
  * Why the last run failed (absent when it did not).
  */
-failure: RunFailure | null, };
+failure: RunFailure | null, 
+/**
+ * The backup file is on the same disk (file system) as a folder it
+ * backs up, and there is no off-site copy: one failed disk loses both.
+ */
+same_disk: boolean, };
 
 export type RunFailure = { code: string, message: string, next_step: string, };
 
@@ -341,7 +346,23 @@ target: string | null, };
 
 export type EntryKind = "file" | "dir" | "symlink";
 
-export type FindMatch = { snapshot: string, snapshot_time: string, 
+export type FileVersion = { 
+/**
+ * The newest snapshot with this version.
+ */
+snapshot: string, 
+/**
+ * Its time (UTC, RFC 3339).
+ */
+snapshot_time: string, 
+/**
+ * The oldest snapshot with this version, and its time.
+ */
+first_snapshot: string, first_snapshot_time: string, 
+/**
+ * How many snapshots hold this version.
+ */
+snapshots: number, 
 /**
  * Absolute path inside the snapshot (non-UTF-8 bytes shown as U+FFFD).
  */
@@ -354,6 +375,26 @@ mtime: string,
  * Symlinks: the target.
  */
 target: string | null, };
+
+export type SearchHit = { 
+/**
+ * The newest snapshot that has it, and its time (UTC, RFC 3339).
+ */
+snapshot: string, snapshot_time: string, snapshots: number, 
+/**
+ * Absolute path inside the snapshot (non-UTF-8 bytes shown as U+FFFD).
+ */
+path: string, kind: EntryKind, size: number, mode: number, 
+/**
+ * UTC, RFC 3339.
+ */
+mtime: string, 
+/**
+ * Symlinks: the target.
+ */
+target: string | null, };
+
+export type SearchResult = { hits: Array<SearchHit>, total: number, };
 
 export type RestorePlan = { snapshot: string, target: string, files: number, dirs: number, symlinks: number, bytes: number, 
 /**
@@ -688,7 +729,8 @@ export interface Commands {
   job_status: { args: { job_id: number }; result: JobEvent };
   list_snapshots: { args: Record<string, never>; result: Array<SnapshotInfo> };
   list_tree: { args: { snapshot: string; path: string | null }; result: Array<TreeEntry> };
-  find_files: { args: { pattern: string }; result: Array<FindMatch> };
+  find_files: { args: { pattern: string }; result: SearchResult };
+  file_versions: { args: { path: string }; result: Array<FileVersion> };
   plan_restore: { args: { snapshot: string; include: string[]; target: string; on_existing: OnExisting }; result: RestorePlan };
   run_restore: { args: { snapshot: string; include: string[]; target: string; on_existing: OnExisting }; result: number };
   run_check: { args: Record<string, never>; result: number };

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use coffer_error::{ErrorKind, ErrorReport, UserFacing};
 use coffer_repo::{
-    BackupRequest, FindMatch, MasterKey, OnExisting, RecoveryKey, Repository, RestorePlan,
+    BackupRequest, FileVersion, MasterKey, OnExisting, RecoveryKey, Repository, RestorePlan,
     RestoreRequest, RetentionPolicy, SnapshotInfo, TreeEntry, Unlocked,
 };
 use coffer_vault_client::SecretString;
@@ -30,6 +30,9 @@ use crate::settings::{
 };
 
 type R<T> = Result<T, ErrorReport>;
+
+/// The most paths one search shows (the total found is said beside them).
+pub const MAX_SEARCH_HITS: usize = 500;
 
 fn rep<E: UserFacing>(e: E) -> ErrorReport {
     e.report()

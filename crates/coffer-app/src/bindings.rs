@@ -21,7 +21,7 @@ use crate::vault::{
 use coffer_error::{ErrorKind, ErrorReport};
 use coffer_repo::remote::{ConnectionReport, Destination, PushSummary};
 use coffer_repo::{
-    CheckReport, DamagedItem, EntryKind, FindMatch, ForgetPlan, OnExisting, Phase, PlanAction,
+    CheckReport, DamagedItem, EntryKind, FileVersion, ForgetPlan, OnExisting, Phase, PlanAction,
     PlanItem, PruneSummary, RestorePlan, RestoreSummary, SnapshotInfo, SnapshotSummary, TreeEntry,
 };
 
@@ -139,7 +139,12 @@ pub fn commands() -> Vec<CommandSig> {
         CommandSig {
             name: "find_files",
             args: "{ pattern: string }",
-            result: |c| format!("Array<{}>", FindMatch::name(c)),
+            result: SearchResult::name,
+        },
+        CommandSig {
+            name: "file_versions",
+            args: "{ path: string }",
+            result: |c| format!("Array<{}>", FileVersion::name(c)),
         },
         CommandSig {
             name: "plan_restore",
@@ -337,7 +342,9 @@ pub fn render() -> String {
         decl::<SnapshotInfo>(&cfg),
         decl::<TreeEntry>(&cfg),
         decl::<EntryKind>(&cfg),
-        decl::<FindMatch>(&cfg),
+        decl::<FileVersion>(&cfg),
+        decl::<SearchHit>(&cfg),
+        decl::<SearchResult>(&cfg),
         decl::<RestorePlan>(&cfg),
         decl::<PlanItem>(&cfg),
         decl::<PlanAction>(&cfg),

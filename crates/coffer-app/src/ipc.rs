@@ -166,6 +166,30 @@ pub struct SetView {
     pub running_job: Option<u64>,
     /// Why the last run failed (absent when it did not).
     pub failure: Option<RunFailure>,
+    /// The backup file is on the same disk (file system) as a folder it
+    /// backs up, and there is no off-site copy: one failed disk loses both.
+    pub same_disk: bool,
+}
+
+/// One path found by a search: its newest version, and in how many
+/// snapshots it is (the same file in ten snapshots is one row).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SearchHit {
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub entry: coffer_repo::TreeEntry,
+    /// The newest snapshot that has it, and its time (UTC, RFC 3339).
+    pub snapshot: String,
+    pub snapshot_time: String,
+    pub snapshots: u32,
+}
+
+/// A search's answer: at most [`crate::app::MAX_SEARCH_HITS`] paths, and
+/// how many matched in all (so a cut list says so).
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct SearchResult {
+    pub hits: Vec<SearchHit>,
+    pub total: u32,
 }
 
 /// A failed run in words for the app: what went wrong and what to do, with

@@ -163,7 +163,7 @@ impl UserFacing for KeyringError {
     }
     fn next_step(&self) -> String {
         match self {
-            KeyringError::Unavailable { .. } => "Unlock or start your desktop keyring (GNOME Keyring or another Secret Service; log out and in again if it stays locked). Until then Coffer cannot keep the backup key on this device: enter your recovery code or 64-digit recovery key each time, and scheduled backups wait for you. Your recovery code was not used and is not wrong.".into(),
+            KeyringError::Unavailable { .. } => "Unlock or start your desktop keyring (GNOME Keyring or another Secret Service; log out and in again if it stays locked). Until then Coffer cannot keep the backup key on this device: enter your recovery code or 64-digit recovery key each time, and scheduled backups wait for you. This says nothing about your recovery code or key: neither was wrong.".into(),
             KeyringError::InvalidAccount { .. } => "This is a bug in Coffer: report it with the diagnostics report.".into(),
             KeyringError::Damaged { .. } => "Open the repository with your recovery code or recovery key: Coffer then stores a fresh copy of the key on this device.".into(),
             KeyringError::Failed { .. } => "Make sure your desktop keyring is unlocked and try again; if it keeps failing, use your recovery code or recovery key and report the code.".into(),
@@ -602,7 +602,7 @@ mod tests {
             assert_eq!(r.code, "CF-A010");
             assert!(r.next_step.contains("Unlock or start your desktop keyring"));
             assert!(r.next_step.contains("recovery code"));
-            assert!(r.next_step.contains("not wrong"));
+            assert!(r.next_step.contains("neither was wrong"));
         }
     }
 

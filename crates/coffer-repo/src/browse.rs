@@ -1,4 +1,5 @@
-//! Browsing: list snapshots, list a snapshot's tree, find by pattern, diff.
+//! Browsing: list snapshots, list a snapshot's tree, find by pattern, the
+//! versions of one file across snapshots, diff.
 
 use crate::error::{RepoError, Result};
 use crate::format::{Id, Node, NodeKind};
@@ -110,6 +111,34 @@ pub(crate) fn info(id: u64, r: &crate::format::SnapshotRecord) -> SnapshotInfo {
         bytes: r.bytes,
         bytes_added: r.bytes_added,
     }
+}
+
+/// One version of a path: the run of consecutive snapshots (by time) in
+/// which it had the same content. Restore it from `snapshot`.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct FileVersion {
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub entry: TreeEntry,
+    /// The newest snapshot with this version.
+    pub snapshot: String,
+    /// Its time (UTC, RFC 3339).
+    pub snapshot_time: String,
+    /// The oldest snapshot with this version, and its time.
+    pub first_snapshot: String,
+    pub first_snapshot_time: String,
+    /// How many snapshots hold this version.
+    pub snapshots: u32,
+}
+
+/// What makes two versions the same: the content (chunk ids, a link's
+/// target, a folder's tree) and the kind. Times and modes alone do not.
+fn same_version(a: &Node, b: &Node) -> bool {
+    a.kind == b.kind
+        && a.size == b.size
+        && a.content == b.content
+        && a.target == b.target
+        && a.subtree == b.subtree
 }
 
 fn entry(path: &Path, n: &Node) -> TreeEntry {
@@ -272,6 +301,50 @@ impl Repository<Unlocked> {
             })?;
         }
         Ok(out)
+    }
+
+    /// The versions of `path` across all snapshots, newest first: one per
+    /// run of consecutive snapshots (by time) with the same content; a
+    /// snapshot without the path ends a run. Empty when no snapshot has it.
+    pub fn versions(&self, path: &Path) -> Result<Vec<FileVersion>> {
+        let (mut snaps, _) = store::load_snapshots(&self.conn, self.keys())?;
+        snaps.sort_by_key(|(_, r)| (r.time_s, r.time_ns));
+        let mut out: Vec<(FileVersion, Node)> = Vec::new();
+        let mut run_open = false;
+        for (id, rec) in snaps {
+            let (rel, node) = match self.node_at(rec.tree, path) {
+                Ok((rel, Some(n), _)) => (rel, n),
+                Ok((_, None, _)) | Err(RepoError::PathNotFound { .. }) => {
+                    run_open = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let sid = store::snap_hex(id);
+            let time = crate::timefmt::format_utc(rec.time_s);
+            match out.last_mut() {
+                Some((v, last)) if run_open && same_version(last, &node) => {
+                    v.snapshot = sid;
+                    v.snapshot_time = time;
+                    v.snapshots += 1;
+                    v.entry = entry(&rel, &node);
+                    *last = node;
+                }
+                _ => out.push((
+                    FileVersion {
+                        entry: entry(&rel, &node),
+                        snapshot: sid.clone(),
+                        snapshot_time: time.clone(),
+                        first_snapshot: sid,
+                        first_snapshot_time: time,
+                        snapshots: 1,
+                    },
+                    node,
+                )),
+            }
+            run_open = true;
+        }
+        Ok(out.into_iter().rev().map(|(v, _)| v).collect())
     }
 
     /// What changed from snapshot `a` to snapshot `b`.

@@ -129,7 +129,9 @@ mod store;
 mod timefmt;
 
 pub use backup::{BackupRequest, SnapshotSummary};
-pub use browse::{DiffChange, DiffEntry, EntryKind, FindMatch, SnapshotInfo, TreeEntry};
+pub use browse::{
+    DiffChange, DiffEntry, EntryKind, FileVersion, FindMatch, SnapshotInfo, TreeEntry,
+};
 pub use check::{CheckReport, DamagedItem};
 pub use error::{RepoError, Result, ERROR_CODES};
 pub use key::{MasterKey, RecoveryKey};

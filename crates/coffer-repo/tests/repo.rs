@@ -574,6 +574,66 @@ fn restore_skips_or_keeps_both_where_something_exists() {
     assert_eq!(fs::read(root.join("dir")).unwrap(), b"a file, not a folder");
 }
 
+/// A file's versions: one per run of snapshots with the same content,
+/// newest first; a snapshot without it ends a run; each restorable from
+/// the snapshot it names.
+#[test]
+fn versions_of_a_file_across_snapshots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let f = src.join("plan.txt");
+    let (repo, _) = new_repo(tmp.path());
+    fs::write(&f, b"first").unwrap();
+    let s1 = backup(&repo, &[&src]);
+    let s2 = backup(&repo, &[&src]); // unchanged: the same version
+    fs::write(&f, b"second, longer").unwrap();
+    let s3 = backup(&repo, &[&src]);
+    fs::remove_file(&f).unwrap();
+    backup(&repo, &[&src]); // gone: ends the run
+    fs::write(&f, b"second, longer").unwrap();
+    let s5 = backup(&repo, &[&src]);
+    let v = repo.versions(&f).unwrap();
+    let got: Vec<(u64, u32, &str, &str)> = v
+        .iter()
+        .map(|v| {
+            (
+                v.entry.size,
+                v.snapshots,
+                v.first_snapshot.as_str(),
+                v.snapshot.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (14, 1, s5.id.as_str(), s5.id.as_str()),
+            (14, 1, s3.id.as_str(), s3.id.as_str()),
+            (5, 2, s1.id.as_str(), s2.id.as_str()),
+        ]
+    );
+    assert_eq!(v[2].entry.path, f.display().to_string());
+    // The oldest version, restored from the snapshot it names.
+    let out = tmp.path().join("old");
+    repo.restore(
+        &RestoreRequest {
+            snapshot: v[2].snapshot.clone(),
+            include: vec![f.clone()],
+            target: out.clone(),
+            ..Default::default()
+        },
+        &NoProgress,
+        &CancelToken::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::read(snapshot_root(&out, &src).join("plan.txt")).unwrap(),
+        b"first"
+    );
+    assert!(repo.versions(&src.join("never")).unwrap().is_empty());
+}
+
 #[test]
 fn restore_never_overwrites_without_the_flag_and_dry_run_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -80,6 +80,8 @@ export function backupsView(): HTMLElement {
       return h("article", { class: `card set${s.stale || s.failure ? " stale" : ""}`, testid: `set-card-${s.set.id}`, "data-set-name": s.set.name, "data-failed": s.failure ? "true" : "false" },
         h("h2", {}, s.set.name),
         s.failure ? failureNote(`set-failure-${s.set.id}`, s.failure) : null,
+        s.same_disk ? h("p", { class: "note", testid: `set-same-disk-${s.set.id}` },
+          "The backup file is on the same disk as the folders it backs up: if that disk fails, both are lost. Add an off-site copy (Edit), or keep the file on another disk.") : null,
         s.stale ? h("p", { class: "warning", role: "alert", testid: `set-stale-${s.set.id}` }, s.sentence) : h("p", { testid: `set-sentence-${s.set.id}` }, s.sentence),
         h("dl", { class: "facts compact" },
           h("dt", {}, "Folders"), h("dd", { class: "mono" }, s.set.sources.join(", ")),

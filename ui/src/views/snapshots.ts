@@ -1,7 +1,7 @@
 // Snapshots: list, browse a tree, search, restore chosen files to a chosen
 // folder after a preview, check the repository, retention and prune.
 import { call } from "../api";
-import type { OnExisting, PlanAction, RestorePlan, SnapshotInfo, TreeEntry } from "../bindings";
+import type { FileVersion, OnExisting, PlanAction, RestorePlan, SearchHit, SnapshotInfo, TreeEntry } from "../bindings";
 import { h } from "../dom";
 import { count, formatBytes } from "../format";
 import { button, card, checkbox, confirmAction, field, guarded, jobPanel, select, showError, viewHead } from "../ui";
@@ -54,6 +54,9 @@ export function snapshotsView(): HTMLElement {
   const checkSlot = h("div", { testid: "check-result" });
   const search = field("Find files by name (glob, e.g. *.pdf)", "search-input", {});
   const results = h("ul", { class: "tree", testid: "search-results" });
+  const searchNote = h("p", { class: "muted", testid: "search-count" });
+  // The versions of one file, when asked for.
+  const versions = h("div", { testid: "versions", "aria-live": "polite" });
   const retention = retentionInputs("retention", DEFAULT_RETENTION);
   const retentionOut = h("div", { testid: "retention-result" });
 
@@ -83,11 +86,37 @@ export function snapshotsView(): HTMLElement {
       }
       toggle(e.path, cb.input.checked);
     });
-    return h("li", { testid: `${testPrefix}-entry`, "data-path": e.path, "data-kind": e.kind },
+    const hit = testPrefix === "search" ? (e as SearchHit) : null;
+    return h("li", { testid: `${testPrefix}-entry`, "data-path": e.path, "data-kind": e.kind, "data-snapshots": hit ? String(hit.snapshots) : undefined },
       cb.row,
       h("span", { class: "muted" }, e.kind === "dir" ? " folder" : e.kind === "symlink" ? ` → ${e.target ?? ""}` : ` ${formatBytes(e.size)}`),
-      h("span", { class: "muted", testid: `${testPrefix}-mtime` }, ` · ${e.mtime.replace("T", " ").replace(/(:\d\d)(\.\d+)?Z$/, "$1 UTC")}`),
-      e.kind === "dir" && testPrefix === "tree" ? button("Open", "tree-open", () => void openDir(e.path), "secondary small") : null);
+      h("span", { class: "muted", testid: `${testPrefix}-mtime` }, ` · ${utc(e.mtime)}`),
+      hit ? h("span", { class: "muted", testid: "search-snapshots" }, ` · in ${count(hit.snapshots, "snapshot")}, newest ${utc(hit.snapshot_time)}`) : null,
+      e.kind === "dir" && testPrefix === "tree" ? button("Open", "tree-open", () => void openDir(e.path), "secondary small") : null,
+      e.kind !== "dir" ? button("Versions", `${testPrefix}-versions`, () => void showVersions(e.path), "secondary small") : null);
+  };
+
+  // A file's versions across the snapshots; each can be chosen for restore.
+  const showVersions = async (path: string) => {
+    await guarded(null, versions, async () => {
+      const vs = await call("file_versions", { path });
+      const row = (v: FileVersion) => h("li", { testid: "version-row", "data-snapshot": v.snapshot },
+        h("strong", {}, utc(v.snapshot_time)),
+        ` · ${v.kind === "symlink" ? `→ ${v.target ?? ""}` : formatBytes(v.size)} · modified ${utc(v.mtime)}`,
+        v.snapshots > 1 ? h("span", { class: "muted" }, ` · the same in ${v.snapshots} snapshots since ${utc(v.first_snapshot_time)}`) : null,
+        " ", button("Restore this version", "version-restore", () => {
+          snapshot = v.snapshot;
+          selected.clear();
+          selected.add(path);
+          updateSelection();
+          selection.textContent += ` (the version of ${utc(v.snapshot_time)})`;
+          for (const r of list.querySelectorAll("tr[data-snapshot]")) r.classList.toggle("current", r.getAttribute("data-snapshot") === v.snapshot);
+          restoreCard.scrollIntoView({ block: "start" });
+        }, "secondary small"));
+      versions.replaceChildren(card(`Versions of ${path}`,
+        h("p", { class: "muted" }, `${count(vs.length, "version")}, newest first.`),
+        h("ul", { class: "versions", testid: "versions-list" }, ...vs.map(row))));
+    });
   };
 
   const openDir = async (path: string | null) => {
@@ -148,10 +177,13 @@ export function snapshotsView(): HTMLElement {
 
   const runSearch = (btn: HTMLButtonElement) => {
     void guarded(btn, results, async () => {
-      const hits = await call("find_files", { pattern: search.input.value });
-      results.replaceChildren(...(hits.length === 0
+      const r = await call("find_files", { pattern: search.input.value });
+      searchNote.textContent = r.total > r.hits.length
+        ? `Showing the first ${r.hits.length} of ${r.total} matches: type more of the name to narrow it.`
+        : r.total > 0 ? `${count(r.total, "match", "matches")}, each with its newest version.` : "";
+      results.replaceChildren(...(r.hits.length === 0
         ? [h("li", { class: "muted", testid: "search-none" }, "No file matches.")]
-        : hits.map((m) => entryRow(m, m.snapshot, "search"))));
+        : r.hits.map((m) => entryRow(m, m.snapshot, "search"))));
     });
   };
   const searchBtn = button("Search", "search-run", () => runSearch(searchBtn));
@@ -231,19 +263,26 @@ export function snapshotsView(): HTMLElement {
   const retPreview = button("Preview", "retention-preview", () => void retentionRun(true, retPreview), "secondary");
   const retApply = button("Apply and prune", "retention-apply", () => void retentionRun(false, retApply));
 
+  const restoreCard = card("Restore", selection, h("div", { class: "grid-2" }, where.row, existing.row), target.row, h("div", { class: "actions" }, previewBtn, restoreBtn), planEl, restoreJob.el, restoreSlot);
   const view = h("section", { class: "view wide", testid: "snapshots-screen", "aria-labelledby": "snapshots-title" },
     viewHead("snapshots-title", "Snapshots", "Every backup is a snapshot. Browse or search, choose files, preview where they will go, then restore."),
     card("Snapshots", list),
     h("div", { class: "grid-2 top" },
       card("Browse", treeHead, tree, treeSlot),
-      card("Search", search.row, h("div", { class: "actions" }, searchBtn), results)),
-    card("Restore", selection, h("div", { class: "grid-2" }, where.row, existing.row), target.row, h("div", { class: "actions" }, previewBtn, restoreBtn), planEl, restoreJob.el, restoreSlot),
+      card("Search", search.row, h("div", { class: "actions" }, searchBtn), searchNote, results)),
+    versions,
+    restoreCard,
     card("Check", h("p", { class: "muted" }, "Reads and authenticates every piece of every snapshot; names anything damaged."),
       h("div", { class: "actions" }, checkBtn), checkJob.el, checkSlot),
     card("Retention", retention.el, h("div", { class: "actions" }, retPreview, retApply), retentionOut),
   );
   void refresh();
   return view;
+}
+
+/** An RFC 3339 UTC time as "2026-12-06 07:10:51 UTC". */
+function utc(t: string): string {
+  return t.replace("T", " ").replace(/(:\d\d)(\.\d+)?Z$/, "$1 UTC");
 }
 
 /** `aria-current` of the breadcrumb of the folder shown. */

@@ -24,12 +24,51 @@ impl App {
     }
 
     /// Files whose name matches a glob pattern, in every snapshot.
-    pub fn find_files(&self, pattern: &str) -> R<Vec<FindMatch>> {
+    /// Files and folders whose name matches `pattern`, in every snapshot:
+    /// one row per path (its newest version), sorted by path, at most
+    /// [`MAX_SEARCH_HITS`], with the number found in all.
+    pub fn find_files(&self, pattern: &str) -> R<SearchResult> {
         self.tracked(|| {
             let repo = self.open_unlocked(&self.current_repo()?)?;
-            let mut v = repo.find(pattern.trim()).map_err(rep)?;
-            v.truncate(500);
-            Ok(v)
+            let mut by_path: std::collections::BTreeMap<String, SearchHit> = Default::default();
+            for m in repo.find(pattern.trim()).map_err(rep)? {
+                match by_path.get_mut(&m.entry.path) {
+                    Some(hit) => {
+                        hit.snapshots += 1;
+                        // RFC 3339 UTC times sort as text.
+                        if m.snapshot_time >= hit.snapshot_time {
+                            (hit.entry, hit.snapshot, hit.snapshot_time) =
+                                (m.entry, m.snapshot, m.snapshot_time);
+                        }
+                    }
+                    None => {
+                        by_path.insert(
+                            m.entry.path.clone(),
+                            SearchHit {
+                                entry: m.entry,
+                                snapshot: m.snapshot,
+                                snapshot_time: m.snapshot_time,
+                                snapshots: 1,
+                            },
+                        );
+                    }
+                }
+            }
+            let total = by_path.len() as u32;
+            Ok(SearchResult {
+                hits: by_path.into_values().take(MAX_SEARCH_HITS).collect(),
+                total,
+            })
+        })
+    }
+
+    /// The versions of one file or folder across the snapshots, newest
+    /// first (see [`Repository::versions`]), each restorable from the
+    /// snapshot it names.
+    pub fn file_versions(&self, path: &str) -> R<Vec<FileVersion>> {
+        self.tracked(|| {
+            let repo = self.open_unlocked(&self.current_repo()?)?;
+            repo.versions(Path::new(path)).map_err(rep)
         })
     }
 

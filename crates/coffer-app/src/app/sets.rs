@@ -27,6 +27,7 @@ impl App {
                 .settings
                 .last_failure_code(id)
                 .map(crate::wording::run_failure),
+            same_disk: set.remote.is_none() && Self::same_disk(&set.repository, &set.sources),
             last: st.settings.runs.get(id).and_then(|h| h.last.clone()),
             next_due: st.settings.next_due(id, offset),
             running_job: st.running.get(id).copied(),
@@ -100,6 +101,17 @@ impl App {
 
     /// A folder to back up must be there when the set is saved: a typo or
     /// an unmounted disk would otherwise only show as a failed first run.
+    /// Whether the backup file (or the folder it goes into) is on the same
+    /// file system as one of the folders backed up. Unknown is "no".
+    fn same_disk(repository: &Path, sources: &[PathBuf]) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| m.dev());
+        let Some(repo_dev) = dev(repository).or_else(|| repository.parent().and_then(dev)) else {
+            return false;
+        };
+        sources.iter().any(|s| dev(s) == Some(repo_dev))
+    }
+
     pub(super) fn sources_exist(input: &BackupSetInput) -> R<()> {
         match input
             .sources

@@ -143,8 +143,12 @@ fn key_mode_first_run_backup_browse_restore_and_recover_elsewhere() {
     let top = a.list_tree(&snaps[0].id, None).unwrap();
     assert!(!top.is_empty());
     let found = a.find_files("letter.txt").unwrap();
-    assert_eq!(found.len(), 1);
-    let letter = found[0].entry.path.clone();
+    assert_eq!((found.hits.len(), found.total), (1, 1));
+    assert_eq!(found.hits[0].snapshots, 1);
+    let letter = found.hits[0].entry.path.clone();
+    let versions = a.file_versions(&letter).unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].snapshot, snaps[0].id);
 
     let out = tmp.path().join("restored");
     let plan = a
