@@ -143,38 +143,27 @@ fn init_backup_browse_restore_and_errors() {
     // --keep-both writes the snapshot's version beside the edited one;
     // --skip-existing leaves it; the two choices exclude each other.
     fs::write(restored.join("docs/report.txt"), b"edited").unwrap();
-    let plan = ok(coffer(&repo, &key)
-        .args(["restore", "latest", "--keep-both", "--dry-run", "--target"])
-        .arg(&target)
-        .arg("--include")
-        .arg(data.join("docs")));
+    let restore_docs = |flags: &[&str]| {
+        ok(coffer(&repo, &key)
+            .args(["restore", "latest"])
+            .args(flags)
+            .arg("--target")
+            .arg(&target)
+            .arg("--include")
+            .arg(data.join("docs")))
+    };
+    let read = |name: &str| fs::read(restored.join("docs").join(name)).unwrap();
+    let plan = restore_docs(&["--keep-both", "--dry-run"]);
     let plan = String::from_utf8_lossy(&plan.stdout).to_string();
     assert!(
         plan.contains("keep both  ") && plan.contains("report (restored).txt"),
         "{plan}"
     );
-    ok(coffer(&repo, &key)
-        .args(["restore", "latest", "--keep-both", "--target"])
-        .arg(&target)
-        .arg("--include")
-        .arg(data.join("docs")));
-    assert_eq!(
-        fs::read(restored.join("docs/report.txt")).unwrap(),
-        b"edited"
-    );
-    assert_eq!(
-        fs::read(restored.join("docs/report (restored).txt")).unwrap(),
-        b"quarterly report"
-    );
-    ok(coffer(&repo, &key)
-        .args(["restore", "latest", "--skip-existing", "--target"])
-        .arg(&target)
-        .arg("--include")
-        .arg(data.join("docs")));
-    assert_eq!(
-        fs::read(restored.join("docs/report.txt")).unwrap(),
-        b"edited"
-    );
+    restore_docs(&["--keep-both"]);
+    assert_eq!(read("report.txt"), b"edited");
+    assert_eq!(read("report (restored).txt"), b"quarterly report");
+    restore_docs(&["--skip-existing"]);
+    assert_eq!(read("report.txt"), b"edited");
     let o = coffer(&repo, &key)
         .args([
             "restore",

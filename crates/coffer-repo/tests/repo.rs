@@ -554,23 +554,15 @@ fn restore_skips_or_keeps_both_where_something_exists() {
     assert!(!root.join("new.txt").exists(), "a plan wrote something");
     repo.restore(&req(OnExisting::KeepBoth), &NoProgress, &CancelToken::new())
         .unwrap();
-    assert_eq!(fs::read(root.join("report.pdf")).unwrap(), b"user report");
-    assert_eq!(
-        fs::read(root.join("report (restored).pdf")).unwrap(),
-        b"an older copy"
-    );
-    assert_eq!(
-        fs::read(root.join("report (restored 2).pdf")).unwrap(),
-        b"snapshot report"
-    );
-    assert_eq!(
-        fs::read(root.join(".bashrc (restored)")).unwrap(),
-        b"snapshot rc"
-    );
-    assert_eq!(
-        fs::read(root.join("dir (restored)/inner")).unwrap(),
-        b"inner"
-    );
+    for (name, content) in [
+        ("report.pdf", &b"user report"[..]),
+        ("report (restored).pdf", b"an older copy"),
+        ("report (restored 2).pdf", b"snapshot report"),
+        (".bashrc (restored)", b"snapshot rc"),
+        ("dir (restored)/inner", b"inner"),
+    ] {
+        assert_eq!(fs::read(root.join(name)).unwrap(), content, "{name}");
+    }
     assert_eq!(fs::read(root.join("dir")).unwrap(), b"a file, not a folder");
 }
 
